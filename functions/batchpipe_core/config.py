@@ -1,0 +1,65 @@
+"""Environment configuration. The variable names are declared once, in template.yaml (Globals)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise RuntimeError(f"environment variable {name} is not set (template.yaml Globals declares it)")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    account_id: str
+    pipeline_bucket: str
+    token_table: str
+    inventory_bucket: str
+    inventory_prefix: str
+    inventory_format: str
+    inventory_versions: str
+    inventory_database: str
+    inventory_table: str
+    athena_workgroup: str
+    batch_role_arn: str
+    notification_topic_arn: str
+    source_buckets: tuple[str, ...]
+    default_max_attempts: int
+    default_backoff_seconds: int
+    default_priority: int
+    default_max_objects: int
+    default_report_scope: str
+    unknown_error_policy: str
+    job_wait_timeout_seconds: int
+    state_machine_name: str
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """Read at call time, not import time: one process may host several stacks (tests, local run)."""
+        return cls(
+            account_id=_env("ACCOUNT_ID"),
+            pipeline_bucket=_env("PIPELINE_BUCKET"),
+            token_table=_env("TOKEN_TABLE"),
+            inventory_bucket=_env("INVENTORY_BUCKET"),
+            inventory_prefix=_env("INVENTORY_PREFIX").strip("/"),
+            inventory_format=_env("INVENTORY_FORMAT"),
+            inventory_versions=_env("INVENTORY_VERSIONS"),
+            inventory_database=_env("INVENTORY_DATABASE"),
+            inventory_table=_env("INVENTORY_TABLE"),
+            athena_workgroup=_env("ATHENA_WORKGROUP"),
+            batch_role_arn=_env("BATCH_ROLE_ARN"),
+            notification_topic_arn=_env("NOTIFICATION_TOPIC_ARN"),
+            source_buckets=tuple(b for b in _env("SOURCE_BUCKETS", "").split(",") if b),
+            default_max_attempts=int(_env("DEFAULT_MAX_ATTEMPTS", "3")),
+            default_backoff_seconds=int(_env("DEFAULT_BACKOFF_SECONDS", "300")),
+            default_priority=int(_env("DEFAULT_PRIORITY", "10")),
+            default_max_objects=int(_env("DEFAULT_MAX_OBJECTS", "1000000000")),
+            default_report_scope=_env("DEFAULT_REPORT_SCOPE", "AllTasks"),
+            unknown_error_policy=_env("UNKNOWN_ERROR_POLICY", "permanent"),
+            job_wait_timeout_seconds=int(_env("JOB_WAIT_TIMEOUT_SECONDS", "3600")),
+            state_machine_name=_env("STATE_MACHINE_NAME", "batchpipe-pipeline"),
+        )

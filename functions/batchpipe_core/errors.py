@@ -1,0 +1,28 @@
+"""Errors whose class names become Step Functions error names (Lambda's errorType).
+
+The state machine's Retry/Catch match on these names, so renaming one is a contract change.
+"""
+
+
+class BatchPipeError(Exception):
+    """Base class: a failure the pipeline reports by name."""
+
+
+class SpecValidationError(BatchPipeError):
+    """The job spec is invalid. The message names the field and the fix."""
+
+
+class TransientError(BatchPipeError):
+    """Worth retrying as is (throttling, eventual consistency). The ASL retries this name."""
+
+
+class TooManyObjectsError(BatchPipeError):
+    """The filter selected more objects than the spec's maxObjects allows."""
+
+
+class InventoryNotFoundError(BatchPipeError):
+    """No complete inventory delivery matches the spec's inventory.date."""
+
+
+class AccountingError(BatchPipeError):
+    """An attempt's counts do not add up: an object would be lost or counted twice."""

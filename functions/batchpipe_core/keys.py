@@ -1,0 +1,21 @@
+"""S3 key encoding for CSV manifests and inventories.
+
+S3 Batch Operations wants URL-encoded keys in CSV manifests; whether it decodes ``+`` as a space is
+unverified, so we emit an encoding on which percent-decoding and form-decoding agree: never a bare
+``+`` (space -> ``%20``, ``+`` -> ``%2B``). Athena's equivalent is
+``replace(url_encode(key), '+', '%20')``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote, unquote_plus
+
+
+def encode_key(key: str) -> str:
+    """Manifest form of an S3 key; ``unquote`` and ``unquote_plus`` both give ``key`` back."""
+    return quote(key, safe="/")
+
+
+def decode_key(encoded: str, *, plus_is_space: bool = False) -> str:
+    """Key from its URL-encoded form (CSV inventories, manifests, completion reports)."""
+    return unquote_plus(encoded) if plus_is_space else unquote(encoded)

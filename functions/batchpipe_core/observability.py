@@ -1,0 +1,39 @@
+"""Powertools Logger/Tracer/Metrics shared by the handlers, and the execution-ID correlation."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+def execution_id_of(event: Any) -> str | None:
+    """The Step Functions execution ID carried by a pipeline event, wherever the state put it."""
+    if not isinstance(event, dict):
+        return None
+    run = event.get("run")
+    if isinstance(run, dict) and run.get("executionId"):
+        return str(run["executionId"])
+    execution = event.get("execution")
+    if isinstance(execution, dict) and execution.get("id"):
+        return str(execution["id"])
+    return None
+
+
+def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], Any]:
+    """Logger context + execution-ID correlation + tracing + metrics flush, in that order."""
+
+    @functools.wraps(handler)
+    def correlated(event: dict, context: Any) -> Any:
+        logger.set_correlation_id(execution_id_of(event))
+        return handler(event, context)
+
+    wrapped = tracer.capture_lambda_handler(correlated, capture_response=False)
+    wrapped = logger.inject_lambda_context(wrapped, clear_state=True)
+    return metrics.log_metrics(wrapped)
