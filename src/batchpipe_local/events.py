@@ -1,0 +1,146 @@
+"""Emulated EventBridge: routes events to the Lambda targets of the rules declared in template.yaml.
+
+On AWS, S3 Batch job status events reach EventBridge only through CloudTrail, best effort. The
+pipeline must therefore finish whatever happens to them, so delivery can be told to misbehave:
+
+- ``normal``: each event once, asynchronously, in order;
+- ``drop``: none at all (the state machine's DescribeJob fallback must finish the run);
+- ``duplicate``: each event twice;
+- ``shuffle``: events are held back and delivered in random order, late.
+
+Matching uses moto's own EventBridge pattern matcher against the rule's real pattern.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from moto.events.models import EventPattern, EventPatternParser
+
+LOG = logging.getLogger(__name__)
+
+DELIVERY_MODES = ("normal", "drop", "duplicate", "shuffle")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: dict
+    target: str  # function logical ID
+    max_retries: int = 2
+
+    def matches(self, event: dict) -> bool:
+        raw = json.dumps(self.pattern)
+        return EventPattern(raw, EventPatternParser(raw).parse()).matches_event(event)
+
+
+@dataclass
+class Delivery:
+    rule: str
+    target: str
+    event_id: str
+    status: str
+    error: str | None = None
+
+
+class EventRouter:
+    """The sink the S3 Batch engine emits to; delivers on its own thread, as EventBridge is async."""
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        invoke: Callable[[str, dict], object],
+        *,
+        mode: str = "normal",
+        seed: int = 0,
+        max_delay_seconds: float = 1.0,
+    ) -> None:
+        if mode not in DELIVERY_MODES:
+            raise ValueError(f"event delivery mode must be one of {DELIVERY_MODES}, not {mode!r}")
+        self.rules = rules
+        self.mode = mode
+        self.max_delay_seconds = max_delay_seconds
+        self._invoke = invoke
+        self._random = random.Random(seed)
+        self._queue: queue.Queue = queue.Queue()
+        self._timers: list[threading.Timer] = []
+        self._lock = threading.Lock()
+        self.received: list[dict] = []
+        self.deliveries: list[Delivery] = []
+        self._worker = threading.Thread(target=self._run, name="eventbridge", daemon=True)
+        self._worker.start()
+
+    def put_event(self, event: dict) -> None:
+        with self._lock:
+            self.received.append(event)
+        for rule in self.rules:
+            if not rule.matches(event):
+                continue
+            if self.mode == "drop":
+                self.deliveries.append(Delivery(rule.name, rule.target, event["id"], "dropped"))
+            elif self.mode == "duplicate":
+                self._queue.put((rule, event))
+                self._queue.put((rule, event))
+            elif self.mode == "shuffle":
+                # A random delay per event reorders events that are close together and makes some late.
+                timer = threading.Timer(
+                    self._random.uniform(0, self.max_delay_seconds), self._queue.put, args=((rule, event),)
+                )
+                timer.daemon = True
+                with self._lock:
+                    self._timers.append(timer)
+                timer.start()
+            else:
+                self._queue.put((rule, event))
+
+    __call__ = put_event
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Waits until every event received so far has been delivered, dropped or given up on."""
+        with self._lock:
+            timers = list(self._timers)
+        for timer in timers:
+            timer.join(timeout)
+        done = threading.Event()
+        self._queue.put(("__flush__", done))
+        done.wait(timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            rule, event = item
+            if rule == "__flush__":
+                event.set()  # type: ignore[attr-defined]
+                continue
+            self._deliver(rule, event)
+
+    def _deliver(self, rule: Rule, event: dict) -> None:
+        # EventBridge retries a failing target; after that the event is gone (no DLQ configured here).
+        for attempt in range(rule.max_retries + 1):
+            try:
+                self._invoke(rule.target, event)
+            except Exception as exc:  # noqa: BLE001 - a target's failure must not stop the bus
+                LOG.warning(
+                    "target %s failed on event %s (try %d): %s",
+                    rule.target,
+                    event.get("id"),
+                    attempt + 1,
+                    exc,
+                )
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            self.deliveries.append(Delivery(rule.name, rule.target, event["id"], "delivered"))
+            return
+        self.deliveries.append(Delivery(rule.name, rule.target, event["id"], "failed", error))

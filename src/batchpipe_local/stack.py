@@ -1,0 +1,488 @@
+"""The stack of template.yaml, stood up on the embedded AWS in this process.
+
+moto provides S3, DynamoDB, Glue, SNS, IAM, Lambda and the Step Functions interpreter; the project's
+own emulation adds what moto lacks (S3 Batch Operations jobs, Athena that runs SQL, EventBridge to
+Lambda). Resources are created from the template's own properties, so a change to the template is a
+change to what the tests and the local run exercise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import types
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.core.models import DEFAULT_ACCOUNT_ID
+
+from . import template as tpl
+from .events import EventRouter, Rule
+from .lambdas import FunctionRegistry, InProcessFunction, code_root
+
+REGION = "us-east-1"
+TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+# The embedded AWS never talks to AWS: fixed fake credentials keep botocore from looking for real ones.
+_FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    # X-Ray has no daemon here; metrics would interleave EMF JSON with the CLI's output.
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+@dataclass
+class Execution:
+    arn: str
+    name: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    history: list[dict]
+
+    @property
+    def states_entered(self) -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"] for e in self.history if e["type"].endswith("StateEntered")
+        ]
+
+    def events_of(self, state: str) -> list[dict]:
+        """History events that belong to one state visit sequence (entered..exited), flattened."""
+        events, inside = [], False
+        for event in self.history:
+            details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails")
+            if event["type"].endswith("StateEntered"):
+                inside = details["name"] == state
+            if inside:
+                events.append(event)
+        return events
+
+    def task_outputs(self, state: str) -> list[Any]:
+        return [
+            json.loads(e["stateExitedEventDetails"]["output"])
+            for e in self.history
+            if e["type"].endswith("StateExited") and e["stateExitedEventDetails"]["name"] == state
+        ]
+
+
+@dataclass
+class LocalStack:
+    """Context manager: everything of template.yaml running in-process on emulated AWS.
+
+    ``time_scale`` multiplies every Wait state and Retry interval (0 = no real sleeping), so the
+    backoff and polling logic runs exactly as written, only faster.
+    """
+
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    stack_name: str = "batchpipe"
+    time_scale: float = 0.0
+    event_delivery: str = "normal"
+    faults: list[dict] = field(default_factory=list)
+    key_decoding: str = "percent"
+    extra_functions: Mapping[str, str] = field(
+        default_factory=dict
+    )  # name -> "module.handler" under functions/ or examples/
+
+    account_id: str = DEFAULT_ACCOUNT_ID
+    region: str = REGION
+
+    def __post_init__(self) -> None:
+        self.template = tpl.load_template()
+        self.parameter_values = tpl.parameter_values(self.template, self.parameters)
+        self.functions = FunctionRegistry()
+        self.physical: dict[str, dict[str, Any]] = {}
+        self._exit = ExitStack()
+        self.resolver = tpl.Resolver(
+            template=self.template,
+            parameters=self.parameter_values,
+            pseudo={
+                "AWS::AccountId": self.account_id,
+                "AWS::Region": self.region,
+                "AWS::Partition": "aws",
+                "AWS::StackName": self.stack_name,
+                "AWS::StackId": (
+                    f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/"
+                    "00000000-0000-4000-8000-000000000000"
+                ),
+                "AWS::URLSuffix": "amazonaws.com",
+                "AWS::NoValue": None,
+            },
+            attr=self._attr,
+        )
+        self.engine: Any = None
+        self.athena: Any = None
+        self.router: EventRouter | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.router is not None:
+            self.router.close()
+        if self.engine is not None and hasattr(self.engine, "close"):
+            self.engine.close()
+        self._exit.close()
+
+    def _start(self) -> None:
+        self._exit.enter_context(mock.patch.dict(os.environ, _FAKE_ENV))
+        self._exit.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        self._exit.enter_context(self.functions.patched_moto())
+        self._exit.enter_context(_scaled_sfn_time(self.time_scale))
+        self._create_resources()
+        self._start_emulation()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=self.region)
+
+    def _call(self, service: str, operation: str, **params: Any) -> Any:
+        """Calls an API with template values coerced to the API's types (CloudFormation passes
+        numbers and booleans as strings; the API's model says what they should be)."""
+        client = self.client(service)
+        shape = client.meta.service_model.operation_model(operation).input_shape
+        method = getattr(client, _snake(operation))
+        return method(**_coerce(params, shape))
+
+    # ------------------------------------------------------------------ names
+    def _physical_name(self, logical_id: str, lowercase: bool = False) -> str:
+        name = f"{self.stack_name}-{logical_id}"
+        return name.lower() if lowercase else name
+
+    def _attr(self, logical_id: str, attribute: str | None) -> Any:
+        resource = self.template["Resources"][logical_id]
+        kind = resource["Type"]
+        props = resource.get("Properties", {})
+        if kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            name = self._physical_name(logical_id)
+            arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+            return {None: name, "Arn": arn}[attribute]
+        if kind == "AWS::S3::Bucket":
+            name = self._physical_name(logical_id, lowercase=True)
+            return {None: name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}[
+                attribute
+            ]
+        if kind == "AWS::DynamoDB::Table":
+            name = self._physical_name(logical_id)
+            return {None: name, "Arn": f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{name}"}[
+                attribute
+            ]
+        if kind == "AWS::SNS::Topic":
+            name = self._physical_name(logical_id)
+            arn = f"arn:aws:sns:{self.region}:{self.account_id}:{name}"
+            return {None: arn, "TopicArn": arn, "TopicName": name}[attribute]
+        if kind == "AWS::IAM::Role":
+            name = self._physical_name(logical_id)
+            return {None: name, "Arn": f"arn:aws:iam::{self.account_id}:role/{name}"}[attribute]
+        if kind == "AWS::Glue::Database":
+            return self.resolver.resolve(props["DatabaseInput"]["Name"])
+        if kind == "AWS::Glue::Table":
+            return self.resolver.resolve(props["TableInput"]["Name"])
+        if kind == "AWS::Athena::WorkGroup":
+            return self.resolver.resolve(props["Name"])
+        if kind == "AWS::Serverless::StateMachine":
+            name = self.resolver.resolve(props.get("Name", self._physical_name(logical_id)))
+            arn = f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{name}"
+            return {None: arn, "Arn": arn, "Name": name}[attribute]
+        if kind == "AWS::Logs::LogGroup":
+            name = self.resolver.resolve(props.get("LogGroupName", self._physical_name(logical_id)))
+            return {None: name, "Arn": f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{name}:*"}[
+                attribute
+            ]
+        raise tpl.UnresolvableError(f"the embedded AWS does not know {kind} ({logical_id}.{attribute})")
+
+    def ref(self, logical_id: str) -> Any:
+        return self._attr(logical_id, None)
+
+    def arn(self, logical_id: str) -> str:
+        return self._attr(logical_id, "Arn")
+
+    @property
+    def pipeline_bucket(self) -> str:
+        return self.ref("PipelineBucket")
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.ref("PipelineStateMachine")
+
+    def function_environment(self) -> dict[str, str]:
+        """The union of every function's environment (they share Globals; a conflict is an error)."""
+        env: dict[str, str] = {}
+        for logical_id in tpl.resources_of_type(self.template, "AWS::Serverless::Function"):
+            props = tpl.function_properties(self.template, logical_id)
+            for key, value in self.resolver.resolve(props["Environment"]["Variables"]).items():
+                value = str(value)
+                if env.get(key, value) != value:
+                    raise tpl.UnresolvableError(f"functions disagree on environment variable {key}")
+                env[key] = value
+        return env
+
+    # ------------------------------------------------------------------ resources
+    def _create_resources(self) -> None:
+        iam = self.client("iam")
+        trust = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        )
+        self._execution_role = iam.create_role(
+            RoleName=f"{self.stack_name}-execution", AssumeRolePolicyDocument=trust
+        )["Role"]["Arn"]
+
+        for logical_id, resource in self.template["Resources"].items():
+            if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
+                continue
+            creator = getattr(self, "_create_" + resource["Type"].replace("::", "_").lower(), None)
+            if creator is not None:
+                creator(logical_id, self.resolver.resolve(resource.get("Properties", {})))
+        # The state machine last: its definition refers to everything else.
+        self._create_state_machine()
+        os.environ.update(self.function_environment())
+
+    def _create_aws_iam_role(self, logical_id: str, props: dict) -> None:
+        iam = self.client("iam")
+        name = self.ref(logical_id)
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+        for policy in props.get("Policies", []):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
+            )
+
+    def _create_aws_s3_bucket(self, logical_id: str, props: dict) -> None:
+        s3 = self.client("s3")
+        name = self.ref(logical_id)
+        s3.create_bucket(Bucket=name)
+        if "BucketEncryption" in props:
+            rules = [
+                {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+
+    def _create_aws_dynamodb_table(self, logical_id: str, props: dict) -> None:
+        ddb = self.client("dynamodb")
+        name = self.ref(logical_id)
+        ddb.create_table(
+            TableName=name,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+
+    def _create_aws_sns_topic(self, logical_id: str, props: dict) -> None:
+        self.client("sns").create_topic(Name=self._attr(logical_id, "TopicName"))
+
+    def _create_aws_glue_database(self, logical_id: str, props: dict) -> None:
+        self.client("glue").create_database(DatabaseInput=props["DatabaseInput"])
+
+    def _create_aws_glue_table(self, logical_id: str, props: dict) -> None:
+        self.client("glue").create_table(DatabaseName=props["DatabaseName"], TableInput=props["TableInput"])
+
+    def _create_aws_athena_workgroup(self, logical_id: str, props: dict) -> None:
+        self._call(
+            "athena",
+            "CreateWorkGroup",
+            Name=props["Name"],
+            Configuration=props.get("WorkGroupConfiguration", {}),
+            Description=props.get("Description", ""),
+        )
+
+    def _create_aws_serverless_function(self, logical_id: str, props: dict) -> None:
+        merged = self.resolver.resolve(tpl.function_properties(self.template, logical_id))
+        name = self.ref(logical_id)
+        self.client("lambda").create_function(
+            FunctionName=name,
+            Runtime=merged["Runtime"],
+            Role=self._execution_role,
+            Handler=merged["Handler"],
+            Code={"ZipFile": _placeholder_zip()},
+            Timeout=int(merged.get("Timeout", 3)),
+            MemorySize=int(merged.get("MemorySize", 128)),
+            Environment={"Variables": {k: str(v) for k, v in merged["Environment"]["Variables"].items()}},
+        )
+        self.functions.add(
+            InProcessFunction(
+                logical_id=logical_id,
+                name=name,
+                arn=self.arn(logical_id),
+                handler_path=merged["Handler"],
+                code_uri=code_root(merged["CodeUri"]),
+                memory_mb=int(merged.get("MemorySize", 128)),
+                timeout_seconds=int(merged.get("Timeout", 3)),
+            )
+        )
+
+    def _create_state_machine(self) -> None:
+        ((logical_id, resource),) = tpl.resources_of_type(
+            self.template, "AWS::Serverless::StateMachine"
+        ).items()
+        props = resource["Properties"]
+        substitutions = self.resolver.resolve(props.get("DefinitionSubstitutions", {}))
+        definition = tpl.substitute_definition(
+            (tpl.REPO_ROOT / props["DefinitionUri"]).read_text(), substitutions
+        )
+        self.definition = json.loads(definition)
+        self.client("stepfunctions").create_state_machine(
+            name=self._attr(logical_id, "Name"), definition=definition, roleArn=self._execution_role
+        )
+
+    # ------------------------------------------------------------------ emulation beyond moto
+    def event_rules(self) -> list[Rule]:
+        rules = []
+        for logical_id, resource in tpl.resources_of_type(self.template, "AWS::Serverless::Function").items():
+            for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
+                if event["Type"] == "EventBridgeRule":
+                    props = self.resolver.resolve(event["Properties"])
+                    retries = props.get("RetryPolicy", {}).get("MaximumRetryAttempts", 185)
+                    rules.append(
+                        Rule(f"{logical_id}{event_name}", props["Pattern"], logical_id, min(int(retries), 2))
+                    )
+        return rules
+
+    def _start_emulation(self) -> None:
+        self.router = EventRouter(self.event_rules(), self.functions.invoke, mode=self.event_delivery)
+        try:
+            from .athena import install_athena
+        except ImportError:
+            install_athena = None
+        if install_athena is not None:
+            self.athena = self._exit.enter_context(install_athena())
+        try:
+            from .s3batch import BatchEngine
+        except ImportError:
+            BatchEngine = None
+        if BatchEngine is not None:
+            self.engine = BatchEngine(
+                account_id=self.account_id,
+                region=self.region,
+                event_sink=self.router,
+                lambda_invoker=self.functions.invoke,
+                key_decoding=self.key_decoding,
+                faults=self.faults,
+            )
+            self._exit.enter_context(self.engine.installed())
+
+    # ------------------------------------------------------------------ executions
+    def start(self, spec: dict, name: str) -> str:
+        """Starts an execution. Names are explicit: moto's generated names break `$$.Execution.Name`."""
+        response = self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(spec)
+        )
+        return response["executionArn"]
+
+    def wait(self, execution_arn: str, timeout: float = 120.0, poll: float = 0.05) -> Execution:
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            described = sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] in TERMINAL_EXECUTION_STATUSES:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still {described['status']} after {timeout}s")
+            time.sleep(poll)
+        history = list(_paginate_history(sfn, execution_arn))
+        output = described.get("output")
+        return Execution(
+            arn=execution_arn,
+            name=described["name"],
+            status=described["status"],
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            history=history,
+        )
+
+    def run(self, spec: dict, name: str = "run-1", timeout: float = 120.0) -> Execution:
+        return self.wait(self.start(spec, name), timeout=timeout)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _coerce(value: Any, shape: Any) -> Any:
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        return {k: _coerce(v, shape.members[k]) if k in shape.members else v for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [_coerce(v, shape.member) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _coerce(v, shape.value) for k, v in value.items()}
+    if kind in ("integer", "long") and isinstance(value, str):
+        return int(value)
+    if kind == "boolean" and isinstance(value, str):
+        return value.lower() == "true"
+    return value
+
+
+def _paginate_history(sfn: Any, execution_arn: str) -> Iterator[dict]:
+    kwargs = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        yield from page["events"]
+        if not page.get("nextToken"):
+            return
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def _placeholder_zip() -> bytes:
+    """moto wants a code package; the handler actually runs in-process from CodeUri."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "batchpipe functions run in-process from template.yaml CodeUri\n")
+    return buffer.getvalue()
+
+
+@contextmanager
+def _scaled_sfn_time(scale: float) -> Iterator[None]:
+    """Scales Wait states and Retry intervals in moto's interpreter; timeouts stay real."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+    original_wait = wait_function.WaitFunction._wait_interval
+
+    def scaled_wait(self: Any, env: Any, wait_seconds: int) -> None:
+        return original_wait(self, env, int(wait_seconds * scale))
+
+    scaled_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    scaled_time.sleep = lambda seconds: time.sleep(seconds * scale)
+    with (
+        mock.patch.object(wait_function.WaitFunction, "_wait_interval", scaled_wait),
+        mock.patch.object(retrier_decl, "time", scaled_time),
+    ):
+        yield
