@@ -1,0 +1,80 @@
+"""What a local run leaves behind (BRIEF section 5): summary.json, the pipeline bucket at its keys,
+and objects.jsonl describing every object of the other buckets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+
+def write_outputs(stack: Any, out: Path, summary: dict, *, exclude_buckets: set[str]) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    s3 = stack.client("s3")
+    mirror_bucket(s3, stack.pipeline_bucket, out / stack.pipeline_bucket)
+    with open(out / "objects.jsonl", "w", encoding="utf-8") as fh:
+        for bucket in sorted(b["Name"] for b in s3.list_buckets()["Buckets"]):
+            if bucket in exclude_buckets:
+                continue
+            for record in describe_objects(s3, bucket):
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def mirror_bucket(s3: Any, bucket: str, target: Path) -> None:
+    """The pipeline's own keys are safe as paths (it writes them); anything else is refused."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            path = (target / key).resolve()
+            if not path.is_relative_to(target.resolve()) or key.endswith("/"):
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(path))
+
+
+def describe_objects(s3: Any, bucket: str) -> Iterator[dict]:
+    """Every object version with its tags and metadata; keys stay data, never file paths."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for version in page.get("Versions", []):
+            key, version_id = version["Key"], version.get("VersionId")
+            kwargs = {"Bucket": bucket, "Key": key}
+            if version_id and version_id != "null":
+                kwargs["VersionId"] = version_id
+            try:
+                tags = s3.get_object_tagging(**kwargs)["TagSet"]
+                head = s3.head_object(**kwargs)
+            except ClientError as exc:
+                yield {"bucket": bucket, "key": key, "version": version_id, "error": str(exc)}
+                continue
+            yield {
+                "bucket": bucket,
+                "key": key,
+                "version": version_id,
+                "isLatest": version.get("IsLatest"),
+                "size": version.get("Size"),
+                "storageClass": version.get("StorageClass", "STANDARD"),
+                "tags": {t["Key"]: t["Value"] for t in tags},
+                "metadata": head.get("Metadata", {}),
+                "restore": head.get("Restore"),
+                "legalHold": head.get("ObjectLockLegalHoldStatus"),
+                "retention": {
+                    "mode": head.get("ObjectLockMode"),
+                    "until": str(head["ObjectLockRetainUntilDate"])
+                    if head.get("ObjectLockRetainUntilDate")
+                    else None,
+                },
+            }
+        for marker in page.get("DeleteMarkers", []):
+            yield {
+                "bucket": bucket,
+                "key": marker["Key"],
+                "version": marker.get("VersionId"),
+                "deleteMarker": True,
+            }

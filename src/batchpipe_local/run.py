@@ -1,0 +1,218 @@
+"""`batchpipe local run`: the real state machine and handlers, once, end to end, on the embedded AWS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from . import inventory as inv
+from .cli import (
+    DEFAULT_SPEC,
+    FORMATS,
+    INVENTORY_BUCKET,
+    INVENTORY_CONFIG_ID,
+    SOURCE_BUCKET,
+    UsageError,
+    _read_json,
+)
+from .outputs import write_outputs
+from .stack import LocalStack
+
+
+class Progress:
+    """Prints each state as the execution enters it, and a progress line for running batch jobs."""
+
+    def __init__(self, stack: LocalStack, execution_arn: str, stream: TextIO, quiet: bool) -> None:
+        self.stack = stack
+        self.execution_arn = execution_arn
+        self.stream = stream
+        self.quiet = quiet
+        self._seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="progress", daemon=True)
+        self._jobs_reported: set[str] = set()
+
+    def __enter__(self) -> Progress:
+        if not self.quiet:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if not self.quiet:
+            self._poll()
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stream, flush=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            self._poll()
+
+    def _poll(self) -> None:
+        sfn = self.stack.client("stepfunctions")
+        events = sfn.get_execution_history(executionArn=self.execution_arn, maxResults=1000)["events"]
+        for event in events[self._seen :]:
+            self._describe(event)
+        self._seen = len(events)
+        self._job_progress()
+
+    def _describe(self, event: dict) -> None:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            state_input = json.loads(event["stateEnteredEventDetails"].get("input") or "{}")
+            detail = ""
+            if name == "CreateJobAndWait" and isinstance(state_input.get("current"), dict):
+                current = state_input["current"]
+                detail = f"  attempt {current.get('attempt')}: {current.get('manifest', {}).get('objects')} objects"
+            elif name in ("Backoff", "WaitForQuery"):
+                detail = "  (waits are compressed locally)"
+            self.say(f"▶ {name}{detail}")
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            output = json.loads(event["stateExitedEventDetails"].get("output") or "{}")
+            if name == "BuildManifest" and isinstance(output.get("manifest"), dict):
+                manifest = output["manifest"]
+                self.say(
+                    f"  manifest: {manifest.get('objects')} objects, {manifest.get('bytesScanned')} bytes scanned"
+                )
+            elif name == "ProcessReport" and isinstance(output.get("processed"), dict):
+                p = output["processed"]
+                self.say(
+                    f"  attempt {p.get('attempt')}: {p.get('succeeded')} succeeded, "
+                    f"{p.get('failedRetriable')} retriable, {p.get('failedPermanent')} permanent"
+                )
+        elif kind in ("TaskFailed", "LambdaFunctionFailed", "ExecutionFailed"):
+            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            self.say(f"  ✗ {details.get('error')}: {str(details.get('cause'))[:300]}")
+        elif kind == "TaskTimedOut":
+            self.say("  … no job status event in time: asking DescribeJob (CheckJob)")
+
+    def _job_progress(self) -> None:
+        s3control = self.stack.client("s3control")
+        try:
+            jobs = s3control.list_jobs(AccountId=self.stack.account_id)["Jobs"]
+        except Exception:  # noqa: BLE001 - progress is best effort
+            return
+        for job in jobs:
+            summary = job.get("ProgressSummary", {})
+            total = summary.get("TotalNumberOfTasks", 0)
+            done = summary.get("NumberOfTasksSucceeded", 0) + summary.get("NumberOfTasksFailed", 0)
+            if (
+                job["Status"] in ("Complete", "Failed", "Cancelled")
+                and job["JobId"] not in self._jobs_reported
+            ):
+                self._jobs_reported.add(job["JobId"])
+                self.say(f"  job {job['JobId'][:8]} {job['Status']}: {_bar(done, total)}")
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks"
+
+
+def _inventory_parameters(fmt: str, versions: str, source_bucket: str) -> dict[str, str]:
+    return {
+        "InventoryBucket": INVENTORY_BUCKET,
+        "InventoryPrefix": f"inventory/{source_bucket}/{INVENTORY_CONFIG_ID}",
+        "InventoryFormat": fmt,
+        "InventoryVersions": versions,
+        "SourceBuckets": source_bucket,
+        "TargetBuckets": source_bucket,
+    }
+
+
+def local_run(args: argparse.Namespace) -> int:
+    spec = _read_json(args.spec, "spec") if args.spec else DEFAULT_SPEC
+    faults = _read_json(args.faults, "faults") if args.faults else []
+    if not isinstance(faults, list):
+        raise UsageError("the faults file must hold a JSON list of rules")
+    stream = sys.stderr if args.json else sys.stdout
+    out = Path(args.out)
+
+    if args.inventory:
+        layout = inv.read_inventory_dir(Path(args.inventory))
+        source_bucket, fmt, versions = layout.source_bucket, layout.file_format, layout.versions
+    else:
+        layout = None
+        source_bucket, fmt, versions = (
+            SOURCE_BUCKET,
+            FORMATS[args.inventory_format],
+            args.versions.capitalize(),
+        )
+
+    parameters = _inventory_parameters(fmt, versions, source_bucket)
+    parameters["JobWaitTimeoutSeconds"] = str(args.wait_timeout)
+    started = time.monotonic()
+    with LocalStack(
+        parameters=parameters,
+        event_delivery=args.event_delivery,
+        faults=faults,
+        key_decoding=args.key_decoding,
+    ) as stack:
+        s3 = stack.client("s3")
+        for bucket in (INVENTORY_BUCKET, source_bucket):
+            s3.create_bucket(Bucket=bucket)
+        if versions == "All":
+            s3.put_bucket_versioning(Bucket=source_bucket, VersioningConfiguration={"Status": "Enabled"})
+        if layout is not None:
+            count = inv.load_inventory_dir(s3, layout, dest_bucket=INVENTORY_BUCKET, dest_prefix="inventory")
+            print(f"loaded the inventory of {source_bucket}: {count} objects ({fmt})", file=stream)
+        else:
+            n = 2000 if args.objects is None else args.objects
+            objects = inv.generate_objects(n, seed=args.seed)
+            inv.create_objects(s3, source_bucket, objects)
+            inv.write_inventory(
+                s3,
+                source_bucket=source_bucket,
+                dest_bucket=INVENTORY_BUCKET,
+                dest_prefix="inventory",
+                config_id=INVENTORY_CONFIG_ID,
+                objects=objects,
+                fmt=fmt,
+                versions=versions,
+                delivery_time=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+            )
+            print(
+                f"generated {n} objects in s3://{source_bucket} and their S3 Inventory ({fmt})", file=stream
+            )
+
+        execution_arn = stack.start(spec, args.name)
+        with Progress(stack, execution_arn, stream, quiet=False):
+            execution = stack.wait(execution_arn, timeout=3600)
+        if stack.router is not None:
+            stack.router.flush()
+        summary = (
+            execution.output
+            if execution.status == "SUCCEEDED"
+            else {
+                "name": spec.get("name"),
+                "executionId": execution_arn,
+                "status": "FAILED",
+                "error": execution.error,
+                "cause": execution.cause,
+            }
+        )
+        write_outputs(stack, out, summary, exclude_buckets={stack.pipeline_bucket})
+
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(json.dumps(summary, indent=2), file=stream)
+        print(
+            f"\n{summary.get('status')} in {elapsed:.1f}s. Everything is under {out}/ "
+            f"(summary.json, objects.jsonl, the pipeline bucket mirrored at its keys).",
+            file=stream,
+        )
+    return 0 if summary.get("status") in ("SUCCEEDED", "PARTIAL", "NOTHING_TO_DO", "DRY_RUN") else 1

@@ -1,0 +1,100 @@
+"""The emulated EventBridge routes by the rule pattern template.yaml declares, in every delivery mode."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from batchpipe_local.events import EventRouter
+from batchpipe_local.stack import LocalStack
+
+# A copy of shared/fixtures/job-status-changed-complete.json (the S3 user guide sample shape).
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "job-status-changed-complete.json"
+
+
+@pytest.fixture(scope="module")
+def rules():
+    stack = LocalStack()  # not entered: the rules come from the template alone
+    return stack.event_rules()
+
+
+def _event(status: str = "Complete", event_id: str = "e1") -> dict:
+    event = json.loads(FIXTURE.read_text())
+    event = copy.deepcopy(event)
+    event["id"] = event_id
+    event["detail"]["serviceEventDetails"]["status"] = status
+    return event
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, target: str, event: dict) -> None:
+        with self.lock:
+            self.calls.append((target, event["id"]))
+
+
+def test_the_job_status_rule_targets_job_status_function(rules):
+    assert [(r.target, r.pattern["source"]) for r in rules] == [("JobStatusFunction", ["aws.s3"])]
+
+
+@pytest.mark.parametrize("status", ["Complete", "Failed", "Cancelled"])
+def test_terminal_status_events_match_the_real_rule(rules, status):
+    assert rules[0].matches(_event(status))
+
+
+@pytest.mark.parametrize("status", ["New", "Preparing", "Active", "Suspended", "Completing"])
+def test_non_terminal_status_events_do_not_match(rules, status):
+    assert not rules[0].matches(_event(status))
+
+
+def test_an_event_from_another_source_does_not_match(rules):
+    event = _event()
+    event["source"] = "aws.ec2"
+    assert not rules[0].matches(event)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("normal", 1), ("drop", 0), ("duplicate", 2), ("shuffle", 1)])
+def test_delivery_modes(rules, mode, expected):
+    recorder = Recorder()
+    router = EventRouter(rules, recorder, mode=mode, max_delay_seconds=0.05)
+    router.put_event(_event(event_id="a"))
+    router.put_event(_event("Active", event_id="b"))
+    router.flush()
+    router.close()
+    assert recorder.calls == [("JobStatusFunction", "a")] * expected
+
+
+def test_shuffle_reorders_events(rules):
+    orders = set()
+    for seed in range(10):
+        recorder = Recorder()
+        router = EventRouter(rules, recorder, mode="shuffle", seed=seed, max_delay_seconds=0.05)
+        for i in range(5):
+            router.put_event(_event(event_id=str(i)))
+        router.flush()
+        router.close()
+        assert sorted(e for _, e in recorder.calls) == [str(i) for i in range(5)]
+        orders.add(tuple(e for _, e in recorder.calls))
+    assert len(orders) > 1
+
+
+def test_a_failing_target_is_retried_then_given_up(rules):
+    attempts = []
+
+    def failing(target: str, event: dict) -> None:
+        attempts.append(event["id"])
+        raise RuntimeError("boom")
+
+    router = EventRouter(rules, failing)
+    router.put_event(_event(event_id="x"))
+    router.flush()
+    router.close()
+    assert attempts == ["x"] * (rules[0].max_retries + 1)
+    assert router.deliveries[-1].status == "failed"
