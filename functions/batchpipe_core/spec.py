@@ -1,0 +1,467 @@
+"""The job spec (the execution input, BRIEF section 1): its model, its checks and its normal form.
+
+The models say only what the user wrote (``None`` = not given); ``normalize_spec`` fills the stack's
+defaults. Every field is strict (``"3"`` is not 3, ``1`` is not ``true``) and unknown fields are
+errors, because a typo in a spec that acts on a billion objects must fail loudly, not be ignored.
+Error lines read ``<field path>: <what is wrong>; <how to fix it>`` and are all reported at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from batchpipe_core.config import Config
+from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.inventory_layout import table_columns
+from batchpipe_core.operation import operation_errors, operation_names
+from batchpipe_core.where import normalize_where
+
+DEFAULT_NAME = "batchpipe"
+LATEST = "latest"
+# Values S3 Inventory writes in its StorageClass and EncryptionStatus columns (S3 user guide,
+# "Amazon S3 Inventory list").
+INVENTORY_STORAGE_CLASSES: tuple[str, ...] = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+)
+INVENTORY_ENCRYPTION_STATUSES: tuple[str, ...] = ("SSE-S3", "SSE-C", "SSE-KMS", "DSSE-KMS", "NOT-SSE")
+REPORT_SCOPES: tuple[str, ...] = ("AllTasks", "FailedTasksOnly")
+MAX_ATTEMPTS_LIMIT = 10
+# The template's BackoffSeconds parameter allows the same; the wait doubles per attempt.
+MAX_BACKOFF_SECONDS = 86_400
+MAX_PRIORITY = 2_147_483_647
+MAX_KEY_BYTES = 1024
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Athena names: letters, digits and underscores (anything else would need quoting in the query).
+_ATHENA_NAME = re.compile(r"[A-Za-z0-9_]{1,255}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_PARTITION = re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+# Regex syntax that Python accepts but Java (Athena's regexp_like) does not, and Java syntax that
+# Python's compiler would reject although Athena accepts it; escapes are matched first so that
+# an escaped "\(" never looks like a group.
+_REGEX_SCAN = re.compile(r"\\[pP]\{\w+\}|\\.|\(\?P[<=>]|\(\?\(|\(\?<(?=[A-Za-z])", re.DOTALL)
+_EXAMPLE_OPERATION = '{"S3PutObjectTagging": {"TagSet": [{"Key": "project", "Value": "blue"}]}}'
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose text is ours; the field path is prefixed when it is reported."""
+    return PydanticCustomError("batchpipe", "{message}", {"message": message})
+
+
+def _problem_lines(lines: list[str]) -> PydanticCustomError:
+    """Errors that already carry their own field paths (operation, filter.where)."""
+    return PydanticCustomError("batchpipe_lines", "{message}", {"message": "\n".join(lines)})
+
+
+def _between(low: int, high: int | None) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < low or (high is not None and value > high):
+            allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise _problem(f"must be {allowed}, got {value}")
+        return value
+
+    return check
+
+
+def _one_of(valid: tuple[str, ...], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in valid:
+            upper = {v.upper(): v for v in valid}
+            close = upper.get(value.upper()) or next(iter(difflib.get_close_matches(value, valid, n=1)), None)
+            hint = f"did you mean {close!r}? " if close else ""
+            raise _problem(f"{value!r} is not {what}; {hint}use one of: {', '.join(valid)}")
+        return value
+
+    return check
+
+
+def _athena_name(value: str) -> str:
+    if not _ATHENA_NAME.fullmatch(value):
+        raise _problem(f"{value!r} is not a usable Athena name; use letters, digits and underscores (1-255)")
+    return value
+
+
+def _inventory_date(value: str) -> str:
+    if value == LATEST:
+        return value
+    try:
+        if _DATE.fullmatch(value):
+            datetime.strptime(value, "%Y-%m-%d")
+            return value
+        if _PARTITION.fullmatch(value):
+            datetime.strptime(value, "%Y-%m-%d-%H-%M")
+            return value
+    except ValueError:
+        raise _problem(f"{value!r} is not a real date; check the month, day, hour and minute") from None
+    raise _problem(
+        f'must be "latest", a day YYYY-MM-DD or an inventory partition YYYY-MM-DD-HH-MM, got {value!r}'
+    )
+
+
+def _prefix(value: str) -> str:
+    if not value:
+        raise _problem("is empty; remove it (omit filter.prefixes to select every key)")
+    if len(value.encode()) > MAX_KEY_BYTES:
+        raise _problem(f"is longer than an S3 key can be ({MAX_KEY_BYTES} bytes); shorten it")
+    return value
+
+
+def _non_empty_unique(values: list[str]) -> list[str]:
+    if not values:
+        raise _problem("is an empty list; omit the field (or use null) to apply no such condition")
+    return list(dict.fromkeys(values))
+
+
+def _timestamp(value: str) -> str:
+    """The canonical form: seconds, or the fraction without trailing zeros, then Z."""
+    if not _TIMESTAMP.fullmatch(value):
+        raise _problem(
+            f"must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z, got {value!r}"
+        )
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise _problem(f"{value!r} is not a real point in time ({error}); fix the date or time") from None
+    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def _key_regex(value: str) -> str:
+    if not value:
+        raise _problem("is empty; omit it (or use null) to match every key")
+    for syntax in _REGEX_SCAN.findall(value):
+        if syntax.startswith(("(?P", "(?(")):
+            raise _problem(
+                f"uses Python-only syntax {syntax!r}; Athena's regexp_like takes Java regular expressions: "
+                "write a named group as (?<name>...) and avoid conditionals"
+            )
+    try:
+        re.compile(_REGEX_SCAN.sub(_python_equivalent, value))
+    except re.error as error:
+        raise _problem(
+            f"is not a valid regular expression ({error}); Athena's regexp_like takes Java syntax, "
+            "e.g. \\.jpe?g$"
+        ) from None
+    return value
+
+
+def _python_equivalent(match: re.Match[str]) -> str:
+    """Java-only syntax rewritten just far enough for Python's compiler to check the rest."""
+    syntax = match.group(0)
+    if syntax.startswith(("\\p", "\\P")):
+        return "\\w"
+    if syntax == "\\z":
+        return "\\Z"
+    if syntax == "(?<":
+        return "(?P<"
+    return syntax
+
+
+class _SpecModel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, validate_by_alias=True, validate_by_name=False
+    )
+
+
+# Field types: strict JSON types plus the checks whose messages say what to do instead.
+AthenaName = Annotated[StrictStr, AfterValidator(_athena_name)]
+InventoryDate = Annotated[StrictStr, AfterValidator(_inventory_date)]
+Prefix = Annotated[StrictStr, AfterValidator(_prefix)]
+StorageClass = Annotated[
+    StrictStr, AfterValidator(_one_of(INVENTORY_STORAGE_CLASSES, "an inventory storage class"))
+]
+EncryptionStatus = Annotated[
+    StrictStr, AfterValidator(_one_of(INVENTORY_ENCRYPTION_STATUSES, "an inventory encryption status"))
+]
+ReportScope = Annotated[StrictStr, AfterValidator(_one_of(REPORT_SCOPES, "a report scope"))]
+KeyRegex = Annotated[StrictStr, AfterValidator(_key_regex)]
+Timestamp = Annotated[StrictStr, AfterValidator(_timestamp)]
+Bytes = Annotated[StrictInt, AfterValidator(_between(0, None))]
+Attempts = Annotated[StrictInt, AfterValidator(_between(1, MAX_ATTEMPTS_LIMIT))]
+Seconds = Annotated[StrictInt, AfterValidator(_between(0, MAX_BACKOFF_SECONDS))]
+Priority = Annotated[StrictInt, AfterValidator(_between(0, MAX_PRIORITY))]
+Count = Annotated[StrictInt, AfterValidator(_between(1, None))]
+
+
+class InventorySpec(_SpecModel):
+    database: AthenaName | None = None
+    table: AthenaName | None = None
+    date: InventoryDate | None = None
+
+
+class FilterSpec(_SpecModel):
+    """Field order matters: a cross-field check runs on the later field of the pair."""
+
+    prefixes: Annotated[list[Prefix], AfterValidator(_non_empty_unique)] | None = None
+    key_regex: KeyRegex | None = None
+    storage_classes: Annotated[list[StorageClass], AfterValidator(_non_empty_unique)] | None = None
+    min_size_bytes: Bytes | None = None
+    max_size_bytes: Bytes | None = None
+    modified_before: Timestamp | None = None
+    modified_after: Timestamp | None = None
+    encryption_statuses: Annotated[list[EncryptionStatus], AfterValidator(_non_empty_unique)] | None = None
+    latest_only: StrictBool | None = None
+    where: StrictStr | None = None
+
+    @field_validator("max_size_bytes")
+    @classmethod
+    def _not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_size_bytes")
+        if value is not None and low is not None and value < low:
+            raise _problem(f"{value} is below filter.minSizeBytes ({low}); raise it or lower minSizeBytes")
+        return value
+
+    @field_validator("modified_after")
+    @classmethod
+    def _before_modified_before(cls, value: str | None, info: ValidationInfo) -> str | None:
+        before = info.data.get("modified_before")
+        if value is not None and before is not None and _instant(value) >= _instant(before):
+            raise _problem(
+                f"{value} is not earlier than filter.modifiedBefore ({before}); swap them or widen the range"
+            )
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _single_condition(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_where(value)
+        except SpecValidationError as error:
+            raise _problem_lines(str(error).splitlines()) from None
+
+
+class ReportSpec(_SpecModel):
+    scope: ReportScope | None = None
+
+
+class RetrySpec(_SpecModel):
+    max_attempts: Attempts | None = None
+    backoff_seconds: Seconds | None = None
+
+
+class JobSpec(_SpecModel):
+    """The execution input as the user wrote it. ``operation`` is the only required field."""
+
+    name: StrictStr | None = None
+    inventory: InventorySpec | None = None
+    filter: FilterSpec | None = None
+    operation: Any
+    report: ReportSpec | None = None
+    retry: RetrySpec | None = None
+    priority: Priority | None = None
+    confirmation_required: StrictBool | None = None
+    dry_run: StrictBool | None = None
+    max_objects: Count | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        if value is not None and (not _NAME.fullmatch(value) or value in (".", "..")):
+            raise _problem(
+                f"{value!r} cannot name S3 keys and tags; use 1-64 letters, digits, '.', '_' or '-' "
+                "(not '.' or '..' alone)"
+            )
+        return value
+
+    @field_validator("operation")
+    @classmethod
+    def _one_batch_operation(cls, value: Any) -> Any:
+        problems = operation_errors(value)
+        if problems:
+            raise _problem_lines(problems)
+        return value
+
+
+_SECTIONS: dict[tuple[str, ...], type[_SpecModel]] = {
+    (): JobSpec,
+    ("inventory",): InventorySpec,
+    ("filter",): FilterSpec,
+    ("report",): ReportSpec,
+    ("retry",): RetrySpec,
+}
+
+
+def normalize_spec(raw: Any, config: Config) -> dict[str, Any]:
+    """The spec with every default filled in (BRIEF section 1 shape), or SpecValidationError.
+
+    The result is plain JSON, and a valid spec itself: normalizing it again returns it unchanged.
+    """
+    spec, problems = _parse_spec(raw)
+    problems += _stack_problems(raw, problems, config)
+    if spec is None or problems:
+        raise SpecValidationError("\n".join(dict.fromkeys(problems)))
+    normalized = _with_defaults(spec, config)
+    # The defaults come from stack parameters: a bad one is a deployment fault, not the user's.
+    _, default_problems = _parse_spec(normalized)
+    if default_problems:
+        raise RuntimeError("the stack's defaults make an invalid spec: " + "; ".join(default_problems))
+    return normalized
+
+
+def _parse_spec(raw: Any) -> tuple[JobSpec | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, [f'spec: must be a JSON object with at least "operation", got {_json_value(raw)}']
+    try:
+        return parse(event=raw, model=JobSpec), []
+    except ValidationError as error:
+        return None, [line for details in error.errors() for line in _describe(details)]
+
+
+def _stack_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
+    """filter.where against this stack's inventory table, whose columns depend on its parameters."""
+    filter_ = raw.get("filter") if isinstance(raw, dict) else None
+    where = filter_.get("where") if isinstance(filter_, dict) else None
+    if not isinstance(where, str) or any(line.startswith("filter.where:") for line in problems):
+        return []
+    try:
+        normalize_where(where, table_columns(config.inventory_versions))
+    except SpecValidationError as error:
+        return str(error).splitlines()
+    return []
+
+
+def _with_defaults(spec: JobSpec, config: Config) -> dict[str, Any]:
+    inventory = spec.inventory or InventorySpec()
+    filter_ = spec.filter or FilterSpec()
+    report = spec.report or ReportSpec()
+    retry = spec.retry or RetrySpec()
+    return {
+        "name": _given(spec.name, DEFAULT_NAME),
+        "inventory": {
+            "database": _given(inventory.database, config.inventory_database),
+            "table": _given(inventory.table, config.inventory_table),
+            "date": _given(inventory.date, LATEST),
+        },
+        "filter": {
+            "prefixes": filter_.prefixes,
+            "keyRegex": filter_.key_regex,
+            "storageClasses": filter_.storage_classes,
+            "minSizeBytes": filter_.min_size_bytes,
+            "maxSizeBytes": filter_.max_size_bytes,
+            "modifiedBefore": filter_.modified_before,
+            "modifiedAfter": filter_.modified_after,
+            "encryptionStatuses": filter_.encryption_statuses,
+            "latestOnly": _given(filter_.latest_only, True),
+            "where": filter_.where,
+        },
+        "operation": copy.deepcopy(spec.operation),
+        "report": {"scope": _given(report.scope, config.default_report_scope)},
+        "retry": {
+            "maxAttempts": _given(retry.max_attempts, config.default_max_attempts),
+            "backoffSeconds": _given(retry.backoff_seconds, config.default_backoff_seconds),
+        },
+        "priority": _given(spec.priority, config.default_priority),
+        "confirmationRequired": _given(spec.confirmation_required, False),
+        "dryRun": _given(spec.dry_run, False),
+        "maxObjects": _given(spec.max_objects, config.default_max_objects),
+    }
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _instant(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+# ---------------------------------------------------------------- error text
+
+
+def _describe(details: ErrorDetails) -> list[str]:
+    loc = details["loc"]
+    path = _path(loc) or "spec"
+    kind, value = details["type"], details.get("input")
+    message = (details.get("ctx") or {}).get("message", "")
+    if kind == "batchpipe_lines":
+        return str(message).splitlines()
+    if kind == "batchpipe":
+        return [f"{path}: {message}"]
+    if kind == "extra_forbidden":
+        return [f"{path}: unknown field; {_field_hint(loc)}"]
+    if kind == "missing" and loc == ("operation",):
+        return [
+            f"operation: missing required field; give exactly one S3 Batch Operations operation, e.g. "
+            f"{_EXAMPLE_OPERATION} (one of: {', '.join(operation_names())})"
+        ]
+    expected = {
+        "string_type": "a string",
+        "int_type": "an integer",
+        "bool_type": "true or false",
+        "list_type": "a list",
+        "model_type": "an object",
+        "model_attributes_type": "an object",
+        "dict_type": "an object",
+    }.get(kind)
+    if expected:
+        return [f"{path}: must be {expected}, got {_json_value(value)}"]
+    return [f"{path}: {details['msg']}"]
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        # An unknown field's name is user text: quoted if it could break the one-line-per-problem form.
+        name = str(part) if str(part).isprintable() else json.dumps(part)
+        text += f"[{part}]" if isinstance(part, int) else (f".{name}" if text else name)
+    return text
+
+
+def _field_hint(loc: tuple[int | str, ...]) -> str:
+    section = _SECTIONS.get(tuple(str(p) for p in loc[:-1]))
+    if section is None:
+        return "remove it"
+    allowed = [field.alias or name for name, field in section.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    where = f"in {'.'.join(map(str, loc[:-1]))}" if loc[:-1] else "at the top level"
+    return f"{hint}allowed {where}: {', '.join(allowed)}"
+
+
+def _json_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,67 @@
+"""ValidateSpec: the first state. A bad spec fails the execution here, before anything costs money.
+
+Output: ``spec`` (every default filled in) and ``run`` (who this execution is and where its files go),
+the two keys every later state reads (docs/ARCHITECTURE.md, "Data between states").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from batchpipe_core.config import Config
+from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.observability import instrumented, logger, metrics
+from batchpipe_core.spec import normalize_spec
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Execution(BaseModel):
+    """``$$.Execution`` fields the state machine passes in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    startTime: str = Field(min_length=1)
+
+
+class ValidateSpecInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Whatever the execution was started with: checking it is this function's whole job.
+    spec: Any = None
+    execution: Execution
+
+
+def run_context(spec: dict[str, Any], execution: Execution, config: Config) -> dict[str, Any]:
+    """The ``run`` key: the execution's identity and its folder in the pipeline bucket."""
+    return {
+        "name": spec["name"],
+        "executionId": execution.id,
+        "executionName": execution.name,
+        "startTime": execution.startTime,
+        "bucket": config.pipeline_bucket,
+        "prefix": f"runs/{spec['name']}/{execution.name}/",
+        "jobWaitTimeoutSeconds": config.job_wait_timeout_seconds,
+    }
+
+
+@instrumented
+def handler(event: dict, context: Any) -> dict:
+    request = parse(event=event, model=ValidateSpecInput)
+    config = Config.from_env()
+    try:
+        spec = normalize_spec(request.spec, config)
+    except SpecValidationError as error:
+        # Re-raised: its class name becomes the Step Functions error, its message the Cause.
+        logger.warning("job spec rejected", extra={"problems": str(error).splitlines()})
+        metrics.add_metric(name="SpecsRejected", unit=MetricUnit.Count, value=1)
+        raise
+    metrics.add_metric(name="SpecsAccepted", unit=MetricUnit.Count, value=1)
+    operation = next(iter(spec["operation"]))
+    logger.info(
+        "job spec accepted", extra={"runName": spec["name"], "operation": operation, "dryRun": spec["dryRun"]}
+    )
+    return {"spec": spec, "run": run_context(spec, request.execution, config)}
