@@ -1,0 +1,94 @@
+"""Fault injection from the BRIEF section 5 faults file: chosen tasks fail before they run."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchpipe_local.s3batch import FaultRule
+
+TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "done", "Value": "yes"}]}}
+FAULTS = [
+    {"keyRegex": "^bad/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1},
+    {"keyRegex": "gone", "httpStatus": 404, "errorCode": "NoSuchKey"},
+]
+
+
+@pytest.fixture
+def faulty(s3batch_world):
+    s3batch_world.start(faults=FAULTS)
+    s3batch_world.bucket("src-bkt")
+    for key in ("bad/one", "bad/two", "good", "gone-but-present"):
+        s3batch_world.put("src-bkt", key)
+    return s3batch_world
+
+
+def test_times_limits_a_fault_per_object_across_jobs(faulty):
+    manifest = faulty.manifest(
+        [["src-bkt", key] for key in ("bad/one", "bad/two", "good", "gone-but-present")]
+    )
+
+    first = faulty.run(TAGGING, manifest)
+    assert faulty.report_lines(first["JobId"])["failed"] == [
+        "src-bkt,bad/one,,failed,503,SlowDown,Injected fault: 503 SlowDown",
+        "src-bkt,bad/two,,failed,503,SlowDown,Injected fault: 503 SlowDown",
+        "src-bkt,gone-but-present,,failed,404,NoSuchKey,Injected fault: 404 NoSuchKey",
+    ]
+    assert faulty.tags("src-bkt", "bad/one") == {}
+    assert faulty.tags("src-bkt", "gone-but-present") == {}
+    assert faulty.tags("src-bkt", "good") == {"done": "yes"}
+
+    rerun = faulty.run(TAGGING, faulty.manifest([["src-bkt", "bad/one"], ["src-bkt", "gone-but-present"]]))
+    assert faulty.report_lines(rerun["JobId"]) == {
+        "succeeded": ["src-bkt,bad/one,,succeeded,200,,Successful"],
+        "failed": ["src-bkt,gone-but-present,,failed,404,NoSuchKey,Injected fault: 404 NoSuchKey"],
+    }
+    assert faulty.tags("src-bkt", "bad/one") == {"done": "yes"}
+    assert faulty.engine.faults.applied() == 4
+
+
+def test_rules_match_the_decoded_key(s3batch_world):
+    s3batch_world.start(
+        faults=[{"keyRegex": r"^with space/\d+$", "httpStatus": 500, "errorCode": "InternalError"}]
+    )
+    s3batch_world.bucket("src-bkt")
+    s3batch_world.put("src-bkt", "with space/1")
+
+    job = s3batch_world.run(TAGGING, s3batch_world.manifest([["src-bkt", "with%20space/1"]]))
+
+    assert s3batch_world.report_lines(job["JobId"]) == {
+        "failed": ["src-bkt,with%20space/1,,failed,500,InternalError,Injected fault: 500 InternalError"]
+    }
+
+
+def test_an_exhausted_rule_lets_the_next_matching_rule_apply(s3batch_world):
+    rules = [
+        {"keyRegex": "x", "httpStatus": 503, "errorCode": "SlowDown", "times": 1},
+        {"keyRegex": "x", "httpStatus": 403, "errorCode": "AccessDenied", "times": 1, "message": "nope"},
+    ]
+    s3batch_world.start(faults=rules)
+    s3batch_world.bucket("src-bkt")
+    s3batch_world.put("src-bkt", "x")
+    manifest = s3batch_world.manifest([["src-bkt", "x"]])
+
+    outcomes = [s3batch_world.report_lines(s3batch_world.run(TAGGING, manifest)["JobId"]) for _ in range(3)]
+
+    assert outcomes == [
+        {"failed": ["src-bkt,x,,failed,503,SlowDown,Injected fault: 503 SlowDown"]},
+        {"failed": ["src-bkt,x,,failed,403,AccessDenied,nope"]},
+        {"succeeded": ["src-bkt,x,,succeeded,200,,Successful"]},
+    ]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"keyRegex": "(", "httpStatus": 503, "errorCode": "SlowDown"},
+        {"keyRegex": "a", "errorCode": "SlowDown"},
+        {"keyRegex": "a", "httpStatus": 503, "errorCode": "SlowDown", "times": -1},
+        {"keyRegex": "a", "httpStatus": 42, "errorCode": "SlowDown"},
+        {"keyRegex": "a", "httpStatus": 503, "errorCode": "SlowDown", "time": 1},
+    ],
+)
+def test_malformed_rules_are_refused(rule):
+    with pytest.raises(ValueError, match="fault rule"):
+        FaultRule.from_dict(rule)
