@@ -1,0 +1,179 @@
+"""Athena SQL -> DuckDB: statement forms, partition pruning, and Athena's function semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchpipe_local.athena import AthenaQueryError
+from batchpipe_local.athena.dialect import (
+    output_names,
+    parse_statement,
+    partition_values,
+    table_references,
+    to_duckdb,
+)
+from batchpipe_local.athena.engine import connect
+
+TRICKY = [
+    "a b",
+    "plus+sign",
+    "100% done",
+    "%41 is not A",
+    "k=v,x=y",
+    'say "hi"',
+    "hash#frag?query",
+    "données/été/naïve café.txt",
+    "日本語/ファイル.txt",
+    "emoji 🎉.png",
+    "tilde~star*dot.dash-under_",
+    "slash/back\\slash\ttab",
+    "semi;colon:at@amp&dollar$",
+]
+
+
+def java_url_encode(text: str) -> str:
+    """java.net.URLEncoder (UTF-8): the reference Athena's url_encode follows."""
+    out = []
+    for ch in text:
+        if ch.isascii() and (ch.isalnum() or ch in ".-*_"):
+            out.append(ch)
+        elif ch == " ":
+            out.append("+")
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode())
+    return "".join(out)
+
+
+def duck(sql: str) -> list[tuple]:
+    con = connect()
+    statement = parse_statement(sql)
+    return con.sql(to_duckdb(statement.query, {})).fetchall()
+
+
+@pytest.mark.parametrize("key", TRICKY)
+def test_url_encode_is_javas_url_encoder(key):
+    ((encoded,),) = duck(f"SELECT url_encode({_literal(key)})")
+    assert encoded == java_url_encode(key)
+
+
+@pytest.mark.parametrize("key", TRICKY)
+def test_url_decode_inverts_url_encode_and_reads_plus_as_space(key):
+    ((decoded, from_percent),) = duck(
+        f"SELECT url_decode(url_encode({_literal(key)})), url_decode(replace(url_encode({_literal(key)}), '+', '%20'))"
+    )
+    assert decoded == key
+    assert from_percent == key
+
+
+def test_url_decode_of_form_encoding():
+    assert duck("SELECT url_decode('a+b%2Bc%2F%E4%B8%AD')") == [("a b+c/中",)]
+
+
+@pytest.mark.parametrize("bad", ["%zz", "abc%", "%4"])
+def test_url_decode_rejects_malformed_escapes_like_java(bad):
+    with pytest.raises(Exception, match="INVALID_FUNCTION_ARGUMENT"):
+        duck(f"SELECT url_decode('{bad}')")
+
+
+def test_common_athena_functions_transpile():
+    rows = duck(
+        "SELECT starts_with('photos/x', 'photos/'), regexp_like('a.JPG', '(?i)\\.jpe?g$'), "
+        "lower('AB'), upper('ab'), coalesce(NULL, 'x'), replace('a+b', '+', '%20'), "
+        "from_iso8601_timestamp('2024-01-02T03:04:05.000Z') < from_iso8601_timestamp('2024-01-03T00:00:00Z'), "
+        "CAST('42' AS bigint) + 1, 'photos/a' LIKE 'photos/%'"
+    )
+    assert rows == [(True, True, "ab", "AB", "x", "a%20b", True, 43, True)]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ------------------------------------------------------------------------------------------ statements
+def test_unload_statement_is_read_around_the_inner_query():
+    statement = parse_statement(
+        "UNLOAD (SELECT bucket, key FROM inventory WHERE key = ')' AND dt = '2024-01-01-00-00') "
+        "TO 's3://results/run/athena/' WITH (format = 'TEXTFILE', field_delimiter = ',', compression = 'NONE');"
+    )
+    assert statement.kind == "UNLOAD"
+    assert statement.unload_location == "s3://results/run/athena/"
+    assert statement.unload_properties == {
+        "format": "TEXTFILE",
+        "field_delimiter": ",",
+        "compression": "NONE",
+    }
+    assert "')'" in statement.query.sql()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELEC * FROM inventory",
+        "SELECT * FROM",
+        "SELECT key FROM inventory WHERE",
+        "SELECT 'unterminated FROM inventory",
+        "UNLOAD SELECT 1 TO 's3://b/p/'",
+        "UNLOAD (SELECT 1) 's3://b/p/'",
+        "UNLOAD (SELECT 1 TO 's3://b/p/' WITH (format = 'TEXTFILE')",
+        "SELECT 1; SELECT 2",
+    ],
+)
+def test_syntax_errors(sql):
+    with pytest.raises(AthenaQueryError) as raised:
+        parse_statement(sql)
+    assert raised.value.message.startswith("SYNTAX_ERROR")
+    assert raised.value.athena_error()["ErrorType"] == 1006
+
+
+def test_unload_needs_a_format():
+    with pytest.raises(AthenaQueryError, match="format"):
+        parse_statement("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (compression = 'NONE')")
+
+
+def test_other_statements_are_refused_clearly():
+    with pytest.raises(AthenaQueryError, match=r"NOT_SUPPORTED.*CREATE"):
+        parse_statement("CREATE TABLE x AS SELECT 1")
+
+
+# ------------------------------------------------------------------------------------------ tables
+def test_table_references_resolve_database_and_skip_ctes():
+    statement = parse_statement(
+        "WITH recent AS (SELECT * FROM Other_DB.Inventory WHERE dt = 'b') SELECT * FROM recent JOIN inventory i ON true"
+    )
+    refs = [ref for _, ref in table_references(statement.query, "ctx_db")]
+    assert sorted((r.database, r.name) for r in refs) == [("ctx_db", "inventory"), ("other_db", "inventory")]
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("dt = '2024-01-01-00-00'", {"2024-01-01-00-00"}),
+        ("'2024-01-01-00-00' = i.dt AND size > 0", {"2024-01-01-00-00"}),
+        ("dt IN ('a', 'b') AND dt = 'b'", {"b"}),
+        ("dt = 'a' OR dt = 'b'", None),
+        ("size > 0", None),
+        ("other.dt = 'a'", None),
+        ("dt >= 'a'", None),
+    ],
+)
+def test_partition_values_pin_only_conjunctive_literals(where, expected):
+    statement = parse_statement(f"SELECT key FROM inventory i WHERE {where}")
+    ((node, _),) = table_references(statement.query, "db")
+    assert partition_values(statement.query, node, "dt") == expected
+
+
+def test_tables_are_replaced_by_views_keeping_their_names_as_aliases():
+    statement = parse_statement("SELECT inventory.key, i2.size FROM inventory, db.inventory AS i2")
+    refs = table_references(statement.query, "db")
+    sql = to_duckdb(statement.query, {id(node): f"t{n}" for n, (node, _) in enumerate(refs)})
+    assert "FROM t0 AS inventory, t1 AS i2" in sql
+
+
+def test_output_names_follow_athena():
+    statement = parse_statement("SELECT key, size AS s, count(*), lower(key) FROM inventory GROUP BY 1, 2, 4")
+    assert output_names(statement.query, ["key", "s", "count_star()", "lower(key)"]) == [
+        "key",
+        "s",
+        "_col2",
+        "_col3",
+    ]
