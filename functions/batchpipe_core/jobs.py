@@ -1,0 +1,358 @@
+"""S3 Batch Operations jobs as data: the CreateJob request, the job outcome, the tags that lead back.
+
+Pure code (no AWS calls): the CreateJob, JobStatus and CheckJob handlers are thin wiring over it, so
+the request every handler sends and the outcome every handler reports are built in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from batchpipe_core.config import Config
+from batchpipe_core.errors import TransientError
+
+TERMINAL_STATUSES = frozenset({"Complete", "Cancelled", "Failed"})
+MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
+REPORT_FORMAT = "Report_CSV_20180820"
+
+TAG_PIPELINE = "batchpipe:pipeline"
+TAG_RUN = "batchpipe:run"
+TAG_EXECUTION = "batchpipe:execution"
+TAG_ATTEMPT = "batchpipe:attempt"
+# The token-table key contains an execution ARN (whose name part may hold characters S3 tag values
+# reject) and '#', so the job carries its digest instead; the token table maps digest -> key.
+TAG_REF = "batchpipe:ref"
+
+_TAG_VALUE_MAX = 256
+_DESCRIPTION_MAX = 256
+# S3 tag values: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$ (botocore's model; its validator does not check it).
+_TAG_PUNCTUATION = frozenset(" _.:/=+-@")
+
+# Error codes (any AWS service these handlers call) that are worth retrying as they are.
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "SlowDown",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalServerException",
+        "InternalServiceException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "TransactionConflictException",
+    }
+)
+_TRANSIENT_TRANSPORT_ERRORS = (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+
+# ------------------------------------------------------------------ state documents (the ASL's payloads)
+
+
+class _StatePart(BaseModel):
+    # The state document carries more than a handler reads; ignore the rest rather than break on it.
+    model_config = ConfigDict(extra="ignore")
+
+
+class RunRef(_StatePart):
+    executionId: str = Field(min_length=1)
+    executionName: str = Field(min_length=1)
+    prefix: str = Field(min_length=1)
+    name: str = "batchpipe"
+
+
+class ManifestRef(_StatePart):
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    etag: str = Field(min_length=1)
+    objects: int | None = None
+
+
+class CurrentAttempt(_StatePart):
+    attempt: int = Field(ge=1)
+    manifest: ManifestRef
+
+
+class ReportChoice(_StatePart):
+    scope: str | None = None
+
+
+class SpecView(_StatePart):
+    """The fields of the (already validated, defaults filled) job spec that shape the job."""
+
+    name: str | None = None
+    operation: dict[str, Any]
+    report: ReportChoice = Field(default_factory=ReportChoice)
+    priority: int | None = None
+    confirmationRequired: bool = False
+
+
+class CreateJobInput(_StatePart):
+    taskToken: str = Field(min_length=1)
+    spec: SpecView
+    run: RunRef
+    current: CurrentAttempt
+
+
+class CheckJobInput(_StatePart):
+    run: RunRef
+    current: CurrentAttempt
+
+
+# ------------------------------------------------------------------ keys
+
+
+def token_key(execution_id: str, attempt: int) -> str:
+    """TokenTable partition key of one (execution, attempt): docs/ARCHITECTURE.md fixes the shape."""
+    return f"{execution_id}#{attempt}"
+
+
+def job_ref(execution_id: str, attempt: int) -> str:
+    """Digest of the token key: 64 hex chars, valid both as ClientRequestToken and as a tag value.
+
+    The same execution and attempt always give the same ref, so a retried CreateJob Lambda and a
+    re-entry after a wait timeout send the same ClientRequestToken and get the same job.
+    """
+    return hashlib.sha256(token_key(execution_id, attempt).encode()).hexdigest()
+
+
+def is_terminal(status: str | None) -> bool:
+    """Complete, Cancelled and Failed never change again (Suspended waits for a human: not terminal)."""
+    return status in TERMINAL_STATUSES
+
+
+# ------------------------------------------------------------------ CreateJob
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The stack-level inputs of a CreateJob request (template.yaml Globals)."""
+
+    account_id: str
+    pipeline_bucket: str
+    batch_role_arn: str
+    inventory_versions: str
+    pipeline_name: str
+    default_priority: int
+    default_report_scope: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> JobSettings:
+        return cls(
+            account_id=config.account_id,
+            pipeline_bucket=config.pipeline_bucket,
+            batch_role_arn=config.batch_role_arn,
+            inventory_versions=config.inventory_versions,
+            pipeline_name=config.state_machine_name,
+            default_priority=config.default_priority,
+            default_report_scope=config.default_report_scope,
+        )
+
+    @property
+    def partition(self) -> str:
+        """aws, aws-cn, aws-us-gov...: taken from the role ARN so bucket ARNs match the stack's."""
+        parts = self.batch_role_arn.split(":")
+        return parts[1] if len(parts) > 1 and parts[1] else "aws"
+
+
+def tag_value(text: str, limit: int = _TAG_VALUE_MAX) -> str:
+    """``text`` with every character S3 rejects in a tag value replaced by ``_``, cut to ``limit``."""
+    safe = "".join(c if c.isalnum() or c in _TAG_PUNCTUATION else "_" for c in text)
+    return safe[:limit]
+
+
+def manifest_fields(inventory_versions: str) -> list[str]:
+    """An "All versions" inventory gives every manifest row a version ID column; "Current" none."""
+    return ["Bucket", "Key", "VersionId"] if inventory_versions == "All" else ["Bucket", "Key"]
+
+
+def report_prefix(run_prefix: str, attempt: int) -> str:
+    """Where the completion report of an attempt goes (docs/ARCHITECTURE.md bucket layout)."""
+    return f"{run_prefix}attempt-{attempt}/report"
+
+
+def job_tags(settings: JobSettings, run: RunRef, attempt: int) -> list[dict[str, str]]:
+    """Tags that name the pipeline, run, execution and attempt, and lead back to the task token."""
+    execution_digest = hashlib.sha256(run.executionId.encode()).hexdigest()[:8]
+    execution = f"{tag_value(run.executionName, _TAG_VALUE_MAX - 9)}-{execution_digest}"
+    return [
+        {"Key": TAG_PIPELINE, "Value": tag_value(settings.pipeline_name)},
+        {"Key": TAG_RUN, "Value": tag_value(run.name)},
+        {"Key": TAG_EXECUTION, "Value": execution},
+        {"Key": TAG_ATTEMPT, "Value": str(attempt)},
+        {"Key": TAG_REF, "Value": job_ref(run.executionId, attempt)},
+    ]
+
+
+def build_create_job_request(
+    spec: SpecView, run: RunRef, current: CurrentAttempt, settings: JobSettings
+) -> dict[str, Any]:
+    """The s3control CreateJob parameters of one attempt; identical for identical inputs.
+
+    Determinism matters: S3 only returns the existing job for a repeated ClientRequestToken when the
+    rest of the request is the same, so nothing here may depend on time or randomness.
+    """
+    partition = settings.partition
+    manifest = current.manifest
+    attempt = current.attempt
+    description = f"batchpipe {run.name} attempt {attempt} ({run.executionName})"
+    return {
+        "AccountId": settings.account_id,
+        "ConfirmationRequired": spec.confirmationRequired,
+        "Operation": spec.operation,
+        "Report": {
+            "Bucket": f"arn:{partition}:s3:::{settings.pipeline_bucket}",
+            "Format": REPORT_FORMAT,
+            "Enabled": True,
+            "Prefix": report_prefix(run.prefix, attempt),
+            "ReportScope": spec.report.scope or settings.default_report_scope,
+            "ExpectedBucketOwner": settings.account_id,
+        },
+        "ClientRequestToken": job_ref(run.executionId, attempt),
+        "Manifest": {
+            "Spec": {"Format": MANIFEST_FORMAT, "Fields": manifest_fields(settings.inventory_versions)},
+            "Location": {
+                "ObjectArn": f"arn:{partition}:s3:::{manifest.bucket}/{manifest.key}",
+                # S3 returns ETags quoted; CreateJob's documented examples pass the bare hex.
+                "ETag": manifest.etag.strip('"'),
+            },
+        },
+        "Description": description[:_DESCRIPTION_MAX],
+        "Priority": settings.default_priority if spec.priority is None else spec.priority,
+        "RoleArn": settings.batch_role_arn,
+        "Tags": job_tags(settings, run, attempt),
+    }
+
+
+# ------------------------------------------------------------------ tags -> token
+
+
+def tags_as_dict(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags}
+
+
+def pipeline_ref(tags: Iterable[Mapping[str, str]], pipeline_name: str) -> str | None:
+    """The ref of a job this pipeline created, or None for a foreign job (no tag, other stack)."""
+    by_key = tags_as_dict(tags)
+    if by_key.get(TAG_PIPELINE) != tag_value(pipeline_name):
+        return None
+    return by_key.get(TAG_REF) or None
+
+
+# ------------------------------------------------------------------ job outcome
+
+
+def _bucket_name(bucket_arn: str | None) -> str | None:
+    if not bucket_arn:
+        return None
+    return bucket_arn.split(":::", 1)[-1]
+
+
+def job_outcome(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The job outcome (docs/ARCHITECTURE.md) from DescribeJob's ``Job``: the task-token output.
+
+    Always built from DescribeJob, never from a status event: events may be stale or reordered.
+    """
+    progress = job.get("ProgressSummary") or {}
+    report = job.get("Report") or {}
+    status = job.get("Status", "Unknown")
+    return {
+        "jobId": job["JobId"],
+        "status": status,
+        "terminal": is_terminal(status),
+        "total": int(progress.get("TotalNumberOfTasks", 0)),
+        "succeeded": int(progress.get("NumberOfTasksSucceeded", 0)),
+        "failed": int(progress.get("NumberOfTasksFailed", 0)),
+        "failureReasons": [
+            {"code": r.get("FailureCode", ""), "reason": r.get("FailureReason", "")}
+            for r in job.get("FailureReasons") or []
+        ],
+        "statusUpdateReason": job.get("StatusUpdateReason", ""),
+        "report": {
+            "bucket": _bucket_name(report.get("Bucket")),
+            "prefix": report.get("Prefix"),
+            "scope": report.get("ReportScope"),
+        },
+    }
+
+
+def no_job_outcome(run: RunRef, current: CurrentAttempt, settings: JobSettings) -> dict[str, Any]:
+    """The outcome while no job is recorded for the attempt yet: not terminal, so the run waits again.
+
+    The report scope is the job's to say (the spec may override the default), so it stays unknown.
+    """
+    return {
+        "jobId": None,
+        "status": "Unknown",
+        "terminal": False,
+        "total": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "failureReasons": [],
+        "statusUpdateReason": "no job recorded for this attempt yet",
+        "report": {
+            "bucket": settings.pipeline_bucket,
+            "prefix": report_prefix(run.prefix, current.attempt),
+            "scope": None,
+        },
+    }
+
+
+# ------------------------------------------------------------------ AWS errors -> TransientError
+
+
+def error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling, 5xx and dropped connections: worth retrying unchanged."""
+    if isinstance(exc, _TRANSIENT_TRANSPORT_ERRORS):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return error_code(exc) in TRANSIENT_ERROR_CODES or status == 429 or status >= 500
+
+
+@contextmanager
+def transient_as_retryable(action: str) -> Iterator[None]:
+    """Re-raises transient AWS errors as TransientError, the name the state machine retries."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        if is_transient(exc):
+            raise TransientError(f"{action}: {exc}") from exc
+        raise

@@ -1,0 +1,106 @@
+"""CheckJobFunction: the DescribeJob fallback when no status event completed the wait in time."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from batchpipe_core import jobs
+from batchpipe_core.tokens import TokenTable
+
+from tests.unit.test_create_job import ACCOUNT, TABLE, TAGGING, Pipeline, Waiting, context, pipeline_world
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = REPO / "functions"
+if str(FUNCTIONS) not in sys.path:
+    sys.path.insert(0, str(FUNCTIONS))
+
+from check_job import app as check_job_app  # noqa: E402
+
+
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    with pipeline_world() as world:
+        yield world
+
+
+def check(waiting: Waiting) -> dict:
+    """CheckJob's payload is what the ASL passes: run and current only."""
+    event = {"run": waiting.event["run"], "current": waiting.event["current"]}
+    outcome = check_job_app.handler(json.loads(json.dumps(event)), context("CheckJobFunction"))
+    json.dumps(outcome)  # the state's result must be JSON
+    return outcome
+
+
+def test_no_job_yet_is_not_terminal(pipeline: Pipeline) -> None:
+    waiting = pipeline.start_run()
+    outcome = check(waiting)  # CreateJobFunction never ran (or died before storing anything)
+    assert (outcome["jobId"], outcome["status"], outcome["terminal"]) == (None, "Unknown", False)
+
+    TokenTable(TABLE, pipeline.ddb).store_token(waiting.key, "0" * 64, waiting.event["taskToken"])
+    assert check(waiting)["terminal"] is False  # the token is there, the job is not
+
+
+def test_a_running_job_is_not_terminal(pipeline: Pipeline) -> None:
+    waiting = pipeline.start_run()
+    job_id = pipeline.create_job(waiting)
+    outcome = check(waiting)
+    assert (outcome["jobId"], outcome["status"], outcome["terminal"]) == (job_id, "New", False)
+
+
+def test_a_finished_job_gives_the_outcome_the_event_would_have(pipeline: Pipeline) -> None:
+    waiting = pipeline.start_run(keys=("a.jpg", "b.jpg", "c.jpg"))
+    job_id = pipeline.create_job(waiting)
+    pipeline.run_jobs()
+
+    outcome = check(waiting)
+
+    assert outcome == jobs.job_outcome(pipeline.describe(job_id))  # one builder for both paths
+    assert outcome["terminal"] is True and outcome["status"] == "Complete"
+    assert (outcome["total"], outcome["succeeded"], outcome["failed"]) == (3, 3, 0)
+    assert outcome["report"]["prefix"] == "runs/retag/run-1/attempt-1/report"
+    # The report is where ProcessReport will look for it.
+    report_key = f"runs/retag/run-1/attempt-1/report/job-{job_id}/manifest.json"
+    assert pipeline.s3.head_object(Bucket=outcome["report"]["bucket"], Key=report_key)
+
+
+def test_a_job_waiting_for_confirmation_is_not_terminal_until_it_ends(pipeline: Pipeline) -> None:
+    waiting = pipeline.start_run(spec={"name": "retag", "operation": TAGGING, "confirmationRequired": True})
+    job_id = pipeline.create_job(waiting)
+    pipeline.run_jobs()
+
+    suspended = check(waiting)
+    assert (suspended["status"], suspended["terminal"]) == ("Suspended", False)
+
+    pipeline.s3control.update_job_status(AccountId=ACCOUNT, JobId=job_id, RequestedJobStatus="Ready")
+    pipeline.run_jobs()
+    confirmed = check(waiting)
+    assert (confirmed["status"], confirmed["terminal"], confirmed["succeeded"]) == ("Complete", True, 2)
+
+
+def test_a_failed_job_is_terminal_with_its_reasons(pipeline: Pipeline) -> None:
+    waiting = pipeline.start_run()
+    manifest = waiting.event["current"]["manifest"]
+    pipeline.s3.put_object(Bucket=manifest["bucket"], Key=manifest["key"], Body=b"changed\n")
+    pipeline.create_job(waiting)
+    pipeline.run_jobs()
+
+    outcome = check(waiting)
+    assert (outcome["status"], outcome["terminal"]) == ("Failed", True)
+    assert outcome["failureReasons"] and outcome["failureReasons"][0]["code"]
+
+
+def test_each_attempt_is_checked_on_its_own_job(pipeline: Pipeline) -> None:
+    first = pipeline.start_run()
+    first_job = pipeline.create_job(first)
+    pipeline.run_jobs()
+    second = pipeline.reenter(first, "attempt-2")
+    second.event["current"] = {**first.event["current"], "attempt": 2}
+    second_job = pipeline.create_job(second)
+
+    assert second_job != first_job
+    assert (check(first)["jobId"], check(first)["terminal"]) == (first_job, True)
+    assert (check(second)["jobId"], check(second)["terminal"]) == (second_job, False)
