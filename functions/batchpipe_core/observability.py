@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+# template.yaml sets POWERTOOLS_METRICS_NAMESPACE; the fallback only matters when this module is
+# imported before the environment is set (tests, the local run), where a missing namespace would
+# make every add_metric fail schema validation.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BatchPipe"))
 
 
 def execution_id_of(event: Any) -> str | None:
@@ -32,7 +36,13 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
     @functools.wraps(handler)
     def correlated(event: dict, context: Any) -> Any:
         logger.set_correlation_id(execution_id_of(event))
-        return handler(event, context)
+        try:
+            return handler(event, context)
+        finally:
+            # With POWERTOOLS_METRICS_DISABLED (local runs) Powertools never flushes, so values would
+            # pile up across invocations of this warm process until add_metric overflows.
+            if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+                metrics.clear_metrics()
 
     wrapped = tracer.capture_lambda_handler(correlated, capture_response=False)
     wrapped = logger.inject_lambda_context(wrapped, clear_state=True)

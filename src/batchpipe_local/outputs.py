@@ -5,17 +5,41 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .lambdas import code_root
 
-def write_outputs(stack: Any, out: Path, summary: dict, *, exclude_buckets: set[str]) -> None:
+
+def prepare_out(out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+
+
+@contextmanager
+def lambda_logs_to(path: Path) -> Iterator[None]:
+    """The handlers' structured logs (Powertools, JSON lines) go to a file instead of stdout, where
+    they would interleave with the progress and break `--json`."""
+    sys.path.insert(0, str(code_root("functions/")))
+    from batchpipe_core.observability import logger  # noqa: PLC0415 - the functions' own logger
+
+    handler = logger.registered_handler
+    with open(path, "a", encoding="utf-8") as fh:
+        previous = handler.setStream(fh)
+        try:
+            yield
+        finally:
+            handler.setStream(previous)
+
+
+def write_outputs(stack: Any, out: Path, summary: dict, *, exclude_buckets: set[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     s3 = stack.client("s3")
     mirror_bucket(s3, stack.pipeline_bucket, out / stack.pipeline_bucket)

@@ -21,7 +21,7 @@ from .cli import (
     UsageError,
     _read_json,
 )
-from .outputs import write_outputs
+from .outputs import lambda_logs_to, prepare_out, write_outputs
 from .stack import LocalStack
 
 
@@ -154,7 +154,8 @@ def local_run(args: argparse.Namespace) -> int:
     parameters = _inventory_parameters(fmt, versions, source_bucket)
     parameters["JobWaitTimeoutSeconds"] = str(args.wait_timeout)
     started = time.monotonic()
-    with LocalStack(
+    prepare_out(out)
+    with lambda_logs_to(out / "lambda-logs.jsonl"), LocalStack(
         parameters=parameters,
         event_delivery=args.event_delivery,
         faults=faults,
@@ -166,11 +167,13 @@ def local_run(args: argparse.Namespace) -> int:
         if versions == "All":
             s3.put_bucket_versioning(Bucket=source_bucket, VersioningConfiguration={"Status": "Enabled"})
         if layout is not None:
-            count = inv.load_inventory_dir(s3, layout, dest_bucket=INVENTORY_BUCKET, dest_prefix="inventory")
+            count = inv.load_inventory_dir(
+                s3, layout, dest_bucket=INVENTORY_BUCKET, dest_prefix="inventory", config_id=INVENTORY_CONFIG_ID
+            )
             print(f"loaded the inventory of {source_bucket}: {count} objects ({fmt})", file=stream)
         else:
             n = 2000 if args.objects is None else args.objects
-            objects = inv.generate_objects(n, seed=args.seed)
+            objects = inv.generate_objects(n, seed=args.seed, bucket=source_bucket, versioned=versions == "All")
             inv.create_objects(s3, source_bucket, objects)
             inv.write_inventory(
                 s3,

@@ -1,0 +1,252 @@
+"""Join S3 objects into one, server-side: multipart upload whose parts are ``UploadPartCopy`` ranges.
+
+S3's rules: every part but the last is at least 5 MiB, a part is at most 5 GiB, an upload has at most
+10,000 parts. So a source of at least 5 MiB is copied as one part (or several ranges if it exceeds
+5 GiB) and its bytes never leave S3. A source under 5 MiB cannot be a part unless it is the last one,
+so consecutive small sources are read and uploaded together as one part of at least 5 MiB; what the
+process reads is therefore bounded by the small sources alone (each under 5 MiB) and is nothing when
+every source is at least 5 MiB, except that a single leftover small source is copied as the last part.
+When the plan needs more than 10,000 parts, consecutive parts are first joined (the same way) into
+intermediate objects of at most 5 GiB, each of which is then one part.
+
+The planning is pure (:func:`plan_parts`, :func:`group_parts`); :func:`concatenate` does the requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from batchpipe_core.errors import BatchPipeError
+
+MiB = 1024**2
+GiB = 1024**3
+TiB = 1024**4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """S3's multipart limits (smaller values let tests reach every branch with little data)."""
+
+    min_part: int = 5 * MiB
+    max_part: int = 5 * GiB
+    max_parts: int = 10_000
+    max_object: int = 5 * TiB
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    size: int
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class CopyPart:
+    """Bytes ``first``..``last`` (inclusive) of one source, copied inside S3."""
+
+    source: Source
+    first: int
+    last: int
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class UploadPart:
+    """Small sources read by this process and uploaded as one part, in order."""
+
+    sources: tuple[Source, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(source.size for source in self.sources)
+
+
+Part = CopyPart | UploadPart
+
+
+@dataclass
+class Concatenated:
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    parts: int
+    intermediates: list[str] = field(default_factory=list)
+
+
+class ManifestTooLargeError(BatchPipeError):
+    """The joined object would exceed what one S3 object can hold."""
+
+
+def plan_parts(sources: Sequence[Source], limits: Limits = Limits()) -> list[Part]:
+    """The parts that make one object of the non-empty ``sources``.
+
+    Sources of at least ``min_part`` come first, then the smaller ones, each kind in the given order
+    (a manifest's row order means nothing to S3 Batch Operations; grouping the small ones keeps the
+    reads to them alone).
+    """
+    parts: list[Part] = []
+    pending: list[Source] = []
+    for source in joined_order(sources, limits):
+        if source.size >= limits.min_part:
+            parts.extend(_ranges(source, limits))
+            continue
+        pending.append(source)
+        if sum(s.size for s in pending) >= limits.min_part:
+            parts.append(UploadPart(tuple(pending)))
+            pending = []
+    if len(pending) == 1:
+        # The last part may be small, so a lone small source need not be read.
+        parts.append(CopyPart(pending[0], 0, pending[0].size - 1))
+    elif pending:
+        parts.append(UploadPart(tuple(pending)))
+    return parts
+
+
+def _ranges(source: Source, limits: Limits) -> list[CopyPart]:
+    """Equal ranges no larger than ``max_part`` (each at least ``max_part / 2``, so >= ``min_part``)."""
+    count = math.ceil(source.size / limits.max_part)
+    step = math.ceil(source.size / count)
+    return [
+        CopyPart(source, first, min(first + step, source.size) - 1) for first in range(0, source.size, step)
+    ]
+
+
+def group_parts(parts: Sequence[Part], limits: Limits = Limits()) -> list[list[Part]]:
+    """Consecutive parts joined so that each group makes an object of at most ``max_part`` bytes.
+
+    Each group is a valid multipart upload of its own: only the overall last part can be small, and
+    it is the last part of the last group. Next-fit keeps any two neighbouring groups above
+    ``max_part`` together, so a 5 TiB object needs at most ~2,050 groups.
+    """
+    groups: list[list[Part]] = []
+    current: list[Part] = []
+    size = 0
+    for part in parts:
+        if current and (size + part.size > limits.max_part or len(current) == limits.max_parts):
+            groups.append(current)
+            current, size = [], 0
+        current.append(part)
+        size += part.size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def joined_order(sources: Sequence[Source], limits: Limits = Limits()) -> list[Source]:
+    """The order in which :func:`concatenate` joins ``sources`` (empty ones dropped)."""
+    return [s for s in sources if s.size >= limits.min_part] + [
+        s for s in sources if 0 < s.size < limits.min_part
+    ]
+
+
+def concatenate(
+    s3: Any,
+    *,
+    bucket: str,
+    sources: Sequence[Source],
+    key: str,
+    scratch_prefix: str,
+    limits: Limits = Limits(),
+    source_bucket: str | None = None,
+) -> Concatenated | None:
+    """Write the non-empty ``sources`` (objects in ``source_bucket``) as one object ``bucket/key``,
+    in :func:`joined_order`.
+
+    Returns None when every source is empty (S3 has no zero-part upload). Intermediate objects, needed
+    only past 10,000 parts, are written under ``scratch_prefix`` and listed in the result for cleanup.
+    """
+    source_bucket = source_bucket or bucket
+    total = sum(source.size for source in sources)
+    if total > limits.max_object:
+        raise ManifestTooLargeError(
+            f"The manifest would be {total} bytes, more than one S3 object can hold ({limits.max_object}); "
+            "narrow the filter (e.g. by prefixes) and run several times."
+        )
+    parts = plan_parts(sources, limits)
+    if not parts:
+        return None
+    intermediates: list[str] = []
+    level = 0
+    while len(parts) > limits.max_parts:
+        groups = group_parts(parts, limits)
+        if len(groups) >= len(parts):
+            raise ManifestTooLargeError(f"{len(parts)} parts cannot be joined into {limits.max_parts}")
+        joined = []
+        for index, group in enumerate(groups):
+            scratch_key = f"{scratch_prefix}level-{level}/{index:05d}"
+            etag, size = _upload(s3, bucket, scratch_key, source_bucket, group, limits)
+            intermediates.append(scratch_key)
+            joined.append(Source(scratch_key, size, etag))
+        # Intermediates live in the destination bucket.
+        source_bucket = bucket
+        parts = plan_parts(joined, limits)
+        level += 1
+    etag, size = _upload(s3, bucket, key, source_bucket, parts, limits)
+    return Concatenated(bucket, key, etag, size, len(parts), intermediates)
+
+
+def _upload(
+    s3: Any, bucket: str, key: str, source_bucket: str, parts: Sequence[Part], limits: Limits
+) -> tuple[str, int]:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    try:
+        put = _part_writer(s3, bucket, key, upload_id, source_bucket)
+        with ThreadPoolExecutor(max_workers=limits.concurrency) as pool:
+            etags = list(pool.map(put, range(1, len(parts) + 1), parts))
+        completed = s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
+        )
+    except BaseException:
+        _abort(s3, bucket, key, upload_id)
+        raise
+    return completed["ETag"].strip('"'), sum(part.size for part in parts)
+
+
+def _part_writer(
+    s3: Any, bucket: str, key: str, upload_id: str, source_bucket: str
+) -> Callable[[int, Part], str]:
+    def put(number: int, part: Part) -> str:
+        common = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
+        if isinstance(part, CopyPart):
+            copy_source = {"Bucket": source_bucket, "Key": part.source.key}
+            condition = {"CopySourceIfMatch": part.source.etag} if part.source.etag else {}
+            result = s3.upload_part_copy(
+                **common,
+                CopySource=copy_source,
+                CopySourceRange=f"bytes={part.first}-{part.last}",
+                **condition,
+            )
+            return result["CopyPartResult"]["ETag"]
+        body = b"".join(_read(s3, source_bucket, source) for source in part.sources)
+        return s3.upload_part(**common, Body=body)["ETag"]
+
+    return put
+
+
+def _read(s3: Any, bucket: str, source: Source) -> bytes:
+    condition = {"IfMatch": source.etag} if source.etag else {}
+    data = s3.get_object(Bucket=bucket, Key=source.key, **condition)["Body"].read()
+    if len(data) != source.size:
+        raise BatchPipeError(f"s3://{bucket}/{source.key} changed while being joined ({len(data)} bytes)")
+    return data
+
+
+def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError:
+        pass  # the bucket's lifecycle rule aborts incomplete uploads after 2 days

@@ -1,0 +1,238 @@
+"""The Athena statement that writes a spec's manifest rows straight to S3 (pure: text in, text out).
+
+One inner query presents the chosen ``dt`` partition as a typed, decoded view with the same column
+names and types for CSV, Parquet and ORC inventories (CSV columns are all strings and its keys are
+URL-encoded); the filters are written once against that view, and the outer SELECT encodes each key
+for the manifest. Only the columns the output, the filters and ``where`` use are selected, because
+bytes scanned is what Athena charges for.
+
+Key decoding, CSV inventories. S3 Inventory writes CSV keys form-encoded: a space as ``+``, a literal
+``+`` as ``%2B`` (cloud-custodian issue #1997, "The S3 object key value supplied in S3 Inventory is
+URL-encoded with space encoded as plus"; its fix decodes with ``unquote_plus``). Athena's ``url_decode``
+is the inverse of ``url_encode`` (Trino: space -> ``+``), i.e. form-decoding, so ``url_decode(key)`` is
+exact whether S3 writes a space as ``+`` or ``%20``.
+
+Key encoding, manifest. ``url_encode`` writes a space as ``+`` and a literal ``+`` as ``%2B``; replacing
+``+`` by ``%20`` leaves a text that percent-decoding and form-decoding both turn back into the exact key
+(AWS_FACTS.md, "CSV manifests"). The result contains no comma, quote or newline, so Athena's unquoted
+TEXTFILE output is a valid CSV manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.inventory_layout import (
+    INVENTORY_FORMATS,
+    INVENTORY_VERSIONS,
+    is_partition,
+    table_columns,
+)
+from batchpipe_core.where import columns_used, normalize_where
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# How a CSV inventory's string column becomes the typed column Parquet and ORC inventories have.
+# Empty strings are what CSV has where the columnar formats have NULL.
+_CSV_TIMESTAMP = "CAST(from_iso8601_timestamp(nullif({c}, '')) AS timestamp)"
+_CSV_BOOLEAN = "lower({c}) = 'true'"
+_CSV_COLUMN_EXPRESSIONS = {
+    "bucket": "{c}",
+    "key": "url_decode({c})",
+    "size": "CAST(nullif({c}, '') AS bigint)",
+    "last_modified_date": _CSV_TIMESTAMP,
+    "object_lock_retain_until_date": _CSV_TIMESTAMP,
+    "is_latest": _CSV_BOOLEAN,
+    "is_delete_marker": _CSV_BOOLEAN,
+    "is_multipart_uploaded": _CSV_BOOLEAN,
+}
+_CSV_STRING = "nullif({c}, '')"
+
+UNLOAD_OPTIONS = "format = 'TEXTFILE', field_delimiter = ',', compression = 'NONE'"
+
+
+def build_unload_sql(
+    spec: dict,
+    *,
+    database: str,
+    table: str,
+    partition: str,
+    inventory_format: str,
+    versions: str,
+    output_uri: str,
+) -> str:
+    """The ``UNLOAD`` statement whose output files are the manifest rows of ``spec``'s filter.
+
+    For ``{"filter": {"prefixes": ["photos/"], "minSizeBytes": 1}}`` over a CSV, current-versions
+    inventory it builds::
+
+        UNLOAD (
+        SELECT bucket, replace(url_encode(key), '+', '%20') AS key
+        FROM (
+          SELECT
+            bucket,
+            url_decode(key) AS key,
+            CAST(nullif(size, '') AS bigint) AS size
+          FROM "db"."inventory"
+          WHERE dt = '2024-05-01-00-00'
+        ) AS inventory
+        WHERE starts_with(key, 'photos/')
+          AND size >= 1
+        ) TO 's3://pipe/run/athena/' WITH (format = 'TEXTFILE', field_delimiter = ',', compression = 'NONE')
+
+    With ``versions="All"`` every row also gets its version ID (``null`` for null versions), delete
+    markers are always excluded and ``latestOnly`` keeps current versions only. A Parquet or ORC
+    inventory differs only in the inner SELECT (its columns are typed and its keys are not encoded).
+    Filter semantics: prefixes OR-ed, every field AND-ed; sizes inclusive; ``modifiedAfter`` inclusive
+    and ``modifiedBefore`` exclusive, so adjacent ranges never overlap.
+    """
+    if inventory_format not in INVENTORY_FORMATS:
+        raise ValueError(f"inventory_format must be one of {INVENTORY_FORMATS}, not {inventory_format!r}")
+    if versions not in INVENTORY_VERSIONS:
+        raise ValueError(f"versions must be one of {INVENTORY_VERSIONS}, not {versions!r}")
+    if not is_partition(partition):
+        raise ValueError(f"partition must be a dt value YYYY-MM-DD-HH-MM, not {partition!r}")
+    if not output_uri.startswith("s3://") or not output_uri.endswith("/"):
+        raise ValueError(f"output_uri must be an s3:// prefix ending in '/', not {output_uri!r}")
+
+    conditions, where_text = filter_conditions(spec.get("filter") or {}, versions=versions)
+    output = ["bucket", "replace(url_encode(key), '+', '%20') AS key"]
+    if versions == "All":
+        output.append("coalesce(version_id, 'null') AS version_id")
+    columns = needed_columns(spec, versions=versions)
+    inner = ",\n".join(f"    {_inner_column(c, inventory_format)}" for c in columns)
+    lines = [
+        "UNLOAD (",
+        f"SELECT {', '.join(output)}",
+        "FROM (",
+        "  SELECT",
+        inner,
+        f"  FROM {quote_identifier(database)}.{quote_identifier(table)}",
+        f"  WHERE dt = {quote_literal(partition)}",
+        ") AS inventory",
+    ]
+    if where_text is not None:
+        conditions.append(f"({where_text})")
+    for index, condition in enumerate(conditions):
+        lines.append(f"{'WHERE' if index == 0 else '  AND'} {condition}")
+    lines.append(f") TO {quote_literal(output_uri)} WITH ({UNLOAD_OPTIONS})")
+    return "\n".join(lines)
+
+
+def filter_conditions(filter_spec: dict, *, versions: str) -> tuple[list[str], str | None]:
+    """The filter as conditions over the typed view, plus the validated ``where`` text (or None)."""
+    conditions: list[str] = []
+    if versions == "All":
+        # A delete marker is not an object: no operation can act on it.
+        conditions.append("is_delete_marker = false")
+        if filter_spec.get("latestOnly"):
+            conditions.append("is_latest = true")
+    prefixes = filter_spec.get("prefixes") or []
+    if prefixes:
+        alternatives = [f"starts_with(key, {quote_literal(p)})" for p in prefixes]
+        conditions.append(alternatives[0] if len(alternatives) == 1 else f"({' OR '.join(alternatives)})")
+    if filter_spec.get("keyRegex"):
+        conditions.append(f"regexp_like(key, {quote_literal(filter_spec['keyRegex'])})")
+    if filter_spec.get("storageClasses"):
+        conditions.append(f"storage_class IN ({_literal_list(filter_spec['storageClasses'])})")
+    if filter_spec.get("encryptionStatuses"):
+        conditions.append(f"encryption_status IN ({_literal_list(filter_spec['encryptionStatuses'])})")
+    if filter_spec.get("minSizeBytes") is not None:
+        conditions.append(f"size >= {_integer(filter_spec['minSizeBytes'], 'minSizeBytes')}")
+    if filter_spec.get("maxSizeBytes") is not None:
+        conditions.append(f"size <= {_integer(filter_spec['maxSizeBytes'], 'maxSizeBytes')}")
+    if filter_spec.get("modifiedAfter") is not None:
+        conditions.append(f"last_modified_date >= {timestamp_literal(filter_spec['modifiedAfter'])}")
+    if filter_spec.get("modifiedBefore") is not None:
+        conditions.append(f"last_modified_date < {timestamp_literal(filter_spec['modifiedBefore'])}")
+    return conditions, _validated_where(filter_spec.get("where"), versions=versions)
+
+
+def needed_columns(spec: dict, *, versions: str) -> list[str]:
+    """The inventory columns the statement reads, in the table's order (bytes scanned is money)."""
+    filter_spec = spec.get("filter") or {}
+    wanted = {"bucket", "key"}
+    if versions == "All":
+        wanted |= {"version_id", "is_delete_marker"}
+        if filter_spec.get("latestOnly"):
+            wanted.add("is_latest")
+    for field, column in (
+        ("storageClasses", "storage_class"),
+        ("encryptionStatuses", "encryption_status"),
+        ("minSizeBytes", "size"),
+        ("maxSizeBytes", "size"),
+        ("modifiedAfter", "last_modified_date"),
+        ("modifiedBefore", "last_modified_date"),
+    ):
+        if filter_spec.get(field) not in (None, [], ""):
+            wanted.add(column)
+    where_text = _validated_where(filter_spec.get("where"), versions=versions)
+    if where_text is not None:
+        wanted |= columns_used(where_text)
+    return [column for column in table_columns(versions) if column in wanted]
+
+
+def _inner_column(column: str, inventory_format: str) -> str:
+    if inventory_format != "CSV":
+        # Parquet/ORC: typed already; an empty version ID means the same as a missing one.
+        return "nullif(version_id, '') AS version_id" if column == "version_id" else column
+    expression = _CSV_COLUMN_EXPRESSIONS.get(column, _CSV_STRING).format(c=column)
+    return column if expression == column else f"{expression} AS {column}"
+
+
+def _validated_where(where: Any, *, versions: str) -> str | None:
+    """sqlglot's rendering of ``where`` once it is one condition over this table's columns, or None."""
+    if where is None:
+        return None
+    if not isinstance(where, str):
+        raise SpecValidationError(f"filter.where must be a string condition, not {where!r}")
+    return normalize_where(where, table_columns(versions))
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal: the only way any user text reaches the statement."""
+    if not isinstance(value, str):
+        raise SpecValidationError(f"expected a string, got {value!r}")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise SpecValidationError(
+            f"{name!r} is not a valid Glue database or table name (letters, digits and underscores)"
+        )
+    return f'"{name}"'
+
+
+def timestamp_literal(value: str | datetime) -> str:
+    """An ISO 8601 instant as a UTC ``TIMESTAMP`` literal, the type of the view's date columns.
+
+    Inventory dates are UTC; a value without a zone is taken as UTC.
+    """
+    if isinstance(value, str):
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError as error:
+            raise SpecValidationError(
+                f"not an ISO 8601 timestamp: {value!r} (e.g. 2024-01-01T00:00:00Z)"
+            ) from error
+    else:
+        instant = value
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(UTC).replace(tzinfo=None)
+    timespec = "milliseconds" if instant.microsecond % 1000 == 0 else "microseconds"
+    return f"TIMESTAMP '{instant.isoformat(sep=' ', timespec=timespec)}'"
+
+
+def _literal_list(values: Iterable[str]) -> str:
+    return ", ".join(quote_literal(v) for v in values)
+
+
+def _integer(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecValidationError(f"filter.{field} must be an integer number of bytes, not {value!r}")
+    return str(value)

@@ -1,0 +1,181 @@
+"""BuildManifest: joins Athena's UNLOAD output into one CSV manifest, server-side.
+
+The object count comes from Athena's statistics and the rows stay in S3: output files of 5 MiB or
+more are copied with UploadPartCopy, only smaller ones are read (see batchpipe_core.multipart). The
+one other read is a bounded ranged GET of the manifest's first bytes for the sample of decoded keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from batchpipe_core.config import Config
+from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
+from batchpipe_core.jobs import RunRef, transient_as_retryable
+from batchpipe_core.keys import decode_key
+from batchpipe_core.multipart import Source, concatenate
+from batchpipe_core.observability import instrumented, logger, metrics
+from batchpipe_core.query import UNLOAD_OPTIONS
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+
+SAMPLE_SIZE = 20
+# 20 rows of the longest kind (bucket, a 1,024-byte key percent-encoded to 3 characters a byte,
+# version ID) fit in 80 KiB; the read is this long at most, whatever the manifest's size.
+SAMPLE_BYTES = 128 * 1024
+MANIFEST_NAME = "manifest.csv"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ManifestSpec(_Part):
+    maxObjects: int | None = None
+
+
+class QueryExecutionRef(_Part):
+    id: str
+
+
+class QueryRef(_Part):
+    outputPrefix: str
+    execution: QueryExecutionRef
+
+
+class BuildManifestInput(_Part):
+    spec: ManifestSpec
+    run: RunRef
+    query: QueryRef
+
+
+@instrumented
+def handler(event: dict, context: Any) -> dict:
+    request = parse(event=event, model=BuildManifestInput)
+    return build_manifest(request, Config.from_env(), s3=boto3.client("s3"), athena=boto3.client("athena"))
+
+
+def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athena: Any) -> dict:
+    """The ``manifest`` state document (location, bucket, key, etag, objects, sizeBytes, ...)."""
+    query_id = request.query.execution.id
+    objects, bytes_scanned = query_statistics(athena, query_id)
+    metrics.add_metric(name="ManifestObjects", unit=MetricUnit.Count, value=objects)
+    metrics.add_metric(name="AthenaBytesScanned", unit=MetricUnit.Bytes, value=bytes_scanned)
+    max_objects = request.spec.maxObjects or config.default_max_objects
+    if objects > max_objects:
+        raise TooManyObjectsError(
+            f"The filter selected {objects} objects, more than maxObjects ({max_objects}); no job was "
+            "created. Narrow the filter (prefixes, keyRegex, sizes, dates) or raise maxObjects in the spec."
+        )
+    result = {
+        "location": None,
+        "bucket": config.pipeline_bucket,
+        "key": None,
+        "etag": None,
+        "objects": objects,
+        "sizeBytes": 0,
+        "bytesScanned": bytes_scanned,
+        "sample": [],
+    }
+    if objects == 0:
+        logger.info("nothing to do: the filter selected no objects", extra={"queryExecutionId": query_id})
+        return result
+
+    output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
+    run_prefix = request.run.prefix if request.run.prefix.endswith("/") else f"{request.run.prefix}/"
+    with transient_as_retryable("joining Athena's output into the manifest"):
+        sources = [s for s in list_outputs(s3, output_bucket, output_prefix) if s.size > 0]
+        joined = concatenate(
+            s3,
+            bucket=config.pipeline_bucket,
+            key=f"{run_prefix}{MANIFEST_NAME}",
+            sources=sources,
+            scratch_prefix=f"{run_prefix}manifest-parts/",
+            source_bucket=output_bucket,
+        )
+        if joined is None:
+            raise TransientError(
+                f"Athena reported {objects} rows but s3://{output_bucket}/{output_prefix} holds no data"
+            )
+        sample = read_sample(s3, joined.bucket, joined.key, joined.size)
+    _delete_quietly(s3, config.pipeline_bucket, joined.intermediates)
+    logger.info(
+        "manifest built",
+        extra={"objects": objects, "sizeBytes": joined.size, "files": len(sources), "parts": joined.parts},
+    )
+    return result | {
+        "location": f"s3://{joined.bucket}/{joined.key}",
+        "key": joined.key,
+        "etag": joined.etag,
+        "sizeBytes": joined.size,
+        "sample": sample,
+    }
+
+
+def query_statistics(athena: Any, query_id: str) -> tuple[int, int]:
+    """(rows written, bytes scanned) of a finished query, from Athena's statistics."""
+    with transient_as_retryable("reading Athena's query statistics"):
+        runtime = athena.get_query_runtime_statistics(QueryExecutionId=query_id)["QueryRuntimeStatistics"]
+        execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+    rows = runtime.get("Rows", {}).get("OutputRows")
+    if rows is None:
+        # Statistics can lag the SUCCEEDED state a little; the state machine retries TransientError.
+        raise TransientError(f"Athena has no output row count for query {query_id} yet")
+    return int(rows), int(execution.get("Statistics", {}).get("DataScannedInBytes", 0))
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def list_outputs(s3: Any, bucket: str, prefix: str) -> list[Source]:
+    """Every object under ``prefix`` (the run's own UNLOAD location, so nothing else is there)."""
+    sources = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            sources.append(Source(item["Key"], item["Size"], item.get("ETag")))
+    return sources
+
+
+def read_sample(s3: Any, bucket: str, key: str, size: int, limit: int = SAMPLE_SIZE) -> list[str]:
+    """Up to ``limit`` decoded keys from the start of the joined manifest (one bounded ranged GET).
+
+    The manifest rather than the first output file: Athena may spread a small result over files of a
+    few rows each, while the manifest's first bytes always hold ``min(limit, objects)`` rows.
+    """
+    data = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SAMPLE_BYTES - 1}")["Body"].read()
+    if data.startswith(GZIP_MAGIC):
+        # UNLOAD compresses TEXTFILE output with gzip unless told otherwise; S3 Batch Operations needs
+        # a plain CSV manifest. Fails here rather than with an unreadable manifest in the job.
+        raise BatchPipeError(
+            f"Athena wrote gzip-compressed output into s3://{bucket}/{key}; the UNLOAD statement must ask "
+            f"for {UNLOAD_OPTIONS!r} (see batchpipe_core.query)."
+        )
+    lines = data.split(b"\n")
+    if len(data) < size:
+        lines = lines[:-1]  # the last line was cut by the range
+    keys = []
+    for line in lines:
+        fields = line.rstrip(b"\r").split(b",")
+        if len(fields) >= 2:
+            keys.append(decode_key(fields[1].decode("utf-8")))
+        if len(keys) == limit:
+            break
+    return keys
+
+
+def _delete_quietly(s3: Any, bucket: str, keys: list[str]) -> None:
+    """Intermediate objects (only past 10,000 parts); the bucket's lifecycle rule removes leftovers."""
+    for start in range(0, len(keys), 1000):
+        batch = keys[start : start + 1000]
+        try:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+        except ClientError as error:
+            logger.warning("could not delete intermediate manifest parts", extra={"error": str(error)})

@@ -1,0 +1,94 @@
+"""PlanQuery: picks the inventory delivery (``dt`` partition) and builds the Athena UNLOAD statement.
+
+The statement runs in the state machine (StartQuery, then a GetQueryStatus loop), so no Lambda
+waits on Athena; its output files under ``<run.prefix>athena/`` are the manifest rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.parser import parse
+from batchpipe_core.config import Config
+from batchpipe_core.inventory_layout import check_delivery, resolve_delivery
+from batchpipe_core.jobs import RunRef, transient_as_retryable
+from batchpipe_core.observability import instrumented, logger
+from batchpipe_core.query import build_unload_sql, needed_columns
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class InventoryChoice(_Part):
+    database: str | None = None
+    table: str | None = None
+    date: str | None = None
+
+
+class QuerySpec(_Part):
+    """The parts of the validated spec that shape the query (``filter`` is read by the SQL builder)."""
+
+    inventory: InventoryChoice = Field(default_factory=InventoryChoice)
+    filter: dict[str, Any] | None = None
+
+
+class PlanQueryInput(_Part):
+    spec: QuerySpec
+    run: RunRef
+
+
+@instrumented
+def handler(event: dict, context: Any) -> dict:
+    request = parse(event=event, model=PlanQueryInput)
+    return plan_query(request, Config.from_env(), boto3.client("s3"))
+
+
+def plan_query(request: PlanQueryInput, config: Config, s3: Any) -> dict:
+    """The ``query`` state document: sql, workGroup, database, partition, outputPrefix."""
+    spec = request.spec.model_dump()
+    inventory = request.spec.inventory
+    database = inventory.database or config.inventory_database
+    table = inventory.table or config.inventory_table
+    # Validates filter.where against this stack's columns before any request is made.
+    columns = needed_columns(spec, versions=config.inventory_versions)
+    with transient_as_retryable("resolving the inventory delivery"):
+        delivery = resolve_delivery(
+            s3,
+            bucket=config.inventory_bucket,
+            prefix=config.inventory_prefix,
+            date=inventory.date or "latest",
+        )
+    check_delivery(
+        delivery,
+        inventory_format=config.inventory_format,
+        versions=config.inventory_versions,
+        needed=columns,
+    )
+    output_prefix = f"s3://{config.pipeline_bucket}/{_directory(request.run.prefix)}athena/"
+    sql = build_unload_sql(
+        spec,
+        database=database,
+        table=table,
+        partition=delivery.partition,
+        inventory_format=config.inventory_format,
+        versions=config.inventory_versions,
+        output_uri=output_prefix,
+    )
+    logger.info(
+        "query planned",
+        extra={"partition": delivery.partition, "manifest": delivery.manifest_key, "columns": columns},
+    )
+    return {
+        "sql": sql,
+        "workGroup": config.athena_workgroup,
+        "database": database,
+        "partition": delivery.partition,
+        "outputPrefix": output_prefix,
+    }
+
+
+def _directory(prefix: str) -> str:
+    return prefix if prefix.endswith("/") else f"{prefix}/"

@@ -1,0 +1,234 @@
+"""BuildManifest on moto: Athena's output files become one manifest; rows stay in S3 when they can.
+
+moto's Athena reports a fixed statistic (2 output rows, 0 bytes scanned) for any query, so these tests
+write 2-row outputs where the count matters; the DuckDB-backed stand-in covers real counts end to end.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+from urllib.parse import quote_plus, unquote, unquote_plus
+
+import boto3
+import pytest
+from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
+from batchpipe_core.multipart import MiB
+from batchpipe_core.observability import metrics
+from moto import mock_aws
+
+from batchpipe_local.lambdas import LambdaContext
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+if str(FUNCTIONS) not in sys.path:
+    sys.path.insert(0, str(FUNCTIONS))
+
+from build_manifest import app  # noqa: E402
+
+REGION = "us-east-1"
+PIPELINE = "pipeline"
+RUN_PREFIX = "runs/retag/retag-1/"
+OUTPUT = f"{RUN_PREFIX}athena/"
+ENV = {
+    "ACCOUNT_ID": "123456789012",
+    "PIPELINE_BUCKET": PIPELINE,
+    "TOKEN_TABLE": "tokens",
+    "INVENTORY_BUCKET": "inventory-dest",
+    "INVENTORY_PREFIX": "inventory/src/all",
+    "INVENTORY_FORMAT": "CSV",
+    "INVENTORY_VERSIONS": "Current",
+    "INVENTORY_DATABASE": "batchpipe_inventory",
+    "INVENTORY_TABLE": "inventory",
+    "ATHENA_WORKGROUP": "wg",
+    "BATCH_ROLE_ARN": "arn:aws:iam::123456789012:role/batch",
+    "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:topic",
+    "DEFAULT_MAX_OBJECTS": "1000000000",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "BatchPipe",
+    "POWERTOOLS_SERVICE_NAME": "batchpipe",
+    "AWS_DEFAULT_REGION": REGION,
+}
+KEYS = [
+    "photos/a b+c%20d=e,f'g\"h#i?j ünï 🎉.jpg",
+    "k/" + "x" * 1022,
+]
+
+
+def manifest_key(key: str) -> str:
+    """Athena's replace(url_encode(key), '+', '%20'): Java's URLEncoder, then a space as %20."""
+    return quote_plus(key, safe="*").replace("~", "%7E").replace("+", "%20")
+
+
+def rows(keys) -> bytes:
+    return "".join(f"src-bucket,{manifest_key(k)}\n" for k in keys).encode()
+
+
+# PlanQuery emits no metric of its own; Powertools warns about that on every call.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metrics():
+    """Powertools keeps metric values while metrics are disabled and raises at 100: start each test empty."""
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=PIPELINE)
+        athena = boto3.client("athena", region_name=REGION)
+        athena.create_work_group(
+            Name="wg", Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{PIPELINE}/athena/"}}
+        )
+        query_id = athena.start_query_execution(QueryString="SELECT 1", WorkGroup="wg")["QueryExecutionId"]
+        yield s3, query_id
+
+
+@pytest.fixture
+def reads():
+    """(key, bytes) of every successful GetObject made by any client created from now on."""
+    seen: list[tuple[str, int]] = []
+
+    def remember_key(params, context, **kwargs):
+        context["batchpipe_key"] = params.get("Key")
+
+    def record(http_response, parsed, context, **kwargs):
+        if http_response.status_code < 300:
+            seen.append((context.get("batchpipe_key"), int(parsed["ContentLength"])))
+
+    # The handler's clients come from boto3's default session: a fresh one carries the hooks.
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("provide-client-params.s3.GetObject", remember_key)
+    boto3.DEFAULT_SESSION.events.register("after-call.s3.GetObject", record)
+    yield seen
+    boto3.DEFAULT_SESSION = None
+
+
+def event(query_id: str, max_objects: int | None = 10) -> dict:
+    return {
+        "spec": {"name": "retag", "maxObjects": max_objects, "dryRun": True, "filter": {"prefixes": None}},
+        "run": {
+            "name": "retag",
+            "executionId": "arn:aws:states:us-east-1:123456789012:execution:sm:retag-1",
+            "executionName": "retag-1",
+            "prefix": RUN_PREFIX,
+            "bucket": PIPELINE,
+        },
+        "query": {
+            "sql": "UNLOAD (...)",
+            "workGroup": "wg",
+            "database": "batchpipe_inventory",
+            "partition": "2024-05-01-00-00",
+            "outputPrefix": f"s3://{PIPELINE}/{OUTPUT}",
+            "execution": {"id": query_id},
+            "status": {"state": "SUCCEEDED", "status": {"State": "SUCCEEDED"}},
+        },
+    }
+
+
+def invoke(payload: dict) -> dict:
+    context = LambdaContext("BuildManifestFunction", "arn:aws:lambda:us-east-1:123456789012:function:bm")
+    return app.handler(json.loads(json.dumps(payload)), context)
+
+
+def body(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=PIPELINE, Key=key)["Body"].read()
+
+
+def test_outputs_become_one_manifest_with_count_etag_size_and_decoded_sample(aws):
+    s3, query_id = aws
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_0", Body=rows(KEYS))
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_1", Body=b"")
+    result = invoke(event(query_id))
+    assert set(result) == {
+        "location",
+        "bucket",
+        "key",
+        "etag",
+        "objects",
+        "sizeBytes",
+        "bytesScanned",
+        "sample",
+    }
+    assert result["location"] == f"s3://{PIPELINE}/{RUN_PREFIX}manifest.csv"
+    assert (result["bucket"], result["key"]) == (PIPELINE, f"{RUN_PREFIX}manifest.csv")
+    assert body(s3, result["key"]) == rows(KEYS)
+    assert result["etag"] == s3.head_object(Bucket=PIPELINE, Key=result["key"])["ETag"].strip('"')
+    assert (result["objects"], result["sizeBytes"], result["bytesScanned"]) == (2, len(rows(KEYS)), 0)
+    assert result["sample"] == KEYS
+    for line in body(s3, result["key"]).decode().splitlines():
+        encoded = line.split(",")[1]
+        assert unquote(encoded) == unquote_plus(encoded) and unquote(encoded) in KEYS
+
+
+def test_more_objects_than_max_objects_fails_before_any_manifest(aws):
+    s3, query_id = aws
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_0", Body=rows(KEYS))
+    with pytest.raises(TooManyObjectsError, match=r"2 objects, more than maxObjects \(1\)"):
+        invoke(event(query_id, max_objects=1))
+    assert "Contents" not in s3.list_objects_v2(Bucket=PIPELINE, Prefix=f"{RUN_PREFIX}manifest")
+
+
+def test_rows_counted_but_no_output_is_retried(aws):
+    _, query_id = aws
+    with pytest.raises(TransientError, match="holds no data"):
+        invoke(event(query_id))
+
+
+def test_no_row_passes_through_the_lambda_when_outputs_are_at_least_5_mib(aws, reads):
+    s3, query_id = aws
+    big = [rows(f"part{p}/key {i:07d}" for i in range(200_000)) for p in range(2)]
+    big = [data[: 5 * MiB + 17 * p] for p, data in enumerate(big)]
+    assert all(len(data) >= 5 * MiB for data in big)
+    for index, data in enumerate(big):
+        s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_{index}", Body=data)
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_9", Body=b"")
+    reads.clear()
+    result = invoke(event(query_id))
+    lambda_reads = list(reads)
+    assert body(s3, result["key"]) == b"".join(big)
+    # One bounded ranged GET for the sample; the 10 MiB of rows were copied inside S3.
+    assert lambda_reads == [(f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)]
+    assert result["sample"] == [f"part0/key {i:07d}" for i in range(20)]
+
+
+def test_small_outputs_are_read_and_nothing_else(aws, reads):
+    s3, query_id = aws
+    big = rows(f"big/key {i:07d}" for i in range(200_000))[: 5 * MiB]
+    small = [rows([f"small{n}/key"]) for n in range(3)]
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}a", Body=big)
+    for n, data in enumerate(small):
+        s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}b{n}", Body=data)
+    reads.clear()
+    result = invoke(event(query_id))
+    lambda_reads = list(reads)
+    assert body(s3, result["key"]) == big + b"".join(small)
+    assert sorted(lambda_reads) == sorted(
+        [(f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)]
+        + [(f"{OUTPUT}b{n}", len(small[n])) for n in range(3)]
+    )
+
+
+def test_sample_of_a_versioned_manifest_is_keys_only(aws):
+    s3, query_id = aws
+    data = b"".join(
+        f"src,{manifest_key(k)},{v}\n".encode() for k, v in zip(KEYS, ["null", "3HL4kqtJ+/x"], strict=True)
+    )
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}0", Body=data)
+    assert invoke(event(query_id))["sample"] == KEYS
+
+
+def test_compressed_athena_output_is_refused_not_handed_to_batch_operations(aws):
+    s3, query_id = aws
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}0.gz", Body=gzip.compress(rows(KEYS)))
+    with pytest.raises(BatchPipeError, match="gzip"):
+        invoke(event(query_id))

@@ -1,0 +1,256 @@
+"""Server-side concatenation: the plan obeys S3's part rules, and moto S3 accepts it byte for byte."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from batchpipe_core.multipart import (
+    CopyPart,
+    Limits,
+    ManifestTooLargeError,
+    MiB,
+    Source,
+    UploadPart,
+    concatenate,
+    group_parts,
+    plan_parts,
+)
+from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+BUCKET = "pipeline"
+
+# ---------------------------------------------------------------- the plan (pure)
+
+SMALL_LIMITS = Limits(min_part=100, max_part=250, max_parts=4, max_object=10**9)
+
+
+def covered_bytes(parts) -> list[tuple[str, int, int]]:
+    """(source, first, last) byte ranges the parts stand for, in order."""
+    ranges = []
+    for part in parts:
+        if isinstance(part, CopyPart):
+            ranges.append((part.source.key, part.first, part.last))
+        else:
+            ranges.extend((s.key, 0, s.size - 1) for s in part.sources)
+    return ranges
+
+
+def expected_ranges(sources, limits) -> list[tuple[str, int, int]]:
+    """Files of at least the minimum part first, then the small ones, each in listing order."""
+    large = [(s.key, 0, s.size - 1) for s in sources if s.size >= limits.min_part]
+    return large + [(s.key, 0, s.size - 1) for s in sources if 0 < s.size < limits.min_part]
+
+
+def merged(ranges):
+    """Adjacent ranges of one source joined, so split copies compare equal to whole ones."""
+    out: list[tuple[str, int, int]] = []
+    for key, first, last in ranges:
+        if out and out[-1][0] == key and out[-1][2] + 1 == first:
+            out[-1] = (key, out[-1][1], last)
+        else:
+            out.append((key, first, last))
+    return out
+
+
+sizes = st.lists(st.integers(min_value=0, max_value=700), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes)
+def test_plan_obeys_s3_part_rules_and_covers_every_byte_once(source_sizes):
+    sources = [Source(f"f{i}", size) for i, size in enumerate(source_sizes)]
+    parts = plan_parts(sources, SMALL_LIMITS)
+    assert merged(covered_bytes(parts)) == expected_ranges(sources, SMALL_LIMITS)
+    assert all(part.size >= SMALL_LIMITS.min_part for part in parts[:-1])
+    assert all(0 < part.size <= SMALL_LIMITS.max_part for part in parts)
+    # Only small sources are ever read, and the bytes read are bounded by them.
+    read = [s for part in parts if isinstance(part, UploadPart) for s in part.sources]
+    assert all(s.size < SMALL_LIMITS.min_part for s in read)
+    assert sum(s.size for s in read) <= sum(s.size for s in sources if 0 < s.size < SMALL_LIMITS.min_part)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=100, max_value=2000), min_size=1, max_size=30))
+def test_sources_of_at_least_the_minimum_part_are_never_read(source_sizes):
+    parts = plan_parts([Source(f"f{i}", s) for i, s in enumerate(source_sizes)], SMALL_LIMITS)
+    assert all(isinstance(part, CopyPart) for part in parts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes)
+def test_groups_are_valid_uploads_of_at_most_the_maximum_part(source_sizes):
+    parts = plan_parts([Source(f"f{i}", s) for i, s in enumerate(source_sizes)], SMALL_LIMITS)
+    groups = group_parts(parts, SMALL_LIMITS)
+    assert [p for g in groups for p in g] == parts
+    for group in groups:
+        assert sum(p.size for p in group) <= SMALL_LIMITS.max_part
+        assert len(group) <= SMALL_LIMITS.max_parts
+        assert all(p.size >= SMALL_LIMITS.min_part for p in group[:-1])
+    # Every group but the last is a whole object of at least the minimum part: one part later on.
+    assert all(sum(p.size for p in g) >= SMALL_LIMITS.min_part for g in groups[:-1])
+
+
+def test_a_lone_small_leftover_is_copied_as_the_last_part_not_read():
+    parts = plan_parts([Source("big", 300), Source("tiny", 7)], SMALL_LIMITS)
+    assert parts[-1] == CopyPart(Source("tiny", 7), 0, 6)
+
+
+def test_a_source_larger_than_a_part_is_copied_in_equal_ranges():
+    parts = plan_parts([Source("huge", 1001)], SMALL_LIMITS)
+    assert [(p.first, p.last) for p in parts] == [(0, 200), (201, 401), (402, 602), (603, 803), (804, 1000)]
+
+
+# ---------------------------------------------------------------- on S3 (moto)
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def reads(s3):
+    """Every GetObject the code under test makes: (key, bytes returned)."""
+    seen: list[tuple[str, int]] = []
+
+    def remember_key(params, context, **kwargs):
+        context["batchpipe_key"] = params.get("Key")
+
+    def record(http_response, parsed, model, context, **kwargs):
+        if http_response.status_code < 300:
+            seen.append((context.get("batchpipe_key"), int(parsed["ContentLength"])))
+
+    s3.meta.events.register("provide-client-params.s3.GetObject", remember_key)
+    s3.meta.events.register("after-call.s3.GetObject", record)
+    return seen
+
+
+def joined_body(key="manifest.csv") -> bytes:
+    """Read with a client of its own, so the check is not counted as a read of the code under test."""
+    checker = boto3.client("s3", region_name="us-east-1")
+    return checker.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def row_bytes(name: str, size: int) -> bytes:
+    """Manifest-like rows, distinct per file, exactly ``size`` bytes."""
+    line = f"src-bucket,{name}%2Fkey%20{{:09d}}\n"
+    text = "".join(line.format(i) for i in range(size // len(line.format(0)) + 1)).encode()
+    return text[:size]
+
+
+def put_sources(s3, sizes: dict[str, int]) -> tuple[list[Source], bytes]:
+    """The files, and their concatenation in the documented order (>= 5 MiB first, then the rest)."""
+    sources, bodies = [], {}
+    for name, size in sizes.items():
+        bodies[name] = row_bytes(name, size)
+        etag = s3.put_object(Bucket=BUCKET, Key=f"athena/{name}", Body=bodies[name])["ETag"]
+        sources.append(Source(f"athena/{name}", size, etag))
+    order = [n for n in sizes if sizes[n] >= 5 * MiB] + [n for n in sizes if sizes[n] < 5 * MiB]
+    return sources, b"".join(bodies[n] for n in order)
+
+
+def test_mixed_sizes_join_byte_for_byte_reading_only_small_files(s3, reads):
+    sizes = {
+        "0-big": 6 * MiB,
+        "1-tiny": 10,
+        "2-empty": 0,
+        "3-small": 3 * MiB,
+        "4-small": 2 * MiB + 512 * 1024,
+        "5-big": 5 * MiB,
+        "6-one-byte": 1,
+        "7-empty": 0,
+        "8-small": 4 * MiB,
+    }
+    sources, expected = put_sources(s3, sizes)
+    result = concatenate(s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/")
+    assert joined_body() == expected
+    assert result.size == len(expected)
+    assert result.etag == boto3.client("s3", region_name="us-east-1").head_object(
+        Bucket=BUCKET, Key="manifest.csv"
+    )["ETag"].strip('"')
+    # The 5 MiB and larger files stayed in S3; the small ones (< 5 MiB each) were read once.
+    assert sorted(k for k, _ in reads) == [
+        "athena/1-tiny",
+        "athena/3-small",
+        "athena/4-small",
+        "athena/6-one-byte",
+        "athena/8-small",
+    ]
+    assert sum(n for _, n in reads) == sum(s for s in sizes.values() if 0 < s < 5 * MiB)
+
+
+def test_files_of_at_least_5_mib_are_never_read(s3, reads):
+    sources, expected = put_sources(s3, {"a": 5 * MiB, "b": 7 * MiB + 3, "c": 5 * MiB + 1})
+    result = concatenate(s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/")
+    assert joined_body() == expected
+    assert result.parts == 3
+    assert reads == []
+
+
+def test_a_single_small_file_is_copied_not_read(s3, reads):
+    sources, expected = put_sources(s3, {"only": 123})
+    concatenate(s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/")
+    assert joined_body() == expected
+    assert reads == []
+
+
+def test_only_empty_files_make_no_object(s3):
+    sources, _ = put_sources(s3, {"a": 0, "b": 0})
+    assert concatenate(s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="s/") is None
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="manifest.csv")
+
+
+def test_past_the_part_limit_parts_are_joined_into_intermediates_first(s3, reads):
+    limits = Limits(max_parts=2, max_part=12 * MiB)
+    sources, expected = put_sources(s3, {"a": 5 * MiB, "b": 6 * MiB, "c": 5 * MiB, "d": 5 * MiB, "e": 100})
+    result = concatenate(
+        s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/", limits=limits
+    )
+    assert joined_body() == expected
+    assert result.parts <= 2
+    assert result.intermediates and all(k.startswith("scratch/") for k in result.intermediates)
+    assert reads == []
+
+
+def test_a_file_larger_than_a_part_is_copied_in_ranges(s3, reads):
+    limits = Limits(max_part=11 * MiB)
+    sources, expected = put_sources(s3, {"huge": 12 * MiB + 5, "tail": 10})
+    result = concatenate(
+        s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/", limits=limits
+    )
+    assert joined_body() == expected
+    assert result.parts == 3
+    assert reads == []
+
+
+def test_a_failure_aborts_the_upload(s3):
+    sources, _ = put_sources(s3, {"a": 5 * MiB})
+    missing = [*sources, Source("athena/gone", 10), Source("athena/gone-too", 10)]
+    with pytest.raises(ClientError):
+        concatenate(s3, bucket=BUCKET, sources=missing, key="manifest.csv", scratch_prefix="scratch/")
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="manifest.csv")
+
+
+def test_a_source_that_changed_since_listing_is_refused(s3):
+    sources, _ = put_sources(s3, {"a": 5 * MiB, "b": 10, "c": 10})
+    s3.put_object(Bucket=BUCKET, Key="athena/b", Body=b"0123456789")  # same size, other content
+    with pytest.raises(ClientError):
+        concatenate(s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/")
+
+
+def test_an_object_too_large_for_s3_is_refused_before_any_request(s3):
+    with pytest.raises(ManifestTooLargeError, match="narrow the filter"):
+        concatenate(
+            s3,
+            bucket=BUCKET,
+            sources=[Source("x", 6 * 1024**4)],
+            key="manifest.csv",
+            scratch_prefix="scratch/",
+        )
