@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,6 @@ DEFAULT_SPEC = {
     "name": "demo",
     "operation": {"S3PutObjectTagging": {"TagSet": [{"Key": "batchpipe", "Value": "demo"}]}},
 }
-SOURCE_BUCKET = "batchpipe-demo-source"
-INVENTORY_BUCKET = "batchpipe-demo-inventory"
-INVENTORY_CONFIG_ID = "daily-all-objects"
 FORMATS = {"csv": "CSV", "parquet": "Parquet", "orc": "ORC"}
 
 
@@ -82,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # moto logs every failed state at ERROR; the run summary reports failures better.
     logging.getLogger("moto").setLevel(logging.CRITICAL)
+    # Powertools warns on every handler that emitted no metric; locally metrics are disabled anyway.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     try:
         if args.command == "local":
             from .run import local_run

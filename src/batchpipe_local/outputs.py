@@ -27,7 +27,7 @@ def lambda_logs_to(path: Path) -> Iterator[None]:
     """The handlers' structured logs (Powertools, JSON lines) go to a file instead of stdout, where
     they would interleave with the progress and break `--json`."""
     sys.path.insert(0, str(code_root("functions/")))
-    from batchpipe_core.observability import logger  # noqa: PLC0415 - the functions' own logger
+    from batchpipe_core.observability import logger
 
     handler = logger.registered_handler
     with open(path, "a", encoding="utf-8") as fh:

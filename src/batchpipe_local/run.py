@@ -7,7 +7,6 @@ import json
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -15,14 +14,12 @@ from . import inventory as inv
 from .cli import (
     DEFAULT_SPEC,
     FORMATS,
-    INVENTORY_BUCKET,
-    INVENTORY_CONFIG_ID,
-    SOURCE_BUCKET,
     UsageError,
     _read_json,
 )
 from .outputs import lambda_logs_to, prepare_out, write_outputs
 from .stack import LocalStack
+from .world import INVENTORY_DEST_PREFIX, World
 
 
 class Progress:
@@ -121,17 +118,6 @@ def _bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks"
 
 
-def _inventory_parameters(fmt: str, versions: str, source_bucket: str) -> dict[str, str]:
-    return {
-        "InventoryBucket": INVENTORY_BUCKET,
-        "InventoryPrefix": f"inventory/{source_bucket}/{INVENTORY_CONFIG_ID}",
-        "InventoryFormat": fmt,
-        "InventoryVersions": versions,
-        "SourceBuckets": source_bucket,
-        "TargetBuckets": source_bucket,
-    }
-
-
 def local_run(args: argparse.Namespace) -> int:
     spec = _read_json(args.spec, "spec") if args.spec else DEFAULT_SPEC
     faults = _read_json(args.faults, "faults") if args.faults else []
@@ -142,52 +128,42 @@ def local_run(args: argparse.Namespace) -> int:
 
     if args.inventory:
         layout = inv.read_inventory_dir(Path(args.inventory))
-        source_bucket, fmt, versions = layout.source_bucket, layout.file_format, layout.versions
+        world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
     else:
         layout = None
-        source_bucket, fmt, versions = (
-            SOURCE_BUCKET,
-            FORMATS[args.inventory_format],
-            args.versions.capitalize(),
-        )
+        world = World(fmt=FORMATS[args.inventory_format], versions=args.versions.capitalize())
 
-    parameters = _inventory_parameters(fmt, versions, source_bucket)
-    parameters["JobWaitTimeoutSeconds"] = str(args.wait_timeout)
+    parameters = world.parameters(JobWaitTimeoutSeconds=str(args.wait_timeout))
     started = time.monotonic()
     prepare_out(out)
-    with lambda_logs_to(out / "lambda-logs.jsonl"), LocalStack(
-        parameters=parameters,
-        event_delivery=args.event_delivery,
-        faults=faults,
-        key_decoding=args.key_decoding,
-    ) as stack:
+    with (
+        lambda_logs_to(out / "lambda-logs.jsonl"),
+        LocalStack(
+            parameters=parameters,
+            event_delivery=args.event_delivery,
+            faults=faults,
+            key_decoding=args.key_decoding,
+        ) as stack,
+    ):
         s3 = stack.client("s3")
-        for bucket in (INVENTORY_BUCKET, source_bucket):
-            s3.create_bucket(Bucket=bucket)
-        if versions == "All":
-            s3.put_bucket_versioning(Bucket=source_bucket, VersioningConfiguration={"Status": "Enabled"})
         if layout is not None:
+            world.create_buckets(s3)
             count = inv.load_inventory_dir(
-                s3, layout, dest_bucket=INVENTORY_BUCKET, dest_prefix="inventory", config_id=INVENTORY_CONFIG_ID
-            )
-            print(f"loaded the inventory of {source_bucket}: {count} objects ({fmt})", file=stream)
-        else:
-            n = 2000 if args.objects is None else args.objects
-            objects = inv.generate_objects(n, seed=args.seed, bucket=source_bucket, versioned=versions == "All")
-            inv.create_objects(s3, source_bucket, objects)
-            inv.write_inventory(
                 s3,
-                source_bucket=source_bucket,
-                dest_bucket=INVENTORY_BUCKET,
-                dest_prefix="inventory",
-                config_id=INVENTORY_CONFIG_ID,
-                objects=objects,
-                fmt=fmt,
-                versions=versions,
-                delivery_time=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+                layout,
+                dest_bucket=world.inventory_bucket,
+                dest_prefix=INVENTORY_DEST_PREFIX,
+                config_id=world.config_id,
             )
             print(
-                f"generated {n} objects in s3://{source_bucket} and their S3 Inventory ({fmt})", file=stream
+                f"loaded the inventory of {world.source_bucket}: {count} objects ({world.fmt})", file=stream
+            )
+        else:
+            n = 2000 if args.objects is None else args.objects
+            world.seed(s3, world.generated(n, seed=args.seed))
+            print(
+                f"generated {n} objects in s3://{world.source_bucket} and their S3 Inventory ({world.fmt})",
+                file=stream,
             )
 
         execution_arn = stack.start(spec, args.name)

@@ -1,0 +1,73 @@
+"""A source bucket and its S3 Inventory on the embedded AWS: what `local run` and the state-machine
+tests act on. The stack's inventory parameters point at it, as a deployment's would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import inventory as inv
+
+SOURCE_BUCKET = "batchpipe-demo-source"
+INVENTORY_BUCKET = "batchpipe-demo-inventory"
+INVENTORY_DEST_PREFIX = "inventory"
+INVENTORY_CONFIG_ID = "daily-all-objects"
+
+
+@dataclass
+class World:
+    source_bucket: str = SOURCE_BUCKET
+    fmt: str = "CSV"
+    versions: str = "Current"
+    inventory_bucket: str = INVENTORY_BUCKET
+    config_id: str = INVENTORY_CONFIG_ID
+    objects: list[Any] = field(default_factory=list)
+
+    @property
+    def inventory_prefix(self) -> str:
+        return f"{INVENTORY_DEST_PREFIX}/{self.source_bucket}/{self.config_id}"
+
+    def parameters(self, **overrides: Any) -> dict[str, Any]:
+        """template.yaml parameters of a stack deployed for this inventory."""
+        return {
+            "InventoryBucket": self.inventory_bucket,
+            "InventoryPrefix": self.inventory_prefix,
+            "InventoryFormat": self.fmt,
+            "InventoryVersions": self.versions,
+            "SourceBuckets": self.source_bucket,
+            "TargetBuckets": self.source_bucket,
+            **overrides,
+        }
+
+    def create_buckets(self, s3: Any) -> None:
+        for bucket in (self.inventory_bucket, self.source_bucket):
+            s3.create_bucket(Bucket=bucket)
+        if self.versions == "All":
+            s3.put_bucket_versioning(Bucket=self.source_bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def seed(self, s3: Any, objects: list[Any], *, delivery_time: datetime | None = None) -> None:
+        """Creates the objects and writes one complete inventory delivery listing them."""
+        self.create_buckets(s3)
+        self.objects = inv.create_objects(s3, self.source_bucket, objects)
+        inv.write_inventory(
+            s3,
+            source_bucket=self.source_bucket,
+            dest_bucket=self.inventory_bucket,
+            dest_prefix=INVENTORY_DEST_PREFIX,
+            config_id=self.config_id,
+            objects=self.objects,
+            fmt=self.fmt,
+            versions=self.versions,
+            delivery_time=delivery_time or datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+        )
+
+    def generated(self, n: int, seed: int = 7) -> list[Any]:
+        return inv.generate_objects(n, seed=seed, bucket=self.source_bucket, versioned=self.versions == "All")
+
+    def objects_with_keys(self, keys: list[str]) -> list[Any]:
+        """Plain current objects with chosen keys (tests pick keys that faults match)."""
+        template = inv.generate_objects(1, seed=1, bucket=self.source_bucket)[0]
+        return [
+            template.replace(key=key, size=10 + i, storage_class="STANDARD") for i, key in enumerate(keys)
+        ]
