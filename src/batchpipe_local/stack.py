@@ -94,9 +94,7 @@ class LocalStack:
     event_delivery: str = "normal"
     faults: list[dict] = field(default_factory=list)
     key_decoding: str = "percent"
-    extra_functions: Mapping[str, str] = field(
-        default_factory=dict
-    )  # name -> "module.handler" under functions/ or examples/
+    engine_options: Mapping[str, Any] = field(default_factory=dict)  # extra BatchEngine settings
 
     account_id: str = DEFAULT_ACCOUNT_ID
     region: str = REGION
@@ -394,6 +392,7 @@ class LocalStack:
                 lambda_invoker=self.functions.invoke,
                 key_decoding=self.key_decoding,
                 faults=self.faults,
+                **self.engine_options,
             )
             self._exit.enter_context(self.engine.installed())
 

@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -74,6 +75,7 @@ class BatchEngine:
         faults: Iterable[FaultRule | Mapping[str, Any]] | FaultInjector = (),
         background: bool = True,
         lambda_redrives: int = DEFAULT_LAMBDA_REDRIVES,
+        active_seconds: float = 0.0,
     ) -> None:
         if key_decoding not in KEY_DECODINGS:
             raise ValueError(f"key_decoding must be one of {KEY_DECODINGS}, not {key_decoding!r}")
@@ -85,6 +87,9 @@ class BatchEngine:
         self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector(faults)
         self.background = background
         self.lambda_redrives = lambda_redrives
+        # Real jobs stay Active for minutes; tests that need a job still running when its creator
+        # looks (the status-event fallback) give it a floor here.
+        self.active_seconds = active_seconds
         self._jobs: dict[str, Job] = {}
         self._tokens: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._sequence = itertools.count()
@@ -419,6 +424,8 @@ class BatchEngine:
         self._transition(job, jobs.FAILED, reasons=[reason])
 
     def _run(self, job: Job) -> None:
+        if self.active_seconds:
+            time.sleep(self.active_seconds)
         context = operations.OperationContext(
             s3=self._s3_client(),
             account_id=job.account_id,

@@ -1,0 +1,297 @@
+"""Where every object of a run ended up, attempt by attempt, and the checks that none is lost.
+
+BRIEF section 2 invariant: for every attempt, succeeded + failedRetriable + failedPermanent = total;
+the next attempt's total = this attempt's failedRetriable; and for the run, objects = succeeded +
+failedPermanent + failedRetriesExhausted. Every check raises AccountingError (the Step Functions
+error name) rather than letting a wrong summary out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from batchpipe_core.classification import NOT_RUN, Disposition, classify, error_label
+from batchpipe_core.errors import AccountingError
+from batchpipe_core.report import ReportRow
+
+MAX_BACKOFF_SECONDS = 86_400  # one day: a longer wait helps nothing an operator would not rather decide
+MAX_ERRORS_SHOWN = 50  # per attempt in the execution output; the record file keeps them all
+
+# ------------------------------------------------------------------------------- one attempt
+
+
+@dataclass
+class AttemptTally:
+    """Counts of one attempt's outcomes, built row by row."""
+
+    succeeded: int = 0
+    failed_retriable: int = 0
+    failed_permanent: int = 0
+    not_run: int = 0
+    rows: int = 0  # outcome rows seen (a FailedTasksOnly report omits successes)
+    errors: Counter[str] = field(default_factory=Counter)
+    unknown_errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed_retriable + self.failed_permanent
+
+
+def tally(
+    rows: Iterable[ReportRow],
+    *,
+    unknown: Disposition,
+    on_retriable: Callable[[ReportRow, str], None],
+    on_permanent: Callable[[ReportRow, str], None],
+) -> AttemptTally:
+    """Classifies each outcome row and hands every failure to exactly one sink with its error label."""
+    counts = AttemptTally()
+    errors, unknown_errors = counts.errors, counts.unknown_errors
+    seen = succeeded = retriable = permanent = not_run = 0
+    for row in rows:
+        seen += 1
+        if row.status == "succeeded":
+            succeeded += 1  # the hot path of a healthy report: no classification, no allocation
+            continue
+        label = error_label(row.http_status, row.error_code)
+        errors[label] += 1
+        verdict = classify(row.http_status, row.error_code, unknown)
+        if not verdict.known:
+            unknown_errors[label] += 1
+        if verdict.retriable:
+            retriable += 1
+            not_run += row.error_code == NOT_RUN
+            on_retriable(row, label)
+        else:
+            permanent += 1
+            on_permanent(row, label)
+    counts.rows, counts.succeeded, counts.not_run = seen, succeeded, not_run
+    counts.failed_retriable, counts.failed_permanent = retriable, permanent
+    return counts
+
+
+def preferred_outcome(unknown: Disposition) -> Callable[[ReportRow, ReportRow], ReportRow]:
+    """Which of two report rows for the same object counts (tasks run at least once).
+
+    A success settles the object; otherwise a permanent failure beats a retriable one (another job
+    would fail the same way); between equals the later row wins.
+    """
+
+    def rank(row: ReportRow) -> int:
+        if row.status == "succeeded":
+            return 2
+        return 0 if classify(row.http_status, row.error_code, unknown).retriable else 1
+
+    def prefer(earlier: ReportRow, later: ReportRow) -> ReportRow:
+        return earlier if rank(earlier) > rank(later) else later
+
+    return prefer
+
+
+def backoff_seconds(base_seconds: int, attempt: int) -> int:
+    """Wait before attempt + 1: the spec's backoff doubled per attempt already run, capped at a day."""
+    if base_seconds <= 0:
+        return 0
+    return min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** min(attempt - 1, 32))
+
+
+class AttemptRecord(BaseModel):
+    """``attempt-<n>/record.json``: the full account of one attempt (the state carries a pointer)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    attempt: int = Field(ge=1)
+    jobId: str
+    jobStatus: str
+    total: int = Field(ge=0)
+    succeeded: int = Field(ge=0)
+    failedRetriable: int = Field(ge=0)
+    failedPermanent: int = Field(ge=0)
+    failedRetriesExhausted: int = Field(default=0, ge=0)
+    notRun: int = Field(default=0, ge=0)
+    errors: dict[str, int] = Field(default_factory=dict)
+    unknownErrorCodes: dict[str, int] = Field(default_factory=dict)
+    report: str | None = None
+    reportScope: str | None = None
+    failureReasons: list[dict[str, Any]] = Field(default_factory=list)
+    statusUpdateReason: str | None = None
+    permanentFailures: str | None = None
+    retryManifest: str | None = None
+    retriesExhausted: str | None = None
+    unmatchedReportRows: int = 0
+
+
+def check_attempt(record: AttemptRecord) -> None:
+    """One attempt's counts add up and its files agree with them."""
+    where = f"attempt {record.attempt} (job {record.jobId})"
+    counted = record.succeeded + record.failedRetriable + record.failedPermanent
+    if counted != record.total:
+        raise AccountingError(
+            f"{where}: succeeded {record.succeeded} + failedRetriable {record.failedRetriable} + "
+            f"failedPermanent {record.failedPermanent} = {counted}, but the attempt had {record.total} objects"
+        )
+    failures = sum(record.errors.values())
+    if failures != record.failedRetriable + record.failedPermanent:
+        raise AccountingError(
+            f"{where}: errors count {failures} failures, counts say "
+            f"{record.failedRetriable + record.failedPermanent}"
+        )
+    if record.notRun > record.failedRetriable:
+        raise AccountingError(f"{where}: {record.notRun} not run but only {record.failedRetriable} retriable")
+    if record.failedRetriesExhausted not in (0, record.failedRetriable):
+        raise AccountingError(
+            f"{where}: retries exhausted for {record.failedRetriesExhausted} of "
+            f"{record.failedRetriable} retriable objects; it is all or none"
+        )
+    if record.failedRetriable and (record.retryManifest is None) == (record.retriesExhausted is None):
+        raise AccountingError(
+            f"{where}: retriable objects must go to exactly one of the retry manifest "
+            "and the retries-exhausted file"
+        )
+
+
+def check_chain(records: Sequence[AttemptRecord], *, finished: bool) -> None:
+    """Attempts 1..k in order, each rerunning exactly the previous one's retriable objects.
+
+    ``finished``: the run ended normally, so the last attempt left nothing pending.
+    """
+    for position, record in enumerate(records, start=1):
+        check_attempt(record)
+        if record.attempt != position:
+            raise AccountingError(
+                f"attempt records are not 1..{len(records)}: found attempt {record.attempt} "
+                f"at position {position}"
+            )
+    for earlier, later in itertools.pairwise(records):
+        if later.total != earlier.failedRetriable or earlier.failedRetriesExhausted:
+            raise AccountingError(
+                f"attempt {later.attempt} ran {later.total} objects, but attempt {earlier.attempt} left "
+                f"{earlier.failedRetriable} retriable ({earlier.failedRetriesExhausted} exhausted)"
+            )
+    if finished and records and records[-1].failedRetriesExhausted != records[-1].failedRetriable:
+        last = records[-1]
+        raise AccountingError(
+            f"the run ended with {last.failedRetriable} retriable objects of attempt "
+            f"{last.attempt} neither rerun nor reported as retries exhausted"
+        )
+
+
+# ----------------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    objects: int
+    succeeded: int
+    failedPermanent: int
+    failedRetriesExhausted: int
+    unresolved: int  # only a FAILED run leaves objects whose outcome nobody knows
+
+    def as_output(self) -> dict[str, int]:
+        totals = {
+            "objects": self.objects,
+            "succeeded": self.succeeded,
+            "failedPermanent": self.failedPermanent,
+            "failedRetriesExhausted": self.failedRetriesExhausted,
+        }
+        if self.unresolved:
+            totals["unresolved"] = self.unresolved
+        return totals
+
+
+def run_totals(records: Sequence[AttemptRecord], objects: int, *, finished: bool) -> RunTotals:
+    """Run-level totals from the attempt records, checked against the manifest's object count."""
+    check_chain(records, finished=finished)
+    if records and records[0].total != objects:
+        raise AccountingError(f"attempt 1 ran {records[0].total} objects, the manifest lists {objects}")
+    succeeded = sum(r.succeeded for r in records)
+    permanent = sum(r.failedPermanent for r in records)
+    exhausted = records[-1].failedRetriesExhausted if records else 0
+    unresolved = objects - succeeded - permanent - exhausted
+    if unresolved < 0 or (finished and unresolved):
+        raise AccountingError(
+            f"objects {objects} != succeeded {succeeded} + failedPermanent {permanent} + "
+            f"failedRetriesExhausted {exhausted}"
+        )
+    return RunTotals(objects, succeeded, permanent, exhausted, unresolved)
+
+
+def run_status(*, failed: bool, dry_run: bool, objects: int | None, totals: RunTotals | None) -> str:
+    """BRIEF section 2 status. A dry run reports DRY_RUN even when it selected nothing."""
+    if failed:
+        return "FAILED"
+    if dry_run:
+        return "DRY_RUN"
+    if not objects:
+        return "NOTHING_TO_DO"
+    if totals is not None and (totals.failedPermanent or totals.failedRetriesExhausted):
+        return "PARTIAL"
+    return "SUCCEEDED"
+
+
+def trim_errors(errors: dict[str, int], limit: int = MAX_ERRORS_SHOWN) -> dict[str, int]:
+    """The most frequent error labels, the rest summed as ``other`` so the output stays small."""
+    if len(errors) <= limit:
+        return dict(sorted(errors.items(), key=lambda item: (-item[1], item[0])))
+    shown = heapq.nsmallest(limit - 1, errors.items(), key=lambda item: (-item[1], item[0]))
+    trimmed = dict(shown)
+    trimmed["other"] = sum(errors.values()) - sum(trimmed.values())
+    return trimmed
+
+
+# ----------------------------------------------------------------------------------- cost
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Public list prices (us-east-1) the estimate uses; the only place they are written down."""
+
+    batch_per_job: float = 0.25
+    batch_per_million_objects: float = 1.00
+    athena_per_tb_scanned: float = 5.00
+    athena_minimum_bytes: int = 10_000_000  # Athena bills at least 10 MB per query
+    athena_bytes_per_tb: int = 10**12
+    step_functions_per_thousand_transitions: float = 0.025
+
+
+PRICES = Prices()
+
+# Entered once per run: ValidateSpec, PlanQuery, StartQuery, BuildManifest, AnythingToDo?, Summarize.
+_FIXED_TRANSITIONS = 6
+_QUERY_POLL_TRANSITIONS = 3  # WaitForQuery, GetQueryStatus, QueryFinished?
+ASSUMED_QUERY_POLLS = 4  # ~20 s of Athena; the state does not count polls
+_FIRST_ATTEMPT_TRANSITIONS = 4  # FirstAttempt, CreateJobAndWait, ProcessReport, MoreToRetry?
+_RETRY_TRANSITIONS = 5  # Backoff, NextAttempt, CreateJobAndWait, ProcessReport, MoreToRetry?
+
+
+def estimate_transitions(attempts: int, *, query_polls: int = ASSUMED_QUERY_POLLS) -> int:
+    """State transitions of a run with ``attempts`` jobs (a lower bound: job-status timeouts add more)."""
+    transitions = _FIXED_TRANSITIONS + _QUERY_POLL_TRANSITIONS * query_polls
+    if attempts:
+        transitions += _FIRST_ATTEMPT_TRANSITIONS + _RETRY_TRANSITIONS * (attempts - 1)
+    return transitions
+
+
+def estimate_cost_usd(
+    *,
+    jobs: int,
+    objects_processed: int,
+    athena_bytes_scanned: int | None,
+    transitions: int,
+    prices: Prices = PRICES,
+) -> float:
+    """Batch jobs and tasks, the Athena query (None: no query ran) and Step Functions transitions."""
+    cost = jobs * prices.batch_per_job + objects_processed / 1e6 * prices.batch_per_million_objects
+    if athena_bytes_scanned is not None:
+        billed = max(prices.athena_minimum_bytes, math.ceil(athena_bytes_scanned / 1e6) * 1_000_000)
+        cost += billed / prices.athena_bytes_per_tb * prices.athena_per_tb_scanned
+    cost += transitions / 1000 * prices.step_functions_per_thousand_transitions
+    return round(cost, 4)

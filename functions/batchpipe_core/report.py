@@ -1,0 +1,491 @@
+"""Streaming I/O of S3 Batch Operations completion reports and of the CSV files the pipeline writes.
+
+A report is ``<prefix>/job-<jobId>/manifest.json`` naming one or more headerless results CSVs
+(AWS_FACTS.md, "Completion report"). Reports can hold billions of rows, so nothing here keeps rows:
+S3 bodies are decoded and parsed as they arrive (the csv module over a buffered text stream; quoted
+fields may hold commas and newlines), rows are yielded one at a time, and outputs are uploaded as
+multipart parts of bounded size. The one step that must relate rows to each other - which manifest
+rows the report does not mention - partitions both sides to local files by hash, so it holds at
+most ``memory_rows`` rows at once (a grace hash join).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import IO, Any, NamedTuple
+
+from batchpipe_core.keys import decode_key
+
+REPORT_FORMAT = "Report_CSV_20180820"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+READ_BUFFER_BYTES = 1 << 20
+_ARN_PREFIX = "arn:aws:s3:::"
+
+
+class ReportRow(NamedTuple):
+    """One task outcome. Strings are exactly as the report gives them (keys stay URL-encoded)."""
+
+    bucket: str
+    key: str
+    version_id: str  # "" when the manifest had no version column
+    status: str  # "succeeded" | "failed" (lower-cased)
+    http_status: int | None
+    error_code: str
+    message: str
+
+    @property
+    def decoded_key(self) -> str:
+        return decode_key(self.key)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+
+class ManifestRow(NamedTuple):
+    """One row of a CSV manifest, as written (URL-encoded key; version "" when there is no column)."""
+
+    bucket: str
+    key: str
+    version_id: str
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    status: str
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ReportManifest:
+    """The parsed ``manifest.json`` of a completion report and where it was read from."""
+
+    bucket: str
+    key: str
+    results: tuple[ResultFile, ...]
+    schema: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def bucket_name(bucket_or_arn: str) -> str:
+    """Bucket name from either a name or an ``arn:aws:s3:::name`` (reports and jobs use both)."""
+    return bucket_or_arn.removeprefix(_ARN_PREFIX)
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def report_manifest_key(prefix: str, job_id: str) -> str:
+    """Where S3 writes a job's report manifest: ``<Prefix>/job-<JobId>/manifest.json``."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/job-{job_id}/manifest.json" if prefix else f"job-{job_id}/manifest.json"
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+
+def text_stream(binary: IO[bytes]) -> io.TextIOWrapper:
+    """Decoded text over a byte stream (botocore StreamingBody or a file) without newline translation.
+
+    ``newline=""`` leaves ``\\r\\n`` inside quoted fields intact for the csv module; the buffer turns
+    many small reads into few large ones against the HTTP body.
+    """
+    if not isinstance(binary, io.BufferedIOBase):
+        binary = io.BufferedReader(binary, READ_BUFFER_BYTES)  # type: ignore[arg-type]
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+
+
+#: "100".."599" -> int: one dict lookup both recognises the HTTP status column and converts it.
+_HTTP_STATUS = {str(code): code for code in range(100, 600)}
+_new_tuple = tuple.__new__  # builds a NamedTuple without a Python-level __new__ call per row
+
+
+def _status_and_code(fifth: str, sixth: str) -> tuple[int | None, str]:
+    http_status = _HTTP_STATUS.get(fifth)
+    if http_status is not None:
+        return http_status, sixth
+    http_status = _HTTP_STATUS.get(sixth)
+    if http_status is not None:
+        return http_status, fifth
+    return None, fifth or sixth
+
+
+def report_row(fields: list[str]) -> ReportRow:
+    """A results CSV record as a ReportRow, whichever order the two middle columns come in.
+
+    AWS's ``ReportSchema`` lists ErrorCode before HTTPStatusCode but real reports put the HTTP status
+    5th; the status is recognised as the three-digit column, per row, so either order (even mixed
+    files) parses. A record with more than 7 fields had an unquoted comma in its message.
+    """
+    if len(fields) < 7:
+        fields = fields + [""] * (7 - len(fields))
+    bucket, key, version_id, status, fifth, sixth = fields[:6]
+    message = fields[6] if len(fields) == 7 else ",".join(fields[6:])
+    http_status, error_code = _status_and_code(fifth, sixth)
+    return ReportRow(bucket, key, version_id, status.lower(), http_status, error_code, message)
+
+
+def parse_result_rows(text: Iterable[str]) -> Iterator[ReportRow]:
+    """Rows of one results CSV (no header). Blank lines carry nothing and are skipped.
+
+    The common 7-field record is handled inline: this loop runs once per task of the job.
+    """
+    for fields in csv.reader(text):
+        if len(fields) == 7:
+            bucket, key, version_id, status, fifth, sixth, message = fields
+            http_status = _HTTP_STATUS.get(fifth)
+            if http_status is None:
+                http_status, sixth = _status_and_code(fifth, sixth)
+            if status != SUCCEEDED and status != FAILED:
+                status = status.lower()
+            yield _new_tuple(ReportRow, (bucket, key, version_id, status, http_status, sixth, message))
+        elif fields:
+            yield report_row(fields)
+
+
+def parse_manifest_rows(text: Iterable[str]) -> Iterator[ManifestRow]:
+    """Rows of a ``S3BatchOperations_CSV_20180820`` manifest with fields Bucket,Key[,VersionId]."""
+    for number, fields in enumerate(csv.reader(text), start=1):
+        width = len(fields)
+        if width == 3:
+            yield _new_tuple(ManifestRow, fields)
+        elif width == 2:
+            yield _new_tuple(ManifestRow, (fields[0], fields[1], ""))
+        elif width:
+            raise ValueError(f"manifest row {number} has {width} fields; expected Bucket,Key[,VersionId]")
+
+
+def parse_report_manifest(document: dict[str, Any], bucket: str, key: str) -> ReportManifest:
+    """Validates the report format so a future format change fails loudly instead of miscounting."""
+    report_format = document.get("Format")
+    if report_format != REPORT_FORMAT:
+        raise ValueError(f"s3://{bucket}/{key}: report format {report_format!r}, expected {REPORT_FORMAT}")
+    results = tuple(
+        ResultFile(
+            status=str(result.get("TaskExecutionStatus", "")).lower(),
+            bucket=bucket_name(result.get("Bucket") or bucket),
+            key=result["Key"],
+        )
+        for result in document.get("Results", [])
+    )
+    return ReportManifest(bucket=bucket, key=key, results=results, schema=document.get("ReportSchema", ""))
+
+
+# ------------------------------------------------------------------------------------ S3 reading
+
+
+def read_report_manifest(s3: Any, bucket: str, prefix: str, job_id: str) -> ReportManifest | None:
+    """The job's report manifest, or None when S3 wrote no report (no task was ever invoked)."""
+    bucket = bucket_name(bucket)
+    key = report_manifest_key(prefix, job_id)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return parse_report_manifest(json.loads(body), bucket, key)
+
+
+def iter_report_rows(s3: Any, manifest: ReportManifest) -> Iterator[ReportRow]:
+    """Every row of every results file, one S3 stream open at a time."""
+    for result in manifest.results:
+        body = s3.get_object(Bucket=result.bucket, Key=result.key)["Body"]
+        with text_stream(body) as text:
+            yield from parse_result_rows(text)
+
+
+def iter_manifest_rows(s3: Any, bucket: str, key: str) -> Iterator[ManifestRow]:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    with text_stream(body) as text:
+        yield from parse_manifest_rows(text)
+
+
+def manifest_field_count(s3: Any, bucket: str, key: str) -> int:
+    """2 or 3: whether a manifest has a VersionId column, from its first record (one ranged GET).
+
+    64 KiB holds any first record: an encoded 1,024-byte key is at most ~3 KiB.
+    """
+    head = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
+    for fields in csv.reader(io.StringIO(head.decode("utf-8-sig", errors="replace"), newline="")):
+        if fields:
+            if len(fields) not in (2, 3):
+                raise ValueError(
+                    f"s3://{bucket}/{key}: {len(fields)} fields; expected Bucket,Key[,VersionId]"
+                )
+            return len(fields)
+    raise ValueError(f"s3://{bucket}/{key}: empty manifest")
+
+
+# ------------------------------------------------------------------------------------ S3 writing
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    bucket: str
+    key: str
+    etag: str  # without the quotes S3 puts around it
+    size: int
+    rows: int
+
+    @property
+    def uri(self) -> str:
+        return s3_uri(self.bucket, self.key)
+
+
+class CsvUpload:
+    """A CSV object streamed to S3: rows are buffered into multipart parts, never all held.
+
+    Parts start at 8 MiB and grow by 8 MiB every 1,000 parts, so the 10,000-part limit allows about
+    440 GB while a part (the memory bound) stays at most 80 MiB. An upload smaller than one part is a
+    single PutObject. With ``skip_if_empty`` nothing is written when no row came (close returns None).
+    """
+
+    PART_BYTES = 8 << 20
+
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        *,
+        header: list[str] | None = None,
+        skip_if_empty: bool = False,
+    ) -> None:
+        self._s3, self.bucket, self.key = s3, bucket, key
+        self._buffer = bytearray()
+        self._writer = csv.writer(self, lineterminator="\n")
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._skip_if_empty = skip_if_empty
+        self.rows = 0
+        self.size = 0
+        if header:
+            self._writer.writerow(header)
+
+    def write(self, text: str) -> None:
+        """csv.writer's file protocol."""
+        self.write_bytes(text.encode("utf-8"))
+
+    def write_bytes(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self._part_bytes():
+            self._flush_part()
+
+    def writerow(self, fields: Iterable[Any]) -> None:
+        self._writer.writerow(fields)
+        self.rows += 1
+
+    def _part_bytes(self) -> int:
+        return self.PART_BYTES * (1 + len(self._parts) // 1000)
+
+    def _flush_part(self) -> None:
+        if self._upload_id is None:
+            created = self._s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType="text/csv"
+            )
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        part = self._s3.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
+        self._buffer.clear()
+
+    def close(self) -> Uploaded | None:
+        if self.rows == 0 and self._skip_if_empty:
+            self.abort()
+            return None
+        if self._upload_id is None:
+            response = self._s3.put_object(
+                Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), ContentType="text/csv"
+            )
+        else:
+            if self._buffer:
+                self._flush_part()
+            response = self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._buffer.clear()
+        return Uploaded(self.bucket, self.key, response["ETag"].strip('"'), self.size, self.rows)
+
+    def abort(self) -> None:
+        """Discards what was written; nothing appears in S3."""
+        if self._upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            self._upload_id = None
+        self._buffer.clear()
+
+
+# ------------------------------------------------------------------------ manifest vs report join
+
+MEMORY_ROWS = 200_000  # ~150 MB of rows in a dict: comfortable in a 1,024 MB function
+MAX_PARTITIONS = 128  # two files per partition stay far below Lambda's 1,024 open files
+MAX_DEPTH = 4  # more only helps if one object fills a partition alone, which dedup already handles
+
+Identity = tuple[str, str, str]
+
+
+def identity(bucket: str, key: str, version_id: str) -> Identity:
+    """What makes two rows the same object: bucket, key and version as the manifest gave them.
+
+    The report repeats each key exactly as its manifest row gave it (AWS_FACTS.md), so keys are
+    compared as given, without decoding (decoding every row would triple the join's cost). ``null``
+    and "" are the same (null) version: S3 wants the string ``null`` in manifests but may leave the
+    report's field empty.
+    """
+    return bucket, key, "" if version_id == "null" else version_id
+
+
+class Reconciliation:
+    """One outcome per manifest row: the report's row for that object, else ``absent(row)``.
+
+    When the report has several rows for one object (tasks run at least once), ``prefer`` picks one.
+    Report rows that match no manifest row are counted in ``unmatched``, not returned: the attempt's
+    total is its manifest, and an object must not be counted twice. Iterate once.
+
+    The report is loaded into a dict while it fits in ``memory_rows`` (the usual case: a job that
+    failed or was cancelled early) and the manifest streams past it. A larger report and the
+    manifest are both hash-partitioned to local files (pickled batches of plain tuples, the cheapest
+    format to write and read back) and joined partition by partition, re-partitioning any that is
+    still too large. Memory is therefore bounded by ``memory_rows`` rows whatever the sizes.
+    """
+
+    def __init__(
+        self,
+        manifest_rows: Iterable[ManifestRow],
+        report_rows: Iterable[ReportRow],
+        *,
+        absent: Callable[[ManifestRow], ReportRow],
+        prefer: Callable[[ReportRow, ReportRow], ReportRow],
+        expected_rows: int,
+        memory_rows: int = MEMORY_ROWS,
+        workdir: str | None = None,
+    ) -> None:
+        self._manifest_rows, self._report_rows = manifest_rows, report_rows
+        self._absent, self._prefer = absent, prefer
+        self._expected_rows, self._memory_rows = expected_rows, memory_rows
+        self._workdir = workdir
+        self._held: list[ReportRow] = []
+        self.unmatched = 0
+
+    def __iter__(self) -> Iterator[ReportRow]:
+        report_rows = iter(self._report_rows)
+        reported = self._load(report_rows, limit=self._memory_rows)
+        if reported is not None:
+            yield from self._probe(self._manifest_rows, reported)
+            return
+        with tempfile.TemporaryDirectory(prefix="batchpipe-join-", dir=self._workdir) as spill:
+            rows = max(self._expected_rows, self._memory_rows + 1)
+            yield from self._join_spilled(self._manifest_rows, report_rows, spill, depth=0, rows=rows)
+
+    def _load(self, report_rows: Iterator[ReportRow], limit: int | None) -> dict[Identity, ReportRow] | None:
+        """The report by identity, or None once it outgrows ``limit``: it then stays in ``self._held``."""
+        reported: dict[Identity, ReportRow] = {}
+        prefer = self._prefer
+        for row in report_rows:
+            ident = identity(row[0], row[1], row[2])
+            earlier = reported.get(ident)
+            reported[ident] = row if earlier is None else prefer(earlier, row)
+            if limit is not None and len(reported) > limit:
+                self._held = list(reported.values())
+                return None
+        return reported
+
+    def _probe(self, manifest_rows: Iterable[ManifestRow], reported: dict[Identity, ReportRow]):
+        matched: dict[Identity, ReportRow] = {}
+        for manifest_row in manifest_rows:
+            ident = identity(*manifest_row)
+            outcome = reported.pop(ident, None) or matched.get(ident)
+            if outcome is None:
+                yield self._absent(manifest_row)
+            else:
+                matched[ident] = outcome
+                yield outcome
+        self.unmatched += len(reported)
+
+    def _join_spilled(self, manifest_rows, report_rows, spill: str, depth: int, rows: int):
+        partitions = min(MAX_PARTITIONS, max(2, math.ceil(2 * rows / self._memory_rows)))
+        base = os.path.join(spill, f"d{depth}-{os.urandom(4).hex()}")
+        if depth == 0:  # the rows read before the report proved too large for memory
+            report_rows = itertools.chain(self._held, report_rows)
+            self._held = []
+        manifest_counts = _partition(manifest_rows, f"{base}-m", partitions, depth, self._memory_rows)
+        report_counts = _partition(report_rows, f"{base}-r", partitions, depth, self._memory_rows)
+        for index in range(partitions):
+            manifest_path, report_path = f"{base}-m{index}", f"{base}-r{index}"
+            part_manifest = _read_partition(manifest_path, ManifestRow)
+            part_report = _read_partition(report_path, ReportRow)
+            size = max(manifest_counts[index], report_counts[index])
+            if size <= self._memory_rows or depth + 1 >= MAX_DEPTH:
+                reported = self._load(part_report, limit=None)
+                assert reported is not None
+                yield from self._probe(part_manifest, reported)
+            else:
+                yield from self._join_spilled(part_manifest, part_report, spill, depth + 1, size)
+            os.remove(manifest_path)
+            os.remove(report_path)
+
+
+def _partition(rows: Iterable[tuple], base: str, partitions: int, salt: int, memory_rows: int) -> list[int]:
+    """Writes rows to ``base<i>`` by hash of their identity; returns the row count per file.
+
+    ``salt`` (the depth) makes a re-partitioned file spread instead of landing in one partition again.
+    Python's string hash is per process, which is all a spill file needs. Buffers hold at most a
+    quarter of ``memory_rows`` rows in all.
+    """
+    batch = max(100, memory_rows // (4 * partitions))
+    counts = [0] * partitions
+    buffers: list[list[tuple]] = [[] for _ in range(partitions)]
+    with ExitStack() as stack:
+        files = [stack.enter_context(open(f"{base}{i}", "wb")) for i in range(partitions)]
+        for row in rows:
+            version = row[2]
+            if version == "null":  # identity() inlined: this loop runs once per row of both sides
+                version = ""
+            index = hash((salt, row[0], row[1], version)) % partitions
+            buffer = buffers[index]
+            buffer.append(tuple(row))
+            if len(buffer) >= batch:
+                pickle.dump(buffer, files[index], protocol=pickle.HIGHEST_PROTOCOL)
+                counts[index] += len(buffer)
+                buffer.clear()
+        for index, buffer in enumerate(buffers):
+            if buffer:
+                pickle.dump(buffer, files[index], protocol=pickle.HIGHEST_PROTOCOL)
+                counts[index] += len(buffer)
+    return counts
+
+
+def _read_partition(path: str, row_type: type) -> Iterator:
+    """Rows of a partition file, one pickled batch in memory at a time. Only this process wrote it."""
+    with open(path, "rb") as spilled:
+        while True:
+            try:
+                batch = pickle.load(spilled)  # noqa: S301 - our own spill file in a private temp dir
+            except EOFError:
+                return
+            for row in batch:
+                yield _new_tuple(row_type, row)

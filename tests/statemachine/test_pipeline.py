@@ -1,0 +1,381 @@
+"""The whole pipeline: real pipeline.asl.json, real handlers, embedded AWS (moto + the project's S3 Batch
+engine, DuckDB Athena and EventBridge router). Assertions are on outcomes: objects' tags in S3, the
+files the run wrote, the execution's output and history."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from contextlib import contextmanager
+from urllib.parse import unquote, unquote_plus
+
+import pytest
+
+from batchpipe_local.stack import LocalStack
+from batchpipe_local.world import World
+
+TAG = {"Key": "batchpipe", "Value": "done"}
+TAGGING = {"S3PutObjectTagging": {"TagSet": [TAG]}}
+
+KEYS = [
+    "photos/2023/a b.jpg",
+    "photos/2023/plus+sign.jpg",
+    "photos/2023/100%.jpg",
+    'photos/2023/eq=comma,quote"hash#q?.jpg',
+    "photos/2023/ünïcödé/日本.jpg",
+    "photos/2024/new.jpg",
+    "docs/readme.txt",
+    "slow/one.bin",
+    "slow/two words.bin",
+    "gone/missing.bin",
+    "gone/also+missing.bin",
+]
+SLOW = [k for k in KEYS if k.startswith("slow/")]
+GONE = [k for k in KEYS if k.startswith("gone/")]
+HAPPY_PATH = [
+    "ValidateSpec",
+    "PlanQuery",
+    "StartQuery",
+    "WaitForQuery",
+    "GetQueryStatus",
+    "QueryFinished?",
+]
+
+
+@contextmanager
+def pipeline(keys=KEYS, *, fmt="CSV", versions="Current", objects=None, **stack_options):
+    world = World(fmt=fmt, versions=versions)
+    parameters = world.parameters(**stack_options.pop("parameters", {}))
+    with LocalStack(parameters=parameters, **stack_options) as stack:
+        world.seed(stack.client("s3"), objects if objects is not None else world.objects_with_keys(keys))
+        stack.world = world
+        yield stack
+
+
+def tags_by_key(stack) -> dict[str, dict[str, str]]:
+    s3 = stack.client("s3")
+    bucket = stack.world.source_bucket
+    result = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            tag_set = s3.get_object_tagging(Bucket=bucket, Key=obj["Key"])["TagSet"]
+            result[obj["Key"]] = {t["Key"]: t["Value"] for t in tag_set}
+    return result
+
+
+def read_s3_uri(stack, uri: str) -> str:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
+def jobs(stack) -> list[dict]:
+    return stack.client("s3control").list_jobs(AccountId=stack.account_id).get("Jobs", [])
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet", "ORC"])
+def test_happy_path_tags_exactly_the_selected_objects(fmt):
+    spec = {"name": "retag", "filter": {"prefixes": ["photos/2023/"]}, "operation": TAGGING}
+
+    with pipeline(fmt=fmt) as stack:
+        execution = stack.run(spec, name=f"happy-{fmt.lower()}")
+        tags = tags_by_key(stack)
+        summary_in_s3 = json.loads(
+            read_s3_uri(stack, f"s3://{stack.pipeline_bucket}/runs/retag/happy-{fmt.lower()}/summary.json")
+        )
+
+    selected = [k for k in KEYS if k.startswith("photos/2023/")]
+    assert execution.status == "SUCCEEDED"
+    assert execution.states_entered[: len(HAPPY_PATH)] == HAPPY_PATH
+    assert execution.states_entered[-5:] == [
+        "FirstAttempt",
+        "CreateJobAndWait",
+        "ProcessReport",
+        "MoreToRetry?",
+        "Summarize",
+    ]
+    summary = execution.output
+    assert summary == summary_in_s3
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["manifest"]["objects"] == len(selected)
+    assert summary["totals"] == {
+        "objects": len(selected),
+        "succeeded": len(selected),
+        "failedPermanent": 0,
+        "failedRetriesExhausted": 0,
+    }
+    assert {k for k, t in tags.items() if t == {"batchpipe": "done"}} == set(selected)
+    assert all(tags[k] == {} for k in KEYS if k not in selected)
+
+
+def test_manifest_and_report_keys_decode_back_to_the_exact_keys():
+    with pipeline() as stack:
+        execution = stack.run({"name": "keys", "operation": TAGGING}, name="keys")
+        manifest = read_s3_uri(stack, execution.output["manifest"]["location"])
+        report_manifest = json.loads(read_s3_uri(stack, execution.output["attempts"][0]["report"]))
+        results = "".join(
+            stack.client("s3").get_object(Bucket=r["Bucket"], Key=r["Key"])["Body"].read().decode()
+            for r in report_manifest["Results"]
+        )
+
+    rows = list(csv.reader(io.StringIO(manifest)))
+    assert sorted(unquote(row[1]) for row in rows) == sorted(KEYS)
+    assert sorted(unquote_plus(row[1]) for row in rows) == sorted(KEYS)
+    assert all("+" not in row[1] for row in rows)
+    report_rows = list(csv.reader(io.StringIO(results)))
+    assert sorted(unquote(row[1]) for row in report_rows) == sorted(KEYS)
+    assert {row[3] for row in report_rows} == {"succeeded"}
+
+
+def test_retriable_failures_rerun_as_a_new_job_and_permanent_ones_are_reported():
+    faults = [
+        {"keyRegex": "^slow/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1},
+        {"keyRegex": "^gone/", "httpStatus": 404, "errorCode": "NoSuchKey"},
+    ]
+    with pipeline(faults=faults) as stack:
+        execution = stack.run({"name": "faults", "operation": TAGGING}, name="faults")
+        tags = tags_by_key(stack)
+        failures = list(
+            csv.DictReader(io.StringIO(read_s3_uri(stack, execution.output["permanentFailures"])))
+        )
+        retry_manifest = read_s3_uri(
+            stack, f"s3://{stack.pipeline_bucket}/runs/faults/faults/attempt-1/retry-manifest.csv"
+        )
+
+    summary = execution.output
+    first, second = summary["attempts"]
+    assert execution.status == "SUCCEEDED"
+    assert summary["status"] == "PARTIAL"
+    assert first | {"jobId": None, "report": None} == {
+        "attempt": 1,
+        "jobId": None,
+        "jobStatus": "Complete",
+        "total": len(KEYS),
+        "succeeded": len(KEYS) - len(SLOW) - len(GONE),
+        "failedRetriable": len(SLOW),
+        "failedPermanent": len(GONE),
+        "errors": {"503 SlowDown": len(SLOW), "404 NoSuchKey": len(GONE)},
+        "report": None,
+    }
+    # Attempt 2 runs only the 503 keys, and they succeed.
+    assert (second["total"], second["succeeded"], second["failedRetriable"], second["failedPermanent"]) == (
+        len(SLOW),
+        len(SLOW),
+        0,
+        0,
+    )
+    assert sorted(unquote(row.split(",")[1]) for row in retry_manifest.splitlines()) == sorted(SLOW)
+    assert summary["totals"] == {
+        "objects": len(KEYS),
+        "succeeded": len(KEYS) - len(GONE),
+        "failedPermanent": len(GONE),
+        "failedRetriesExhausted": 0,
+    }
+    assert sorted(f["key"] for f in failures) == sorted(GONE)
+    assert {(f["httpStatus"], f["errorCode"]) for f in failures} == {("404", "NoSuchKey")}
+    # The operation really happened to every retried object, and never to the missing ones.
+    assert all(tags[k] == {"batchpipe": "done"} for k in SLOW)
+    assert all(tags[k] == {} for k in GONE)
+    assert execution.states_entered.count("CreateJobAndWait") == 2
+    assert execution.states_entered.count("Backoff") == 1
+
+
+def test_when_attempts_run_out_the_remaining_keys_are_reported():
+    faults = [{"keyRegex": "^slow/", "httpStatus": 503, "errorCode": "SlowDown"}]
+    spec = {"name": "exhaust", "operation": TAGGING, "retry": {"maxAttempts": 2, "backoffSeconds": 1}}
+
+    with pipeline(faults=faults) as stack:
+        execution = stack.run(spec, name="exhaust")
+        failures = list(
+            csv.DictReader(io.StringIO(read_s3_uri(stack, execution.output["permanentFailures"])))
+        )
+
+    summary = execution.output
+    assert summary["status"] == "PARTIAL"
+    assert [a["attempt"] for a in summary["attempts"]] == [1, 2]
+    assert summary["attempts"][1]["failedRetriable"] == len(SLOW)
+    assert summary["totals"]["failedRetriesExhausted"] == len(SLOW)
+    assert summary["totals"]["succeeded"] + summary["totals"]["failedRetriesExhausted"] == len(KEYS)
+    assert sorted(f["key"] for f in failures) == sorted(SLOW)
+    assert {f["errorCode"] for f in failures} == {"SlowDown"}
+
+
+def test_a_job_failed_at_the_threshold_gives_its_untried_tasks_another_attempt():
+    # 1,200 objects, 80% failing once with 503: S3 fails the job after 1,000 tasks (> 50% failed).
+    keys = [f"{'bad' if i % 5 else 'ok'}/{i:05d}.bin" for i in range(1200)]
+    faults = [{"keyRegex": "^bad/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1}]
+
+    with pipeline(keys, faults=faults) as stack:
+        execution = stack.run({"name": "threshold", "operation": TAGGING}, name="threshold", timeout=300)
+        tags = tags_by_key(stack)
+
+    summary = execution.output
+    first = summary["attempts"][0]
+    assert first["jobStatus"] == "Failed"
+    assert first["succeeded"] + first["failedRetriable"] + first["failedPermanent"] == 1200
+    assert any(code.endswith("NotRun") for code in first["errors"])
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["totals"]["succeeded"] == 1200
+    assert all(t == {"batchpipe": "done"} for t in tags.values())
+
+
+def test_a_run_finishes_through_describe_job_when_every_event_is_lost():
+    lost = {"event_delivery": "drop", "parameters": {"JobWaitTimeoutSeconds": "1"}}
+    # The job is still Active when CreateJob looks, so only the fallback can see it finish.
+    with pipeline(**lost, engine_options={"active_seconds": 1.5}) as stack:
+        execution = stack.run({"name": "lost", "operation": TAGGING}, name="lost")
+        delivered = [d for d in stack.router.deliveries if d.status == "delivered"]
+
+    assert execution.output["status"] == "SUCCEEDED"
+    assert execution.output["totals"]["succeeded"] == len(KEYS)
+    assert delivered == []
+    assert "CheckJob" in execution.states_entered
+    assert "UseCheckedJob" in execution.states_entered
+
+
+@pytest.mark.parametrize("mode", ["duplicate", "shuffle"])
+def test_duplicated_or_reordered_events_complete_each_wait_once(mode):
+    faults = [{"keyRegex": "^slow/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1}]
+    with pipeline(event_delivery=mode, faults=faults) as stack:
+        execution = stack.run({"name": "events", "operation": TAGGING}, name=f"events-{mode}")
+        stack.router.flush()
+        all_jobs = jobs(stack)
+
+    assert execution.output["status"] == "SUCCEEDED"
+    assert len(all_jobs) == 2
+    assert execution.states_entered.count("ProcessReport") == 2
+    # One token completion per attempt: the duplicates and stragglers were refused harmlessly.
+    completions = [
+        e
+        for e in execution.history
+        if e["type"] == "TaskSucceeded"
+        and e["taskSucceededEventDetails"]["resource"] == "invoke.waitForTaskToken"
+    ]
+    assert len(completions) == 2
+
+
+def test_a_retried_create_job_lambda_creates_one_job():
+    with pipeline() as stack:
+        create_job = stack.functions.by_logical_id["CreateJobFunction"]
+        real_load = create_job.load
+        calls = []
+
+        def crash_after_first_create(event, context):
+            result = real_load()(event, context)
+            calls.append(event["current"]["attempt"])
+            if len(calls) == 1:
+                from batchpipe_core.errors import TransientError
+
+                raise TransientError("simulated crash after CreateJob returned")
+            return result
+
+        create_job.load = lambda: crash_after_first_create
+        execution = stack.run({"name": "retry", "operation": TAGGING}, name="retry-create")
+        all_jobs = jobs(stack)
+
+    assert execution.output["status"] == "SUCCEEDED"
+    assert len(calls) == 2
+    assert len(all_jobs) == 1
+    assert any(e["type"] == "TaskFailed" for e in execution.events_of("CreateJobAndWait"))
+
+
+def test_confirmation_required_waits_until_the_job_is_confirmed():
+    spec = {"name": "confirm", "operation": TAGGING, "confirmationRequired": True}
+    with pipeline(parameters={"JobWaitTimeoutSeconds": "1"}) as stack:
+        arn = stack.start(spec, "confirm")
+        s3control = stack.client("s3control")
+        deadline = time.monotonic() + 60
+        while not [j for j in jobs(stack) if j["Status"] == "Suspended"]:
+            assert time.monotonic() < deadline, "the job never reached Suspended"
+            time.sleep(0.1)
+        time.sleep(2.5)  # more than one wait timeout: the run keeps waiting, it does not give up
+        assert stack.client("stepfunctions").describe_execution(executionArn=arn)["status"] == "RUNNING"
+        (job,) = jobs(stack)
+        s3control.update_job_status(
+            AccountId=stack.account_id, JobId=job["JobId"], RequestedJobStatus="Ready"
+        )
+        execution = stack.wait(arn)
+
+    assert execution.output["status"] == "SUCCEEDED"
+    assert execution.output["totals"]["succeeded"] == len(KEYS)
+    assert "CheckJob" in execution.states_entered
+
+
+def test_nothing_selected_ends_nothing_to_do_without_a_job():
+    spec = {"name": "empty", "filter": {"prefixes": ["no/such/prefix/"]}, "operation": TAGGING}
+    with pipeline() as stack:
+        execution = stack.run(spec, name="empty")
+        all_jobs = jobs(stack)
+
+    assert execution.output["status"] == "NOTHING_TO_DO"
+    assert execution.output["manifest"]["objects"] == 0
+    assert all_jobs == []
+    assert execution.states_entered[-2:] == ["AnythingToDo?", "Summarize"]
+
+
+def test_dry_run_stops_after_the_manifest():
+    spec = {"name": "dry", "filter": {"prefixes": ["photos/"]}, "operation": TAGGING, "dryRun": True}
+    with pipeline() as stack:
+        execution = stack.run(spec, name="dry")
+        all_jobs = jobs(stack)
+        tags = tags_by_key(stack)
+
+    summary = execution.output
+    assert summary["status"] == "DRY_RUN"
+    assert summary["manifest"]["objects"] == sum(k.startswith("photos/") for k in KEYS)
+    assert all_jobs == []
+    assert all(t == {} for t in tags.values())
+    assert "CreateJobAndWait" not in execution.states_entered
+    assert summary["estimatedCostUsd"] > 0
+    sample = json.dumps(summary)
+    assert "photos/2023/a b.jpg" in sample
+
+
+def test_more_objects_than_max_objects_fails_before_any_job():
+    spec = {"name": "toomany", "operation": TAGGING, "maxObjects": 3}
+    with pipeline() as stack:
+        execution = stack.run(spec, name="toomany")
+        all_jobs = jobs(stack)
+
+    assert execution.output["status"] == "FAILED"
+    assert "TooManyObjectsError" in json.dumps(execution.output)
+    assert all_jobs == []
+
+
+def test_an_athena_error_fails_the_run_with_athenas_reason():
+    spec = {"name": "badtable", "inventory": {"table": "no_such_table"}, "operation": TAGGING}
+    with pipeline() as stack:
+        execution = stack.run(spec, name="badtable")
+
+    assert execution.output["status"] == "FAILED"
+    assert "QueryFailed" in execution.states_entered
+    assert "no_such_table" in json.dumps(execution.output)
+
+
+def test_all_versions_inventory_acts_on_latest_versions_with_null_versions():
+    world = World(versions="All")
+    objects = world.generated(40, seed=3)
+    spec = {"name": "versions", "operation": TAGGING}
+    with pipeline(versions="All", objects=objects) as stack:
+        execution = stack.run(spec, name="versions")
+        manifest = read_s3_uri(stack, execution.output["manifest"]["location"])
+
+    latest = [o for o in stack.world.objects if o.is_latest and not o.is_delete_marker]
+    rows = list(csv.reader(io.StringIO(manifest)))
+    assert execution.output["status"] == "SUCCEEDED"
+    assert len(rows) == len(latest)
+    assert all(len(row) == 3 for row in rows)
+    assert {row[2] for row in rows if row[2] == "null"} == (
+        {"null"} if any(o.version_id is None for o in latest) else set()
+    )
+    assert execution.output["totals"]["succeeded"] == len(latest)
+
+
+def test_concurrent_runs_do_not_share_state():
+    with pipeline() as stack:
+        arns = [stack.start({"name": f"par{i}", "operation": TAGGING}, f"par-{i}") for i in range(2)]
+        results = [stack.wait(arn) for arn in arns]
+
+    assert [r.output["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
+    assert len({r.output["attempts"][0]["jobId"] for r in results}) == 2
