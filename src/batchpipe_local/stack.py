@@ -13,6 +13,7 @@ import json
 import os
 import time
 import types
+import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -206,6 +207,9 @@ class LocalStack:
             return {None: name, "Arn": f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{name}:*"}[
                 attribute
             ]
+        if kind == "AWS::KMS::Key":
+            key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, self._physical_name(logical_id)))
+            return {None: key_id, "Arn": f"arn:aws:kms:{self.region}:{self.account_id}:key/{key_id}"}[attribute]
         raise tpl.UnresolvableError(f"the embedded AWS does not know {kind} ({logical_id}.{attribute})")
 
     def ref(self, logical_id: str) -> Any:
