@@ -31,11 +31,14 @@ def lambda_logs_to(path: Path) -> Iterator[None]:
 
     handler = logger.registered_handler
     with open(path, "a", encoding="utf-8") as fh:
-        previous = handler.setStream(fh)
+        # Not setStream(): it flushes the old stream, which a test harness may have closed already.
+        with handler.lock:
+            previous, handler.stream = handler.stream, fh
         try:
             yield
         finally:
-            handler.setStream(previous)
+            with handler.lock:
+                handler.stream = sys.stderr if getattr(previous, "closed", False) else previous
 
 
 def write_outputs(stack: Any, out: Path, summary: dict, *, exclude_buckets: set[str]) -> None:
@@ -63,6 +66,21 @@ def mirror_bucket(s3: Any, bucket: str, target: Path) -> None:
             s3.download_file(bucket, key, str(path))
 
 
+def _tags(s3: Any, kwargs: dict) -> list[dict]:
+    try:
+        return s3.get_object_tagging(**kwargs)["TagSet"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "InvalidObjectState":
+            raise
+    # moto refuses GetObjectTagging on archived objects; S3 answers it (tags are not object data).
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415 - local emulation only
+    from moto.s3.models import s3_backends  # noqa: PLC0415
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+    key = backend.get_object(kwargs["Bucket"], kwargs["Key"], version_id=kwargs.get("VersionId"))
+    return backend.get_object_tagging(key)["Tags"]
+
+
 def describe_objects(s3: Any, bucket: str) -> Iterator[dict]:
     """Every object version with its tags and metadata; keys stay data, never file paths."""
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
@@ -72,7 +90,7 @@ def describe_objects(s3: Any, bucket: str) -> Iterator[dict]:
             if version_id and version_id != "null":
                 kwargs["VersionId"] = version_id
             try:
-                tags = s3.get_object_tagging(**kwargs)["TagSet"]
+                tags = _tags(s3, kwargs)
                 head = s3.head_object(**kwargs)
             except ClientError as exc:
                 yield {"bucket": bucket, "key": key, "version": version_id, "error": str(exc)}

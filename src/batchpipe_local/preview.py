@@ -1,0 +1,119 @@
+"""`batchpipe preview`: what a spec's filter selects from an inventory, with no AWS cost.
+
+It is the pipeline's own dry run: the real ValidateSpec, PlanQuery and BuildManifest handlers, with
+the Athena SQL run by DuckDB over the inventory files, so the count, the sample and the SQL printed are
+exactly what a deployed run would produce. An `s3://` inventory is downloaded first (the newest
+delivery only, with the caller's AWS credentials); nothing else touches AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import inventory as inv
+from .cli import UsageError, _read_json
+from .outputs import lambda_logs_to
+from .stack import LocalStack
+from .world import INVENTORY_DEST_PREFIX, World
+
+_DELIVERY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
+PLACEHOLDER_OPERATION = {"S3PutObjectTagging": {"TagSet": [{"Key": "preview", "Value": "preview"}]}}
+
+
+def download_inventory(uri: str, target: Path, s3: Any = None) -> Path:
+    """Copies the newest complete delivery of `s3://bucket/prefix/config-id` into `target`, laid out
+    as S3 wrote it (`<delivery>/manifest.json`, `data/...`)."""
+    import boto3
+
+    s3 = s3 or boto3.client("s3")
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/", Delimiter="/")
+    deliveries = sorted(
+        p["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+        for p in listing.get("CommonPrefixes", [])
+        if _DELIVERY.match(p["Prefix"].rstrip("/").rsplit("/", 1)[-1])
+    )
+    for delivery in reversed(deliveries):
+        try:
+            body = s3.get_object(Bucket=bucket, Key=f"{prefix}/{delivery}/manifest.json")["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            continue  # a delivery still being written
+        manifest = json.loads(body)
+        (target / delivery).mkdir(parents=True, exist_ok=True)
+        (target / delivery / "manifest.json").write_bytes(body)
+        for entry in manifest["files"]:
+            relative = entry["key"].removeprefix(f"{prefix}/")
+            path = target / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, entry["key"], str(path))
+        return target
+    raise UsageError(f"no complete inventory delivery (a <date>/manifest.json) under {uri}")
+
+
+def preview(args: argparse.Namespace) -> int:
+    spec = _read_json(args.spec, "spec")
+    if not isinstance(spec, dict):
+        raise UsageError("the spec file must hold a JSON object (the execution input)")
+    spec = {**spec, "dryRun": True}
+    spec.setdefault("operation", PLACEHOLDER_OPERATION)
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(args.inventory)
+        if args.inventory.startswith("s3://"):
+            directory = download_inventory(args.inventory, Path(scratch))
+        try:
+            layout = inv.read_inventory_dir(directory)
+        except inv.InventoryDirError as exc:
+            raise UsageError(str(exc)) from None
+        world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
+        with lambda_logs_to(Path(os.devnull)), LocalStack(parameters=world.parameters()) as stack:
+            s3 = stack.client("s3")
+            world.create_buckets(s3)
+            inv.load_inventory_dir(
+                s3,
+                layout,
+                dest_bucket=world.inventory_bucket,
+                dest_prefix=INVENTORY_DEST_PREFIX,
+                config_id=world.config_id,
+                create_objects=False,
+            )
+            execution = stack.run(spec, name="preview")
+
+    if execution.status != "SUCCEEDED":
+        print(
+            f"batchpipe: the spec was rejected: {execution.error}: {_message(execution.cause)}",
+            file=sys.stderr,
+        )
+        return 1
+    summary = execution.output
+    if summary.get("status") == "FAILED":
+        print(f"batchpipe: the query failed: {json.dumps(summary.get('error') or summary)}", file=sys.stderr)
+        return 1
+    (planned,) = execution.task_outputs("PlanQuery")
+    manifest = summary.get("manifest", {})
+    print(f"objects selected: {manifest.get('objects')}")
+    print(
+        f"inventory: s3://{layout.source_bucket} ({world.fmt}, {world.versions.lower()} versions, delivery {layout.delivery})"
+    )
+    print(f"bytes Athena would scan (upper bound: whole data files): {manifest.get('bytesScanned')}")
+    print(f"estimated cost of the run (USD): {summary.get('estimatedCostUsd')}")
+    print(f"sample (up to {args.sample} keys):")
+    for key in manifest.get("sample", [])[: args.sample]:
+        print(f"  {key}")
+    print("SQL that Athena would run:")
+    print(planned["query"]["sql"])
+    return 0
+
+
+def _message(cause: str | None) -> str:
+    try:
+        return json.loads(cause or "")["errorMessage"]
+    except (ValueError, KeyError, TypeError):
+        return str(cause)

@@ -1,0 +1,140 @@
+"""`batchpipe local run` and `batchpipe preview`, run in-process as a user would run them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from batchpipe_local import inventory as inv
+from batchpipe_local.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_local_run_json_prints_only_the_summary_and_leaves_every_artifact(tmp_path, capsys):
+    out = tmp_path / "run"
+
+    code = main(["local", "run", "--objects", "150", "--json", "--out", str(out), "--name", "cli-json"])
+
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["totals"]["objects"] == summary["manifest"]["objects"] == 150
+    assert json.loads((out / "summary.json").read_text()) == summary
+    bucket, manifest_key = summary["manifest"]["location"].removeprefix("s3://").split("/", 1)
+    assert (out / bucket / manifest_key).read_text().count("\n") == 150
+    report_key = summary["attempts"][0]["report"].removeprefix(f"s3://{bucket}/")
+    assert json.loads((out / bucket / report_key).read_text())["Format"] == "Report_CSV_20180820"
+    records = [json.loads(line) for line in (out / "objects.jsonl").read_text().splitlines()]
+    source = [r for r in records if r["bucket"] == "batchpipe-demo-source"]
+    assert len(source) == 150
+    assert all(r["tags"] == {"batchpipe": "demo"} for r in source)
+    assert (out / "lambda-logs.jsonl").read_text().count('"correlation_id"') > 0
+
+
+def test_local_run_with_faults_and_lost_events_ends_partial(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["local", "run", "--objects", "300", "--faults", str(REPO / "examples" / "faults.json")]
+    args += ["--event-delivery", "drop", "--wait-timeout", "1", "--out", str(out), "--name", "cli-faults"]
+
+    code = main(args)
+
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0
+    assert summary["status"] == "PARTIAL"
+    assert len(summary["attempts"]) == 2
+    assert "▶ CheckJob" in printed
+    assert "attempt 2:" in printed
+
+
+@pytest.mark.parametrize("fmt", ["Parquet", "ORC"])
+def test_local_run_on_a_real_inventory_folder(tmp_path, capsys, fmt):
+    objects = inv.generate_objects(80, seed=5, bucket="their-bucket")
+    inv.write_inventory_dir(
+        tmp_path / "inv",
+        source_bucket="their-bucket",
+        dest_bucket="dest",
+        dest_prefix="inv",
+        config_id="cfg",
+        objects=objects,
+        fmt=fmt,
+        versions="Current",
+        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+
+    code = main(
+        ["local", "run", "--inventory", str(tmp_path / "inv"), "--json", "--out", str(tmp_path / "out")]
+    )
+
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["totals"]["succeeded"] == 80
+    records = [json.loads(line) for line in (tmp_path / "out" / "objects.jsonl").read_text().splitlines()]
+    assert sorted(r["key"] for r in records if r["bucket"] == "their-bucket") == sorted(
+        o.key for o in objects
+    )
+
+
+def test_preview_counts_what_the_filter_selects(tmp_path, capsys):
+    objects = inv.generate_objects(400, seed=9, bucket="their-bucket")
+    inv.write_inventory_dir(
+        tmp_path / "inv",
+        source_bucket="their-bucket",
+        dest_bucket="dest",
+        dest_prefix="inv",
+        config_id="cfg",
+        objects=objects,
+        fmt="CSV",
+        versions="Current",
+        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    spec = {
+        "filter": {"prefixes": ["logs/"], "minSizeBytes": 1000},
+        "operation": {"S3DeleteObjectTagging": {}},
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+
+    code = main(["preview", "--spec", str(tmp_path / "spec.json"), "--inventory", str(tmp_path / "inv")])
+
+    printed = capsys.readouterr().out
+    expected = [o.key for o in objects if o.key.startswith("logs/") and o.size >= 1000]
+    assert code == 0
+    assert f"objects selected: {len(expected)}" in printed
+    assert "UNLOAD (" in printed
+    sample = [
+        line.strip() for line in printed.split("sample")[1].split("SQL")[0].splitlines()[1:] if line.strip()
+    ]
+    assert sample and set(sample) <= set(expected)
+
+
+def test_a_bad_spec_is_reported_with_the_field(tmp_path, capsys):
+    (tmp_path / "spec.json").write_text(
+        json.dumps({"operation": {"S3DeleteObjectTagging": {}}, "filter": {"prefix": ["a/"]}})
+    )
+
+    code = main(
+        [
+            "local",
+            "run",
+            "--objects",
+            "5",
+            "--spec",
+            str(tmp_path / "spec.json"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+
+    assert code == 1
+    assert "filter.prefix" in capsys.readouterr().out
+
+
+def test_a_missing_spec_file_is_a_usage_error(tmp_path, capsys):
+    code = main(["local", "run", "--spec", str(tmp_path / "nope.json")])
+
+    assert code == 2
+    assert "spec file not found" in capsys.readouterr().err
