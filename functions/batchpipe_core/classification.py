@@ -44,6 +44,7 @@ BY_ERROR_CODE: dict[str, Disposition] = {
     "MethodNotAllowed": _P,
     "PreconditionFailed": _P,
     "InvalidObjectState": _P,  # archived object not restored
+    "NotSupportedByLocalEngine": _P,  # the embedded S3 Batch engine cannot perform this operation on moto
     "PermanentFailure": _P,  # LambdaInvoke result code
 }
 

@@ -37,7 +37,7 @@ def test_local_run_json_prints_only_the_summary_and_leaves_every_artifact(tmp_pa
 
 def test_local_run_with_faults_and_lost_events_ends_partial(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["local", "run", "--objects", "300", "--faults", str(REPO / "examples" / "faults.json")]
+    args = ["local", "run", "--objects", "300", "--faults", str(REPO / "examples" / "local" / "faults.json")]
     args += ["--event-delivery", "drop", "--wait-timeout", "1", "--out", str(out), "--name", "cli-faults"]
 
     code = main(args)

@@ -1,0 +1,348 @@
+"""Completion-report processing speed and memory: batchpipe's streaming parser vs pyarrow.csv alone.
+
+Not a test. Generates a report in AWS's layout on local disk (``job-<id>/manifest.json`` plus
+headerless ``results/<hash>.csv`` files split by task status, HTTP status 5th, quoted messages with
+commas and newlines, URL-encoded keys; 1% of tasks failed) and measures, each in a fresh process so
+peak memory is its own:
+
+* ``parse``          batchpipe_core.report.parse_result_rows: every row as a ReportRow
+* ``process``        parse + classify + write the retry manifest and failures file (ProcessReport's
+                     work for a Complete job, with local files instead of S3 uploads)
+* ``join``           the Failed/Cancelled-job path: the manifest (5% more rows than the report: tasks
+                     never run) joined with the report by hash-partitioning to disk, then processed
+* ``join-in-memory`` the same join with the whole report in a dict (what a report under the
+                     join's memory_rows bound gets; shown at sizes it is not allowed, for its cost)
+* ``pyarrow-stream`` pyarrow.csv.open_csv over the same files, batches counted (the baseline)
+* ``pyarrow-process`` the alternative design: successes counted per Arrow batch, only failed rows
+                     become Python rows and are classified (needs pyarrow in the Lambda package)
+* ``pyarrow-table``  pyarrow.csv.read_csv, whole table per file (shows what not streaming costs)
+
+Peak memory is the growth of the process's peak RSS over its RSS after imports (ru_maxrss), so
+native (pyarrow) allocations count too.
+
+    .venv/bin/python benchmarks/bench_report.py            # 1M rows
+    .venv/bin/python benchmarks/bench_report.py --10m      # also 10M rows (~1.2 GB of CSV)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "functions"))
+
+ROWS_PER_FILE = 1_000_000
+FAILED_EVERY = 100  # 1% of tasks fail
+NOT_RUN_EXTRA = 0.05  # the join mode's manifest has 5% more objects than the report
+IN_MEMORY_JOIN_MAX_ROWS = 2_000_000
+MODES = ["parse", "process", "join", "join-in-memory", "pyarrow-stream", "pyarrow-process", "pyarrow-table"]
+FAILURES = [
+    ("503", "SlowDown", "Please reduce your request rate."),
+    ("404", "NoSuchKey", "The specified key does not exist."),
+    (
+        "200",
+        "TemporaryFailure",
+        '"Lambda returned function error: {""errorMessage"":""Throttled, retry""}\nat x"',
+    ),
+    ("403", "AccessDenied", '"Access Denied, check the role"'),
+]
+
+
+def key_of(i: int) -> str:
+    return f"photos/2024/{i % 97:02d}/IMG%20{i:09d}%2B%C3%A9.jpg"
+
+
+# ------------------------------------------------------------------------------ generation
+
+
+def generate(directory: Path, rows: int, bucket: str = "source-bucket-example") -> Path:
+    """Writes the report (and, for the join mode, its manifest); returns the manifest.json path."""
+    job = directory / "job-bench"
+    results = job / "results"
+    results.mkdir(parents=True)
+    entries = []
+
+    def open_result(status: str):
+        name = hashlib.sha1(f"{status}-{len(entries)}".encode()).hexdigest()
+        entries.append(
+            {"TaskExecutionStatus": status, "Bucket": bucket, "MD5Checksum": "-", "Key": f"{name}.csv"}
+        )
+        return open(results / f"{name}.csv", "w", buffering=1 << 20)
+
+    # Files are written as rows are generated: the generator stays small, like what it measures.
+    succeeded_file = failed_file = None
+    succeeded_rows = 0
+    try:
+        for i in range(rows):
+            if i % FAILED_EVERY == FAILED_EVERY - 1:
+                http, code, message = FAILURES[(i // FAILED_EVERY) % len(FAILURES)]
+                if failed_file is None:
+                    failed_file = open_result("failed")
+                failed_file.write(f"{bucket},{key_of(i)},,failed,{http},{code},{message}\n")
+                continue
+            if succeeded_file is None or succeeded_rows == ROWS_PER_FILE:
+                if succeeded_file is not None:
+                    succeeded_file.close()
+                succeeded_file, succeeded_rows = open_result("succeeded"), 0
+            succeeded_file.write(f"{bucket},{key_of(i)},,succeeded,200,,Successful\n")
+            succeeded_rows += 1
+    finally:
+        for handle in (succeeded_file, failed_file):
+            if handle is not None:
+                handle.close()
+    manifest = {
+        "Format": "Report_CSV_20180820",
+        "ReportCreationDate": "2026-01-01T00:00:00.000Z",
+        "Results": entries,
+        "ReportSchema": "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage",
+    }
+    (job / "manifest.json").write_text(json.dumps(manifest))
+    with open(directory / "manifest.csv", "w") as out:
+        for i in range(int(rows * (1 + NOT_RUN_EXTRA))):
+            out.write(f"{bucket},{key_of(i)}\n")
+    return job / "manifest.json"
+
+
+# ------------------------------------------------------------------------------ measurement
+
+
+def result_files(manifest_json: Path) -> list[Path]:
+    document = json.loads(manifest_json.read_text())
+    return [manifest_json.parent / "results" / entry["Key"] for entry in document["Results"]]
+
+
+def report_rows(files):
+    from batchpipe_core.report import parse_result_rows, text_stream
+
+    for path in files:
+        with text_stream(open(path, "rb")) as text:
+            yield from parse_result_rows(text)
+
+
+def process(rows, out_dir: Path) -> dict:
+    from batchpipe_core.accounting import tally
+    from batchpipe_core.classification import Disposition
+
+    with (
+        open(out_dir / "retry.csv", "w", newline="") as retry_file,
+        open(out_dir / "failures.csv", "w", newline="") as failures_file,
+    ):
+        retry, failures = csv.writer(retry_file), csv.writer(failures_file)
+        counts = tally(
+            rows,
+            unknown=Disposition.PERMANENT,
+            on_retriable=lambda row, _label: retry.writerow((row.bucket, row.key)),
+            on_permanent=lambda row, _label: failures.writerow(
+                (row.bucket, row.decoded_key, row.version_id, row.http_status, row.error_code, row.message)
+            ),
+        )
+    return {
+        "succeeded": counts.succeeded,
+        "retriable": counts.failed_retriable,
+        "permanent": counts.failed_permanent,
+    }
+
+
+def pyarrow_process(files, pa, pacsv) -> dict:
+    """The alternative design: count successes per Arrow batch, turn only failed rows into Python.
+
+    (What ProcessReport could do for a Complete job if pyarrow were a Lambda dependency.)
+    """
+    import pyarrow.compute as pc
+    from batchpipe_core.accounting import tally
+    from batchpipe_core.classification import Disposition
+    from batchpipe_core.report import report_row
+
+    names = ["bucket", "key", "version", "status", "http", "code", "message"]
+    options = (
+        pacsv.ReadOptions(column_names=names),
+        pacsv.ParseOptions(newlines_in_values=True),
+        pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+    )
+    succeeded = retriable = permanent = 0
+    for path in files:
+        with pacsv.open_csv(path, *options) as reader:
+            for batch in reader:
+                failed = batch.filter(pc.not_equal(batch.column(3), "succeeded"))
+                succeeded += batch.num_rows - failed.num_rows
+                if failed.num_rows:
+                    rows = (
+                        report_row(list(fields)) for fields in zip(*failed.to_pydict().values(), strict=True)
+                    )
+                    counts = tally(
+                        rows, unknown=Disposition.PERMANENT, on_retriable=_ignore, on_permanent=_ignore
+                    )
+                    retriable += counts.failed_retriable
+                    permanent += counts.failed_permanent
+    return {"succeeded": succeeded, "retriable": retriable, "permanent": permanent}
+
+
+def _ignore(_row, _label) -> None:
+    pass
+
+
+def measure(mode: str, manifest_json: Path) -> dict:
+    """Runs one mode in this (fresh) process and reports rows, seconds and peak RSS growth."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    from batchpipe_core import accounting, report  # noqa: F401 - imported before the RSS baseline
+
+    files = result_files(manifest_json)
+    rss_before = _current_rss_bytes()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    detail: dict = {}
+    if mode == "parse":
+        rows = sum(1 for _ in report_rows(files))
+    elif mode == "process":
+        with tempfile.TemporaryDirectory() as out:
+            detail = process(report_rows(files), Path(out))
+        rows = sum(detail.values())
+    elif mode in ("join", "join-in-memory"):
+        from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow, parse_manifest_rows
+
+        manifest_csv = manifest_json.parent.parent / "manifest.csv"
+        expected = sum(1 for _ in open(manifest_csv))
+        # counting the manifest's lines is not part of the join
+        started, cpu_started = time.perf_counter(), time.process_time()
+
+        def not_run(row: ManifestRow) -> ReportRow:
+            return ReportRow(row.bucket, row.key, row.version_id, "failed", None, "NotRun", "not run")
+
+        with open(manifest_csv, newline="") as manifest_file, tempfile.TemporaryDirectory() as out:
+            joined = Reconciliation(
+                parse_manifest_rows(manifest_file),
+                report_rows(files),
+                absent=not_run,
+                prefer=lambda earlier, later: later,
+                expected_rows=expected,
+                workdir=out,
+                **({"memory_rows": 10 * expected} if mode == "join-in-memory" else {}),
+            )
+            detail = process(joined, Path(out))
+        rows = sum(detail.values())
+    elif mode == "pyarrow-process":
+        detail = pyarrow_process(files, pa, pacsv)
+        rows = sum(detail.values())
+    elif mode in ("pyarrow-stream", "pyarrow-table"):
+        names = ["bucket", "key", "version", "status", "http", "code", "message"]
+        read_options = pacsv.ReadOptions(column_names=names)
+        parse_options = pacsv.ParseOptions(newlines_in_values=True)
+        convert_options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+        rows = 0
+        for path in files:
+            if mode == "pyarrow-stream":
+                with pacsv.open_csv(path, read_options, parse_options, convert_options) as reader:
+                    for batch in reader:
+                        rows += batch.num_rows
+            else:
+                rows += pacsv.read_csv(path, read_options, parse_options, convert_options).num_rows
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return {
+        "mode": mode,
+        "rows": rows,
+        "seconds": seconds,
+        "cpuSeconds": cpu_seconds,
+        "peakMiB": max(0, _peak_rss_bytes() - rss_before) / 2**20,
+        **detail,
+    }
+
+
+def _peak_rss_bytes() -> int:
+    """VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over fork/exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _current_rss_bytes() -> int:
+    """RSS now, after resetting the peak (VmHWM) to it, so the peak read later is the measured phase's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass  # without the reset, the peak may be the imports'; growth then reads low, never high
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def run(rows: int, keep: bool) -> list[dict]:
+    directory = Path(tempfile.mkdtemp(prefix=f"batchpipe-bench-{rows}-"))
+    try:
+        started = time.perf_counter()
+        manifest_json = generate(directory, rows)
+        size = sum(p.stat().st_size for p in result_files(manifest_json))
+        print(
+            f"\n{rows:,} rows: {size / 2**20:,.0f} MiB of results CSV in {len(result_files(manifest_json))} files "
+            f"(generated in {time.perf_counter() - started:.0f} s)"
+        )
+        results = []
+        for mode in MODES:
+            if mode == "join-in-memory" and rows > IN_MEMORY_JOIN_MAX_ROWS:
+                continue  # ~0.7 GB per million rows: the reason the join spills
+            child = subprocess.run(
+                [sys.executable, __file__, "--measure", mode, str(manifest_json)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        baseline = next(r for r in results if r["mode"] == "pyarrow-stream")
+        print(
+            f"{'mode':<16}{'rows':>12}{'wall s':>8}{'CPU s':>8}{'rows/CPU-s':>12}"
+            f"{'CPU vs pyarrow':>16}{'peak MiB':>10}"
+        )
+        for r in results:
+            rate = r["rows"] / r["cpuSeconds"]
+            ratio = r["cpuSeconds"] / baseline["cpuSeconds"]
+            print(
+                f"{r['mode']:<16}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}{rate:>12,.0f}"
+                f"{ratio:>15.2f}x{r['peakMiB']:>10.1f}"
+            )
+        return results
+    finally:
+        if keep:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--10m", dest="ten_million", action="store_true", help="also run 10M rows")
+    parser.add_argument("--rows", type=int, help="run this many rows instead")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--measure", nargs=2, metavar=("MODE", "MANIFEST_JSON"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure[0], Path(args.measure[1]))))
+        return
+    import platform
+
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    sizes = [args.rows] if args.rows else [1_000_000] + ([10_000_000] if args.ten_million else [])
+    for rows in sizes:
+        run(rows, args.keep)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,484 @@
+"""ProcessReportFunction against moto S3, with completion reports in AWS's exact layout."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+if str(FUNCTIONS) not in sys.path:
+    sys.path.insert(0, str(FUNCTIONS))
+
+from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError  # noqa: E402
+from batchpipe_core.keys import encode_key  # noqa: E402
+from batchpipe_core.observability import metrics  # noqa: E402
+from process_report import app  # noqa: E402
+
+from tests.unit.test_report_layout import (  # noqa: E402
+    SPECIAL_KEYS,
+    Task,
+    failed,
+    manifest_csv,
+    succeeded,
+    write_report,
+)
+
+EVENT_FILE = Path(__file__).resolve().parents[2] / "events" / "process_report.json"
+BUCKET = "pipeline-bucket"
+SOURCE = "source-bucket"
+PREFIX = "runs/retag/exec-1/"
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "ACCOUNT_ID": "123456789012",
+    "PIPELINE_BUCKET": BUCKET,
+    "TOKEN_TABLE": "tokens",
+    "INVENTORY_BUCKET": "inventory-bucket",
+    "INVENTORY_PREFIX": "inventory/source-bucket/all",
+    "INVENTORY_FORMAT": "CSV",
+    "INVENTORY_VERSIONS": "Current",
+    "INVENTORY_DATABASE": "db",
+    "INVENTORY_TABLE": "inventory",
+    "ATHENA_WORKGROUP": "wg",
+    "BATCH_ROLE_ARN": "arn:aws:iam::123456789012:role/batch",
+    "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:topic",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "BatchPipe",
+    "POWERTOOLS_SERVICE_NAME": "batchpipe",
+}
+
+
+class Context:
+    function_name = "ProcessReportFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ProcessReportFunction"
+    aws_request_id = "req-1"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    # Powertools reads the namespace when observability is imported, before this fixture runs.
+    monkeypatch.setattr(metrics, "namespace", "BatchPipe")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def run_attempt(
+    s3,
+    tasks: list[Task],
+    *,
+    attempt: int = 1,
+    max_attempts: int = 3,
+    status: str = "Complete",
+    scope: str = "AllTasks",
+    versions: bool = False,
+    reported: list[Task] | None = None,
+    order: str = "aws",
+    job_counts: dict | None = None,
+    write: bool = True,
+    job_id: str = "job-1",
+    prefix: str = PREFIX,
+) -> dict:
+    """Writes the attempt's manifest and its report (``reported`` defaults to every task), then runs."""
+    manifest_key = f"{prefix}attempt-{attempt}/manifest.csv" if attempt > 1 else f"{prefix}manifest.csv"
+    put = s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=manifest_csv(tasks, versions=versions))
+    report_prefix = f"{prefix}attempt-{attempt}/report"
+    if write:
+        write_report(
+            s3,
+            BUCKET,
+            report_prefix,
+            job_id,
+            tasks if reported is None else reported,
+            order=order,
+            scope=scope,
+        )
+    event = {
+        "spec": {
+            "name": "retag",
+            "retry": {"maxAttempts": max_attempts, "backoffSeconds": 60},
+            "report": {"scope": scope},
+            "operation": {"S3PutObjectTagging": {"TagSet": []}},
+        },
+        "run": {
+            "name": "retag",
+            "executionId": "arn:aws:states:us-east-1:123456789012:execution:sm:exec-1",
+            "executionName": "exec-1",
+            "bucket": BUCKET,
+            "prefix": prefix,
+        },
+        "current": {
+            "attempt": attempt,
+            "manifest": {
+                "location": f"s3://{BUCKET}/{manifest_key}",
+                "bucket": BUCKET,
+                "key": manifest_key,
+                "etag": put["ETag"].strip('"'),
+                "objects": len(tasks),
+            },
+        },
+        "job": {
+            "jobId": job_id,
+            "status": status,
+            "terminal": True,
+            **(job_counts or {}),
+            "failureReasons": []
+            if status == "Complete"
+            else [{"code": "TaskFailureThresholdExceeded", "reason": "more than 50% failed"}],
+            "statusUpdateReason": "" if status == "Complete" else "Job failed",
+            "report": {"bucket": BUCKET, "prefix": report_prefix, "scope": scope},
+        },
+    }
+    return app.handler(event, Context())
+
+
+def read(s3, uri: str) -> bytes:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def csv_rows(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+def record_of(s3, output: dict) -> dict:
+    return json.loads(read(s3, output["record"]))
+
+
+# ------------------------------------------------------------------------------------ Complete jobs
+
+
+MIXED = (
+    [succeeded(SOURCE, key) for key in SPECIAL_KEYS]
+    + [failed(SOURCE, f"slow/{key}", 503, "SlowDown") for key in SPECIAL_KEYS]
+    + [
+        failed(SOURCE, "gone, really/é+ä.txt", 404, "NoSuchKey"),
+        failed(SOURCE, "tmp", 200, "TemporaryFailure"),
+        failed(SOURCE, "who knows", 200, "BrandNewError"),
+    ]
+)
+
+
+@pytest.mark.parametrize("order", ["aws", "schema"])
+def test_complete_job_splits_outcomes_into_files(s3, order):
+    output = run_attempt(s3, MIXED, order=order)
+    n = len(SPECIAL_KEYS)
+    assert {
+        k: output[k] for k in ("attempt", "total", "succeeded", "failedRetriable", "failedPermanent")
+    } == {
+        "attempt": 1,
+        "total": len(MIXED),
+        "succeeded": n,
+        "failedRetriable": n + 1,
+        "failedPermanent": 2,
+    }
+    assert output["record"] == f"s3://{BUCKET}/{PREFIX}attempt-1/record.json"
+    assert output["backoffSeconds"] == 60
+
+    retry = output["next"]
+    assert retry["attempt"] == 2
+    manifest = retry["manifest"]
+    assert manifest["key"] == f"{PREFIX}attempt-1/retry-manifest.csv"
+    assert manifest["location"] == f"s3://{BUCKET}/{manifest['key']}"
+    assert manifest["etag"] == s3.head_object(Bucket=BUCKET, Key=manifest["key"])["ETag"].strip('"')
+    assert manifest["objects"] == n + 1
+    rows = csv_rows(read(s3, manifest["location"]))
+    # keys exactly as the report gave them (encoded once, never twice), two columns like the manifest
+    assert sorted(rows) == sorted(
+        [[SOURCE, encode_key(f"slow/{k}")] for k in SPECIAL_KEYS] + [[SOURCE, "tmp"]]
+    )
+    assert set(manifest["sample"]) <= {f"slow/{k}" for k in SPECIAL_KEYS} | {"tmp"}
+
+    failures = csv_rows(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv"))
+    assert failures[0] == ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
+    assert sorted(failures[1:]) == [
+        [SOURCE, "gone, really/é+ä.txt", "", "404", "NoSuchKey", "NoSuchKey: it failed, badly\nsee logs"],
+        [SOURCE, "who knows", "", "200", "BrandNewError", "BrandNewError: it failed, badly\nsee logs"],
+    ]
+
+    record = record_of(s3, output)
+    assert record["errors"] == {
+        "503 SlowDown": n,
+        "404 NoSuchKey": 1,
+        "200 TemporaryFailure": 1,
+        "200 BrandNewError": 1,
+    }
+    assert record["unknownErrorCodes"] == {"200 BrandNewError": 1}
+    assert record["report"] == f"s3://{BUCKET}/{PREFIX}attempt-1/report/job-job-1/manifest.json"
+    assert record["retryManifest"] == manifest["location"]
+    assert record["retriesExhausted"] is None
+    assert record["jobStatus"] == "Complete" and record["jobId"] == "job-1"
+
+
+def test_versioned_manifest_keeps_versions_and_null(s3):
+    tasks = [
+        failed(SOURCE, "a b", 503, "SlowDown", version="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"),
+        failed(SOURCE, "c", 500, "InternalError", version="null"),
+        succeeded(SOURCE, "d", version="v2"),
+    ]
+    output = run_attempt(s3, tasks, versions=True)
+    rows = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+    assert sorted(rows) == [[SOURCE, "a%20b", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"], [SOURCE, "c", "null"]]
+
+
+def test_last_attempt_reports_retries_exhausted(s3):
+    tasks = [
+        failed(SOURCE, "x y", 503, "SlowDown"),
+        failed(SOURCE, "z", 404, "NoSuchKey"),
+        succeeded(SOURCE, "ok"),
+    ]
+    output = run_attempt(s3, tasks, attempt=3, max_attempts=3)
+    assert output["next"] is None
+    record = record_of(s3, output)
+    assert record["failedRetriesExhausted"] == 1 and record["retryManifest"] is None
+    exhausted = csv_rows(read(s3, record["retriesExhausted"]))
+    assert exhausted[1:] == [[SOURCE, "x y", "", "503", "SlowDown", "SlowDown: it failed, badly\nsee logs"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-3/")["Contents"]]
+    assert f"{PREFIX}attempt-3/retry-manifest.csv" not in keys
+
+
+def test_nothing_retriable_means_no_next_attempt_and_no_retry_manifest(s3):
+    output = run_attempt(s3, [succeeded(SOURCE, "a"), failed(SOURCE, "b", 403, "AccessDenied")])
+    assert output["next"] is None
+    assert (output["succeeded"], output["failedPermanent"]) == (1, 1)
+    assert record_of(s3, output)["retryManifest"] is None
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}attempt-1/retry-manifest.csv")
+
+
+def test_unknown_errors_are_retried_when_configured(s3, monkeypatch):
+    monkeypatch.setenv("UNKNOWN_ERROR_POLICY", "retriable")
+    output = run_attempt(s3, [failed(SOURCE, "a", 200, "BrandNewError")])
+    assert output["failedRetriable"] == 1 and output["next"]["manifest"]["objects"] == 1
+
+
+def test_failed_tasks_only_report_counts_the_rest_as_succeeded(s3):
+    tasks = [succeeded(SOURCE, f"k{i}") for i in range(5)] + [failed(SOURCE, "bad", 503, "SlowDown")]
+    output = run_attempt(
+        s3, tasks, scope="FailedTasksOnly", job_counts={"total": 6, "succeeded": 5, "failed": 1}
+    )
+    assert (output["succeeded"], output["failedRetriable"]) == (5, 1)
+    assert csv_rows(read(s3, output["next"]["manifest"]["location"])) == [[SOURCE, "bad"]]
+
+
+def test_a_task_reported_twice_is_counted_once(s3):
+    tasks = [succeeded(SOURCE, "a"), succeeded(SOURCE, "b")]
+    reported = [failed(SOURCE, "a", 503, "SlowDown"), *tasks]  # ran twice: throttled, then done
+    output = run_attempt(s3, tasks, reported=reported)
+    assert (output["total"], output["succeeded"], output["failedRetriable"]) == (2, 2, 0)
+    assert output["next"] is None
+    assert record_of(s3, output)["errors"] == {}
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_a_complete_report_missing_a_row_reruns_that_object(s3):
+    tasks = [succeeded(SOURCE, "a"), succeeded(SOURCE, "b")]
+    output = run_attempt(s3, tasks, reported=tasks[:1])
+    assert (output["succeeded"], output["failedRetriable"]) == (1, 1)
+    assert csv_rows(read(s3, output["next"]["manifest"]["location"])) == [[SOURCE, "b"]]
+
+
+# ------------------------------------------------------------------------------------ Failed / Cancelled
+
+
+@pytest.mark.parametrize("status", ["Failed", "Cancelled"])
+def test_tasks_a_stopped_job_never_ran_go_to_the_next_attempt(s3, status):
+    tasks = [
+        succeeded(SOURCE, "done"),
+        failed(SOURCE, "gone", 404, "NoSuchKey"),
+        failed(SOURCE, "slow", 503, "SlowDown"),
+    ] + [succeeded(SOURCE, f"never/{k}") for k in SPECIAL_KEYS]
+    output = run_attempt(
+        s3,
+        tasks,
+        status=status,
+        reported=tasks[:3],
+        job_counts={"total": len(tasks), "succeeded": 1, "failed": 2},
+    )
+    n = len(SPECIAL_KEYS)
+    assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (1, n + 1, 1)
+    rows = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+    assert sorted(rows) == sorted(
+        [[SOURCE, "slow"]] + [[SOURCE, encode_key(f"never/{k}")] for k in SPECIAL_KEYS]
+    )
+    record = record_of(s3, output)
+    assert record["notRun"] == n
+    assert record["errors"] == {"NotRun": n, "503 SlowDown": 1, "404 NoSuchKey": 1}
+    assert record["failureReasons"] == [
+        {"code": "TaskFailureThresholdExceeded", "reason": "more than 50% failed"}
+    ]
+    assert record["jobStatus"] == status
+
+
+def test_a_job_that_ran_nothing_has_no_report_and_every_object_is_not_run(s3):
+    tasks = [succeeded(SOURCE, k) for k in SPECIAL_KEYS]
+    output = run_attempt(
+        s3, tasks, status="Failed", write=False, job_counts={"total": 0, "succeeded": 0, "failed": 0}
+    )
+    assert output["failedRetriable"] == len(tasks) and output["succeeded"] == 0
+    assert sorted(csv_rows(read(s3, output["next"]["manifest"]["location"]))) == sorted(
+        [SOURCE, encode_key(k)] for k in SPECIAL_KEYS
+    )
+    record = record_of(s3, output)
+    assert record["report"] is None and record["notRun"] == len(tasks)
+
+
+def test_a_missing_report_of_a_job_that_ran_tasks_is_transient(s3):
+    with pytest.raises(TransientError, match="is not there yet"):
+        run_attempt(
+            s3, [succeeded(SOURCE, "a")], write=False, job_counts={"total": 1, "succeeded": 1, "failed": 0}
+        )
+
+
+def test_failed_tasks_only_of_a_stopped_job_reruns_what_it_cannot_tell(s3):
+    tasks = [succeeded(SOURCE, "a"), succeeded(SOURCE, "b"), failed(SOURCE, "c", 404, "NoSuchKey")]
+    counts = {"total": 3, "succeeded": 1, "failed": 1}  # one success, but which one? and b may never have run
+    output = run_attempt(
+        s3, tasks, status="Cancelled", scope="FailedTasksOnly", reported=tasks, job_counts=counts
+    )
+    assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (0, 2, 1)
+    # ...but when every task ran, the unreported ones are the successes
+    all_ran = {"total": 3, "succeeded": 2, "failed": 1}
+    output = run_attempt(
+        s3, tasks, status="Failed", scope="FailedTasksOnly", job_counts=all_ran, job_id="job-2"
+    )
+    assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (2, 0, 1)
+
+
+def test_a_manifest_count_that_disagrees_is_an_accounting_error(s3):
+    tasks = [succeeded(SOURCE, "a"), succeeded(SOURCE, "b")]
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}manifest.csv", Body=manifest_csv(tasks, versions=False))
+    write_report(s3, BUCKET, f"{PREFIX}attempt-1/report", "job-1", tasks)
+    event = json.loads(EVENT_FILE.read_text())
+    event["run"].update(bucket=BUCKET, prefix=PREFIX)
+    event["current"]["manifest"].update(bucket=BUCKET, key=f"{PREFIX}manifest.csv", objects=3)
+    event["job"].update(
+        jobId="job-1",
+        status="Failed",
+        report={"bucket": BUCKET, "prefix": f"{PREFIX}attempt-1/report", "scope": "AllTasks"},
+    )
+    with pytest.raises(AccountingError, match="2 outcomes for a manifest of 3 objects"):
+        app.handler(event, Context())
+
+
+def test_a_job_still_running_is_refused(s3):
+    with pytest.raises(BatchPipeError, match="needs a terminal job"):
+        run_attempt(s3, [succeeded(SOURCE, "a")], status="Active")
+
+
+def test_the_sample_event_parses_and_runs(s3):
+    event = json.loads(EVENT_FILE.read_text())
+    tasks = [succeeded(SOURCE, f"photos/2023/{i}.jpg") for i in range(120)] + [
+        failed(SOURCE, "photos/2023/c.jpg", 503, "SlowDown"),
+        failed(SOURCE, "photos/2023/d.jpg", 503, "SlowDown"),
+        failed(SOURCE, "photos/2023/e.jpg", 404, "NoSuchKey"),
+    ]
+    s3.create_bucket(Bucket=event["run"]["bucket"])
+    s3.put_object(
+        Bucket=event["run"]["bucket"],
+        Key=event["current"]["manifest"]["key"],
+        Body=manifest_csv(tasks, versions=False),
+    )
+    write_report(
+        s3, event["job"]["report"]["bucket"], event["job"]["report"]["prefix"], event["job"]["jobId"], tasks
+    )
+    output = app.handler(event, Context())
+    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        123,
+        120,
+        2,
+        1,
+    )
+    assert len(json.dumps(output)) < 2_000
+
+
+# ------------------------------------------------------------------------------------ property
+
+
+OUTCOMES = st.sampled_from(
+    [
+        "succeeded",
+        "notrun",
+        (503, "SlowDown"),
+        (500, "InternalError"),
+        (200, "TemporaryFailure"),
+        (400, "RequestTimeout"),
+        (404, "NoSuchKey"),
+        (403, "AccessDenied"),
+        (200, "PermanentFailure"),
+        (403, "InvalidObjectState"),
+    ]
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    outcomes=st.lists(OUTCOMES, min_size=1, max_size=30),
+    scope=st.sampled_from(["AllTasks", "FailedTasksOnly"]),
+    versions=st.booleans(),
+    order=st.sampled_from(["aws", "schema"]),
+)
+def test_handler_accounts_for_every_object(s3, outcomes, scope, versions, order):
+    tasks, reported = [], []
+    for index, outcome in enumerate(outcomes):
+        key = SPECIAL_KEYS[index % len(SPECIAL_KEYS)] + f"/{index}"
+        version = f"v{index}" if versions else ""
+        task = (
+            succeeded(SOURCE, key, version)
+            if outcome in ("succeeded", "notrun")
+            else failed(SOURCE, key, outcome[0], outcome[1], version=version)
+        )
+        tasks.append(task)
+        if outcome != "notrun":
+            reported.append(task)
+    any_not_run = len(reported) < len(tasks)
+    status = "Failed" if any_not_run else "Complete"
+    failures = sum(1 for t in reported if t.status == "failed")
+    counts = {"total": len(tasks), "succeeded": len(reported) - failures, "failed": failures}
+    # every hypothesis example gets its own run prefix: the bucket outlives examples
+    prefix = f"runs/prop/{uuid.uuid4()}/"
+    output = run_attempt(
+        s3,
+        tasks,
+        status=status,
+        scope=scope,
+        versions=versions,
+        order=order,
+        reported=reported,
+        job_counts=counts,
+        prefix=prefix,
+    )
+
+    assert output["succeeded"] + output["failedRetriable"] + output["failedPermanent"] == len(tasks)
+    retriable = {
+        (t.bucket, t.encoded_key)
+        for t, o in zip(tasks, outcomes, strict=True)
+        if o == "notrun" or o[1] in ("SlowDown", "InternalError", "TemporaryFailure", "RequestTimeout")
+    }
+    if scope == "FailedTasksOnly" and any_not_run:
+        # a success and a task never run look alike in a FailedTasksOnly report of a stopped job
+        retriable |= {
+            (t.bucket, t.encoded_key) for t, o in zip(tasks, outcomes, strict=True) if o == "succeeded"
+        }
+    if output["next"] is None:
+        assert not retriable
+    else:
+        rows = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+        assert {(r[0], r[1]) for r in rows} == retriable and len(rows) == len(retriable)
+        assert all(len(r) == (3 if versions else 2) for r in rows)
+        assert output["next"]["manifest"]["objects"] == output["failedRetriable"] == len(retriable)

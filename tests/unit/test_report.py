@@ -1,0 +1,365 @@
+"""The completion-report parser, manifest reader, S3 upload and manifest/report join."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import tracemalloc
+
+import boto3
+import pytest
+from batchpipe_core.keys import encode_key
+from batchpipe_core.report import (
+    CsvUpload,
+    ManifestRow,
+    Reconciliation,
+    ReportRow,
+    identity,
+    iter_manifest_rows,
+    iter_report_rows,
+    manifest_field_count,
+    parse_manifest_rows,
+    parse_report_manifest,
+    parse_result_rows,
+    read_report_manifest,
+    report_manifest_key,
+    report_row,
+    text_stream,
+)
+from moto import mock_aws
+
+from tests.unit.test_report_layout import (
+    SPECIAL_KEYS,
+    failed,
+    manifest_csv,
+    results_csv,
+    succeeded,
+    write_report,
+)
+
+BUCKET = "pipeline-bucket"
+
+
+def rows_of(data: bytes) -> list[ReportRow]:
+    return list(parse_result_rows(text_stream(io.BytesIO(data))))
+
+
+# ------------------------------------------------------------------------------------ parsing
+
+
+def test_documented_sample_rows_parse():
+    data = (
+        b"amzn-s3-demo-bucket1,image_14975%2C.jpg,,failed,200,PermanentFailure,"
+        b'"Lambda returned function error: {""errorMessage"":""BadRequest""}"\n'
+        b"amzn-s3-demo-bucket1,path/to/object,versionid,succeeded,200,,Successful\n"
+    )
+    first, second = rows_of(data)
+    assert first == ReportRow(
+        "amzn-s3-demo-bucket1",
+        "image_14975%2C.jpg",
+        "",
+        "failed",
+        200,
+        "PermanentFailure",
+        'Lambda returned function error: {"errorMessage":"BadRequest"}',
+    )
+    assert first.decoded_key == "image_14975,.jpg"
+    assert second == ReportRow(
+        "amzn-s3-demo-bucket1", "path/to/object", "versionid", "succeeded", 200, "", "Successful"
+    )
+    assert second.succeeded and not first.succeeded
+
+
+@pytest.mark.parametrize("order", ["aws", "schema"])
+def test_both_column_orders_give_the_same_rows(order):
+    tasks = [
+        failed("b", "x", 503, "SlowDown"),
+        failed("b", "y", 404, "NoSuchKey"),
+        failed("b", "z", 200, "TemporaryFailure"),
+        succeeded("b", "w"),
+    ]
+    rows = rows_of(results_csv(tasks, order))
+    assert [(r.http_status, r.error_code) for r in rows] == [
+        (503, "SlowDown"),
+        (404, "NoSuchKey"),
+        (200, "TemporaryFailure"),
+        (200, ""),
+    ]
+
+
+def test_messages_with_commas_quotes_and_newlines_stay_one_field():
+    message = 'line one, with "quotes"\nline two\r\nline three,,'
+    data = results_csv([failed("b", "k", 500, "InternalError", message), succeeded("b", "k2")])
+    data = data.replace(b"\n", b"\r\n")  # CRLF record ends as well; the quoted \r\n must survive
+    rows = rows_of(data)
+    assert len(rows) == 2
+    assert rows[0].message == message.replace("\n", "\r\n")
+    assert rows[1].key == "k2"
+
+
+def test_unquoted_commas_in_a_message_are_kept():
+    row = report_row(["b", "k", "", "failed", "400", "InvalidRequest", "bad", " really", " bad"])
+    assert row.message == "bad, really, bad"
+    assert (row.http_status, row.error_code) == (400, "InvalidRequest")
+
+
+def test_short_rows_and_missing_status_parse():
+    assert report_row(["b", "k", "", "failed"]) == ReportRow("b", "k", "", "failed", None, "", "")
+    assert report_row(["b", "k", "", "FAILED", "", "Weird", "m"]).error_code == "Weird"
+    assert report_row(["b", "k", "", "Succeeded", "200", "", ""]).status == "succeeded"
+
+
+def test_blank_lines_are_skipped():
+    assert len(rows_of(b"\nb,k,,succeeded,200,,ok\n\n")) == 1
+
+
+def test_byte_order_mark_is_not_part_of_the_bucket():
+    assert rows_of(b"\xef\xbb\xbfb,k,,succeeded,200,,ok\n")[0].bucket == "b"
+
+
+@pytest.mark.parametrize("key", SPECIAL_KEYS)
+def test_special_keys_are_kept_encoded_and_decode_back(key):
+    (row,) = rows_of(
+        results_csv([failed("b", key, 503, "SlowDown", version="3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")])
+    )
+    assert row.key == encode_key(key)
+    assert row.decoded_key == key
+    assert row.version_id == "3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
+
+
+def test_null_versions_are_kept_as_given():
+    rows = rows_of(b"b,k1,null,succeeded,200,,ok\nb,k2,,succeeded,200,,ok\n")
+    assert [r.version_id for r in rows] == ["null", ""]
+    assert identity("b", "k1", "null") == identity("b", "k1", "")
+
+
+def test_manifest_rows_with_and_without_versions():
+    assert list(parse_manifest_rows(io.StringIO("b,a%20b\nb,c\n"))) == [
+        ManifestRow("b", "a%20b", ""),
+        ManifestRow("b", "c", ""),
+    ]
+    assert list(parse_manifest_rows(io.StringIO("b,k,v1\nb,k,null\n"))) == [
+        ManifestRow("b", "k", "v1"),
+        ManifestRow("b", "k", "null"),
+    ]
+    with pytest.raises(ValueError, match="row 1 has 4 fields"):
+        list(parse_manifest_rows(io.StringIO("b,k,v,x\n")))
+
+
+def test_report_manifest_format_is_checked():
+    document = {
+        "Format": "Report_CSV_20180820",
+        "ReportSchema": "s",
+        "Results": [
+            {
+                "TaskExecutionStatus": "Failed",
+                "Bucket": "arn:aws:s3:::other",
+                "MD5Checksum": "x",
+                "Key": "r/1.csv",
+            },
+        ],
+    }
+    parsed = parse_report_manifest(document, "bkt", "p/job-1/manifest.json")
+    assert parsed.uri == "s3://bkt/p/job-1/manifest.json"
+    assert [(r.status, r.bucket, r.key) for r in parsed.results] == [("failed", "other", "r/1.csv")]
+    with pytest.raises(ValueError, match="Report_CSV_20991231"):
+        parse_report_manifest({"Format": "Report_CSV_20991231", "Results": []}, "bkt", "k")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "key"),
+    [
+        ("runs/a/attempt-1/report", "runs/a/attempt-1/report/job-J/manifest.json"),
+        ("runs/a/attempt-1/report/", "runs/a/attempt-1/report/job-J/manifest.json"),
+        ("", "job-J/manifest.json"),
+    ],
+)
+def test_report_manifest_key(prefix, key):
+    assert report_manifest_key(prefix, "J") == key
+
+
+# ------------------------------------------------------------------------------------ S3
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.mark.parametrize("order", ["aws", "schema"])
+def test_reads_every_results_file_of_a_report(s3, order):
+    tasks = [succeeded("src", key) for key in SPECIAL_KEYS] + [
+        failed("src", key, 503, "SlowDown") for key in SPECIAL_KEYS[:5]
+    ]
+    write_report(s3, BUCKET, "runs/r/attempt-1/report", "job1", tasks, files_per_status=3, order=order)
+    report = read_report_manifest(s3, f"arn:aws:s3:::{BUCKET}", "runs/r/attempt-1/report", "job1")
+    assert report is not None and len(report.results) == 6
+    rows = list(iter_report_rows(s3, report))
+    assert sorted((r.decoded_key, r.status, r.http_status) for r in rows) == sorted(
+        (t.key, t.status, t.http) for t in tasks
+    )
+
+
+def test_missing_report_is_none(s3):
+    assert read_report_manifest(s3, BUCKET, "runs/r/attempt-1/report", "nojob") is None
+
+
+def test_manifest_field_count_and_rows(s3):
+    tasks = [succeeded("src", key, "v1") for key in SPECIAL_KEYS]
+    s3.put_object(Bucket=BUCKET, Key="m3.csv", Body=manifest_csv(tasks, versions=True))
+    s3.put_object(Bucket=BUCKET, Key="m2.csv", Body=manifest_csv(tasks, versions=False))
+    assert manifest_field_count(s3, BUCKET, "m3.csv") == 3
+    assert manifest_field_count(s3, BUCKET, "m2.csv") == 2
+    rows = list(iter_manifest_rows(s3, BUCKET, "m3.csv"))
+    assert [r.key for r in rows] == [encode_key(k) for k in SPECIAL_KEYS]
+
+
+def test_small_upload_is_one_put_with_its_etag(s3):
+    upload = CsvUpload(s3, BUCKET, "out/small.csv", header=["a", "b"])
+    upload.writerow(["x,y", "z"])
+    done = upload.close()
+    assert done is not None and done.rows == 1
+    head = s3.head_object(Bucket=BUCKET, Key="out/small.csv")
+    assert head["ETag"].strip('"') == done.etag and head["ContentLength"] == done.size
+    assert s3.get_object(Bucket=BUCKET, Key="out/small.csv")["Body"].read() == b'a,b\n"x,y",z\n'
+
+
+def test_large_upload_is_multipart_and_complete(s3, monkeypatch):
+    monkeypatch.setattr(CsvUpload, "PART_BYTES", 5 << 20)  # S3's minimum part size
+    upload = CsvUpload(s3, BUCKET, "out/large.csv")
+    row = ["bucket", "k" * 1000]
+    for _ in range(12_000):  # ~12 MB: two full parts and a last one
+        upload.writerow(row)
+    done = upload.close()
+    assert done is not None and done.etag.endswith("-3")
+    body = s3.get_object(Bucket=BUCKET, Key="out/large.csv")["Body"].read()
+    assert body == ("bucket," + "k" * 1000 + "\n").encode() * 12_000
+
+
+def test_empty_upload_can_be_skipped_and_aborted_uploads_leave_nothing(s3, monkeypatch):
+    assert CsvUpload(s3, BUCKET, "out/empty.csv", header=["h"], skip_if_empty=True).close() is None
+    monkeypatch.setattr(CsvUpload, "PART_BYTES", 5 << 20)
+    upload = CsvUpload(s3, BUCKET, "out/aborted.csv")
+    for _ in range(6_000):
+        upload.writerow(["b", "k" * 1000])
+    upload.abort()
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="out/").get("KeyCount") == 0
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+# ------------------------------------------------------------------------------------ join
+
+
+def _absent(row: ManifestRow) -> ReportRow:
+    return ReportRow(row.bucket, row.key, row.version_id, "failed", None, "NotRun", "")
+
+
+def _later(_earlier: ReportRow, later: ReportRow) -> ReportRow:
+    return later
+
+
+@pytest.mark.parametrize("memory_rows", [1_000_000, 7])
+def test_join_gives_one_outcome_per_manifest_row(memory_rows, tmp_path):
+    manifest = [ManifestRow("b", encode_key(f"key {i}"), "") for i in range(300)]
+    report = [
+        ReportRow("b", encode_key(f"key {i}"), "", "succeeded", 200, "", "ok") for i in range(0, 300, 2)
+    ] + [
+        ReportRow("b", encode_key("key 4"), "", "failed", 503, "SlowDown", "again"),
+        ReportRow("b", "key%201", "v1", "failed", 404, "NoSuchKey", "foreign"),  # in no manifest row
+    ]
+    join = Reconciliation(
+        manifest,
+        report,
+        absent=_absent,
+        prefer=_later,
+        expected_rows=300,
+        memory_rows=memory_rows,
+        workdir=str(tmp_path),
+    )
+    outcomes = list(join)
+    assert len(outcomes) == 300
+    by_key = {o.decoded_key: o for o in outcomes}
+    assert by_key["key 4"].error_code == "SlowDown"  # the later of two rows for one object
+    assert by_key["key 2"].succeeded
+    assert by_key["key 1"].error_code == "NotRun"
+    assert sum(o.error_code == "NotRun" for o in outcomes) == 150
+    assert join.unmatched == 1
+    assert list(tmp_path.iterdir()) == []  # spill files are removed
+
+
+def test_join_matches_keys_as_given_and_null_versions():
+    manifest = [
+        ManifestRow("b", "a%2Fb", "null"),
+        ManifestRow("b", "c%20d", "v1"),
+        ManifestRow("b", "e", "v1"),
+    ]
+    report = [
+        ReportRow("b", "a%2Fb", "", "succeeded", 200, "", ""),
+        ReportRow("b", "c%20d", "v1", "succeeded", 200, "", ""),
+        ReportRow("b", "e", "v2", "succeeded", 200, "", ""),  # another version of the object
+    ]
+    outcomes = list(Reconciliation(manifest, report, absent=_absent, prefer=_later, expected_rows=3))
+    assert [o.succeeded for o in outcomes] == [True, True, False]
+
+
+def test_join_keeps_duplicate_manifest_rows():
+    manifest = [ManifestRow("b", "k", "")] * 2
+    report = [ReportRow("b", "k", "", "succeeded", 200, "", "")]
+    outcomes = list(Reconciliation(manifest, report, absent=_absent, prefer=_later, expected_rows=2))
+    assert [o.succeeded for o in outcomes] == [True, True]
+
+
+# ------------------------------------------------------------------------------------ memory
+
+
+def _report_lines(count: int):
+    for i in range(count):
+        yield f'src,photos/2024/{i:09d}.jpg,,failed,503,SlowDown,"Please reduce your request rate, {i}"\r\n'
+
+
+def test_parsing_memory_does_not_grow_with_rows():
+    def peak(count: int) -> int:
+        tracemalloc.start()
+        for _ in parse_result_rows(_report_lines(count)):
+            pass
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(2_000), peak(50_000)
+    assert large < small + 64 * 1024, (small, large)
+
+
+def test_spilled_join_memory_is_bounded_by_memory_rows(tmp_path):
+    count = 20_000
+    manifest = (ManifestRow("src", f"k{i}", "") for i in range(count))
+    report = (ReportRow("src", f"k{i}", "", "succeeded", 200, "", "ok") for i in range(0, count, 3))
+    join = Reconciliation(
+        manifest,
+        report,
+        absent=_absent,
+        prefer=_later,
+        expected_rows=count,
+        memory_rows=1_000,
+        workdir=str(tmp_path),
+    )
+    tracemalloc.start()
+    outcomes = sum(1 for _ in join)
+    _, top = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert outcomes == count
+    assert top < 8 << 20, top  # a whole-set dict of 40k rows alone would take more
+
+
+def test_report_body_streams_through_a_botocore_body(s3):
+    lines = "".join(itertools.islice(_report_lines(10_000), 10_000)).encode()
+    s3.put_object(Bucket=BUCKET, Key="r.csv", Body=lines)
+    body = s3.get_object(Bucket=BUCKET, Key="r.csv")["Body"]
+    rows = list(parse_result_rows(text_stream(body)))
+    assert len(rows) == 10_000 and rows[-1].message == "Please reduce your request rate, 9999"
+    assert json.loads(json.dumps(rows[0]._asdict()))["http_status"] == 503
