@@ -160,6 +160,7 @@ def pyarrow_process(files, pa, pacsv) -> dict:
     (What ProcessReport could do for a Complete job if pyarrow were a Lambda dependency.)
     """
     import pyarrow.compute as pc
+
     from batchpipe_core.accounting import tally
     from batchpipe_core.classification import Disposition
     from batchpipe_core.report import report_row
@@ -196,6 +197,7 @@ def measure(mode: str, manifest_json: Path) -> dict:
     """Runs one mode in this (fresh) process and reports rows, seconds and peak RSS growth."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
     from batchpipe_core import accounting, report  # noqa: F401 - imported before the RSS baseline
 
     files = result_files(manifest_json)

@@ -12,6 +12,9 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+
 from batchpipe_core.config import Config
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
 from batchpipe_core.jobs import RunRef, transient_as_retryable
@@ -19,8 +22,6 @@ from batchpipe_core.keys import decode_key
 from batchpipe_core.multipart import Source, concatenate
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
 
 SAMPLE_SIZE = 20
 # 20 rows of the longest kind (bucket, a 1,024-byte key percent-encoded to 3 characters a byte,

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
+
 from batchpipe_core.config import Config
 from batchpipe_core.jobs import (
     CreateJobInput,

@@ -13,11 +13,12 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from botocore.exceptions import ClientError
+
 from batchpipe_core.config import Config
 from batchpipe_core.jobs import error_code, job_outcome, pipeline_ref, transient_as_retryable
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.tokens import TokenTable, complete_once
-from botocore.exceptions import ClientError
 
 # GetJobTagging/DescribeJob for a job this account cannot see (deleted after 90 days, other account).
 _UNKNOWN_JOB_ERRORS = frozenset({"NotFoundException", "NoSuchJob", "AccessDenied", "AccessDeniedException"})

@@ -10,12 +10,13 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.parser import parse
+from pydantic import BaseModel, ConfigDict, Field
+
 from batchpipe_core.config import Config
 from batchpipe_core.inventory_layout import check_delivery, resolve_delivery
 from batchpipe_core.jobs import RunRef, transient_as_retryable
 from batchpipe_core.observability import instrumented, logger
 from batchpipe_core.query import build_unload_sql, needed_columns
-from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Part(BaseModel):

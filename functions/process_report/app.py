@@ -14,6 +14,8 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
+from pydantic import BaseModel, ConfigDict, Field
+
 from batchpipe_core.accounting import (
     AttemptRecord,
     AttemptTally,
@@ -41,7 +43,6 @@ from batchpipe_core.report import (
     report_manifest_key,
     s3_uri,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
 TERMINAL_STATUSES = ("Complete", "Failed", "Cancelled")
 FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]

@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
+from pydantic import BaseModel, ConfigDict, Field
+
 from batchpipe_core.accounting import (
     AttemptRecord,
     estimate_cost_usd,
@@ -28,7 +30,6 @@ from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import transient_as_retryable
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.report import CsvUpload, s3_uri, text_stream
-from pydantic import BaseModel, ConfigDict, Field
 
 FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
 MAX_CAUSE_CHARS = 4000

@@ -10,11 +10,12 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
+from pydantic import BaseModel, ConfigDict, Field
+
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.spec import normalize_spec
-from pydantic import BaseModel, ConfigDict, Field
 
 
 class Execution(BaseModel):

@@ -73,8 +73,8 @@ def _tags(s3: Any, kwargs: dict) -> list[dict]:
         if exc.response["Error"]["Code"] != "InvalidObjectState":
             raise
     # moto refuses GetObjectTagging on archived objects; S3 answers it (tags are not object data).
-    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415 - local emulation only
-    from moto.s3.models import s3_backends  # noqa: PLC0415
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
 
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
     key = backend.get_object(kwargs["Bucket"], kwargs["Key"], version_id=kwargs.get("VersionId"))

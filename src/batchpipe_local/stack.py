@@ -209,7 +209,9 @@ class LocalStack:
             ]
         if kind == "AWS::KMS::Key":
             key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, self._physical_name(logical_id)))
-            return {None: key_id, "Arn": f"arn:aws:kms:{self.region}:{self.account_id}:key/{key_id}"}[attribute]
+            return {None: key_id, "Arn": f"arn:aws:kms:{self.region}:{self.account_id}:key/{key_id}"}[
+                attribute
+            ]
         raise tpl.UnresolvableError(f"the embedded AWS does not know {kind} ({logical_id}.{attribute})")
 
     def ref(self, logical_id: str) -> Any:

@@ -8,12 +8,13 @@ tasks at least once: a failure and then the success.
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from batchpipe_core.accounting import preferred_outcome, tally
 from batchpipe_core.classification import NOT_RUN, Disposition
 from batchpipe_core.keys import encode_key
 from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 RETRIABLE = [
     (503, "SlowDown"),

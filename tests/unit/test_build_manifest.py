@@ -14,11 +14,11 @@ from urllib.parse import quote_plus, unquote, unquote_plus
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
 from batchpipe_core.multipart import MiB
 from batchpipe_core.observability import metrics
-from moto import mock_aws
-
 from batchpipe_local.lambdas import LambdaContext
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"

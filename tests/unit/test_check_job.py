@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from batchpipe_core import jobs
 from batchpipe_core.tokens import TokenTable
-
 from tests.unit.test_create_job import ACCOUNT, TABLE, TAGGING, Pipeline, Waiting, context, pipeline_world
 
 REPO = Path(__file__).resolve().parents[2]

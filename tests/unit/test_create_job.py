@@ -21,12 +21,12 @@ from unittest import mock
 
 import boto3
 import pytest
-from batchpipe_core import jobs
-from batchpipe_core.config import Config
-from batchpipe_core.spec import normalize_spec
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from batchpipe_core import jobs
+from batchpipe_core.config import Config
+from batchpipe_core.spec import normalize_spec
 from batchpipe_local.lambdas import LambdaContext
 from batchpipe_local.s3batch import BatchEngine
 from tests.unit.test_tokens import REGION, WaitingTasks, create_token_table

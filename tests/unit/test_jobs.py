@@ -8,13 +8,14 @@ from pathlib import Path
 
 import botocore.session
 import pytest
-from batchpipe_core import jobs
-from batchpipe_core.errors import TransientError
-from batchpipe_core.operation import create_job_request_errors
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.validate import ParamValidator
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from batchpipe_core import jobs
+from batchpipe_core.errors import TransientError
+from batchpipe_core.operation import create_job_request_errors
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.json"))

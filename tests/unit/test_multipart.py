@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
 from batchpipe_core.multipart import (
     CopyPart,
     Limits,
@@ -15,10 +20,6 @@ from batchpipe_core.multipart import (
     group_parts,
     plan_parts,
 )
-from botocore.exceptions import ClientError
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from moto import mock_aws
 
 BUCKET = "pipeline"
 

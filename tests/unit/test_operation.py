@@ -7,6 +7,9 @@ from typing import Any
 
 import botocore.session
 import pytest
+from botocore.exceptions import ParamValidationError
+from botocore.model import Shape
+
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.operation import (
     _compiled_pattern,
@@ -16,8 +19,6 @@ from batchpipe_core.operation import (
     operation_names,
     validate_operation,
 )
-from botocore.exceptions import ParamValidationError
-from botocore.model import Shape
 
 MODEL = botocore.session.get_session().get_service_model("s3control")
 JOB_OPERATION = MODEL.operation_model("CreateJob").input_shape.members["Operation"]

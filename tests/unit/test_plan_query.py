@@ -9,12 +9,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from batchpipe_core import inventory_layout as layout
 from batchpipe_core.errors import InventoryNotFoundError, SpecValidationError
 from batchpipe_core.inventory_layout import InventorySchemaError
 from batchpipe_core.observability import metrics
-from moto import mock_aws
-
 from batchpipe_local.inventory import (
     InventoryObject,
     inventory_table_input,

@@ -23,7 +23,6 @@ from batchpipe_core.errors import AccountingError, BatchPipeError, TransientErro
 from batchpipe_core.keys import encode_key  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
 from process_report import app  # noqa: E402
-
 from tests.unit.test_report_layout import (  # noqa: E402
     SPECIAL_KEYS,
     Task,

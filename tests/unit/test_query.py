@@ -6,9 +6,10 @@ import re
 
 import pytest
 import sqlglot
+from sqlglot import exp
+
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.query import build_unload_sql, needed_columns, timestamp_literal
-from sqlglot import exp
 
 FORMATS = ("CSV", "Parquet", "ORC")
 OUT = "s3://pipe/runs/n/e/athena/"

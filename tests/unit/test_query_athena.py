@@ -20,9 +20,9 @@ from urllib.parse import unquote, unquote_plus
 
 import boto3
 import pytest
-from batchpipe_core.observability import metrics
 from moto import mock_aws
 
+from batchpipe_core.observability import metrics
 from batchpipe_local.athena import install_athena
 from batchpipe_local.inventory import (
     InventoryObject,

@@ -9,6 +9,8 @@ import tracemalloc
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from batchpipe_core.keys import encode_key
 from batchpipe_core.report import (
     CsvUpload,
@@ -27,8 +29,6 @@ from batchpipe_core.report import (
     report_row,
     text_stream,
 )
-from moto import mock_aws
-
 from tests.unit.test_report_layout import (
     SPECIAL_KEYS,
     failed,

@@ -19,7 +19,6 @@ if str(FUNCTIONS) not in sys.path:
 from batchpipe_core.errors import AccountingError  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
 from summarize import app  # noqa: E402
-
 from tests.unit.test_process_report import (  # noqa: E402
     BUCKET,
     ENV,

@@ -15,11 +15,12 @@ from unittest import mock
 
 import boto3
 import pytest
+from botocore.config import Config as BotoConfig
+from moto import mock_aws
+
 from batchpipe_core import jobs
 from batchpipe_core.errors import TransientError
 from batchpipe_core.tokens import REF_PREFIX, TokenTable, complete_once
-from botocore.config import Config as BotoConfig
-from moto import mock_aws
 
 REGION = "us-east-1"
 TABLE = "batchpipe-TokenTable"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlglot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlglot.tokens import TokenType
+
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.where import (
     ALLOWED_FUNCTIONS,
@@ -12,9 +16,6 @@ from batchpipe_core.where import (
     columns_used,
     normalize_where,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from sqlglot.tokens import TokenType
 
 CURRENT_ONLY = [c for c in INVENTORY_COLUMNS if c not in VERSION_COLUMNS]
 EXAMPLE = "e.g. size > 0 AND storage_class = 'STANDARD'"

@@ -16,8 +16,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from batchpipe_core.keys import decode_key
 from botocore.exceptions import ClientError
+
+from batchpipe_core.keys import decode_key
 
 from .tasks import Task
 
