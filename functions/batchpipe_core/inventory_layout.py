@@ -39,6 +39,14 @@ ALL_VERSIONS_COLUMNS: tuple[str, ...] = (
     CURRENT_VERSION_COLUMNS[:2] + VERSION_COLUMNS + CURRENT_VERSION_COLUMNS[2:]
 )
 
+# Every column an S3 Inventory table can have: the table's, in S3's field order, plus optional fields
+# this stack's table does not declare (a `where` naming one gets a clear error, not Athena's).
+UNDECLARED_COLUMNS: tuple[str, ...] = (
+    "object_access_control_list",
+    "object_owner",
+    "lifecycle_expiration_date",
+)
+INVENTORY_COLUMNS: tuple[str, ...] = ALL_VERSIONS_COLUMNS + UNDECLARED_COLUMNS
 INVENTORY_FORMATS = ("CSV", "Parquet", "ORC")
 INVENTORY_VERSIONS = ("Current", "All")
 

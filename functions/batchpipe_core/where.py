@@ -19,38 +19,12 @@ from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokens import TokenType
 
 from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.inventory_layout import INVENTORY_COLUMNS, VERSION_COLUMNS
 
 FIELD = "filter.where"
 DIALECT = "trino"
 MAX_LENGTH = 10_000
 
-# Every column an S3 Inventory table can have (snake_case, as the ORC/Parquet schemas and the Glue
-# table name them). Optional fields exist only if the inventory configuration includes them.
-INVENTORY_COLUMNS: tuple[str, ...] = (
-    "bucket",
-    "key",
-    "version_id",
-    "is_latest",
-    "is_delete_marker",
-    "size",
-    "last_modified_date",
-    "e_tag",
-    "storage_class",
-    "is_multipart_uploaded",
-    "replication_status",
-    "encryption_status",
-    "object_lock_retain_until_date",
-    "object_lock_mode",
-    "object_lock_legal_hold_status",
-    "intelligent_tiering_access_tier",
-    "bucket_key_status",
-    "checksum_algorithm",
-    "object_access_control_list",
-    "object_owner",
-    "lifecycle_expiration_date",
-)
-# Present only when the inventory lists all object versions.
-VERSION_COLUMNS: tuple[str, ...] = ("version_id", "is_latest", "is_delete_marker")
 PARTITION_COLUMN = "dt"
 # Boolean-typed in ORC/Parquet inventories, so they may stand alone as a condition there.
 BOOLEAN_COLUMNS: tuple[str, ...] = ("is_latest", "is_delete_marker", "is_multipart_uploaded")
