@@ -118,6 +118,24 @@ def _bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks"
 
 
+def headline(summary: dict, out: Path) -> str:
+    """One sentence a person reads first: what happened to the objects and where the failures are."""
+    status, totals = summary.get("status"), summary.get("totals") or {}
+    if status in ("SUCCEEDED", "PARTIAL"):
+        text = (
+            f"{status}: {totals.get('succeeded')} of {totals.get('objects')} objects succeeded "
+            f"in {len(summary.get('attempts', []))} attempt(s)"
+        )
+        failed = (totals.get("failedPermanent") or 0) + (totals.get("failedRetriesExhausted") or 0)
+        if failed:
+            local = str(summary.get("permanentFailures", "")).removeprefix("s3://")
+            text += f"; {failed} did not (each with its last error in {out / local})"
+        return text + "."
+    if status == "FAILED":
+        return f"FAILED: {summary.get('error')}: {str(summary.get('cause'))[:500]}"
+    return f"{status}: {(summary.get('manifest') or {}).get('objects')} objects selected."
+
+
 def local_run(args: argparse.Namespace) -> int:
     spec = _read_json(args.spec, "spec") if args.spec else DEFAULT_SPEC
     faults = _read_json(args.faults, "faults") if args.faults else []
@@ -189,9 +207,10 @@ def local_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(json.dumps(summary, indent=2), file=stream)
+        print(f"\n{headline(summary, out)}", file=stream)
         print(
-            f"\n{summary.get('status')} in {elapsed:.1f}s. Everything is under {out}/ "
-            f"(summary.json, objects.jsonl, the pipeline bucket mirrored at its keys).",
+            f"Done in {elapsed:.1f}s. Everything is under {out}/ "
+            "(summary.json, objects.jsonl, lambda-logs.jsonl, the pipeline bucket mirrored at its keys).",
             file=stream,
         )
     return 0 if summary.get("status") in ("SUCCEEDED", "PARTIAL", "NOTHING_TO_DO", "DRY_RUN") else 1
