@@ -49,6 +49,7 @@ class Progress:
 
     def say(self, text: str) -> None:
         if not self.quiet:
+            self._live(None)
             print(text, file=self.stream, flush=True)
 
     def _watch(self) -> None:
@@ -105,12 +106,25 @@ class Progress:
             summary = job.get("ProgressSummary", {})
             total = summary.get("TotalNumberOfTasks", 0)
             done = summary.get("NumberOfTasksSucceeded", 0) + summary.get("NumberOfTasksFailed", 0)
-            if (
-                job["Status"] in ("Complete", "Failed", "Cancelled")
-                and job["JobId"] not in self._jobs_reported
-            ):
+            if job["JobId"] in self._jobs_reported:
+                continue
+            line = f"  job {job['JobId'][:8]} {job['Status']}: {_bar(done, total)}"
+            if job["Status"] in ("Complete", "Failed", "Cancelled"):
                 self._jobs_reported.add(job["JobId"])
-                self.say(f"  job {job['JobId'][:8]} {job['Status']}: {_bar(done, total)}")
+                self._live(None)
+                self.say(line)
+            elif job["Status"] == "Active" and self.stream.isatty():
+                self._live(line)
+
+    def _live(self, line: str | None) -> None:
+        """A progress bar redrawn in place on a terminal (never in logs or pipes)."""
+        if line is not None:
+            self.stream.write("\r" + line)
+            self.stream.flush()
+            self._live_shown = True
+        elif getattr(self, "_live_shown", False):
+            self.stream.write("\r\033[K")
+            self._live_shown = False
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
