@@ -1,0 +1,81 @@
+"""The BuildManifest stage through the real state machine: for CSV.gz, Parquet and ORC inventories,
+current and all versions, the manifest a dry run writes equals a Python reference computed from the
+same inventory rows, for every filter field, with keys of every awkward shape (the cases and the
+reference are the ones the handler-level tests in tests/unit/test_query_athena.py use)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from urllib.parse import unquote, unquote_plus
+
+import pytest
+
+from batchpipe_local import inventory as inv
+from batchpipe_local.stack import LocalStack
+from batchpipe_local.world import INVENTORY_DEST_PREFIX, World
+from tests.unit.test_query_athena import CASES, SOURCE, Case, reference, rows_of
+
+# ValidateSpec defaults latestOnly to true (acting on noncurrent versions must be asked for), so a
+# case that does not set it selects latest versions only; this one asks for every version.
+CASES = {**CASES, "all versions": Case({"latestOnly": False}, lambda o: True)}
+
+LAYOUTS = [(fmt, versions) for versions in ("Current", "All") for fmt in ("CSV", "Parquet", "ORC")]
+TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+
+@pytest.fixture(scope="module", params=LAYOUTS, ids=[f"{f}-{v}" for f, v in LAYOUTS])
+def layout(request):
+    fmt, versions = request.param
+    world = World(source_bucket=SOURCE, fmt=fmt, versions=versions)
+    rows = rows_of(versions)
+    with LocalStack(parameters=world.parameters()) as stack:
+        s3 = stack.client("s3")
+        world.create_buckets(s3)
+        # Only the inventory matters for the manifest: the objects themselves are not needed.
+        inv.write_inventory(
+            s3,
+            source_bucket=SOURCE,
+            dest_bucket=world.inventory_bucket,
+            dest_prefix=INVENTORY_DEST_PREFIX,
+            config_id=world.config_id,
+            objects=rows,
+            fmt=fmt,
+            versions=versions,
+            delivery_time=datetime(2024, 5, 1, tzinfo=UTC),
+            rows_per_file=100,
+        )
+        yield stack, rows, versions
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_dry_run_manifest_equals_the_python_reference(layout, case):
+    stack, rows, versions = layout
+    spec = {"name": "manifest", "filter": CASES[case].filter, "operation": TAGGING, "dryRun": True}
+
+    execution = stack.run(spec, name=re.sub(r"[^A-Za-z0-9-]", "-", case))
+
+    summary = execution.output
+    assert summary["status"] == "DRY_RUN", summary
+    selected = CASES[case]
+    if "latestOnly" not in selected.filter:
+        selected = Case(selected.filter, lambda o, keep=selected.keep: keep(o) and o.is_latest is not False)
+    expected = reference(rows, selected, versions)
+    assert summary["manifest"]["objects"] == sum(expected.values())
+    if not expected:
+        assert summary["manifest"]["location"] is None
+        return
+    bucket, key = summary["manifest"]["location"].removeprefix("s3://").split("/", 1)
+    body = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    manifest = list(csv.reader(io.StringIO(body)))
+    for decode in (unquote, unquote_plus):
+        decoded = Counter(
+            (row[0], decode(row[1]), *([row[2]] if versions == "All" else [])) for row in manifest
+        )
+        assert decoded == expected
+    assert all(len(row) == (3 if versions == "All" else 2) for row in manifest)
