@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from batchpipe_core.keys import encode_key
 from batchpipe_core.report import (
+    READERS,
     CsvUpload,
     ManifestRow,
     Reconciliation,
@@ -25,9 +26,9 @@ from batchpipe_core.report import (
     parse_report_manifest,
     parse_result_rows,
     read_report_manifest,
+    read_result_rows,
     report_manifest_key,
     report_row,
-    text_stream,
 )
 from tests.unit.test_report_layout import (
     SPECIAL_KEYS,
@@ -41,14 +42,24 @@ from tests.unit.test_report_layout import (
 BUCKET = "pipeline-bucket"
 
 
-def rows_of(data: bytes) -> list[ReportRow]:
-    return list(parse_result_rows(text_stream(io.BytesIO(data))))
+@pytest.fixture(params=READERS)
+def reader(request) -> str:
+    """Every parser test runs with pyarrow's reader and with the csv-module fallback."""
+    return request.param
+
+
+@pytest.fixture
+def rows_of(reader):
+    def parse(data: bytes) -> list[ReportRow]:
+        return list(read_result_rows(io.BytesIO(data), reader))
+
+    return parse
 
 
 # ------------------------------------------------------------------------------------ parsing
 
 
-def test_documented_sample_rows_parse():
+def test_documented_sample_rows_parse(rows_of):
     data = (
         b"amzn-s3-demo-bucket1,image_14975%2C.jpg,,failed,200,PermanentFailure,"
         b'"Lambda returned function error: {""errorMessage"":""BadRequest""}"\n'
@@ -72,7 +83,7 @@ def test_documented_sample_rows_parse():
 
 
 @pytest.mark.parametrize("order", ["aws", "schema"])
-def test_both_column_orders_give_the_same_rows(order):
+def test_both_column_orders_give_the_same_rows(order, rows_of):
     tasks = [
         failed("b", "x", 503, "SlowDown"),
         failed("b", "y", 404, "NoSuchKey"),
@@ -88,7 +99,7 @@ def test_both_column_orders_give_the_same_rows(order):
     ]
 
 
-def test_messages_with_commas_quotes_and_newlines_stay_one_field():
+def test_messages_with_commas_quotes_and_newlines_stay_one_field(rows_of):
     message = 'line one, with "quotes"\nline two\r\nline three,,'
     data = results_csv([failed("b", "k", 500, "InternalError", message), succeeded("b", "k2")])
     data = data.replace(b"\n", b"\r\n")  # CRLF record ends as well; the quoted \r\n must survive
@@ -110,16 +121,16 @@ def test_short_rows_and_missing_status_parse():
     assert report_row(["b", "k", "", "Succeeded", "200", "", ""]).status == "succeeded"
 
 
-def test_blank_lines_are_skipped():
+def test_blank_lines_are_skipped(rows_of):
     assert len(rows_of(b"\nb,k,,succeeded,200,,ok\n\n")) == 1
 
 
-def test_byte_order_mark_is_not_part_of_the_bucket():
+def test_byte_order_mark_is_not_part_of_the_bucket(rows_of):
     assert rows_of(b"\xef\xbb\xbfb,k,,succeeded,200,,ok\n")[0].bucket == "b"
 
 
 @pytest.mark.parametrize("key", SPECIAL_KEYS)
-def test_special_keys_are_kept_encoded_and_decode_back(key):
+def test_special_keys_are_kept_encoded_and_decode_back(key, rows_of):
     (row,) = rows_of(
         results_csv([failed("b", key, 503, "SlowDown", version="3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")])
     )
@@ -128,7 +139,7 @@ def test_special_keys_are_kept_encoded_and_decode_back(key):
     assert row.version_id == "3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
 
 
-def test_null_versions_are_kept_as_given():
+def test_null_versions_are_kept_as_given(rows_of):
     rows = rows_of(b"b,k1,null,succeeded,200,,ok\nb,k2,,succeeded,200,,ok\n")
     assert [r.version_id for r in rows] == ["null", ""]
     assert identity("b", "k1", "null") == identity("b", "k1", "")
@@ -192,14 +203,14 @@ def s3(monkeypatch):
 
 
 @pytest.mark.parametrize("order", ["aws", "schema"])
-def test_reads_every_results_file_of_a_report(s3, order):
+def test_reads_every_results_file_of_a_report(s3, order, reader):
     tasks = [succeeded("src", key) for key in SPECIAL_KEYS] + [
         failed("src", key, 503, "SlowDown") for key in SPECIAL_KEYS[:5]
     ]
     write_report(s3, BUCKET, "runs/r/attempt-1/report", "job1", tasks, files_per_status=3, order=order)
     report = read_report_manifest(s3, f"arn:aws:s3:::{BUCKET}", "runs/r/attempt-1/report", "job1")
     assert report is not None and len(report.results) == 6
-    rows = list(iter_report_rows(s3, report))
+    rows = list(iter_report_rows(s3, report, reader))
     assert sorted((r.decoded_key, r.status, r.http_status) for r in rows) == sorted(
         (t.key, t.status, t.http) for t in tasks
     )
@@ -356,10 +367,10 @@ def test_spilled_join_memory_is_bounded_by_memory_rows(tmp_path):
     assert top < 8 << 20, top  # a whole-set dict of 40k rows alone would take more
 
 
-def test_report_body_streams_through_a_botocore_body(s3):
+def test_report_body_streams_through_a_botocore_body(s3, reader):
     lines = "".join(itertools.islice(_report_lines(10_000), 10_000)).encode()
     s3.put_object(Bucket=BUCKET, Key="r.csv", Body=lines)
     body = s3.get_object(Bucket=BUCKET, Key="r.csv")["Body"]
-    rows = list(parse_result_rows(text_stream(body)))
+    rows = list(read_result_rows(body, reader))
     assert len(rows) == 10_000 and rows[-1].message == "Please reduce your request rate, 9999"
     assert json.loads(json.dumps(rows[0]._asdict()))["http_status"] == 503

@@ -1,0 +1,187 @@
+"""The two results-CSV readers - pyarrow's streaming reader and the csv-module fallback - agree.
+
+ProcessReport reads reports with pyarrow when the AWS SDK for pandas layer provides it; these tests
+pin what only that path has to get right: records pyarrow cannot put in a batch, the HTTP-status
+column decided per batch, block boundaries inside quoted values, bounded memory, and the fallback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tracemalloc
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchpipe_core import report
+from batchpipe_core.report import (
+    CSV_MODULE,
+    PYARROW,
+    ReportRow,
+    arrow_result_rows,
+    default_reader,
+    read_result_rows,
+)
+
+
+def both(data: bytes, **arrow_options) -> tuple[list[ReportRow], list[ReportRow]]:
+    arrow = list(arrow_result_rows(io.BytesIO(data), **arrow_options))
+    fallback = list(read_result_rows(io.BytesIO(data), CSV_MODULE))
+    return arrow, fallback
+
+
+def csv_bytes(records: list[list[str]]) -> bytes:
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\r\n").writerows(records)  # so a lone \r gets quoted too
+    return text.getvalue().encode()
+
+
+# A field as a report may hold it: anything printable, with the characters CSV must quote.
+FIELD = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00\ufeff")
+    | st.sampled_from([",", '"', "\n", "\r", " "]),
+    max_size=12,
+)
+STATUS = st.sampled_from(["succeeded", "failed", "Failed", "SUCCEEDED"])
+HTTP = st.sampled_from(["200", "404", "503", "100", "599", "", "600", "20", "abc"])
+
+
+@st.composite
+def records(draw):
+    record = [draw(FIELD), draw(FIELD), draw(FIELD), draw(STATUS), draw(HTTP), draw(FIELD), draw(FIELD)]
+    if draw(st.booleans()):  # the ReportSchema order: error code 5th, HTTP status 6th
+        record[4], record[5] = record[5], record[4]
+    return record
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(records(), min_size=1, max_size=30), st.booleans())
+def test_readers_agree_on_any_well_formed_report(rows, same_order):
+    if same_order:  # a whole batch in one order takes the vectorised path, mixed ones the per-row path
+        rows = [row[:4] + sorted(row[4:6], key=lambda f: not f.isdigit()) + row[6:] for row in rows]
+    arrow, fallback = both(csv_bytes(rows))
+    assert arrow == fallback
+    assert len(arrow) == len(rows)
+
+
+def test_a_report_mixing_both_column_orders_is_decided_per_row():
+    data = b"b,k1,,failed,503,SlowDown,m\nb,k2,,failed,NoSuchKey,404,m\nb,k3,,succeeded,200,,ok\n"
+    arrow, fallback = both(data)
+    assert arrow == fallback
+    assert [(r.http_status, r.error_code) for r in arrow] == [
+        (503, "SlowDown"),
+        (404, "NoSuchKey"),
+        (200, ""),
+    ]
+
+
+def test_records_of_the_wrong_width_are_kept_not_dropped():
+    data = (
+        b"b,k1,,succeeded,200,,ok\n"
+        b"b,k2,,failed,400,InvalidRequest,bad, really, bad\n"  # unquoted commas: 9 fields
+        b'b,k3,,failed,400,InvalidRequest,"two\nlines", and more\n'
+        b"b,k4,,failed\n"  # short
+        b"b,k5,,succeeded,200,,ok\n"
+    )
+    arrow, fallback = both(data)
+    assert sorted(arrow) == sorted(fallback)  # set-aside records follow their batch
+    by_key = {row.key: row for row in arrow}
+    assert by_key["k2"].message == "bad, really, bad"
+    assert by_key["k3"].message == "two\nlines, and more"
+    assert by_key["k4"] == ReportRow("b", "k4", "", "failed", None, "", "")
+    assert len(arrow) == 5
+
+
+def test_an_empty_results_file_has_no_rows():
+    for data in (b"", b"\xef\xbb\xbf", b"\n\n"):
+        assert both(data) == ([], [])
+
+
+@pytest.mark.parametrize("offset", range(14))
+def test_a_quoted_crlf_split_between_two_reads_keeps_both_bytes(offset):
+    """apache/arrow#51368: pyarrow alone drops the \n when a read ends between \r and \n."""
+    record = b'k,,,failed,500,InternalError,"ab\r\ncd"\r\n'
+    data = b"p,,,succeeded,200,," + b"y" * offset + b"\r\n" + record * 200
+    for block_bytes in (64, 101):
+        arrow, fallback = both(data, block_bytes=block_bytes)
+        assert arrow == fallback
+        assert {row.message for row in arrow[1:]} == {"ab\r\ncd"}
+
+
+def test_quoted_newlines_across_block_boundaries():
+    message = 'Lambda returned function error: {"errorMessage":"x, y"}\nat line 2\r\nat line 3'
+    rows = [["src", f"k{i}", "", "failed", "200", "TemporaryFailure", message] for i in range(3_000)]
+    rows += [["src", f"s{i}", "v", "succeeded", "200", "", "Successful"] for i in range(3_000)]
+    arrow, fallback = both(csv_bytes(rows), block_bytes=4096)  # ~40 rows a block: many batches
+    assert arrow == fallback
+    assert len(arrow) == 6_000 and arrow[0].message == message and arrow[-1].key == "s2999"
+
+
+class GeneratedReport(io.RawIOBase):
+    """A results CSV made as it is read, so the test itself holds no report."""
+
+    def __init__(self, rows: int) -> None:
+        self._lines = (
+            f'src,photos/2024/{i:09d}.jpg,,failed,503,SlowDown,"Please reduce your request rate, {i}"\r\n'.encode()
+            for i in range(rows)
+        )
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self._pending) < len(buffer):
+            line = next(self._lines, None)
+            if line is None:
+                break
+            self._pending += line
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def test_arrow_reader_memory_does_not_grow_with_rows():
+    def peaks(rows: int) -> tuple[int, int]:
+        arrow_peak = count = 0
+        tracemalloc.start()
+        for count, _row in enumerate(arrow_result_rows(io.BufferedReader(GeneratedReport(rows), 1 << 16)), 1):
+            if count % 1_000 == 0:
+                arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+        _, python_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert count == rows
+        return arrow_peak, python_peak
+
+    _, small_python = peaks(30_000)  # ~3 blocks
+    large_arrow, large_python = peaks(150_000)  # ~15 blocks, 15 MB of CSV
+    assert large_arrow < 16 << 20, large_arrow  # a few 1 MiB blocks in flight, not the file
+    # pyarrow's read-ahead (1 MiB blocks read through Python) fills up over the first blocks: ~4.5 MB
+    # at 30,000 rows, ~7 MB from 150,000 to 600,000. Holding the rows would take ~50 MB here.
+    assert large_python < 2 * small_python + (1 << 20), (small_python, large_python)
+
+
+def test_without_pyarrow_the_csv_module_reads_and_one_warning_is_logged(monkeypatch, caplog):
+    assert default_reader() == PYARROW
+    monkeypatch.setattr(report, "pacsv", None)
+    report._warn_csv_fallback.cache_clear()
+    caplog.clear()
+    try:
+        assert default_reader() == CSV_MODULE
+        rows = list(read_result_rows(io.BytesIO(b"b,k,,failed,503,SlowDown,again\n")))
+        assert rows == [ReportRow("b", "k", "", "failed", 503, "SlowDown", "again")]
+        assert default_reader() == CSV_MODULE
+        warnings = [r for r in caplog.records if "pyarrow is not importable" in r.getMessage()]
+        assert [r.levelname for r in warnings] == ["WARNING"]  # once per process, not per file
+    finally:
+        report._warn_csv_fallback.cache_clear()
+
+
+@pytest.mark.parametrize("reader", [PYARROW, CSV_MODULE])
+def test_invalid_utf8_fails_loudly(reader):
+    with pytest.raises((UnicodeDecodeError, pa.ArrowInvalid)):
+        list(read_result_rows(io.BytesIO(b"b,\xff\xfe,,succeeded,200,,ok\n"), reader))
