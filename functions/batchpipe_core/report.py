@@ -40,6 +40,8 @@ REPORT_FORMAT = "Report_CSV_20180820"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 READ_BUFFER_BYTES = 1 << 20
+#: Header of the permanent-failures files (per attempt and per run): one row per object, key decoded.
+FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
 #: pyarrow's block: the unit it reads, parses and converts at a time, so what bounds its memory (a few
 #: blocks in flight). One record must fit in a block; a report row is at most a few KiB.
 ARROW_BLOCK_BYTES = 1 << 20

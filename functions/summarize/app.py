@@ -1,82 +1,29 @@
 """SummarizeFunction: the run summary (BRIEF section 2), which is also the execution's output.
 
-Input: the whole state document. The attempts' details are read from their records in S3 (the state
-carries only pointers), the accounting invariant is checked, the run-level failures file is built,
-and the summary is written next to the run's files, published to SNS and turned into EMF metrics.
+Wiring only: the summary is built by ``batchpipe_core.summary.summarize``, then written next to the
+run's files, published to SNS and turned into EMF metrics here.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
-from pydantic import BaseModel, ConfigDict, Field
 
-from batchpipe_core.accounting import (
-    AttemptRecord,
-    estimate_cost_usd,
-    estimate_transitions,
-    run_status,
-    run_totals,
-    trim_errors,
-)
 from batchpipe_core.config import Config
-from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import transient_as_retryable
-from batchpipe_core.observability import instrumented, logger, metrics
-from batchpipe_core.report import CsvUpload, s3_uri, text_stream
-
-FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
-MAX_CAUSE_CHARS = 4000
-MAX_FAILURE_REASONS = 10
-_RECORD_KEY = re.compile(r"attempt-(\d+)/$")
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class SpecPart(_Loose):
-    name: str | None = None
-    dryRun: bool = False
-
-
-class RunPart(_Loose):
-    name: str | None = None
-    executionId: str
-    startTime: str | None = None
-    bucket: str
-    prefix: str
-
-
-class ManifestPart(_Loose):
-    location: str | None = None
-    objects: int = Field(default=0, ge=0)
-    bytesScanned: int | None = None
-    sample: list[str] = Field(default_factory=list)
-
-
-class Processed(_Loose):
-    attempt: int
-
-
-class Failure(_Loose):
-    Error: str | None = None
-    Cause: str | None = None
-
-
-class SummarizeInput(_Loose):
-    spec: SpecPart
-    run: RunPart
-    query: dict[str, Any] | None = None
-    manifest: ManifestPart | None = None
-    processed: Processed | None = None
-    failure: Failure | None = None
+from batchpipe_core.observability import instrumented, logger
+from batchpipe_core.report import s3_uri
+from batchpipe_core.summary import (
+    SummarizeInput,
+    emit_metrics,
+    notification_message,
+    notification_subject,
+    run_prefix,
+    summarize,
+)
 
 
 @instrumented
@@ -84,7 +31,7 @@ class SummarizeInput(_Loose):
 def handler(event: SummarizeInput, context: Any) -> dict[str, Any]:
     config = Config.from_env()
     s3 = boto3.client("s3")
-    summary_key = f"{_prefix(event.run)}summary.json"
+    summary_key = f"{run_prefix(event.run)}summary.json"
     with transient_as_retryable("summarizing the run"):
         summary = summarize(s3, event)
         s3.put_object(
@@ -101,241 +48,3 @@ def handler(event: SummarizeInput, context: Any) -> dict[str, Any]:
     emit_metrics(summary, event.run.startTime)
     logger.info("run summarized", extra={"status": summary["status"], "totals": summary.get("totals")})
     return summary
-
-
-def _prefix(run: RunPart) -> str:
-    return run.prefix if run.prefix.endswith("/") else f"{run.prefix}/"
-
-
-def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
-    """The summary document; writes the run-level failures file when any attempt ran."""
-    run, manifest = event.run, event.manifest
-    failed = event.failure is not None
-    records = read_records(s3, run.bucket, _prefix(run))
-    if (
-        event.processed is not None
-        and not failed
-        and (not records or records[-1].attempt != event.processed.attempt)
-    ):
-        raise AccountingError(
-            f"ProcessReport handled attempt {event.processed.attempt}, but the last record "
-            f"in S3 is {records[-1].attempt if records else 'missing'}"
-        )
-    objects = manifest.objects if manifest else 0
-    dry_run = event.spec.dryRun and not records
-    if records and manifest is None:
-        raise AccountingError("attempt records exist but the state has no manifest")
-    # A manifest that no attempt accounts for is an AccountingError unless the run failed (unresolved).
-    totals = run_totals(records, objects, finished=not failed) if manifest and not dry_run else None
-    status = run_status(failed=failed, dry_run=dry_run, objects=objects, totals=totals)
-
-    summary: dict[str, Any] = {
-        "name": event.spec.name or run.name,
-        "executionId": run.executionId,
-        "status": status,
-        "manifest": _manifest_output(manifest, detailed=dry_run),
-        "attempts": [_attempt_output(record) for record in records],
-    }
-    if totals is not None:
-        summary["totals"] = totals.as_output()
-    if records:
-        summary["permanentFailures"] = write_run_failures(s3, run.bucket, _prefix(run), records)
-    if failed:
-        assert event.failure is not None
-        summary["error"] = event.failure.Error
-        summary["cause"] = (event.failure.Cause or "")[:MAX_CAUSE_CHARS]
-    summary["estimatedCostUsd"] = _cost(event, records, dry_run=dry_run)
-    return summary
-
-
-def read_records(s3: Any, bucket: str, prefix: str) -> list[AttemptRecord]:
-    """``attempt-*/record.json`` under the run prefix, in attempt order.
-
-    Listing with a delimiter returns one entry per attempt folder, however many report files it holds.
-    """
-    numbers: list[int] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{prefix}attempt-", Delimiter="/"
-    ):
-        for common in page.get("CommonPrefixes", []):
-            match = _RECORD_KEY.search(common["Prefix"])
-            if match:
-                numbers.append(int(match.group(1)))
-    records = []
-    for number in sorted(numbers):
-        try:
-            body = s3.get_object(Bucket=bucket, Key=f"{prefix}attempt-{number}/record.json")["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            continue  # a job that ran but whose report was never processed (the run failed there)
-        records.append(AttemptRecord.model_validate_json(body))
-    return records
-
-
-def _manifest_output(manifest: ManifestPart | None, *, detailed: bool) -> dict[str, Any] | None:
-    if manifest is None:
-        return None
-    output: dict[str, Any] = {"location": manifest.location, "objects": manifest.objects}
-    if detailed:
-        output["sample"] = manifest.sample
-        output["bytesScanned"] = manifest.bytesScanned
-    return output
-
-
-def _attempt_output(record: AttemptRecord) -> dict[str, Any]:
-    output: dict[str, Any] = {
-        "attempt": record.attempt,
-        "jobId": record.jobId,
-        "jobStatus": record.jobStatus,
-        "total": record.total,
-        "succeeded": record.succeeded,
-        "failedRetriable": record.failedRetriable,
-        "failedPermanent": record.failedPermanent,
-        "errors": trim_errors(record.errors),
-        "report": record.report,
-    }
-    if record.failureReasons:
-        output["failureReasons"] = record.failureReasons[:MAX_FAILURE_REASONS]
-    return output
-
-
-def write_run_failures(s3: Any, bucket: str, prefix: str, records: list[AttemptRecord]) -> str:
-    """``permanent-failures.csv``: every object that did not succeed in the end, with its last error.
-
-    That is each attempt's permanent failures plus the retriable failures left when no attempt
-    remained; the files share one layout, so their rows are copied byte for byte after the header.
-    """
-    sources = [r.permanentFailures for r in records if r.permanentFailures]
-    if records and records[-1].retriesExhausted:
-        sources.append(records[-1].retriesExhausted)
-    upload = CsvUpload(s3, bucket, f"{prefix}permanent-failures.csv", header=FAILURE_HEADER)
-    for uri in sources:
-        source_bucket, source_key = uri.removeprefix("s3://").split("/", 1)
-        with text_stream(s3.get_object(Bucket=source_bucket, Key=source_key)["Body"]) as text:
-            text.readline()  # the header: field names never contain a newline
-            while chunk := text.read(1 << 20):
-                upload.write(chunk)
-    uploaded = upload.close()
-    assert uploaded is not None
-    return uploaded.uri
-
-
-def _cost(event: SummarizeInput, records: list[AttemptRecord], *, dry_run: bool) -> float:
-    """What the run cost (or, for a dry run, what running it once would cost)."""
-    manifest = event.manifest
-    athena_bytes = _bytes_scanned(event)
-    if dry_run:
-        objects = manifest.objects if manifest else 0
-        return estimate_cost_usd(
-            jobs=1 if objects else 0,
-            objects_processed=objects,
-            athena_bytes_scanned=athena_bytes,
-            transitions=estimate_transitions(1 if objects else 0),
-        )
-    return estimate_cost_usd(
-        jobs=len(records),
-        objects_processed=sum(r.total - r.notRun for r in records),
-        athena_bytes_scanned=athena_bytes,
-        transitions=estimate_transitions(len(records)),
-    )
-
-
-def _bytes_scanned(event: SummarizeInput) -> int | None:
-    if event.manifest is not None and event.manifest.bytesScanned is not None:
-        return event.manifest.bytesScanned
-    statistics = ((event.query or {}).get("status") or {}).get("status", {}).get("Statistics", {})
-    if "DataScannedInBytes" in statistics:
-        return int(statistics["DataScannedInBytes"])
-    return None if event.query is None or "execution" not in event.query else 0
-
-
-# ------------------------------------------------------------------------------ notification
-
-
-def notification_subject(summary: dict[str, Any]) -> str:
-    """SNS subjects are ASCII, single-line and under 100 characters."""
-    subject = f"batchpipe {summary['name'] or 'run'}: {summary['status']}"
-    subject = subject.encode("ascii", "replace").decode().replace("\n", " ")
-    return subject[:99]
-
-
-def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
-    lines = [
-        f"batchpipe run {summary['name']} finished: {summary['status']}",
-        f"Execution: {summary['executionId']}",
-    ]
-    console = _console_url(summary["executionId"])
-    if console:
-        lines.append(f"Console: {console}")
-    manifest = summary.get("manifest")
-    if manifest:
-        lines.append(f"Manifest: {manifest['location']} ({manifest['objects']} objects)")
-    totals = summary.get("totals")
-    if totals:
-        lines.append(
-            f"Objects: {totals['objects']} - succeeded {totals['succeeded']}, failed permanently "
-            f"{totals['failedPermanent']}, retries exhausted {totals['failedRetriesExhausted']}"
-            + (f", unresolved {totals['unresolved']}" if totals.get("unresolved") else "")
-        )
-    for attempt in summary["attempts"]:
-        top = (
-            ", ".join(f"{label} x{count}" for label, count in list(attempt["errors"].items())[:5])
-            or "no errors"
-        )
-        lines.append(
-            f"Attempt {attempt['attempt']}: job {attempt['jobId']} {attempt['jobStatus']}, "
-            f"{attempt['succeeded']}/{attempt['total']} succeeded ({top})"
-        )
-    if summary.get("permanentFailures"):
-        lines.append(f"Failures: {summary['permanentFailures']}")
-    if summary["status"] == "FAILED":
-        lines.append(f"Error: {summary.get('error')}: {(summary.get('cause') or '')[:500]}")
-    if summary["status"] == "DRY_RUN" and manifest:
-        lines.append("Sample: " + ", ".join(manifest.get("sample", [])[:5]))
-    lines.append(f"Estimated cost: ${summary['estimatedCostUsd']:.4f}")
-    lines.append(f"Summary: {summary_uri}")
-    return "\n".join(lines)
-
-
-def _console_url(execution_arn: str) -> str | None:
-    parts = execution_arn.split(":")
-    if len(parts) < 4 or not parts[3]:
-        return None
-    return f"https://{parts[3]}.console.aws.amazon.com/states/home?region={parts[3]}#/v2/executions/details/{execution_arn}"
-
-
-# ----------------------------------------------------------------------------------- metrics
-
-
-def emit_metrics(summary: dict[str, Any], start_time: str | None) -> None:
-    """EMF metrics, flushed by ``@instrumented`` when the handler returns."""
-    totals = summary.get("totals") or {}
-    attempts = summary["attempts"]
-    metrics.add_metric(name="ObjectsSucceeded", unit=MetricUnit.Count, value=totals.get("succeeded", 0))
-    metrics.add_metric(
-        name="ObjectsFailedPermanent", unit=MetricUnit.Count, value=totals.get("failedPermanent", 0)
-    )
-    metrics.add_metric(
-        name="ObjectsRetriesExhausted", unit=MetricUnit.Count, value=totals.get("failedRetriesExhausted", 0)
-    )
-    metrics.add_metric(
-        name="ObjectsRetried", unit=MetricUnit.Count, value=sum(a["total"] for a in attempts[1:])
-    )
-    metrics.add_metric(name="Attempts", unit=MetricUnit.Count, value=len(attempts))
-    metrics.add_metric(name="EstimatedCostUsd", unit=MetricUnit.NoUnit, value=summary["estimatedCostUsd"])
-    status_metric = "Runs" + summary["status"].title().replace("_", "")
-    metrics.add_metric(name=status_metric, unit=MetricUnit.Count, value=1)
-    duration = _seconds_since(start_time)
-    if duration is not None:
-        metrics.add_metric(name="RunDurationSeconds", unit=MetricUnit.Seconds, value=duration)
-
-
-def _seconds_since(timestamp: str | None) -> float | None:
-    if not timestamp:
-        return None
-    try:
-        started = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return None
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - started).total_seconds())

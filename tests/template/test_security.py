@@ -513,7 +513,7 @@ def _emitted_metric_names() -> set[str]:
         sys.path.insert(0, str(FUNCTIONS_ROOT))
     # Imported here, once functions/ (the Lambda code root) is importable.
     from batchpipe_core.observability import metrics
-    from summarize import app
+    from batchpipe_core.summary import emit_metrics
 
     names: set[str] = set()
     try:
@@ -524,7 +524,7 @@ def _emitted_metric_names() -> set[str]:
                 "totals": {"succeeded": 1, "failedPermanent": 1, "failedRetriesExhausted": 0},
                 "estimatedCostUsd": 0.26,
             }
-            app.emit_metrics(summary, "2024-01-01T00:00:00+00:00")
+            emit_metrics(summary, "2024-01-01T00:00:00+00:00")
             names |= set(metrics.metric_set)
             metrics.clear_metrics()
     finally:

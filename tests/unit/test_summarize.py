@@ -18,6 +18,7 @@ if str(FUNCTIONS) not in sys.path:
 
 from batchpipe_core.errors import AccountingError  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
+from batchpipe_core.summary import SummarizeInput  # noqa: E402
 from summarize import app  # noqa: E402
 from tests.unit.test_process_report import (  # noqa: E402
     BUCKET,
@@ -332,6 +333,6 @@ def test_output_stays_small_with_many_error_codes(aws):
 
 def test_the_sample_event_parses(aws):
     event = json.loads(EVENT_FILE.read_text())
-    parsed = app.SummarizeInput.model_validate(event)
+    parsed = SummarizeInput.model_validate(event)
     assert parsed.processed is not None and parsed.processed.attempt == 2
     assert parsed.manifest is not None and parsed.manifest.objects == 123
