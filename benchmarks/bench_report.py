@@ -1,34 +1,61 @@
-"""Completion-report processing speed and memory: batchpipe's streaming parser vs pyarrow.csv alone.
+"""Completion-report processing speed and memory: batchpipe's two report readers vs pyarrow.csv alone.
 
 Not a test. Generates a report in AWS's layout on local disk (``job-<id>/manifest.json`` plus
 headerless ``results/<hash>.csv`` files split by task status, HTTP status 5th, quoted messages with
 commas and newlines, URL-encoded keys; 1% of tasks failed) and measures, each in a fresh process so
 peak memory is its own:
 
-* ``parse``          batchpipe_core.report.parse_result_rows: every row as a ReportRow
-* ``process``        parse + classify + write the retry manifest and failures file (ProcessReport's
-                     work for a Complete job, with local files instead of S3 uploads)
-* ``join``           the Failed/Cancelled-job path: the manifest (5% more rows than the report: tasks
-                     never run) joined with the report by hash-partitioning to disk, then processed
-* ``join-in-memory`` the same join with the whole report in a dict (what a report under the
-                     join's memory_rows bound gets; shown at sizes it is not allowed, for its cost)
-* ``pyarrow-stream`` pyarrow.csv.open_csv over the same files, batches counted (the baseline)
-* ``pyarrow-process`` the alternative design: successes counted per Arrow batch, only failed rows
-                     become Python rows and are classified (needs pyarrow in the Lambda package)
-* ``pyarrow-table``  pyarrow.csv.read_csv, whole table per file (shows what not streaming costs)
+* ``parse-pyarrow``   batchpipe_core.report.read_result_rows with pyarrow's streaming reader (what
+                      ProcessReport uses when the AWS SDK for pandas layer is attached): every row
+                      as a ReportRow
+* ``parse-csv``       the same with the csv-module fallback (a deployment without the layer)
+* ``process-pyarrow`` parse + classify + write the retry manifest and failures file (ProcessReport's
+                      work for a Complete job, with local files instead of S3 uploads)
+* ``process-csv``     the same with the csv-module fallback
+* ``join``            the Failed/Cancelled-job path: the manifest (5% more rows than the report: tasks
+                      never run) joined with the report (pyarrow reader) by hash-partitioning to disk,
+                      then processed
+* ``join-in-memory``  the same join with the whole report in a dict (what a report under the
+                      join's memory_rows bound gets; shown at sizes it is not allowed, for its cost)
+* ``pyarrow-stream``  pyarrow.csv.open_csv over the same files, batches counted (the baseline)
+* ``pyarrow-process`` a design not taken: successes counted per Arrow batch, only failed rows become
+                      Python rows (fastest, but the join and the callers need every row)
+* ``pyarrow-table``   pyarrow.csv.read_csv, whole table per file (shows what not streaming costs)
+
+Optional modes, run only where awswrangler, pandas and moto import (not the project's .venv; see
+docs/PERFORMANCE.md for the venv they were measured in), for issue 6's other candidate, awswrangler's
+chunked S3 CSV reader:
+
+* ``pandas-stream``       pandas.read_csv(chunksize=100,000) over the same file objects, chunks
+                          counted (the parser awswrangler uses, without rows)
+* ``pandas-chunked``      the same, each chunk turned into ReportRows the way parse-pyarrow turns a
+                          batch (awswrangler's parser without S3)
+* ``awswrangler-chunked`` awswrangler.s3.read_csv(chunksize=100,000) over the files uploaded to an
+                          in-process moto S3 (before the timer starts), the same ReportRows
+* ``parse-pyarrow-moto``  batchpipe_core.report.iter_report_rows with pyarrow over the same moto S3
+                          (get_object bodies): parse-pyarrow plus moto's overhead, for comparison.
+                          moto serves every GET, ranged or not, by copying the whole object, and
+                          awswrangler reads in 5 MiB ranges, so moto costs it far more than one GET
+
+Files are opened in Python and handed to the readers as file objects, as S3 bodies are in Lambda;
+the baseline gets paths (pyarrow's native reads), i.e. the best pyarrow alone can do.
 
 Peak memory is the growth of the process's peak RSS over its RSS after imports (ru_maxrss), so
 native (pyarrow) allocations count too.
 
     .venv/bin/python benchmarks/bench_report.py            # 1M rows
     .venv/bin/python benchmarks/bench_report.py --10m      # also 10M rows (~1.2 GB of CSV)
+    /tmp/wr-venv/bin/python benchmarks/bench_report.py     # a venv with awswrangler, pandas and
+                                                           # moto too: the optional modes as well
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
+import itertools
 import json
 import os
 import resource
@@ -37,6 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +74,23 @@ ROWS_PER_FILE = 1_000_000
 FAILED_EVERY = 100  # 1% of tasks fail
 NOT_RUN_EXTRA = 0.05  # the join mode's manifest has 5% more objects than the report
 IN_MEMORY_JOIN_MAX_ROWS = 2_000_000
-MODES = ["parse", "process", "join", "join-in-memory", "pyarrow-stream", "pyarrow-process", "pyarrow-table"]
+MODES = [
+    "parse-pyarrow",
+    "parse-csv",
+    "process-pyarrow",
+    "process-csv",
+    "join",
+    "join-in-memory",
+    "pyarrow-stream",
+    "pyarrow-process",
+    "pyarrow-table",
+]
+#: Run only when awswrangler, pandas and moto import (OPTIONAL_PACKAGES).
+OPTIONAL_MODES = ["pandas-stream", "pandas-chunked", "awswrangler-chunked", "parse-pyarrow-moto"]
+OPTIONAL_PACKAGES = ("awswrangler", "pandas", "moto")
+PANDAS_CHUNK_ROWS = 100_000
+RESULT_COLUMNS = ["bucket", "key", "version", "status", "http", "code", "message"]
+MOTO_BUCKET = "report-bucket-example"
 FAILURES = [
     ("503", "SlowDown", "Please reduce your request rate."),
     ("404", "NoSuchKey", "The specified key does not exist."),
@@ -122,12 +166,12 @@ def result_files(manifest_json: Path) -> list[Path]:
     return [manifest_json.parent / "results" / entry["Key"] for entry in document["Results"]]
 
 
-def report_rows(files):
-    from batchpipe_core.report import parse_result_rows, text_stream
+def report_rows(files, reader: str):
+    from batchpipe_core.report import read_result_rows
 
     for path in files:
-        with text_stream(open(path, "rb")) as text:
-            yield from parse_result_rows(text)
+        with open(path, "rb") as binary:
+            yield from read_result_rows(binary, reader)
 
 
 def process(rows, out_dir: Path) -> dict:
@@ -155,9 +199,10 @@ def process(rows, out_dir: Path) -> dict:
 
 
 def pyarrow_process(files, pa, pacsv) -> dict:
-    """The alternative design: count successes per Arrow batch, turn only failed rows into Python.
+    """The design not taken: count successes per Arrow batch, turn only failed rows into Python.
 
-    (What ProcessReport could do for a Complete job if pyarrow were a Lambda dependency.)
+    Faster still for a Complete job, but the Failed/Cancelled join needs every row as a Python row,
+    so ProcessReport keeps one row stream for both and converts whole batches instead.
     """
     import pyarrow.compute as pc
 
@@ -193,6 +238,130 @@ def _ignore(_row, _label) -> None:
     pass
 
 
+# --------------------------------------------------------------- optional: awswrangler and pandas
+
+
+def missing_optional_packages() -> list[str]:
+    import importlib.util
+
+    return [name for name in OPTIONAL_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def pandas_options() -> dict:
+    """read_csv options for a results CSV, for pandas.read_csv and awswrangler.s3.read_csv alike.
+
+    Every column a string, "" kept as "" (no NaN). ``lineterminator="\n"`` matters for awswrangler:
+    without it, it opens the S3 object as text with universal newlines, which turns a quoted ``\r\n``
+    (or ``\r``) inside a message into ``\n``; with it, nothing is translated. ``index_col=False``
+    stops pandas from silently taking the first column as the index when a row has 8 fields.
+    """
+    return {
+        "header": None,
+        "names": RESULT_COLUMNS,
+        "dtype": str,
+        "keep_default_na": False,
+        "na_filter": False,
+        "index_col": False,
+        "lineterminator": "\n",
+        "chunksize": PANDAS_CHUNK_ROWS,
+    }
+
+
+def frame_rows(frame) -> Iterator:
+    """One pandas chunk as ReportRows, the way batchpipe_core.report._batch_rows converts an Arrow batch.
+
+    A column with one value throughout is repeated rather than converted per row; the HTTP status
+    column is recognised with the same rule (per row only when a chunk mixes both orders); rows are
+    built by ``map`` without a Python call per row.
+    """
+    from batchpipe_core.report import _HTTP_STATUS, ReportRow, _status_and_code
+
+    rows = len(frame)
+    if not rows:
+        return iter(())
+    bucket, key, version_id, status, fifth, sixth, message = (frame[name] for name in RESULT_COLUMNS)
+    fifth_values = fifth.tolist()
+    http_statuses: Iterable = list(map(_HTTP_STATUS.get, fifth_values))
+    if None in http_statuses:  # the 6th column is the status in some or all rows: decide per row
+        pairs = list(map(_status_and_code, fifth_values, sixth.tolist()))
+        http_statuses = [pair[0] for pair in pairs]
+        error_codes: Iterable = [pair[1] for pair in pairs]
+    else:
+        error_codes = _frame_values(sixth, rows)
+    columns = zip(
+        _frame_values(bucket, rows),
+        key.tolist(),
+        _frame_values(version_id, rows),
+        _frame_values(status.str.lower(), rows),
+        http_statuses,
+        error_codes,
+        _frame_values(message, rows),
+        strict=False,  # constant columns are endless repeats; the key list sets the length
+    )
+    return map(functools.partial(tuple.__new__, ReportRow), columns)
+
+
+def _frame_values(series, rows: int) -> Iterable:
+    first = series.iat[0]
+    if (series == first).all():
+        return itertools.repeat(first, rows)
+    return series.tolist()
+
+
+def pandas_rows(files) -> Iterator:
+    """ReportRows of local results files read by pandas.read_csv in chunks (awswrangler's parser)."""
+    import pandas as pd
+
+    for path in files:
+        with open(path, "rb") as binary, pd.read_csv(binary, **pandas_options()) as chunks:
+            for frame in chunks:
+                yield from frame_rows(frame)
+
+
+def awswrangler_rows(paths: list[str]) -> Iterator:
+    """ReportRows of results files on S3 read by awswrangler.s3.read_csv in chunks."""
+    import awswrangler as wr
+
+    for frame in wr.s3.read_csv(paths, **pandas_options()):
+        yield from frame_rows(frame)
+
+
+def moto_s3(files):
+    """Starts moto's in-process S3 and uploads the results files; returns (mock, client, keys)."""
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    import boto3
+    from moto import mock_aws
+
+    mock = mock_aws()
+    mock.start()
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=MOTO_BUCKET)
+    keys = []
+    for path in files:
+        key = f"job-bench/results/{path.name}"
+        with open(path, "rb") as body:
+            s3.put_object(Bucket=MOTO_BUCKET, Key=key, Body=body)
+        keys.append(key)
+    _release_freed_memory()  # else the uploads' freed heap hides the reading's growth in RSS
+    return mock, s3, keys
+
+
+def _release_freed_memory() -> None:
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the peak reads low, never high
+
+
 def measure(mode: str, manifest_json: Path) -> dict:
     """Runs one mode in this (fresh) process and reports rows, seconds and peak RSS growth."""
     import pyarrow as pa
@@ -201,14 +370,25 @@ def measure(mode: str, manifest_json: Path) -> dict:
     from batchpipe_core import accounting, report  # noqa: F401 - imported before the RSS baseline
 
     files = result_files(manifest_json)
+    try:
+        # Where pandas is installed, pyarrow imports it on the first pyarrow.compute.cast (~0.3 s,
+        # once per process): imported before the baseline in every mode, as pyarrow is.
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
+    mock = None
+    if mode == "awswrangler-chunked":
+        import awswrangler  # noqa: F401
+    if mode in ("awswrangler-chunked", "parse-pyarrow-moto"):
+        mock, s3, keys = moto_s3(files)  # uploading is not part of reading
     rss_before = _current_rss_bytes()
     started, cpu_started = time.perf_counter(), time.process_time()
     detail: dict = {}
-    if mode == "parse":
-        rows = sum(1 for _ in report_rows(files))
-    elif mode == "process":
+    if mode in ("parse-pyarrow", "parse-csv"):
+        rows = sum(1 for _ in report_rows(files, mode.removeprefix("parse-")))
+    elif mode in ("process-pyarrow", "process-csv"):
         with tempfile.TemporaryDirectory() as out:
-            detail = process(report_rows(files), Path(out))
+            detail = process(report_rows(files, mode.removeprefix("process-")), Path(out))
         rows = sum(detail.values())
     elif mode in ("join", "join-in-memory"):
         from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow, parse_manifest_rows
@@ -224,7 +404,7 @@ def measure(mode: str, manifest_json: Path) -> dict:
         with open(manifest_csv, newline="") as manifest_file, tempfile.TemporaryDirectory() as out:
             joined = Reconciliation(
                 parse_manifest_rows(manifest_file),
-                report_rows(files),
+                report_rows(files, "pyarrow"),
                 absent=not_run,
                 prefer=lambda earlier, later: later,
                 expected_rows=expected,
@@ -249,9 +429,33 @@ def measure(mode: str, manifest_json: Path) -> dict:
                         rows += batch.num_rows
             else:
                 rows += pacsv.read_csv(path, read_options, parse_options, convert_options).num_rows
+    elif mode == "pandas-stream":
+        import pandas as pd
+
+        rows = 0
+        for path in files:
+            with open(path, "rb") as binary, pd.read_csv(binary, **pandas_options()) as chunks:
+                for frame in chunks:
+                    rows += len(frame)
+    elif mode == "pandas-chunked":
+        rows = sum(1 for _ in pandas_rows(files))
+    elif mode == "awswrangler-chunked":
+        rows = sum(1 for _ in awswrangler_rows([f"s3://{MOTO_BUCKET}/{key}" for key in keys]))
+    elif mode == "parse-pyarrow-moto":
+        from batchpipe_core.report import ReportManifest, ResultFile, iter_report_rows
+
+        manifest = ReportManifest(
+            bucket=MOTO_BUCKET,
+            key="job-bench/manifest.json",
+            results=tuple(ResultFile("", MOTO_BUCKET, key) for key in keys),
+            schema="",
+        )
+        rows = sum(1 for _ in iter_report_rows(s3, manifest, "pyarrow"))
     else:
         raise SystemExit(f"unknown mode {mode}")
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    if mock is not None:
+        mock.stop()
     return {
         "mode": mode,
         "rows": rows,
@@ -296,7 +500,10 @@ def run(rows: int, keep: bool) -> list[dict]:
             f"(generated in {time.perf_counter() - started:.0f} s)"
         )
         results = []
-        for mode in MODES:
+        missing = missing_optional_packages()
+        if missing:
+            print(f"skipping {', '.join(OPTIONAL_MODES)}: {', '.join(missing)} not importable")
+        for mode in MODES + ([] if missing else OPTIONAL_MODES):
             if mode == "join-in-memory" and rows > IN_MEMORY_JOIN_MAX_ROWS:
                 continue  # ~0.7 GB per million rows: the reason the join spills
             child = subprocess.run(
@@ -308,15 +515,15 @@ def run(rows: int, keep: bool) -> list[dict]:
             results.append(json.loads(child.stdout.strip().splitlines()[-1]))
         baseline = next(r for r in results if r["mode"] == "pyarrow-stream")
         print(
-            f"{'mode':<16}{'rows':>12}{'wall s':>8}{'CPU s':>8}{'rows/CPU-s':>12}"
-            f"{'CPU vs pyarrow':>16}{'peak MiB':>10}"
+            f"{'mode':<21}{'rows':>12}{'wall s':>8}{'CPU s':>8}{'rows/CPU-s':>12}"
+            f"{'CPU vs pyarrow':>16}{'peak MiB':>10}{'rows/wall-s':>13}"
         )
         for r in results:
             rate = r["rows"] / r["cpuSeconds"]
             ratio = r["cpuSeconds"] / baseline["cpuSeconds"]
             print(
-                f"{r['mode']:<16}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}{rate:>12,.0f}"
-                f"{ratio:>15.2f}x{r['peakMiB']:>10.1f}"
+                f"{r['mode']:<21}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}{rate:>12,.0f}"
+                f"{ratio:>15.2f}x{r['peakMiB']:>10.1f}{r['rows'] / r['seconds']:>13,.0f}"
             )
         return results
     finally:
