@@ -20,6 +20,10 @@ class TooManyObjectsError(BatchPipeError):
     """The filter selected more objects than the spec's maxObjects allows."""
 
 
+class FailuresFileError(BatchPipeError):
+    """The spec's rerun.failures object is not a failures file this stack can rerun."""
+
+
 class InventoryNotFoundError(BatchPipeError):
     """No complete inventory delivery matches the spec's inventory.date."""
 

@@ -108,6 +108,14 @@ def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://bucket/key`` URI (the key may be empty or a prefix)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
 def report_manifest_key(prefix: str, job_id: str) -> str:
     """Where S3 writes a job's report manifest: ``<Prefix>/job-<JobId>/manifest.json``."""
     prefix = prefix.strip("/")
@@ -423,6 +431,26 @@ class Uploaded:
         return s3_uri(self.bucket, self.key)
 
 
+class CsvWriter:
+    """``csv.writer`` with ``\n`` line ends that also quotes a field holding a ``\r``.
+
+    QUOTE_MINIMAL quotes only the delimiter, the quote and the line terminator's characters, so with
+    ``\n`` a bare ``\r`` (legal in S3 keys and in error messages) would be written unquoted and read
+    back as a line break, splitting the row. Such rows are written with every field quoted.
+    """
+
+    def __init__(self, out: Any) -> None:
+        self._minimal = csv.writer(out, lineterminator="\n")
+        self._quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, fields: Iterable[Any]) -> None:
+        row = list(fields)
+        if any(isinstance(field, str) and "\r" in field for field in row):
+            self._quoted.writerow(row)
+        else:
+            self._minimal.writerow(row)
+
+
 class CsvUpload:
     """A CSV object streamed to S3: rows are buffered into multipart parts, never all held.
 
@@ -444,7 +472,7 @@ class CsvUpload:
     ) -> None:
         self._s3, self.bucket, self.key = s3, bucket, key
         self._buffer = bytearray()
-        self._writer = csv.writer(self, lineterminator="\n")
+        self._writer = CsvWriter(self)
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._skip_if_empty = skip_if_empty

@@ -143,6 +143,24 @@ def _non_empty_unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def _failures_uri(value: str) -> str:
+    bucket, _, key = value.removeprefix("s3://").partition("/")
+    if not value.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise _problem(
+            f"must be the s3:// URI of a run's failures file (its summary's permanentFailures), "
+            f"e.g. s3://<pipeline bucket>/runs/<name>/<execution>/permanent-failures.csv, got {value!r}"
+        )
+    return value
+
+
+def _error_code(value: str) -> str:
+    if not value or not value.isprintable():
+        raise _problem(
+            f"{value!r} is not an error code; use the errorCode column's values, e.g. AccessDenied"
+        )
+    return value
+
+
 def _timestamp(value: str) -> str:
     """The canonical form: seconds, or the fraction without trailing zeros, then Z."""
     if not _TIMESTAMP.fullmatch(value):
@@ -212,6 +230,8 @@ Attempts = Annotated[StrictInt, AfterValidator(_between(1, MAX_ATTEMPTS_LIMIT))]
 Seconds = Annotated[StrictInt, AfterValidator(_between(0, MAX_BACKOFF_SECONDS))]
 Priority = Annotated[StrictInt, AfterValidator(_between(0, MAX_PRIORITY))]
 Count = Annotated[StrictInt, AfterValidator(_between(1, None))]
+FailuresUri = Annotated[StrictStr, AfterValidator(_failures_uri)]
+ErrorCode = Annotated[StrictStr, AfterValidator(_error_code)]
 
 
 class InventorySpec(_SpecModel):
@@ -263,6 +283,13 @@ class FilterSpec(_SpecModel):
             raise _problem_lines(str(error).splitlines()) from None
 
 
+class RerunSpec(_SpecModel):
+    """Objects from a previous run's failures file instead of the inventory (batchpipe_core.rerun)."""
+
+    failures: FailuresUri
+    error_codes: Annotated[list[ErrorCode], AfterValidator(_non_empty_unique)] | None = None
+
+
 class ReportSpec(_SpecModel):
     scope: ReportScope | None = None
 
@@ -278,6 +305,7 @@ class JobSpec(_SpecModel):
     name: StrictStr | None = None
     inventory: InventorySpec | None = None
     filter: FilterSpec | None = None
+    rerun: RerunSpec | None = None
     operation: Any
     report: ReportSpec | None = None
     retry: RetrySpec | None = None
@@ -296,6 +324,18 @@ class JobSpec(_SpecModel):
             )
         return value
 
+    @field_validator("rerun")
+    @classmethod
+    def _rerun_replaces_selection(cls, value: RerunSpec | None, info: ValidationInfo) -> RerunSpec | None:
+        given = [name for name in ("inventory", "filter") if info.data.get(name) is not None]
+        if value is not None and given:
+            raise _problem(
+                f"cannot be combined with {' and '.join(given)}: a rerun acts on the objects of its failures "
+                f"file, not on an inventory selection; remove {' and '.join(given)} (or remove rerun to "
+                "select from the inventory)"
+            )
+        return value
+
     @field_validator("operation")
     @classmethod
     def _one_batch_operation(cls, value: Any) -> Any:
@@ -311,6 +351,7 @@ _SECTIONS: dict[tuple[str, ...], type[_SpecModel]] = {
     ("filter",): FilterSpec,
     ("report",): ReportSpec,
     ("retry",): RetrySpec,
+    ("rerun",): RerunSpec,
 }
 
 
@@ -323,7 +364,7 @@ def normalize_spec(raw: Any, config: Config) -> dict[str, Any]:
     problems += _stack_problems(raw, problems, config)
     if spec is None or problems:
         raise SpecValidationError("\n".join(dict.fromkeys(problems)))
-    normalized = _with_defaults(spec, config)
+    normalized = _rerun_selection(spec, _with_defaults(spec, config))
     # The defaults come from stack parameters: a bad one is a deployment fault, not the user's.
     _, default_problems = _parse_spec(normalized)
     if default_problems:
@@ -341,6 +382,26 @@ def _parse_spec(raw: Any) -> tuple[JobSpec | None, list[str]]:
 
 
 def _stack_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
+    """Checks that depend on the stack's parameters: filter.where, rerun.failures."""
+    return _where_problems(raw, problems, config) + _rerun_problems(raw, problems, config)
+
+
+def _rerun_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
+    """A failures file outside the pipeline bucket: the stack may read only its own bucket."""
+    rerun = raw.get("rerun") if isinstance(raw, dict) else None
+    uri = rerun.get("failures") if isinstance(rerun, dict) else None
+    if not isinstance(uri, str) or any(line.startswith("rerun.failures:") for line in problems):
+        return []
+    bucket = uri.removeprefix("s3://").partition("/")[0]
+    if bucket == config.pipeline_bucket:
+        return []
+    return [
+        f"rerun.failures: is in bucket {bucket!r}, but the stack reads failures files only from its pipeline "
+        f"bucket {config.pipeline_bucket!r}, where runs write them; copy the file there"
+    ]
+
+
+def _where_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
     """filter.where against this stack's inventory table, whose columns depend on its parameters."""
     filter_ = raw.get("filter") if isinstance(raw, dict) else None
     where = filter_.get("where") if isinstance(filter_, dict) else None
@@ -390,6 +451,18 @@ def _with_defaults(spec: JobSpec, config: Config) -> dict[str, Any]:
     }
 
 
+def _rerun_selection(spec: JobSpec, normalized: dict[str, Any]) -> dict[str, Any]:
+    """A rerun's objects come from its failures file: ``rerun`` takes the place of inventory and filter."""
+    if spec.rerun is None:
+        return normalized
+    rerun = {"failures": spec.rerun.failures, "errorCodes": spec.rerun.error_codes}
+    return {
+        ("rerun" if name == "inventory" else name): (rerun if name == "inventory" else value)
+        for name, value in normalized.items()
+        if name != "filter"
+    }
+
+
 def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
@@ -416,6 +489,11 @@ def _describe(details: ErrorDetails) -> list[str]:
         return [
             f"operation: missing required field; give exactly one S3 Batch Operations operation, e.g. "
             f"{_EXAMPLE_OPERATION} (one of: {', '.join(operation_names())})"
+        ]
+    if kind == "missing" and loc == ("rerun", "failures"):
+        return [
+            "rerun.failures: missing required field; give the s3:// URI of the failures file to rerun "
+            "(the permanentFailures of the run's summary)"
         ]
     expected = {
         "string_type": "a string",

@@ -24,7 +24,7 @@ from batchpipe_core.accounting import (
 )
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.observability import metrics
-from batchpipe_core.report import FAILURE_HEADER, CsvUpload, text_stream
+from batchpipe_core.report import FAILURE_HEADER, CsvUpload, split_s3_uri, text_stream
 
 MAX_CAUSE_CHARS = 4000
 MAX_FAILURE_REASONS = 10
@@ -179,7 +179,7 @@ def write_run_failures(s3: Any, bucket: str, prefix: str, records: list[AttemptR
         sources.append(records[-1].retriesExhausted)
     upload = CsvUpload(s3, bucket, f"{prefix}permanent-failures.csv", header=FAILURE_HEADER)
     for uri in sources:
-        source_bucket, source_key = uri.removeprefix("s3://").split("/", 1)
+        source_bucket, source_key = split_s3_uri(uri)
         with text_stream(s3.get_object(Bucket=source_bucket, Key=source_key)["Body"]) as text:
             text.readline()  # the header: field names never contain a newline
             while chunk := text.read(1 << 20):

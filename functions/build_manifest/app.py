@@ -3,6 +3,9 @@
 The object count comes from Athena's statistics and the rows stay in S3: output files of 5 MiB or
 more are copied with UploadPartCopy, only smaller ones are read (see batchpipe_core.multipart). The
 one other read is a bounded ranged GET of the manifest's first bytes for the sample of decoded keys.
+
+The same function serves the ``ImportFailures`` state of a spec with ``rerun``: the manifest is then
+made from a previous run's failures file (batchpipe_core.rerun), with no Athena query.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from pydantic import BaseModel, ConfigDict
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
-from batchpipe_core.jobs import RunRef, transient_as_retryable
+from batchpipe_core.jobs import RunRef, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import decode_key
 from batchpipe_core.multipart import Source, concatenate
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
+from batchpipe_core.report import split_s3_uri
+from batchpipe_core.rerun import manifest_from_failures
 
 SAMPLE_SIZE = 20
 # 20 rows of the longest kind (bucket, a 1,024-byte key percent-encoded to 3 characters a byte,
@@ -54,10 +59,52 @@ class BuildManifestInput(_Part):
     query: QueryRef
 
 
+class RerunPart(_Part):
+    failures: str
+    errorCodes: list[str] | None = None
+
+
+class RerunSpec(ManifestSpec):
+    rerun: RerunPart
+
+
+class ImportFailuresInput(_Part):
+    spec: RerunSpec
+    run: RunRef
+
+
 @instrumented
 def handler(event: dict, context: Any) -> dict:
+    config, s3 = Config.from_env(), boto3.client("s3")
+    if "query" not in event:  # the ImportFailures state: a rerun has no query
+        return import_failures(parse(event=event, model=ImportFailuresInput), config, s3=s3)
     request = parse(event=event, model=BuildManifestInput)
-    return build_manifest(request, Config.from_env(), s3=boto3.client("s3"), athena=boto3.client("athena"))
+    return build_manifest(request, config, s3=s3, athena=boto3.client("athena"))
+
+
+def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) -> dict:
+    """The ``manifest`` state document of a rerun: the failures file's rows as a manifest."""
+    rerun = request.spec.rerun
+    with transient_as_retryable("turning the failures file into a manifest"):
+        manifest = manifest_from_failures(
+            s3,
+            failures_uri=rerun.failures,
+            error_codes=rerun.errorCodes,
+            bucket=config.pipeline_bucket,
+            key=f"{_run_prefix(request.run)}{MANIFEST_NAME}",
+            versioned="VersionId" in manifest_fields(config.inventory_versions),
+            max_objects=request.spec.maxObjects or config.default_max_objects,
+        )
+    metrics.add_metric(name="ManifestObjects", unit=MetricUnit.Count, value=manifest["objects"])
+    logger.info(
+        "rerun manifest built",
+        extra={"failures": rerun.failures, "errorCodes": rerun.errorCodes, "objects": manifest["objects"]},
+    )
+    return manifest
+
+
+def _run_prefix(run: RunRef) -> str:
+    return run.prefix if run.prefix.endswith("/") else f"{run.prefix}/"
 
 
 def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athena: Any) -> dict:
@@ -87,7 +134,7 @@ def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athe
         return result
 
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
-    run_prefix = request.run.prefix if request.run.prefix.endswith("/") else f"{request.run.prefix}/"
+    run_prefix = _run_prefix(request.run)
     with transient_as_retryable("joining Athena's output into the manifest"):
         sources = [s for s in list_outputs(s3, output_bucket, output_prefix) if s.size > 0]
         joined = concatenate(
@@ -127,13 +174,6 @@ def query_statistics(athena: Any, query_id: str) -> tuple[int, int]:
         # Statistics can lag the SUCCEEDED state a little; the state machine retries TransientError.
         raise TransientError(f"Athena has no output row count for query {query_id} yet")
     return int(rows), int(execution.get("Statistics", {}).get("DataScannedInBytes", 0))
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
 
 
 def list_outputs(s3: Any, bucket: str, prefix: str) -> list[Source]:

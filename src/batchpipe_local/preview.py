@@ -62,6 +62,11 @@ def preview(args: argparse.Namespace) -> int:
     spec = _read_json(args.spec, "spec")
     if not isinstance(spec, dict):
         raise UsageError("the spec file must hold a JSON object (the execution input)")
+    if "rerun" in spec:
+        raise UsageError(
+            "preview shows what a spec selects from an inventory; a spec with rerun selects the rows of a "
+            'failures file instead: start it with "dryRun": true on the stack that wrote the file'
+        )
     spec = {**spec, "dryRun": True}
     spec.setdefault("operation", PLACEHOLDER_OPERATION)
     with tempfile.TemporaryDirectory() as scratch:

@@ -138,3 +138,14 @@ def test_a_missing_spec_file_is_a_usage_error(tmp_path, capsys):
 
     assert code == 2
     assert "spec file not found" in capsys.readouterr().err
+
+
+def test_preview_of_a_rerun_spec_says_where_to_dry_run_it(tmp_path, capsys):
+    code = main(
+        ["preview", "--spec", str(REPO / "examples" / "rerun-failures.json"), "--inventory", str(tmp_path)]
+    )
+
+    assert code == 2
+    assert 'a spec with rerun selects the rows of a failures file instead: start it with "dryRun": true' in (
+        capsys.readouterr().err
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from contextlib import contextmanager
 from urllib.parse import unquote, unquote_plus
@@ -36,6 +37,7 @@ SLOW = [k for k in KEYS if k.startswith("slow/")]
 GONE = [k for k in KEYS if k.startswith("gone/")]
 HAPPY_PATH = [
     "ValidateSpec",
+    "RerunOfFailures?",
     "PlanQuery",
     "StartQuery",
     "WaitForQuery",
@@ -379,3 +381,96 @@ def test_concurrent_runs_do_not_share_state():
 
     assert [r.output["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
     assert len({r.output["attempts"][0]["jobId"] for r in results}) == 2
+
+
+# ------------------------------------------------------------------ reruns of a run's failures
+
+DENIED = ["denied/a b+c.jpg", 'denied/100%,"q"#?.jpg', "denied/ünï/日本 x.jpg"]
+RERUN_TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "batchpipe", "Value": "rerun"}]}}
+
+
+def test_a_rerun_acts_on_exactly_the_failures_with_the_chosen_error_codes():
+    # First run: 403 for DENIED (the cause gets fixed: the fault fires once), 404 for GONE (for good).
+    faults = [
+        {"keyRegex": "^gone/", "httpStatus": 404, "errorCode": "NoSuchKey"},
+        {"keyRegex": "^denied/", "httpStatus": 403, "errorCode": "AccessDenied", "times": 1},
+    ]
+    with pipeline(KEYS + DENIED, faults=faults) as stack:
+        first = stack.run({"name": "first", "operation": TAGGING}, name="first")
+        rerun = {"failures": first.output["permanentFailures"], "errorCodes": ["AccessDenied"]}
+        second = stack.run({"name": "fix", "rerun": rerun, "operation": RERUN_TAGGING}, name="fix")
+        manifest = read_s3_uri(stack, second.output["manifest"]["location"])
+        tags = tags_by_key(stack)
+
+    assert first.output["status"] == "PARTIAL"
+    assert first.output["totals"]["failedPermanent"] == len(GONE) + len(DENIED)
+    summary = second.output
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["manifest"]["objects"] == len(DENIED)
+    assert summary["totals"] == {
+        "objects": len(DENIED),
+        "succeeded": len(DENIED),
+        "failedPermanent": 0,
+        "failedRetriesExhausted": 0,
+    }
+    assert second.states_entered[:3] == ["ValidateSpec", "RerunOfFailures?", "ImportFailures"]
+    assert "PlanQuery" not in second.states_entered
+    # Manifest keys decode back exactly, under percent and form decoding alike.
+    rows = list(csv.reader(io.StringIO(manifest)))
+    assert sorted(unquote(row[1]) for row in rows) == sorted(DENIED)
+    assert sorted(unquote_plus(row[1]) for row in rows) == sorted(DENIED)
+    # Only the rerun's objects carry its tag; the first run's successes and the 404s were not touched.
+    assert {k for k, t in tags.items() if t == {"batchpipe": "rerun"}} == set(DENIED)
+    assert all(tags[k] == {"batchpipe": "done"} for k in KEYS if k not in GONE)
+    assert all(tags[k] == {} for k in GONE)
+
+
+def test_a_rerun_of_every_failure_reports_the_ones_that_fail_again():
+    faults = [{"keyRegex": "^gone/", "httpStatus": 404, "errorCode": "NoSuchKey"}]
+    with pipeline(faults=faults) as stack:
+        first = stack.run({"name": "first", "operation": TAGGING}, name="first")
+        rerun = {"failures": first.output["permanentFailures"]}
+        dry = stack.run({"name": "again", "rerun": rerun, "operation": TAGGING, "dryRun": True}, name="dry")
+        second = stack.run({"name": "again", "rerun": rerun, "operation": TAGGING}, name="again")
+        failures = list(csv.DictReader(io.StringIO(read_s3_uri(stack, second.output["permanentFailures"]))))
+
+    assert dry.output["status"] == "DRY_RUN"
+    assert sorted(dry.output["manifest"]["sample"]) == sorted(GONE)
+    assert second.output["status"] == "PARTIAL"
+    assert second.output["totals"]["objects"] == len(GONE)
+    assert sorted(f["key"] for f in failures) == sorted(GONE)
+
+
+def test_a_rerun_keeps_the_version_ids_of_a_versioned_inventory():
+    world = World(versions="All")
+    objects = world.generated(40, seed=3)
+    latest = [o for o in objects if o.is_latest and not o.is_delete_marker][:3]
+    pattern = "^(" + "|".join(re.escape(o.key) for o in latest) + ")$"
+    faults = [{"keyRegex": pattern, "httpStatus": 403, "errorCode": "AccessDenied", "times": 1}]
+    with pipeline(versions="All", objects=objects, faults=faults) as stack:
+        first = stack.run({"name": "first", "operation": TAGGING}, name="first")
+        first_rows = list(csv.reader(io.StringIO(read_s3_uri(stack, first.output["manifest"]["location"]))))
+        rerun = {"failures": first.output["permanentFailures"]}
+        second = stack.run({"name": "fix", "rerun": rerun, "operation": TAGGING}, name="fix")
+        rerun_rows = list(csv.reader(io.StringIO(read_s3_uri(stack, second.output["manifest"]["location"]))))
+
+    failed = {unquote(row[1]) for row in rerun_rows}
+    assert failed == {o.key for o in latest}
+    assert all(len(row) == 3 for row in rerun_rows)
+    # Athena encodes "/" and Python does not; both decode to the same key, and versions are kept.
+    decoded = sorted((b, unquote(k), v) for b, k, v in rerun_rows)
+    assert decoded == sorted((b, unquote(k), v) for b, k, v in first_rows if unquote(k) in failed)
+    assert second.output["status"] == "SUCCEEDED"
+
+
+def test_a_file_that_is_not_a_failures_file_fails_the_rerun_before_any_job():
+    with pipeline() as stack:
+        first = stack.run({"name": "first", "operation": TAGGING}, name="first")
+        rerun = {"failures": first.output["manifest"]["location"]}  # a manifest, not a failures file
+        second = stack.run({"name": "wrong", "rerun": rerun, "operation": TAGGING}, name="wrong")
+        all_jobs = jobs(stack)
+
+    assert second.output["status"] == "FAILED"
+    assert second.output["error"] == "FailuresFileError"
+    assert "rerun.failures takes a run's permanentFailures file" in second.output["cause"]
+    assert len(all_jobs) == 1

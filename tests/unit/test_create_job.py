@@ -311,7 +311,7 @@ def test_a_job_that_fails_at_once_completes_the_task_with_its_reasons(pipeline: 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_creates_a_job(pipeline: Pipeline, example: Path) -> None:
     """Through ValidateSpec's normalization, botocore's client-side validation and the engine."""
-    spec = json.loads(example.read_text())
+    spec = json.loads(example.read_text().replace("<pipeline bucket>", PIPELINE_BUCKET))
     waiting = pipeline.start_run(spec=spec)
     job_id = pipeline.create_job(waiting)
     job = pipeline.describe(job_id)

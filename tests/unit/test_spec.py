@@ -53,6 +53,7 @@ STACK_ENV = {
 }
 
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "environment", "Value": "production"}]}}
+FAILURES_URI = f"s3://{STACK_ENV['PIPELINE_BUCKET']}/runs/retag-prod/run-7/permanent-failures.csv"
 OPERATIONS = ", ".join(operation_names())
 
 BRIEF_SPEC = {
@@ -279,9 +280,7 @@ FILTER_FIELDS = (
     "prefixes, keyRegex, storageClasses, minSizeBytes, maxSizeBytes, modifiedBefore, modifiedAfter, "
     "encryptionStatuses, latestOnly, where"
 )
-TOP_FIELDS = (
-    "name, inventory, filter, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects"
-)
+TOP_FIELDS = "name, inventory, filter, rerun, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects"
 TIMESTAMP_FORMAT = "must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z"
 
 REJECTED = [
@@ -395,6 +394,34 @@ REJECTED = [
         "operation: has 2 operations (S3PutObjectTagging, S3DeleteObjectTagging); a job runs exactly one, keep one of them"
     ]),
     (with_field("filter", ["prefixes"]), ["filter: must be an object, got a list"]),
+    ({"operation": TAGGING, "rerun": {}}, [
+        "rerun.failures: missing required field; give the s3:// URI of the failures file to rerun "
+        "(the permanentFailures of the run's summary)"
+    ]),
+    ({"operation": TAGGING, "rerun": {"failures": "runs/a/permanent-failures.csv"}}, [
+        "rerun.failures: must be the s3:// URI of a run's failures file (its summary's permanentFailures), "
+        "e.g. s3://<pipeline bucket>/runs/<name>/<execution>/permanent-failures.csv, "
+        "got 'runs/a/permanent-failures.csv'"
+    ]),
+    ({"operation": TAGGING, "rerun": {"failures": "s3://elsewhere/runs/a/permanent-failures.csv"}}, [
+        "rerun.failures: is in bucket 'elsewhere', but the stack reads failures files only from its "
+        f"pipeline bucket {STACK_ENV['PIPELINE_BUCKET']!r}, where runs write them; copy the file there"
+    ]),
+    ({"operation": TAGGING, "filter": {"prefixes": ["photos/"]}, "rerun": {"failures": FAILURES_URI}}, [
+        "rerun: cannot be combined with filter: a rerun acts on the objects of its failures file, not on an "
+        "inventory selection; remove filter (or remove rerun to select from the inventory)"
+    ]),
+    ({"operation": TAGGING, "inventory": {"date": "latest"}, "filter": {}, "rerun": {"failures": FAILURES_URI}}, [
+        "rerun: cannot be combined with inventory and filter: a rerun acts on the objects of its failures "
+        "file, not on an inventory selection; remove inventory and filter (or remove rerun to select from "
+        "the inventory)"
+    ]),
+    ({"operation": TAGGING, "rerun": {"failures": FAILURES_URI, "errorCodes": []}}, [
+        "rerun.errorCodes: is an empty list; omit the field (or use null) to apply no such condition"
+    ]),
+    ({"operation": TAGGING, "rerun": {"failures": FAILURES_URI, "errorCodes": ["AccessDenied", ""]}}, [
+        "rerun.errorCodes[1]: '' is not an error code; use the errorCode column's values, e.g. AccessDenied"
+    ]),
 ]  # fmt: skip
 
 
@@ -421,6 +448,10 @@ def test_there_are_many_exact_message_cases():
         (
             with_field("filter.key_regex", "x"),
             f"filter.key_regex: unknown field; did you mean 'keyRegex'? allowed in filter: {FILTER_FIELDS}",
+        ),
+        (
+            {"operation": TAGGING, "rerun": {"failures": FAILURES_URI, "errorcode": ["AccessDenied"]}},
+            "rerun.errorcode: unknown field; did you mean 'errorCodes'? allowed in rerun: failures, errorCodes",
         ),
         (
             with_field("report.format", "CSV"),
@@ -540,6 +571,26 @@ SPEC = st.fixed_dictionaries(
 )
 
 
+def test_a_rerun_takes_the_place_of_inventory_and_filter(config):
+    spec = {
+        "operation": TAGGING,
+        "rerun": {"failures": FAILURES_URI, "errorCodes": ["AccessDenied", "AccessDenied"]},
+    }
+
+    normalized = normalize_spec(spec, config)
+
+    assert normalized == {
+        "name": "batchpipe",
+        "rerun": {"failures": FAILURES_URI, "errorCodes": ["AccessDenied"]},
+        **{k: v for k, v in DEFAULTS.items() if k not in ("name", "inventory", "filter")},
+    }
+    assert normalize_spec(normalized, config) == normalized
+    assert normalize_spec({"operation": TAGGING, "rerun": {"failures": FAILURES_URI}}, config)["rerun"] == {
+        "failures": FAILURES_URI,
+        "errorCodes": None,
+    }
+
+
 @settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=SPEC)
 def test_any_valid_spec_normalizes_to_a_complete_fixed_point(config, spec):
@@ -626,3 +677,12 @@ def test_handler_fails_with_spec_validation_error_naming_the_field(handler):
 
     with pytest.raises(SpecValidationError, match=r"^retry\.maxAttempts: must be between 1 and 10, got 99$"):
         handler(event, LambdaContext())
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.json")), ids=lambda p: p.stem)
+def test_every_example_is_a_valid_spec(config, example):
+    text = example.read_text().replace("<pipeline bucket>", STACK_ENV["PIPELINE_BUCKET"])
+
+    normalized = normalize_spec(json.loads(text), config)
+
+    assert normalize_spec(normalized, config) == normalized

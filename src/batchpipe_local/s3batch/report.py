@@ -8,13 +8,14 @@ written as the manifest gave them (URL-encoded).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+from batchpipe_core.report import CsvWriter
 
 from .manifest import parse_bucket_arn
 from .tasks import FAILED, SUCCEEDED, Task, TaskOutcome
@@ -33,7 +34,7 @@ def job_report_prefix(prefix: str | None, job_id: str) -> str:
 
 def results_csv(rows: Sequence[tuple[Task, TaskOutcome]]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = CsvWriter(buffer)  # a "\r" in a Lambda's ResultString stays inside its field
     for task, outcome in rows:
         writer.writerow(
             [

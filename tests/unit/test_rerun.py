@@ -1,0 +1,194 @@
+"""A run's failures file -> a rerun manifest (batchpipe_core.rerun), against moto S3."""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import unquote, unquote_plus
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from batchpipe_core.errors import FailuresFileError, TooManyObjectsError
+from batchpipe_core.report import FAILURE_HEADER, CsvWriter
+from batchpipe_core.rerun import manifest_from_failures
+from tests.unit.test_keys_property import any_key
+
+BUCKET = "batchpipe-pipelinebucket"
+FAILURES_KEY = "runs/first/run-1/permanent-failures.csv"
+FAILURES_URI = f"s3://{BUCKET}/{FAILURES_KEY}"
+MANIFEST_KEY = "runs/fix/run-2/manifest.csv"
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def put_failures(s3, rows, header=FAILURE_HEADER) -> None:
+    text = io.StringIO(newline="")
+    writer = CsvWriter(text)  # as ProcessReport and Summarize write failures files
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(row)
+    s3.put_object(Bucket=BUCKET, Key=FAILURES_KEY, Body=text.getvalue().encode())
+
+
+def rerun(s3, *, error_codes=None, versioned=False, max_objects=1_000_000) -> dict:
+    return manifest_from_failures(
+        s3,
+        failures_uri=FAILURES_URI,
+        error_codes=error_codes,
+        bucket=BUCKET,
+        key=MANIFEST_KEY,
+        versioned=versioned,
+        max_objects=max_objects,
+    )
+
+
+def manifest_rows(s3) -> list[list[str]]:
+    body = s3.get_object(Bucket=BUCKET, Key=MANIFEST_KEY)["Body"].read().decode()
+    return list(csv.reader(io.StringIO(body, newline="")))
+
+
+def failure(key, code="AccessDenied", status="403", version="", message="Access Denied") -> list[str]:
+    return ["src", key, version, status, code, message]
+
+
+def test_every_row_becomes_a_manifest_row_with_its_key_encoded(s3):
+    put_failures(
+        s3, [failure("a b+c.jpg"), failure('q,"x"\n#?.bin', "NoSuchKey", "404", message='say "no",\nok')]
+    )
+
+    manifest = rerun(s3)
+
+    head = s3.head_object(Bucket=BUCKET, Key=MANIFEST_KEY)
+    assert manifest == {
+        "location": f"s3://{BUCKET}/{MANIFEST_KEY}",
+        "bucket": BUCKET,
+        "key": MANIFEST_KEY,
+        "etag": head["ETag"].strip('"'),
+        "objects": 2,
+        "sizeBytes": head["ContentLength"],
+        "bytesScanned": 0,
+        "sample": ["a b+c.jpg", 'q,"x"\n#?.bin'],
+    }
+    assert manifest_rows(s3) == [["src", "a%20b%2Bc.jpg"], ["src", "q%2C%22x%22%0A%23%3F.bin"]]
+
+
+def test_only_the_chosen_error_codes_are_rerun(s3):
+    put_failures(
+        s3,
+        [
+            failure("denied.jpg"),
+            failure("gone.jpg", "NoSuchKey", "404"),
+            failure("kms.jpg", "KMS.AccessDenied"),
+        ],
+    )
+
+    manifest = rerun(s3, error_codes=["AccessDenied", "KMS.AccessDenied"])
+
+    assert manifest["objects"] == 2
+    assert manifest_rows(s3) == [["src", "denied.jpg"], ["src", "kms.jpg"]]
+
+
+def test_no_matching_row_writes_nothing_and_reports_zero_objects(s3):
+    put_failures(s3, [failure("gone.jpg", "NoSuchKey", "404")])
+
+    manifest = rerun(s3, error_codes=["AccessDenied"])
+
+    assert manifest["objects"] == 0
+    assert manifest["location"] is None
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
+
+
+def test_a_versioned_stack_keeps_version_ids_and_writes_null_for_the_null_version(s3):
+    put_failures(s3, [failure("a.jpg", version="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"), failure("b.jpg")])
+
+    rerun(s3, versioned=True)
+
+    assert manifest_rows(s3) == [
+        ["src", "a.jpg", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"],
+        ["src", "b.jpg", "null"],
+    ]
+
+
+def test_a_version_id_an_unversioned_stack_cannot_carry_is_an_error_not_dropped(s3):
+    put_failures(s3, [failure("a.jpg"), failure("b.jpg", version="v2")])
+
+    with pytest.raises(FailuresFileError, match=r"line 3: has version ID 'v2'.*InventoryVersions=Current"):
+        rerun(s3)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "message"),
+    [
+        (["Bucket", "Key"], [], "does not start with the failures-file header"),
+        (FAILURE_HEADER, [["src", "a.jpg", ""]], "line 2: 3 fields, expected 6"),
+        (FAILURE_HEADER, [["", "a.jpg", "", "403", "AccessDenied", ""]], "line 2: the bucket and key"),
+    ],
+)
+def test_a_file_that_is_not_a_failures_file_is_rejected(s3, header, rows, message):
+    put_failures(s3, rows, header=header)
+
+    with pytest.raises(FailuresFileError, match=message):
+        rerun(s3)
+
+
+def test_an_empty_object_is_not_a_failures_file(s3):
+    s3.put_object(Bucket=BUCKET, Key=FAILURES_KEY, Body=b"")
+
+    with pytest.raises(FailuresFileError, match="does not start with the failures-file header"):
+        rerun(s3)
+
+
+def test_more_rows_than_max_objects_fails_before_any_manifest_exists(s3):
+    put_failures(s3, [failure(f"k{i}") for i in range(5)])
+
+    with pytest.raises(TooManyObjectsError, match=r"more than maxObjects \(4\)"):
+        rerun(s3, max_objects=4)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(any_key, st.sampled_from(["AccessDenied", "NoSuchKey", "SlowDown"])),
+        min_size=1,
+        max_size=30,
+    ),
+    wanted=st.sets(st.sampled_from(["AccessDenied", "NoSuchKey", "SlowDown"]), min_size=1),
+)
+def test_the_manifest_is_exactly_the_wanted_rows_and_every_key_decodes_back(s3, rows, wanted):
+    put_failures(s3, [failure(key, code) for key, code in rows])
+
+    manifest = rerun(s3, error_codes=sorted(wanted))
+
+    expected = [key for key, code in rows if code in wanted]
+    assert manifest["objects"] == len(expected)
+    if expected:
+        written = [row[1] for row in manifest_rows(s3)]
+        assert [unquote(k) for k in written] == expected
+        assert [unquote_plus(k) for k in written] == expected
+        assert manifest["sample"] == expected[:20]
+    s3.delete_object(Bucket=BUCKET, Key=MANIFEST_KEY)
+
+
+def test_a_carriage_return_in_a_key_or_message_stays_inside_its_field():
+    text = io.StringIO(newline="")
+    rows = [["src", "a\rb", "", "403", "AccessDenied", "line\rbreak"], ["src", "plain", "", "", "", ""]]
+
+    writer = CsvWriter(text)
+    for row in rows:
+        writer.writerow(row)
+
+    assert list(csv.reader(io.StringIO(text.getvalue(), newline=""))) == rows
+    assert text.getvalue().endswith("\nsrc,plain,,,,\n")  # rows without "\r" stay minimally quoted
