@@ -192,3 +192,22 @@ def test_a_carriage_return_in_a_key_or_message_stays_inside_its_field():
 
     assert list(csv.reader(io.StringIO(text.getvalue(), newline=""))) == rows
     assert text.getvalue().endswith("\nsrc,plain,,,,\n")  # rows without "\r" stay minimally quoted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"])), min_size=1, max_size=7),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_what_csv_writer_writes_reads_back_as_the_same_fields(rows):
+    text = io.StringIO(newline="")
+    writer = CsvWriter(text)
+    for row in rows:
+        writer.writerow(row)
+
+    read = list(csv.reader(io.StringIO(text.getvalue(), newline="")))
+
+    assert read == rows
