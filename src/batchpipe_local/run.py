@@ -143,7 +143,11 @@ def headline(summary: dict, out: Path) -> str:
         failed = (totals.get("failedPermanent") or 0) + (totals.get("failedRetriesExhausted") or 0)
         if failed:
             local = str(summary.get("permanentFailures", "")).removeprefix("s3://")
-            text += f"; {failed} did not (each with its last error in {out / local})"
+            text += (
+                f"; {failed} did not (each with its last error in {out / local}). On AWS, after fixing "
+                f'the cause, rerun just those: {{"rerun": {{"failures": "{summary.get("permanentFailures")}"}}, '
+                '"operation": ...} (docs/OPERATIONS.md)'
+            )
         return text + "."
     if status == "FAILED":
         return f"FAILED: {summary.get('error')}: {str(summary.get('cause'))[:500]}"
