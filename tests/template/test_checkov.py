@@ -32,7 +32,11 @@ TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 DEFAULT_CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 
 # Parameter values that switch every optional (conditional) resource on.
-EVERYTHING_ON = {"CreateTrail": "true", "NotificationEmail": "ops@example.com"}
+EVERYTHING_ON = {
+    "CreateTrail": "true",
+    "NotificationEmail": "ops@example.com",
+    "AWSSDKPandasLayerArn": "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python313-Arm64:16",
+}
 
 
 @pytest.fixture(scope="module")

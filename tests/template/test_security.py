@@ -544,3 +544,28 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits(cfn: dict[str, Any]) 
     assert namespace == "BatchPipe"
     never_emitted = sorted(watched - _emitted_metric_names())
     assert not never_emitted, f"alarms/dashboard watch metrics SummarizeFunction never emits: {never_emitted}"
+
+
+def test_the_one_layer_is_aws_managed_optional_and_on_process_report_only(cfn: dict[str, Any]) -> None:
+    """No third-party code: only the AWS SDK for pandas layer (AWS's account), only if a team sets it."""
+    parameter = cfn["Parameters"]["AWSSDKPandasLayerArn"]
+    pattern = parameter["AllowedPattern"]
+    assert parameter["Default"] == ""  # deploys as is in any region
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, "arn:aws:lambda:eu-west-1:336392948345:layer:AWSSDKPandas-Python313-Arm64:5")
+    assert not re.fullmatch(
+        pattern, "arn:aws:lambda:eu-west-1:336392948345:layer:AWSSDKPandas-Python313-Arm64"
+    )
+    assert cfn["Conditions"]["HasAWSSDKPandasLayer"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AWSSDKPandasLayerArn"}, ""]}]
+    }
+    layers = {
+        function_id: function_properties(cfn, function_id)["Layers"]
+        for function_id in resources_of_type(cfn, "AWS::Serverless::Function")
+        if "Layers" in function_properties(cfn, function_id)
+    }
+    assert layers == {
+        "ProcessReportFunction": [
+            {"Fn::If": ["HasAWSSDKPandasLayer", {"Ref": "AWSSDKPandasLayerArn"}, {"Ref": "AWS::NoValue"}]}
+        ]
+    }
