@@ -35,9 +35,14 @@ class _Loose(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class RerunPart(_Loose):
+    failures: str
+
+
 class SpecPart(_Loose):
     name: str | None = None
     dryRun: bool = False
+    rerun: RerunPart | None = None
 
 
 class RunPart(_Loose):
@@ -104,6 +109,7 @@ def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
         "executionId": run.executionId,
         "status": status,
         "manifest": _manifest_output(manifest, detailed=dry_run),
+        **({"rerunOf": event.spec.rerun.failures} if event.spec.rerun else {}),
         "attempts": [_attempt_output(record) for record in records],
     }
     if totals is not None:
@@ -192,7 +198,7 @@ def write_run_failures(s3: Any, bucket: str, prefix: str, records: list[AttemptR
 def _cost(event: SummarizeInput, records: list[AttemptRecord], *, dry_run: bool) -> float:
     """What the run cost (or, for a dry run, what running it once would cost)."""
     manifest = event.manifest
-    athena_bytes = _bytes_scanned(event)
+    athena_bytes = None if event.spec.rerun else _bytes_scanned(event)  # a rerun runs no query
     if dry_run:
         objects = manifest.objects if manifest else 0
         return estimate_cost_usd(
@@ -236,6 +242,8 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
     console = _console_url(summary["executionId"])
     if console:
         lines.append(f"Console: {console}")
+    if summary.get("rerunOf"):
+        lines.append(f"Rerun of: {summary['rerunOf']}")
     manifest = summary.get("manifest")
     if manifest:
         lines.append(f"Manifest: {manifest['location']} ({manifest['objects']} objects)")

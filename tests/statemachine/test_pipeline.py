@@ -406,6 +406,8 @@ def test_a_rerun_acts_on_exactly_the_failures_with_the_chosen_error_codes():
     assert first.output["totals"]["failedPermanent"] == len(GONE) + len(DENIED)
     summary = second.output
     assert summary["status"] == "SUCCEEDED"
+    assert summary["rerunOf"] == first.output["permanentFailures"]
+    assert "rerunOf" not in first.output
     assert summary["manifest"]["objects"] == len(DENIED)
     assert summary["totals"] == {
         "objects": len(DENIED),

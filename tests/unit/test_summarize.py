@@ -256,6 +256,22 @@ def test_dry_run_reports_what_a_run_would_do(aws):
     assert "Sample: a, b" in aws.notifications()[0]["Message"]
 
 
+def test_a_rerun_names_the_failures_file_it_reran(aws):
+    failures = f"s3://{BUCKET}/runs/retag/exec-0/permanent-failures.csv"
+    document = state(2)
+    document["spec"]["dryRun"] = True
+    document["spec"]["rerun"] = {"failures": failures, "errorCodes": ["AccessDenied"]}
+    del document["query"]  # a rerun runs no query
+    document["manifest"]["bytesScanned"] = 0
+
+    summary = app.handler(document, Context())
+
+    assert summary["rerunOf"] == failures
+    assert f"Rerun of: {failures}" in aws.notifications()[0]["Message"]
+    # one job on 2 objects and the transitions (no query ran)
+    assert summary["estimatedCostUsd"] == pytest.approx(0.25 + 2 / 1e6 + 22 * 0.025 / 1000, abs=1e-4)
+
+
 def test_failed_before_any_manifest(aws, capsys):
     document = state(
         0, failure={"Error": "AthenaQueryFailed", "Cause": '{"State": "FAILED", "x": "' + "y" * 9000}
