@@ -26,6 +26,7 @@ from batchpipe_core.accounting import (
 from batchpipe_core.classification import NOT_RUN, Disposition
 from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
 from batchpipe_core.jobs import TERMINAL_STATUSES
+from batchpipe_core.keys import as_folder
 from batchpipe_core.observability import logger, metrics
 from batchpipe_core.report import (
     FAILURE_HEADER,
@@ -203,7 +204,7 @@ def process_attempt(
     if job.status not in TERMINAL_STATUSES:
         raise BatchPipeError(f"job {job.jobId} is {job.status}; ProcessReport needs a terminal job")
     manifest = current.manifest
-    prefix = run.prefix if run.prefix.endswith("/") else f"{run.prefix}/"
+    prefix = as_folder(run.prefix)
     attempt_prefix = f"{prefix}attempt-{current.attempt}/"
     last_attempt = current.attempt >= retry.maxAttempts
     report_bucket = job.report.bucket or run.bucket

@@ -1,4 +1,4 @@
-"""S3 key encoding for CSV manifests and inventories.
+"""S3 keys: their encoding in CSV manifests and inventories, and prefixes keys are appended to.
 
 S3 Batch Operations wants URL-encoded keys in CSV manifests; whether it decodes ``+`` as a space is
 unverified, so we emit an encoding on which percent-decoding and form-decoding agree: never a bare
@@ -19,3 +19,8 @@ def encode_key(key: str) -> str:
 def decode_key(encoded: str, *, plus_is_space: bool = False) -> str:
     """Key from its URL-encoded form (CSV inventories, manifests, completion reports)."""
     return unquote_plus(encoded) if plus_is_space else unquote(encoded)
+
+
+def as_folder(prefix: str) -> str:
+    """``prefix`` with a trailing ``/`` (added only if missing), so that key names can be appended."""
+    return prefix if prefix.endswith("/") else f"{prefix}/"

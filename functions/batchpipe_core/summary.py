@@ -23,6 +23,7 @@ from batchpipe_core.accounting import (
     trim_errors,
 )
 from batchpipe_core.errors import AccountingError
+from batchpipe_core.keys import as_folder
 from batchpipe_core.observability import metrics
 from batchpipe_core.report import FAILURE_HEADER, CsvUpload, split_s3_uri, text_stream
 
@@ -79,7 +80,7 @@ class SummarizeInput(_Loose):
 
 
 def run_prefix(run: RunPart) -> str:
-    return run.prefix if run.prefix.endswith("/") else f"{run.prefix}/"
+    return as_folder(run.prefix)
 
 
 def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from batchpipe_core.config import Config
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
 from batchpipe_core.jobs import RunRef, manifest_fields, transient_as_retryable
-from batchpipe_core.keys import decode_key
+from batchpipe_core.keys import as_folder, decode_key
 from batchpipe_core.multipart import Source, concatenate
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
@@ -91,7 +91,7 @@ def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) ->
             failures_uri=rerun.failures,
             error_codes=rerun.errorCodes,
             bucket=config.pipeline_bucket,
-            key=f"{_run_prefix(request.run)}{MANIFEST_NAME}",
+            key=f"{as_folder(request.run.prefix)}{MANIFEST_NAME}",
             versioned="VersionId" in manifest_fields(config.inventory_versions),
             max_objects=request.spec.maxObjects or config.default_max_objects,
         )
@@ -101,10 +101,6 @@ def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) ->
         extra={"failures": rerun.failures, "errorCodes": rerun.errorCodes, "objects": manifest["objects"]},
     )
     return manifest
-
-
-def _run_prefix(run: RunRef) -> str:
-    return run.prefix if run.prefix.endswith("/") else f"{run.prefix}/"
 
 
 def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athena: Any) -> dict:
@@ -134,7 +130,7 @@ def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athe
         return result
 
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
-    run_prefix = _run_prefix(request.run)
+    run_prefix = as_folder(request.run.prefix)
     with transient_as_retryable("joining Athena's output into the manifest"):
         sources = [s for s in list_outputs(s3, output_bucket, output_prefix) if s.size > 0]
         joined = concatenate(

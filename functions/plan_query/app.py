@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from batchpipe_core.config import Config
 from batchpipe_core.inventory_layout import check_delivery, resolve_delivery
 from batchpipe_core.jobs import RunRef, transient_as_retryable
+from batchpipe_core.keys import as_folder
 from batchpipe_core.observability import instrumented, logger
 from batchpipe_core.query import build_unload_sql, needed_columns
 
@@ -68,7 +69,7 @@ def plan_query(request: PlanQueryInput, config: Config, s3: Any) -> dict:
         versions=config.inventory_versions,
         needed=columns,
     )
-    output_prefix = f"s3://{config.pipeline_bucket}/{_directory(request.run.prefix)}athena/"
+    output_prefix = f"s3://{config.pipeline_bucket}/{as_folder(request.run.prefix)}athena/"
     sql = build_unload_sql(
         spec,
         database=database,
@@ -89,7 +90,3 @@ def plan_query(request: PlanQueryInput, config: Config, s3: Any) -> dict:
         "partition": delivery.partition,
         "outputPrefix": output_prefix,
     }
-
-
-def _directory(prefix: str) -> str:
-    return prefix if prefix.endswith("/") else f"{prefix}/"
