@@ -50,7 +50,13 @@ def manifest_from_failures(
     upload = CsvUpload(s3, bucket, key, skip_if_empty=True)
     sample: list[str] = []
     try:
-        body = s3.get_object(Bucket=source_bucket, Key=source_key)["Body"]
+        try:
+            body = s3.get_object(Bucket=source_bucket, Key=source_key)["Body"]
+        except s3.exceptions.NoSuchKey:
+            raise FailuresFileError(
+                f"{failures_uri} does not exist; rerun.failures takes the permanentFailures URI of a run's "
+                "summary, and the bucket's lifecycle rule deletes it after RetentionDays"
+            ) from None
         with text_stream(body) as text:
             rows = csv.reader(text)
             header = next(rows, None)
@@ -59,18 +65,18 @@ def manifest_from_failures(
                     f"{failures_uri} does not start with the failures-file header {','.join(FAILURE_HEADER)}; "
                     "rerun.failures takes a run's permanentFailures file (its summary names it)"
                 )
-            for line, fields in enumerate(rows, start=2):
+            for record, fields in enumerate(rows, start=2):  # the header is record 1
                 if not fields:
                     continue
                 if len(fields) != len(FAILURE_HEADER):
                     raise FailuresFileError(
-                        f"{failures_uri} line {line}: {len(fields)} fields, expected {len(FAILURE_HEADER)}"
+                        f"{failures_uri} record {record}: {len(fields)} fields, expected {len(FAILURE_HEADER)}"
                     )
                 object_bucket, object_key, version_id, _status, error_code, _message = fields
                 if wanted is not None and error_code not in wanted:
                     continue
                 upload.writerow(
-                    manifest_row(object_bucket, object_key, version_id, versioned, failures_uri, line)
+                    manifest_row(object_bucket, object_key, version_id, versioned, failures_uri, record)
                 )
                 if upload.rows > max_objects:
                     raise TooManyObjectsError(
@@ -105,20 +111,20 @@ def manifest_from_failures(
 
 
 def manifest_row(
-    bucket: str, key: str, version_id: str, versioned: bool, source: str, line: int
+    bucket: str, key: str, version_id: str, versioned: bool, source: str, record: int
 ) -> tuple[str, ...]:
     """One manifest row; a version ID this stack's manifests cannot carry is an error, never dropped.
 
     Dropping it would act on the object's current version instead of the one that failed.
     """
     if not bucket or not key:
-        raise FailuresFileError(f"{source} line {line}: the bucket and key columns must not be empty")
+        raise FailuresFileError(f"{source} record {record}: the bucket and key columns must not be empty")
     if versioned:
         # A failures row without a version ID came from a task on the null version (as retry manifests).
         return (bucket, encode_key(key), version_id or "null")
     if version_id:
         raise FailuresFileError(
-            f"{source} line {line}: has version ID {version_id!r}, but this stack's manifests have no "
+            f"{source} record {record}: has version ID {version_id!r}, but this stack's manifests have no "
             "VersionId field (InventoryVersions=Current); rerun it with a stack whose InventoryVersions is All"
         )
     return (bucket, encode_key(key))

@@ -122,7 +122,7 @@ def test_a_versioned_stack_keeps_version_ids_and_writes_null_for_the_null_versio
 def test_a_version_id_an_unversioned_stack_cannot_carry_is_an_error_not_dropped(s3):
     put_failures(s3, [failure("a.jpg"), failure("b.jpg", version="v2")])
 
-    with pytest.raises(FailuresFileError, match=r"line 3: has version ID 'v2'.*InventoryVersions=Current"):
+    with pytest.raises(FailuresFileError, match=r"record 3: has version ID 'v2'.*InventoryVersions=Current"):
         rerun(s3)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
 
@@ -131,14 +131,21 @@ def test_a_version_id_an_unversioned_stack_cannot_carry_is_an_error_not_dropped(
     ("header", "rows", "message"),
     [
         (["Bucket", "Key"], [], "does not start with the failures-file header"),
-        (FAILURE_HEADER, [["src", "a.jpg", ""]], "line 2: 3 fields, expected 6"),
-        (FAILURE_HEADER, [["", "a.jpg", "", "403", "AccessDenied", ""]], "line 2: the bucket and key"),
+        (FAILURE_HEADER, [["src", "a.jpg", ""]], "record 2: 3 fields, expected 6"),
+        (FAILURE_HEADER, [["", "a.jpg", "", "403", "AccessDenied", ""]], "record 2: the bucket and key"),
     ],
 )
 def test_a_file_that_is_not_a_failures_file_is_rejected(s3, header, rows, message):
     put_failures(s3, rows, header=header)
 
     with pytest.raises(FailuresFileError, match=message):
+        rerun(s3)
+
+
+def test_a_missing_failures_file_says_where_the_uri_comes_from(s3):
+    with pytest.raises(
+        FailuresFileError, match=r"does not exist; rerun\.failures takes the permanentFailures URI"
+    ):
         rerun(s3)
 
 
