@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from batchpipe_core.accounting import (
     AttemptRecord,
@@ -25,7 +25,7 @@ from batchpipe_core.accounting import (
 )
 from batchpipe_core.classification import NOT_RUN, Disposition
 from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
-from batchpipe_core.jobs import TERMINAL_STATUSES
+from batchpipe_core.jobs import TERMINAL_STATUSES, StatePart
 from batchpipe_core.keys import as_folder
 from batchpipe_core.observability import logger, metrics
 from batchpipe_core.report import (
@@ -47,26 +47,22 @@ from batchpipe_core.report import (
 SAMPLE_KEYS = 20
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class RetrySettings(_Loose):
+class RetrySettings(StatePart):
     maxAttempts: int = Field(ge=1)
     backoffSeconds: int = Field(ge=0)
 
 
-class SpecPart(_Loose):
+class SpecPart(StatePart):
     retry: RetrySettings | None = None
     report: ReportChoice | None = None
 
 
-class RunPart(_Loose):
+class RunPart(StatePart):
     bucket: str
     prefix: str
 
 
-class ManifestRef(_Loose):
+class ManifestRef(StatePart):
     location: str
     bucket: str
     key: str
@@ -74,12 +70,12 @@ class ManifestRef(_Loose):
     objects: int = Field(ge=0)
 
 
-class Current(_Loose):
+class Current(StatePart):
     attempt: int = Field(ge=1)
     manifest: ManifestRef
 
 
-class ReportRef(_Loose):
+class ReportRef(StatePart):
     """Where the job wrote its report; unknown parts fall back to where CreateJob puts reports."""
 
     bucket: str | None = None
@@ -87,11 +83,11 @@ class ReportRef(_Loose):
     scope: str | None = None
 
 
-class ReportChoice(_Loose):
+class ReportChoice(StatePart):
     scope: str | None = None
 
 
-class JobOutcome(_Loose):
+class JobOutcome(StatePart):
     jobId: str
     status: str
     terminal: bool = True
@@ -103,7 +99,7 @@ class JobOutcome(_Loose):
     report: ReportRef = Field(default_factory=ReportRef)
 
 
-class ProcessReportInput(_Loose):
+class ProcessReportInput(StatePart):
     spec: SpecPart
     run: RunPart
     current: Current

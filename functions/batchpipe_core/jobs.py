@@ -79,35 +79,35 @@ _TRANSIENT_TRANSPORT_ERRORS = (
 # ------------------------------------------------------------------ state documents (the ASL's payloads)
 
 
-class _StatePart(BaseModel):
+class StatePart(BaseModel):
     # The state document carries more than a handler reads; ignore the rest rather than break on it.
     model_config = ConfigDict(extra="ignore")
 
 
-class RunRef(_StatePart):
+class RunRef(StatePart):
     executionId: str = Field(min_length=1)
     executionName: str = Field(min_length=1)
     prefix: str = Field(min_length=1)
     name: str = "batchpipe"
 
 
-class ManifestRef(_StatePart):
+class ManifestRef(StatePart):
     bucket: str = Field(min_length=1)
     key: str = Field(min_length=1)
     etag: str = Field(min_length=1)
     objects: int | None = None
 
 
-class CurrentAttempt(_StatePart):
+class CurrentAttempt(StatePart):
     attempt: int = Field(ge=1)
     manifest: ManifestRef
 
 
-class ReportChoice(_StatePart):
+class ReportChoice(StatePart):
     scope: str | None = None
 
 
-class SpecView(_StatePart):
+class SpecView(StatePart):
     """The fields of the (already validated, defaults filled) job spec that shape the job."""
 
     name: str | None = None
@@ -117,14 +117,14 @@ class SpecView(_StatePart):
     confirmationRequired: bool = False
 
 
-class CreateJobInput(_StatePart):
+class CreateJobInput(StatePart):
     taskToken: str = Field(min_length=1)
     spec: SpecView
     run: RunRef
     current: CurrentAttempt
 
 
-class CheckJobInput(_StatePart):
+class CheckJobInput(StatePart):
     run: RunRef
     current: CurrentAttempt
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from batchpipe_core.accounting import (
     AttemptRecord,
@@ -23,6 +23,7 @@ from batchpipe_core.accounting import (
     trim_errors,
 )
 from batchpipe_core.errors import AccountingError
+from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import as_folder
 from batchpipe_core.observability import metrics
 from batchpipe_core.report import FAILURE_HEADER, CsvUpload, split_s3_uri, text_stream
@@ -32,21 +33,17 @@ MAX_FAILURE_REASONS = 10
 _RECORD_KEY = re.compile(r"attempt-(\d+)/$")
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class RerunPart(_Loose):
+class RerunPart(StatePart):
     failures: str
 
 
-class SpecPart(_Loose):
+class SpecPart(StatePart):
     name: str | None = None
     dryRun: bool = False
     rerun: RerunPart | None = None
 
 
-class RunPart(_Loose):
+class RunPart(StatePart):
     name: str | None = None
     executionId: str
     startTime: str | None = None
@@ -54,23 +51,23 @@ class RunPart(_Loose):
     prefix: str
 
 
-class ManifestPart(_Loose):
+class ManifestPart(StatePart):
     location: str | None = None
     objects: int = Field(default=0, ge=0)
     bytesScanned: int | None = None
     sample: list[str] = Field(default_factory=list)
 
 
-class Processed(_Loose):
+class Processed(StatePart):
     attempt: int
 
 
-class Failure(_Loose):
+class Failure(StatePart):
     Error: str | None = None
     Cause: str | None = None
 
 
-class SummarizeInput(_Loose):
+class SummarizeInput(StatePart):
     spec: SpecPart
     run: RunPart
     query: dict[str, Any] | None = None

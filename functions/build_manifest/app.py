@@ -16,11 +16,10 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
-from batchpipe_core.jobs import RunRef, manifest_fields, transient_as_retryable
+from batchpipe_core.jobs import RunRef, StatePart, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import as_folder, decode_key
 from batchpipe_core.multipart import Source, concatenate
 from batchpipe_core.observability import instrumented, logger, metrics
@@ -36,30 +35,26 @@ MANIFEST_NAME = "manifest.csv"
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class ManifestSpec(_Part):
+class ManifestSpec(StatePart):
     maxObjects: int | None = None
 
 
-class QueryExecutionRef(_Part):
+class QueryExecutionRef(StatePart):
     id: str
 
 
-class QueryRef(_Part):
+class QueryRef(StatePart):
     outputPrefix: str
     execution: QueryExecutionRef
 
 
-class BuildManifestInput(_Part):
+class BuildManifestInput(StatePart):
     spec: ManifestSpec
     run: RunRef
     query: QueryRef
 
 
-class RerunPart(_Part):
+class RerunPart(StatePart):
     failures: str
     errorCodes: list[str] | None = None
 
@@ -68,7 +63,7 @@ class RerunSpec(ManifestSpec):
     rerun: RerunPart
 
 
-class ImportFailuresInput(_Part):
+class ImportFailuresInput(StatePart):
     spec: RerunSpec
     run: RunRef
 

@@ -10,34 +10,30 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.parser import parse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from batchpipe_core.config import Config
 from batchpipe_core.inventory_layout import check_delivery, resolve_delivery
-from batchpipe_core.jobs import RunRef, transient_as_retryable
+from batchpipe_core.jobs import RunRef, StatePart, transient_as_retryable
 from batchpipe_core.keys import as_folder
 from batchpipe_core.observability import instrumented, logger
 from batchpipe_core.query import build_unload_sql, needed_columns
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class InventoryChoice(_Part):
+class InventoryChoice(StatePart):
     database: str | None = None
     table: str | None = None
     date: str | None = None
 
 
-class QuerySpec(_Part):
+class QuerySpec(StatePart):
     """The parts of the validated spec that shape the query (``filter`` is read by the SQL builder)."""
 
     inventory: InventoryChoice = Field(default_factory=InventoryChoice)
     filter: dict[str, Any] | None = None
 
 
-class PlanQueryInput(_Part):
+class PlanQueryInput(StatePart):
     spec: QuerySpec
     run: RunRef
 
