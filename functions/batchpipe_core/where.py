@@ -3,8 +3,12 @@
 The text ends up inside the Athena (Trino) query that selects the manifest rows, so it is parsed
 with sqlglot and accepted only when its syntax tree is a single condition built from known columns,
 literals, operators and an allow-list of side-effect-free scalar functions. The SQL that callers
-embed is sqlglot's rendering of that tree, never the user's text, so nothing the tokenizer saw as
-a comment or a second statement can reach Athena.
+embed is sqlglot's rendering of that tree, never the user's text.
+
+A rendering is trusted only when it is a fixed point: parsed again, it passes the same checks and
+renders to the same text and the same tree. Any construct that sqlglot writes differently from how
+it reads it (it once wrote a quoted identifier inside a type parameter unquoted, which let a `where`
+smuggle a UNION into the statement) is refused rather than patched one case at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from batchpipe_core.inventory_layout import INVENTORY_COLUMNS, VERSION_COLUMNS
 FIELD = "filter.where"
 DIALECT = "trino"
 MAX_LENGTH = 10_000
+# Parentheses, brackets and CASE nest this deep at most. sqlglot's parser and generator recurse per
+# level (about 25 frames a parenthesis), so a bound keeps a hostile text far from RecursionError.
+MAX_NESTING = 20
+# Consecutive prefix operators (NOT NOT ..., - - ...) also recurse once each without any bracket.
+MAX_PREFIX_RUN = 8
+# Syntax tree depth, not counting AND/OR chains (sqlglot walks those without recursing).
+MAX_TREE_DEPTH = 64
 
 PARTITION_COLUMN = "dt"
 # Boolean-typed in ORC/Parquet inventories, so they may stand alone as a condition there.
@@ -37,8 +48,7 @@ ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
         "lower", "upper", "length", "substr", "substring", "strpos", "position", "starts_with",
         "regexp_like", "regexp_extract", "regexp_replace", "regexp_count", "split", "split_part",
         "element_at", "cardinality", "contains", "replace", "trim", "ltrim", "rtrim", "concat",
-        "reverse", "url_decode", "url_encode", "from_base64", "from_utf8", "to_utf8",
-        "json_extract_scalar", "json_array_contains", "array",
+        "reverse", "url_decode", "url_encode", "from_base64", "from_utf8", "to_utf8", "array",
         # conditionals and casts
         "case", "if", "coalesce", "nullif", "cast", "try_cast", "try",
         # numbers
@@ -51,20 +61,34 @@ ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 # Functions whose result is a boolean, so they may stand alone as the condition.
-BOOLEAN_FUNCTIONS: frozenset[str] = frozenset(
-    {"regexp_like", "starts_with", "contains", "json_array_contains"}
+BOOLEAN_FUNCTIONS: frozenset[str] = frozenset({"regexp_like", "starts_with", "contains"})
+# Types a cast may name: Trino's scalar types. No JSON (no inventory column is JSON, and sqlglot
+# parses JSON paths into trees of their own), no nested or user-defined types.
+_CAST_TYPES: frozenset[exp.DataType.Type] = frozenset(
+    getattr(exp.DataType.Type, name)
+    for name in (
+        "BOOLEAN", "TINYINT", "SMALLINT", "INT", "BIGINT", "FLOAT", "DOUBLE", "DECIMAL",
+        "VARCHAR", "CHAR", "VARBINARY", "DATE", "TIMESTAMP", "TIMESTAMPTZ",
+    )
+)  # fmt: skip
+# The unit words of INTERVAL and of date_add/date_diff/date_trunc: the only bare words that are not
+# column names.
+DATE_UNITS: frozenset[str] = frozenset(
+    {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"}
 )
+_FUNCTION_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 # Operators, literals and the pieces they are made of (exact classes: subclasses are not implied).
 _ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
-    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Var,
+    exp.Literal, exp.Boolean, exp.Null, exp.Paren,
     exp.And, exp.Or, exp.Not,
     exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ,
     exp.Is, exp.In, exp.Between, exp.Like, exp.Escape,
     exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.DPipe,
-    exp.DataType, exp.DataTypeParam, exp.Interval, exp.Bracket,
+    exp.Interval, exp.Bracket,
 )  # fmt: skip
 _REJECTED_SUBTREES = (exp.Query, exp.Subquery, exp.SubqueryPredicate, exp.Lambda, exp.Window, exp.AggFunc)
+_PRUNED = (*_REJECTED_SUBTREES, exp.Column, exp.DataTypeParam)
 _CONDITIONS: tuple[type[exp.Expression], ...] = (exp.Predicate, exp.Connector, exp.Not, exp.Escape)
 
 _EXAMPLE = "e.g. size > 0 AND storage_class = 'STANDARD'"
@@ -72,15 +96,27 @@ _CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
 
 
 def normalize_where(sql: str, columns: Iterable[str] = INVENTORY_COLUMNS) -> str:
-    """sqlglot's Trino rendering of ``sql``, or SpecValidationError with one line per problem."""
+    """sqlglot's Trino rendering of ``sql``, or SpecValidationError with one line per problem.
+
+    The rendering is returned only when it is a fixed point (see the module docstring).
+    """
+    known = frozenset(columns)
     tree = _parse(sql)
-    problems = list(dict.fromkeys(_problems(tree, frozenset(columns))))
-    if problems:
-        raise SpecValidationError("\n".join(f"{FIELD}: {problem}" for problem in problems))
-    for column in tree.find_all(exp.Column):
-        # Normal form: the inventory's lower-case names, unquoted (none is a Trino reserved word).
-        column.set("this", exp.to_identifier(column.name.lower()))
-    return tree.sql(dialect=DIALECT)
+    _raise_problems(_problems(tree, known))
+    text = _render(tree)
+    try:
+        again = _parse_text(text)
+        rechecked = list(_problems(again, known))
+        same = not rechecked and _render(again) == text and again == tree
+    except SpecValidationError:
+        same = False
+    if not same:
+        raise SpecValidationError(
+            f"{FIELD}: its SQL rendering {_shorten(text)!r} does not read back as the same condition, "
+            "so it cannot be sent to Athena safely; write it with plain column names, literals and "
+            f"operators; {_EXAMPLE}"
+        )
+    return text
 
 
 def columns_used(sql: str) -> set[str]:
@@ -90,6 +126,23 @@ def columns_used(sql: str) -> set[str]:
     except SpecValidationError:
         return set()
     return {column.name.lower() for column in tree.find_all(exp.Column)}
+
+
+def _raise_problems(problems: Iterable[str]) -> None:
+    unique = list(dict.fromkeys(problems))
+    if unique:
+        raise SpecValidationError("\n".join(f"{FIELD}: {problem}" for problem in unique))
+
+
+def _render(tree: exp.Expression) -> str:
+    """The normal form: columns as the inventory's lower-case names, unquoted (none is a Trino
+    reserved word), in sqlglot's Trino rendering."""
+    for column in tree.find_all(exp.Column):
+        column.set("this", exp.to_identifier(column.name.lower()))
+    try:
+        return tree.sql(dialect=DIALECT)
+    except RecursionError:
+        raise SpecValidationError(_too_deep()) from None
 
 
 # ---------------------------------------------------------------- parsing
@@ -103,27 +156,79 @@ def _parse(sql: str) -> exp.Expression:
             f"{FIELD}: is {len(sql)} characters long; the maximum is {MAX_LENGTH}, "
             "move long value lists into filter.prefixes or filter.keyRegex"
         )
+    return _parse_text(sql)
+
+
+def _parse_text(sql: str) -> exp.Expression:
     try:
         tokens = sqlglot.tokenize(sql, read=DIALECT)
-    except SqlglotError as error:
+    except (SqlglotError, ValueError) as error:
         raise SpecValidationError(f"{FIELD}: cannot read it ({_first_line(error)}); {_EXAMPLE}") from error
     lexical = []
     if any(token.token_type == TokenType.SEMICOLON for token in tokens):
         lexical.append("';' is not allowed: give one condition, not statements; remove the ';'")
     if any(token.comments for token in tokens):
         lexical.append("comments ('--' or '/* */') are not allowed; remove them")
+    lexical.extend(_nesting_problems(tokens))
     if lexical:
         raise SpecValidationError("\n".join(f"{FIELD}: {problem}" for problem in lexical))
     try:
         trees = sqlglot.parse(sql, read=DIALECT)
     except ParseError as error:
         raise SpecValidationError(f"{FIELD}: cannot parse it ({_parse_error(error)}); {_EXAMPLE}") from error
-    except SqlglotError as error:
+    except RecursionError:
+        # The token bounds keep real texts far from this; it stays a clear error whatever slips by.
+        raise SpecValidationError(_too_deep()) from None
+    except (SqlglotError, ValueError, TypeError, AttributeError, IndexError) as error:
+        # sqlglot's parser also fails with plain Python errors on some hostile inputs (an empty
+        # quoted name as a type parameter raises ValueError); each is the user's syntax problem.
         raise SpecValidationError(f"{FIELD}: cannot parse it ({_first_line(error)}); {_EXAMPLE}") from error
     trees = [tree for tree in trees if tree is not None]
     if len(trees) != 1:
         raise SpecValidationError(f"{FIELD}: must be exactly one condition; {_EXAMPLE}")
+    if _tree_depth(trees[0]) > MAX_TREE_DEPTH:
+        raise SpecValidationError(_too_deep())
     return trees[0]
+
+
+_OPENING = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.CASE}
+_CLOSING = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.END}
+_PREFIX = {TokenType.NOT, TokenType.DASH, TokenType.PLUS}
+
+
+def _nesting_problems(tokens: list) -> Iterator[str]:
+    depth = deepest = run = longest = 0
+    for token in tokens:
+        kind = token.token_type
+        depth += (kind in _OPENING) - (kind in _CLOSING)
+        deepest = max(deepest, depth)
+        run = run + 1 if kind in _PREFIX else 0
+        longest = max(longest, run)
+    if deepest > MAX_NESTING:
+        yield (
+            f"nests parentheses, brackets or CASE {deepest} levels deep; the maximum is {MAX_NESTING}: "
+            "simplify the condition"
+        )
+    if longest > MAX_PREFIX_RUN:
+        yield (
+            f"has {longest} NOT/+/- operators in a row; the maximum is {MAX_PREFIX_RUN}: simplify the condition"
+        )
+
+
+def _tree_depth(tree: exp.Expression) -> int:
+    """Depth without recursion, a chain of AND/OR counting as one level."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for child in node.iter_expressions():
+            chained = isinstance(node, exp.Connector) and type(child) is type(node)
+            stack.append((child, depth if chained else depth + 1))
+    return deepest
+
+
+def _too_deep() -> str:
+    return f"{FIELD}: is nested too deeply (more than {MAX_TREE_DEPTH} levels); simplify the condition"
 
 
 def _parse_error(error: ParseError) -> str:
@@ -135,7 +240,8 @@ def _parse_error(error: ParseError) -> str:
 
 
 def _first_line(error: Exception) -> str:
-    return _CLASS_REPR.sub(r"\1", str(error).splitlines()[0] if str(error) else type(error).__name__)
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return _shorten(_CLASS_REPR.sub(r"\1", text), 120)
 
 
 # ---------------------------------------------------------------- the tree
@@ -148,33 +254,34 @@ def _problems(tree: exp.Expression, columns: frozenset[str]) -> Iterator[str]:
         return
     yield from _condition_problems(tree)
     # Depth first, so problems come in reading order; pruned at a rejected node, whose insides
-    # (a subquery's tables, a lambda's variables) would add only noise.
-    for node in tree.walk(bfs=False, prune=lambda node: isinstance(node, _REJECTED_SUBTREES)):
+    # (a subquery's tables, a lambda's variables) would add only noise, and at the nodes whose
+    # check covers their parts.
+    for node in tree.walk(bfs=False, prune=lambda node: isinstance(node, _PRUNED)):
         yield from _node_problems(node, columns)
 
 
-def _condition_problems(node: exp.Expression) -> Iterator[str]:
+def _condition_problems(tree: exp.Expression) -> Iterator[str]:
     """The expression and every AND/OR/NOT operand must be a condition, not a value."""
-    if isinstance(node, exp.Paren):
-        yield from _condition_problems(node.this)
-    elif isinstance(node, exp.Connector):
-        yield from _condition_problems(node.left)
-        yield from _condition_problems(node.right)
-    elif isinstance(node, exp.Not):
-        yield from _condition_problems(node.this)
-    elif isinstance(node, _CONDITIONS) or _function_name(node) in BOOLEAN_FUNCTIONS | {"case", "if"}:
-        return
-    elif isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.BOOLEAN):
-        return
-    elif isinstance(node, exp.Column) and node.name.lower() in BOOLEAN_COLUMNS:
-        return
-    elif _function_name(node) not in ALLOWED_FUNCTIONS | {None}:
-        return  # reported as a function that is not allowed
-    else:
-        yield (
-            f"{_snippet(node)} is a value, not a condition; compare it "
-            f"(e.g. = 'value', > 0, IS NULL) or use a boolean function such as regexp_like"
-        )
+    stack = [tree]  # iterative: an AND chain of a thousand terms must not exhaust the call stack
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.Paren | exp.Not):
+            stack.append(node.this)
+        elif isinstance(node, exp.Connector):
+            stack.extend((node.right, node.left))
+        elif isinstance(node, _CONDITIONS) or _function_name(node) in BOOLEAN_FUNCTIONS | {"case", "if"}:
+            continue
+        elif isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.BOOLEAN):
+            continue
+        elif isinstance(node, exp.Column) and node.name.lower() in BOOLEAN_COLUMNS:
+            continue
+        elif _function_name(node) not in ALLOWED_FUNCTIONS | {None}:
+            continue  # reported as a function that is not allowed
+        else:
+            yield (
+                f"{_snippet(node)} is a value, not a condition; compare it "
+                f"(e.g. = 'value', > 0, IS NULL) or use a boolean function such as regexp_like"
+            )
 
 
 def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[str]:
@@ -182,6 +289,24 @@ def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[st
         yield f"subqueries are not allowed ({_snippet(node)}); use only the inventory table's columns"
     elif isinstance(node, exp.Column):
         yield from _column_problems(node, columns)
+    elif isinstance(node, exp.Identifier):
+        # Names stand only as a column (checked there); anywhere else they are text sqlglot may
+        # write back differently from how it read it.
+        if not (isinstance(node.parent, exp.Column) and node.arg_key == "this"):
+            yield f"the name {_snippet(node)} is not allowed here; only inventory columns may be named"
+    elif isinstance(node, exp.Var):
+        if not (node.name.upper() in DATE_UNITS and node.arg_key == "unit"):
+            yield (
+                f"the word {_snippet(node)} is not allowed here; name columns, or a date unit "
+                f"({', '.join(sorted(DATE_UNITS))}) in INTERVAL and date functions"
+            )
+    elif isinstance(node, exp.DataType):
+        yield from _type_problems(node)
+    elif isinstance(node, exp.DataTypeParam):
+        if not (isinstance(node.this, exp.Literal) and _is_integer(node.this) and not node.expression):
+            yield (
+                f"type parameters must be integer literals, e.g. DECIMAL(10, 2); {_snippet(node)} is not one"
+            )
     elif isinstance(node, exp.Placeholder | exp.Parameter):
         yield f"parameters ({_snippet(node)}) are not allowed; write the value inline"
     elif isinstance(node, exp.Star):
@@ -190,20 +315,36 @@ def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[st
         yield f"lambda expressions ({_snippet(node)}) are not allowed; use split_part or regexp_like"
     elif isinstance(node, exp.Window | exp.AggFunc):
         yield f"aggregate and window functions ({_snippet(node)}) are not allowed; compare one row's values"
-    elif type(node) in _ALLOWED_NODES or isinstance(node, exp.JSONPath | exp.JSONPathPart):
+    elif type(node) in _ALLOWED_NODES:
         return
     elif isinstance(node, exp.Func):
         name = _function_name(node)
         if name not in ALLOWED_FUNCTIONS:
-            yield f"function {name!r} is not allowed; use one of: {', '.join(sorted(ALLOWED_FUNCTIONS))}"
+            yield (
+                f"function {_shorten(str(name))!r} is not allowed; "
+                f"use one of: {', '.join(sorted(ALLOWED_FUNCTIONS))}"
+            )
     else:
         yield f"{_snippet(node)} ({_kind(node)}) is not allowed; use columns, literals, operators and functions"
 
 
+def _type_problems(node: exp.DataType) -> Iterator[str]:
+    nested = [child for child in node.expressions if not isinstance(child, exp.DataTypeParam)]
+    if node.this not in _CAST_TYPES or nested or node.args.get("nested") or node.args.get("kind"):
+        yield (
+            f"type {_snippet(node)} is not allowed; cast to one of: BOOLEAN, TINYINT, SMALLINT, INTEGER, "
+            "BIGINT, REAL, DOUBLE, DECIMAL, VARCHAR, CHAR, VARBINARY, DATE, TIMESTAMP"
+        )
+
+
+def _is_integer(literal: exp.Literal) -> bool:
+    return not literal.is_string and literal.name.isascii() and literal.name.isdigit()
+
+
 def _column_problems(column: exp.Column, columns: frozenset[str]) -> Iterator[str]:
     name = column.name.lower()
-    if column.table:
-        yield f"qualified column {column.sql(dialect=DIALECT)!r} is not allowed; write {column.name!r} alone"
+    if column.table or set(column.args) - {"this"}:
+        yield f"qualified column {_snippet(column)} is not allowed; write {_shorten(column.name)!r} alone"
     elif name == PARTITION_COLUMN:
         yield f"column {PARTITION_COLUMN!r} is the inventory partition; choose it with inventory.date instead"
     elif name in VERSION_COLUMNS and name not in columns:
@@ -219,7 +360,9 @@ def _column_problems(column: exp.Column, columns: frozenset[str]) -> Iterator[st
     elif name not in columns:
         close = difflib.get_close_matches(name, sorted(columns), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        yield f"unknown column {column.name!r}; {hint}inventory columns are: {', '.join(sorted(columns))}"
+        yield (
+            f"unknown column {_shorten(column.name)!r}; {hint}inventory columns are: {', '.join(sorted(columns))}"
+        )
 
 
 def _function_name(node: exp.Expression) -> str | None:
@@ -227,7 +370,9 @@ def _function_name(node: exp.Expression) -> str | None:
     if not isinstance(node, exp.Func) or isinstance(node, exp.Connector):
         return None
     if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
+        # A quoted or odd name is never one of the allowed ones, whatever it lower-cases to.
+        name = node.this if isinstance(node.this, str) else ""
+        return name.lower() if _FUNCTION_NAME.fullmatch(name.lower()) else name
     match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", node.sql(dialect=DIALECT))
     return match.group(0).lower() if match else type(node).__name__.lower()
 
@@ -237,5 +382,9 @@ def _kind(node: exp.Expression) -> str:
 
 
 def _snippet(node: exp.Expression, limit: int = 60) -> str:
-    text = node.sql(dialect=DIALECT)
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+    return repr(_shorten(node.sql(dialect=DIALECT), limit))
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """At most ``limit`` characters of user text for an error message, never all of a huge value."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

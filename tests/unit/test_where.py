@@ -6,6 +6,7 @@ import pytest
 import sqlglot
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlglot import exp
 from sqlglot.tokens import TokenType
 
 from batchpipe_core.errors import SpecValidationError
@@ -162,3 +163,193 @@ def test_generated_conditions_normalize_to_a_fixed_point(where):
     tokens = sqlglot.tokenize(normalized, read="trino")
     assert not any(token.comments for token in tokens)
     assert TokenType.SEMICOLON not in {token.token_type for token in tokens}
+
+
+# ---------------------------------------------------------------- hostile input (issue 11)
+
+# Found by an adversarial review: sqlglot wrote a quoted identifier inside a type parameter back
+# unquoted, so the rendering of the rendering carried a UNION into the UNLOAD statement.
+NESTED_CAST_EXPLOIT = (
+    'cast(size as decimal(10, """1)) > 0) UNION ALL SELECT bucket, key FROM db.t '
+    'WHERE (CAST(size AS DECIMAL(10, 1""")) > 0'
+)
+
+
+def test_a_nested_cast_cannot_smuggle_sql_through_a_type_parameter():
+    with pytest.raises(SpecValidationError) as raised:
+        normalize_where(NESTED_CAST_EXPLOIT)
+
+    (line,) = str(raised.value).splitlines()
+    assert line.startswith("filter.where: type parameters must be integer literals, e.g. DECIMAL(10, 2); ")
+    assert len(line) < 200
+
+
+TIGHTENED = [
+    ('cast(size as decimal(10, "x")) > 0', "type parameters must be integer literals"),
+    ("cast(size as decimal(10, x)) > 0", "type parameters must be integer literals"),
+    ("cast(size as varchar('5')) = 'a'", "type parameters must be integer literals"),
+    ("cast(size as decimal(10, 1.5)) > 0", "type parameters must be integer literals"),
+    ("cast(size as array(varchar)) IS NULL", "type 'ARRAY(VARCHAR)' is not allowed"),
+    ("cast(size as row(a integer)) IS NULL", "type 'ROW(a INTEGER)' is not allowed"),
+    ("cast(size as json) IS NULL", "type 'JSON' is not allowed"),
+    ("cast(size as ipaddress) IS NULL", "type 'IPADDRESS' is not allowed"),
+    ("json_extract_scalar(key, '$.a') = '1'", "function 'json_extract_scalar' is not allowed"),
+    ("read_text('/etc/passwd') IS NULL", "function 'read_text' is not allowed"),
+    ("date_add(bogus, 1, last_modified_date) > now()", "the word 'BOGUS' is not allowed here"),
+    ("last_modified_date > current_timestamp - INTERVAL '1' FORTNIGHT", "FORTNIGHT"),
+    ("key = U&'\\0041'", "(UnicodeString) is not allowed"),
+]
+
+
+@pytest.mark.parametrize(("where", "problem"), TIGHTENED)
+def test_the_allow_list_admits_only_what_a_row_predicate_needs(where, problem):
+    with pytest.raises(SpecValidationError) as raised:
+        normalize_where(where)
+
+    assert problem in str(raised.value)
+    assert all(line.startswith("filter.where: ") for line in str(raised.value).splitlines())
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "cast(size as decimal(10, 2)) > 1",
+        "cast(key as varchar(5)) = 'a'",
+        "last_modified_date > current_timestamp - INTERVAL '30' DAY",
+        "date_trunc('month', last_modified_date) = date '2024-01-01'",
+        "cast(size as timestamp(3) with time zone) IS NULL",
+    ],
+)
+def test_casts_and_date_units_that_rows_need_still_work(where):
+    normalized = normalize_where(where)
+    assert normalize_where(normalized) == normalized
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("(" * 100_000 + "size > 0" + ")" * 100_000, "the maximum is 10000"),
+        (
+            "(" * 21 + "size > 0" + ")" * 21,
+            "nests parentheses, brackets or CASE 21 levels deep; the maximum is 20",
+        ),
+        ("NOT " * 9 + "size > 0", "has 9 NOT/+/- operators in a row; the maximum is 8"),
+        ("size > " + "- " * 2000 + "1", "operators in a row"),
+        ("CASE WHEN " * 30 + "size > 0" + " THEN true END" * 30, "levels deep"),
+        (("(" + "NOT " * 8) * 10 + "key = 'a'" + ")" * 10, "is nested too deeply (more than 64 levels)"),
+    ],
+)
+def test_deep_nesting_is_a_clear_error_not_a_recursion_error(where, message):
+    with pytest.raises(SpecValidationError) as raised:
+        normalize_where(where)
+
+    assert message in str(raised.value)
+
+
+def test_long_and_chains_are_not_nesting():
+    where = " OR ".join(f"key = '{i}'" for i in range(600))
+    assert normalize_where(where).count(" OR ") == 599
+
+
+# Quotation marks that look like SQL's but are not: right/left single, left/right double, fullwidth
+# double and single, modifier letter apostrophe.
+_UNICODE_QUOTES = ("\u2019", "\u2018", "\u201c", "\u201d", "\uff02", "\uff07", "\u02bc")
+# Hostile material: quote characters of every kind, SQL that would end the condition, DuckDB's
+# file-reading table functions and deep parentheses.
+_PAYLOADS = st.sampled_from(
+    [
+        "1)) > 0) UNION ALL SELECT bucket, key FROM db.t WHERE (CAST(size AS DECIMAL(10, 1",
+        "x) UNION ALL SELECT * FROM read_text('/etc/passwd') --",
+        "'; DROP TABLE inventory; --",
+        "*/ OR 1=1 /*",
+        "a\"b", "a''b", "\\", *_UNICODE_QUOTES, "`", ")", "(", "]", "[", ";",
+        "UNION SELECT 1", "key", "size", "dt", "read_text", "--",
+    ]
+)  # fmt: skip
+_QUOTES = st.text(alphabet="'\"`\\()[];-/* " + "".join(_UNICODE_QUOTES), max_size=12)
+_PIECE = st.one_of(_PAYLOADS, _QUOTES)
+
+
+def _quoted_identifier(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+_PARAMETER = st.one_of(
+    st.integers(0, 38).map(str),
+    _PIECE.map(_quoted_identifier),
+    _PIECE.map(_string),
+    _PIECE,
+    _PIECE.map(lambda text: _quoted_identifier(_quoted_identifier(text))),
+)
+_VALUE = st.recursive(
+    st.sampled_from(["size", "key", '"KEY"', "'x'", "1"]),
+    lambda inner: st.builds(
+        lambda value, kind, parameter: f"cast({value} as {kind}(10, {parameter}))",
+        inner,
+        st.sampled_from(["decimal", "varchar", "timestamp", '"decimal"']),
+        _PARAMETER,
+    ),
+    max_leaves=4,
+)
+_HOSTILE_WHERE = st.one_of(
+    st.builds(lambda value, literal: f"{value} > {literal}", _VALUE, _PARAMETER),
+    st.builds(lambda value, piece: f"key = {piece}", _VALUE, _PIECE.map(_string)),
+    st.builds(lambda piece: f"{_quoted_identifier(piece)} = 1", _PIECE),
+    st.builds(lambda piece: f"key = {piece}", _PIECE),
+    st.builds(
+        lambda opening, closing, value: "(" * opening + f"{value} > 0" + ")" * closing,
+        st.integers(0, 200),
+        st.integers(0, 200),
+        _VALUE,
+    ),
+    st.lists(_PIECE, min_size=1, max_size=8).map(" ".join),
+    st.lists(st.one_of(_PIECE, _VALUE), min_size=1, max_size=6).map(" ".join),
+)
+
+
+def assert_one_condition_over_inventory_columns(rendered: str) -> None:
+    """The rendering, alone and inside the real statement, is one condition and nothing more."""
+    from batchpipe_core.query import build_unload_sql
+    from batchpipe_local.athena.dialect import parse_statement
+
+    (tree,) = sqlglot.parse(rendered, read="trino")
+    assert isinstance(tree, exp.Condition)
+    assert not list(tree.find_all(exp.Query, exp.Table, exp.Subquery, exp.Command, exp.Anonymous))
+    assert {column.name for column in tree.find_all(exp.Column)} <= set(INVENTORY_COLUMNS)
+    statement = build_unload_sql(
+        {"filter": {"where": rendered}},
+        database="db",
+        table="inventory",
+        partition="2024-05-01-00-00",
+        inventory_format="CSV",
+        versions="All",
+        output_uri="s3://pipe/run/athena/",
+    )
+    query = parse_statement(statement).query
+    assert isinstance(query, exp.Select)
+    assert [table.name for table in query.find_all(exp.Table)] == ["inventory"]
+    assert not list(query.find_all(exp.Union))
+    where = query.args["where"].this
+    assert isinstance(where, exp.And) and where.right == sqlglot.parse_one(f"({rendered})", read="trino")
+
+
+@settings(max_examples=400, deadline=None)
+@given(_HOSTILE_WHERE)
+def test_hostile_where_is_refused_naming_the_field_or_is_one_condition(where):
+    try:
+        rendered = normalize_where(where)
+    except SpecValidationError as error:
+        lines = str(error).splitlines()
+        assert lines and all(line.startswith("filter.where: ") for line in lines)
+        assert all(len(line) < 600 for line in lines)
+        return
+    assert_one_condition_over_inventory_columns(rendered)
+
+
+def test_the_exploit_cannot_reach_the_statement_either():
+    with pytest.raises(SpecValidationError, match=r"^filter\.where: type parameters"):
+        assert_one_condition_over_inventory_columns(NESTED_CAST_EXPLOIT)
