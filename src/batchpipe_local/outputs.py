@@ -1,5 +1,9 @@
-"""What a local run leaves behind (BRIEF section 5): summary.json, the pipeline bucket at its keys,
-and objects.jsonl describing every object of the other buckets."""
+"""What a local run leaves behind: summary.json, the pipeline bucket at its keys, and objects.jsonl
+describing every object of the other buckets (docs/LOCAL.md, "What a run leaves behind").
+
+An output folder is only ever emptied of what this tool wrote there: each one holds a marker file
+listing the entries the tool created, a non-empty folder without it is refused, and a later run
+removes just the entries the marker lists."""
 
 from __future__ import annotations
 
@@ -15,11 +19,67 @@ from botocore.exceptions import ClientError
 
 from .lambdas import code_root
 
+MARKER = ".batchpipe-out"
+RUN_ENTRIES = ("summary.json", "objects.jsonl", "lambda-logs.jsonl")
 
-def prepare_out(out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+
+class OutDirError(ValueError):
+    """The output folder cannot be used without risking files this tool did not write."""
+
+
+def prepare_out(out: Path, entries: tuple[str, ...] = RUN_ENTRIES) -> None:
+    """Makes ``out`` ready for a new run: created if missing; if it is an earlier output folder (it
+    holds the marker), the entries the marker lists are removed and nothing else; any other
+    non-empty folder, and anything that is not a folder, is refused."""
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise OutDirError(f"--out {out} is not a folder: give a new or empty folder")
+        if (out / MARKER).is_file():
+            for name in _claimed(out):
+                _remove(out / name)
+        elif any(out.iterdir()):
+            raise OutDirError(
+                f"--out {out} is a non-empty folder that batchpipe did not create (no {MARKER} in it): "
+                "give a new or empty folder; nothing was deleted"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_marker(out, list(entries))
+
+
+def claim(out: Path, name: str) -> None:
+    """Records one more entry of ``out`` as this tool's, before writing it."""
+    claimed = _claimed(out)
+    if name not in claimed:
+        _write_marker(out, [*claimed, name])
+
+
+def _claimed(out: Path) -> list[str]:
+    try:
+        names = json.loads((out / MARKER).read_text(encoding="utf-8"))["entries"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OutDirError(
+            f"{out / MARKER} is not a batchpipe marker ({exc}): give a new or empty folder"
+        ) from None
+    # Only plain names directly in the folder: a hand-edited marker must not reach outside it.
+    return [
+        n
+        for n in names
+        if isinstance(n, str) and n not in ("", ".", "..", MARKER) and "/" not in n and "\\" not in n
+    ]
+
+
+def _write_marker(out: Path, entries: list[str]) -> None:
+    note = "Written by batchpipe: a later run with this --out removes the entries listed here, nothing else."
+    (out / MARKER).write_text(
+        json.dumps({"note": note, "entries": entries}, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 @contextmanager
@@ -45,6 +105,7 @@ def write_outputs(stack: Any, out: Path, summary: dict, *, exclude_buckets: set[
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     s3 = stack.client("s3")
+    claim(out, stack.pipeline_bucket)
     mirror_bucket(s3, stack.pipeline_bucket, out / stack.pipeline_bucket)
     with open(out / "objects.jsonl", "w", encoding="utf-8") as fh:
         for bucket in sorted(b["Name"] for b in s3.list_buckets()["Buckets"]):

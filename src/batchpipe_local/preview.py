@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import inventory as inv
-from .cli import UsageError, _read_json
+from .cli import UsageError, read_inventory, read_spec
 from .outputs import lambda_logs_to
 from .stack import LocalStack
 from .world import INVENTORY_DEST_PREFIX, World
@@ -59,9 +59,7 @@ def download_inventory(uri: str, target: Path, s3: Any = None) -> Path:
 
 
 def preview(args: argparse.Namespace) -> int:
-    spec = _read_json(args.spec, "spec")
-    if not isinstance(spec, dict):
-        raise UsageError("the spec file must hold a JSON object (the execution input)")
+    spec = read_spec(args.spec)
     if "rerun" in spec:
         raise UsageError(
             "preview shows what a spec selects from an inventory; a spec with rerun selects the rows of a "
@@ -73,10 +71,7 @@ def preview(args: argparse.Namespace) -> int:
         directory = Path(args.inventory)
         if args.inventory.startswith("s3://"):
             directory = download_inventory(args.inventory, Path(scratch))
-        try:
-            layout = inv.read_inventory_dir(directory)
-        except inv.InventoryDirError as exc:
-            raise UsageError(str(exc)) from None
+        layout = read_inventory(str(directory))
         world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
         with lambda_logs_to(Path(os.devnull)), LocalStack(parameters=world.parameters()) as stack:
             s3 = stack.client("s3")
@@ -93,7 +88,7 @@ def preview(args: argparse.Namespace) -> int:
 
     if execution.status != "SUCCEEDED":
         print(
-            f"batchpipe: the spec was rejected: {execution.error}: {_message(execution.cause)}",
+            f"batchpipe: the spec was rejected: {execution.error}: {execution.message}",
             file=sys.stderr,
         )
         return 1
@@ -115,10 +110,3 @@ def preview(args: argparse.Namespace) -> int:
     print("SQL that Athena would run:")
     print(planned["query"]["sql"])
     return 0
-
-
-def _message(cause: str | None) -> str:
-    try:
-        return json.loads(cause or "")["errorMessage"]
-    except (ValueError, KeyError, TypeError):
-        return str(cause)

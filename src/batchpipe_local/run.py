@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import TextIO
 
 from . import inventory as inv
-from .cli import (
-    DEFAULT_SPEC,
-    FORMATS,
-    UsageError,
-    _read_json,
-)
+from .cli import DEFAULT_SPEC, FORMATS, read_faults, read_inventory, read_spec
+from .confirmation import OperatorStandIn
 from .outputs import lambda_logs_to, prepare_out, write_outputs
-from .stack import LocalStack
+from .stack import LocalStack, readable_cause
 from .world import INVENTORY_DEST_PREFIX, World
 
 
@@ -34,6 +30,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="progress", daemon=True)
         self._jobs_reported: set[str] = set()
+        self._failures_shown: set[tuple[str, str]] = set()
 
     def __enter__(self) -> Progress:
         if not self.quiet:
@@ -92,7 +89,10 @@ class Progress:
                 )
         elif kind in ("TaskFailed", "LambdaFunctionFailed", "ExecutionFailed"):
             details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-            self.say(f"  ✗ {details.get('error')}: {str(details.get('cause'))[:300]}")
+            failure = (str(details.get("error")), readable_cause(details.get("cause")))
+            if failure not in self._failures_shown:  # a task's failure is the execution's again
+                self._failures_shown.add(failure)
+                self.say(f"  ✗ {failure[0]}: " + "\n    ".join(failure[1].splitlines() or [""]))
         elif kind == "TaskTimedOut":
             self.say("  … no job status event in time: asking DescribeJob (CheckJob)")
 
@@ -150,24 +150,31 @@ def headline(summary: dict, out: Path) -> str:
             )
         return text + "."
     if status == "FAILED":
-        return f"FAILED: {summary.get('error')}: {str(summary.get('cause'))[:500]}"
+        return f"FAILED: {summary.get('error')} (the messages above; summary.json has them too)"
     return f"{status}: {(summary.get('manifest') or {}).get('objects')} objects selected."
 
 
 def local_run(args: argparse.Namespace) -> int:
-    spec = _read_json(args.spec, "spec") if args.spec else DEFAULT_SPEC
-    faults = _read_json(args.faults, "faults") if args.faults else []
-    if not isinstance(faults, list):
-        raise UsageError("the faults file must hold a JSON list of rules")
+    spec = read_spec(args.spec) if args.spec else DEFAULT_SPEC
+    faults = read_faults(args.faults) if args.faults else []
     stream = sys.stderr if args.json else sys.stdout
     out = Path(args.out)
 
     if args.inventory:
-        layout = inv.read_inventory_dir(Path(args.inventory))
-        world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
+        layout = read_inventory(args.inventory)
+        world = World(
+            source_bucket=layout.source_bucket,
+            fmt=layout.file_format,
+            versions=layout.versions,
+            object_lock=args.object_lock,
+        )
     else:
         layout = None
-        world = World(fmt=FORMATS[args.inventory_format], versions=args.versions.capitalize())
+        world = World(
+            fmt=FORMATS[args.inventory_format],
+            versions=args.versions.capitalize(),
+            object_lock=args.object_lock,
+        )
 
     parameters = world.parameters(JobWaitTimeoutSeconds=str(args.wait_timeout))
     started = time.monotonic()
@@ -203,7 +210,16 @@ def local_run(args: argparse.Namespace) -> int:
             )
 
         execution_arn = stack.start(spec, args.name)
-        with Progress(stack, execution_arn, stream, quiet=False):
+        with (
+            Progress(stack, execution_arn, stream, quiet=False) as progress,
+            OperatorStandIn(
+                stack.client("s3control"),
+                stack.account_id,
+                mode=args.confirm,
+                say=progress.say,
+                spec_asks_confirmation=spec.get("confirmationRequired") is True,
+            ),
+        ):
             execution = stack.wait(execution_arn, timeout=3600)
         if stack.router is not None:
             stack.router.flush()
@@ -215,7 +231,7 @@ def local_run(args: argparse.Namespace) -> int:
                 "executionId": execution_arn,
                 "status": "FAILED",
                 "error": execution.error,
-                "cause": execution.cause,
+                "cause": execution.message,
             }
         )
         write_outputs(stack, out, summary, exclude_buckets={stack.pipeline_bucket})

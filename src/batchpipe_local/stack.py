@@ -73,6 +73,11 @@ class Execution:
                 events.append(event)
         return events
 
+    @property
+    def message(self) -> str:
+        """The failure as a person reads it (see :func:`readable_cause`)."""
+        return readable_cause(self.cause)
+
     def task_outputs(self, state: str) -> list[Any]:
         return [
             json.loads(e["stateExitedEventDetails"]["output"])
@@ -434,6 +439,15 @@ class LocalStack:
 
     def run(self, spec: dict, name: str = "run-1", timeout: float = 120.0) -> Execution:
         return self.wait(self.start(spec, name), timeout=timeout)
+
+
+def readable_cause(cause: str | None) -> str:
+    """A failed Lambda task's cause is its error as JSON (errorMessage, errorType, stackTrace); a
+    person needs only the message. Other causes (ASL errors, timeouts) are plain text already."""
+    try:
+        return str(json.loads(cause or "")["errorMessage"])
+    except (ValueError, KeyError, TypeError):
+        return str(cause or "")
 
 
 def _snake(name: str) -> str:

@@ -23,6 +23,9 @@ class World:
     inventory_bucket: str = INVENTORY_BUCKET
     config_id: str = INVENTORY_CONFIG_ID
     objects: list[Any] = field(default_factory=list)
+    # S3PutObjectLegalHold and S3PutObjectRetention need a bucket created with Object Lock (which
+    # also turns versioning on), as on AWS: S3 user guide, "Locking objects with Object Lock".
+    object_lock: bool = False
 
     @property
     def inventory_prefix(self) -> str:
@@ -41,8 +44,8 @@ class World:
         }
 
     def create_buckets(self, s3: Any) -> None:
-        for bucket in (self.inventory_bucket, self.source_bucket):
-            s3.create_bucket(Bucket=bucket)
+        s3.create_bucket(Bucket=self.inventory_bucket)
+        s3.create_bucket(Bucket=self.source_bucket, ObjectLockEnabledForBucket=self.object_lock)
         if self.versions == "All":
             s3.put_bucket_versioning(Bucket=self.source_bucket, VersioningConfiguration={"Status": "Enabled"})
 

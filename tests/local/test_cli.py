@@ -129,8 +129,13 @@ def test_a_bad_spec_is_reported_with_the_field(tmp_path, capsys):
         ]
     )
 
+    printed = capsys.readouterr().out
     assert code == 1
-    assert "filter.prefix" in capsys.readouterr().out
+    assert "  ✗ SpecValidationError: filter.prefix: unknown field; did you mean 'prefixes'?" in printed
+    assert printed.count("filter.prefix: unknown field") == 2  # the progress line and summary.json's cause
+    assert "stackTrace" not in printed and "errorMessage" not in printed
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["cause"].startswith("filter.prefix: unknown field")
 
 
 def test_a_missing_spec_file_is_a_usage_error(tmp_path, capsys):

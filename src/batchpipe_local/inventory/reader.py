@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,7 +80,7 @@ class LocalInventory:
         """Every row of the newest delivery; keys decoded, null versions as ``version_id=None``."""
         fields = schema_of(self.manifest)
         for path in self.data_files:
-            yield from read_data_file(path.read_bytes(), self.file_format, fields)
+            yield from read_data_file(path.read_bytes(), self.file_format, fields, name=str(path))
 
     def upload(self, s3_client: Any, bucket: str, prefix: str) -> list[str]:
         """Copies the whole folder to ``s3://bucket/prefix/`` and returns the keys written.
@@ -94,6 +95,8 @@ class LocalInventory:
             body = path.read_bytes()
             if path.name in ("manifest.json", "manifest.checksum"):
                 continue  # below, once the data they point at exists
+            if path.name.startswith("."):
+                continue  # S3 writes no dot-files: a folder marker or .DS_Store is not the delivery's
             if path.name == "symlink.txt" and relative.startswith("hive/"):
                 body = self._rewrite_symlink(body, bucket, prefix)
             s3_client.put_object(Bucket=bucket, Key=f"{prefix}/{relative}", Body=body)
@@ -153,14 +156,48 @@ def schema_of(manifest: dict) -> list[Field]:
     return [lookup[n] for n in names]
 
 
-def read_data_file(body: bytes, fmt: str, fields: list[Field]) -> Iterator[InventoryObject]:
+def read_data_file(
+    body: bytes, fmt: str, fields: list[Field], *, name: str = "data file"
+) -> Iterator[InventoryObject]:
+    """The rows of one data file; anything unreadable is an InventoryDirError naming ``name`` (and the
+    line, for CSV), never a row silently dropped."""
     if fmt == "CSV":
-        reader = csv.reader(io.StringIO(gzip.decompress(body).decode("utf-8")))
-        for row in reader:
-            yield _object({f.name: from_text(f, cell) for f, cell in zip(fields, row, strict=False)})
+        yield from _read_csv(body, fields, name)
         return
-    table = pq.read_table(io.BytesIO(body)) if fmt == "Parquet" else orc.ORCFile(io.BytesIO(body)).read()
+    try:
+        table = pq.read_table(io.BytesIO(body)) if fmt == "Parquet" else orc.ORCFile(io.BytesIO(body)).read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InventoryDirError(f"{name} is not a readable {fmt} file: {exc}") from None
     yield from _objects_of_table(table, fields)
+
+
+def _read_csv(body: bytes, fields: list[Field], name: str) -> Iterator[InventoryObject]:
+    try:
+        text = gzip.decompress(body).decode("utf-8")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise InventoryDirError(f"{name} is not gzip-compressed UTF-8 CSV: {exc}") from None
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        for row in reader:
+            if not row:
+                continue  # real deliveries have been seen ending with a blank line
+            if len(row) != len(fields):
+                raise InventoryDirError(
+                    f"{name} line {reader.line_num}: {len(row)} fields, but the manifest's fileSchema "
+                    f"lists {len(fields)}"
+                )
+            yield _object(
+                {f.name: _cell(f, cell, name, reader.line_num) for f, cell in zip(fields, row, strict=True)}
+            )
+    except csv.Error as exc:
+        raise InventoryDirError(f"{name} line {reader.line_num}: {exc}") from None
+
+
+def _cell(field: Field, cell: str, name: str, line: int) -> Any:
+    try:
+        return from_text(field, cell)
+    except ValueError as exc:
+        raise InventoryDirError(f"{name} line {line}: column {field.csv_name}: {exc}") from None
 
 
 def _objects_of_table(table: pa.Table, fields: list[Field]) -> Iterator[InventoryObject]:
@@ -193,10 +230,22 @@ def read_inventory_dir(path: Path | str) -> LocalInventory:
             "(the one that contains data/, hive/ and the dated manifest folders)"
         )
     delivery = deliveries[-1]
-    manifest = json.loads((directory / delivery / "manifest.json").read_bytes())
+    manifest_path = directory / delivery / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InventoryDirError(f"{manifest_path} is not a readable JSON manifest: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise InventoryDirError(f"{manifest_path} must hold a JSON object")
     for required in ("sourceBucket", "fileFormat", "fileSchema", "files"):
         if required not in manifest:
-            raise InventoryDirError(f"{directory / delivery / 'manifest.json'} has no {required!r}")
+            raise InventoryDirError(f"{manifest_path} has no {required!r}")
+    if manifest["fileFormat"] not in ("CSV", "ORC", "Parquet"):
+        raise InventoryDirError(f"{manifest_path} fileFormat must be CSV, ORC or Parquet")
+    if not isinstance(manifest["files"], list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("key"), str) for entry in manifest["files"]
+    ):
+        raise InventoryDirError(f'{manifest_path} files must be a list of {{"key": ...}} objects')
     data_files = [_find_data_file(directory, entry) for entry in manifest["files"]]
     return LocalInventory(directory=directory, delivery=delivery, manifest=manifest, data_files=data_files)
 

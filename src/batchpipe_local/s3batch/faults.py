@@ -17,6 +17,17 @@ from typing import Any
 from .tasks import Task, TaskOutcome
 
 
+class FaultRuleError(ValueError):
+    """A fault rule the engine cannot apply; ``str()`` names the rule's index and its field."""
+
+    def __init__(self, field: str, problem: str, index: int | None = None) -> None:
+        self.field, self.problem, self.index = field, problem, index
+        where = f"faults[{index}]" if index is not None else "fault rule"
+        if field:
+            where += f".{field}" if index is not None else f" {field}"
+        super().__init__(f"{where}: {problem}")
+
+
 @dataclass(frozen=True)
 class FaultRule:
     key_regex: re.Pattern[str]
@@ -25,32 +36,76 @@ class FaultRule:
     times: int | None = None
     message: str | None = None
 
+    FIELDS = ("keyRegex", "httpStatus", "errorCode", "times", "message")
+
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FaultRule:
-        unknown = set(raw) - {"keyRegex", "httpStatus", "errorCode", "times", "message"}
+        unknown = sorted(set(raw) - set(cls.FIELDS))
         if unknown:
-            raise ValueError(f"fault rule {dict(raw)} has unknown fields {sorted(unknown)}")
+            raise FaultRuleError(unknown[0], f"unknown field; a task rule takes {', '.join(cls.FIELDS)}")
+        for name in ("keyRegex", "httpStatus", "errorCode"):
+            if name not in raw:
+                raise FaultRuleError(name, "is required")
+        pattern = _text(raw, "keyRegex")
         try:
-            pattern = re.compile(raw["keyRegex"])
-            status = int(raw["httpStatus"])
-            code = str(raw["errorCode"])
-        except KeyError as exc:
-            raise ValueError(f"fault rule {dict(raw)} needs keyRegex, httpStatus and errorCode") from exc
+            compiled = re.compile(pattern)
         except re.error as exc:
-            raise ValueError(f"fault rule keyRegex {raw['keyRegex']!r} is not a regex: {exc}") from exc
+            raise FaultRuleError("keyRegex", f"is not a regular expression: {exc}") from None
+        status = raw["httpStatus"]
+        if not _whole(status) or not 100 <= status <= 599:
+            raise FaultRuleError("httpStatus", f"must be an HTTP status 100-599, not {_short(status)}")
         times = raw.get("times")
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 0):
-            raise ValueError(f"fault rule times must be a whole number >= 0, not {times!r}")
-        if not 100 <= status <= 599:
-            raise ValueError(f"fault rule httpStatus must be an HTTP status, not {status}")
-        return cls(pattern, status, code, times, raw.get("message"))
+        if times is not None and (not _whole(times) or times < 0):
+            raise FaultRuleError("times", f"must be a whole number >= 0, not {_short(times)}")
+        message = _text(raw, "message") if raw.get("message") is not None else None
+        return cls(compiled, status, _text(raw, "errorCode"), times, message)
+
+
+#: Rule kinds by the field that identifies them. A new kind is one entry here plus its class.
+RULE_KINDS: dict[str, type[FaultRule]] = {"keyRegex": FaultRule}
+
+
+def parse_rules(raw: Any) -> list[FaultRule]:
+    """A faults file's content: a JSON list of rules. Raises FaultRuleError naming the rule index."""
+    if not isinstance(raw, list):
+        raise FaultRuleError("", "the faults file must hold a JSON list of rules")
+    rules = []
+    for index, entry in enumerate(raw):
+        kinds = [RULE_KINDS[name] for name in RULE_KINDS if isinstance(entry, Mapping) and name in entry]
+        try:
+            if len(kinds) != 1:
+                raise FaultRuleError("", f"must be a JSON object with exactly one of {', '.join(RULE_KINDS)}")
+            rules.append(kinds[0].from_dict(entry))
+        except FaultRuleError as exc:
+            raise FaultRuleError(exc.field, exc.problem, index) from None
+    return rules
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(raw: Mapping[str, Any], name: str) -> str:
+    value = raw[name]
+    if not isinstance(value, str):
+        raise FaultRuleError(name, f"must be a string, not {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    """A value as the user wrote it, cut short: errors never echo a huge field."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class FaultInjector:
     """Thread-safe: jobs run on the engine's worker while tests inspect counts."""
 
     def __init__(self, rules: Iterable[FaultRule | Mapping[str, Any]] = ()) -> None:
-        self.rules = [rule if isinstance(rule, FaultRule) else FaultRule.from_dict(rule) for rule in rules]
+        rules = list(rules)
+        given = [rule for rule in rules if not isinstance(rule, FaultRule)]
+        parsed = iter(parse_rules(given))
+        self.rules = [rule if isinstance(rule, FaultRule) else next(parsed) for rule in rules]
         self._applied: Counter[tuple[int, str, str]] = Counter()
         self._lock = threading.Lock()
 

@@ -1,0 +1,41 @@
+"""`batchpipe local inventory`: writes a generated S3 Inventory folder to disk, laid out as S3 delivers
+it, for `preview --inventory DIR` and `local run --inventory DIR` (docs/LOCAL.md)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import inventory as inv
+from .cli import FORMATS
+from .outputs import claim, prepare_out
+from .world import INVENTORY_BUCKET, INVENTORY_CONFIG_ID, INVENTORY_DEST_PREFIX
+
+
+def local_inventory(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    prepare_out(out, entries=())
+    fmt = FORMATS[args.format]
+    versions = args.versions.capitalize()
+    objects = inv.generate_objects(
+        args.objects, seed=args.seed, bucket=args.bucket, versioned=versions == "All"
+    )
+    delivery = inv.write_inventory_dir(
+        out,
+        source_bucket=args.bucket,
+        dest_bucket=INVENTORY_BUCKET,
+        dest_prefix=INVENTORY_DEST_PREFIX,
+        config_id=INVENTORY_CONFIG_ID,
+        objects=objects,
+        fmt=fmt,
+        versions=versions,
+        delivery_time=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+    )
+    for key in delivery.files:
+        claim(out, key[len(delivery.prefix) + 1 :].split("/", 1)[0])
+    print(
+        f"wrote an S3 Inventory of s3://{args.bucket} ({len(objects)} rows, {fmt}, {versions.lower()} "
+        f"versions) to {out}/: use it with --inventory {out}"
+    )
+    return 0
