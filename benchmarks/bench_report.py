@@ -9,17 +9,17 @@ peak memory is its own:
                       ProcessReport uses when the AWS SDK for pandas layer is attached): every row
                       as a ReportRow
 * ``parse-csv``       the same with the csv-module fallback (a deployment without the layer)
-* ``process-pyarrow`` parse + classify + write the retry manifest and failures file (ProcessReport's
-                      work for a Complete job, with local files instead of S3 uploads)
-* ``process-csv``     the same with the csv-module fallback
+* ``process-pyarrow`` ProcessReport's work for a Complete job (with local files instead of S3
+                      uploads): per Arrow batch, successes and error labels counted and failures
+                      classified in Arrow (accounting.tally_parts), only failed rows become
+                      ReportRows, written to the retry manifest and failures file
+* ``process-csv``     the same with the csv-module fallback (every row a ReportRow, classified in Python)
 * ``join``            the Failed/Cancelled-job path: the manifest (5% more rows than the report: tasks
                       never run) joined with the report (pyarrow reader) by hash-partitioning to disk,
                       then processed
 * ``join-in-memory``  the same join with the whole report in a dict (what a report under the
                       join's memory_rows bound gets; shown at sizes it is not allowed, for its cost)
 * ``pyarrow-stream``  pyarrow.csv.open_csv over the same files, batches counted (the baseline)
-* ``pyarrow-process`` a design not taken: successes counted per Arrow batch, only failed rows become
-                      Python rows (fastest, but the join and the callers need every row)
 * ``pyarrow-table``   pyarrow.csv.read_csv, whole table per file (shows what not streaming costs)
 
 Optional modes, run only where awswrangler, pandas and moto import (not the project's .venv; see
@@ -45,6 +45,7 @@ native (pyarrow) allocations count too.
 
     .venv/bin/python benchmarks/bench_report.py            # 1M rows
     .venv/bin/python benchmarks/bench_report.py --10m      # also 10M rows (~1.2 GB of CSV)
+    .venv/bin/python benchmarks/bench_report.py --json     # one JSON object per mode on stdout
     /tmp/wr-venv/bin/python benchmarks/bench_report.py     # a venv with awswrangler, pandas and
                                                            # moto too: the optional modes as well
 """
@@ -82,7 +83,6 @@ MODES = [
     "join",
     "join-in-memory",
     "pyarrow-stream",
-    "pyarrow-process",
     "pyarrow-table",
 ]
 #: Run only when awswrangler, pandas and moto import (OPTIONAL_PACKAGES).
@@ -174,8 +174,20 @@ def report_rows(files, reader: str):
             yield from read_result_rows(binary, reader)
 
 
-def process(rows, out_dir: Path) -> dict:
-    from batchpipe_core.accounting import tally
+def report_parts(files, reader: str):
+    """What ProcessReport's Complete-job path counts: Arrow batches (pyarrow) or rows (csv module)."""
+    from batchpipe_core.report import arrow_result_parts
+
+    if reader == "csv":
+        yield report_rows(files, reader)
+        return
+    for path in files:
+        with open(path, "rb") as binary:
+            yield from arrow_result_parts(binary)
+
+
+def process(parts, out_dir: Path) -> dict:
+    from batchpipe_core.accounting import tally_parts
     from batchpipe_core.classification import Disposition
 
     with (
@@ -183,11 +195,11 @@ def process(rows, out_dir: Path) -> dict:
         open(out_dir / "failures.csv", "w", newline="") as failures_file,
     ):
         retry, failures = csv.writer(retry_file), csv.writer(failures_file)
-        counts = tally(
-            rows,
+        counts = tally_parts(
+            parts,
             unknown=Disposition.PERMANENT,
-            on_retriable=lambda row, _label: retry.writerow((row.bucket, row.key)),
-            on_permanent=lambda row, _label: failures.writerow(
+            on_retriable=lambda row: retry.writerow((row.bucket, row.key)),
+            on_permanent=lambda row: failures.writerow(
                 (row.bucket, row.decoded_key, row.version_id, row.http_status, row.error_code, row.message)
             ),
         )
@@ -196,46 +208,6 @@ def process(rows, out_dir: Path) -> dict:
         "retriable": counts.failed_retriable,
         "permanent": counts.failed_permanent,
     }
-
-
-def pyarrow_process(files, pa, pacsv) -> dict:
-    """The design not taken: count successes per Arrow batch, turn only failed rows into Python.
-
-    Faster still for a Complete job, but the Failed/Cancelled join needs every row as a Python row,
-    so ProcessReport keeps one row stream for both and converts whole batches instead.
-    """
-    import pyarrow.compute as pc
-
-    from batchpipe_core.accounting import tally
-    from batchpipe_core.classification import Disposition
-    from batchpipe_core.report import report_row
-
-    names = ["bucket", "key", "version", "status", "http", "code", "message"]
-    options = (
-        pacsv.ReadOptions(column_names=names),
-        pacsv.ParseOptions(newlines_in_values=True),
-        pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
-    )
-    succeeded = retriable = permanent = 0
-    for path in files:
-        with pacsv.open_csv(path, *options) as reader:
-            for batch in reader:
-                failed = batch.filter(pc.not_equal(batch.column(3), "succeeded"))
-                succeeded += batch.num_rows - failed.num_rows
-                if failed.num_rows:
-                    rows = (
-                        report_row(list(fields)) for fields in zip(*failed.to_pydict().values(), strict=True)
-                    )
-                    counts = tally(
-                        rows, unknown=Disposition.PERMANENT, on_retriable=_ignore, on_permanent=_ignore
-                    )
-                    retriable += counts.failed_retriable
-                    permanent += counts.failed_permanent
-    return {"succeeded": succeeded, "retriable": retriable, "permanent": permanent}
-
-
-def _ignore(_row, _label) -> None:
-    pass
 
 
 # --------------------------------------------------------------- optional: awswrangler and pandas
@@ -388,7 +360,7 @@ def measure(mode: str, manifest_json: Path) -> dict:
         rows = sum(1 for _ in report_rows(files, mode.removeprefix("parse-")))
     elif mode in ("process-pyarrow", "process-csv"):
         with tempfile.TemporaryDirectory() as out:
-            detail = process(report_rows(files, mode.removeprefix("process-")), Path(out))
+            detail = process(report_parts(files, mode.removeprefix("process-")), Path(out))
         rows = sum(detail.values())
     elif mode in ("join", "join-in-memory"):
         from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow, parse_manifest_rows
@@ -411,10 +383,7 @@ def measure(mode: str, manifest_json: Path) -> dict:
                 workdir=out,
                 **({"memory_rows": 10 * expected} if mode == "join-in-memory" else {}),
             )
-            detail = process(joined, Path(out))
-        rows = sum(detail.values())
-    elif mode == "pyarrow-process":
-        detail = pyarrow_process(files, pa, pacsv)
+            detail = process([joined], Path(out))
         rows = sum(detail.values())
     elif mode in ("pyarrow-stream", "pyarrow-table"):
         names = ["bucket", "key", "version", "status", "http", "code", "message"]
@@ -489,21 +458,20 @@ def _current_rss_bytes() -> int:
 # ------------------------------------------------------------------------------ driver
 
 
-def run(rows: int, keep: bool) -> list[dict]:
+def run(rows: int, keep: bool, modes: list[str], as_json: bool) -> list[dict]:
+    """Generates a report of ``rows`` rows and measures each mode; a table, or JSON lines on stdout."""
+    say = functools.partial(print, file=sys.stderr if as_json else sys.stdout)
     directory = Path(tempfile.mkdtemp(prefix=f"batchpipe-bench-{rows}-"))
     try:
         started = time.perf_counter()
         manifest_json = generate(directory, rows)
         size = sum(p.stat().st_size for p in result_files(manifest_json))
-        print(
+        say(
             f"\n{rows:,} rows: {size / 2**20:,.0f} MiB of results CSV in {len(result_files(manifest_json))} files "
             f"(generated in {time.perf_counter() - started:.0f} s)"
         )
         results = []
-        missing = missing_optional_packages()
-        if missing:
-            print(f"skipping {', '.join(OPTIONAL_MODES)}: {', '.join(missing)} not importable")
-        for mode in MODES + ([] if missing else OPTIONAL_MODES):
+        for mode in modes:
             if mode == "join-in-memory" and rows > IN_MEMORY_JOIN_MAX_ROWS:
                 continue  # ~0.7 GB per million rows: the reason the join spills
             child = subprocess.run(
@@ -512,23 +480,27 @@ def run(rows: int, keep: bool) -> list[dict]:
                 capture_output=True,
                 text=True,
             )
-            results.append(json.loads(child.stdout.strip().splitlines()[-1]))
-        baseline = next(r for r in results if r["mode"] == "pyarrow-stream")
-        print(
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            result["rows_per_cpu_s"] = round(result["rows"] / result["cpuSeconds"])
+            result["peak_mib"] = round(result["peakMiB"], 1)
+            results.append(result)
+            if as_json:
+                print(json.dumps(result), flush=True)
+        baseline = next((r for r in results if r["mode"] == "pyarrow-stream"), None)
+        say(
             f"{'mode':<21}{'rows':>12}{'wall s':>8}{'CPU s':>8}{'rows/CPU-s':>12}"
-            f"{'CPU vs pyarrow':>16}{'peak MiB':>10}{'rows/wall-s':>13}"
+            f"{'rate vs pyarrow':>17}{'peak MiB':>10}{'rows/wall-s':>13}"
         )
         for r in results:
-            rate = r["rows"] / r["cpuSeconds"]
-            ratio = r["cpuSeconds"] / baseline["cpuSeconds"]
-            print(
-                f"{r['mode']:<21}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}{rate:>12,.0f}"
-                f"{ratio:>15.2f}x{r['peakMiB']:>10.1f}{r['rows'] / r['seconds']:>13,.0f}"
+            ratio = r["rows_per_cpu_s"] / baseline["rows_per_cpu_s"] if baseline else float("nan")
+            say(
+                f"{r['mode']:<21}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}"
+                f"{r['rows_per_cpu_s']:>12,}{ratio:>16.2f}x{r['peakMiB']:>10.1f}{r['rows'] / r['seconds']:>13,.0f}"
             )
         return results
     finally:
         if keep:
-            print(f"kept {directory}")
+            say(f"kept {directory}")
         else:
             shutil.rmtree(directory)
 
@@ -540,6 +512,13 @@ def main() -> None:
     parser.add_argument("--10m", dest="ten_million", action="store_true", help="also run 10M rows")
     parser.add_argument("--rows", type=int, help="run this many rows instead")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per mode and size on stdout (mode, rows, rows_per_cpu_s, peak_mib, ...); "
+        "the table goes to stderr",
+    )
+    parser.add_argument("--modes", help="comma-separated modes to run (default: all that can run)")
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "MANIFEST_JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -547,10 +526,23 @@ def main() -> None:
         return
     import platform
 
-    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    say = functools.partial(print, file=sys.stderr if args.json else sys.stdout)
+    say(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    if args.modes:
+        modes = args.modes.split(",")
+        unknown = sorted(set(modes) - set(MODES + OPTIONAL_MODES))
+        if unknown:
+            parser.error(
+                f"--modes: unknown {', '.join(unknown)}; choose from {', '.join(MODES + OPTIONAL_MODES)}"
+            )
+    else:
+        missing = missing_optional_packages()
+        if missing:
+            say(f"skipping {', '.join(OPTIONAL_MODES)}: {', '.join(missing)} not importable")
+        modes = MODES + ([] if missing else OPTIONAL_MODES)
     sizes = [args.rows] if args.rows else [1_000_000] + ([10_000_000] if args.ten_million else [])
     for rows in sizes:
-        run(rows, args.keep)
+        run(rows, args.keep, modes, args.json)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchpipe_core.classification import NOT_RUN, Disposition, classify, error_label
+from batchpipe_core.classification import NOT_RUN, Disposition, classify, classify_arrays, error_label
 from batchpipe_core.errors import AccountingError
-from batchpipe_core.report import ReportRow
+from batchpipe_core.report import SUCCEEDED, ReportRow, batch_rows, pa, pc, status_and_code_arrays
 
 MAX_BACKOFF_SECONDS = 86_400  # one day: a longer wait helps nothing an operator would not rather decide
 MAX_ERRORS_SHOWN = 50  # per attempt in the execution output; the record file keeps them all
@@ -45,15 +45,19 @@ class AttemptTally:
         return self.succeeded + self.failed_retriable + self.failed_permanent
 
 
+Sink = Callable[[ReportRow], None]
+
+
 def tally(
     rows: Iterable[ReportRow],
     *,
     unknown: Disposition,
-    on_retriable: Callable[[ReportRow, str], None],
-    on_permanent: Callable[[ReportRow, str], None],
+    on_retriable: Sink,
+    on_permanent: Sink,
+    counts: AttemptTally | None = None,
 ) -> AttemptTally:
-    """Classifies each outcome row and hands every failure to exactly one sink with its error label."""
-    counts = AttemptTally()
+    """Classifies each outcome row and hands every failure to exactly one sink (adds to ``counts``)."""
+    counts = counts if counts is not None else AttemptTally()
     errors, unknown_errors = counts.errors, counts.unknown_errors
     seen = succeeded = retriable = permanent = not_run = 0
     for row in rows:
@@ -69,13 +73,72 @@ def tally(
         if verdict.retriable:
             retriable += 1
             not_run += row.error_code == NOT_RUN
-            on_retriable(row, label)
+            on_retriable(row)
         else:
             permanent += 1
-            on_permanent(row, label)
-    counts.rows, counts.succeeded, counts.not_run = seen, succeeded, not_run
-    counts.failed_retriable, counts.failed_permanent = retriable, permanent
+            on_permanent(row)
+    counts.rows += seen
+    counts.succeeded += succeeded
+    counts.not_run += not_run
+    counts.failed_retriable += retriable
+    counts.failed_permanent += permanent
     return counts
+
+
+def tally_parts(
+    parts: Iterable[Any], *, unknown: Disposition, on_retriable: Sink, on_permanent: Sink
+) -> AttemptTally:
+    """``tally`` over ``report.iter_report_parts``: record batches are counted in Arrow.
+
+    Per batch, successes are counted without leaving Arrow, failures are classified with
+    ``classify_arrays`` and counted by error label per distinct (HTTP status, error code), and only
+    the failed rows become ReportRows, for the sinks. Row iterables go through ``tally``. Both give
+    the same counts and hand the sinks the same rows in the same order (tests/unit/test_report_readers.py).
+    """
+    counts = AttemptTally()
+    for part in parts:
+        if pa is not None and isinstance(part, pa.RecordBatch):
+            _tally_batch(part, counts, unknown, on_retriable, on_permanent)
+        else:
+            tally(part, unknown=unknown, on_retriable=on_retriable, on_permanent=on_permanent, counts=counts)
+    return counts
+
+
+def _tally_batch(
+    batch: Any, counts: AttemptTally, unknown: Disposition, on_retriable: Sink, on_permanent: Sink
+) -> None:
+    rows = batch.num_rows
+    counts.rows += rows
+    succeeded = pc.equal(batch.column(3), SUCCEEDED)
+    successes = pc.sum(succeeded).as_py() or 0
+    counts.succeeded += successes
+    if successes == rows:
+        return
+    failed = batch.filter(pc.invert(succeeded))
+    succeeded = pc.equal(pc.utf8_lower(failed.column(3)), SUCCEEDED)  # "Succeeded": a success too
+    if pc.any(succeeded).as_py():
+        counts.succeeded += pc.sum(succeeded).as_py()
+        failed = failed.filter(pc.invert(succeeded))
+    http_statuses, error_codes = status_and_code_arrays(failed.column(4), failed.column(5))
+    retriable, known = classify_arrays(http_statuses, error_codes, unknown)
+    by_error = pa.table({"http": http_statuses, "code": error_codes, "known": known}).group_by(
+        ["http", "code", "known"], use_threads=False
+    )
+    for group in by_error.aggregate([([], "count_all")]).to_pylist():
+        label = error_label(group["http"], group["code"])
+        counts.errors[label] += group["count_all"]
+        if not group["known"]:
+            counts.unknown_errors[label] += group["count_all"]
+    retriable_rows = pc.sum(retriable).as_py() or 0
+    counts.failed_retriable += retriable_rows
+    counts.failed_permanent += failed.num_rows - retriable_rows
+    counts.not_run += pc.sum(pc.and_(retriable, pc.equal(error_codes, NOT_RUN))).as_py() or 0
+    if retriable_rows:
+        for row in batch_rows(failed.filter(retriable)):
+            on_retriable(row)
+    if retriable_rows < failed.num_rows:
+        for row in batch_rows(failed.filter(pc.invert(retriable))):
+            on_permanent(row)
 
 
 def preferred_outcome(unknown: Disposition) -> Callable[[ReportRow, ReportRow], ReportRow]:

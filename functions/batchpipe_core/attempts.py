@@ -21,7 +21,7 @@ from batchpipe_core.accounting import (
     backoff_seconds,
     check_attempt,
     preferred_outcome,
-    tally,
+    tally_parts,
 )
 from batchpipe_core.classification import NOT_RUN, Disposition
 from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
@@ -37,6 +37,7 @@ from batchpipe_core.report import (
     ReportRow,
     Uploaded,
     iter_manifest_rows,
+    iter_report_parts,
     iter_report_rows,
     manifest_field_count,
     read_report_manifest,
@@ -131,10 +132,10 @@ class AttemptOutputs:
         self._field_count = 0
         self.sample: list[str] = []
 
-    def on_permanent(self, row: ReportRow, _label: str) -> None:
+    def on_permanent(self, row: ReportRow) -> None:
         self.permanent.writerow(failure_fields(row))
 
-    def on_retriable(self, row: ReportRow, _label: str) -> None:
+    def on_retriable(self, row: ReportRow) -> None:
         if self.retry is None:
             assert self.exhausted is not None
             self.exhausted.writerow(failure_fields(row))
@@ -211,7 +212,8 @@ def process_attempt(
         f"not run: job {job.status}" + (f" ({job.statusUpdateReason})" if job.statusUpdateReason else "")
     )
 
-    def new_pass(rows: Iterable[ReportRow]) -> _Pass:
+    def new_pass(rows: Iterable[ReportRow] | None = None) -> _Pass:
+        """Outcomes counted and written: ``rows``, else the report's batches (the Complete-job path)."""
         outputs = AttemptOutputs(
             s3,
             run.bucket,
@@ -219,8 +221,11 @@ def process_attempt(
             last_attempt=last_attempt,
             fields=lambda: manifest_field_count(s3, manifest.bucket, manifest.key),
         )
-        counts = tally(
-            rows, unknown=unknown, on_retriable=outputs.on_retriable, on_permanent=outputs.on_permanent
+        counts = tally_parts(
+            [rows] if rows is not None else iter_report_parts(s3, report),
+            unknown=unknown,
+            on_retriable=outputs.on_retriable,
+            on_permanent=outputs.on_permanent,
         )
         return _Pass(counts, outputs)
 
@@ -245,7 +250,7 @@ def process_attempt(
             )
         result = new_pass(not_run(row) for row in iter_manifest_rows(s3, manifest.bucket, manifest.key))
     elif job.status == "Complete":
-        result = new_pass(iter_report_rows(s3, report))
+        result = new_pass()
         if _complete_report_adds_up(result.counts, job, scope, manifest.objects):
             if scope == "FailedTasksOnly":
                 result.counts.succeeded += manifest.objects - result.counts.rows

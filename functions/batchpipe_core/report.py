@@ -45,6 +45,9 @@ FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "mess
 #: pyarrow's block: the unit it reads, parses and converts at a time, so what bounds its memory (a few
 #: blocks in flight). One record must fit in a block; a report row is at most a few KiB.
 ARROW_BLOCK_BYTES = 1 << 20
+#: Whether pyarrow parses blocks on its thread pool. The function has one vCPU at 1,769 MB
+#: (docs/PERFORMANCE.md), where threads add coordination but no parallelism.
+ARROW_THREADS = True
 PYARROW, CSV_MODULE = "pyarrow", "csv"
 READERS = (PYARROW, CSV_MODULE)
 _ARN_PREFIX = "arn:aws:s3:::"
@@ -215,12 +218,18 @@ def read_result_rows(binary: IO[bytes], reader: str | None = None) -> Iterator[R
 
 
 def arrow_result_rows(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -> Iterator[ReportRow]:
-    """The rows of ``parse_result_rows``, parsed by pyarrow's streaming reader one record batch at a time.
+    """The rows of ``parse_result_rows``, parsed by pyarrow's streaming reader one record batch at a time."""
+    for part in arrow_result_parts(binary, block_bytes):
+        yield from batch_rows(part) if isinstance(part, pa.RecordBatch) else part
+
+
+def arrow_result_parts(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -> Iterator[Any]:
+    """One results CSV as pyarrow record batches and, between them, lists of ReportRows, in file order.
 
     Every column is read as a string (keys and versions must stay exactly as written) and quoted
     values may hold newlines. A record that is not 7 fields wide (an unquoted comma in a message, a
-    short row) cannot go into the batch: pyarrow hands its text to ``set_aside`` and it is parsed
-    like the csv path does, after the batch it was read with.
+    short row) cannot go into a batch: pyarrow hands its text to ``set_aside`` and it is parsed like
+    the csv path does, into a list yielded after the batch it was read with.
     """
     odd_records: list[str] = []
 
@@ -231,7 +240,9 @@ def arrow_result_rows(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -
     try:
         batches = pacsv.open_csv(
             _CarriageReturnsKept(binary),
-            read_options=pacsv.ReadOptions(column_names=_RESULT_COLUMNS, block_size=block_bytes),
+            read_options=pacsv.ReadOptions(
+                column_names=_RESULT_COLUMNS, block_size=block_bytes, use_threads=ARROW_THREADS
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=set_aside),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(_RESULT_COLUMNS, pa.string())),
         )
@@ -242,10 +253,11 @@ def arrow_result_rows(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -
     with batches:
         for batch in batches:
             if batch.num_rows:
-                yield from _batch_rows(batch)
+                yield batch
             if odd_records:
-                yield from _odd_rows(odd_records)
-    yield from _odd_rows(odd_records)
+                yield _odd_rows(odd_records)
+    if odd_records:
+        yield _odd_rows(odd_records)
 
 
 class _CarriageReturnsKept(io.RawIOBase):
@@ -278,54 +290,49 @@ class _CarriageReturnsKept(io.RawIOBase):
                 return data
 
 
-def _batch_rows(batch: Any) -> Iterator[ReportRow]:
+def batch_rows(batch: Any) -> Iterator[ReportRow]:
     """One record batch as ReportRows; a column that holds one value throughout is not converted per row."""
     rows = batch.num_rows
     bucket, key, version_id, status, fifth, sixth, message = batch.columns
-    http_column, code_column = _status_columns(fifth, sixth)
-    if http_column is None:  # the two columns swap within the batch: decide per row, as the csv path
-        pairs = list(map(_status_and_code, fifth.to_pylist(), sixth.to_pylist()))
-        http_statuses: Iterable = [pair[0] for pair in pairs]
-        error_codes: Iterable = [pair[1] for pair in pairs]
-    else:
-        http_statuses = _python_values(pc.cast(http_column, pa.int16()), rows)
-        error_codes = _python_values(code_column, rows)
+    http_statuses, error_codes = status_and_code_arrays(fifth, sixth)
     columns = zip(
         _python_values(bucket, rows),
         key.to_pylist(),
         _python_values(version_id, rows),
         _python_values(pc.utf8_lower(status), rows),
-        http_statuses,
-        error_codes,
+        _python_values(http_statuses, rows),
+        _python_values(error_codes, rows),
         _python_values(message, rows),
         strict=False,  # constant columns are endless repeats; the key list sets the length
     )
     return map(_as_report_row, columns)
 
 
-def _status_columns(fifth: Any, sixth: Any) -> tuple[Any, Any]:
-    """(HTTP status, error code) columns of a batch, or (None, None) when the order changes per row.
+def status_and_code_arrays(fifth: Any, sixth: Any) -> tuple[Any, Any]:
+    """(HTTP status as int16, null when none; error code) of a batch's 5th and 6th columns.
 
-    The same rule as ``_status_and_code``, decided for the whole batch: the 5th column when it holds an
-    HTTP status in every row (real reports), the 6th when it does and the 5th never does (the
-    ``ReportSchema`` order).
+    The rule of ``_status_and_code``, decided for the whole batch when it can be: the 5th column when
+    it holds an HTTP status in every row (real reports), the 6th when it does and the 5th never does
+    (the ``ReportSchema`` order); per row only when a batch mixes both orders. Deciding over any
+    subset of rows gives each row the same answer, so a filtered batch may be passed.
     """
     fifth_is_status = pc.match_substring_regex(fifth, _HTTP_STATUS_PATTERN)
     if pc.all(fifth_is_status).as_py():
-        return fifth, sixth
+        return pc.cast(fifth, pa.int16()), sixth
     if (
         pc.all(pc.match_substring_regex(sixth, _HTTP_STATUS_PATTERN)).as_py()
         and not pc.any(fifth_is_status).as_py()
     ):
-        return sixth, fifth
-    return None, None
+        return pc.cast(sixth, pa.int16()), fifth
+    pairs = list(map(_status_and_code, fifth.to_pylist(), sixth.to_pylist()))
+    return pa.array([p[0] for p in pairs], pa.int16()), pa.array([p[1] for p in pairs], pa.string())
 
 
 def _python_values(column: Any, rows: int) -> Iterable:
     """A column's values: one value repeated when it is the same in every row (bucket, status, the
     message of successes), else a list. Comparing in Arrow costs far less than a str per row."""
     first = column[0].as_py()
-    if pc.all(pc.equal(column, first)).as_py():
+    if first is not None and column.null_count == 0 and pc.all(pc.equal(column, first)).as_py():
         return itertools.repeat(first, rows)
     return column.to_pylist()
 
@@ -389,6 +396,25 @@ def iter_report_rows(s3: Any, manifest: ReportManifest, reader: str | None = Non
         body = s3.get_object(Bucket=result.bucket, Key=result.key)["Body"]
         try:
             yield from read_result_rows(body, reader)
+        finally:
+            body.close()
+
+
+def iter_report_parts(s3: Any, manifest: ReportManifest, reader: str | None = None) -> Iterator[Any]:
+    """Every results file's content in order, as pyarrow record batches (reader ``pyarrow``) and
+    iterables of ReportRows (records pyarrow set aside; whole files with the csv module).
+
+    For callers that can work on a batch at a time (``accounting.tally_parts``): no row becomes a
+    Python object unless the caller asks.
+    """
+    reader = reader or default_reader()
+    for result in manifest.results:
+        body = s3.get_object(Bucket=result.bucket, Key=result.key)["Body"]
+        try:
+            if reader == PYARROW:
+                yield from arrow_result_parts(body)
+            else:
+                yield read_result_rows(body, CSV_MODULE)
         finally:
             body.close()
 

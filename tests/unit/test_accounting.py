@@ -20,7 +20,7 @@ from batchpipe_core.accounting import (
     tally,
     trim_errors,
 )
-from batchpipe_core.classification import Disposition
+from batchpipe_core.classification import Disposition, error_label
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.report import ReportRow
 
@@ -62,8 +62,8 @@ def test_tally_sends_each_failure_to_one_sink():
     counts = tally(
         rows,
         unknown=Disposition.PERMANENT,
-        on_retriable=lambda r, label: retried.append(label),
-        on_permanent=lambda r, label: permanent.append(label),
+        on_retriable=lambda r: retried.append(error_label(r.http_status, r.error_code)),
+        on_permanent=lambda r: permanent.append(error_label(r.http_status, r.error_code)),
     )
     assert (counts.succeeded, counts.failed_retriable, counts.failed_permanent, counts.not_run) == (
         1,
@@ -83,8 +83,8 @@ def test_unknown_errors_can_be_retried():
     counts = tally(
         [row(http=200, code="Mystery")],
         unknown=Disposition.RETRIABLE,
-        on_retriable=lambda r, label: retried.append(r),
-        on_permanent=lambda r, label: None,
+        on_retriable=retried.append,
+        on_permanent=lambda r: None,
     )
     assert counts.failed_retriable == 1 and counts.unknown_errors == {"200 Mystery": 1}
 

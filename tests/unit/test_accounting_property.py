@@ -95,8 +95,8 @@ def test_every_object_is_counted_once_and_the_retry_set_is_exact(run):
     counts = tally(
         joined,
         unknown=Disposition.PERMANENT,
-        on_retriable=lambda row, label: retried.append((row.bucket, row.key, row.version_id)),
-        on_permanent=lambda row, label: permanent.append(row.decoded_key),
+        on_retriable=lambda row: retried.append((row.bucket, row.key, row.version_id)),
+        on_permanent=lambda row: permanent.append(row.decoded_key),
     )
 
     assert counts.succeeded + counts.failed_retriable + counts.failed_permanent == len(objects)
