@@ -16,6 +16,13 @@ Key encoding, manifest. ``url_encode`` writes a space as ``+`` and a literal ``+
 ``+`` by ``%20`` leaves a text that percent-decoding and form-decoding both turn back into the exact key
 (AWS_FACTS.md, "CSV manifests"). The result contains no comma, quote or newline, so Athena's unquoted
 TEXTFILE output is a valid CSV manifest.
+
+User text reaches the statement only as string literals (prefixes, keyRegex, storage classes,
+encryption statuses), as quoted identifiers from a closed alphabet (database, table), as numbers and
+timestamps written from parsed values, and as the validated ``where`` rendering. Each literal is
+checked to read back as exactly its value, and the finished statement is parsed back and must be one
+SELECT over one table with exactly the conditions that were built: a filter value can never become
+SQL, whatever sqlglot or a later edit does.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.inventory_layout import (
@@ -34,7 +46,15 @@ from batchpipe_core.inventory_layout import (
 )
 from batchpipe_core.where import columns_used, normalize_where
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Glue names: letters, digits and underscores, at most 255 (AWS Glue API, "Name" of Database and
+# Table); always written double-quoted, so a leading digit is fine.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,255}")
+# StartQueryExecution's QueryString is 1-262,144 bytes long (Athena API reference; also listed in
+# Athena's service quotas as not adjustable).
+MAX_QUERY_BYTES = 262_144
+# Athena's bigint: what the size column is and the largest integer literal compared with it.
+MAX_BIGINT = 2**63 - 1
+_DIALECT = "trino"
 
 # How a CSV inventory's string column becomes the typed column Parquet and ORC inventories have.
 # Empty strings are what CSV has where the columnar formats have NULL.
@@ -106,21 +126,59 @@ def build_unload_sql(
     columns = needed_columns(spec, versions=versions)
     inner = ",\n".join(f"    {_inner_column(c, inventory_format)}" for c in columns)
     lines = [
-        "UNLOAD (",
-        f"SELECT {', '.join(output)}",
+        "SELECT " + ", ".join(output),
         "FROM (",
         "  SELECT",
         inner,
-        f"  FROM {quote_identifier(database)}.{quote_identifier(table)}",
-        f"  WHERE dt = {quote_literal(partition)}",
+        f"  FROM {quote_identifier(database, 'inventory.database')}.{quote_identifier(table, 'inventory.table')}",
+        f"  WHERE dt = {quote_literal(partition, 'inventory.date')}",
         ") AS inventory",
     ]
     if where_text is not None:
         conditions.append(f"({where_text})")
     for index, condition in enumerate(conditions):
         lines.append(f"{'WHERE' if index == 0 else '  AND'} {condition}")
-    lines.append(f") TO {quote_literal(output_uri)} WITH ({UNLOAD_OPTIONS})")
-    return "\n".join(lines)
+    query = "\n".join(lines)
+    _check_query(query, table=table, conditions=len(conditions))
+    statement = f"UNLOAD (\n{query}\n) TO {quote_literal(output_uri, 'outputUri')} WITH ({UNLOAD_OPTIONS})"
+    size = len(statement.encode())
+    if size > MAX_QUERY_BYTES:
+        raise SpecValidationError(
+            f"filter: the Athena statement it makes is {size:,} bytes, over Athena's limit of "
+            f"{MAX_QUERY_BYTES:,} bytes per query; use fewer or shorter filter.prefixes, or a shorter "
+            "filter.keyRegex or filter.where"
+        )
+    return statement
+
+
+def _check_query(query: str, *, table: str, conditions: int) -> None:
+    """The SELECT reads back as built: one SELECT over one table, with ``conditions`` AND-ed terms."""
+    try:
+        tokens = sqlglot.tokenize(query, read=_DIALECT)
+        trees = [tree for tree in sqlglot.parse(query, read=_DIALECT) if tree is not None]
+    except (SqlglotError, ValueError, RecursionError) as error:
+        raise _unsafe(f"it does not parse ({type(error).__name__})") from None
+    if any(token.comments for token in tokens) or any(t.token_type == TokenType.SEMICOLON for t in tokens):
+        raise _unsafe("it contains a comment or ';'")
+    if len(trees) != 1 or not isinstance(trees[0], exp.Select):
+        raise _unsafe("it is not exactly one SELECT")
+    tree = trees[0]
+    tables = [node.name for node in tree.find_all(exp.Table)]
+    selects = list(tree.find_all(exp.Select))
+    if tables != [table] or len(selects) != 2 or any(tree.find_all(exp.Union, exp.Join, exp.Lateral)):
+        raise _unsafe("it reads something other than the inventory table")
+    where = tree.args.get("where")
+    found = len(list(where.this.flatten())) if where is not None and isinstance(where.this, exp.And) else 0
+    found = found or (1 if where is not None else 0)
+    if found != conditions:
+        raise _unsafe(f"it has {found} conditions instead of {conditions}")
+
+
+def _unsafe(reason: str) -> SpecValidationError:
+    return SpecValidationError(
+        f"filter: the Athena statement built from it does not read back as built ({reason}); "
+        "simplify filter.where and check the other filter values"
+    )
 
 
 def filter_conditions(filter_spec: dict, *, versions: str) -> tuple[list[str], str | None]:
@@ -133,14 +191,16 @@ def filter_conditions(filter_spec: dict, *, versions: str) -> tuple[list[str], s
             conditions.append("is_latest = true")
     prefixes = filter_spec.get("prefixes") or []
     if prefixes:
-        alternatives = [f"starts_with(key, {quote_literal(p)})" for p in prefixes]
+        alternatives = [f"starts_with(key, {quote_literal(p, 'filter.prefixes')})" for p in prefixes]
         conditions.append(alternatives[0] if len(alternatives) == 1 else f"({' OR '.join(alternatives)})")
     if filter_spec.get("keyRegex"):
-        conditions.append(f"regexp_like(key, {quote_literal(filter_spec['keyRegex'])})")
+        conditions.append(f"regexp_like(key, {quote_literal(filter_spec['keyRegex'], 'filter.keyRegex')})")
     if filter_spec.get("storageClasses"):
-        conditions.append(f"storage_class IN ({_literal_list(filter_spec['storageClasses'])})")
+        classes = _literal_list(filter_spec["storageClasses"], "filter.storageClasses")
+        conditions.append(f"storage_class IN ({classes})")
     if filter_spec.get("encryptionStatuses"):
-        conditions.append(f"encryption_status IN ({_literal_list(filter_spec['encryptionStatuses'])})")
+        statuses = _literal_list(filter_spec["encryptionStatuses"], "filter.encryptionStatuses")
+        conditions.append(f"encryption_status IN ({statuses})")
     if filter_spec.get("minSizeBytes") is not None:
         conditions.append(f"size >= {_integer(filter_spec['minSizeBytes'], 'minSizeBytes')}")
     if filter_spec.get("maxSizeBytes") is not None:
@@ -189,21 +249,36 @@ def _validated_where(where: Any, *, versions: str) -> str | None:
     if where is None:
         return None
     if not isinstance(where, str):
-        raise SpecValidationError(f"filter.where must be a string condition, not {where!r}")
+        raise SpecValidationError(f"filter.where must be a string condition, not {_shown(where)}")
     return normalize_where(where, table_columns(versions))
 
 
-def quote_literal(value: str) -> str:
-    """A SQL string literal: the only way any user text reaches the statement."""
+def quote_literal(value: str, field: str) -> str:
+    """A SQL string literal: the only way any user text reaches the statement.
+
+    It must read back as one string token with exactly ``value``, else ``field`` is refused.
+    """
     if not isinstance(value, str):
-        raise SpecValidationError(f"expected a string, got {value!r}")
-    return "'" + value.replace("'", "''") + "'"
-
-
-def quote_identifier(name: str) -> str:
-    if not _IDENTIFIER.match(name):
+        raise SpecValidationError(f"{field}: expected a string, got {type(value).__name__}")
+    literal = "'" + value.replace("'", "''") + "'"
+    try:
+        literal.encode()
+        tokens = sqlglot.tokenize(literal, read=_DIALECT)
+    except (SqlglotError, ValueError):
+        tokens = []
+    if len(tokens) != 1 or tokens[0].token_type != TokenType.STRING or tokens[0].text != value:
         raise SpecValidationError(
-            f"{name!r} is not a valid Glue database or table name (letters, digits and underscores)"
+            f"{field}: {_shown(value)} cannot be written as an Athena string literal that reads back "
+            "as itself; it must be valid Unicode text (no unpaired surrogates)"
+        )
+    return literal
+
+
+def quote_identifier(name: str, field: str) -> str:
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise SpecValidationError(
+            f"{field}: {_shown(name)} is not a valid Glue database or table name (1-255 letters, digits "
+            "and underscores)"
         )
     return f'"{name}"'
 
@@ -218,7 +293,7 @@ def timestamp_literal(value: str | datetime) -> str:
             instant = datetime.fromisoformat(value)
         except ValueError as error:
             raise SpecValidationError(
-                f"not an ISO 8601 timestamp: {value!r} (e.g. 2024-01-01T00:00:00Z)"
+                f"not an ISO 8601 timestamp: {_shown(value)} (e.g. 2024-01-01T00:00:00Z)"
             ) from error
     else:
         instant = value
@@ -228,11 +303,21 @@ def timestamp_literal(value: str | datetime) -> str:
     return f"TIMESTAMP '{instant.isoformat(sep=' ', timespec=timespec)}'"
 
 
-def _literal_list(values: Iterable[str]) -> str:
-    return ", ".join(quote_literal(v) for v in values)
+def _literal_list(values: Iterable[str], field: str) -> str:
+    return ", ".join(quote_literal(v, field) for v in values)
 
 
 def _integer(value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecValidationError(f"filter.{field} must be an integer number of bytes, not {value!r}")
+        raise SpecValidationError(f"filter.{field} must be an integer number of bytes, not {_shown(value)}")
+    if not 0 <= value <= MAX_BIGINT:
+        raise SpecValidationError(
+            f"filter.{field}: must be between 0 and {MAX_BIGINT} (Athena's bigint), got {_shown(value)}"
+        )
     return str(value)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short prefix of a value for an error message: never all of a 10 MB field."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"

@@ -177,3 +177,37 @@ def test_output_names_follow_athena():
         "_col2",
         "_col3",
     ]
+
+
+# ------------------------------------------------------------------------------------------ hostile
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT key FROM inventory, read_csv('/etc/passwd')",
+        "SELECT key FROM inventory WHERE key IN (SELECT content FROM read_blob('/etc/hostname'))",
+        "UNLOAD (SELECT * FROM glob('/*')) TO 's3://b/p/' WITH (format = 'TEXTFILE')",
+    ],
+)
+def test_table_functions_are_syntax_errors_as_on_athena(sql):
+    with pytest.raises(AthenaQueryError) as raised:
+        parse_statement(sql)
+    assert raised.value.message.startswith("SYNTAX_ERROR")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT content FROM read_blob('/etc/hostname')",
+        "COPY (SELECT 1) TO '/tmp/batchpipe-should-not-exist.csv'",
+        "SET enable_external_access = true",
+        "ATTACH '/tmp/batchpipe-should-not-exist.db'",
+    ],
+)
+def test_the_engine_cannot_touch_the_machines_files_whatever_sql_reaches_it(sql):
+    import duckdb
+
+    con = connect()
+    with pytest.raises(duckdb.Error):
+        con.execute(sql).fetchall()

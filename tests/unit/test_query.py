@@ -388,3 +388,65 @@ def test_statement_has_exactly_one_partition_restriction():
     statement = sql({"where": "size > 0"}, fmt="Parquet", versions="All")
     assert re.findall(r"\bdt\b", statement) == ["dt"]
     assert "  WHERE dt = '2024-05-01-00-00'" in statement.splitlines()
+
+
+# ---------------------------------------------------------------- hostile input (issue 11)
+
+
+def test_a_value_that_is_not_unicode_text_is_refused_naming_its_field():
+    with pytest.raises(SpecValidationError, match=r"^filter\.prefixes: 'a\\ud800' cannot be written"):
+        sql({"prefixes": ["a\ud800"]})
+    with pytest.raises(SpecValidationError, match=r"^filter\.keyRegex: "):
+        sql({"keyRegex": "\udfff"})
+
+
+@pytest.mark.parametrize("field", ["minSizeBytes", "maxSizeBytes"])
+def test_sizes_beyond_athenas_bigint_are_refused(field):
+    assert f"size {'>=' if field == 'minSizeBytes' else '<='} {2**63 - 1}" in sql({field: 2**63 - 1})
+    with pytest.raises(SpecValidationError) as raised:
+        sql({field: 10**43})
+    assert str(raised.value) == (
+        f"filter.{field}: must be between 0 and 9223372036854775807 (Athena's bigint), "
+        "got 10000000000000000000000000000000000000000000"
+    )
+
+
+def test_glue_names_are_quoted_identifiers_from_a_closed_alphabet():
+    assert 'FROM "2024_db"."inventory"' in sql(database="2024_db")
+    with pytest.raises(SpecValidationError, match=r"^inventory\.table: 'inv-entory' is not a valid Glue"):
+        sql(table="inv-entory")
+    with pytest.raises(SpecValidationError, match=r"^inventory\.database: 'x{56}\.\.\. \(302 characters\)"):
+        sql(database="x" * 300)
+
+
+def test_a_statement_over_athenas_query_limit_is_refused_naming_the_limit():
+    prefixes = [f"{index:04d}/" + "'" * 400 for index in range(400)]
+    with pytest.raises(SpecValidationError) as raised:
+        sql({"prefixes": prefixes})
+    assert str(raised.value).startswith("filter: the Athena statement it makes is ")
+    assert "over Athena's limit of 262,144 bytes per query" in str(raised.value)
+    assert len(sql({"prefixes": prefixes[:200]}).encode()) < 262_144
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT bucket FROM (SELECT bucket FROM inventory) AS inventory WHERE a = 1 UNION SELECT 1",
+        "SELECT bucket FROM (SELECT bucket FROM inventory) AS inventory WHERE a = 1 AND b = 2",
+        "SELECT bucket FROM (SELECT bucket FROM inventory) AS inventory, read_text('/etc/passwd') WHERE a = 1",
+        "SELECT bucket FROM (SELECT bucket FROM inventory) AS inventory WHERE a = 1 -- x",
+        "SELECT bucket FROM (SELECT bucket FROM other) AS inventory WHERE a = 1",
+    ],
+)
+def test_a_statement_that_does_not_read_back_as_built_is_refused(query):
+    from batchpipe_core.query import _check_query
+
+    _check_query(
+        "SELECT bucket FROM (SELECT bucket FROM inventory) AS inventory WHERE a = 1",
+        table="inventory",
+        conditions=1,
+    )
+    with pytest.raises(
+        SpecValidationError, match=r"^filter: the Athena statement built from it does not read back"
+    ):
+        _check_query(query, table="inventory", conditions=1)

@@ -78,6 +78,11 @@ def _parse_query(text: str, line_offset: int = 0) -> exp.Expression:
         raise not_supported(
             f"the local Athena stand-in runs SELECT and UNLOAD statements, not {statement.key.upper()}"
         )
+    for table in statement.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            # Trino reads a table function only inside TABLE(...), so `FROM read_text('/etc/passwd')`
+            # is a syntax error on Athena; here it would be one of DuckDB's file readers.
+            raise syntax_error(f"mismatched input '(' after {table.this.sql(dialect=READ)[:40]!r}")
     return statement
 
 

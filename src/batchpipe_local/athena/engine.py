@@ -57,6 +57,10 @@ def connect() -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'").fetchall()  # Athena's timestamps are UTC wall-clock
     for macro in ATHENA_MACROS.values():
         con.execute(macro).fetchall()
+    # Tables arrive as registered Arrow data, never as files: a query (whatever reached it) must not
+    # read or write the machine's files (read_text, read_csv, COPY, ATTACH) nor undo this setting.
+    con.execute("SET enable_external_access = false").fetchall()
+    con.execute("SET lock_configuration = true").fetchall()
     return con
 
 

@@ -1,0 +1,48 @@
+"""`batchpipe preview` with a hostile filter.where (issue 11): refused naming the field, no file read."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from batchpipe_local import inventory as inv
+from batchpipe_local.cli import main
+
+# The reported exploit, aimed at DuckDB's file readers: a quoted identifier inside a type parameter
+# that sqlglot used to write back unquoted, twice nested so it survived ValidateSpec and PlanQuery.
+PAYLOAD = "1)) > 0) UNION ALL SELECT content, content FROM read_text('/etc/passwd') WHERE (CAST(size AS DECIMAL(10, 1"
+HOSTILE = [
+    'cast(size as decimal(10, """' + PAYLOAD + '""")) > 0',
+    "key IN (SELECT content FROM read_text('/etc/passwd'))",
+    "read_text('/etc/passwd') IS NOT NULL",
+]
+
+
+@pytest.mark.parametrize("where", HOSTILE)
+def test_preview_refuses_a_where_that_would_read_local_files(tmp_path, capsys, where):
+    inv.write_inventory_dir(
+        tmp_path / "inv",
+        source_bucket="their-bucket",
+        dest_bucket="dest",
+        dest_prefix="inv",
+        config_id="cfg",
+        objects=inv.generate_objects(20, seed=3, bucket="their-bucket"),
+        fmt="CSV",
+        versions="Current",
+        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    spec = {
+        "filter": {"prefixes": ["nothing-here/"], "where": where},
+        "operation": {"S3DeleteObjectTagging": {}},
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+
+    code = main(["preview", "--spec", str(tmp_path / "spec.json"), "--inventory", str(tmp_path / "inv")])
+
+    printed = capsys.readouterr()
+    assert code == 1
+    assert "SpecValidationError" in printed.err and "filter.where: " in printed.err
+    assert "root:" not in printed.out + printed.err
+    assert "objects selected" not in printed.out
