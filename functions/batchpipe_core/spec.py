@@ -543,3 +543,11 @@ def _json_value(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def check_spec_model(raw: Any) -> None:
+    """The checks that need no stack (types, ranges, the operation against botocore's model):
+    what the `batchpipe` command runs before it starts an execution. SpecValidationError if any fails."""
+    _, problems = _parse_spec(raw)
+    if problems:
+        raise SpecValidationError("\n".join(dict.fromkeys(problems)))

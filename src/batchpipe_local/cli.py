@@ -93,7 +93,7 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
-def _whole_number(minimum: int) -> Callable[[str], int]:
+def whole_number(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", help="job spec JSON (the execution input); default: tag every object")
     source = run.add_mutually_exclusive_group()
     source.add_argument(
-        "--objects", type=_whole_number(0), default=None, help="generate N objects and their S3 Inventory"
+        "--objects", type=whole_number(0), default=None, help="generate N objects and their S3 Inventory"
     )
     source.add_argument("--inventory", help="a real S3 Inventory on disk: the config-id folder")
     run.add_argument("--inventory-format", choices=sorted(FORMATS), default="csv")
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--wait-timeout",
-        type=_whole_number(1),
+        type=whole_number(1),
         default=5,
         help="seconds CreateJobAndWait waits for a status event before asking DescribeJob",
     )
@@ -208,9 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes N generated objects' S3 Inventory to DIR as S3 delivers it (the config-id "
         "folder: <YYYY-MM-DDTHH-MMZ>/manifest.json, data/, hive/).",
     )
-    made.add_argument(
-        "--objects", type=_whole_number(0), default=1000, help="how many objects (default 1000)"
-    )
+    made.add_argument("--objects", type=whole_number(0), default=1000, help="how many objects (default 1000)")
     made.add_argument(
         "--out", required=True, help="a new or empty folder (or an earlier one of this command)"
     )
@@ -226,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--inventory", required=True, help="config-id folder on disk, or s3://bucket/prefix/config-id"
     )
-    preview.add_argument("--sample", type=_whole_number(0), default=20)
+    preview.add_argument("--sample", type=whole_number(0), default=20)
+
+    from .ops.parsers import add_operator_commands, add_serve_command
+
+    add_serve_command(local_commands, FORMATS)
+    add_operator_commands(commands)
     return parser
 
 
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     from .outputs import OutDirError
 
     try:
+        if hasattr(args, "func"):
+            return args.func(args)
         if args.command == "local" and args.local_command == "inventory":
             from .make_inventory import local_inventory
 

@@ -1,0 +1,99 @@
+"""boto3 clients for the operator commands, and the one-line errors a user meets on AWS."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+
+from ..cli import UsageError
+
+# boto3 reads this variable itself (botocore >= 1.31); the flag only overrides it.
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+
+
+class OperatorError(UsageError):
+    """Something about the account, the stack or the run; printed as one line, exit status 2."""
+
+
+@dataclass
+class Aws:
+    """One boto3 session; clients made on first use."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            # botocore reads AWS_DEFAULT_REGION; Lambda and most docs set AWS_REGION, so both count.
+            region = self.region or os.environ.get("AWS_REGION") or None
+            self.session = boto3.Session(region_name=region, profile_name=self.profile)
+        except BotoCoreError as exc:  # e.g. ProfileNotFound
+            raise OperatorError(str(exc)) from None
+        if self.session.region_name is None:
+            raise OperatorError("no AWS region: pass --region or set AWS_REGION (or a profile's region)")
+
+    @property
+    def endpoint(self) -> str | None:
+        return self.endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            options: dict[str, Any] = {}
+            if self.endpoint_url:
+                options["endpoint_url"] = self.endpoint_url
+            if self.endpoint and service == "s3control":
+                # s3control puts the account ID in front of the host; a local endpoint has no such host.
+                options["config"] = BotoConfig(inject_host_prefix=False)
+            self._clients[service] = self.session.client(service, **options)
+        return self._clients[service]
+
+
+@contextmanager
+def aws_errors(doing: str) -> Iterator[None]:
+    """Turns what boto3 raises into one line that says what failed and what to do."""
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError):
+        raise OperatorError(
+            f"{doing}: no AWS credentials found (configure a profile, `aws sso login`, or set "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; for the embedded AWS any non-empty values do)"
+        ) from None
+    except NoRegionError:
+        raise OperatorError(f"{doing}: no AWS region: pass --region or set AWS_REGION") from None
+    except EndpointConnectionError as exc:
+        raise OperatorError(
+            f"{doing}: cannot reach {exc.kwargs.get('endpoint_url')} (wrong region, no network, or "
+            "`batchpipe local serve` not running?)"
+        ) from None
+    except ParamValidationError as exc:
+        raise OperatorError(f"{doing}: {exc}") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Error"), error.get("Message", "")
+        hint = ""
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+            hint = " (your credentials lack this permission: see docs/SECURITY.md, 'Operator permissions')"
+        elif code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
+            hint = " (refresh your credentials)"
+        elif code in ("UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException"):
+            hint = " (these credentials are not valid in this account or region)"
+        raise OperatorError(f"{doing}: {code}: {message}{hint}") from None
+    except BotoCoreError as exc:
+        raise OperatorError(f"{doing}: {exc}") from None

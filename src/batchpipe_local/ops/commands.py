@@ -1,0 +1,405 @@
+"""`batchpipe start | watch | runs | summary | rerun`: the operator's loop against a deployed stack."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.report import FAILURE_HEADER, split_s3_uri, text_stream
+from batchpipe_core.spec import check_spec_model
+
+from .aws import Aws, OperatorError, aws_errors
+from .stack import console_url, describe, execution_arn, find_stack, summary_of
+
+#: Exit status of `watch` (and `start --watch`) per run status, for scripts and CI (README, OPERATIONS.md).
+EXIT_STATUS = {
+    "SUCCEEDED": 0,
+    "NOTHING_TO_DO": 0,
+    "DRY_RUN": 0,
+    "PARTIAL": 3,
+    "CANCELLED": 4,
+    "FAILED": 5,
+    "SKIPPED": 6,
+}
+#: An execution that ended without a summary (aborted, timed out, failed before Summarize).
+EXIT_NO_SUMMARY = EXIT_STATUS["FAILED"]
+
+ACTIVE_JOB_STATUSES = ["New", "Preparing", "Suspended", "Ready", "Active", "Pausing", "Paused", "Completing"]
+# Keys of the spec that a rerun keeps from the run it reruns; the selection is the failures file.
+_RERUN_DROPS = ("inventory", "filter", "rerun", "dryRun")
+
+
+# ------------------------------------------------------------------ start
+
+
+def read_spec(path: str) -> dict[str, Any]:
+    """A spec file checked with the model ValidateSpec uses: a bad spec never reaches AWS."""
+    from .. import cli
+
+    spec = cli.read_spec(path)
+    try:
+        check_spec_model(spec)
+    except SpecValidationError as exc:
+        raise OperatorError(f"spec {path} is not valid:\n  " + "\n  ".join(str(exc).splitlines())) from None
+    return spec
+
+
+def default_execution_name(spec: dict[str, Any], now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = re.sub(r"[^A-Za-z0-9_-]", "-", str(spec.get("name") or "run"))[: 80 - len(stamp) - 1]
+    return f"{base}-{stamp}"
+
+
+def start_execution(aws: Aws, state_machine_arn: str, spec: dict[str, Any], name: str, out: TextIO) -> str:
+    with aws_errors(f"starting {name} on {state_machine_arn}"):
+        try:
+            arn = aws.client("stepfunctions").start_execution(
+                stateMachineArn=state_machine_arn, name=name, input=json.dumps(spec)
+            )["executionArn"]
+        except aws.client("stepfunctions").exceptions.ExecutionAlreadyExists:
+            raise OperatorError(
+                f"an execution named {name!r} already exists (names are unique for 90 days): pass another --name"
+            ) from None
+    print(f"started {arn}", file=out)
+    print(f"console: {console_url(arn)}", file=out)
+    return arn
+
+
+def start(aws: Aws, *, stack_name: str, spec_path: str, name: str | None, watch_it: bool, out: TextIO) -> int:
+    spec = read_spec(spec_path)
+    name = name or default_execution_name(spec)
+    stack = find_stack(aws, stack_name)
+    arn = start_execution(aws, stack.state_machine_arn, spec, name, out)
+    return watch(aws, arn, out=out) if watch_it else 0
+
+
+# ------------------------------------------------------------------ watch
+
+
+class Watcher:
+    """Follows one execution: the states it enters, its Athena query, its batch jobs' progress."""
+
+    def __init__(self, aws: Aws, arn: str, out: TextIO) -> None:
+        self.aws, self.arn, self.out = aws, arn, out
+        self.sfn = aws.client("stepfunctions")
+        self.last_event_id = 0
+        self.query_id: str | None = None
+        self.current_state: str | None = None
+        self.reported_jobs: dict[str, str] = {}
+        self.live = False
+        self.account = arn.split(":")[4]
+        self.execution_name = arn.rsplit(":", 1)[1]
+
+    def say(self, text: str) -> None:
+        self._clear_live()
+        print(text, file=self.out, flush=True)
+
+    def poll(self) -> None:
+        with aws_errors(f"reading the history of {self.arn}"):
+            # Newest first, then replayed in order: a long run's history is never re-read whole.
+            page = self.sfn.get_execution_history(executionArn=self.arn, reverseOrder=True, maxResults=200)
+        new = [e for e in page["events"] if e["id"] > self.last_event_id]
+        if new and page.get("nextToken") and min(e["id"] for e in new) > self.last_event_id + 1:
+            self.say("  … (earlier events skipped)")
+        for event in sorted(new, key=lambda e: e["id"]):
+            self.describe_event(event)
+            self.last_event_id = event["id"]
+        self.progress()
+
+    def describe_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            details = event["stateEnteredEventDetails"]
+            self.current_state = details["name"]
+            extra = ""
+            if self.current_state == "CreateJobAndWait":
+                current = _json(details.get("input")).get("current") or {}
+                objects = (current.get("manifest") or {}).get("objects")
+                extra = f"  attempt {current.get('attempt')}" + (f": {objects} objects" if objects else "")
+            self.say(f"▶ {self.current_state}{extra}")
+        elif kind.endswith("StateExited"):
+            details = event["stateExitedEventDetails"]
+            output = _json(details.get("output"))
+            if details["name"] == "StartQuery":
+                self.query_id = ((output.get("query") or {}).get("execution") or {}).get("id")
+            elif details["name"] == "ProcessReport" and isinstance(output.get("processed"), dict):
+                p = output["processed"]
+                self.say(
+                    f"  attempt {p.get('attempt')}: {p.get('succeeded')} succeeded, "
+                    f"{p.get('failedRetriable')} retriable, {p.get('failedPermanent')} permanent"
+                )
+        elif kind in ("TaskFailed", "LambdaFunctionFailed", "ExecutionFailed", "ExecutionAborted"):
+            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
+            self.say(f"  ✗ {details.get('error')}: {str(details.get('cause'))[:300]}")
+        elif kind == "TaskTimedOut":
+            self.say("  … no job status event in time: the pipeline asks DescribeJob (CheckJob)")
+
+    def progress(self) -> None:
+        if self.current_state in ("StartQuery", "WaitForQuery", "GetQueryStatus") and self.query_id:
+            self._query_progress()
+        elif self.current_state in ("CreateJobAndWait", "CheckJob", "JobFinished?"):
+            self._job_progress()
+
+    def _query_progress(self) -> None:
+        with aws_errors("reading the Athena query"):
+            execution = self.aws.client("athena").get_query_execution(QueryExecutionId=self.query_id)
+        query = execution["QueryExecution"]
+        scanned = (query.get("Statistics") or {}).get("DataScannedInBytes") or 0
+        self.show(f"  athena {query['Status']['State']}: {scanned / 1e9:.2f} GB scanned")
+
+    def _job_progress(self) -> None:
+        s3control = self.aws.client("s3control")
+        with aws_errors("listing batch jobs"):
+            jobs = s3control.list_jobs(AccountId=self.account, JobStatuses=ACTIVE_JOB_STATUSES).get(
+                "Jobs", []
+            )
+        ours = [j for j in jobs if f"({self.execution_name})" in (j.get("Description") or "")]
+        for job in ours:
+            summary = job.get("ProgressSummary") or {}
+            total = summary.get("TotalNumberOfTasks") or 0
+            done = (summary.get("NumberOfTasksSucceeded") or 0) + (summary.get("NumberOfTasksFailed") or 0)
+            line = (
+                f"  job {job['JobId']} {job['Status']}: {bar(done, total)} "
+                f"({summary.get('NumberOfTasksFailed') or 0} failed)"
+            )
+            if self.reported_jobs.get(job["JobId"]) != job["Status"]:
+                self.reported_jobs[job["JobId"]] = job["Status"]
+                self.say(line)
+            else:
+                self.show(line)
+
+    def show(self, line: str) -> None:
+        """A line redrawn in place on a terminal; in a log or pipe only changes are printed."""
+        if self.out.isatty():
+            self.out.write("\r\033[K" + line)
+            self.out.flush()
+            self.live = True
+
+    def _clear_live(self) -> None:
+        if self.live:
+            self.out.write("\r\033[K")
+            self.live = False
+
+
+def bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else 0
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks"
+
+
+def watch(aws: Aws, arn: str, *, out: TextIO, interval: float = 2.0, timeout: float | None = None) -> int:
+    watcher = Watcher(aws, arn, out)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        described = describe(aws, arn)
+        watcher.poll()
+        if described["status"] != "RUNNING":
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            watcher.say(f"still running after {timeout:.0f}s; stopped watching (the run goes on)")
+            return 0
+        time.sleep(interval)
+    summary = summary_of(described)
+    watcher.say(headline(summary, described))
+    if summary is None:
+        return EXIT_NO_SUMMARY
+    return EXIT_STATUS.get(summary["status"], EXIT_NO_SUMMARY)
+
+
+def headline(summary: dict[str, Any] | None, described: dict[str, Any]) -> str:
+    if summary is None:
+        return (
+            f"{described['status']}: the execution ended without a summary: "
+            f"{described.get('error') or ''} {str(described.get('cause') or '')[:300]}".rstrip()
+        )
+    status, totals = summary["status"], summary.get("totals") or {}
+    if status in ("SUCCEEDED", "PARTIAL", "CANCELLED"):
+        failed = sum(totals.get(k) or 0 for k in ("failedPermanent", "failedRetriesExhausted", "notRun"))
+        text = (
+            f"{status}: {totals.get('succeeded')} of {totals.get('objects')} objects succeeded in "
+            f"{len(summary.get('attempts') or [])} attempt(s)"
+        )
+        if failed:
+            text += f"; {failed} did not, listed in {summary.get('permanentFailures')} (`batchpipe rerun` reruns them)"
+        return text + "."
+    if status == "FAILED":
+        return f"FAILED: {summary.get('error')}: {str(summary.get('cause'))[:500]}"
+    if status == "SKIPPED":
+        return f"SKIPPED: {summary.get('reason') or summary.get('cause') or 'another run of this name is active'}"
+    return f"{status}: {(summary.get('manifest') or {}).get('objects')} objects selected."
+
+
+# ------------------------------------------------------------------ runs, summary
+
+
+def runs(aws: Aws, *, stack_name: str, limit: int, as_json: bool, out: TextIO) -> int:
+    stack = find_stack(aws, stack_name)
+    sfn = aws.client("stepfunctions")
+    with aws_errors(f"listing executions of {stack.state_machine_arn}"):
+        executions = sfn.list_executions(stateMachineArn=stack.state_machine_arn, maxResults=limit)[
+            "executions"
+        ]
+    rows = []
+    for execution in executions:
+        summary = summary_of(describe(aws, execution["executionArn"])) or {}
+        totals = summary.get("totals") or {}
+        failed = sum(totals.get(k) or 0 for k in ("failedPermanent", "failedRetriesExhausted", "notRun"))
+        rows.append(
+            {
+                "execution": execution["name"],
+                "name": summary.get("name"),
+                "start": execution["startDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+                "status": summary.get("status") or execution["status"],
+                "objects": totals.get("objects", (summary.get("manifest") or {}).get("objects")),
+                "succeeded": totals.get("succeeded"),
+                "failed": failed if totals else None,
+                "costUsd": summary.get("estimatedCostUsd"),
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    columns = ["execution", "start", "status", "objects", "succeeded", "failed", "costUsd"]
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), file=out)
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)), file=out)
+    if not rows:
+        print(f"(no runs of {stack.name} yet)", file=out)
+    return 0
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def show_summary(
+    aws: Aws, *, execution: str, stack_name: str | None, failures: str | None, out: TextIO
+) -> int:
+    arn = execution_arn(aws, execution, stack_name)
+    described = describe(aws, arn)
+    summary = summary_of(described)
+    if summary is None:
+        if described["status"] == "RUNNING":
+            raise OperatorError(f"{arn} is still running: `batchpipe watch` follows it")
+        print(headline(None, described), file=out)
+        return EXIT_NO_SUMMARY
+    print(json.dumps(summary, indent=2), file=out)
+    if failures:
+        download_failures(aws, summary, Path(failures), out=sys.stderr)
+    return 0
+
+
+def download_failures(aws: Aws, summary: dict[str, Any], target: Path, *, out: TextIO) -> None:
+    uri = summary.get("permanentFailures")
+    if not uri:
+        raise OperatorError("this run has no failures file: every object succeeded or nothing ran")
+    if target.exists():
+        raise OperatorError(f"--failures {target}: exists; give a new file name (nothing is overwritten)")
+    bucket, key = split_s3_uri(uri)
+    with aws_errors(f"downloading {uri}"):
+        aws.client("s3").download_file(bucket, key, str(target))
+    print(f"wrote {target} ({uri})", file=out)
+
+
+# ------------------------------------------------------------------ rerun
+
+
+def count_failures(aws: Aws, uri: str, error_codes: list[str] | None) -> Counter[str]:
+    """Rows of a failures file per error code (only the given codes, if any), streamed."""
+    bucket, key = split_s3_uri(uri)
+    counts: Counter[str] = Counter()
+    with aws_errors(f"reading {uri}"):
+        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        with text_stream(body) as text:
+            rows = csv.reader(text)
+            if next(rows, None) != FAILURE_HEADER:
+                raise OperatorError(f"{uri} is not a batchpipe failures file (unexpected header)")
+            code_at = FAILURE_HEADER.index("errorCode")
+            for fields in rows:
+                if len(fields) == len(FAILURE_HEADER) and (not error_codes or fields[code_at] in error_codes):
+                    counts[fields[code_at]] += 1
+    return counts
+
+
+def rerun_spec(
+    original: dict[str, Any], failures: str, error_codes: list[str] | None, operation: Any
+) -> dict:
+    spec = {k: v for k, v in original.items() if k not in _RERUN_DROPS}
+    spec["rerun"] = {"failures": failures, **({"errorCodes": error_codes} if error_codes else {})}
+    if operation is not None:
+        spec["operation"] = operation
+    try:
+        check_spec_model(spec)
+    except SpecValidationError as exc:
+        raise OperatorError("the rerun spec is not valid:\n  " + "\n  ".join(str(exc).splitlines())) from None
+    return spec
+
+
+def rerun(
+    aws: Aws,
+    *,
+    execution: str,
+    stack_name: str | None,
+    error_codes: list[str] | None,
+    operation_path: str | None,
+    name: str | None,
+    assume_yes: bool,
+    watch_it: bool,
+    out: TextIO,
+    answer: Any = input,
+) -> int:
+    from ..cli import _read_json
+
+    arn = execution_arn(aws, execution, stack_name)
+    described = describe(aws, arn)
+    summary = summary_of(described)
+    if summary is None:
+        raise OperatorError(f"{arn} has no summary yet (status {described['status']}); nothing to rerun")
+    failures = summary.get("permanentFailures")
+    if not failures:
+        print(f"{arn}: no failures file (status {summary['status']}): nothing to rerun", file=out)
+        return 0
+    operation = None
+    if operation_path:
+        operation = _read_json(operation_path, "operation")
+        if isinstance(operation, dict) and set(operation) == {"operation"}:
+            operation = operation["operation"]  # a whole spec's operation block is accepted too
+    spec = rerun_spec(_json(described.get("input")), failures, error_codes, operation)
+    counts = count_failures(aws, failures, error_codes)
+    total = sum(counts.values())
+    by_code = ", ".join(f"{n} {code or '(no code)'}" for code, n in counts.most_common())
+    print(f"rerun of {failures}: {total} objects ({by_code or 'none'})", file=out)
+    if total == 0:
+        print("nothing to rerun with these error codes", file=out)
+        return 0
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise OperatorError("not a terminal: pass --yes to start the rerun without asking")
+        if answer(f"start a run over these {total} objects? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not started", file=out)
+            return 0
+    state_machine_arn = arn.rsplit(":", 1)[0].replace(":execution:", ":stateMachine:")
+    new_name = (
+        check_execution_name(name)
+        if name
+        else default_execution_name({"name": f"{spec.get('name') or 'run'}-rerun"})
+    )
+    new_arn = start_execution(aws, state_machine_arn, spec, new_name, out)
+    return watch(aws, new_arn, out=out) if watch_it else 0
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,214 @@
+"""Command-line parsers of the operator commands and of `local serve` (wired into batchpipe's main)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_CODES_HELP = (
+    "exit status: 0 SUCCEEDED, NOTHING_TO_DO or DRY_RUN; 3 PARTIAL; 4 CANCELLED; 5 FAILED (or ended "
+    "without a summary); 6 SKIPPED; 2 bad input or an AWS error (one line on stderr)"
+)
+ENDPOINT_HELP = (
+    "AWS endpoint to call instead of AWS's (e.g. http://127.0.0.1:4566 of `batchpipe local serve`); "
+    "boto3's AWS_ENDPOINT_URL does the same"
+)
+
+
+def _aws_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("AWS")
+    group.add_argument("--region", help="AWS region of the stack (default: AWS_REGION / your profile's)")
+    group.add_argument("--profile", help="named AWS profile (default: AWS_PROFILE / the default chain)")
+    group.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+
+
+def _command(commands: Any, name: str, help_: str, example: str, func: Any) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=help_,
+        description=help_,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_operator_commands(commands: Any) -> None:
+    from ..cli import execution_name, whole_number
+
+    start = _command(
+        commands,
+        "start",
+        "validate a spec locally, then start a run of a deployed stack",
+        "batchpipe start --stack batchpipe --spec examples/tagging-replace.json --watch",
+        _start,
+    )
+    start.add_argument("--stack", required=True, help="CloudFormation stack name (what `sam deploy` created)")
+    start.add_argument("--spec", required=True, help="job spec JSON (the execution input)")
+    start.add_argument("--name", type=execution_name, help="execution name (default: <spec name>-<UTC time>)")
+    start.add_argument("--watch", action="store_true", help="follow the run until it ends (see `watch`)")
+    start.epilog += f"\n\nwith --watch, {EXIT_CODES_HELP}"
+    _aws_options(start)
+
+    watch = _command(
+        commands,
+        "watch",
+        "follow a run live: state, attempt, Athena and batch-job progress, then its headline",
+        "batchpipe watch retag-prod-20261202T030000Z --stack batchpipe",
+        _watch,
+    )
+    watch.add_argument("execution", help="execution ARN, or its name with --stack")
+    watch.add_argument("--stack", help="stack name (needed when EXECUTION is a name)")
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    watch.epilog += f"\n\n{EXIT_CODES_HELP}"
+    _aws_options(watch)
+
+    runs = _command(
+        commands,
+        "runs",
+        "recent runs of a stack: name, start, status, objects, succeeded, failed, cost",
+        "batchpipe runs --stack batchpipe --json",
+        _runs,
+    )
+    runs.add_argument("--stack", required=True)
+    runs.add_argument(
+        "--max", type=whole_number(1), default=20, help="how many runs, newest first (1-1000, default 20)"
+    )
+    runs.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _aws_options(runs)
+
+    summary = _command(
+        commands,
+        "summary",
+        "print a run's summary; --failures downloads the objects that did not succeed",
+        "batchpipe summary retag-prod-20261202T030000Z --stack batchpipe --failures failed.csv",
+        _summary,
+    )
+    summary.add_argument("execution", help="execution ARN, or its name with --stack")
+    summary.add_argument("--stack")
+    summary.add_argument(
+        "--failures", metavar="FILE", help="download the failures file to FILE (must not exist)"
+    )
+    _aws_options(summary)
+
+    rerun = _command(
+        commands,
+        "rerun",
+        "start a new run over the objects a run failed on (after you fixed the cause)",
+        "batchpipe rerun retag-prod-20261202T030000Z --stack batchpipe --error-codes AccessDenied --yes",
+        _rerun,
+    )
+    rerun.add_argument("execution", help="execution ARN, or its name with --stack")
+    rerun.add_argument("--stack")
+    rerun.add_argument("--error-codes", nargs="+", metavar="CODE", help="only the failures with these codes")
+    rerun.add_argument(
+        "--operation", metavar="FILE", help="JSON of another operation (default: the run's own)"
+    )
+    rerun.add_argument("--name", type=execution_name, help="execution name of the rerun")
+    rerun.add_argument("--yes", action="store_true", help="start without asking")
+    rerun.add_argument("--watch", action="store_true", help="follow the rerun until it ends")
+    _aws_options(rerun)
+
+
+def add_serve_command(local_commands: Any, formats: dict[str, str]) -> None:
+    from ..cli import whole_number
+
+    serve = _command(
+        local_commands,
+        "serve",
+        "keep the embedded AWS running as a local endpoint for the operator commands, until stopped",
+        "batchpipe local serve --objects 2000 --faults examples/local/faults.json --port 4566",
+        _serve,
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=whole_number(0), default=4566, help="TCP port (default 4566; 0 picks a free one)"
+    )
+    serve.add_argument("--stack-name", default="batchpipe", help="name the served stack answers to")
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument(
+        "--objects", type=whole_number(0), default=2000, help="generate N objects and their S3 Inventory"
+    )
+    source.add_argument("--inventory", help="a real S3 Inventory on disk: the config-id folder")
+    serve.add_argument("--inventory-format", choices=sorted(formats), default="csv")
+    serve.add_argument("--versions", choices=["current", "all"], default="current")
+    serve.add_argument("--faults", help="faults JSON for the S3 Batch engine; re-read when the file changes")
+    serve.add_argument(
+        "--wait-timeout", type=int, default=5, help="JobWaitTimeoutSeconds of the served stack"
+    )
+    serve.add_argument("--seed", type=int, default=7)
+    serve.add_argument("--out", default="local-serve", help="Lambda logs now; at stop, the runs and buckets")
+
+
+def _aws(args: argparse.Namespace) -> Any:
+    from .aws import Aws
+
+    return Aws(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
+
+
+def _start(args: argparse.Namespace) -> int:
+    from .commands import start
+
+    return start(
+        _aws(args),
+        stack_name=args.stack,
+        spec_path=args.spec,
+        name=args.name,
+        watch_it=args.watch,
+        out=sys.stdout,
+    )
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .commands import watch
+    from .stack import execution_arn
+
+    if args.interval <= 0:
+        from .aws import OperatorError
+
+        raise OperatorError(f"--interval {args.interval}: give a number of seconds above 0")
+    aws = _aws(args)
+    return watch(aws, execution_arn(aws, args.execution, args.stack), out=sys.stdout, interval=args.interval)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .aws import OperatorError
+    from .commands import runs
+
+    if args.max > 1000:
+        raise OperatorError(f"--max {args.max}: Step Functions lists at most 1000 executions a page")
+    return runs(_aws(args), stack_name=args.stack, limit=args.max, as_json=args.json, out=sys.stdout)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from .commands import show_summary
+
+    return show_summary(
+        _aws(args), execution=args.execution, stack_name=args.stack, failures=args.failures, out=sys.stdout
+    )
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from .commands import rerun
+
+    return rerun(
+        _aws(args),
+        execution=args.execution,
+        stack_name=args.stack,
+        error_codes=args.error_codes,
+        operation_path=args.operation,
+        name=args.name,
+        assume_yes=args.yes,
+        watch_it=args.watch,
+        out=sys.stdout,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import local_serve
+
+    return local_serve(args)

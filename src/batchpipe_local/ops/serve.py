@@ -1,0 +1,294 @@
+"""`batchpipe local serve`: the embedded AWS as an HTTP endpoint on this machine, until stopped.
+
+Every request a boto3 client sends to the endpoint (``--endpoint-url`` or ``AWS_ENDPOINT_URL``) is
+answered by the same in-process emulation that `local run` and the tests use: the request is turned
+back into the AWS URL it stands for (service and region from its SigV4 credential scope) and handed
+to moto's request dispatcher, which the project's S3 Batch Operations engine and Athena hook into.
+So the operator commands (`start`, `watch`, `runs`, `summary`, `rerun`) run unchanged against it.
+
+CloudFormation is the one service answered here rather than by moto: the served stack is not
+created through CloudFormation (SAM transforms are not emulated), but `DescribeStacks` for its name
+returns template.yaml's Outputs, resolved, as a deployed stack's would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import re
+import signal
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.compat import HTTPHeaders
+from moto.core import models as moto_models
+from moto.core.serialize import SerializationContext, get_serializer_class
+from moto.core.utils import get_service_model
+
+from ..cli import UsageError
+
+# A request signed with SigV4 names its region and signing service in the credential scope, in the
+# Authorization header or, for a presigned URL, in X-Amz-Credential.
+_SCOPE = re.compile(r"Credential=[^/,&]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/aws4_request")
+_S3CONTROL_PATH = "/v20180820/"
+_GLOBAL_SERVICES = {"iam": "iam.amazonaws.com"}
+
+
+class NotAnAwsRequest(Exception):
+    pass
+
+
+def aws_url(path: str, headers: Any, served_host: str) -> str:
+    """The AWS URL a request to the local endpoint stands for."""
+    scope = _SCOPE.search(headers.get("Authorization", "")) or _SCOPE.search(unquote(path))
+    if scope is None:
+        raise NotAnAwsRequest(
+            "unsigned request: the embedded AWS answers SigV4-signed requests (boto3, AWS CLI)"
+        )
+    region, service = scope["region"], scope["service"]
+    if service == "s3" and path.startswith(_S3CONTROL_PATH):
+        account = headers.get("x-amz-account-id", "")
+        if not re.fullmatch(r"\d{12}", account):
+            raise NotAnAwsRequest("s3control request without an x-amz-account-id header")
+        host = f"{account}.s3-control.{region}.amazonaws.com"
+    elif service == "s3":
+        # Virtual-hosted style against a local name (bucket.localhost:port) becomes AWS's own.
+        request_host = headers.get("Host", "")
+        bucket = request_host[: -len(served_host) - 1] if request_host.endswith("." + served_host) else ""
+        host = f"{bucket}.s3.amazonaws.com" if bucket else "s3.amazonaws.com"
+    else:
+        host = _GLOBAL_SERVICES.get(service, f"{service}.{region}.amazonaws.com")
+    return f"https://{host}{path}"
+
+
+class StackOutputs:
+    """Answers CloudFormation DescribeStacks for the served stack from template.yaml's Outputs."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.created = datetime.now(UTC)
+        self.operation = get_service_model("cloudformation").operation_model("DescribeStacks")
+
+    def outputs(self) -> list[dict[str, str]]:
+        return [
+            {"OutputKey": key, "OutputValue": str(self.stack.resolver.resolve(output["Value"]))}
+            for key, output in self.stack.template.get("Outputs", {}).items()
+        ]
+
+    def answer(self, body: bytes) -> tuple[int, dict, str] | None:
+        params = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if params.get("Action") != "DescribeStacks":
+            return None
+        serializer = get_serializer_class("cloudformation", "query")(
+            self.operation, context=SerializationContext(request_id=uuid.uuid4().hex)
+        )
+        name = params.get("StackName")
+        if name not in (self.stack.stack_name, self.stack.resolver.pseudo["AWS::StackId"]):
+            error = _ValidationError(f"Stack with id {name} does not exist")
+            response = serializer.serialize(error)
+            return 400, response["headers"], response["body"]
+        stack = {
+            "StackName": self.stack.stack_name,
+            "StackId": self.stack.resolver.pseudo["AWS::StackId"],
+            "CreationTime": self.created,
+            "StackStatus": "CREATE_COMPLETE",
+            "Outputs": self.outputs(),
+        }
+        response = serializer.serialize({"Stacks": [stack]})
+        return response["status_code"], response["headers"], response["body"]
+
+
+class _ValidationError(Exception):
+    """CloudFormation's answer for an unknown stack (shape: the query protocol's error)."""
+
+    code = "ValidationError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def make_handler(stack: Any, served_host: str, before_request: Any = None) -> type[BaseHTTPRequestHandler]:
+    cloudformation = StackOutputs(stack)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # one line per request would drown the console
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            try:
+                url = aws_url(self.path, self.headers, served_host)
+            except NotAnAwsRequest as exc:
+                self._send(400, {"Content-Type": "text/plain"}, str(exc).encode())
+                return
+            if before_request is not None:
+                before_request()
+            answered = None
+            if url.startswith("https://cloudformation."):
+                answered = cloudformation.answer(body)
+            if answered is None:
+                headers = HTTPHeaders()
+                for key, value in self.headers.items():
+                    headers[key] = value
+                request = AWSPreparedRequest(
+                    method=self.command, url=url, headers=headers, body=body, stream_output=False
+                )
+                answered = moto_models.botocore_stubber.process_request(request)
+            if answered is None:
+                self._send(
+                    501, {"Content-Type": "text/plain"}, f"the embedded AWS does not serve {url}".encode()
+                )
+                return
+            status, headers, content = answered
+            if isinstance(content, str):
+                content = content.encode("utf-8")
+            elif content is None:
+                content = b""
+            elif not isinstance(content, bytes):
+                content = b"".join(content)
+            self._send(status, headers, content)
+
+        def _send(self, status: int, headers: dict, content: bytes) -> None:
+            self.send_response(int(status))
+            for key, value in (headers or {}).items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                    self.send_header(key, str(value))
+            self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _answer
+
+    return Handler
+
+
+class FaultsFile:
+    """The faults file is read again when it changes, so a rehearsal can 'fix the cause' between runs."""
+
+    def __init__(self, path: Path | None, engine: Any, load: Any) -> None:
+        self.path, self.engine, self.load = path, engine, load
+        self.mtime = path.stat().st_mtime_ns if path else None
+        self.lock = threading.Lock()
+
+    def refresh(self) -> None:
+        if self.path is None:
+            return
+        with self.lock:
+            try:
+                mtime = self.path.stat().st_mtime_ns
+            except OSError:
+                return
+            if mtime == self.mtime:
+                return
+            self.mtime = mtime
+            try:
+                rules = self.load(str(self.path))
+                from ..s3batch.faults import FaultInjector
+
+                self.engine.faults = FaultInjector(rules)
+            except (UsageError, ValueError, TypeError) as exc:
+                print(f"batchpipe: faults file {self.path} not reloaded: {exc}", file=sys.stderr, flush=True)
+                return
+            print(f"faults reloaded from {self.path}: {len(rules)} rule(s)", flush=True)
+
+
+def check_host(host: str) -> str:
+    """The emulator answers anyone who reaches it without credentials: it listens on loopback only."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise UsageError(f"--host {host[:100]!r}: the embedded AWS listens on loopback only (127.0.0.1, ::1)")
+    return host
+
+
+def local_serve(args: argparse.Namespace) -> int:
+    from .. import inventory as inv
+    from ..cli import FORMATS, read_faults, read_inventory
+    from ..outputs import lambda_logs_to, prepare_out, write_outputs
+    from ..stack import LocalStack
+    from ..world import INVENTORY_DEST_PREFIX, World
+
+    host = check_host(args.host)
+    if args.port > 65535:
+        raise UsageError(f"--port {args.port}: a TCP port is 0-65535 (0 picks a free one)")
+    faults_path = Path(args.faults) if args.faults else None
+    faults = read_faults(args.faults) if args.faults else []
+    if args.inventory:
+        layout = read_inventory(args.inventory)
+        world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
+    else:
+        layout = None
+        world = World(fmt=FORMATS[args.inventory_format], versions=args.versions.capitalize())
+    out = Path(args.out)
+    prepare_out(out)
+    parameters = world.parameters(JobWaitTimeoutSeconds=str(args.wait_timeout))
+    with (
+        lambda_logs_to(out / "lambda-logs.jsonl"),
+        LocalStack(parameters=parameters, stack_name=args.stack_name, faults=faults) as stack,
+    ):
+        s3 = stack.client("s3")
+        if layout is not None:
+            world.create_buckets(s3)
+            count = inv.load_inventory_dir(
+                s3,
+                layout,
+                dest_bucket=world.inventory_bucket,
+                dest_prefix=INVENTORY_DEST_PREFIX,
+                config_id=world.config_id,
+            )
+        else:
+            count = args.objects
+            world.seed(s3, world.generated(count, seed=args.seed))
+        reload_faults = FaultsFile(faults_path, stack.engine, read_faults)
+        server = ThreadingHTTPServer((host, args.port), make_handler(stack, host, reload_faults.refresh))
+        server.daemon_threads = True
+        port = server.server_address[1]
+        endpoint = f"http://{host}:{port}"
+        print(
+            f"serving stack {stack.stack_name!r} on the embedded AWS at {endpoint} "
+            f"({count} objects in s3://{world.source_bucket}); Ctrl-C stops it\n"
+            f"  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={stack.region} "
+            "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
+            f"  batchpipe start --stack {stack.stack_name} --spec examples/tagging-replace.json --watch",
+            flush=True,
+        )
+        # SIGTERM (a test fixture, systemd, `kill`) stops it as Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+            summaries = _summaries(stack)
+            write_outputs(stack, out, {"runs": summaries}, exclude_buckets={stack.pipeline_bucket})
+            print(f"stopped; {len(summaries)} run(s), everything is under {out}/", flush=True)
+    return 0
+
+
+def _summaries(stack: Any) -> list[Any]:
+    sfn = stack.client("stepfunctions")
+    runs = []
+    for execution in sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]:
+        output = sfn.describe_execution(executionArn=execution["executionArn"]).get("output")
+        runs.append(
+            json.loads(output)
+            if output
+            else {"executionId": execution["executionArn"], "status": execution["status"]}
+        )
+    return runs

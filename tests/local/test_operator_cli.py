@@ -1,0 +1,225 @@
+"""The operator's loop, driven through the `batchpipe` command against a served embedded AWS.
+
+`batchpipe local serve` runs in a child process on 127.0.0.1 (started and stopped here); the commands
+run in this process as a user's shell would run them, with only boto3's own AWS_ENDPOINT_URL set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from batchpipe_local.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE_BUCKET = "batchpipe-demo-source"
+OBJECTS = 300
+# The demo's faults: logs/ get one 503 (retried, then fine); backups/db/2019/ are 404 until "fixed".
+GONE = "^backups/db/2019/"
+FAULTS = [
+    {"keyRegex": "^logs/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1},
+    {"keyRegex": GONE, "httpStatus": 404, "errorCode": "NoSuchKey"},
+]
+TAG_ALL = {
+    "name": "retag-all",
+    "operation": {"S3PutObjectTagging": {"TagSet": [{"Key": "stage", "Value": "one"}]}},
+    "retry": {"backoffSeconds": 1},
+}
+
+pytestmark = pytest.mark.xdist_group("served-embedded-aws")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A `batchpipe local serve` child on a free loopback port; yields (endpoint, faults file)."""
+    tmp = tmp_path_factory.mktemp("serve")
+    faults = tmp / "faults.json"
+    faults.write_text(json.dumps(FAULTS))
+    command = [sys.executable, "-m", "batchpipe_local.cli", "local", "serve", "--port", "0"]
+    command += [
+        "--objects",
+        str(OBJECTS),
+        "--faults",
+        str(faults),
+        "--out",
+        str(tmp / "out"),
+        "--wait-timeout",
+        "2",
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
+    try:
+        endpoint = None
+        deadline = time.monotonic() + 180
+        lines = []
+        while endpoint is None and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
+            endpoint = found and found[1]
+        assert endpoint, "local serve did not start:\n" + "".join(lines)
+        yield endpoint, faults
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            rest, _ = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            rest, _ = child.communicate()
+    assert child.returncode == 0, rest
+    assert "stopped;" in rest
+    assert (tmp / "out" / "summary.json").exists()
+
+
+@pytest.fixture
+def aws_env(served, monkeypatch):
+    endpoint, _ = served
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return endpoint
+
+
+def _tags(endpoint: str, key: str) -> dict[str, str]:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=SOURCE_BUCKET, Key=key)["TagSet"]}
+
+
+def _keys(endpoint: str) -> list[str]:
+    """Keys whose tags GetObjectTagging reads (moto refuses it on archived objects; S3 does not)."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=SOURCE_BUCKET)
+    archived = ("GLACIER", "DEEP_ARCHIVE")
+    return [o["Key"] for page in pages for o in page.get("Contents", []) if o["StorageClass"] not in archived]
+
+
+def test_rehearsal_start_watch_list_fix_and_rerun(aws_env, served, tmp_path, capsys):
+    _, faults = served
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(TAG_ALL))
+
+    code = main(["start", "--stack", "batchpipe", "--spec", str(spec), "--name", "rehearsal-1", "--watch"])
+
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 3, printed + captured.err  # PARTIAL: the 404s never succeed
+    assert "started arn:aws:states:us-east-1:" in printed and "console: https://" in printed
+    assert "▶ CreateJobAndWait  attempt 2" in printed
+    assert re.search(r"PARTIAL: \d+ of 300 objects succeeded in 2 attempt\(s\); \d+ did not", printed)
+    gone = [k for k in _keys(aws_env) if re.search(GONE, k)]
+    assert gone and all("stage" not in _tags(aws_env, k) for k in gone)
+
+    assert main(["runs", "--stack", "batchpipe", "--json"]) == 0
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["execution"] == "rehearsal-1"]
+    assert row["status"] == "PARTIAL" and row["objects"] == OBJECTS and row["failed"] >= len(gone)
+    assert row["succeeded"] == OBJECTS - row["failed"]
+
+    failures = tmp_path / "failed.csv"
+    assert main(["summary", "rehearsal-1", "--stack", "batchpipe", "--failures", str(failures)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "PARTIAL"
+    rows = failures.read_text().splitlines()[1:]
+    assert set(gone) <= {r.split(",")[1] for r in rows} and len(rows) == row["failed"]
+    assert all(",404,NoSuchKey," in r for r in rows)
+
+    faults.write_text("[]")  # the cause is fixed: the objects are back
+    time.sleep(0.05)
+    code = main(
+        ["rerun", "rehearsal-1", "--stack", "batchpipe", "--name", "rehearsal-1-fix", "--yes", "--watch"]
+    )
+
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    failed = row["failed"]
+    assert f"{failed} objects ({failed} NoSuchKey)" in printed
+    assert f"SUCCEEDED: {failed} of {failed} objects succeeded" in printed
+    assert all(_tags(aws_env, k) == {"stage": "one"} for k in gone)
+
+
+def test_a_bad_spec_never_reaches_aws(aws_env, tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**TAG_ALL, "priorty": 3}))
+
+    code = main(["start", "--stack", "batchpipe", "--spec", str(spec), "--name", "never-started"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "priorty" in err and "Traceback" not in err
+    assert main(["runs", "--stack", "batchpipe", "--json"]) == 0
+    assert "never-started" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["runs", "--stack", "no-such-stack"], "stack 'no-such-stack' not found in us-east-1"),
+        (["watch", "nope"], "also pass --stack"),
+        (["summary", "no-such-run", "--stack", "batchpipe"], "no execution arn:aws:states:"),
+        (["watch", "arn:aws:states:us-east-1:123:execution:x"], "is not a Step Functions execution ARN"),
+        (["start", "--stack", "batchpipe", "--spec", "/nonexistent.json"], "spec file not found"),
+    ],
+)
+def test_user_errors_are_one_line(aws_env, capsys, argv, message):
+    code = main(argv)
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unsigned_requests_are_refused(served):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(served[0] + "/", timeout=10)
+    assert refused.value.code == 400
+    assert b"SigV4" in refused.value.read()
+
+
+def test_serve_listens_on_loopback_only(capsys):
+    code = main(["local", "serve", "--host", "0.0.0.0", "--port", "0"])
+
+    assert code == 2
+    assert "loopback only" in capsys.readouterr().err
+
+
+def test_environment_is_not_needed_for_the_endpoint_flag(served, monkeypatch, capsys):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+    code = main(["runs", "--stack", "batchpipe", "--region", "us-east-1", "--endpoint-url", served[0]])
+
+    assert code == 0
+    assert capsys.readouterr().out.startswith("execution")
+
+
+def test_served_endpoint_is_what_boto3_users_expect(aws_env):
+    """Plain boto3 (no batchpipe code) sees the served stack through AWS_ENDPOINT_URL alone."""
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in cfn.describe_stacks(StackName="batchpipe")["Stacks"][0]["Outputs"]
+    }
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    assert sfn.describe_state_machine(stateMachineArn=outputs["StateMachineArn"])["status"] == "ACTIVE"
+    assert os.environ["AWS_ENDPOINT_URL"] == aws_env
