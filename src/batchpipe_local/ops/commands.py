@@ -388,11 +388,7 @@ def rerun(
             print("not started", file=out)
             return 0
     state_machine_arn = arn.rsplit(":", 1)[0].replace(":execution:", ":stateMachine:")
-    new_name = (
-        check_execution_name(name)
-        if name
-        else default_execution_name({"name": f"{spec.get('name') or 'run'}-rerun"})
-    )
+    new_name = name or default_execution_name({"name": f"{spec.get('name') or 'run'}-rerun"})
     new_arn = start_execution(aws, state_machine_arn, spec, new_name, out)
     return watch(aws, new_arn, out=out) if watch_it else 0
 
