@@ -35,6 +35,11 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
 
     @functools.wraps(handler)
     def correlated(event: dict, context: Any) -> Any:
+        # The logger may be created before the function's environment exists (one process hosts
+        # every function locally): the service name is read per invocation, as the config is.
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME")
+        if service:
+            logger.append_keys(service=service)
         logger.set_correlation_id(execution_id_of(event))
         try:
             return handler(event, context)

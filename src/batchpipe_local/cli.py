@@ -150,6 +150,13 @@ def _is_control(char: str) -> bool:
     return point <= 0x1F or 0x7F <= point <= 0x9F or 0xD800 <= point <= 0xDFFF or point in (0xFFFE, 0xFFFF)
 
 
+def with_example(parser: argparse.ArgumentParser, *examples: str) -> argparse.ArgumentParser:
+    """Every command's --help ends with a command line that works as written."""
+    parser.epilog = "example:\n" + "\n".join(f"  {line}" for line in examples)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="batchpipe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="local-run", help="where to write the summary, the pipeline bucket and objects.jsonl"
     )
     run.add_argument("--json", action="store_true", help="print only the run summary (JSON) on stdout")
+    with_example(
+        run, "batchpipe local run --objects 2000 --faults examples/local/faults.json --out local-run"
+    )
 
     made = local_commands.add_parser(
         "inventory",
@@ -218,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bucket", type=bucket_name, default="batchpipe-demo-source", help="source bucket name"
     )
     made.add_argument("--seed", type=int, default=7)
+    with_example(made, "batchpipe local inventory --objects 5000 --format parquet --out my-inventory")
 
     preview = commands.add_parser("preview", help="count and sample what a spec selects, without AWS cost")
     preview.add_argument("--spec", required=True)
@@ -225,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--inventory", required=True, help="config-id folder on disk, or s3://bucket/prefix/config-id"
     )
     preview.add_argument("--sample", type=whole_number(0), default=20)
+    with_example(
+        preview,
+        "batchpipe preview --spec examples/tagging-replace.json --inventory my-inventory",
+        "batchpipe preview --spec my-spec.json --inventory s3://inventory-bucket/source-bucket/config-id",
+    )
 
     from .ops.parsers import add_operator_commands, add_serve_command
 

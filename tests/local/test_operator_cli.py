@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 
 from batchpipe_local.cli import main
 
@@ -79,6 +80,12 @@ def served(tmp_path_factory):
     assert child.returncode == 0, rest
     assert "stopped;" in rest
     assert (tmp / "out" / "summary.json").exists()
+    # The served functions' logs name the service template.yaml gives them.
+    service = yaml.load((REPO / "template.yaml").read_text(), Loader=yaml.BaseLoader)["Globals"]["Function"][
+        "Environment"
+    ]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    logs = [json.loads(line) for line in (tmp / "out" / "lambda-logs.jsonl").read_text().splitlines()]
+    assert logs and {record["service"] for record in logs} == {service}
 
 
 @pytest.fixture

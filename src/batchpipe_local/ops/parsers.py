@@ -24,13 +24,9 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _command(commands: Any, name: str, help_: str, example: str, func: Any) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        name,
-        help=help_,
-        description=help_,
-        epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    from ..cli import with_example
+
+    parser = with_example(commands.add_parser(name, help=help_, description=help_), example)
     parser.set_defaults(func=func)
     return parser
 

@@ -1,0 +1,212 @@
+"""The operator commands' answers to what the embedded AWS cannot stage: AWS's own error responses,
+given through botocore's Stubber (the requests are still validated against botocore's models)."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from botocore.stub import Stubber
+
+from batchpipe_local.cli import build_parser, main
+from batchpipe_local.ops import commands, stack
+from batchpipe_local.ops.aws import Aws, OperatorError
+
+REPO = Path(__file__).resolve().parents[2]
+STATE_MACHINE = "arn:aws:states:eu-west-1:111122223333:stateMachine:batchpipe-pipeline"
+EXECUTION = "arn:aws:states:eu-west-1:111122223333:execution:batchpipe-pipeline:run-1"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    return Aws(region="eu-west-1")
+
+
+def stubbed(aws: Aws, service: str) -> Stubber:
+    client = boto3.client(service, region_name="eu-west-1")
+    aws._clients[service] = client
+    stubber = Stubber(client)
+    stubber.activate()
+    return stubber
+
+
+def _stack(outputs: dict[str, str]) -> dict:
+    return {
+        "Stacks": [
+            {
+                "StackName": "prod",
+                "CreationTime": datetime(2026, 1, 1, tzinfo=UTC),
+                "StackStatus": "CREATE_COMPLETE",
+                "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
+            }
+        ]
+    }
+
+
+def test_the_outputs_the_commands_need_are_template_outputs():
+    template = yaml.load((REPO / "template.yaml").read_text(), Loader=yaml.BaseLoader)
+
+    assert set(stack.REQUIRED_OUTPUTS) <= set(template["Outputs"])
+
+
+def test_access_denied_is_one_line_with_what_to_do(aws):
+    cfn = stubbed(aws, "cloudformation")
+    cfn.add_client_error(
+        "describe_stacks",
+        "AccessDenied",
+        "User: arn:aws:iam::1:user/x is not authorized",
+        http_status_code=403,
+    )
+
+    with pytest.raises(OperatorError) as refused:
+        stack.find_stack(aws, "prod")
+
+    message = str(refused.value)
+    assert message.startswith("finding stack 'prod': AccessDenied: User:")
+    assert "lack this permission" in message and "\n" not in message
+
+
+def test_a_missing_stack_names_the_region(aws):
+    cfn = stubbed(aws, "cloudformation")
+    cfn.add_client_error("describe_stacks", "ValidationError", "Stack with id prod does not exist")
+
+    with pytest.raises(
+        OperatorError, match=r"stack 'prod' not found in eu-west-1: check --stack and --region"
+    ):
+        stack.find_stack(aws, "prod")
+
+
+def test_a_stack_of_something_else_is_not_taken_for_batchpipe(aws):
+    cfn = stubbed(aws, "cloudformation")
+    cfn.add_response("describe_stacks", _stack({"ApiUrl": "https://x"}), {"StackName": "prod"})
+
+    with pytest.raises(
+        OperatorError, match="is not a batchpipe stack .no StateMachineArn, PipelineBucketName"
+    ):
+        stack.find_stack(aws, "prod")
+
+
+def test_a_name_taken_within_90_days_says_so(aws):
+    sfn = stubbed(aws, "stepfunctions")
+    sfn.add_client_error("start_execution", "ExecutionAlreadyExists", "Execution Already Exists")
+
+    with pytest.raises(
+        OperatorError, match="already exists .names are unique for 90 days.: pass another --name"
+    ):
+        commands.start_execution(aws, STATE_MACHINE, {"operation": {}}, "run-1", io.StringIO())
+
+
+def test_expired_credentials_say_refresh(aws):
+    sfn = stubbed(aws, "stepfunctions")
+    sfn.add_client_error("describe_execution", "ExpiredTokenException", "The security token expired")
+
+    with pytest.raises(OperatorError, match="refresh your credentials"):
+        stack.describe(aws, EXECUTION)
+
+
+def test_no_credentials_is_one_line(monkeypatch, tmp_path, capsys):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    code = main(["runs", "--stack", "prod", "--region", "eu-west-1"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no AWS credentials found" in err and "Traceback" not in err
+
+
+def test_no_region_is_one_line(monkeypatch, tmp_path, capsys):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+
+    code = main(["runs", "--stack", "prod"])
+
+    assert code == 2
+    assert "no AWS region: pass --region" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("SUCCEEDED", 0), ("NOTHING_TO_DO", 0), ("DRY_RUN", 0), ("PARTIAL", 3), ("CANCELLED", 4), ("FAILED", 5)],
+)
+def test_watch_exit_status_tells_the_outcome(aws, status, code):
+    sfn = stubbed(aws, "stepfunctions")
+    summary = {"status": status, "totals": {"objects": 1, "succeeded": 1}, "attempts": []}
+    described = {
+        "executionArn": EXECUTION,
+        "stateMachineArn": STATE_MACHINE,
+        "status": "SUCCEEDED",
+        "startDate": datetime(2026, 1, 1, tzinfo=UTC),
+        "output": json.dumps(summary),
+    }
+    sfn.add_response("describe_execution", described, {"executionArn": EXECUTION})
+    sfn.add_response("get_execution_history", {"events": []})
+    out = io.StringIO()
+
+    assert commands.watch(aws, EXECUTION, out=out, interval=0.01) == code
+    assert out.getvalue().startswith(status)
+
+
+def test_an_execution_that_ended_without_a_summary_is_a_failure(aws):
+    sfn = stubbed(aws, "stepfunctions")
+    described = {
+        "executionArn": EXECUTION,
+        "stateMachineArn": STATE_MACHINE,
+        "status": "ABORTED",
+        "startDate": datetime(2026, 1, 1, tzinfo=UTC),
+        "error": "States.Aborted",
+    }
+    sfn.add_response("describe_execution", described, {"executionArn": EXECUTION})
+    sfn.add_response("get_execution_history", {"events": []})
+    out = io.StringIO()
+
+    assert commands.watch(aws, EXECUTION, out=out, interval=0.01) == commands.EXIT_NO_SUMMARY
+    assert out.getvalue().startswith("ABORTED: the execution ended without a summary")
+
+
+def test_a_rerun_keeps_the_operation_and_drops_the_selection():
+    original = {
+        "name": "retag",
+        "inventory": {"date": "latest"},
+        "filter": {"prefixes": ["a/"]},
+        "dryRun": False,
+        "operation": {"S3PutObjectTagging": {"TagSet": []}},
+        "retry": {"maxAttempts": 2},
+    }
+
+    spec = commands.rerun_spec(original, "s3://b/runs/x/permanent-failures.csv", ["AccessDenied"], None)
+
+    assert spec == {
+        "name": "retag",
+        "operation": {"S3PutObjectTagging": {"TagSet": []}},
+        "retry": {"maxAttempts": 2},
+        "rerun": {"failures": "s3://b/runs/x/permanent-failures.csv", "errorCodes": ["AccessDenied"]},
+    }
+
+
+def test_every_command_shows_an_example_in_its_help():
+    def walk(parser, path):
+        for action in parser._subparsers._group_actions if parser._subparsers else []:
+            for name, sub in action.choices.items():
+                if sub._subparsers:
+                    yield from walk(sub, [*path, name])
+                else:
+                    yield [*path, name], sub
+
+    leaves = list(walk(build_parser(), []))
+
+    assert len(leaves) >= 8
+    missing = [" ".join(path) for path, sub in leaves if "example" not in sub.format_help()]
+    assert missing == []
