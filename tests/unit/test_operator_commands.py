@@ -89,7 +89,7 @@ def test_a_stack_of_something_else_is_not_taken_for_batchpipe(aws):
     cfn.add_response("describe_stacks", _stack({"ApiUrl": "https://x"}), {"StackName": "prod"})
 
     with pytest.raises(
-        OperatorError, match="is not a batchpipe stack .no StateMachineArn, PipelineBucketName"
+        OperatorError, match=r"is not a batchpipe stack \(no StateMachineArn, PipelineBucketName"
     ):
         stack.find_stack(aws, "prod")
 
@@ -99,7 +99,7 @@ def test_a_name_taken_within_90_days_says_so(aws):
     sfn.add_client_error("start_execution", "ExecutionAlreadyExists", "Execution Already Exists")
 
     with pytest.raises(
-        OperatorError, match="already exists .names are unique for 90 days.: pass another --name"
+        OperatorError, match=r"already exists \(names are unique for 90 days\): pass another --name"
     ):
         commands.start_execution(aws, STATE_MACHINE, {"operation": {}}, "run-1", io.StringIO())
 
