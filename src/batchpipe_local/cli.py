@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import warnings
@@ -279,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, OutDirError, InventoryDirError) as exc:
         print(f"batchpipe: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading: not an error to report. Python's documented recipe:
+        # point stdout at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
