@@ -1,6 +1,6 @@
 """Where every object of a run ended up, attempt by attempt, and the checks that none is lost.
 
-BRIEF section 2 invariant: for every attempt, succeeded + failedRetriable + failedPermanent = total;
+The accounting invariant (docs/OPERATIONS.md, "Reading a run summary"): for every attempt, succeeded + failedRetriable + failedPermanent = total;
 the next attempt's total = this attempt's failedRetriable; and for the run, objects = succeeded +
 failedPermanent + failedRetriesExhausted. Every check raises AccountingError (the Step Functions
 error name) rather than letting a wrong summary out.
@@ -288,7 +288,7 @@ def run_totals(records: Sequence[AttemptRecord], objects: int, *, finished: bool
 
 
 def run_status(*, failed: bool, dry_run: bool, objects: int | None, totals: RunTotals | None) -> str:
-    """BRIEF section 2 status. A dry run reports DRY_RUN even when it selected nothing."""
+    """The run status (docs/OPERATIONS.md, "Reading a run summary"). A dry run reports DRY_RUN even when it selected nothing."""
     if failed:
         return "FAILED"
     if dry_run:

@@ -1,6 +1,7 @@
 """Whether a failed S3 Batch Operations task is worth another job: the one table of the policy.
 
-The policy is AWS_FACTS.md "Transient vs permanent". Error codes are looked up before HTTP statuses
+The policy: 5xx, throttling, RequestTimeout and Lambda TemporaryFailure are retriable; other 4xx,
+InvalidObjectState and Lambda PermanentFailure are permanent. Error codes are looked up before HTTP statuses
 because a code is more specific than its status: S3 answers ``RequestTimeout`` with HTTP 400 (the
 status alone would say permanent), and LambdaInvoke tasks report HTTP 200 with the function's result
 code (``TemporaryFailure`` / ``PermanentFailure``). What neither table knows follows the configured
@@ -26,7 +27,7 @@ class Disposition(enum.StrEnum):
     PERMANENT = "permanent"
 
 
-#: Error code of a task that a Failed or Cancelled job never ran (BRIEF section 2).
+#: Error code of a task that a Failed or Cancelled job never ran (docs/OPERATIONS.md, "Reading a run summary").
 NOT_RUN = "NotRun"
 
 _R, _P = Disposition.RETRIABLE, Disposition.PERMANENT

@@ -214,13 +214,13 @@ def resolve_delivery(s3: Any, *, bucket: str, prefix: str, date: str) -> Deliver
     prefix = prefix.strip("/")
     if date == "latest":
         candidates = _delivery_folders(s3, bucket, f"{prefix}/")
-        wanted = "the newest complete inventory"
+        wanted = "no complete inventory delivery"
     elif _DAY.match(date):
         candidates = _delivery_folders(s3, bucket, f"{prefix}/{date}T")
-        wanted = f"a complete inventory delivered on {date}"
+        wanted = f"no complete inventory delivery on {date}"
     elif _MINUTE.match(date):
         candidates = [folder_of(date)]
-        wanted = f"the inventory delivery {folder_of(date)} (dt={date})"
+        wanted = f"no complete inventory delivery {folder_of(date)} (dt={date})"
     else:
         raise InventoryNotFoundError(
             f"inventory.date must be 'latest', 'YYYY-MM-DD' or 'YYYY-MM-DD-HH-MM', not {date!r}"
@@ -237,7 +237,7 @@ def resolve_delivery(s3: Any, *, bucket: str, prefix: str, date: str) -> Deliver
                 source_bucket=str(manifest.get("sourceBucket", "")),
             )
     raise InventoryNotFoundError(
-        f"No {wanted} under s3://{bucket}/{prefix}/: a complete delivery is a "
+        f"Found {wanted} under s3://{bucket}/{prefix}/: a complete delivery is a "
         f"<YYYY-MM-DDTHH-MMZ>/manifest.json folder there. Check the stack's InventoryBucket and "
         f"InventoryPrefix (up to the configuration-ID folder) and that S3 has delivered the inventory "
         f"(the first one can take up to 48 hours)."

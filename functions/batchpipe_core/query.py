@@ -14,7 +14,7 @@ exact whether S3 writes a space as ``+`` or ``%20``.
 
 Key encoding, manifest. ``url_encode`` writes a space as ``+`` and a literal ``+`` as ``%2B``; replacing
 ``+`` by ``%20`` leaves a text that percent-decoding and form-decoding both turn back into the exact key
-(AWS_FACTS.md, "CSV manifests"). The result contains no comma, quote or newline, so Athena's unquoted
+(S3 user guide, "Specifying a manifest"; docs/FILTERS.md, "How keys are handled"). The result contains no comma, quote or newline, so Athena's unquoted
 TEXTFILE output is a valid CSV manifest.
 
 User text reaches the statement only as string literals (prefixes, keyRegex, storage classes,

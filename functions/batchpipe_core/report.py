@@ -1,7 +1,7 @@
 """Streaming I/O of S3 Batch Operations completion reports and of the CSV files the pipeline writes.
 
 A report is ``<prefix>/job-<jobId>/manifest.json`` naming one or more headerless results CSVs
-(AWS_FACTS.md, "Completion report"). Reports can hold billions of rows, so nothing here keeps rows:
+(S3 user guide, "Examples: S3 Batch Operations completion reports"). Reports can hold billions of rows, so nothing here keeps rows:
 S3 bodies are parsed as they arrive - by pyarrow's streaming CSV reader in 1 MiB blocks when the AWS
 SDK for pandas layer provides pyarrow (about half the CPU, docs/PERFORMANCE.md), else by the csv module
 over a buffered text stream; quoted fields may hold commas and newlines - rows are yielded one at a
@@ -581,7 +581,7 @@ Identity = tuple[str, str, str]
 def identity(bucket: str, key: str, version_id: str) -> Identity:
     """What makes two rows the same object: bucket, key and version as the manifest gave them.
 
-    The report repeats each key exactly as its manifest row gave it (AWS_FACTS.md), so keys are
+    The report repeats each key exactly as its manifest row gave it (S3 user guide, completion report examples), so keys are
     compared as given, without decoding (decoding every row would triple the join's cost). ``null``
     and "" are the same (null) version: S3 wants the string ``null`` in manifests but may leave the
     report's field empty.

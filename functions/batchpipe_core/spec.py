@@ -1,4 +1,4 @@
-"""The job spec (the execution input, BRIEF section 1): its model, its checks and its normal form.
+"""The job spec (the execution input; README, "Job spec reference"): its model, its checks and its normal form.
 
 The models say only what the user wrote (``None`` = not given); ``normalize_spec`` fills the stack's
 defaults. Every field is strict (``"3"`` is not 3, ``1`` is not ``true``) and unknown fields are
@@ -356,7 +356,7 @@ _SECTIONS: dict[tuple[str, ...], type[_SpecModel]] = {
 
 
 def normalize_spec(raw: Any, config: Config) -> dict[str, Any]:
-    """The spec with every default filled in (BRIEF section 1 shape), or SpecValidationError.
+    """The spec with every default filled in (the README's "Job spec reference" shape), or SpecValidationError.
 
     The result is plain JSON, and a valid spec itself: normalizing it again returns it unchanged.
     """

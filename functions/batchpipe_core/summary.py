@@ -1,4 +1,4 @@
-"""The run summary (BRIEF section 2), which is also the execution's output: SummarizeFunction's work.
+"""The run summary (docs/OPERATIONS.md, "Reading a run summary"), which is also the execution's output: SummarizeFunction's work.
 
 Input: the whole state document. The attempts' details are read from their records in S3 (the state
 carries only pointers), the accounting invariant is checked, the run-level failures file is built,

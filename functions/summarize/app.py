@@ -1,4 +1,4 @@
-"""SummarizeFunction: the run summary (BRIEF section 2), which is also the execution's output.
+"""SummarizeFunction: the run summary (docs/OPERATIONS.md, "Reading a run summary"), which is also the execution's output.
 
 Wiring only: the summary is built by ``batchpipe_core.summary.summarize``, then written next to the
 run's files, published to SNS and turned into EMF metrics here.

@@ -218,7 +218,7 @@ def test_same_rows_in_every_format_including_dates_and_flags(aws, databases):
 
 
 def test_unload_writes_exactly_the_manifest_lines(aws, objects, databases):
-    """Bucket first, key encoded so percent- and form-decoding agree (AWS_FACTS.md, CSV manifests)."""
+    """Bucket first, key encoded so percent- and form-decoding agree (S3 user guide, "Specifying a manifest"; docs/FILTERS.md, "How keys are handled")."""
     wanted = [o for o in objects if o.storage_class == "STANDARD"]
     expected = sorted(f"source-bucket,{quote(o.key, safe='*').replace('~', '%7E')}" for o in wanted)
     for fmt in FORMATS:

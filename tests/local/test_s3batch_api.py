@@ -13,7 +13,7 @@ from moto.core import models as moto_models
 from .conftest import S3BATCH_ACCOUNT, S3BATCH_ROLE
 
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "batch", "Value": "done"}]}}
-FIXTURE = Path("/work/shared/fixtures/job-status-changed-complete.json")
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "job-status-changed-complete.json"
 
 
 def _shape(value):

@@ -1,4 +1,4 @@
-"""Fault injection from the BRIEF section 5 faults file: chosen tasks fail before they run."""
+"""Fault injection from a `local run --faults` file: chosen tasks fail before they run."""
 
 from __future__ import annotations
 

@@ -568,7 +568,7 @@ def test_every_lambda_task_is_a_function_the_state_machine_may_invoke() -> None:
 
 
 def job_operations() -> list[str]:
-    """Every JobOperation member of the botocore model: the spec accepts them all (BRIEF section 1)."""
+    """Every JobOperation member of the botocore model: the spec accepts them all (README, "Job spec reference")."""
     shape = botocore.session.get_session().get_service_model("s3control").shape_for("JobOperation")
     return sorted(shape.members)
 

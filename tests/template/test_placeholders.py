@@ -1,8 +1,8 @@
-"""The state machine definition and the template agree with each other and with the BRIEF's contract.
+"""The state machine definition and the template agree with each other and with the contract operators and tests rely on.
 
 Placeholders and substitutions match both ways, every Lambda task invokes a function of this stack,
 every transition lands on a state and every state can be reached, and the names operators and tests
-rely on (BRIEF sections 3 and 4) exist with their roles.
+rely on (docs/ARCHITECTURE.md: state names and logical IDs) exist with their roles.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ LAMBDA_INTEGRATION = "arn:aws:states:::lambda:invoke"
 # A whole-value placeholder, optionally with a version or alias qualifier.
 WHOLE_PLACEHOLDER = re.compile(r"^\$\{(\w+)\}(?::[\w$-]+)?$")
 
-# BRIEF section 4: logical ID -> the resource types that can play its role.
+# The contract: logical ID -> the resource types that can play its role.
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
-BRIEF_LOGICAL_IDS: dict[str, tuple[str, ...]] = {
+CONTRACT_LOGICAL_IDS: dict[str, tuple[str, ...]] = {
     "PipelineStateMachine": ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"),
     "ValidateSpecFunction": FUNCTION_TYPES,
     "BuildManifestFunction": FUNCTION_TYPES,
@@ -36,7 +36,7 @@ BRIEF_LOGICAL_IDS: dict[str, tuple[str, ...]] = {
     "NotificationTopic": ("AWS::SNS::Topic",),
 }
 
-# BRIEF section 3: contract state -> the function it invokes (operators find one from the other).
+# The contract: state -> the function it invokes (operators find one from the other).
 CONTRACT_TASKS = {
     "ValidateSpec": "ValidateSpecFunction",
     "CreateJobAndWait": "CreateJobFunction",
@@ -180,7 +180,7 @@ def test_every_state_is_reachable_from_start_at(asl: dict) -> None:
     assert unreachable == []
 
 
-# ------------------------------------------------------------------ BRIEF section 3: state names
+# ------------------------------------------------------------------ contract: state names
 
 
 @pytest.mark.parametrize(("state_name", "function_id"), sorted(CONTRACT_TASKS.items()))
@@ -188,14 +188,16 @@ def test_contract_task_invokes_its_function(
     asl: dict, substitutions: dict, state_name: str, function_id: str
 ) -> None:
     states = asl["States"]
-    assert state_name in states, f"BRIEF section 3 requires a top-level state {state_name!r}"
+    assert state_name in states, (
+        f"the contract (docs/ARCHITECTURE.md) requires a top-level state {state_name!r}"
+    )
     placeholder = invoked_placeholder(states[state_name])
     assert placeholder, f"{state_name} must be a Lambda Task"
     assert substituted_function(substitutions.get(placeholder)) == function_id
 
 
 def test_validate_spec_is_the_first_state(asl: dict) -> None:
-    # A bad spec must fail the execution at its first state (BRIEF section 1).
+    # A bad spec must fail the execution at its first state (README, "Job spec reference").
     assert asl["StartAt"] == "ValidateSpec"
 
 
@@ -241,13 +243,13 @@ def test_summarize_ends_the_run(asl: dict) -> None:
     assert asl["States"]["Summarize"].get("End") is True
 
 
-# ------------------------------------------------------------------ BRIEF section 4: logical IDs
+# ------------------------------------------------------------------ contract: logical IDs
 
 
-@pytest.mark.parametrize("logical_id", sorted(BRIEF_LOGICAL_IDS))
+@pytest.mark.parametrize("logical_id", sorted(CONTRACT_LOGICAL_IDS))
 def test_brief_logical_id_exists(resources: dict, logical_id: str) -> None:
-    assert logical_id in resources, f"BRIEF section 4 requires {logical_id}"
-    assert resources[logical_id]["Type"] in BRIEF_LOGICAL_IDS[logical_id]
+    assert logical_id in resources, f"the contract (docs/ARCHITECTURE.md) requires {logical_id}"
+    assert resources[logical_id]["Type"] in CONTRACT_LOGICAL_IDS[logical_id]
 
 
 def test_state_machine_definition_is_the_shipped_file(state_machine_properties: dict) -> None:

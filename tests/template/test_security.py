@@ -513,7 +513,7 @@ def _dashboard_metrics(cfn: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def _emitted_metric_names() -> set[str]:
-    """Metric names SummarizeFunction emits, for every run status (BRIEF section 2)."""
+    """Metric names SummarizeFunction emits, for every run status (docs/OPERATIONS.md, "Reading a run summary")."""
     if str(FUNCTIONS_ROOT) not in sys.path:
         sys.path.insert(0, str(FUNCTIONS_ROOT))
     # Imported here, once functions/ (the Lambda code root) is importable.

@@ -1,4 +1,4 @@
-"""The transient-vs-permanent table (AWS_FACTS.md) and the unknown-error policy."""
+"""The transient-vs-permanent table (functions/batchpipe_core/classification.py) and the unknown-error policy."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ R, P = Disposition.RETRIABLE, Disposition.PERMANENT
 @pytest.mark.parametrize(
     ("http", "code", "expected"),
     [
-        # AWS_FACTS.md "Transient vs permanent", row by row
+        # the classification table, row by row
         (500, "InternalError", R),
         (503, "SlowDown", R),
         (503, "ServiceUnavailable", R),

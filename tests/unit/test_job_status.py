@@ -85,7 +85,7 @@ def test_the_engine_event_has_the_shape_of_the_shipped_sample() -> None:
         account_id=ACCOUNT, region=REGION, job_id="j", job_arn="arn", status="Complete", at=_moment()
     )
     assert _shape(generated) == _shape(sample)
-    # The shipped sample is the documented event itself (AWS_FACTS.md), not a made-up one.
+    # The shipped sample is the S3 user guide's documented event itself, not a made-up one.
     assert sample == json.loads(
         (REPO / "tests" / "fixtures" / "job-status-changed-complete.json").read_text()
     )

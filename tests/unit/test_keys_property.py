@@ -77,7 +77,7 @@ def test_python_manifest_encoding_decodes_back_both_ways(key):
 @settings(max_examples=200)
 @given(any_key)
 def test_athena_manifest_encoding_decodes_back_both_ways(athena_sql, key):
-    """The expression the manifest UNLOAD uses (AWS_FACTS.md: replace(url_encode(key), '+', '%20'))."""
+    """The expression the manifest UNLOAD uses (replace(url_encode(key), '+', '%20'); docs/FILTERS.md, "How keys are handled")."""
     (encoded,) = athena_sql.execute("SELECT replace(athena_url_encode(?), '+', '%20')", [key]).fetchone()
     assert unquote(encoded) == key
     assert unquote_plus(encoded) == key

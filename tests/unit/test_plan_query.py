@@ -144,6 +144,21 @@ def test_incomplete_or_missing_deliveries_are_not_found(deliveries, date):
         resolve(deliveries, date)
 
 
+@pytest.mark.parametrize(
+    ("date", "wanted"),
+    [
+        ("latest", "no complete inventory delivery under"),
+        ("2024-06-01", "no complete inventory delivery on 2024-06-01 under"),
+        ("2024-06-01-00-00", "no complete inventory delivery 2024-06-01T00-00Z (dt=2024-06-01-00-00) under"),
+    ],
+)
+def test_a_missing_delivery_is_said_in_plain_words(s3, date, wanted):
+    with pytest.raises(InventoryNotFoundError) as raised:
+        resolve(s3, date)
+
+    assert str(raised.value).startswith(f"Found {wanted} s3://")
+
+
 def test_no_inventory_at_all_says_where_it_looked(s3):
     with pytest.raises(InventoryNotFoundError, match="InventoryPrefix"):
         resolve(s3, "latest")

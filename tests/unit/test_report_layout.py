@@ -1,6 +1,6 @@
 """Completion reports in AWS's exact layout, for the report, ProcessReport and Summarize tests.
 
-The layout (AWS_FACTS.md, "Completion report"): ``<prefix>/job-<id>/manifest.json`` lists headerless
+The layout (S3 user guide, "Examples: S3 Batch Operations completion reports"): ``<prefix>/job-<id>/manifest.json`` lists headerless
 results CSVs under ``<prefix>/job-<id>/results/<hash>.csv``, split by task status. Rows are
 ``Bucket,Key,VersionId,TaskStatus,HTTPStatusCode,ErrorCode,ResultMessage`` as real reports write them
 ("aws" order) - or with the two middle columns swapped as ``ReportSchema`` lists them ("schema"

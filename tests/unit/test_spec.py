@@ -1,4 +1,4 @@
-"""The job spec (BRIEF section 1): every field, its defaults, exact error messages, and ValidateSpec."""
+"""The job spec (README, "Job spec reference"): every field, its defaults, exact error messages, and ValidateSpec."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "environment", "Value": "pr
 FAILURES_URI = f"s3://{STACK_ENV['PIPELINE_BUCKET']}/runs/retag-prod/run-7/permanent-failures.csv"
 OPERATIONS = ", ".join(operation_names())
 
-BRIEF_SPEC = {
+FULL_SPEC = {
     "name": "retag-prod",
     "inventory": {"database": "s3_inventory", "table": "prod_bucket", "date": "latest"},
     "filter": {
@@ -144,7 +144,7 @@ def field_of(document: dict[str, Any], path: str) -> Any:
 
 
 def test_the_brief_example_is_valid_and_already_normal(config):
-    assert normalize_spec(BRIEF_SPEC, config) == BRIEF_SPEC
+    assert normalize_spec(FULL_SPEC, config) == FULL_SPEC
 
 
 def test_only_operation_is_required_and_everything_else_defaults(config):

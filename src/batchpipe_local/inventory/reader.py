@@ -1,4 +1,4 @@
-"""Loads a real S3 Inventory from disk (``local run --inventory DIR``, BRIEF section 5).
+"""Loads a real S3 Inventory from disk (``local run --inventory DIR``, docs/LOCAL.md).
 
 DIR is the config-id folder as S3 writes it: ``DIR/<YYYY-MM-DDTHH-MMZ>/manifest.json`` (+ checksum),
 ``DIR/data/...`` and ``DIR/hive/dt=.../symlink.txt``. The newest delivery's manifest names the source

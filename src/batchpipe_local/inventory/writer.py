@@ -1,4 +1,4 @@
-"""Writes an S3 Inventory delivery in the layout and formats S3 uses (AWS_FACTS.md, "S3 Inventory").
+"""Writes an S3 Inventory delivery in the layout and formats S3 uses (S3 user guide, "Cataloging and analyzing your data with S3 Inventory").
 
 ``<dest-prefix>/<source-bucket>/<config-id>/`` holds ``<YYYY-MM-DDTHH-MMZ>/manifest.json`` (+
 ``manifest.checksum``, the MD5 hex of manifest.json), the data files under ``data/`` and the Hive

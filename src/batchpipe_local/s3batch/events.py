@@ -1,6 +1,7 @@
 """The ``JobStatusChanged`` event S3 Batch Operations sends through CloudTrail to EventBridge.
 
-Shape: /work/shared/fixtures/job-status-changed-complete.json (AWS_FACTS.md "Job status events").
+Shape: the S3 user guide's sample ("Tracking a job in EventBridge through CloudTrail"), kept as
+tests/fixtures/job-status-changed-complete.json.
 """
 
 from __future__ import annotations

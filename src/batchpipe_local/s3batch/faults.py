@@ -1,4 +1,4 @@
-"""Fault injection (BRIEF section 5): chosen tasks fail with a chosen S3 answer before they run.
+"""Fault injection (docs/LOCAL.md, "Fault injection"): chosen tasks fail with a chosen S3 answer before they run.
 
 A rule is ``{"keyRegex": "^bad/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1}``; ``times``
 omitted means always. The regex is searched in the decoded key; ``times`` is counted per object

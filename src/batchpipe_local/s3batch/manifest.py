@@ -1,6 +1,6 @@
 """Reads a job's manifest into tasks, as S3 does while the job is Preparing.
 
-Two formats (AWS_FACTS.md "CSV manifests"): ``S3BatchOperations_CSV_20180820`` (no header, columns
+Two formats (S3 user guide, "Specifying a manifest"): ``S3BatchOperations_CSV_20180820`` (no header, columns
 named by ``Spec.Fields``) and ``S3InventoryReport_CSV_20161130`` (an S3 Inventory manifest.json whose
 gzipped CSV data files list the objects, columns named by its ``fileSchema``). Keys are URL-encoded in
 both; whether S3 reads ``+`` as a space is unverified, so the decoding is a setting.

@@ -1,4 +1,4 @@
-"""The completion report, in the layout S3 Batch Operations writes (AWS_FACTS.md "Completion report").
+"""The completion report, in the layout S3 Batch Operations writes (S3 user guide, "Examples: S3 Batch Operations completion reports").
 
 ``<Prefix>/job-<JobId>/manifest.json`` lists one results CSV per task status under
 ``<Prefix>/job-<JobId>/results/``. Result rows have no header; the HTTP status is the 5th column and
