@@ -2,8 +2,9 @@
 
 The accounting invariant (docs/OPERATIONS.md, "Reading a run summary"): for every attempt, succeeded + failedRetriable + failedPermanent = total;
 the next attempt's total = this attempt's failedRetriable; and for the run, objects = succeeded +
-failedPermanent + failedRetriesExhausted. Every check raises AccountingError (the Step Functions
-error name) rather than letting a wrong summary out.
+failedPermanent + failedRetriesExhausted + notRun (notRun: the objects a person's cancel left
+unrun; that attempt is the last). Every check raises AccountingError (the Step Functions error name)
+rather than letting a wrong summary out.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from batchpipe_core.report import SUCCEEDED, ReportRow, batch_rows, pa, pc, stat
 
 MAX_BACKOFF_SECONDS = 86_400  # one day: a longer wait helps nothing an operator would not rather decide
 MAX_ERRORS_SHOWN = 50  # per attempt in the execution output; the record file keeps them all
+# AttemptRecord.cancelledBy: who cancelled a Cancelled job. The pipeline's own cancels (its guards, the
+# cleanup of a run that ends early) are recorded in the token table; any other cancel is a person's.
+CANCELLED_BY_OPERATOR = "operator"
+CANCELLED_BY_PIPELINE = "pipeline"
 
 # ------------------------------------------------------------------------------- one attempt
 
@@ -190,6 +195,17 @@ class AttemptRecord(BaseModel):
     retryManifest: str | None = None
     retriesExhausted: str | None = None
     unmatchedReportRows: int = 0
+    cancelledBy: str | None = None
+
+    @property
+    def cancelled_by_person(self) -> bool:
+        """A person cancelled this attempt's job: final, no further attempt."""
+        return self.cancelledBy == CANCELLED_BY_OPERATOR
+
+    @property
+    def closed_retriable(self) -> int:
+        """Retriable objects this attempt leaves to no further attempt (the retries-exhausted file)."""
+        return self.failedRetriesExhausted + (self.notRun if self.cancelled_by_person else 0)
 
 
 def check_attempt(record: AttemptRecord) -> None:
@@ -209,9 +225,9 @@ def check_attempt(record: AttemptRecord) -> None:
         )
     if record.notRun > record.failedRetriable:
         raise AccountingError(f"{where}: {record.notRun} not run but only {record.failedRetriable} retriable")
-    if record.failedRetriesExhausted not in (0, record.failedRetriable):
+    if record.closed_retriable not in (0, record.failedRetriable):
         raise AccountingError(
-            f"{where}: retries exhausted for {record.failedRetriesExhausted} of "
+            f"{where}: retries ended for {record.closed_retriable} of "
             f"{record.failedRetriable} retriable objects; it is all or none"
         )
     if record.failedRetriable and (record.retryManifest is None) == (record.retriesExhausted is None):
@@ -234,12 +250,13 @@ def check_chain(records: Sequence[AttemptRecord], *, finished: bool) -> None:
                 f"at position {position}"
             )
     for earlier, later in itertools.pairwise(records):
-        if later.total != earlier.failedRetriable or earlier.failedRetriesExhausted:
+        if later.total != earlier.failedRetriable or earlier.closed_retriable or earlier.cancelled_by_person:
             raise AccountingError(
                 f"attempt {later.attempt} ran {later.total} objects, but attempt {earlier.attempt} left "
-                f"{earlier.failedRetriable} retriable ({earlier.failedRetriesExhausted} exhausted)"
+                f"{earlier.failedRetriable} retriable ({earlier.closed_retriable} closed"
+                + (", its job cancelled by a person)" if earlier.cancelled_by_person else ")")
             )
-    if finished and records and records[-1].failedRetriesExhausted != records[-1].failedRetriable:
+    if finished and records and records[-1].closed_retriable != records[-1].failedRetriable:
         last = records[-1]
         raise AccountingError(
             f"the run ended with {last.failedRetriable} retriable objects of attempt "
@@ -257,6 +274,8 @@ class RunTotals:
     failedPermanent: int
     failedRetriesExhausted: int
     unresolved: int  # only a FAILED run leaves objects whose outcome nobody knows
+    notRun: int = 0
+    cancelled: bool = False  # a person cancelled the last attempt's job
 
     def as_output(self) -> dict[str, int]:
         totals = {
@@ -265,6 +284,8 @@ class RunTotals:
             "failedPermanent": self.failedPermanent,
             "failedRetriesExhausted": self.failedRetriesExhausted,
         }
+        if self.cancelled:
+            totals["notRun"] = self.notRun
         if self.unresolved:
             totals["unresolved"] = self.unresolved
         return totals
@@ -278,19 +299,23 @@ def run_totals(records: Sequence[AttemptRecord], objects: int, *, finished: bool
     succeeded = sum(r.succeeded for r in records)
     permanent = sum(r.failedPermanent for r in records)
     exhausted = records[-1].failedRetriesExhausted if records else 0
-    unresolved = objects - succeeded - permanent - exhausted
+    cancelled = bool(records) and records[-1].cancelled_by_person
+    not_run = records[-1].notRun if cancelled else 0
+    unresolved = objects - succeeded - permanent - exhausted - not_run
     if unresolved < 0 or (finished and unresolved):
         raise AccountingError(
             f"objects {objects} != succeeded {succeeded} + failedPermanent {permanent} + "
-            f"failedRetriesExhausted {exhausted}"
+            f"failedRetriesExhausted {exhausted} + notRun {not_run}"
         )
-    return RunTotals(objects, succeeded, permanent, exhausted, unresolved)
+    return RunTotals(objects, succeeded, permanent, exhausted, unresolved, not_run, cancelled)
 
 
 def run_status(*, failed: bool, dry_run: bool, objects: int | None, totals: RunTotals | None) -> str:
     """The run status (docs/OPERATIONS.md, "Reading a run summary"). A dry run reports DRY_RUN even when it selected nothing."""
     if failed:
         return "FAILED"
+    if totals is not None and totals.cancelled:
+        return "CANCELLED"
     if dry_run:
         return "DRY_RUN"
     if not objects:

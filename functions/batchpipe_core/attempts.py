@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
 
 from batchpipe_core.accounting import (
+    CANCELLED_BY_OPERATOR,
     AttemptRecord,
     AttemptTally,
     backoff_seconds,
@@ -61,6 +62,7 @@ class SpecPart(StatePart):
 class RunPart(StatePart):
     bucket: str
     prefix: str
+    executionId: str | None = None
 
 
 class ManifestRef(StatePart):
@@ -179,8 +181,14 @@ def process_attempt(
     retry: RetrySettings,
     unknown: Disposition,
     default_scope: str = "AllTasks",
+    cancelled_by: str | None = None,
 ) -> dict:
     """Accounts for every object of the attempt's manifest exactly once, then writes the record.
+
+    ``cancelled_by`` says who cancelled a Cancelled job (``accounting.CANCELLED_BY_*``). A person's
+    cancel is final: the attempt is the last one whatever ``retry`` allows, and its retriable objects
+    (those never run, and those that ran and failed retriably) go to the retries-exhausted file, which
+    the run's failures file includes, so the operator can rerun them (spec ``rerun``).
 
     Where each object's outcome comes from:
 
@@ -203,7 +211,8 @@ def process_attempt(
     manifest = current.manifest
     prefix = as_folder(run.prefix)
     attempt_prefix = f"{prefix}attempt-{current.attempt}/"
-    last_attempt = current.attempt >= retry.maxAttempts
+    by_person = job.status == "Cancelled" and cancelled_by == CANCELLED_BY_OPERATOR
+    last_attempt = current.attempt >= retry.maxAttempts or by_person
     report_bucket = job.report.bucket or run.bucket
     report_prefix = job.report.prefix or f"{attempt_prefix}report"
     scope = job.report.scope or (event.spec.report and event.spec.report.scope) or default_scope
@@ -278,6 +287,7 @@ def process_attempt(
         retry=retry,
         attempt_prefix=attempt_prefix,
         last_attempt=last_attempt,
+        cancelled_by=cancelled_by if job.status == "Cancelled" else None,
     )
 
 
@@ -309,6 +319,7 @@ def _finish(
     retry: RetrySettings,
     attempt_prefix: str,
     last_attempt: bool,
+    cancelled_by: str | None,
 ) -> dict[str, Any]:
     job, current, run = event.job, event.current, event.run
     counts, outputs = result.counts, result.outputs
@@ -325,6 +336,9 @@ def _finish(
             f"retry manifest has {retry_manifest.rows} rows, {counts.failed_retriable} retriable"
         )
 
+    closed = exhausted.rows if exhausted else 0
+    if cancelled_by == CANCELLED_BY_OPERATOR:
+        closed -= counts.not_run  # never run: counted as notRun, listed in the same file
     record = AttemptRecord(
         attempt=current.attempt,
         jobId=job.jobId,
@@ -333,7 +347,7 @@ def _finish(
         succeeded=counts.succeeded,
         failedRetriable=counts.failed_retriable,
         failedPermanent=counts.failed_permanent,
-        failedRetriesExhausted=exhausted.rows if exhausted else 0,
+        failedRetriesExhausted=closed,
         notRun=counts.not_run,
         errors=dict(counts.errors.most_common()),
         unknownErrorCodes=dict(counts.unknown_errors.most_common()),
@@ -345,6 +359,7 @@ def _finish(
         retryManifest=retry_manifest.uri if retry_manifest else None,
         retriesExhausted=exhausted.uri if exhausted else None,
         unmatchedReportRows=result.reconciliation.unmatched if result.reconciliation else 0,
+        cancelledBy=cancelled_by,
     )
     check_attempt(record)
     record_key = f"{attempt_prefix}record.json"

@@ -169,6 +169,9 @@ def _attempt_output(record: AttemptRecord) -> dict[str, Any]:
     }
     if record.failureReasons:
         output["failureReasons"] = record.failureReasons[:MAX_FAILURE_REASONS]
+    if record.cancelledBy:
+        output["cancelledBy"] = record.cancelledBy
+        output["statusUpdateReason"] = record.statusUpdateReason
     return output
 
 
@@ -250,6 +253,7 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
         lines.append(
             f"Objects: {totals['objects']} - succeeded {totals['succeeded']}, failed permanently "
             f"{totals['failedPermanent']}, retries exhausted {totals['failedRetriesExhausted']}"
+            + (f", not run {totals['notRun']}" if "notRun" in totals else "")
             + (f", unresolved {totals['unresolved']}" if totals.get("unresolved") else "")
         )
     for attempt in summary["attempts"]:
@@ -263,6 +267,11 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
         )
     if summary.get("permanentFailures"):
         lines.append(f"Failures: {summary['permanentFailures']}")
+    if summary["status"] == "CANCELLED":
+        lines.append(
+            "A person cancelled the job: no further attempt. To finish the objects that never ran, start "
+            'a run with {"rerun": {"failures": "<the Failures file>", "errorCodes": ["NotRun"]}}.'
+        )
     if summary["status"] == "FAILED":
         lines.append(f"Error: {summary.get('error')}: {(summary.get('cause') or '')[:500]}")
     if summary["status"] == "DRY_RUN" and manifest:

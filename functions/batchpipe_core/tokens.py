@@ -20,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from batchpipe_core.accounting import CANCELLED_BY_OPERATOR, CANCELLED_BY_PIPELINE
 from batchpipe_core.jobs import error_code, transient_as_retryable
 from batchpipe_core.observability import logger
 
@@ -39,6 +40,9 @@ class TokenItem:
     job_id: str | None
     completed_token: str | None
     completed_by: str | None
+    # The pipeline's own record of a cancel it asked for (written before UpdateJobStatus): what tells
+    # its cancels from a person's. None: the pipeline never cancelled this attempt's job.
+    cancel_reason: str | None = None
 
     @property
     def completed(self) -> bool:
@@ -57,6 +61,7 @@ class TokenItem:
             job_id=text("jobId"),
             completed_token=text("completedToken"),
             completed_by=text("completedBy"),
+            cancel_reason=text("pipelineCancelReason"),
         )
 
 
@@ -102,6 +107,24 @@ class TokenTable:
                 Key={"pk": {"S": key}},
                 UpdateExpression="SET jobId = :job",
                 ExpressionAttributeValues={":job": {"S": job_id}},
+            )
+
+    def record_pipeline_cancel(self, key: str, reason: str, *, now: float | None = None) -> None:
+        """Notes that the pipeline itself cancels the attempt's job, and why; call before UpdateJobStatus.
+
+        Written first so that whoever later sees the job Cancelled (ProcessReport) finds the record:
+        a Cancelled job without it was cancelled by someone else, whose decision is final.
+        """
+        now = time.time() if now is None else now
+        with transient_as_retryable("recording the pipeline's cancel"):
+            self._ddb.update_item(
+                TableName=self.name,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET pipelineCancelReason = :reason, pipelineCancelAt = :now",
+                ExpressionAttributeValues={
+                    ":reason": {"S": reason},
+                    ":now": {"N": str(int(now))},
+                },
             )
 
     def get(self, key: str) -> TokenItem | None:
@@ -157,6 +180,12 @@ class TokenTable:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+
+
+def who_cancelled(table: TokenTable, key: str) -> str:
+    """Who cancelled the attempt's (Cancelled) job: the pipeline if it recorded doing so, else a person."""
+    item = table.get(key)
+    return CANCELLED_BY_PIPELINE if item is not None and item.cancel_reason else CANCELLED_BY_OPERATOR
 
 
 def complete_once(

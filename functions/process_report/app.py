@@ -13,8 +13,9 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from batchpipe_core.attempts import ProcessReportInput, RetrySettings, process_attempt
 from batchpipe_core.classification import policy_disposition
 from batchpipe_core.config import Config
-from batchpipe_core.jobs import transient_as_retryable
+from batchpipe_core.jobs import token_key, transient_as_retryable
 from batchpipe_core.observability import instrumented
+from batchpipe_core.tokens import TokenTable, who_cancelled
 
 
 @instrumented
@@ -24,6 +25,10 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
     retry = event.spec.retry or RetrySettings(
         maxAttempts=config.default_max_attempts, backoffSeconds=config.default_backoff_seconds
     )
+    cancelled_by = None
+    if event.job.status == "Cancelled" and event.run.executionId:
+        table = TokenTable(config.token_table, boto3.client("dynamodb"))
+        cancelled_by = who_cancelled(table, token_key(event.run.executionId, event.current.attempt))
     with transient_as_retryable("processing the completion report"):
         return process_attempt(
             boto3.client("s3"),
@@ -31,4 +36,5 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
             retry=retry,
             unknown=policy_disposition(config.unknown_error_policy),
             default_scope=config.default_report_scope,
+            cancelled_by=cancelled_by,
         )

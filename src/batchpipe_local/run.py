@@ -149,6 +149,14 @@ def headline(summary: dict, out: Path) -> str:
                 '"operation": ...} (docs/OPERATIONS.md)'
             )
         return text + "."
+    if status == "CANCELLED":
+        local = str(summary.get("permanentFailures", "")).removeprefix("s3://")
+        return (
+            f"CANCELLED: someone cancelled the job; {totals.get('succeeded')} of {totals.get('objects')} "
+            f"objects succeeded, {totals.get('notRun')} never ran (error NotRun in {out / local}). No "
+            f'further attempt was made; rerun them: {{"rerun": {{"failures": "{summary.get("permanentFailures")}", '
+            '"errorCodes": ["NotRun"]}, "operation": ...} (docs/OPERATIONS.md).'
+        )
     if status == "FAILED":
         return f"FAILED: {summary.get('error')} (the messages above; summary.json has them too)"
     return f"{status}: {(summary.get('manifest') or {}).get('objects')} objects selected."

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchpipe_local.s3batch import FaultRule
+from batchpipe_local.s3batch import FaultInjector, FaultRule
+from batchpipe_local.s3batch.faults import FaultRuleError
 
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "done", "Value": "yes"}]}}
 FAULTS = [
@@ -92,3 +93,44 @@ def test_an_exhausted_rule_lets_the_next_matching_rule_apply(s3batch_world):
 def test_malformed_rules_are_refused(rule):
     with pytest.raises(ValueError, match="fault rule"):
         FaultRule.from_dict(rule)
+
+
+def test_a_cancel_job_rule_cancels_that_attempts_job_as_a_person_would(s3batch_world):
+    s3batch_world.start(faults=[{"cancelJob": {"attempt": 2, "afterTasks": 2}}])
+    s3batch_world.bucket("src-bkt")
+    keys = [f"k{i}" for i in range(5)]
+    for key in keys:
+        s3batch_world.put("src-bkt", key)
+    manifest = s3batch_world.manifest([["src-bkt", key] for key in keys])
+    attempt = [{"Key": "batchpipe:attempt", "Value": "2"}]
+
+    other = s3batch_world.run(TAGGING, manifest, Tags=[{"Key": "batchpipe:attempt", "Value": "1"}])
+    cancelled = s3batch_world.run(TAGGING, manifest, Tags=attempt)
+    again = s3batch_world.run(TAGGING, manifest, Tags=attempt)
+
+    assert other["Status"] == "Complete"
+    assert cancelled["Status"] == "Cancelled"
+    assert cancelled["StatusUpdateReason"] == "Cancelled by an operator (local fault rule cancelJob)"
+    assert cancelled["ProgressSummary"]["NumberOfTasksSucceeded"] == 2
+    assert s3batch_world.statuses(cancelled["JobId"])[-2:] == ["Cancelling", "Cancelled"]
+    assert s3batch_world.report_lines(cancelled["JobId"])["succeeded"] == [
+        "src-bkt,k0,,succeeded,200,,Successful",
+        "src-bkt,k1,,succeeded,200,,Successful",
+    ]
+    assert again["Status"] == "Complete"  # a rule fires once: one person, one cancel
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"cancelJob": {"attempt": 0, "afterTasks": 1}},
+        {"cancelJob": {"attempt": 1, "afterTasks": -1}},
+        {"cancelJob": {"attempt": True}},
+        {"cancelJob": {"attempt": 1, "after": 3}},
+        {"cancelJob": 1},
+        {"cancelJob": {"attempt": 1}, "keyRegex": "a"},
+    ],
+)
+def test_malformed_cancel_job_rules_are_refused(rule):
+    with pytest.raises(FaultRuleError, match=r"^faults\[0\].*cancelJob"):
+        FaultInjector([rule])

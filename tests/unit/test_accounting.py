@@ -228,3 +228,58 @@ def test_cost_counts_every_attempt_and_athena_by_the_megabyte():
     cost = estimate_cost_usd(jobs=3, objects_processed=0, athena_bytes_scanned=2 * 10**12, transitions=0)
     assert cost == 3 * PRICES.batch_per_job + 2 * PRICES.athena_per_tb_scanned
     assert estimate_cost_usd(jobs=0, objects_processed=0, athena_bytes_scanned=None, transitions=0) == 0
+
+
+# ------------------------------------------------------------------------ a person's cancel
+
+
+def cancelled_record(attempt=1, total=10, succeeded=4, ran_retriable=1, not_run=5, **extra):
+    retriable = ran_retriable + not_run
+    errors = {"503 SlowDown": ran_retriable, "NotRun": not_run}
+    return record(
+        attempt,
+        total,
+        succeeded,
+        retriable,
+        0,
+        jobStatus="Cancelled",
+        cancelledBy="operator",
+        errors={k: v for k, v in errors.items() if v},
+        notRun=not_run,
+        failedRetriesExhausted=ran_retriable,
+        retryManifest=None,
+        retriesExhausted="s3://b/exhausted.csv",
+        **extra,
+    )
+
+
+def test_a_persons_cancel_counts_the_unrun_objects_as_not_run_and_ends_the_run_cancelled():
+    first = record(1, total=12, succeeded=2, retriable=10, permanent=0)
+    last = cancelled_record(2, total=10, succeeded=4, ran_retriable=1, not_run=5)
+
+    totals = run_totals([first, last], 12, finished=True)
+
+    assert totals.as_output() == {
+        "objects": 12,
+        "succeeded": 6,
+        "failedPermanent": 0,
+        "failedRetriesExhausted": 1,
+        "notRun": 5,
+    }
+    assert run_status(failed=False, dry_run=False, objects=12, totals=totals) == "CANCELLED"
+
+
+def test_nothing_may_follow_an_attempt_a_person_cancelled():
+    cancelled = cancelled_record(1, total=10, succeeded=4, ran_retriable=0, not_run=6)
+    with pytest.raises(AccountingError, match="cancelled by a person"):
+        check_chain([cancelled, record(2, total=6, succeeded=6, retriable=0, permanent=0)], finished=True)
+
+
+def test_a_pipeline_cancel_is_not_final():
+    stopped = record(1, total=10, succeeded=4, retriable=6, permanent=0, jobStatus="Cancelled")
+    stopped = stopped.model_copy(update={"cancelledBy": "pipeline", "errors": {"NotRun": 6}, "notRun": 6})
+    totals = run_totals(
+        [stopped, record(2, total=6, succeeded=6, retriable=0, permanent=0)], 10, finished=True
+    )
+    assert "notRun" not in totals.as_output()
+    assert run_status(failed=False, dry_run=False, objects=10, totals=totals) == "SUCCEEDED"

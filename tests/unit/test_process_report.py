@@ -20,8 +20,10 @@ if str(FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(FUNCTIONS))
 
 from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError  # noqa: E402
+from batchpipe_core.jobs import token_key  # noqa: E402
 from batchpipe_core.keys import encode_key  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
+from batchpipe_core.tokens import TokenTable  # noqa: E402
 from process_report import app  # noqa: E402
 from tests.unit.test_report_layout import (  # noqa: E402
     SPECIAL_KEYS,
@@ -36,6 +38,7 @@ EVENT_FILE = Path(__file__).resolve().parents[2] / "events" / "process_report.js
 BUCKET = "pipeline-bucket"
 SOURCE = "source-bucket"
 PREFIX = "runs/retag/exec-1/"
+EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:sm:exec-1"
 ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -74,7 +77,19 @@ def s3(monkeypatch):
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName=ENV["TOKEN_TABLE"],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         yield client
+
+
+def pipeline_cancelled(attempt: int = 1, reason: str = "the run ended early") -> None:
+    """The pipeline's own record of a cancel, as its cancel paths write it before UpdateJobStatus."""
+    table = TokenTable(ENV["TOKEN_TABLE"], boto3.client("dynamodb", region_name="us-east-1"))
+    table.record_pipeline_cancel(token_key(EXECUTION_ID, attempt), reason)
 
 
 def run_attempt(
@@ -116,7 +131,7 @@ def run_attempt(
         },
         "run": {
             "name": "retag",
-            "executionId": "arn:aws:states:us-east-1:123456789012:execution:sm:exec-1",
+            "executionId": EXECUTION_ID,
             "executionName": "exec-1",
             "bucket": BUCKET,
             "prefix": prefix,
@@ -297,6 +312,8 @@ def test_a_complete_report_missing_a_row_reruns_that_object(s3):
 
 @pytest.mark.parametrize("status", ["Failed", "Cancelled"])
 def test_tasks_a_stopped_job_never_ran_go_to_the_next_attempt(s3, status):
+    if status == "Cancelled":
+        pipeline_cancelled()  # only the pipeline's own cancel is retried
     tasks = [
         succeeded(SOURCE, "done"),
         failed(SOURCE, "gone", 404, "NoSuchKey"),
@@ -322,6 +339,33 @@ def test_tasks_a_stopped_job_never_ran_go_to_the_next_attempt(s3, status):
         {"code": "TaskFailureThresholdExceeded", "reason": "more than 50% failed"}
     ]
     assert record["jobStatus"] == status
+
+
+def test_a_job_a_person_cancelled_is_the_last_attempt_and_its_unrun_objects_are_listed(s3):
+    tasks = [
+        succeeded(SOURCE, "done"),
+        failed(SOURCE, "gone", 404, "NoSuchKey"),
+        failed(SOURCE, "slow", 503, "SlowDown"),
+    ] + [succeeded(SOURCE, f"never/{k}") for k in SPECIAL_KEYS]
+    output = run_attempt(
+        s3,
+        tasks,
+        status="Cancelled",
+        reported=tasks[:3],
+        job_counts={"total": len(tasks), "succeeded": 1, "failed": 2},
+    )
+
+    n = len(SPECIAL_KEYS)
+    assert output["next"] is None  # attempts were left (maxAttempts 3): a person's cancel is final
+    assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (1, n + 1, 1)
+    record = record_of(s3, output)
+    assert (record["cancelledBy"], record["notRun"], record["failedRetriesExhausted"]) == ("operator", n, 1)
+    assert record["retryManifest"] is None
+    listed = csv_rows(read(s3, record["retriesExhausted"]))
+    assert listed[0] == ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
+    assert sorted((row[1], row[4]) for row in listed[1:]) == sorted(
+        [("slow", "SlowDown")] + [(f"never/{k}", "NotRun") for k in SPECIAL_KEYS]
+    )
 
 
 def test_a_job_that_ran_nothing_has_no_report_and_every_object_is_not_run(s3):

@@ -36,7 +36,7 @@ from .errors import (
     NotFoundException,
     TooManyTagsException,
 )
-from .faults import FaultInjector, FaultRule
+from .faults import OPERATOR_CANCEL_REASON, FaultInjector, FaultRule
 from .jobs import Job
 from .manifest import KEY_DECODINGS, ManifestError, read_tasks
 from .tasks import Task, TaskOutcome
@@ -442,7 +442,8 @@ class BatchEngine:
                 job.stopped_active()
             return
         exceeded = False
-        for task in job.tasks or []:
+        for ran, task in enumerate(job.tasks or []):
+            self._operator_cancel_fault(job, ran)
             if job.cancel_requested or self._stopping:
                 break
             outcome = self._execute(runner, task)
@@ -465,6 +466,23 @@ class BatchEngine:
             self._finish(job, jobs.COMPLETE)
         else:
             self._finish(job, jobs.CANCELLED)
+
+    def _operator_cancel_fault(self, job: Job, tasks_run: int) -> None:
+        """A cancelJob fault rule: the person's UpdateJobStatus, through the API a person would use."""
+        if job.cancel_requested or not self.faults.job_rules:
+            return
+        with self._cond:
+            tags = list(job.tags)
+        if self.faults.cancels(tags, tasks_run):
+            self.update_job_status(
+                {
+                    "AccountId": job.account_id,
+                    "JobId": job.job_id,
+                    "RequestedJobStatus": jobs.CANCELLED,
+                    "StatusUpdateReason": OPERATOR_CANCEL_REASON,
+                },
+                region=job.region,
+            )
 
     def _execute(self, runner: Callable[[Task], TaskOutcome], task: Task) -> TaskOutcome:
         injected = self.faults.outcome_for(task)

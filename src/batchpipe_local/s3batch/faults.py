@@ -1,8 +1,12 @@
 """Fault injection (docs/LOCAL.md, "Fault injection"): chosen tasks fail with a chosen S3 answer before they run.
 
-A rule is ``{"keyRegex": "^bad/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1}``; ``times``
-omitted means always. The regex is searched in the decoded key; ``times`` is counted per object
-(bucket and key) across jobs, so a rerun of the same object gets past a ``times: 1`` fault.
+A task rule is ``{"keyRegex": "^bad/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1}``;
+``times`` omitted means always. The regex is searched in the decoded key; ``times`` is counted per
+object (bucket and key) across jobs, so a rerun of the same object gets past a ``times: 1`` fault.
+
+A job rule ``{"cancelJob": {"attempt": 1, "afterTasks": 5}}`` cancels the first job of that attempt
+(the pipeline tags each job ``batchpipe:attempt``) as a person would, with UpdateJobStatus Cancelled
+and a reason, once that many of its tasks have run. Each job rule fires once.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batchpipe_core.jobs import TAG_ATTEMPT
+
 from .tasks import Task, TaskOutcome
+
+#: The reason a cancelJob rule gives, as a person would in the console or the CLI.
+OPERATOR_CANCEL_REASON = "Cancelled by an operator (local fault rule cancelJob)"
 
 
 class FaultRuleError(ValueError):
@@ -61,11 +70,52 @@ class FaultRule:
         return cls(compiled, status, _text(raw, "errorCode"), times, message)
 
 
+@dataclass(frozen=True)
+class CancelJobRule:
+    attempt: int
+    after_tasks: int
+
+    FIELDS = ("attempt", "afterTasks")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CancelJobRule:
+        if set(raw) != {"cancelJob"}:
+            raise FaultRuleError(
+                sorted(set(raw) - {"cancelJob"})[0], "unknown field; a job rule has only cancelJob"
+            )
+        body = raw["cancelJob"]
+        if not isinstance(body, Mapping):
+            raise FaultRuleError(
+                "cancelJob", f'must be an object like {{"attempt": 1, "afterTasks": 0}}, not {_short(body)}'
+            )
+        unknown = sorted(set(body) - set(cls.FIELDS))
+        if unknown:
+            raise FaultRuleError(
+                f"cancelJob.{unknown[0]}", f"unknown field; cancelJob takes {', '.join(cls.FIELDS)}"
+            )
+        attempt, after = body.get("attempt", 1), body.get("afterTasks", 0)
+        for name, value, least in (("attempt", attempt, 1), ("afterTasks", after, 0)):
+            if not _whole(value) or value < least:
+                raise FaultRuleError(
+                    f"cancelJob.{name}", f"must be a whole number >= {least}, not {_short(value)}"
+                )
+        return cls(attempt, after)
+
+    def applies(self, tags: Iterable[Mapping[str, str]], tasks_run: int) -> bool:
+        attempt = next((t.get("Value") for t in tags if t.get("Key") == TAG_ATTEMPT), None)
+        return attempt == str(self.attempt) and tasks_run >= self.after_tasks
+
+
+Rule = FaultRule | CancelJobRule
+
 #: Rule kinds by the field that identifies them. A new kind is one entry here plus its class.
-RULE_KINDS: dict[str, type[FaultRule]] = {"keyRegex": FaultRule}
+RULE_KINDS: dict[str, type[FaultRule] | type[CancelJobRule]] = {
+    "keyRegex": FaultRule,
+    "cancelJob": CancelJobRule,
+}
 
 
-def parse_rules(raw: Any) -> list[FaultRule]:
+def parse_rules(raw: Any) -> list[Rule]:
     """A faults file's content: a JSON list of rules. Raises FaultRuleError naming the rule index."""
     if not isinstance(raw, list):
         raise FaultRuleError("", "the faults file must hold a JSON list of rules")
@@ -101,13 +151,26 @@ def _short(value: Any) -> str:
 class FaultInjector:
     """Thread-safe: jobs run on the engine's worker while tests inspect counts."""
 
-    def __init__(self, rules: Iterable[FaultRule | Mapping[str, Any]] = ()) -> None:
+    def __init__(self, rules: Iterable[Rule | Mapping[str, Any]] = ()) -> None:
         rules = list(rules)
-        given = [rule for rule in rules if not isinstance(rule, FaultRule)]
+        given = [rule for rule in rules if not isinstance(rule, Rule)]
         parsed = iter(parse_rules(given))
-        self.rules = [rule if isinstance(rule, FaultRule) else next(parsed) for rule in rules]
+        every = [rule if isinstance(rule, Rule) else next(parsed) for rule in rules]
+        self.rules = [rule for rule in every if isinstance(rule, FaultRule)]
+        self.job_rules = [rule for rule in every if isinstance(rule, CancelJobRule)]
+        self._fired: set[int] = set()  # job rules that have cancelled their job (each fires once)
         self._applied: Counter[tuple[int, str, str]] = Counter()
         self._lock = threading.Lock()
+
+    def cancels(self, tags: Iterable[Mapping[str, str]], tasks_run: int) -> bool:
+        """Whether a cancelJob rule stops the job with these tags now that ``tasks_run`` tasks ran."""
+        tags = list(tags)
+        with self._lock:
+            for index, rule in enumerate(self.job_rules):
+                if index not in self._fired and rule.applies(tags, tasks_run):
+                    self._fired.add(index)
+                    return True
+        return False
 
     def outcome_for(self, task: Task) -> TaskOutcome | None:
         """The injected failure for this task, or None to run the operation."""
