@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from . import inventory as inv
 from .cli import UsageError, read_inventory, read_spec
 from .outputs import lambda_logs_to
@@ -46,14 +48,20 @@ def download_inventory(uri: str, target: Path, s3: Any = None) -> Path:
             body = s3.get_object(Bucket=bucket, Key=f"{prefix}/{delivery}/manifest.json")["Body"].read()
         except s3.exceptions.NoSuchKey:
             continue  # a delivery still being written
-        manifest = json.loads(body)
+        where = f"s3://{bucket}/{prefix}/{delivery}/manifest.json"
+        try:
+            keys = [str(entry["key"]) for entry in json.loads(body)["files"]]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            raise UsageError(f"{where} is not an S3 Inventory manifest (no files[].key)") from None
         (target / delivery).mkdir(parents=True, exist_ok=True)
         (target / delivery / "manifest.json").write_bytes(body)
-        for entry in manifest["files"]:
-            relative = entry["key"].removeprefix(f"{prefix}/")
-            path = target / relative
+        for key in keys:
+            # The manifest is someone else's file: its keys must stay inside the folder downloaded.
+            path = (target / key.removeprefix(f"{prefix}/")).resolve()
+            if not key.startswith(f"{prefix}/") or not path.is_relative_to(target.resolve()):
+                raise UsageError(f"{where} names a data file outside {uri}: {key[:200]!r}")
             path.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, entry["key"], str(path))
+            s3.download_file(bucket, key, str(path))
         return target
     raise UsageError(f"no complete inventory delivery (a <date>/manifest.json) under {uri}")
 
@@ -70,7 +78,10 @@ def preview(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(args.inventory)
         if args.inventory.startswith("s3://"):
-            directory = download_inventory(args.inventory, Path(scratch))
+            try:
+                directory = download_inventory(args.inventory, Path(scratch))
+            except (BotoCoreError, ClientError) as exc:
+                raise UsageError(f"cannot read the inventory at {args.inventory}: {exc}") from None
         layout = read_inventory(str(directory))
         world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
         with lambda_logs_to(Path(os.devnull)), LocalStack(parameters=world.parameters()) as stack:

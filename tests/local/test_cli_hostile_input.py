@@ -274,3 +274,28 @@ def test_a_hand_edited_marker_cannot_reach_outside_the_folder(tmp_path):
     assert main(["local", "inventory", "--objects", "1", "--out", str(out)]) == 0
 
     assert (tmp_path / "precious.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "key", ["inv/cfg/../../escape.csv.gz", "elsewhere/data/x.csv.gz", "inv/cfg/data/../../../x"]
+)
+def test_a_downloaded_manifest_cannot_write_outside_the_folder(tmp_path, key):
+    import boto3
+    from moto import mock_aws
+
+    from batchpipe_local.cli import UsageError
+    from batchpipe_local.preview import download_inventory
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="dest")
+        s3.put_object(Bucket="dest", Key=key, Body=b"x")
+        manifest = {"files": [{"key": key}]}
+        s3.put_object(Bucket="dest", Key="inv/cfg/2026-11-01T00-00Z/manifest.json", Body=json.dumps(manifest))
+        target = tmp_path / "scratch"
+        target.mkdir()
+
+        with pytest.raises(UsageError, match="names a data file outside"):
+            download_inventory("s3://dest/inv/cfg", target, s3=s3)
+
+    assert not any(p.is_file() and p.name != "manifest.json" for p in tmp_path.rglob("*"))
