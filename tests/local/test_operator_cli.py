@@ -230,3 +230,15 @@ def test_served_endpoint_is_what_boto3_users_expect(aws_env):
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     assert sfn.describe_state_machine(stateMachineArn=outputs["StateMachineArn"])["status"] == "ACTIVE"
     assert os.environ["AWS_ENDPOINT_URL"] == aws_env
+
+
+def test_s3control_reaches_the_served_engine(aws_env):
+    """botocore's s3control endpoint rules prefix the account ID to any host; the commands' clients
+    strip it, so `watch` can follow jobs on the served endpoint."""
+    from batchpipe_local.ops.aws import Aws
+
+    s3control = Aws(region="us-east-1").client("s3control")
+
+    jobs = s3control.list_jobs(AccountId="123456789012")["Jobs"]
+
+    assert isinstance(jobs, list)

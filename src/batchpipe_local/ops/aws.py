@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,14 +56,25 @@ class Aws:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            options: dict[str, Any] = {}
+            # A watch lasts hours: throttling and dropped connections are retried, not fatal.
+            options: dict[str, Any] = {"config": BotoConfig(retries={"mode": "standard", "max_attempts": 8})}
             if self.endpoint_url:
                 options["endpoint_url"] = self.endpoint_url
+            client = self.session.client(service, **options)
             if self.endpoint and service == "s3control":
-                # s3control puts the account ID in front of the host; a local endpoint has no such host.
-                options["config"] = BotoConfig(inject_host_prefix=False)
-            self._clients[service] = self.session.client(service, **options)
+                # s3control's endpoint rules put the account ID in front of any endpoint's host
+                # (inject_host_prefix=False does not stop them); a local endpoint has no such name.
+                # Rewritten before signing, so the signature covers the host actually called.
+                client.meta.events.register("before-sign.s3-control", _without_account_host)
+            self._clients[service] = client
         return self._clients[service]
+
+
+def _without_account_host(request: Any, **_: Any) -> None:
+    request.url = _ACCOUNT_HOST.sub(r"\1", request.url, count=1)
+
+
+_ACCOUNT_HOST = re.compile(r"^(https?://)\d{12}\.")
 
 
 @contextmanager
