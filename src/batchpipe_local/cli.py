@@ -84,8 +84,21 @@ def read_inventory(path: str) -> Any:
     from . import inventory as inv
 
     layout = inv.read_inventory_dir(Path(path))
-    for _ in layout.objects():
-        pass
+    where = f"{path}/{layout.delivery}/manifest.json"
+    try:
+        bucket_name(layout.source_bucket)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{where} sourceBucket {layout.source_bucket[:70]!r} {exc}") from None
+    for number, row in enumerate(layout.objects(), start=1):
+        # The objects are created in the emulated bucket: S3's own limits apply (S3 user guide,
+        # "Naming Amazon S3 objects": a key is at most 1,024 bytes of UTF-8).
+        if (
+            row.bucket != layout.source_bucket
+            or not 0 < len(row.key.encode("utf-8", "surrogatepass")) <= 1024
+        ):
+            raise UsageError(
+                f"{path}: row {number} is not an object of {layout.source_bucket} with a 1-1,024 byte key"
+            )
     return layout
 
 

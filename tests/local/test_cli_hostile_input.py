@@ -90,6 +90,18 @@ def _missing_field(d: Path) -> None:
     _replace_data(d, gzip.compress("\n".join(rows).encode()))
 
 
+def _bad_source_bucket(d: Path) -> None:
+    manifest_path = next(d.glob("*/manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sourceBucket"] = "../Not A Bucket"
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _long_key(u: Path, t: Path) -> list[str]:
+    directory = _inventory(t / "inv", keys=["ok", "k" * 1025])
+    return ["local", "run", "--inventory", str(directory)]
+
+
 def _no_manifest(d: Path) -> None:
     next(d.glob("*/manifest.json")).unlink()
 
@@ -128,6 +140,12 @@ CASES = [
         "faults[0].errorCode",
     ),
     ("faults-not-object", lambda u, t: _faults(t, [VALID_RULE, 5]), "faults[1]: must be a JSON object"),
+    (
+        "inventory-source-bucket",
+        lambda u, t: _bad_inventory(t, _bad_source_bucket),
+        "sourceBucket '../Not A Bucket' must be 3-63 characters",
+    ),
+    ("inventory-long-key", _long_key, "row 2 is not an object of their-bucket with a 1-1,024 byte key"),
     ("inventory-no-manifest", lambda u, t: _bad_inventory(t, _no_manifest), "manifest.json"),
     (
         "inventory-bad-json",
