@@ -82,6 +82,8 @@ def test_declining_leaves_every_object_untouched(inventory_dir, tmp_path, capsys
     main(_run(inventory_dir, out, "retention.json", "--confirm", "decline", "--json"))
 
     summary = json.loads(capsys.readouterr().out)
-    assert summary["attempts"] and all(a["jobStatus"] == "Cancelled" for a in summary["attempts"])
+    assert summary["status"] == "CANCELLED"  # a person's cancel is final: no further attempt
+    assert [a["jobStatus"] for a in summary["attempts"]] == ["Cancelled"]
     assert summary["totals"]["succeeded"] == 0
+    assert summary["totals"]["notRun"] == 3
     assert not any(r["retention"]["mode"] for r in _objects(out).values())
