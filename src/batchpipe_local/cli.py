@@ -293,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, OutDirError, InventoryDirError) as exc:
         print(f"batchpipe: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: the embedded AWS is gone with the process; what --out holds so far is kept.
+        print("batchpipe: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader (`| head`) stopped reading: not an error to report. Python's documented recipe:
         # point stdout at devnull so the interpreter's final flush does not raise again.

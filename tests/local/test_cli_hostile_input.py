@@ -317,3 +317,15 @@ def test_a_downloaded_manifest_cannot_write_outside_the_folder(tmp_path, key):
             download_inventory("s3://dest/inv/cfg", target, s3=s3)
 
     assert not any(p.is_file() and p.name != "manifest.json" for p in tmp_path.rglob("*"))
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import batchpipe_local.run
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batchpipe_local.run, "local_run", interrupted)
+
+    assert main(["local", "run"]) == 130
+    assert capsys.readouterr().err == "batchpipe: interrupted\n"
