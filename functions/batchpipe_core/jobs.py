@@ -91,6 +91,13 @@ class RunRef(StatePart):
     name: str = "batchpipe"
 
 
+class JobRunRef(RunRef):
+    """The run as the job handlers need it: with the identity that keys its tokens and jobs."""
+
+    # batchpipe_core.identity.run_id: unique per execution forever, unlike the execution ARN.
+    runId: str = Field(min_length=1)
+
+
 class ManifestRef(StatePart):
     bucket: str = Field(min_length=1)
     key: str = Field(min_length=1)
@@ -119,31 +126,37 @@ class SpecView(StatePart):
 
 class CreateJobInput(StatePart):
     taskToken: str = Field(min_length=1)
+    # $$.State.EnteredTime of this wait: orders the tokens of re-entries (TokenTable.store_token).
+    waitEnteredAt: str | None = None
     spec: SpecView
-    run: RunRef
+    run: JobRunRef
     current: CurrentAttempt
 
 
 class CheckJobInput(StatePart):
-    run: RunRef
+    run: JobRunRef
     current: CurrentAttempt
 
 
 # ------------------------------------------------------------------ keys
 
 
-def token_key(execution_id: str, attempt: int) -> str:
-    """TokenTable partition key of one (execution, attempt): docs/ARCHITECTURE.md fixes the shape."""
-    return f"{execution_id}#{attempt}"
+def token_key(run_id: str, attempt: int) -> str:
+    """TokenTable partition key of one (run, attempt): docs/ARCHITECTURE.md fixes the shape.
+
+    ``run_id`` is the run's identity (``run.runId``), not the execution ARN: a reused execution name
+    must not find the token items or the job of the earlier execution of that name.
+    """
+    return f"{run_id}#{attempt}"
 
 
-def job_ref(execution_id: str, attempt: int) -> str:
+def job_ref(run_id: str, attempt: int) -> str:
     """Digest of the token key: 64 hex chars, valid both as ClientRequestToken and as a tag value.
 
-    The same execution and attempt always give the same ref, so a retried CreateJob Lambda and a
+    The same run and attempt always give the same ref, so a retried CreateJob Lambda and a
     re-entry after a wait timeout send the same ClientRequestToken and get the same job.
     """
-    return hashlib.sha256(token_key(execution_id, attempt).encode()).hexdigest()
+    return hashlib.sha256(token_key(run_id, attempt).encode()).hexdigest()
 
 
 def is_terminal(status: str | None) -> bool:
@@ -201,21 +214,21 @@ def report_prefix(run_prefix: str, attempt: int) -> str:
     return f"{run_prefix}attempt-{attempt}/report"
 
 
-def job_tags(settings: JobSettings, run: RunRef, attempt: int) -> list[dict[str, str]]:
+def job_tags(settings: JobSettings, run: JobRunRef, attempt: int) -> list[dict[str, str]]:
     """Tags that name the pipeline, run, execution and attempt, and lead back to the task token."""
-    execution_digest = hashlib.sha256(run.executionId.encode()).hexdigest()[:8]
+    execution_digest = hashlib.sha256(run.runId.encode()).hexdigest()[:8]
     execution = f"{tag_value(run.executionName, _TAG_VALUE_MAX - 9)}-{execution_digest}"
     return [
         {"Key": TAG_PIPELINE, "Value": tag_value(settings.pipeline_name)},
         {"Key": TAG_RUN, "Value": tag_value(run.name)},
         {"Key": TAG_EXECUTION, "Value": execution},
         {"Key": TAG_ATTEMPT, "Value": str(attempt)},
-        {"Key": TAG_REF, "Value": job_ref(run.executionId, attempt)},
+        {"Key": TAG_REF, "Value": job_ref(run.runId, attempt)},
     ]
 
 
 def build_create_job_request(
-    spec: SpecView, run: RunRef, current: CurrentAttempt, settings: JobSettings
+    spec: SpecView, run: JobRunRef, current: CurrentAttempt, settings: JobSettings
 ) -> dict[str, Any]:
     """The s3control CreateJob parameters of one attempt; identical for identical inputs.
 
@@ -238,7 +251,7 @@ def build_create_job_request(
             "ReportScope": spec.report.scope or settings.default_report_scope,
             "ExpectedBucketOwner": settings.account_id,
         },
-        "ClientRequestToken": job_ref(run.executionId, attempt),
+        "ClientRequestToken": job_ref(run.runId, attempt),
         "Manifest": {
             "Spec": {"Format": MANIFEST_FORMAT, "Fields": manifest_fields(settings.inventory_versions)},
             "Location": {
@@ -325,6 +338,29 @@ def no_job_outcome(run: RunRef, current: CurrentAttempt, settings: JobSettings) 
             "prefix": report_prefix(run.prefix, current.attempt),
             "scope": None,
         },
+    }
+
+
+# DescribeJob/GetJobTagging for a job S3 no longer knows: S3 deletes jobs 90 days after they end
+# (S3 user guide, "Tracking job status"); the model names NotFoundException, the guide NoSuchJob.
+JOB_GONE_ERRORS = frozenset({"NotFoundException", "NoSuchJob", "NoSuchJobException"})
+
+
+def gone_job_outcome(
+    job_id: str, run: RunRef, current: CurrentAttempt, settings: JobSettings
+) -> dict[str, Any]:
+    """The outcome of a recorded job that DescribeJob no longer finds: it ended long ago.
+
+    Reported as a Failed job with no known progress, so ProcessReport reads whatever report is left
+    and turns every object it does not account for into ``NotRun`` (retriable): nothing is lost,
+    and an operation S3 runs at least once anyway tolerates the rerun.
+    """
+    return {
+        **no_job_outcome(run, current, settings),
+        "jobId": job_id,
+        "status": "Failed",
+        "terminal": True,
+        "statusUpdateReason": "the job no longer exists (DescribeJob: not found); its report is all that is left",
     }
 
 

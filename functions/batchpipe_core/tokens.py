@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batchpipe_core.accounting import CANCELLED_BY_OPERATOR, CANCELLED_BY_PIPELINE
+from batchpipe_core.identity import epoch_millis
 from batchpipe_core.jobs import error_code, transient_as_retryable
 from batchpipe_core.observability import logger
 
@@ -72,32 +73,54 @@ class TokenTable:
         self.name = table_name
         self._ddb = dynamodb
 
-    def store_token(self, key: str, ref: str, task_token: str, *, now: float | None = None) -> TokenItem:
+    def store_token(
+        self, key: str, ref: str, task_token: str, *, entered_at: str | None = None, now: float | None = None
+    ) -> TokenItem | None:
         """Stores (or replaces) the waiting token; returns the item, with any job already recorded.
 
         The returned jobId lets a re-entry after a wait timeout reuse the attempt's job without
         relying on how long S3 remembers a ClientRequestToken.
+
+        ``entered_at`` is when the waiting state was entered (``$$.State.EnteredTime``). A token is
+        only replaced by one of the same or a later entry, so a late duplicate invocation of an
+        older wait (Lambda retries an invocation; Step Functions re-enters the state after a
+        timeout) cannot put back a token nobody waits for any more: it gets None instead.
         """
         now = time.time() if now is None else now
+        entered_ms = epoch_millis(entered_at) if entered_at else int(now * 1000)
         expires = str(int(now) + TOKEN_TTL_SECONDS)
-        with transient_as_retryable("storing the task token"):
-            self._ddb.put_item(
-                TableName=self.name,
-                Item={"pk": {"S": REF_PREFIX + ref}, "tokenKey": {"S": key}, "expiresAt": {"N": expires}},
-            )
-            response = self._ddb.update_item(
-                TableName=self.name,
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET taskToken = :token, #ref = :ref, expiresAt = :expires, storedAt = :now",
-                ExpressionAttributeNames={"#ref": "ref"},
-                ExpressionAttributeValues={
-                    ":token": {"S": task_token},
-                    ":ref": {"S": ref},
-                    ":expires": {"N": expires},
-                    ":now": {"N": str(int(now))},
-                },
-                ReturnValues="ALL_NEW",
-            )
+        try:
+            with transient_as_retryable("storing the task token"):
+                self._ddb.put_item(
+                    TableName=self.name,
+                    Item={"pk": {"S": REF_PREFIX + ref}, "tokenKey": {"S": key}, "expiresAt": {"N": expires}},
+                )
+                response = self._ddb.update_item(
+                    TableName=self.name,
+                    Key={"pk": {"S": key}},
+                    UpdateExpression=(
+                        "SET taskToken = :token, #ref = :ref, expiresAt = :expires, storedAt = :now, "
+                        "waitEnteredAt = :entered"
+                    ),
+                    ConditionExpression="attribute_not_exists(waitEnteredAt) OR waitEnteredAt <= :entered",
+                    ExpressionAttributeNames={"#ref": "ref"},
+                    ExpressionAttributeValues={
+                        ":token": {"S": task_token},
+                        ":ref": {"S": ref},
+                        ":expires": {"N": expires},
+                        ":now": {"N": str(int(now))},
+                        ":entered": {"N": str(entered_ms)},
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                logger.warning(
+                    "not stored: a newer wait already stored its token",
+                    extra={"tokenKey": key, "enteredAt": entered_at},
+                )
+                return None
+            raise
         return TokenItem.from_dynamodb(response["Attributes"])
 
     def record_job(self, key: str, job_id: str) -> None:

@@ -12,12 +12,16 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
+from botocore.exceptions import ClientError
 
 from batchpipe_core.config import Config
 from batchpipe_core.jobs import (
+    JOB_GONE_ERRORS,
     CreateJobInput,
     JobSettings,
     build_create_job_request,
+    error_code,
+    gone_job_outcome,
     job_outcome,
     job_ref,
     token_key,
@@ -35,10 +39,16 @@ def handler(event: dict, context: Any) -> dict:
     s3control = boto3.client("s3control")
     table = TokenTable(config.token_table, boto3.client("dynamodb"))
 
-    execution_id, attempt = request.run.executionId, request.current.attempt
-    key = token_key(execution_id, attempt)
+    run_id, attempt = request.run.runId, request.current.attempt
+    key = token_key(run_id, attempt)
     # Before CreateJob: an event for this job can then never arrive ahead of its token.
-    item = table.store_token(key, job_ref(execution_id, attempt), request.taskToken)
+    item = table.store_token(
+        key, job_ref(run_id, attempt), request.taskToken, entered_at=request.waitEnteredAt
+    )
+    if item is None:
+        # A late duplicate of an older wait: its task has timed out, a newer one waits. Touch nothing.
+        metrics.add_metric(name="StaleWaitInvocations", unit=MetricUnit.Count, value=1)
+        return {"jobId": None, "stale": True}
 
     job_id = item.job_id
     if job_id is None:
@@ -54,9 +64,16 @@ def handler(event: dict, context: Any) -> dict:
 
     # The job may have ended before the token was stored (re-entry) or before now: no event would
     # then reach the new token, so complete it here.
-    with transient_as_retryable("DescribeJob"):
-        job = s3control.describe_job(AccountId=config.account_id, JobId=job_id)["Job"]
-    outcome = job_outcome(job)
+    try:
+        with transient_as_retryable("DescribeJob"):
+            job = s3control.describe_job(AccountId=config.account_id, JobId=job_id)["Job"]
+        outcome = job_outcome(job)
+    except ClientError as exc:
+        # A re-entry long after the recorded job ended: S3 has deleted it (90 days after the end).
+        if error_code(exc) not in JOB_GONE_ERRORS:
+            raise
+        logger.warning("the recorded job no longer exists", extra={"jobId": job_id})
+        outcome = gone_job_outcome(job_id, request.run, request.current, settings)
     if outcome["terminal"]:
         result = complete_once(
             table, boto3.client("stepfunctions"), key, request.taskToken, outcome, "create_job"

@@ -16,12 +16,12 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 
 from batchpipe_core.config import Config
-from batchpipe_core.jobs import error_code, job_outcome, pipeline_ref, transient_as_retryable
+from batchpipe_core.jobs import JOB_GONE_ERRORS, error_code, job_outcome, pipeline_ref, transient_as_retryable
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.tokens import TokenTable, complete_once
 
 # GetJobTagging/DescribeJob for a job this account cannot see (deleted after 90 days, other account).
-_UNKNOWN_JOB_ERRORS = frozenset({"NotFoundException", "NoSuchJob", "AccessDenied", "AccessDeniedException"})
+_UNKNOWN_JOB_ERRORS = JOB_GONE_ERRORS | {"AccessDenied", "AccessDeniedException"}
 
 
 class JobStatusDetails(BaseModel):
@@ -101,8 +101,15 @@ def handle(parsed: JobStatusChangedEvent) -> dict:
         return {"jobId": job_id, "result": "already-completed"}
 
     # Trust DescribeJob, not the event: it may be a stale status delivered late or out of order.
-    with transient_as_retryable("DescribeJob"):
-        job = s3control.describe_job(AccountId=config.account_id, JobId=job_id)["Job"]
+    try:
+        with transient_as_retryable("DescribeJob"):
+            job = s3control.describe_job(AccountId=config.account_id, JobId=job_id)["Job"]
+    except ClientError as exc:
+        if error_code(exc) not in JOB_GONE_ERRORS:
+            raise
+        # Gone between GetJobTagging and now: CheckJob, on the wait's timeout, settles the attempt.
+        logger.info("ignored: job no longer exists", extra={**log, "error": error_code(exc)})
+        return {"jobId": job_id, "result": "ignored-gone"}
     outcome = job_outcome(job)
     if not outcome["terminal"]:
         logger.info("ignored: job not terminal yet", extra={**log, "status": outcome["status"]})

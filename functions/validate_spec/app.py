@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.identity import run_folder, run_id
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.spec import normalize_spec
 
@@ -37,14 +38,19 @@ class ValidateSpecInput(BaseModel):
 
 
 def run_context(spec: dict[str, Any], execution: Execution, config: Config) -> dict[str, Any]:
-    """The ``run`` key: the execution's identity and its folder in the pipeline bucket."""
+    """The ``run`` key: the execution's identity and its folder in the pipeline bucket.
+
+    Both include the start time: an execution name may be reused 90 days after its execution ended,
+    and the earlier run's files and token items may still be there (batchpipe_core.identity).
+    """
     return {
         "name": spec["name"],
         "executionId": execution.id,
         "executionName": execution.name,
         "startTime": execution.startTime,
+        "runId": run_id(execution.id, execution.startTime),
         "bucket": config.pipeline_bucket,
-        "prefix": f"runs/{spec['name']}/{execution.name}/",
+        "prefix": run_folder(spec["name"], execution.name, execution.startTime),
         "jobWaitTimeoutSeconds": config.job_wait_timeout_seconds,
     }
 

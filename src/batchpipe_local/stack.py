@@ -437,6 +437,18 @@ class LocalStack:
             history=history,
         )
 
+    def forget_execution(self, execution_arn: str) -> None:
+        """What Step Functions does once an ended execution's history expires (90 days after the end):
+        the execution is no longer listed and its name may be used again. Only an ended execution."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[self.account_id][self.region]
+        machine = backend.describe_state_machine(self.state_machine_arn)
+        (execution,) = [e for e in machine.executions if e.execution_arn == execution_arn]
+        if execution.status == "RUNNING":
+            raise ValueError(f"{execution_arn} is still running: only ended executions are forgotten")
+        machine.executions.remove(execution)
+
     def run(self, spec: dict, name: str = "run-1", timeout: float = 120.0) -> Execution:
         return self.wait(self.start(spec, name), timeout=timeout)
 

@@ -72,6 +72,11 @@ def read_s3_uri(stack, uri: str) -> str:
     return stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
 
 
+def run_folder_uri(execution) -> str:
+    """s3:// of the run's folder, as ValidateSpec chose it (the manifest lies at its top)."""
+    return execution.output["manifest"]["location"].rsplit("/", 1)[0] + "/"
+
+
 def jobs(stack) -> list[dict]:
     return stack.client("s3control").list_jobs(AccountId=stack.account_id).get("Jobs", [])
 
@@ -83,9 +88,7 @@ def test_happy_path_tags_exactly_the_selected_objects(fmt):
     with pipeline(fmt=fmt) as stack:
         execution = stack.run(spec, name=f"happy-{fmt.lower()}")
         tags = tags_by_key(stack)
-        summary_in_s3 = json.loads(
-            read_s3_uri(stack, f"s3://{stack.pipeline_bucket}/runs/retag/happy-{fmt.lower()}/summary.json")
-        )
+        summary_in_s3 = json.loads(read_s3_uri(stack, run_folder_uri(execution) + "summary.json"))
 
     selected = [k for k in KEYS if k.startswith("photos/2023/")]
     assert execution.status == "SUCCEEDED"
@@ -141,9 +144,7 @@ def test_retriable_failures_rerun_as_a_new_job_and_permanent_ones_are_reported()
         failures = list(
             csv.DictReader(io.StringIO(read_s3_uri(stack, execution.output["permanentFailures"])))
         )
-        retry_manifest = read_s3_uri(
-            stack, f"s3://{stack.pipeline_bucket}/runs/faults/faults/attempt-1/retry-manifest.csv"
-        )
+        retry_manifest = read_s3_uri(stack, run_folder_uri(execution) + "attempt-1/retry-manifest.csv")
 
     summary = execution.output
     first, second = summary["attempts"]
@@ -381,6 +382,53 @@ def test_concurrent_runs_do_not_share_state():
 
     assert [r.output["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
     assert len({r.output["attempts"][0]["jobId"] for r in results}) == 2
+
+
+def test_a_reused_execution_name_is_a_new_run_that_never_touches_the_old_one():
+    """Step Functions allows a name again 90 days after its execution ended; RetentionDays may keep
+    the first run's files (and the token table its items) much longer than that."""
+    first_spec = {"name": "nightly", "filter": {"prefixes": ["photos/2023/"]}, "operation": TAGGING}
+    second_spec = {"name": "nightly", "filter": {"prefixes": ["docs/"]}, "operation": TAGGING}
+    with pipeline() as stack:
+        first = stack.run(first_spec, name="nightly")
+        first_files = _objects_under(stack, run_folder_uri(first))
+        stack.forget_execution(first.arn)
+
+        second = stack.run(second_spec, name="nightly")
+        first_files_after = _objects_under(stack, run_folder_uri(first))
+        tags = tags_by_key(stack)
+        every_job = jobs(stack)
+        athena_tokens = [
+            json.loads(e["taskScheduledEventDetails"]["parameters"])["ClientRequestToken"]
+            for run in (first, second)
+            for e in run.history
+            if e["type"] == "TaskScheduled"
+            and "startQueryExecution" in e["taskScheduledEventDetails"]["resource"]
+        ]
+
+    assert second.arn == first.arn  # the same execution ARN names both runs
+    assert (first.status, second.status) == ("SUCCEEDED", "SUCCEEDED")
+    assert run_folder_uri(second) != run_folder_uri(first)
+    assert first_files_after == first_files  # nothing of the first run was overwritten or added to
+    # The second run created its own job and counted only its own objects.
+    assert len(every_job) == 2
+    assert first.output["attempts"][0]["jobId"] != second.output["attempts"][0]["jobId"]
+    assert second.output["totals"]["objects"] == 1 and second.output["attempts"] == [
+        {**second.output["attempts"][0], "total": 1, "succeeded": 1}
+    ]
+    assert {k for k, t in tags.items() if t} == {k for k in KEYS if k.startswith(("photos/2023/", "docs/"))}
+    # Athena's idempotency token is per run too: the second query is a new query, not the first's.
+    assert len(set(athena_tokens)) == 2 and all(32 <= len(t) <= 128 for t in athena_tokens)
+
+
+def _objects_under(stack, folder_uri: str) -> dict[str, str]:
+    bucket, prefix = folder_uri.removeprefix("s3://").split("/", 1)
+    paginator = stack.client("s3").get_paginator("list_objects_v2")
+    return {
+        o["Key"]: o["ETag"]
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    }
 
 
 # ------------------------------------------------------------------ reruns of a run's failures

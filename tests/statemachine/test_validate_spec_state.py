@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from batchpipe_core.identity import start_stamp
+
 
 def test_valid_spec_passes_validate_spec_with_defaults_filled(stack):
     spec = {"name": "retag", "operation": {"S3PutObjectTagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}}
@@ -16,7 +18,9 @@ def test_valid_spec_passes_validate_spec_with_defaults_filled(stack):
     assert validated["spec"]["report"] == {"scope": "AllTasks"}
     assert validated["spec"]["retry"]["maxAttempts"] == int(stack.parameter_values["MaxAttempts"])
     assert validated["run"]["executionName"] == "valid-spec"
-    assert validated["run"]["prefix"] == "runs/retag/valid-spec/"
+    started = validated["run"]["startTime"]
+    assert validated["run"]["prefix"] == f"runs/retag/valid-spec/{start_stamp(started)}/"
+    assert validated["run"]["runId"] == f"{execution.arn}@{start_stamp(started)}"
     assert validated["run"]["bucket"] == stack.pipeline_bucket
     # The run went on past the first state.
     assert len(execution.states_entered) > 1

@@ -104,3 +104,21 @@ def test_each_attempt_is_checked_on_its_own_job(pipeline: Pipeline) -> None:
     assert second_job != first_job
     assert (check(first)["jobId"], check(first)["terminal"]) == (first_job, True)
     assert (check(second)["jobId"], check(second)["terminal"]) == (second_job, False)
+
+
+def test_a_recorded_job_that_s3_no_longer_knows_ends_the_wait_as_failed(pipeline: Pipeline) -> None:
+    """S3 deletes jobs 90 days after they end; DescribeJob then answers NotFound."""
+    waiting = pipeline.start_run()
+    table = TokenTable(TABLE, pipeline.ddb)
+    table.store_token(waiting.key, "0" * 64, waiting.event["taskToken"])
+    table.record_job(waiting.key, "00000000-0000-0000-0000-000000000000")
+
+    outcome = check(waiting)
+
+    assert (outcome["jobId"], outcome["status"], outcome["terminal"]) == (
+        "00000000-0000-0000-0000-000000000000",
+        "Failed",
+        True,
+    )
+    assert "no longer exists" in outcome["statusUpdateReason"]
+    assert outcome["report"]["prefix"] == "runs/retag/run-1/attempt-1/report"

@@ -27,6 +27,7 @@ from moto import mock_aws
 from batchpipe_core import jobs
 from batchpipe_core.config import Config
 from batchpipe_core.spec import normalize_spec
+from batchpipe_core.tokens import TokenTable
 from batchpipe_local.lambdas import LambdaContext
 from batchpipe_local.s3batch import BatchEngine
 from tests.unit.test_tokens import REGION, WaitingTasks, create_token_table
@@ -83,7 +84,7 @@ class Waiting:
 
     @property
     def key(self) -> str:
-        return jobs.token_key(self.event["run"]["executionId"], self.event["current"]["attempt"])
+        return jobs.token_key(self.event["run"]["runId"], self.event["current"]["attempt"])
 
 
 class Pipeline:
@@ -121,6 +122,7 @@ class Pipeline:
         run = {
             "name": normalized["name"],
             "executionId": execution_arn,
+            "runId": f"{execution_arn}@20261120T150000.000Z",
             "executionName": name,
             "startTime": "2026-11-20T15:00:00.000Z",
             "bucket": PIPELINE_BUCKET,
@@ -328,3 +330,37 @@ def test_a_rejected_request_propagates_as_is(pipeline: Pipeline) -> None:
     assert raised.value.response["Error"]["Code"] == "BadRequestException"  # not TransientError: no retry
     assert pipeline.job_ids() == []
     assert "jobId" not in pipeline.item(waiting.key)
+
+
+def test_a_reentry_whose_recorded_job_is_gone_completes_the_wait_as_failed(pipeline: Pipeline) -> None:
+    """S3 deletes a job 90 days after it ends; the attempt is then settled from its report alone."""
+    waiting = pipeline.start_run()
+    table = TokenTable(TABLE, pipeline.ddb)
+    table.store_token(waiting.key, jobs.job_ref(waiting.event["run"]["runId"], 1), "an older token")
+    table.record_job(waiting.key, "00000000-0000-0000-0000-000000000000")
+
+    reentry = pipeline.reenter(waiting, "reentry")
+    assert pipeline.create_job(reentry) == "00000000-0000-0000-0000-000000000000"
+
+    outcome = json.loads(pipeline.finished(reentry)["output"])
+    assert (outcome["status"], outcome["terminal"]) == ("Failed", True)
+    assert "no longer exists" in outcome["statusUpdateReason"]
+    assert pipeline.job_ids() == []  # no new job for an attempt that had one
+
+
+def test_a_late_duplicate_of_an_older_wait_changes_nothing(pipeline: Pipeline) -> None:
+    waiting = pipeline.start_run()
+    first = {**waiting.event, "waitEnteredAt": "2026-11-20T15:00:00.000Z"}
+    job_id = create_job_app.handler(json.loads(json.dumps(first)), context("CreateJobFunction"))["jobId"]
+    reentry = pipeline.reenter(waiting, "reentry")
+    second = {**reentry.event, "waitEnteredAt": "2026-11-20T16:00:00.000Z"}
+    assert (
+        create_job_app.handler(json.loads(json.dumps(second)), context("CreateJobFunction"))["jobId"]
+        == job_id
+    )
+
+    late = create_job_app.handler(json.loads(json.dumps(first)), context("CreateJobFunction"))
+
+    assert late == {"jobId": None, "stale": True}
+    assert pipeline.item(waiting.key)["taskToken"]["S"] == reentry.event["taskToken"]
+    assert pipeline.job_ids() == [job_id]

@@ -30,8 +30,9 @@ SETTINGS = jobs.JobSettings(
     default_priority=10,
     default_report_scope="AllTasks",
 )
-RUN = jobs.RunRef(
+RUN = jobs.JobRunRef(
     executionId=EXECUTION_ID,
+    runId=EXECUTION_ID + "@20261120T150000.000Z",
     executionName="retag-prod-1",
     prefix="runs/retag-prod/retag-prod-1/",
     name="retag-prod",
@@ -109,7 +110,7 @@ def test_request_has_the_contracted_shape() -> None:
     assert tags["batchpipe:run"] == "retag-prod"
     assert tags["batchpipe:attempt"] == "2"
     assert tags["batchpipe:execution"].startswith("retag-prod-1-")
-    assert tags["batchpipe:ref"] == jobs.job_ref(EXECUTION_ID, 2) == request["ClientRequestToken"]
+    assert tags["batchpipe:ref"] == jobs.job_ref(RUN.runId, 2) == request["ClientRequestToken"]
 
 
 def test_spec_values_override_stack_defaults() -> None:
@@ -151,10 +152,14 @@ def test_request_is_deterministic_so_a_retry_is_idempotent() -> None:
 
 
 def test_token_key_and_ref() -> None:
-    assert jobs.token_key(EXECUTION_ID, 1) == EXECUTION_ID + "#1"
-    ref = jobs.job_ref(EXECUTION_ID, 1)
+    assert jobs.token_key(RUN.runId, 1) == RUN.runId + "#1"
+    ref = jobs.job_ref(RUN.runId, 1)
     assert len(ref) == 64 and int(ref, 16) >= 0
-    assert ref == jobs.job_ref(EXECUTION_ID, 1) != jobs.job_ref(EXECUTION_ID, 2)
+    assert ref == jobs.job_ref(RUN.runId, 1) != jobs.job_ref(RUN.runId, 2)
+    # The same execution name started again (allowed 90 days after the first ended) is another run.
+    reused = EXECUTION_ID + "@20270301T080000.000Z"
+    assert jobs.token_key(reused, 1) != jobs.token_key(RUN.runId, 1)
+    assert jobs.job_ref(reused, 1) != ref
 
 
 # Step Functions execution names may hold almost any printable character; S3 tag values may not.
@@ -164,8 +169,10 @@ names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_s
 @settings(max_examples=60, deadline=None)
 @given(execution_name=names, run_name=names, attempt=st.integers(min_value=1, max_value=10))
 def test_any_names_give_valid_tags_and_description(execution_name: str, run_name: str, attempt: int) -> None:
-    run = jobs.RunRef(
-        executionId=f"arn:aws:states:us-east-1:123456789012:execution:batchpipe-pipeline:{execution_name}",
+    execution_id = f"arn:aws:states:us-east-1:123456789012:execution:batchpipe-pipeline:{execution_name}"
+    run = jobs.JobRunRef(
+        executionId=execution_id,
+        runId=execution_id + "@20261120T150000.000Z",
         executionName=execution_name,
         prefix="runs/x/y/",
         name=run_name,
@@ -173,9 +180,7 @@ def test_any_names_give_valid_tags_and_description(execution_name: str, run_name
     current = jobs.CurrentAttempt(attempt=attempt, manifest=CURRENT.manifest)
     request = jobs.build_create_job_request(spec_of({"operation": TAGGING}), run, current, SETTINGS)
     assert_valid_create_job(request)
-    assert jobs.pipeline_ref(request["Tags"], SETTINGS.pipeline_name) == jobs.job_ref(
-        run.executionId, attempt
-    )
+    assert jobs.pipeline_ref(request["Tags"], SETTINGS.pipeline_name) == jobs.job_ref(run.runId, attempt)
 
 
 # ------------------------------------------------------------------ tags -> token
@@ -183,7 +188,7 @@ def test_any_names_give_valid_tags_and_description(execution_name: str, run_name
 
 def test_pipeline_ref_ignores_foreign_jobs() -> None:
     ours = jobs.job_tags(SETTINGS, RUN, 1)
-    assert jobs.pipeline_ref(ours, "batchpipe-pipeline") == jobs.job_ref(EXECUTION_ID, 1)
+    assert jobs.pipeline_ref(ours, "batchpipe-pipeline") == jobs.job_ref(RUN.runId, 1)
     assert jobs.pipeline_ref(ours, "other-stack-pipeline") is None
     assert jobs.pipeline_ref([], "batchpipe-pipeline") is None
     assert jobs.pipeline_ref([{"Key": "team", "Value": "x"}], "batchpipe-pipeline") is None
@@ -328,12 +333,15 @@ def test_sample_create_job_event_builds_a_valid_request() -> None:
     event = jobs.CreateJobInput.model_validate(json.loads((REPO / "events" / "create_job.json").read_text()))
     request = jobs.build_create_job_request(event.spec, event.run, event.current, SETTINGS)
     assert_valid_create_job(request)
-    assert request["Report"]["Prefix"] == "runs/retag-prod/retag-prod-2026-11-20/attempt-1/report"
+    assert (
+        request["Report"]["Prefix"]
+        == "runs/retag-prod/retag-prod-2026-11-20/20261120T150000.000Z/attempt-1/report"
+    )
 
 
 def test_sample_check_job_event_names_the_same_attempt() -> None:
     check = jobs.CheckJobInput.model_validate(json.loads((REPO / "events" / "check_job.json").read_text()))
     create = jobs.CreateJobInput.model_validate(json.loads((REPO / "events" / "create_job.json").read_text()))
-    assert jobs.token_key(check.run.executionId, check.current.attempt) == jobs.token_key(
-        create.run.executionId, create.current.attempt
+    assert jobs.token_key(check.run.runId, check.current.attempt) == jobs.token_key(
+        create.run.runId, create.current.attempt
     )

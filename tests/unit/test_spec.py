@@ -643,8 +643,9 @@ def test_handler_turns_the_sample_event_into_spec_and_run(handler):
         "executionId": event["execution"]["id"],
         "executionName": "retag-prod-2026-11-20",
         "startTime": "2026-11-20T15:00:00.000Z",
+        "runId": event["execution"]["id"] + "@20261120T150000.000Z",
         "bucket": STACK_ENV["PIPELINE_BUCKET"],
-        "prefix": "runs/retag-prod/retag-prod-2026-11-20/",
+        "prefix": "runs/retag-prod/retag-prod-2026-11-20/20261120T150000.000Z/",
         "jobWaitTimeoutSeconds": 3600,
     }
     assert output["spec"]["inventory"] == {
@@ -659,20 +660,20 @@ def test_handler_turns_the_sample_event_into_spec_and_run(handler):
 def test_handler_names_the_run_batchpipe_by_default(handler):
     event = {
         "spec": {"operation": TAGGING},
-        "execution": {"id": "arn:x", "name": "nightly", "startTime": "t"},
+        "execution": {"id": "arn:x", "name": "nightly", "startTime": "2026-11-20T03:00:00.5Z"},
     }
 
     output = handler(event, LambdaContext())
 
     assert output["spec"] == DEFAULTS
     assert output["run"]["name"] == "batchpipe"
-    assert output["run"]["prefix"] == "runs/batchpipe/nightly/"
+    assert output["run"]["prefix"] == "runs/batchpipe/nightly/20261120T030000.500Z/"
 
 
 def test_handler_fails_with_spec_validation_error_naming_the_field(handler):
     event = {
         "spec": {"operation": TAGGING, "retry": {"maxAttempts": 99}},
-        "execution": {"id": "arn:x", "name": "bad", "startTime": "t"},
+        "execution": {"id": "arn:x", "name": "bad", "startTime": "2026-11-20T03:00:00Z"},
     }
 
     with pytest.raises(SpecValidationError, match=r"^retry\.maxAttempts: must be between 1 and 10, got 99$"):

@@ -158,6 +158,22 @@ def test_a_new_token_replaces_the_old_and_keeps_the_job(table: TokenTable) -> No
     assert table.get("nothing#1") is None
 
 
+def test_a_late_duplicate_of_an_older_wait_cannot_overwrite_the_newer_token(table: TokenTable) -> None:
+    first, second = "2026-11-20T15:00:00.000Z", "2026-11-20T16:00:00.123Z"
+    table.store_token(KEY, REF, "token-1", entered_at=first)
+    table.record_job(KEY, "job-1")
+    assert table.store_token(KEY, REF, "token-2", entered_at=second).task_token == "token-2"
+
+    # Lambda delivers the first wait's invocation again, after the re-entry stored its token.
+    assert table.store_token(KEY, REF, "token-1", entered_at=first) is None
+
+    item = table.get(KEY)
+    assert (item.task_token, item.job_id) == ("token-2", "job-1")
+    assert table.claim(KEY, "token-2", "event") is True
+    # A retry of the same wait (same entry, same token) is still accepted.
+    assert table.store_token(KEY, REF, "token-2", entered_at=second).task_token == "token-2"
+
+
 # ------------------------------------------------------------------ claiming
 
 
