@@ -63,6 +63,8 @@ class RunPart(StatePart):
     bucket: str
     prefix: str
     executionId: str | None = None
+    # batchpipe_core.identity.run_id: what the run's token items are keyed by.
+    runId: str | None = None
 
 
 class ManifestRef(StatePart):

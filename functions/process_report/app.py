@@ -26,9 +26,9 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
         maxAttempts=config.default_max_attempts, backoffSeconds=config.default_backoff_seconds
     )
     cancelled_by = None
-    if event.job.status == "Cancelled" and event.run.executionId:
+    if event.job.status == "Cancelled" and event.run.runId:
         table = TokenTable(config.token_table, boto3.client("dynamodb"))
-        cancelled_by = who_cancelled(table, token_key(event.run.executionId, event.current.attempt))
+        cancelled_by = who_cancelled(table, token_key(event.run.runId, event.current.attempt))
     with transient_as_retryable("processing the completion report"):
         return process_attempt(
             boto3.client("s3"),

@@ -39,6 +39,7 @@ BUCKET = "pipeline-bucket"
 SOURCE = "source-bucket"
 PREFIX = "runs/retag/exec-1/"
 EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:sm:exec-1"
+RUN_ID = EXECUTION_ID + "@20261120T150000.000Z"
 ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -89,7 +90,7 @@ def s3(monkeypatch):
 def pipeline_cancelled(attempt: int = 1, reason: str = "the run ended early") -> None:
     """The pipeline's own record of a cancel, as its cancel paths write it before UpdateJobStatus."""
     table = TokenTable(ENV["TOKEN_TABLE"], boto3.client("dynamodb", region_name="us-east-1"))
-    table.record_pipeline_cancel(token_key(EXECUTION_ID, attempt), reason)
+    table.record_pipeline_cancel(token_key(RUN_ID, attempt), reason)
 
 
 def run_attempt(
@@ -132,6 +133,7 @@ def run_attempt(
         "run": {
             "name": "retag",
             "executionId": EXECUTION_ID,
+            "runId": RUN_ID,
             "executionName": "exec-1",
             "bucket": BUCKET,
             "prefix": prefix,
