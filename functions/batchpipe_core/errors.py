@@ -30,3 +30,10 @@ class InventoryNotFoundError(BatchPipeError):
 
 class AccountingError(BatchPipeError):
     """An attempt's counts do not add up: an object would be lost or counted twice."""
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value as an error message quotes it: its repr, cut to ``limit`` characters with the full
+    length said, so that a message never repeats all of a 10 MB field."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"

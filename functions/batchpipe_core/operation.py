@@ -24,7 +24,7 @@ from botocore.exceptions import ParamValidationError
 from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
 
-from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.errors import SpecValidationError, shown
 
 # Valid values for every CreateJob member except Operation, so that validating a whole request
 # reports only what is wrong with the user's operation.
@@ -183,7 +183,7 @@ def _constraint_errors(value: Any, shape: Shape, path: str) -> Iterator[str]:
         for key, item in value.items():
             if isinstance(key, str):
                 for problem in _string_problems(key, shape.key):
-                    yield f"{path}: key {key!r} {problem}"
+                    yield f"{path}: key {shown(key)} {problem}"
             yield from _constraint_errors(item, shape.value, _join(path, str(key)))
     elif kind == "string" and isinstance(value, str):
         for problem in _string_problems(value, shape):
@@ -203,7 +203,7 @@ def _count_errors(count: int, shape: Shape, path: str, unit: str) -> Iterator[st
 def _string_problems(value: str, shape: Shape) -> Iterator[str]:
     enum = shape.metadata.get("enum")
     if enum and value not in enum:
-        yield f"{value!r} is not valid; {_suggest(value, enum)}"
+        yield f"{shown(value)} is not valid; {_suggest(value, enum)}"
         return
     maximum = shape.metadata.get("max")
     if maximum is not None and len(value) > maximum:
@@ -212,7 +212,7 @@ def _string_problems(value: str, shape: Shape) -> Iterator[str]:
     compiled = _compiled_pattern(pattern) if pattern else None
     # Model patterns are unanchored (Smithy semantics), hence search rather than fullmatch.
     if compiled is not None and not compiled.search(value):
-        yield f"{value!r} does not match the pattern {pattern} that S3 requires"
+        yield f"{shown(value)} does not match the pattern {pattern} that S3 requires"
 
 
 @functools.cache
@@ -297,7 +297,7 @@ def _lambda_invoke_rules(invoke: dict[str, Any], path: str) -> list[str]:
         )
     version = invoke.get("InvocationSchemaVersion", "1.0")
     if isinstance(version, str) and version not in _LAMBDA_SCHEMA_VERSIONS:
-        errors.append(f'{path}.InvocationSchemaVersion: {version!r} is not valid; use "1.0" or "2.0"')
+        errors.append(f'{path}.InvocationSchemaVersion: {shown(version)} is not valid; use "1.0" or "2.0"')
     elif "UserArguments" in invoke and version != "2.0":
         errors.append(
             f'{path}.UserArguments: is only allowed with InvocationSchemaVersion "2.0"; '
@@ -314,7 +314,7 @@ def _tag_set_rules(tags: Any, path: str) -> list[str]:
         errors.append(f"{path}: has {len(tags)} tags; S3 allows at most {_MAX_OBJECT_TAGS} per object")
     keys = [tag.get("Key") for tag in tags if isinstance(tag, dict) and isinstance(tag.get("Key"), str)]
     for key in dict.fromkeys(k for k in keys if keys.count(k) > 1):
-        errors.append(f"{path}: tag key {key!r} appears more than once; keep one")
+        errors.append(f"{path}: tag key {shown(key)} appears more than once; keep one")
     return errors
 
 

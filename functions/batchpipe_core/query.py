@@ -37,7 +37,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
-from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.inventory_layout import (
     INVENTORY_FORMATS,
     INVENTORY_VERSIONS,
@@ -249,7 +249,7 @@ def _validated_where(where: Any, *, versions: str) -> str | None:
     if where is None:
         return None
     if not isinstance(where, str):
-        raise SpecValidationError(f"filter.where must be a string condition, not {_shown(where)}")
+        raise SpecValidationError(f"filter.where must be a string condition, not {shown(where)}")
     return normalize_where(where, table_columns(versions))
 
 
@@ -268,7 +268,7 @@ def quote_literal(value: str, field: str) -> str:
         tokens = []
     if len(tokens) != 1 or tokens[0].token_type != TokenType.STRING or tokens[0].text != value:
         raise SpecValidationError(
-            f"{field}: {_shown(value)} cannot be written as an Athena string literal that reads back "
+            f"{field}: {shown(value)} cannot be written as an Athena string literal that reads back "
             "as itself; it must be valid Unicode text (no unpaired surrogates)"
         )
     return literal
@@ -277,7 +277,7 @@ def quote_literal(value: str, field: str) -> str:
 def quote_identifier(name: str, field: str) -> str:
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise SpecValidationError(
-            f"{field}: {_shown(name)} is not a valid Glue database or table name (1-255 letters, digits "
+            f"{field}: {shown(name)} is not a valid Glue database or table name (1-255 letters, digits "
             "and underscores)"
         )
     return f'"{name}"'
@@ -293,7 +293,7 @@ def timestamp_literal(value: str | datetime) -> str:
             instant = datetime.fromisoformat(value)
         except ValueError as error:
             raise SpecValidationError(
-                f"not an ISO 8601 timestamp: {_shown(value)} (e.g. 2024-01-01T00:00:00Z)"
+                f"not an ISO 8601 timestamp: {shown(value)} (e.g. 2024-01-01T00:00:00Z)"
             ) from error
     else:
         instant = value
@@ -309,15 +309,9 @@ def _literal_list(values: Iterable[str], field: str) -> str:
 
 def _integer(value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecValidationError(f"filter.{field} must be an integer number of bytes, not {_shown(value)}")
+        raise SpecValidationError(f"filter.{field} must be an integer number of bytes, not {shown(value)}")
     if not 0 <= value <= MAX_BIGINT:
         raise SpecValidationError(
-            f"filter.{field}: must be between 0 and {MAX_BIGINT} (Athena's bigint), got {_shown(value)}"
+            f"filter.{field}: must be between 0 and {MAX_BIGINT} (Athena's bigint), got {shown(value)}"
         )
     return str(value)
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """A short prefix of a value for an error message: never all of a 10 MB field."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"

@@ -32,9 +32,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from batchpipe_core.config import Config
-from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.inventory_layout import table_columns
 from batchpipe_core.operation import operation_errors, operation_names
+from batchpipe_core.query import MAX_BIGINT, build_unload_sql
 from batchpipe_core.where import normalize_where
 
 DEFAULT_NAME = "batchpipe"
@@ -60,6 +61,20 @@ MAX_ATTEMPTS_LIMIT = 10
 MAX_BACKOFF_SECONDS = 86_400
 MAX_PRIORITY = 2_147_483_647
 MAX_KEY_BYTES = 1024
+# A key regex longer than this is a list of names in disguise, which prefixes express better.
+MAX_REGEX_LENGTH = 4096
+# The spec travels in the input of every state, and a state's input or output may hold 256 KiB of
+# UTF-8 text (Step Functions quotas); a spec of at most 32 KiB leaves the rest to what states add.
+MAX_SPEC_BYTES = 32 * 1024
+# Objects and lists nest at most this deep. The deepest legitimate spec (an S3PutObjectAcl grant)
+# is 7 levels; a bound keeps every later walk of the document far from Python's recursion limit.
+MAX_SPEC_DEPTH = 32
+# Integers anywhere in the spec fit in 64 bits (Athena's bigint, the AWS APIs' long).
+MIN_INTEGER = -(2**63)
+# A spec that reaches Athena is checked by building its statement against a placeholder delivery
+# and output location at least as long as any real one (a run's folder is a few hundred bytes).
+_PLACEHOLDER_PARTITION = "9999-12-31-23-59"
+_PLACEHOLDER_FOLDER = "x" * 512
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Athena names: letters, digits and underscores (anything else would need quoting in the query).
@@ -100,7 +115,7 @@ def _one_of(valid: tuple[str, ...], what: str) -> Callable[[str], str]:
             upper = {v.upper(): v for v in valid}
             close = upper.get(value.upper()) or next(iter(difflib.get_close_matches(value, valid, n=1)), None)
             hint = f"did you mean {close!r}? " if close else ""
-            raise _problem(f"{value!r} is not {what}; {hint}use one of: {', '.join(valid)}")
+            raise _problem(f"{shown(value)} is not {what}; {hint}use one of: {', '.join(valid)}")
         return value
 
     return check
@@ -108,7 +123,9 @@ def _one_of(valid: tuple[str, ...], what: str) -> Callable[[str], str]:
 
 def _athena_name(value: str) -> str:
     if not _ATHENA_NAME.fullmatch(value):
-        raise _problem(f"{value!r} is not a usable Athena name; use letters, digits and underscores (1-255)")
+        raise _problem(
+            f"{shown(value)} is not a usable Athena name; use letters, digits and underscores (1-255)"
+        )
     return value
 
 
@@ -123,9 +140,9 @@ def _inventory_date(value: str) -> str:
             datetime.strptime(value, "%Y-%m-%d-%H-%M")
             return value
     except ValueError:
-        raise _problem(f"{value!r} is not a real date; check the month, day, hour and minute") from None
+        raise _problem(f"{shown(value)} is not a real date; check the month, day, hour and minute") from None
     raise _problem(
-        f'must be "latest", a day YYYY-MM-DD or an inventory partition YYYY-MM-DD-HH-MM, got {value!r}'
+        f'must be "latest", a day YYYY-MM-DD or an inventory partition YYYY-MM-DD-HH-MM, got {shown(value)}'
     )
 
 
@@ -148,7 +165,7 @@ def _failures_uri(value: str) -> str:
     if not value.startswith("s3://") or not bucket or not key or key.endswith("/"):
         raise _problem(
             f"must be the s3:// URI of a run's failures file (its summary's permanentFailures), "
-            f"e.g. s3://<pipeline bucket>/runs/<name>/<execution>/permanent-failures.csv, got {value!r}"
+            f"e.g. s3://<pipeline bucket>/runs/<name>/<execution>/permanent-failures.csv, got {shown(value)}"
         )
     return value
 
@@ -156,7 +173,7 @@ def _failures_uri(value: str) -> str:
 def _error_code(value: str) -> str:
     if not value or not value.isprintable():
         raise _problem(
-            f"{value!r} is not an error code; use the errorCode column's values, e.g. AccessDenied"
+            f"{shown(value)} is not an error code; use the errorCode column's values, e.g. AccessDenied"
         )
     return value
 
@@ -165,12 +182,14 @@ def _timestamp(value: str) -> str:
     """The canonical form: seconds, or the fraction without trailing zeros, then Z."""
     if not _TIMESTAMP.fullmatch(value):
         raise _problem(
-            f"must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z, got {value!r}"
+            f"must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z, got {shown(value)}"
         )
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as error:
-        raise _problem(f"{value!r} is not a real point in time ({error}); fix the date or time") from None
+        raise _problem(
+            f"{shown(value)} is not a real point in time ({error}); fix the date or time"
+        ) from None
     fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
@@ -178,14 +197,21 @@ def _timestamp(value: str) -> str:
 def _key_regex(value: str) -> str:
     if not value:
         raise _problem("is empty; omit it (or use null) to match every key")
+    if len(value) > MAX_REGEX_LENGTH:
+        raise _problem(
+            f"is {len(value):,} characters long; the maximum is {MAX_REGEX_LENGTH:,}: "
+            "match a shorter pattern, or use filter.prefixes for lists of names"
+        )
     for syntax in _REGEX_SCAN.findall(value):
         if syntax.startswith(("(?P", "(?(")):
             raise _problem(
-                f"uses Python-only syntax {syntax!r}; Athena's regexp_like takes Java regular expressions: "
+                f"uses Python-only syntax {shown(syntax)}; Athena's regexp_like takes Java regular expressions: "
                 "write a named group as (?<name>...) and avoid conditionals"
             )
     try:
         re.compile(_REGEX_SCAN.sub(_python_equivalent, value))
+    except RecursionError:
+        raise _problem("nests groups too deeply to check; simplify it") from None
     except re.error as error:
         raise _problem(
             f"is not a valid regular expression ({error}); Athena's regexp_like takes Java syntax, "
@@ -225,11 +251,11 @@ EncryptionStatus = Annotated[
 ReportScope = Annotated[StrictStr, AfterValidator(_one_of(REPORT_SCOPES, "a report scope"))]
 KeyRegex = Annotated[StrictStr, AfterValidator(_key_regex)]
 Timestamp = Annotated[StrictStr, AfterValidator(_timestamp)]
-Bytes = Annotated[StrictInt, AfterValidator(_between(0, None))]
+Bytes = Annotated[StrictInt, AfterValidator(_between(0, MAX_BIGINT))]
 Attempts = Annotated[StrictInt, AfterValidator(_between(1, MAX_ATTEMPTS_LIMIT))]
 Seconds = Annotated[StrictInt, AfterValidator(_between(0, MAX_BACKOFF_SECONDS))]
 Priority = Annotated[StrictInt, AfterValidator(_between(0, MAX_PRIORITY))]
-Count = Annotated[StrictInt, AfterValidator(_between(1, None))]
+Count = Annotated[StrictInt, AfterValidator(_between(1, MAX_BIGINT))]
 FailuresUri = Annotated[StrictStr, AfterValidator(_failures_uri)]
 ErrorCode = Annotated[StrictStr, AfterValidator(_error_code)]
 
@@ -319,7 +345,7 @@ class JobSpec(_SpecModel):
     def _safe_name(cls, value: str | None) -> str | None:
         if value is not None and (not _NAME.fullmatch(value) or value in (".", "..")):
             raise _problem(
-                f"{value!r} cannot name S3 keys and tags; use 1-64 letters, digits, '.', '_' or '-' "
+                f"{shown(value)} cannot name S3 keys and tags; use 1-64 letters, digits, '.', '_' or '-' "
                 "(not '.' or '..' alone)"
             )
         return value
@@ -360,16 +386,176 @@ def normalize_spec(raw: Any, config: Config) -> dict[str, Any]:
 
     The result is plain JSON, and a valid spec itself: normalizing it again returns it unchanged.
     """
+    document = _document_problems(raw)
+    if document:
+        # Nothing else looks at a document too big, too deep or not JSON: each later check would
+        # only repeat the problem, or be what it exhausts.
+        raise SpecValidationError("\n".join(document))
     spec, problems = _parse_spec(raw)
     problems += _stack_problems(raw, problems, config)
     if spec is None or problems:
         raise SpecValidationError("\n".join(dict.fromkeys(problems)))
     normalized = _rerun_selection(spec, _with_defaults(spec, config))
+    statement = _statement_problems(normalized, config)
+    if statement:
+        raise SpecValidationError("\n".join(dict.fromkeys(statement)))
     # The defaults come from stack parameters: a bad one is a deployment fault, not the user's.
     _, default_problems = _parse_spec(normalized)
     if default_problems:
         raise RuntimeError("the stack's defaults make an invalid spec: " + "; ".join(default_problems))
     return normalized
+
+
+def parse_spec_document(document: bytes | str) -> Any:
+    """The JSON value of a spec document (a file's bytes, a request body), or SpecValidationError.
+
+    One line naming what is wrong for anything that is not a small UTF-8 JSON text: too large,
+    UTF-16 or another encoding, nested too deeply, NaN/Infinity, a key given twice. The value is not
+    yet checked as a spec: ``normalize_spec`` does that.
+    """
+    data = document.encode("utf-8", errors="replace") if isinstance(document, str) else document
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecValidationError(_too_large(len(data)))
+    for mark, encoding in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            raise SpecValidationError(
+                f"spec: is {encoding} text (it starts with a byte order mark); save it as UTF-8"
+            )
+    if b"\x00" in data:
+        raise SpecValidationError("spec: contains NUL bytes, as UTF-16 or UTF-32 text does; save it as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecValidationError(f"spec: is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    if _text_depth(text) > MAX_SPEC_DEPTH:
+        raise SpecValidationError(_too_deep())
+    try:
+        return json.loads(text, parse_constant=_not_json, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as error:
+        raise SpecValidationError(
+            f"spec: is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    except ValueError as error:  # NaN/Infinity, a repeated key, an integer of thousands of digits
+        raise SpecValidationError(f"spec: {str(error)[:200]}") from None
+
+
+_BYTE_ORDER_MARKS = (
+    (b"\xef\xbb\xbf", "UTF-8 with a byte order mark"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _text_depth(text: str) -> int:
+    """How deep ``[``/``{`` nest in a JSON text, strings skipped; no parsing, no recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number; write a number or a string")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ValueError(f"the key {shown(key)} appears twice in one object; keep one")
+    return dict(pairs)
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"spec: is {size:,} bytes of JSON; the maximum is {MAX_SPEC_BYTES:,} (32 KiB), because it travels "
+        "in every state's input (at most 256 KiB); move long lists into fewer filter.prefixes or a keyRegex"
+    )
+
+
+def _too_deep() -> str:
+    return f"spec: nests objects and lists more than {MAX_SPEC_DEPTH} levels deep; a spec needs at most 8"
+
+
+def _document_problems(raw: Any) -> list[str]:
+    """Limits of the whole document, checked without recursion before any model looks at it."""
+    problems: list[str] = []
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(raw, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_SPEC_DEPTH:
+            return [_too_deep()]
+        where = _path(loc) or "spec"
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if not isinstance(key, str):
+                    problems.append(f"{where}: has a key that is not a string ({type(key).__name__})")
+                else:
+                    stack.append((key, (*loc, "<key>")))
+                    stack.append((item, (*loc, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*loc, index)) for index, item in reversed(list(enumerate(value))))
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                place = where.removesuffix(".<key>")
+                what = "a key" if loc and loc[-1] == "<key>" else "it"
+                problems.append(
+                    f"{place}: {what} is not valid Unicode text (an unpaired surrogate at character {error.start})"
+                )
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not MIN_INTEGER <= value <= MAX_BIGINT:
+                # Not echoed: such a number can have more digits than Python will print.
+                problems.append(
+                    f"{where}: is beyond 64-bit integers (at most {MAX_BIGINT}); use a smaller number"
+                )
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                problems.append(f"{where}: {value} is not a JSON number")
+        else:
+            problems.append(f"{where}: {type(value).__name__} is not a JSON value")
+    if problems:
+        return problems
+    size = len(json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode())
+    return [_too_large(size)] if size > MAX_SPEC_BYTES else []
+
+
+def _statement_problems(normalized: dict[str, Any], config: Config) -> list[str]:
+    """The Athena statement this spec will make: every value reads back as itself, within limits."""
+    if "filter" not in normalized:
+        return []  # a rerun reads its failures file, not the inventory
+    try:
+        build_unload_sql(
+            normalized,
+            database=normalized["inventory"]["database"],
+            table=normalized["inventory"]["table"],
+            partition=_PLACEHOLDER_PARTITION,
+            inventory_format=config.inventory_format,
+            versions=config.inventory_versions,
+            output_uri=f"s3://{config.pipeline_bucket}/{_PLACEHOLDER_FOLDER}/",
+        )
+    except SpecValidationError as error:
+        return str(error).splitlines()
+    return []
 
 
 def _parse_spec(raw: Any) -> tuple[JobSpec | None, list[str]]:
@@ -396,7 +582,7 @@ def _rerun_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
     if bucket == config.pipeline_bucket:
         return []
     return [
-        f"rerun.failures: is in bucket {bucket!r}, but the stack reads failures files only from its pipeline "
+        f"rerun.failures: is in bucket {shown(bucket)}, but the stack reads failures files only from its pipeline "
         f"bucket {config.pipeline_bucket!r}, where runs write them; copy the file there"
     ]
 
@@ -514,6 +700,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         # An unknown field's name is user text: quoted if it could break the one-line-per-problem form.
         name = str(part) if str(part).isprintable() else json.dumps(part)
+        name = name if len(str(part)) <= 60 else shown(str(part))
         text += f"[{part}]" if isinstance(part, int) else (f".{name}" if text else name)
     return text
 
@@ -537,7 +724,7 @@ def _json_value(value: Any) -> str:
     if isinstance(value, int | float):
         return f"the number {value}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {shown(value)}"
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, dict):

@@ -22,7 +22,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokens import TokenType
 
-from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.inventory_layout import INVENTORY_COLUMNS, VERSION_COLUMNS
 
 FIELD = "filter.where"
@@ -112,7 +112,7 @@ def normalize_where(sql: str, columns: Iterable[str] = INVENTORY_COLUMNS) -> str
         same = False
     if not same:
         raise SpecValidationError(
-            f"{FIELD}: its SQL rendering {_shorten(text)!r} does not read back as the same condition, "
+            f"{FIELD}: its SQL rendering {shown(text)} does not read back as the same condition, "
             "so it cannot be sent to Athena safely; write it with plain column names, literals and "
             f"operators; {_EXAMPLE}"
         )
@@ -241,7 +241,7 @@ def _parse_error(error: ParseError) -> str:
 
 def _first_line(error: Exception) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return _shorten(_CLASS_REPR.sub(r"\1", text), 120)
+    return _CLASS_REPR.sub(r"\1", text)[:120]
 
 
 # ---------------------------------------------------------------- the tree
@@ -321,7 +321,7 @@ def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[st
         name = _function_name(node)
         if name not in ALLOWED_FUNCTIONS:
             yield (
-                f"function {_shorten(str(name))!r} is not allowed; "
+                f"function {shown(str(name))} is not allowed; "
                 f"use one of: {', '.join(sorted(ALLOWED_FUNCTIONS))}"
             )
     else:
@@ -344,7 +344,7 @@ def _is_integer(literal: exp.Literal) -> bool:
 def _column_problems(column: exp.Column, columns: frozenset[str]) -> Iterator[str]:
     name = column.name.lower()
     if column.table or set(column.args) - {"this"}:
-        yield f"qualified column {_snippet(column)} is not allowed; write {_shorten(column.name)!r} alone"
+        yield f"qualified column {_snippet(column)} is not allowed; write {shown(column.name)} alone"
     elif name == PARTITION_COLUMN:
         yield f"column {PARTITION_COLUMN!r} is the inventory partition; choose it with inventory.date instead"
     elif name in VERSION_COLUMNS and name not in columns:
@@ -361,7 +361,7 @@ def _column_problems(column: exp.Column, columns: frozenset[str]) -> Iterator[st
         close = difflib.get_close_matches(name, sorted(columns), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         yield (
-            f"unknown column {_shorten(column.name)!r}; {hint}inventory columns are: {', '.join(sorted(columns))}"
+            f"unknown column {shown(column.name)}; {hint}inventory columns are: {', '.join(sorted(columns))}"
         )
 
 
@@ -381,10 +381,5 @@ def _kind(node: exp.Expression) -> str:
     return type(node).__name__
 
 
-def _snippet(node: exp.Expression, limit: int = 60) -> str:
-    return repr(_shorten(node.sql(dialect=DIALECT), limit))
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    """At most ``limit`` characters of user text for an error message, never all of a huge value."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _snippet(node: exp.Expression) -> str:
+    return shown(node.sql(dialect=DIALECT))

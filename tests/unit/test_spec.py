@@ -343,7 +343,7 @@ REJECTED = [
         "filter.encryptionStatuses[0]: 'SSE_KMS' is not an inventory encryption status; did you mean 'SSE-KMS'? "
         "use one of: SSE-S3, SSE-C, SSE-KMS, DSSE-KMS, NOT-SSE"
     ]),
-    (with_field("filter.minSizeBytes", -1), ["filter.minSizeBytes: must be at least 0, got -1"]),
+    (with_field("filter.minSizeBytes", -1), ["filter.minSizeBytes: must be between 0 and 9223372036854775807, got -1"]),
     (with_field("filter.maxSizeBytes", 1.5), ["filter.maxSizeBytes: must be an integer, got the number 1.5"]),
     ({"operation": TAGGING, "filter": {"minSizeBytes": 100, "maxSizeBytes": 99}}, [
         "filter.maxSizeBytes: 99 is below filter.minSizeBytes (100); raise it or lower minSizeBytes"
@@ -386,7 +386,7 @@ REJECTED = [
     (with_field("priority", 2.0), ["priority: must be an integer, got the number 2.0"]),
     (with_field("confirmationRequired", 1), ["confirmationRequired: must be true or false, got the number 1"]),
     (with_field("dryRun", None), []),  # null = not given: valid (kept here as the boundary case)
-    (with_field("maxObjects", 0), ["maxObjects: must be at least 1, got 0"]),
+    (with_field("maxObjects", 0), ["maxObjects: must be between 1 and 9223372036854775807, got 0"]),
     (with_field("operation", {"S3PutObjectTagging": {"TagSet": [{"Key": "environment"}]}}), [
         "operation.S3PutObjectTagging.TagSet[0].Value: missing required field; add it"
     ]),
@@ -566,7 +566,7 @@ SPEC = st.fixed_dictionaries(
         "priority": st.integers(min_value=0, max_value=2147483647),
         "confirmationRequired": st.booleans(),
         "dryRun": st.booleans(),
-        "maxObjects": st.integers(min_value=1),
+        "maxObjects": st.integers(min_value=1, max_value=2**63 - 1),
     },
 )
 

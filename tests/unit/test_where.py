@@ -345,7 +345,8 @@ def test_hostile_where_is_refused_naming_the_field_or_is_one_condition(where):
     except SpecValidationError as error:
         lines = str(error).splitlines()
         assert lines and all(line.startswith("filter.where: ") for line in lines)
-        assert all(len(line) < 600 for line in lines)
+        # Bounded: user text is echoed as a short prefix; the longest fixed text is the function list.
+        assert all(len(line) < 1200 for line in lines)
         return
     assert_one_condition_over_inventory_columns(rendered)
 
