@@ -735,6 +735,6 @@ def _json_value(value: Any) -> str:
 def check_spec_model(raw: Any) -> None:
     """The checks that need no stack (types, ranges, the operation against botocore's model):
     what the `batchpipe` command runs before it starts an execution. SpecValidationError if any fails."""
-    _, problems = _parse_spec(raw)
+    problems = _document_problems(raw) or _parse_spec(raw)[1]
     if problems:
         raise SpecValidationError("\n".join(dict.fromkeys(problems)))

@@ -188,3 +188,12 @@ def test_the_handler_turns_a_deep_or_huge_input_into_a_spec_validation_error(con
         with pytest.raises(SpecValidationError) as raised:
             handler({"spec": spec, "execution": execution}, LambdaContext())
         assert str(raised.value).startswith(message)
+
+
+def test_the_stackless_check_applies_the_document_limits_too():
+    from batchpipe_core.spec import check_spec_model
+
+    with pytest.raises(SpecValidationError, match=r"^spec: nests objects and lists more than 32 levels deep"):
+        check_spec_model(spec_with(name=nested(100_000)))
+    with pytest.raises(SpecValidationError, match=r"^maxObjects: is beyond 64-bit integers"):
+        check_spec_model(spec_with(maxObjects=10**100))
