@@ -12,6 +12,7 @@ most ``memory_rows`` rows at once (a grace hash join).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import io
@@ -47,7 +48,7 @@ FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "mess
 ARROW_BLOCK_BYTES = 1 << 20
 #: Whether pyarrow parses blocks on its thread pool. The function has one vCPU at 1,769 MB
 #: (docs/PERFORMANCE.md), where threads add coordination but no parallelism.
-ARROW_THREADS = True
+ARROW_THREADS = False
 PYARROW, CSV_MODULE = "pyarrow", "csv"
 READERS = (PYARROW, CSV_MODULE)
 _ARN_PREFIX = "arn:aws:s3:::"
@@ -244,7 +245,10 @@ def arrow_result_parts(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) 
                 column_names=_RESULT_COLUMNS, block_size=block_bytes, use_threads=ARROW_THREADS
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=set_aside),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(_RESULT_COLUMNS, pa.string())),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(_RESULT_COLUMNS, pa.string()),
+                check_utf8=False,  # _CarriageReturnsKept checks it, for less
+            ),
         )
     except pa.ArrowInvalid as error:
         if str(error).startswith("Empty CSV file"):  # no bytes (or a BOM alone): no rows
@@ -261,17 +265,26 @@ def arrow_result_parts(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) 
 
 
 class _CarriageReturnsKept(io.RawIOBase):
-    """A byte stream whose reads never end with ``\r`` while more follows (apache/arrow#51368).
+    """A byte stream whose reads never end with ``\r`` while more follows (apache/arrow#51368), and
+    that raises UnicodeDecodeError where the bytes are not UTF-8.
 
     Arrow's CSV reader drops the ``\n`` of a quoted ``\r\n`` when one read ends between the two
     (pyarrow 26 included; tests/unit/test_report_readers.py reproduces it): a ResultMessage would
     silently lose a byte. Holding a trailing ``\r`` back for the next read keeps every CRLF in one
-    buffer. One Python call per block: nothing per row.
+    buffer.
+
+    UTF-8 is checked here rather than by Arrow's converter (``check_utf8=False``): Arrow validates
+    every string value, about a quarter of the parse (docs/PERFORMANCE.md), while a report is nearly
+    all ASCII (keys are URL-encoded) and ``bytes.isascii`` over a block is a fraction of that; only a
+    block with other bytes goes through an incremental decoder, which carries a character split
+    between two blocks. One Python call per block: nothing per row.
     """
 
     def __init__(self, binary: IO[bytes]) -> None:
         self._binary = binary
         self._held = b""
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._partial_character = False
 
     def readable(self) -> bool:
         return True
@@ -282,12 +295,20 @@ class _CarriageReturnsKept(io.RawIOBase):
                 chunk = self._binary.read()
             else:
                 chunk = self._binary.read(max(1, size - len(self._held)))
+            self._check_utf8(chunk)
             data, self._held = self._held + chunk, b""
             if not chunk or not data.endswith(b"\r"):
                 return data
             data, self._held = data[:-1], b"\r"
             if data:
                 return data
+
+    def _check_utf8(self, chunk: bytes) -> None:
+        if not chunk:
+            self._utf8.decode(b"", final=True)  # the stream must not end inside a character
+        elif self._partial_character or not chunk.isascii():
+            self._utf8.decode(chunk)
+            self._partial_character = bool(self._utf8.getstate()[0])
 
 
 def batch_rows(batch: Any) -> Iterator[ReportRow]:

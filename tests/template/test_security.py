@@ -551,11 +551,15 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits(cfn: dict[str, Any]) 
     assert not never_emitted, f"alarms/dashboard watch metrics SummarizeFunction never emits: {never_emitted}"
 
 
-def test_the_one_layer_is_aws_managed_optional_and_on_process_report_only(cfn: dict[str, Any]) -> None:
-    """No third-party code: only the AWS SDK for pandas layer (AWS's account), only if a team sets it."""
+def test_process_report_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_layer_is_named(
+    cfn: dict[str, Any],
+) -> None:
+    """No code from outside the repository's pins: ArrowLayer is built by `sam build` from a pinned
+    requirements file for the functions' runtime and architecture; the AWS SDK for pandas managed layer
+    (AWS's account) replaces it only when a team names it. Only ProcessReportFunction has a layer."""
     parameter = cfn["Parameters"]["AWSSDKPandasLayerArn"]
     pattern = parameter["AllowedPattern"]
-    assert parameter["Default"] == ""  # deploys as is in any region
+    assert parameter["Default"] == ""  # deploys as is in any region, with ArrowLayer
     assert re.fullmatch(pattern, "")
     assert re.fullmatch(pattern, "arn:aws:lambda:eu-west-1:336392948345:layer:AWSSDKPandas-Python313-Arm64:5")
     assert not re.fullmatch(
@@ -564,6 +568,26 @@ def test_the_one_layer_is_aws_managed_optional_and_on_process_report_only(cfn: d
     assert cfn["Conditions"]["HasAWSSDKPandasLayer"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "AWSSDKPandasLayerArn"}, ""]}]
     }
+    assert cfn["Conditions"]["UsesArrowLayer"] == {
+        "Fn::And": [
+            {"Fn::Equals": [{"Ref": "AWSSDKPandasLayerArn"}, ""]},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "PythonRuntime"}, "python3.11"]}]},
+        ]
+    }
+    layer = cfn["Resources"]["ArrowLayer"]
+    assert layer["Condition"] == "UsesArrowLayer"
+    assert layer["Metadata"] == {
+        "BuildMethod": {"Ref": "PythonRuntime"},
+        "BuildArchitecture": {"Ref": "Architecture"},
+    }
+    assert layer["Properties"]["CompatibleRuntimes"] == [{"Ref": "PythonRuntime"}]
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    requirements = (REPO_ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").read_text()
+    pins = [line for line in requirements.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(pins) == 1 and re.fullmatch(r'pyarrow==([0-9.]+); python_version >= "3\.12"', pins[0]), pins
+    version = pins[0].split(";")[0]
+    dev_pins = (REPO_ROOT / "requirements" / "dev.txt").read_text().split()
+    assert version in dev_pins, f"tests run another pyarrow than ArrowLayer deploys ({version})"
     layers = {
         function_id: function_properties(cfn, function_id)["Layers"]
         for function_id in resources_of_type(cfn, "AWS::Serverless::Function")
@@ -571,6 +595,12 @@ def test_the_one_layer_is_aws_managed_optional_and_on_process_report_only(cfn: d
     }
     assert layers == {
         "ProcessReportFunction": [
-            {"Fn::If": ["HasAWSSDKPandasLayer", {"Ref": "AWSSDKPandasLayerArn"}, {"Ref": "AWS::NoValue"}]}
+            {
+                "Fn::If": [
+                    "HasAWSSDKPandasLayer",
+                    {"Ref": "AWSSDKPandasLayerArn"},
+                    {"Fn::If": ["UsesArrowLayer", {"Ref": "ArrowLayer"}, {"Ref": "AWS::NoValue"}]},
+                ]
+            }
         ]
     }

@@ -69,6 +69,9 @@ def _elf_machine(path: Path) -> str | None:
     return ELF_MACHINES.get(machine, f"e_machine={machine}")
 
 
+LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
+
+
 @pytest.mark.slow
 def test_sam_build(sam_cli: Path, sam_env: dict[str, str], lambda_functions: dict[str, Any]) -> None:
     """`sam build` as a deployer runs it, with the local interpreter standing in for the runtime.
@@ -115,6 +118,21 @@ def test_sam_build(sam_cli: Path, sam_env: dict[str, str], lambda_functions: dic
             if path.is_file() and (machine := _elf_machine(path)) not in (None, "arm64")
         )
         assert not wrong_arch, f"native code not built for arm64: {wrong_arch[:10]}"
+
+        # Lambda: 250 MB unzipped for a function and all its layers (Lambda quotas, "Deployment
+        # package (.zip file archive) size"). ProcessReportFunction is the one with a layer.
+        unzipped = sum(
+            path.stat().st_size
+            for directory in ("ProcessReportFunction", "ArrowLayer")
+            for path in (build_dir / directory).rglob("*")
+            if path.is_file()
+        )
+        # pyarrow only where its wheels run: python3.12+ (layers/arrow/requirements.txt)
+        has_pyarrow = (build_dir / "ArrowLayer" / "python" / "pyarrow").is_dir()
+        assert has_pyarrow == (sys.version_info >= (3, 12)), f"ArrowLayer holds pyarrow: {has_pyarrow}"
+        assert unzipped < LAMBDA_UNZIPPED_LIMIT_BYTES, (
+            f"ProcessReportFunction + ArrowLayer: {unzipped:,} bytes"
+        )
 
 
 # statelint 3.1.0 insists that BackoffRate be a JSON float (2.0), but the ASL field is a number and

@@ -230,3 +230,34 @@ def test_without_pyarrow_the_csv_module_reads_and_one_warning_is_logged(monkeypa
 def test_invalid_utf8_fails_loudly(reader):
     with pytest.raises((UnicodeDecodeError, pa.ArrowInvalid)):
         list(read_result_rows(io.BytesIO(b"b,\xff\xfe,,succeeded,200,,ok\n"), reader))
+
+
+class Trickle(io.RawIOBase):
+    """A byte stream that returns at most ``step`` bytes a read, so block edges fall anywhere."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._step = data, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        size = min(len(buffer), self._step, len(self._data))
+        buffer[:size], self._data = self._data[:size], self._data[size:]
+        return size
+
+
+ASCII_ROWS = b"b,k,,succeeded,200,,ok\n" * 50
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 64])
+def test_utf8_split_between_reads_is_accepted_and_bad_utf8_anywhere_is_not(step):
+    """UTF-8 is checked by the stream wrapper, not by Arrow (check_utf8=False): a character split
+    between two reads is fine; a bad byte after many ASCII blocks, or a stream ending inside a
+    character, fails even in a succeeded row, whose strings are never converted."""
+    good = ASCII_ROWS + "b,caf\u00e9\u20ac,,succeeded,200,,ok\n".encode() + ASCII_ROWS
+    parts = arrow_result_parts(io.BufferedReader(Trickle(good, step), 64), block_bytes=1 << 10)
+    assert tallied(parts, Disposition.PERMANENT)[0].succeeded == 101
+    for bad in (ASCII_ROWS + b"b,\xff,,succeeded,200,,ok\n", ASCII_ROWS + b"b,k,,succeeded,200,,ok\xe2\x82"):
+        with pytest.raises((UnicodeDecodeError, pa.ArrowInvalid)):
+            list(arrow_result_parts(io.BufferedReader(Trickle(bad, step), 64), block_bytes=1 << 10))
