@@ -419,7 +419,7 @@ def parse_spec_document(document: bytes | str) -> Any:
     for mark, encoding in _BYTE_ORDER_MARKS:
         if data.startswith(mark):
             raise SpecValidationError(
-                f"spec: is {encoding} text (it starts with a byte order mark); save it as UTF-8"
+                f"spec: starts with a {encoding} byte order mark; save it as UTF-8 without one"
             )
     if b"\x00" in data:
         raise SpecValidationError("spec: contains NUL bytes, as UTF-16 or UTF-32 text does; save it as UTF-8")
@@ -440,7 +440,7 @@ def parse_spec_document(document: bytes | str) -> Any:
 
 
 _BYTE_ORDER_MARKS = (
-    (b"\xef\xbb\xbf", "UTF-8 with a byte order mark"),
+    (b"\xef\xbb\xbf", "UTF-8"),
     (b"\xff\xfe\x00\x00", "UTF-32"),
     (b"\x00\x00\xfe\xff", "UTF-32"),
     (b"\xff\xfe", "UTF-16"),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 
-from batchpipe_local import inventory as inv
 from batchpipe_local.cli import main
+from tests.local.test_cli_hostile_input import _inventory
 
 # The reported exploit, aimed at DuckDB's file readers: a quoted identifier inside a type parameter
 # that sqlglot used to write back unquoted, twice nested so it survived ValidateSpec and PlanQuery.
@@ -22,17 +21,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize("where", HOSTILE)
 def test_preview_refuses_a_where_that_would_read_local_files(tmp_path, capsys, where):
-    inv.write_inventory_dir(
-        tmp_path / "inv",
-        source_bucket="their-bucket",
-        dest_bucket="dest",
-        dest_prefix="inv",
-        config_id="cfg",
-        objects=inv.generate_objects(20, seed=3, bucket="their-bucket"),
-        fmt="CSV",
-        versions="Current",
-        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    _inventory(tmp_path / "inv")
     spec = {
         "filter": {"prefixes": ["nothing-here/"], "where": where},
         "operation": {"S3DeleteObjectTagging": {}},
