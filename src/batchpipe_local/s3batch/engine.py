@@ -442,13 +442,20 @@ class BatchEngine:
                 job.stopped_active()
             return
         exceeded = False
-        for ran, task in enumerate(job.tasks or []):
-            self._operator_cancel_fault(job, ran)
+        results = report.ResultSpool(job.request["Report"])
+        tasks = job.tasks or []
+        with self._cond:
+            job.results = results
+        for index, task in enumerate(tasks):
+            self._operator_cancel_fault(job, index)
             if job.cancel_requested or self._stopping:
                 break
+            if task is None:
+                continue
             outcome = self._execute(runner, task)
+            results.add(task, outcome)
+            tasks[index] = None  # its row is written: the task is not kept
             with self._cond:
-                job.records.append((task, outcome))
                 if outcome.succeeded:
                     job.succeeded += 1
                 else:
@@ -511,13 +518,14 @@ class BatchEngine:
         """Writes the completion report (if one was asked for and a task ran), then ends the job."""
         reasons = list(reasons)
         settings = job.request["Report"]
-        if settings.get("Enabled") and job.records:
+        results = job.results
+        if settings.get("Enabled") and results is not None and results.count:
             try:
                 key = report.write_report(
                     self._s3_client(),
                     job_id=job.job_id,
                     report=settings,
-                    records=job.records,
+                    results=results,
                     created_at=_now(),
                 )
             except Exception as exc:  # noqa: BLE001 - S3 refusing the report fails the job, as on AWS
@@ -528,6 +536,8 @@ class BatchEngine:
             else:
                 with self._cond:
                     job.report_manifest_key = key
+        if results is not None:
+            results.close()
         self._transition(job, status, reasons=reasons)
 
 

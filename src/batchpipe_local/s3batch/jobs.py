@@ -16,8 +16,8 @@ from moto.utilities.utils import get_partition
 from . import operations
 from .errors import BadRequestException
 from .manifest import CSV_FORMAT, INVENTORY_FORMAT, parse_bucket_arn, parse_object_arn
-from .report import ALL_TASKS, FAILED_TASKS_ONLY, REPORT_FORMAT
-from .tasks import Task, TaskOutcome
+from .report import ALL_TASKS, FAILED_TASKS_ONLY, REPORT_FORMAT, ResultSpool
+from .tasks import Task
 
 NEW, PREPARING, SUSPENDED, READY, ACTIVE = "New", "Preparing", "Suspended", "Ready", "Active"
 COMPLETING, COMPLETE = "Completing", "Complete"
@@ -43,8 +43,9 @@ class Job:
     priority: int
     tags: list[dict]
     status: str = NEW
-    tasks: list[Task] | None = None
-    records: list[tuple[Task, TaskOutcome]] = field(default_factory=list)
+    # Each entry becomes None once its task's report row is written (see ResultSpool).
+    tasks: list[Task | None] | None = None
+    results: ResultSpool | None = None
     succeeded: int = 0
     failed: int = 0
     failure_reasons: list[dict] = field(default_factory=list)

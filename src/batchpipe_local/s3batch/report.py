@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchpipe_core.report import CsvWriter
 
@@ -32,11 +33,33 @@ def job_report_prefix(prefix: str | None, job_id: str) -> str:
     return f"{prefix}/job-{job_id}" if prefix else f"job-{job_id}"
 
 
-def results_csv(rows: Sequence[tuple[Task, TaskOutcome]]) -> bytes:
-    buffer = io.StringIO()
-    writer = CsvWriter(buffer)  # a "\r" in a Lambda's ResultString stays inside its field
-    for task, outcome in rows:
-        writer.writerow(
+class ResultSpool:
+    """A job's report rows, each written to a temporary file as its task ends.
+
+    A million-task job would otherwise hold a million (task, outcome) pairs until the report is
+    written; here a task's row is on disk once it is recorded and nothing of the task stays in memory.
+    One file per task status, in task order, in the results CSV's own format.
+    """
+
+    def __init__(self, report: Mapping[str, Any]) -> None:
+        if not report.get("Enabled"):
+            self.statuses: tuple[str, ...] = ()
+        elif report.get("ReportScope") == FAILED_TASKS_ONLY:
+            self.statuses = (FAILED,)
+        else:
+            self.statuses = (SUCCEEDED, FAILED)
+        self.count = 0  # tasks recorded, whether or not the report lists them
+        self._files: dict[str, tuple[io.TextIOWrapper, CsvWriter]] = {}
+
+    def add(self, task: Task, outcome: TaskOutcome) -> None:
+        self.count += 1
+        if outcome.status not in self.statuses:
+            return
+        entry = self._files.get(outcome.status)
+        if entry is None:
+            text = io.TextIOWrapper(tempfile.TemporaryFile(), encoding="utf-8", newline="")
+            entry = self._files[outcome.status] = (text, CsvWriter(text))  # a "\r" stays in its field
+        entry[1].writerow(
             [
                 task.bucket,
                 task.key,
@@ -47,7 +70,21 @@ def results_csv(rows: Sequence[tuple[Task, TaskOutcome]]) -> bytes:
                 outcome.message,
             ]
         )
-    return buffer.getvalue().encode("utf-8")
+
+    def results(self) -> Iterator[tuple[str, BinaryIO]]:
+        """(status, results CSV positioned at its start) for each status that has rows."""
+        for status in self.statuses:
+            entry = self._files.get(status)
+            if entry is not None:
+                entry[0].flush()
+                body = entry[0].buffer
+                body.seek(0)
+                yield status, body
+
+    def close(self) -> None:
+        for text, _writer in self._files.values():
+            text.close()
+        self._files.clear()
 
 
 def report_timestamp(moment: datetime) -> str:
@@ -59,34 +96,33 @@ def write_report(
     *,
     job_id: str,
     report: dict,
-    records: Sequence[tuple[Task, TaskOutcome]],
+    results: ResultSpool,
     created_at: datetime,
 ) -> str:
     """Writes the results CSVs and manifest.json (SSE-S3, as S3 does); returns manifest.json's key."""
     bucket = parse_bucket_arn(report["Bucket"])
     base = job_report_prefix(report.get("Prefix"), job_id)
-    statuses = [FAILED] if report.get("ReportScope") == FAILED_TASKS_ONLY else [SUCCEEDED, FAILED]
-    results = []
-    for status in statuses:
-        rows = [(task, outcome) for task, outcome in records if outcome.status == status]
-        if not rows:
-            continue
-        body = results_csv(rows)
+    entries = []
+    for status, body in results.results():
+        digest = hashlib.md5()  # noqa: S324 - S3's checksum field
+        while chunk := body.read(1 << 20):
+            digest.update(chunk)
+        body.seek(0)
         name = hashlib.sha1(f"{job_id}/{status}".encode()).hexdigest()  # noqa: S324 - a name, not a secret
         key = f"{base}/results/{name}.csv"
         _put(s3, bucket, key, body, "text/csv")
-        results.append(
+        entries.append(
             {
                 "TaskExecutionStatus": status,
                 "Bucket": bucket,
-                "MD5Checksum": hashlib.md5(body).hexdigest(),  # noqa: S324 - S3's checksum field
+                "MD5Checksum": digest.hexdigest(),
                 "Key": key,
             }
         )
     manifest = {
         "Format": REPORT_FORMAT,
         "ReportCreationDate": report_timestamp(created_at),
-        "Results": results,
+        "Results": entries,
         "ReportSchema": REPORT_SCHEMA,
     }
     manifest_key = f"{base}/manifest.json"
@@ -94,5 +130,5 @@ def write_report(
     return manifest_key
 
 
-def _put(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
+def _put(s3: Any, bucket: str, key: str, body: bytes | BinaryIO, content_type: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, ServerSideEncryption="AES256")
