@@ -14,6 +14,7 @@ from . import inventory as inv
 from .cli import DEFAULT_SPEC, FORMATS, read_faults, read_inventory, read_spec
 from .confirmation import OperatorStandIn
 from .outputs import lambda_logs_to, prepare_out, write_outputs
+from .progress import TerminalBar, bar
 from .stack import LocalStack, readable_cause
 from .world import INVENTORY_DEST_PREFIX, World
 
@@ -127,9 +128,8 @@ class Progress:
             self._live_shown = False
 
 
-def _bar(done: int, total: int, width: int = 30) -> str:
-    filled = int(width * done / total) if total else width
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks"
+def _bar(done: int, total: int) -> str:
+    return bar(done, total, "tasks")
 
 
 def headline(summary: dict, out: Path) -> str:
@@ -211,7 +211,12 @@ def local_run(args: argparse.Namespace) -> int:
             )
         else:
             n = 2000 if args.objects is None else args.objects
-            world.seed(s3, world.generated(n, seed=args.seed))
+            objects = world.generated(n, seed=args.seed)
+            with TerminalBar(stream, "seeding", n) as seeding:
+                world.seed(s3, objects, progress=seeding)
+            del objects
+            world.objects = []  # the bucket and its inventory hold them now: not a copy for the run
+            count = n
             print(
                 f"generated {n} objects in s3://{world.source_bucket} and their S3 Inventory ({world.fmt})",
                 file=stream,
@@ -242,7 +247,8 @@ def local_run(args: argparse.Namespace) -> int:
                 "cause": execution.message,
             }
         )
-        write_outputs(stack, out, summary, exclude_buckets={stack.pipeline_bucket})
+        with TerminalBar(stream, "writing outputs", count) as writing:
+            write_outputs(stack, out, summary, exclude_buckets={stack.pipeline_bucket}, progress=writing)
 
     elapsed = time.monotonic() - started
     if args.json:

@@ -3,6 +3,7 @@ tests act on. The stack's inventory parameters point at it, as a deployment's wo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,10 +50,17 @@ class World:
         if self.versions == "All":
             s3.put_bucket_versioning(Bucket=self.source_bucket, VersioningConfiguration={"Status": "Enabled"})
 
-    def seed(self, s3: Any, objects: list[Any], *, delivery_time: datetime | None = None) -> None:
+    def seed(
+        self,
+        s3: Any,
+        objects: list[Any],
+        *,
+        delivery_time: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """Creates the objects and writes one complete inventory delivery listing them."""
         self.create_buckets(s3)
-        self.objects = inv.create_objects(s3, self.source_bucket, objects)
+        self.objects = inv.create_objects(s3, self.source_bucket, objects, progress=progress)
         inv.write_inventory(
             s3,
             source_bucket=self.source_bucket,

@@ -3,6 +3,7 @@ real inventory folders (``local run --inventory DIR``)."""
 
 from __future__ import annotations
 
+import copy as copy_module
 import gzip
 import hashlib
 import io
@@ -18,6 +19,7 @@ import pyarrow.orc as orc
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
+from moto.s3.models import s3_backends
 
 from batchpipe_local.inventory import (
     InventoryDirError,
@@ -33,6 +35,7 @@ from batchpipe_local.inventory import (
     write_inventory,
     write_inventory_dir,
 )
+from batchpipe_local.inventory.seed import SeededKey
 
 DELIVERY = datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
 
@@ -344,6 +347,51 @@ def test_seed_bucket_recreates_version_history_with_the_rows_version_ids():
         assert (
             s3.head_object(Bucket="source", Key=some.key, VersionId=some.version_id)["VersionId"]
             == some.version_id
+        )
+
+
+# What a PutObject stores and what the seeder stores must read the same; these differ by nature.
+_PER_OBJECT = {"name", "last_modified", "_time_progressed", "_tick", "_version_id", "lock", "_value_buffer"}
+
+
+def test_seeded_keys_match_put_object():
+    """The seeder writes moto's store directly (compact keys); every attribute, HeadObject, tagging,
+    GetObject, CopyObject and a deep copy behave as for a key made by PutObject."""
+    row = generate_objects(1, seed=3)[0].replace(
+        key="seeded", storage_class="GLACIER", encryption_status="SSE-KMS"
+    )
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="source")
+        s3.put_object(
+            Bucket="source", Key="put", Body=b"", StorageClass="GLACIER", ServerSideEncryption="aws:kms"
+        )
+        seed_bucket(s3, "source", [row])
+        backend = s3_backends["123456789012"]["aws"]
+        put, seeded = backend.get_object("source", "put"), backend.get_object("source", "seeded")
+        assert isinstance(seeded, SeededKey)
+        for name in set(vars(put)) - _PER_OBJECT - {"_metadata", "acl"}:
+            assert getattr(seeded, name) == getattr(put, name), name
+        assert seeded.metadata["Content-Type"] == put.metadata["Content-Type"]
+        assert [g.permissions for g in seeded.acl.grants] == [g.permissions for g in put.acl.grants]
+        for key in ("put", "seeded"):
+            s3.put_object_tagging(Bucket="source", Key=key, Tagging={"TagSet": [{"Key": "t", "Value": key}]})
+        heads = [s3.head_object(Bucket="source", Key=key) for key in ("put", "seeded")]
+        for head in heads:
+            head.pop("ResponseMetadata"), head.pop("LastModified")
+        assert heads[0] == heads[1]
+        # moto refuses GetObjectTagging on archived objects (S3 does not): read its store
+        assert backend.get_object_tagging(seeded)["Tags"] == [{"Key": "t", "Value": "seeded"}]
+        s3.put_object(Bucket="source", Key="plain", Body=b"")
+        plain = dict(s3.get_object(Bucket="source", Key="plain"))
+        s3.copy_object(Bucket="source", Key="copy", CopySource={"Bucket": "source", "Key": "plain"})
+        copy = s3.head_object(Bucket="source", Key="copy")
+        assert plain["Body"].read() == b"" and copy["ETag"] == heads[1]["ETag"]
+        clone = copy_module.deepcopy(seeded)
+        assert (
+            clone.value == b""
+            and clone.storage_class == "GLACIER"
+            and vars(clone).keys() <= vars(seeded).keys() | {"_buffer", "_lock"}
         )
 
 

@@ -30,3 +30,7 @@ def test_a_100k_object_tagging_job_runs_well_under_a_minute(s3batch_env):
     assert s3batch_env.tags("big-bkt", f"objects/{OBJECTS - 1:06d}.bin") == {"tier": "cold"}
     (result,) = s3batch_env.report_manifest(job["JobId"])["Results"]
     assert s3batch_env.read("s3batch-reports", result["Key"]).count(b"\n") == OBJECTS
+    # Per-task state is bounded: once a task's row is in the report, nothing of the task is kept.
+    finished = s3batch_env.engine.job(job["JobId"])
+    assert not any(finished.tasks) and len(finished.tasks) == OBJECTS
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == OBJECTS

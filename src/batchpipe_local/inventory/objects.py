@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 
-@dataclass
+@dataclass(slots=True)
 class InventoryObject:
     """One inventory row (one object version). Attribute names are the snake_case column names.
+
+    Slotted: a local run holds one per object while it seeds (~0.3 KB each instead of ~1 KB).
 
     ``version_id`` None is the null version (an empty VersionId in an "All versions" inventory).
     Keys are always decoded here, whatever the inventory format.
