@@ -253,6 +253,7 @@ def seed_bucket(
     partition = get_partition(backend.region_name)
     default_sse = (store.encryption or {}).get("Rule", {}).get("ApplyServerSideEncryptionByDefault", {})
     keys = store.keys
+    default_lock = store.object_lock_enabled and store.has_default_lock
     previous: dict[str, datetime] = {}
 
     def create(obj: InventoryObject) -> None:
@@ -276,6 +277,8 @@ def seed_bucket(
             if obj.storage_class and obj.storage_class not in STORAGE_CLASS:
                 raise InvalidStorageClass(storage=obj.storage_class)
             entry = _key(obj, version, modified, versioned_now)
+            if default_lock:  # PutObject applies the bucket's default retention
+                entry.lock_mode, entry.lock_until = store.default_lock_mode, store.default_retention()
             obj.e_tag = etag
         if versioned_now and existing:
             existing.append(entry)
