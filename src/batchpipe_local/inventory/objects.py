@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,8 +86,19 @@ _REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 _EXTENSIONS = ("jpg", "png", "pdf", "csv", "json", "txt", "gz", "parquet", "mp4")
 
 
+def _cumulative(weights: dict) -> tuple[list, list[int]]:
+    return list(weights), list(itertools.accumulate(weights.values()))
+
+
+_CUMULATIVE: dict[int, tuple[list, list[int]]] = {}
+
+
 def _pick(rng: random.Random, weights: dict) -> object:
-    return rng.choices(list(weights), weights=list(weights.values()))[0]
+    # choices() with the cumulative weights precomputed: the same draws, without rebuilding the lists.
+    population, cumulative = _CUMULATIVE.get(id(weights)) or _CUMULATIVE.setdefault(
+        id(weights), _cumulative(weights)
+    )
+    return rng.choices(population, cum_weights=cumulative)[0]
 
 
 # Each template makes a key from (rng, n); n is unique per object, so keys never collide.
@@ -129,9 +141,12 @@ _KEY_TEMPLATES: list[tuple[int, _KeyTemplate]] = [
 ]
 
 
+_TEMPLATES = [t for _, t in _KEY_TEMPLATES]
+_TEMPLATE_CUMULATIVE = list(itertools.accumulate(w for w, _ in _KEY_TEMPLATES))
+
+
 def generate_key(rng: random.Random, n: int) -> str:
-    weights = [w for w, _ in _KEY_TEMPLATES]
-    template = rng.choices([t for _, t in _KEY_TEMPLATES], weights=weights)[0]
+    template = rng.choices(_TEMPLATES, cum_weights=_TEMPLATE_CUMULATIVE)[0]
     key = template(rng, n)
     # S3's limit is 1,024 bytes of UTF-8; the long template sits close under it.
     while len(key.encode()) > 1024:
