@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import tempfile
 import threading
 import zlib
 from collections import defaultdict
@@ -114,31 +115,31 @@ class SeededKey(FakeKey):
             self.value = body
 
     # The buffer, the lock and the metadata, made when something first needs them.
+    def _made(self, name: str, make: Callable[[], Any]) -> Any:
+        value = self.__dict__.get(name)
+        if value is None:
+            with _LAZY:  # two threads must not each make one
+                value = self.__dict__.get(name)
+                if value is None:
+                    value = self.__dict__[name] = make()
+        return value
+
     @property
     def _value_buffer(self) -> Any:
-        buffer = self.__dict__.get("_buffer")
-        if buffer is None:
-            with _LAZY:
-                buffer = self.__dict__.get("_buffer")
-                if buffer is None:
-                    import tempfile
-
-                    buffer = tempfile.SpooledTemporaryFile(get_s3_default_key_buffer_size())
-                    buffer.write(self._body)
-                    self.__dict__["_buffer"] = buffer
-        return buffer
+        return self._made("_buffer", self._new_buffer)
 
     @_value_buffer.setter
     def _value_buffer(self, buffer: Any) -> None:
         self.__dict__["_buffer"] = buffer
 
+    def _new_buffer(self) -> Any:
+        buffer = tempfile.SpooledTemporaryFile(get_s3_default_key_buffer_size())
+        buffer.write(self._body)
+        return buffer
+
     @property
     def lock(self) -> Any:  # type: ignore[override]
-        lock = self.__dict__.get("_lock")
-        if lock is None:
-            with _LAZY:
-                lock = self.__dict__.setdefault("_lock", threading.Lock())
-        return lock
+        return self._made("_lock", threading.Lock)
 
     @lock.setter
     def lock(self, lock: Any) -> None:
@@ -146,15 +147,7 @@ class SeededKey(FakeKey):
 
     @property
     def _metadata(self) -> Any:
-        metadata = self.__dict__.get("_meta")
-        if metadata is None:
-            with _LAZY:
-                metadata = self.__dict__.get("_meta")
-                if metadata is None:
-                    metadata = LowercaseDict()
-                    metadata["Content-Type"] = "binary/octet-stream"
-                    self.__dict__["_meta"] = metadata
-        return metadata
+        return self._made("_meta", _new_metadata)
 
     @_metadata.setter
     def _metadata(self, metadata: Any) -> None:
@@ -199,6 +192,12 @@ class SeededKey(FakeKey):
         if buffer is not None:
             buffer.close()
         self.disposed = True
+
+
+def _new_metadata() -> Any:
+    metadata = LowercaseDict()
+    metadata["Content-Type"] = "binary/octet-stream"  # what moto's FakeKey starts with
+    return metadata
 
 
 def user_metadata(metadata: Any) -> dict[str, str]:
