@@ -27,7 +27,7 @@ from batchpipe_core.accounting import (
 from batchpipe_core.classification import NOT_RUN, Disposition
 from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
 from batchpipe_core.jobs import TERMINAL_STATUSES, StatePart
-from batchpipe_core.keys import as_folder
+from batchpipe_core.keys import as_folder, encode_key
 from batchpipe_core.observability import logger, metrics
 from batchpipe_core.report import (
     FAILURE_HEADER,
@@ -146,10 +146,13 @@ class AttemptOutputs:
             return
         if not self._field_count:
             self._field_count = self._fields()
+        # Re-encoded from the decoded key: the report may spell it differently from our manifests
+        # (keys.report_key), and the next job must get the one encoding S3 reads unambiguously.
+        key = encode_key(row.decoded_key)
         if self._field_count == 3:
-            self.retry.writerow((row.bucket, row.key, row.version_id or "null"))
+            self.retry.writerow((row.bucket, key, row.version_id or "null"))
         else:
-            self.retry.writerow((row.bucket, row.key))
+            self.retry.writerow((row.bucket, key))
         if len(self.sample) < SAMPLE_KEYS:
             self.sample.append(row.decoded_key)
 

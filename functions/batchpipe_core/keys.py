@@ -21,6 +21,17 @@ def decode_key(encoded: str, *, plus_is_space: bool = False) -> str:
     return unquote_plus(encoded) if plus_is_space else unquote(encoded)
 
 
+def report_key(encoded: str) -> str:
+    """Key from a completion report or manifest row: the one decoding both sides of the join share.
+
+    Our manifests never hold a bare ``+`` (``encode_key``; Athena's ``replace(url_encode(key), '+',
+    '%20')``), so a ``+`` in a report can only be a space spelled form-style, and decoding it as one is
+    right for every spelling that names the same key: ``%2F`` or ``/``, ``%20`` or ``+``, ``%2b`` or
+    ``%2B``. ``unquote`` returns keys without ``%`` untouched, so plain keys cost one scan.
+    """
+    return unquote_plus(encoded) if "+" in encoded else unquote(encoded)
+
+
 def as_folder(prefix: str) -> str:
     """``prefix`` with a trailing ``/`` (added only if missing), so that key names can be appended."""
     return prefix if prefix.endswith("/") else f"{prefix}/"

@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
 
-from batchpipe_core.keys import decode_key
+from batchpipe_core.keys import report_key
 from batchpipe_core.observability import logger
 
 try:  # pyarrow comes from the AWS SDK for pandas layer (template.yaml, AWSSDKPandasLayerArn)
@@ -67,7 +67,7 @@ class ReportRow(NamedTuple):
 
     @property
     def decoded_key(self) -> str:
-        return decode_key(self.key)
+        return report_key(self.key)
 
     @property
     def succeeded(self) -> bool:
@@ -600,14 +600,15 @@ Identity = tuple[str, str, str]
 
 
 def identity(bucket: str, key: str, version_id: str) -> Identity:
-    """What makes two rows the same object: bucket, key and version as the manifest gave them.
+    """What makes two rows the same object: bucket, *decoded* key and version.
 
-    The report repeats each key exactly as its manifest row gave it (S3 user guide, completion report examples), so keys are
-    compared as given, without decoding (decoding every row would triple the join's cost). ``null``
-    and "" are the same (null) version: S3 wants the string ``null`` in manifests but may leave the
-    report's field empty.
+    The S3 user guide's report examples repeat each key as the manifest gave it, but nothing
+    promises the same bytes: a report that spells a key differently (``%2F`` for ``/``, ``+`` for a
+    space, lower-case hex) must still find its manifest row, or the object would look unrun and be
+    counted twice. So keys are compared decoded (``keys.report_key``). ``null`` and "" are the same
+    (null) version: S3 wants the string ``null`` in manifests but may leave the report's field empty.
     """
-    return bucket, key, "" if version_id == "null" else version_id
+    return bucket, report_key(key), "" if version_id == "null" else version_id
 
 
 class Reconciliation:
@@ -713,10 +714,7 @@ def _partition(rows: Iterable[tuple], base: str, partitions: int, salt: int, mem
     with ExitStack() as stack:
         files = [stack.enter_context(open(f"{base}{i}", "wb")) for i in range(partitions)]
         for row in rows:
-            version = row[2]
-            if version == "null":  # identity() inlined: this loop runs once per row of both sides
-                version = ""
-            index = hash((salt, row[0], row[1], version)) % partitions
+            index = hash((salt, *identity(row[0], row[1], row[2]))) % partitions
             buffer = buffers[index]
             buffer.append(tuple(row))
             if len(buffer) >= batch:
