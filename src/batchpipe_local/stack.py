@@ -217,6 +217,11 @@ class LocalStack:
             return {None: key_id, "Arn": f"arn:aws:kms:{self.region}:{self.account_id}:key/{key_id}"}[
                 attribute
             ]
+        if kind == "AWS::Serverless::LayerVersion":
+            # Layers are not emulated (the functions run in this process with the venv's packages,
+            # pyarrow included); a Ref is the layer version ARN CloudFormation would give.
+            arn = f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{self._physical_name(logical_id)}:1"
+            return {None: arn, "Arn": arn}[attribute]
         raise tpl.UnresolvableError(f"the embedded AWS does not know {kind} ({logical_id}.{attribute})")
 
     def ref(self, logical_id: str) -> Any:
