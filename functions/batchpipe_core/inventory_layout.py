@@ -15,38 +15,58 @@ from typing import Any
 
 from batchpipe_core.errors import BatchPipeError, InventoryNotFoundError
 
-# The InventoryTable columns of template.yaml, in order (a test keeps the two in step). CSV tables read
-# columns by position, so these must be a prefix of a CSV inventory's fileSchema.
-CURRENT_VERSION_COLUMNS: tuple[str, ...] = (
-    "bucket",
-    "key",
-    "size",
-    "last_modified_date",
-    "e_tag",
-    "storage_class",
-    "is_multipart_uploaded",
-    "replication_status",
-    "encryption_status",
-    "object_lock_retain_until_date",
-    "object_lock_mode",
-    "object_lock_legal_hold_status",
-    "intelligent_tiering_access_tier",
-    "bucket_key_status",
-    "checksum_algorithm",
+
+@dataclass(frozen=True)
+class InventoryField:
+    """One S3 Inventory field: its CSV fileSchema name, its column name (ORC/Parquet, the tables) and kind."""
+
+    csv_name: str
+    column: str
+    kind: str  # string | boolean | bigint | timestamp: the value's type in ORC and Parquet deliveries
+
+
+# Every field S3 Inventory can write, in the order S3 writes them (S3 user guide, "Amazon S3 Inventory
+# list": a delivery holds Bucket, Key, the version fields of an "all versions" inventory, then the
+# optional fields the configuration selected; manifest.json's fileSchema lists exactly those).
+FIELDS: tuple[InventoryField, ...] = (
+    InventoryField("Bucket", "bucket", "string"),
+    InventoryField("Key", "key", "string"),
+    InventoryField("VersionId", "version_id", "string"),
+    InventoryField("IsLatest", "is_latest", "boolean"),
+    InventoryField("IsDeleteMarker", "is_delete_marker", "boolean"),
+    InventoryField("Size", "size", "bigint"),
+    InventoryField("LastModifiedDate", "last_modified_date", "timestamp"),
+    InventoryField("ETag", "e_tag", "string"),
+    InventoryField("StorageClass", "storage_class", "string"),
+    InventoryField("IsMultipartUploaded", "is_multipart_uploaded", "boolean"),
+    InventoryField("ReplicationStatus", "replication_status", "string"),
+    InventoryField("EncryptionStatus", "encryption_status", "string"),
+    InventoryField("ObjectLockRetainUntilDate", "object_lock_retain_until_date", "timestamp"),
+    InventoryField("ObjectLockMode", "object_lock_mode", "string"),
+    InventoryField("ObjectLockLegalHoldStatus", "object_lock_legal_hold_status", "string"),
+    InventoryField("IntelligentTieringAccessTier", "intelligent_tiering_access_tier", "string"),
+    InventoryField("BucketKeyStatus", "bucket_key_status", "string"),
+    InventoryField("ChecksumAlgorithm", "checksum_algorithm", "string"),
+    InventoryField("ObjectAccessControlList", "object_access_control_list", "string"),
+    InventoryField("ObjectOwner", "object_owner", "string"),
+    InventoryField("LifecycleExpirationDate", "lifecycle_expiration_date", "timestamp"),
 )
+FIELD_OF_COLUMN: dict[str, InventoryField] = {f.column: f for f in FIELDS}
+REQUIRED_COLUMNS: tuple[str, ...] = ("bucket", "key")
 VERSION_COLUMNS: tuple[str, ...] = ("version_id", "is_latest", "is_delete_marker")
+# Every column an S3 Inventory table can have, in S3's order.
+INVENTORY_COLUMNS: tuple[str, ...] = tuple(f.column for f in FIELDS)
+# The optional fields template.yaml's InventoryTable declares (the columns a delivery with every field
+# of 2023 has); a delivery may hold any subset of them, plus fields S3 added since.
+CURRENT_VERSION_COLUMNS: tuple[str, ...] = tuple(
+    c
+    for c in INVENTORY_COLUMNS[: INVENTORY_COLUMNS.index("checksum_algorithm") + 1]
+    if c not in VERSION_COLUMNS
+)
 ALL_VERSIONS_COLUMNS: tuple[str, ...] = (
     CURRENT_VERSION_COLUMNS[:2] + VERSION_COLUMNS + CURRENT_VERSION_COLUMNS[2:]
 )
 
-# Every column an S3 Inventory table can have: the table's, in S3's field order, plus optional fields
-# this stack's table does not declare (a `where` naming one gets a clear error, not Athena's).
-UNDECLARED_COLUMNS: tuple[str, ...] = (
-    "object_access_control_list",
-    "object_owner",
-    "lifecycle_expiration_date",
-)
-INVENTORY_COLUMNS: tuple[str, ...] = ALL_VERSIONS_COLUMNS + UNDECLARED_COLUMNS
 INVENTORY_FORMATS = ("CSV", "Parquet", "ORC")
 INVENTORY_VERSIONS = ("Current", "All")
 
@@ -64,9 +84,23 @@ class InventorySchemaError(BatchPipeError):
 
 
 def table_columns(versions: str) -> tuple[str, ...]:
+    """The columns template.yaml's InventoryTable declares for this versions setting."""
     if versions not in INVENTORY_VERSIONS:
         raise ValueError(f"inventory versions must be one of {INVENTORY_VERSIONS}, not {versions!r}")
     return ALL_VERSIONS_COLUMNS if versions == "All" else CURRENT_VERSION_COLUMNS
+
+
+def known_columns(versions: str) -> tuple[str, ...]:
+    """Every column an inventory with this versions setting can have, whatever fields it selected."""
+    if versions not in INVENTORY_VERSIONS:
+        raise ValueError(f"inventory versions must be one of {INVENTORY_VERSIONS}, not {versions!r}")
+    return tuple(c for c in INVENTORY_COLUMNS if versions == "All" or c not in VERSION_COLUMNS)
+
+
+def field_name(column: str) -> str:
+    """The name the inventory configuration uses for a column's field (``e_tag`` -> ``ETag``)."""
+    known = FIELD_OF_COLUMN.get(column)
+    return known.csv_name if known else column
 
 
 def is_partition(value: str) -> bool:
@@ -97,23 +131,63 @@ def column_name(field: str) -> str:
 
 
 def schema_columns(file_schema: str) -> list[str]:
-    """Column names, in order, from a manifest.json ``fileSchema`` of any of the three formats.
+    """Column names, in order, from a manifest.json ``fileSchema`` of any of the three formats."""
+    return [name for name, _ in schema_types(file_schema)]
 
-    CSV gives ``"Bucket, Key, Size, ..."``; ORC a type string ``struct<bucket:string,key:string,...>``;
-    Parquet a message type ``message s3.inventory { required binary bucket (STRING); ... }``.
+
+def schema_types(file_schema: str) -> list[tuple[str, str]]:
+    """(column, Glue type) pairs, in file order, from a manifest.json ``fileSchema`` of any format.
+
+    CSV gives ``"Bucket, Key, Size, ..."`` (every value is text: all ``string``); ORC a type string
+    ``struct<bucket:string,key:string,...>``; Parquet a message type
+    ``message s3.inventory { required binary bucket (UTF8); optional int64 size; ... }``. The types are
+    the file's own, so a table declared with them reads the file whatever type AWS documents elsewhere.
     """
     text = file_schema.strip()
     if text.lower().startswith("struct<"):
-        return [_orc_field_name(field) for field in _split_top_level(text[len("struct<") : -1])]
+        pairs = []
+        for field in _split_top_level(text[len("struct<") : text.rindex(">")]):
+            name, _, kind = field.partition(":")
+            pairs.append((_orc_field_name(name), _checked_type(name, kind.strip().lower(), file_schema)))
+        return pairs
     if text.lower().startswith("message"):
         body = text[text.index("{") + 1 : text.rindex("}")]
-        names = []
+        pairs = []
         for field in body.split(";"):
-            words = field.split()
-            if len(words) >= 3 and words[0] in ("required", "optional", "repeated"):
-                names.append(words[2].split("(")[0].lower())
-        return names
-    return [column_name(field) for field in text.split(",") if field.strip()]
+            match = _PARQUET_FIELD.match(field.strip())
+            if match:
+                physical, name, annotation = match.groups()
+                pairs.append((name.lower(), _parquet_type(name, physical, annotation or "", file_schema)))
+        return pairs
+    return [(column_name(field), "string") for field in text.split(",") if field.strip()]
+
+
+_PARQUET_FIELD = re.compile(r"^(?:required|optional)\s+(\w+)\s+(\w+)\s*(?:\((.*)\))?$", re.IGNORECASE)
+_COLUMNAR_TYPES = frozenset(
+    {"string", "boolean", "bigint", "int", "smallint", "tinyint", "timestamp", "double", "float", "date"}
+)
+
+
+def _parquet_type(name: str, physical: str, annotation: str, file_schema: str) -> str:
+    physical, annotation = physical.lower(), annotation.upper()
+    if physical == "binary":
+        kind = "string" if annotation.startswith(("UTF8", "STRING", "ENUM")) or not annotation else ""
+    elif physical == "int64":
+        kind = "timestamp" if annotation.startswith("TIMESTAMP") else "bigint"
+    elif physical == "int32":
+        kind = "date" if annotation.startswith("DATE") else "int"
+    else:
+        kind = physical
+    return _checked_type(name, kind, file_schema)
+
+
+def _checked_type(name: str, kind: str, file_schema: str) -> str:
+    if kind not in _COLUMNAR_TYPES:
+        raise InventorySchemaError(
+            f"The inventory's fileSchema gives column {name.strip()!r} a type this stack cannot declare "
+            f"({kind or 'unknown'}); fileSchema: {file_schema[:300]}"
+        )
+    return kind
 
 
 def _orc_field_name(field: str) -> str:
@@ -135,34 +209,13 @@ def _split_top_level(text: str) -> list[str]:
     return [part for part in parts if part.strip()]
 
 
-# CSV field names as S3 Inventory's configuration calls them, for error messages that say what to enable.
-_FIELD_OF_COLUMN = {
-    "size": "Size",
-    "last_modified_date": "LastModifiedDate",
-    "e_tag": "ETag",
-    "storage_class": "StorageClass",
-    "is_multipart_uploaded": "IsMultipartUploaded",
-    "replication_status": "ReplicationStatus",
-    "encryption_status": "EncryptionStatus",
-    "object_lock_retain_until_date": "ObjectLockRetainUntilDate",
-    "object_lock_mode": "ObjectLockMode",
-    "object_lock_legal_hold_status": "ObjectLockLegalHoldStatus",
-    "intelligent_tiering_access_tier": "IntelligentTieringAccessTier",
-    "bucket_key_status": "BucketKeyStatus",
-    "checksum_algorithm": "ChecksumAlgorithm",
-}
+def check_schema(columns: list[str], *, versions: str, needed: tuple[str, ...] | list[str]) -> None:
+    """Raise :class:`InventorySchemaError` unless a delivery with ``columns`` has what the run needs.
 
-
-def check_schema(
-    columns: list[str], *, inventory_format: str, versions: str, needed: tuple[str, ...] | list[str]
-) -> None:
-    """Raise :class:`InventorySchemaError` unless a delivery with ``columns`` can be read as the table.
-
-    CSV columns are read by position, so the table's columns must be a prefix of the file's (extra
-    trailing fields such as ObjectOwner are fine). ORC and Parquet are read by name: a column the query
-    needs but the files lack would read as NULL and silently filter everything out, so it is an error.
+    Any selection of optional fields, in any format, is read by name through a table made for the
+    delivery (batchpipe_core.inventory_table). A column the query needs but the delivery lacks would
+    read as NULL and silently select nothing, so it is an error naming the field to enable.
     """
-    expected = table_columns(versions)
     has_versions = "version_id" in columns
     if has_versions != (versions == "All"):
         setting = "all versions" if has_versions else "current versions only"
@@ -170,25 +223,20 @@ def check_schema(
             f"The inventory lists {setting} but the stack's InventoryVersions parameter is {versions}: "
             f"set InventoryVersions to {'All' if has_versions else 'Current'} or use a matching inventory."
         )
-    if inventory_format == "CSV":
-        if tuple(columns[: len(expected)]) != expected:
-            missing = [column for column in expected if column not in columns]
-            hint = (
-                f"enable these optional fields in the inventory configuration: "
-                f"{', '.join(_FIELD_OF_COLUMN.get(c, c) for c in missing)}"
-                if missing
-                else "the field order differs from S3 Inventory's own"
-            )
-            raise InventorySchemaError(
-                "The CSV inventory's fields do not match the table (CSV is read by position): "
-                f"{hint}. fileSchema lists: {', '.join(columns)}"
-            )
-        return
+    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+    if missing:
+        raise InventorySchemaError(
+            f"The inventory's fileSchema lacks {', '.join(field_name(c) for c in missing)}, which every "
+            f"S3 Inventory has: this is not an S3 Inventory delivery. fileSchema lists: {', '.join(columns)}"
+        )
     missing = [column for column in needed if column not in columns]
     if missing:
         raise InventorySchemaError(
-            f"The {inventory_format} inventory lacks columns this query needs: enable these optional "
-            f"fields in the inventory configuration: {', '.join(_FIELD_OF_COLUMN.get(c, c) for c in missing)}"
+            f"The filter needs {', '.join(field_name(c) for c in missing)}, which this inventory delivery "
+            f"does not contain: add {'it' if len(missing) == 1 else 'them'} to the inventory "
+            "configuration's additional metadata fields (S3 console: Management > Inventory "
+            "configurations; API: OptionalFields), wait for the next delivery, or change the filter. "
+            f"The delivery has: {', '.join(field_name(c) for c in columns)}."
         )
 
 
@@ -202,6 +250,9 @@ class Delivery:
     file_format: str
     columns: list[str]
     source_bucket: str
+    types: tuple[tuple[str, str], ...] = ()  # (column, Glue type), the delivery's own
+    files: int = 0
+    size_bytes: int = 0
 
 
 def resolve_delivery(s3: Any, *, bucket: str, prefix: str, date: str) -> Delivery:
@@ -228,13 +279,18 @@ def resolve_delivery(s3: Any, *, bucket: str, prefix: str, date: str) -> Deliver
     for folder in sorted(candidates, reverse=True):
         manifest = _read_manifest(s3, bucket, f"{prefix}/{folder}/manifest.json")
         if manifest is not None:
+            types = schema_types(str(manifest.get("fileSchema", "")))
+            entries = [e for e in manifest.get("files") or [] if isinstance(e, dict)]
             return Delivery(
                 folder=folder,
                 partition=partition_of(folder),
                 manifest_key=f"{prefix}/{folder}/manifest.json",
                 file_format=str(manifest.get("fileFormat", "")),
-                columns=schema_columns(str(manifest.get("fileSchema", ""))),
+                columns=[name for name, _ in types],
                 source_bucket=str(manifest.get("sourceBucket", "")),
+                types=tuple(types),
+                files=len(entries),
+                size_bytes=sum(int(entry.get("size") or 0) for entry in entries),
             )
     raise InventoryNotFoundError(
         f"Found {wanted} under s3://{bucket}/{prefix}/: a complete delivery is a "
@@ -268,10 +324,10 @@ def _read_manifest(s3: Any, bucket: str, key: str) -> dict | None:
 def check_delivery(
     delivery: Delivery, *, inventory_format: str, versions: str, needed: tuple[str, ...] | list[str]
 ) -> None:
-    """The delivery's format and schema match the stack's inventory table, or a clear error says why."""
+    """The delivery's format matches the stack's inventory table and it has what the run needs."""
     if delivery.file_format.lower() != inventory_format.lower():
         raise InventorySchemaError(
             f"The inventory delivery {delivery.folder} is {delivery.file_format or 'of unknown format'} but "
             f"the stack's InventoryFormat parameter is {inventory_format}: make them the same."
         )
-    check_schema(delivery.columns, inventory_format=inventory_format, versions=versions, needed=needed)
+    check_schema(delivery.columns, versions=versions, needed=needed)

@@ -28,7 +28,7 @@ SQL, whatever sqlglot or a later edit does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from batchpipe_core.inventory_layout import (
     INVENTORY_FORMATS,
     INVENTORY_VERSIONS,
     is_partition,
-    table_columns,
+    known_columns,
 )
 from batchpipe_core.where import columns_used, normalize_where
 
@@ -66,6 +66,7 @@ _CSV_COLUMN_EXPRESSIONS = {
     "size": "CAST(nullif({c}, '') AS bigint)",
     "last_modified_date": _CSV_TIMESTAMP,
     "object_lock_retain_until_date": _CSV_TIMESTAMP,
+    "lifecycle_expiration_date": _CSV_TIMESTAMP,
     "is_latest": _CSV_BOOLEAN,
     "is_delete_marker": _CSV_BOOLEAN,
     "is_multipart_uploaded": _CSV_BOOLEAN,
@@ -84,6 +85,7 @@ def build_unload_sql(
     inventory_format: str,
     versions: str,
     output_uri: str,
+    columns: Sequence[str] | None = None,
 ) -> str:
     """The ``UNLOAD`` statement whose output files are the manifest rows of ``spec``'s filter.
 
@@ -123,8 +125,8 @@ def build_unload_sql(
     output = ["bucket", "replace(url_encode(key), '+', '%20') AS key"]
     if versions == "All":
         output.append("coalesce(version_id, 'null') AS version_id")
-    columns = needed_columns(spec, versions=versions)
-    inner = ",\n".join(f"    {_inner_column(c, inventory_format)}" for c in columns)
+    needed = needed_columns(spec, versions=versions, columns=columns)
+    inner = ",\n".join(f"    {_inner_column(c, inventory_format)}" for c in needed)
     lines = [
         "SELECT " + ", ".join(output),
         "FROM (",
@@ -212,8 +214,12 @@ def filter_conditions(filter_spec: dict, *, versions: str) -> tuple[list[str], s
     return conditions, _validated_where(filter_spec.get("where"), versions=versions)
 
 
-def needed_columns(spec: dict, *, versions: str) -> list[str]:
-    """The inventory columns the statement reads, in the table's order (bytes scanned is money)."""
+def needed_columns(spec: dict, *, versions: str, columns: Sequence[str] | None = None) -> list[str]:
+    """The inventory columns the statement reads, in the table's order (bytes scanned is money).
+
+    ``columns``: the table's; a needed column that is not one is a SpecValidationError (PlanQuery
+    checks the delivery first and names the field to enable).
+    """
     filter_spec = spec.get("filter") or {}
     wanted = {"bucket", "key"}
     if versions == "All":
@@ -233,7 +239,11 @@ def needed_columns(spec: dict, *, versions: str) -> list[str]:
     where_text = _validated_where(filter_spec.get("where"), versions=versions)
     if where_text is not None:
         wanted |= columns_used(where_text)
-    return [column for column in table_columns(versions) if column in wanted]
+    order = list(columns) if columns is not None else list(known_columns(versions))
+    absent = sorted(wanted - set(order))
+    if absent:
+        raise SpecValidationError(f"the inventory table has no column {', '.join(absent)}")
+    return [column for column in order if column in wanted]
 
 
 def _inner_column(column: str, inventory_format: str) -> str:
@@ -250,7 +260,7 @@ def _validated_where(where: Any, *, versions: str) -> str | None:
         return None
     if not isinstance(where, str):
         raise SpecValidationError(f"filter.where must be a string condition, not {shown(where)}")
-    return normalize_where(where, table_columns(versions))
+    return normalize_where(where, known_columns(versions))
 
 
 def quote_literal(value: str, field: str) -> str:

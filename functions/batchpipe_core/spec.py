@@ -33,7 +33,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.inventory_layout import table_columns
+from batchpipe_core.inventory_layout import known_columns
 from batchpipe_core.operation import operation_errors, operation_names
 from batchpipe_core.query import MAX_BIGINT, build_unload_sql
 from batchpipe_core.where import normalize_where
@@ -594,7 +594,7 @@ def _where_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
     if not isinstance(where, str) or any(line.startswith("filter.where:") for line in problems):
         return []
     try:
-        normalize_where(where, table_columns(config.inventory_versions))
+        normalize_where(where, known_columns(config.inventory_versions))
     except SpecValidationError as error:
         return str(error).splitlines()
     return []

@@ -1,5 +1,9 @@
 """PlanQuery: picks the inventory delivery (``dt`` partition) and builds the Athena UNLOAD statement.
 
+The statement reads a table with exactly the delivery's columns (batchpipe_core.inventory_table), so
+any selection of optional inventory fields works; a field the filter needs but the delivery lacks
+fails the run here, before any query or job, naming the field to enable.
+
 The statement runs in the state machine (StartQuery, then a GetQueryStatus loop), so no Lambda
 waits on Athena; its output files under ``<run.prefix>athena/`` are the manifest rows.
 """
@@ -14,6 +18,7 @@ from pydantic import Field
 
 from batchpipe_core.config import Config
 from batchpipe_core.inventory_layout import check_delivery, resolve_delivery
+from batchpipe_core.inventory_table import delivery_table
 from batchpipe_core.jobs import RunRef, StatePart, transient_as_retryable
 from batchpipe_core.keys import as_folder
 from batchpipe_core.observability import instrumented, logger
@@ -41,16 +46,16 @@ class PlanQueryInput(StatePart):
 @instrumented
 def handler(event: dict, context: Any) -> dict:
     request = parse(event=event, model=PlanQueryInput)
-    return plan_query(request, Config.from_env(), boto3.client("s3"))
+    return plan_query(request, Config.from_env(), boto3.client("s3"), boto3.client("glue"))
 
 
-def plan_query(request: PlanQueryInput, config: Config, s3: Any) -> dict:
-    """The ``query`` state document: sql, workGroup, database, partition, outputPrefix."""
+def plan_query(request: PlanQueryInput, config: Config, s3: Any, glue: Any) -> dict:
+    """The ``query`` state document: sql, workGroup, database, table, partition, outputPrefix, delivery."""
     spec = request.spec.model_dump()
     inventory = request.spec.inventory
     database = inventory.database or config.inventory_database
     table = inventory.table or config.inventory_table
-    # Validates filter.where against this stack's columns before any request is made.
+    # Validates filter.where against every inventory column before any request is made.
     columns = needed_columns(spec, versions=config.inventory_versions)
     with transient_as_retryable("resolving the inventory delivery"):
         delivery = resolve_delivery(
@@ -65,11 +70,21 @@ def plan_query(request: PlanQueryInput, config: Config, s3: Any) -> dict:
         versions=config.inventory_versions,
         needed=columns,
     )
+    with transient_as_retryable("preparing the inventory table"):
+        delivery_table_name = delivery_table(
+            glue,
+            database=database,
+            base_table=table,
+            delivery=delivery,
+            bucket=config.inventory_bucket,
+            prefix=config.inventory_prefix,
+        )
     output_prefix = f"s3://{config.pipeline_bucket}/{as_folder(request.run.prefix)}athena/"
     sql = build_unload_sql(
         spec,
         database=database,
-        table=table,
+        table=delivery_table_name,
+        columns=delivery.columns,
         partition=delivery.partition,
         inventory_format=config.inventory_format,
         versions=config.inventory_versions,
@@ -77,12 +92,24 @@ def plan_query(request: PlanQueryInput, config: Config, s3: Any) -> dict:
     )
     logger.info(
         "query planned",
-        extra={"partition": delivery.partition, "manifest": delivery.manifest_key, "columns": columns},
+        extra={
+            "partition": delivery.partition,
+            "manifest": delivery.manifest_key,
+            "columns": columns,
+            "table": delivery_table_name,
+        },
     )
     return {
         "sql": sql,
         "workGroup": config.athena_workgroup,
         "database": database,
+        "table": delivery_table_name,
         "partition": delivery.partition,
         "outputPrefix": output_prefix,
+        "delivery": {
+            "folder": delivery.folder,
+            "manifest": f"s3://{config.inventory_bucket}/{delivery.manifest_key}",
+            "files": delivery.files,
+            "sizeBytes": delivery.size_bytes,
+        },
     }

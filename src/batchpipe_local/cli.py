@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create the source bucket with S3 Object Lock (S3PutObjectLegalHold and S3PutObjectRetention need it)",
     )
+    _inventory_fields_option(run)
     run.add_argument("--faults", help="faults JSON for the emulated S3 Batch engine")
     run.add_argument("--event-delivery", choices=["normal", "drop", "duplicate", "shuffle"], default="normal")
     run.add_argument(
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bucket", type=bucket_name, default="batchpipe-demo-source", help="source bucket name"
     )
     made.add_argument("--seed", type=int, default=7)
+    _inventory_fields_option(made)
     with_example(made, "batchpipe local inventory --objects 5000 --format parquet --out my-inventory")
 
     preview = commands.add_parser("preview", help="count and sample what a spec selects, without AWS cost")
@@ -261,6 +263,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(local_commands, FORMATS)
     add_operator_commands(commands)
     return parser
+
+
+def _inventory_fields_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inventory-fields",
+        type=inventory_fields,
+        default=None,
+        help="the inventory configuration's optional fields: comma-separated names (e.g. "
+        "Size,LastModifiedDate,StorageClass) or one of required|typical|all; default: the 13 fields "
+        "template.yaml's table declares",
+    )
+
+
+def inventory_fields(text: str) -> tuple[str, ...]:
+    """``--inventory-fields``: a named selection or S3 Inventory field names (any order, S3 sorts them)."""
+    from .inventory.fields import BY_CSV_NAME, FIELD_SELECTIONS, VERSION_FIELDS
+
+    if text in FIELD_SELECTIONS:
+        return FIELD_SELECTIONS[text]
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    optional = sorted(set(BY_CSV_NAME) - {"Bucket", "Key", *VERSION_FIELDS})
+    unknown = [n for n in names if n not in optional]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown optional field(s) {', '.join(unknown)}; use {', '.join(FIELD_SELECTIONS)} or names from: "
+            + ", ".join(optional)
+        )
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:

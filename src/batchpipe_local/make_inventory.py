@@ -30,12 +30,14 @@ def local_inventory(args: argparse.Namespace) -> int:
         objects=objects,
         fmt=fmt,
         versions=versions,
+        fields=inv.DEFAULT_OPTIONAL_FIELDS if args.inventory_fields is None else args.inventory_fields,
         delivery_time=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
     )
     for key in delivery.files:
         claim(out, key[len(delivery.prefix) + 1 :].split("/", 1)[0])
     print(
         f"wrote an S3 Inventory of s3://{args.bucket} ({len(objects)} rows, {fmt}, {versions.lower()} "
-        f"versions) to {out}/: use it with --inventory {out}"
+        f"versions; fields {delivery.manifest['fileSchema'] if fmt == 'CSV' else ', '.join(args.inventory_fields or inv.DEFAULT_OPTIONAL_FIELDS)}) "
+        f"to {out}/: use it with --inventory {out}"
     )
     return 0

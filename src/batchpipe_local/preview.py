@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import inventory as inv
 from .cli import UsageError, read_inventory, read_spec
 from .outputs import lambda_logs_to
-from .stack import LocalStack
+from .stack import LocalStack, readable_cause
 from .world import INVENTORY_DEST_PREFIX, World
 
 _DELIVERY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
@@ -105,7 +105,10 @@ def preview(args: argparse.Namespace) -> int:
         return 1
     summary = execution.output
     if summary.get("status") == "FAILED":
-        print(f"batchpipe: the query failed: {json.dumps(summary.get('error') or summary)}", file=sys.stderr)
+        print(
+            f"batchpipe: the run failed: {summary.get('error')}: {readable_cause(summary.get('cause'))}",
+            file=sys.stderr,
+        )
         return 1
     (planned,) = execution.task_outputs("PlanQuery")
     manifest = summary.get("manifest", {})

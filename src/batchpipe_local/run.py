@@ -183,6 +183,8 @@ def local_run(args: argparse.Namespace) -> int:
             versions=args.versions.capitalize(),
             object_lock=args.object_lock,
         )
+        if args.inventory_fields is not None:
+            world.fields = args.inventory_fields
 
     parameters = world.parameters(JobWaitTimeoutSeconds=str(args.wait_timeout))
     started = time.monotonic()

@@ -27,6 +27,8 @@ class World:
     # S3PutObjectLegalHold and S3PutObjectRetention need a bucket created with Object Lock (which
     # also turns versioning on), as on AWS: S3 user guide, "Locking objects with Object Lock".
     object_lock: bool = False
+    # The inventory configuration's optional fields (S3 writes them in its own order).
+    fields: tuple[str, ...] = inv.DEFAULT_OPTIONAL_FIELDS
 
     @property
     def inventory_prefix(self) -> str:
@@ -70,6 +72,7 @@ class World:
             objects=self.objects,
             fmt=self.fmt,
             versions=self.versions,
+            fields=self.fields,
             delivery_time=delivery_time or datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,9 +15,12 @@ from moto import mock_aws
 from batchpipe_core import inventory_layout as layout
 from batchpipe_core.errors import InventoryNotFoundError, SpecValidationError
 from batchpipe_core.inventory_layout import InventorySchemaError
+from batchpipe_core.inventory_table import InventoryNotReadableError
 from batchpipe_core.observability import metrics
 from batchpipe_local.inventory import (
+    FIELD_SELECTIONS,
     InventoryObject,
+    create_inventory_table,
     inventory_table_input,
     render_inventory,
     write_inventory,
@@ -33,6 +37,12 @@ REGION = "us-east-1"
 INVENTORY_BUCKET = "inventory-dest"
 PREFIX = "inventory/my-source-bucket/all-objects"
 OBJECTS = [InventoryObject(bucket="my-source-bucket", key="a b+c", size=3)]
+STACK_PARAMETERS = {
+    "InventoryBucket": INVENTORY_BUCKET,
+    "InventoryPrefix": PREFIX,
+    "InventoryFormat": "CSV",
+    "InventoryStartDate": "2024-05-01-00-00",
+}
 
 ENV = {
     "ACCOUNT_ID": "123456789012",
@@ -74,7 +84,13 @@ def s3(monkeypatch):
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=INVENTORY_BUCKET)
+        create_inventory_table(boto3.client("glue", region_name=REGION), STACK_PARAMETERS)
         yield client
+
+
+@pytest.fixture
+def glue(s3):
+    return boto3.client("glue", region_name=REGION)
 
 
 def deliver(s3, when: datetime, *, fmt="CSV", versions="Current", complete=True, **kwargs):
@@ -188,7 +204,7 @@ def test_s3s_file_schemas_read_as_the_tables_columns(s3, fmt, versions):
     delivery = deliver(s3, at(1), fmt=fmt, versions=versions)
     columns = layout.schema_columns(delivery.manifest["fileSchema"])
     assert columns == list(layout.table_columns(versions))
-    layout.check_schema(columns, inventory_format=fmt, versions=versions, needed=["bucket", "key"])
+    layout.check_schema(columns, versions=versions, needed=["bucket", "key"])
 
 
 @pytest.mark.parametrize("fmt", ["CSV", "Parquet", "ORC"])
@@ -197,6 +213,37 @@ def test_table_columns_are_the_templates(fmt, versions):
     _, table = inventory_table_input({"InventoryFormat": fmt, "InventoryVersions": versions})
     declared = [column["Name"] for column in table["StorageDescriptor"]["Columns"]]
     assert tuple(declared) == layout.table_columns(versions)
+
+
+# The S3 user guide's DDL for ORC and Parquet inventories ("Querying Amazon S3 Inventory with Amazon
+# Athena"): the types a hand-made table over them declares.
+DOCUMENTED_COLUMNAR_TYPES = {
+    "bucket": "string",
+    "key": "string",
+    "version_id": "string",
+    "is_latest": "boolean",
+    "is_delete_marker": "boolean",
+    "size": "bigint",
+    "last_modified_date": "timestamp",
+    "e_tag": "string",
+    "storage_class": "string",
+    "is_multipart_uploaded": "boolean",
+    "replication_status": "string",
+    "encryption_status": "string",
+    "object_lock_retain_until_date": "bigint",
+    "object_lock_mode": "string",
+    "object_lock_legal_hold_status": "string",
+    "intelligent_tiering_access_tier": "string",
+    "bucket_key_status": "string",
+    "checksum_algorithm": "string",
+}
+
+
+@pytest.mark.parametrize("fmt", ["Parquet", "ORC"])
+def test_columnar_template_types_are_the_documented_ones(fmt):
+    _, table = inventory_table_input({"InventoryFormat": fmt, "InventoryVersions": "All"})
+    declared = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
+    assert declared == DOCUMENTED_COLUMNAR_TYPES
 
 
 def test_csv_field_names_become_column_names():
@@ -210,49 +257,52 @@ def test_csv_field_names_become_column_names():
     ]
 
 
-def test_csv_without_a_field_the_table_reads_by_position_names_the_field_to_enable(s3):
-    fields = [f for f in ("Size", "LastModifiedDate", "ETag", "StorageClass") if f != "ETag"]
-    delivery = deliver(s3, at(1), fields=fields)
-    with pytest.raises(InventorySchemaError, match="ETag") as raised:
-        layout.check_schema(
-            layout.schema_columns(delivery.manifest["fileSchema"]),
-            inventory_format="CSV",
-            versions="Current",
-            needed=["bucket", "key"],
-        )
-    assert "ChecksumAlgorithm" in str(raised.value)
-
-
-def test_csv_with_extra_trailing_fields_is_fine(s3):
-    fields = [*layout._FIELD_OF_COLUMN.values(), "ObjectOwner"]
-    delivery = deliver(s3, at(1), fields=fields)
-    layout.check_schema(
-        layout.schema_columns(delivery.manifest["fileSchema"]),
-        inventory_format="CSV",
-        versions="Current",
-        needed=[],
+def test_file_schema_types_are_the_files_own():
+    """The derived table declares what the file holds, whichever type AWS's DDL gives elsewhere."""
+    parquet = (
+        "message s3.inventory { required binary bucket (UTF8); required binary key (STRING); "
+        "optional int64 size; optional int64 last_modified_date (TIMESTAMP_MILLIS); "
+        "optional int64 object_lock_retain_until_date; optional boolean is_latest;}"
     )
+    assert layout.schema_types(parquet) == [
+        ("bucket", "string"),
+        ("key", "string"),
+        ("size", "bigint"),
+        ("last_modified_date", "timestamp"),
+        ("object_lock_retain_until_date", "bigint"),
+        ("is_latest", "boolean"),
+    ]
+    orc = "struct<bucket:string,key:string,object_lock_retain_until_date:timestamp,size:bigint>"
+    assert dict(layout.schema_types(orc))["object_lock_retain_until_date"] == "timestamp"
+    assert set(dict(layout.schema_types("Bucket, Key, Size")).values()) == {"string"}
+    with pytest.raises(InventorySchemaError, match="tags"):
+        layout.schema_types("struct<bucket:string,key:string,tags:map<string,string>>")
 
 
-@pytest.mark.parametrize("fmt", ["Parquet", "ORC"])
-def test_columnar_inventory_without_a_needed_column_is_refused(s3, fmt):
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet", "ORC"])
+@pytest.mark.parametrize("selection", sorted(FIELD_SELECTIONS))
+def test_any_field_selection_passes_when_the_filter_needs_only_what_it_has(s3, fmt, selection):
+    delivery = deliver(s3, at(1), fmt=fmt, fields=FIELD_SELECTIONS[selection])
+    columns = layout.schema_columns(delivery.manifest["fileSchema"])
+    layout.check_schema(columns, versions="Current", needed=["bucket", "key"])
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet", "ORC"])
+def test_a_needed_field_the_delivery_lacks_is_named_to_enable(s3, fmt):
     delivery = deliver(s3, at(1), fmt=fmt, fields=["Size", "LastModifiedDate"])
     columns = layout.schema_columns(delivery.manifest["fileSchema"])
-    layout.check_schema(columns, inventory_format=fmt, versions="Current", needed=["bucket", "key", "size"])
-    with pytest.raises(InventorySchemaError, match="StorageClass"):
-        layout.check_schema(
-            columns, inventory_format=fmt, versions="Current", needed=["key", "storage_class"]
-        )
+    layout.check_schema(columns, versions="Current", needed=["bucket", "key", "size"])
+    with pytest.raises(InventorySchemaError, match="needs StorageClass, ObjectOwner,") as raised:
+        layout.check_schema(columns, versions="Current", needed=["key", "storage_class", "object_owner"])
+    assert "OptionalFields" in str(raised.value)
+    assert "The delivery has: Bucket, Key, Size, LastModifiedDate." in str(raised.value)
 
 
 def test_versions_setting_must_match_the_stack(s3):
     delivery = deliver(s3, at(1), versions="All")
     with pytest.raises(InventorySchemaError, match="InventoryVersions to All"):
         layout.check_schema(
-            layout.schema_columns(delivery.manifest["fileSchema"]),
-            inventory_format="CSV",
-            versions="Current",
-            needed=[],
+            layout.schema_columns(delivery.manifest["fileSchema"]), versions="Current", needed=[]
         )
 
 
@@ -288,7 +338,14 @@ def invoke(payload: dict) -> dict:
 
 def test_handler_returns_the_query_document(deliveries):
     result = invoke(event())
-    assert set(result) == {"sql", "workGroup", "database", "partition", "outputPrefix"}
+    assert set(result) == {"sql", "workGroup", "database", "table", "partition", "outputPrefix", "delivery"}
+    assert result["delivery"] == {
+        "folder": "2024-05-02T12-30Z",
+        "manifest": f"s3://{INVENTORY_BUCKET}/{PREFIX}/2024-05-02T12-30Z/manifest.json",
+        "files": 1,
+        "sizeBytes": result["delivery"]["sizeBytes"],
+    }
+    assert result["delivery"]["sizeBytes"] > 0
     assert result["workGroup"] == "stack-batchpipe"
     assert result["database"] == "batchpipe_inventory"
     assert result["partition"] == "2024-05-02-12-30"
@@ -304,7 +361,7 @@ def test_handler_returns_the_query_document(deliveries):
 def test_handler_takes_the_stack_table_when_the_spec_names_none(deliveries):
     result = invoke(event({"inventory": {"database": None, "table": None, "date": "2024-05-01"}}))
     assert result["database"] == "batchpipe_inventory"
-    assert 'FROM "batchpipe_inventory"."inventory"' in result["sql"]
+    assert re.search(r'FROM "batchpipe_inventory"."inventory_[0-9a-f]{16}"', result["sql"])
     assert result["partition"] == "2024-05-01-00-00"
 
 
@@ -322,3 +379,100 @@ def test_handler_refuses_a_format_other_than_the_stacks(deliveries, monkeypatch)
 def test_handler_checks_where_before_looking_for_the_inventory(s3):
     with pytest.raises(SpecValidationError, match="version_id"):
         invoke(event({"filter": {"where": "version_id = 'x'"}}))
+
+
+# ---------------------------------------------------------------- the per-delivery table
+
+
+def tables(glue) -> dict[str, list[str]]:
+    found = glue.get_tables(DatabaseName="batchpipe_inventory")["TableList"]
+    return {t["Name"]: [c["Name"] for c in t["StorageDescriptor"]["Columns"]] for t in found}
+
+
+def test_the_query_reads_a_table_with_exactly_the_deliverys_columns(s3, glue):
+    deliver(s3, at(1), fields=["Size", "StorageClass", "ObjectOwner"])
+    result = invoke(event({"filter": {"where": "object_owner = 'me' AND size > 0", "latestOnly": False}}))
+    assert tables(glue)[result["table"]] == ["bucket", "key", "size", "storage_class", "object_owner"]
+    made = glue.get_table(DatabaseName="batchpipe_inventory", Name=result["table"])["Table"]
+    base = glue.get_table(DatabaseName="batchpipe_inventory", Name="inventory")["Table"]
+    assert made["StorageDescriptor"]["Location"] == base["StorageDescriptor"]["Location"]
+    assert made["StorageDescriptor"]["SerdeInfo"] == base["StorageDescriptor"]["SerdeInfo"]
+    assert made["PartitionKeys"] == base["PartitionKeys"]
+    assert {k: v for k, v in made["Parameters"].items() if k.startswith("projection.")} == {
+        k: v for k, v in base["Parameters"].items() if k.startswith("projection.")
+    }
+
+
+def test_same_file_schema_same_table_and_a_new_one_when_the_configuration_changes(s3, glue):
+    deliver(s3, at(1), fields=["Size"])
+    first = invoke(event())["table"]
+    assert invoke(event())["table"] == first
+    deliver(s3, at(2), fields=["Size", "ETag"])
+    second = invoke(event())["table"]
+    assert second != first
+    assert set(tables(glue)) == {"inventory", first, second}
+
+
+def test_old_delivery_tables_are_pruned_to_the_newest_few(s3, glue):
+    from batchpipe_core.inventory_table import KEEP
+
+    selections = [["Size"], ["ETag"], ["Size", "ETag"], ["StorageClass"], ["Size", "StorageClass"], []]
+    made = []
+    for day, fields in enumerate(selections, start=1):
+        deliver(s3, at(day), fields=fields)
+        made.append(invoke(event())["table"])
+    assert set(tables(glue)) == {"inventory", *made[-KEEP:]}
+
+
+def test_a_columnar_table_takes_the_files_own_types(s3, glue, monkeypatch):
+    monkeypatch.setenv("INVENTORY_FORMAT", "Parquet")
+    glue.delete_table(DatabaseName="batchpipe_inventory", Name="inventory")
+    create_inventory_table(glue, STACK_PARAMETERS | {"InventoryFormat": "Parquet"})
+    deliver(s3, at(1), fmt="Parquet", fields=["Size", "ObjectLockRetainUntilDate", "LifecycleExpirationDate"])
+    made = glue.get_table(DatabaseName="batchpipe_inventory", Name=invoke(event())["table"])["Table"]
+    assert {c["Name"]: c["Type"] for c in made["StorageDescriptor"]["Columns"]} == {
+        "bucket": "string",
+        "key": "string",
+        "size": "bigint",
+        "object_lock_retain_until_date": "timestamp",
+        "lifecycle_expiration_date": "timestamp",
+    }
+
+
+@pytest.mark.parametrize(
+    ("filter_", "field"),
+    [
+        ({"storageClasses": ["STANDARD"]}, "StorageClass"),
+        ({"minSizeBytes": 1}, "Size"),
+        ({"modifiedAfter": "2024-01-01T00:00:00Z"}, "LastModifiedDate"),
+        ({"encryptionStatuses": ["NOT-SSE"]}, "EncryptionStatus"),
+        ({"where": "replication_status = 'FAILED'"}, "ReplicationStatus"),
+        ({"where": "object_owner IS NULL"}, "ObjectOwner"),
+    ],
+)
+def test_a_filter_field_the_delivery_lacks_fails_before_any_query_naming_it(s3, glue, filter_, field):
+    deliver(s3, at(1), fields=[])
+    with pytest.raises(InventorySchemaError, match=f"The filter needs {field}, which this inventory"):
+        invoke(event({"filter": {"latestOnly": False, **filter_}}))
+    assert set(tables(glue)) == {"inventory"}
+
+
+def test_a_delivery_before_the_projection_range_fails_naming_inventory_start_date(s3):
+    """Athena would read no rows from a partition outside the projection range: never a silent zero."""
+    deliver(s3, datetime(2024, 4, 30, 23, tzinfo=UTC))
+    with pytest.raises(InventoryNotReadableError, match="InventoryStartDate=2024-04-30-23-00 or earlier"):
+        invoke(event())
+
+
+def test_a_table_over_another_location_fails_naming_the_settings(s3, glue):
+    deliver(s3, at(1))
+    _, other = inventory_table_input(STACK_PARAMETERS | {"InventoryPrefix": "elsewhere/b/c"})
+    glue.create_table(DatabaseName="batchpipe_inventory", TableInput=other | {"Name": "other"})
+    with pytest.raises(InventoryNotReadableError, match="reads s3://inventory-dest/elsewhere/b/c/hive"):
+        invoke(event({"inventory": {"table": "other"}}))
+
+
+def test_a_missing_table_is_named(s3):
+    deliver(s3, at(1))
+    with pytest.raises(InventoryNotReadableError, match=r"batchpipe_inventory\.nope does not exist"):
+        invoke(event({"inventory": {"table": "nope"}}))

@@ -1,7 +1,7 @@
 """S3 Inventory for the embedded AWS: generate objects, write deliveries in S3's real layout and
 formats (CSV.gz, Parquet, ORC), and read real ones from disk."""
 
-from .fields import DEFAULT_OPTIONAL_FIELDS, decode_inventory_key, encode_inventory_key
+from .fields import DEFAULT_OPTIONAL_FIELDS, FIELD_SELECTIONS, decode_inventory_key, encode_inventory_key
 from .glue import create_inventory_table, inventory_table_input
 from .objects import InventoryObject, current_objects, generate_objects
 from .reader import InventoryDirError, LocalInventory, load_inventory_dir, read_inventory_dir
@@ -10,6 +10,7 @@ from .writer import InventoryDelivery, render_inventory, write_inventory, write_
 
 __all__ = [
     "DEFAULT_OPTIONAL_FIELDS",
+    "FIELD_SELECTIONS",
     "InventoryDelivery",
     "InventoryDirError",
     "InventoryObject",

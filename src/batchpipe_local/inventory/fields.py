@@ -14,6 +14,8 @@ from urllib.parse import quote_plus, unquote_plus
 
 import pyarrow as pa
 
+from batchpipe_core import inventory_layout as layout
+
 
 @dataclass(frozen=True)
 class Field:
@@ -22,50 +24,24 @@ class Field:
     kind: str  # string | bool | int | timestamp
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("Bucket", "bucket", "string"),
-    Field("Key", "key", "string"),
-    Field("VersionId", "version_id", "string"),
-    Field("IsLatest", "is_latest", "bool"),
-    Field("IsDeleteMarker", "is_delete_marker", "bool"),
-    Field("Size", "size", "int"),
-    Field("LastModifiedDate", "last_modified_date", "timestamp"),
-    Field("ETag", "e_tag", "string"),
-    Field("StorageClass", "storage_class", "string"),
-    Field("IsMultipartUploaded", "is_multipart_uploaded", "bool"),
-    Field("ReplicationStatus", "replication_status", "string"),
-    Field("EncryptionStatus", "encryption_status", "string"),
-    Field("ObjectLockRetainUntilDate", "object_lock_retain_until_date", "timestamp"),
-    Field("ObjectLockMode", "object_lock_mode", "string"),
-    Field("ObjectLockLegalHoldStatus", "object_lock_legal_hold_status", "string"),
-    Field("IntelligentTieringAccessTier", "intelligent_tiering_access_tier", "string"),
-    Field("BucketKeyStatus", "bucket_key_status", "string"),
-    Field("ChecksumAlgorithm", "checksum_algorithm", "string"),
-    Field("ObjectAccessControlList", "object_access_control_list", "string"),
-    Field("ObjectOwner", "object_owner", "string"),
-    Field("LifecycleExpirationDate", "lifecycle_expiration_date", "timestamp"),
-)
+# The catalogue is the deployed code's (batchpipe_core.inventory_layout), in the writer's spelling.
+_KINDS = {"string": "string", "boolean": "bool", "bigint": "int", "timestamp": "timestamp"}
+FIELDS: tuple[Field, ...] = tuple(Field(f.csv_name, f.column, _KINDS[f.kind]) for f in layout.FIELDS)
 BY_CSV_NAME = {f.csv_name: f for f in FIELDS}
 BY_NAME = {f.name: f for f in FIELDS}
 
 ALWAYS = ("Bucket", "Key")
 VERSION_FIELDS = ("VersionId", "IsLatest", "IsDeleteMarker")
 # The optional fields template.yaml's InventoryTable declares, in the order S3 writes them.
-DEFAULT_OPTIONAL_FIELDS: tuple[str, ...] = (
-    "Size",
-    "LastModifiedDate",
-    "ETag",
-    "StorageClass",
-    "IsMultipartUploaded",
-    "ReplicationStatus",
-    "EncryptionStatus",
-    "ObjectLockRetainUntilDate",
-    "ObjectLockMode",
-    "ObjectLockLegalHoldStatus",
-    "IntelligentTieringAccessTier",
-    "BucketKeyStatus",
-    "ChecksumAlgorithm",
+DEFAULT_OPTIONAL_FIELDS: tuple[str, ...] = tuple(
+    layout.field_name(c) for c in layout.CURRENT_VERSION_COLUMNS if c not in layout.REQUIRED_COLUMNS
 )
+# Field selections real configurations have: only the required fields, a typical few, and every field.
+FIELD_SELECTIONS: dict[str, tuple[str, ...]] = {
+    "required": (),
+    "typical": ("Size", "LastModifiedDate", "StorageClass", "ETag", "EncryptionStatus"),
+    "all": tuple(f.csv_name for f in FIELDS if f.csv_name not in ALWAYS + VERSION_FIELDS),
+}
 
 
 def schema_fields(optional_fields: tuple[str, ...] | list[str], versions: str) -> list[Field]:

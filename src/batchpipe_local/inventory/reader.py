@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
-from .fields import BY_CSV_NAME, BY_NAME, FIELDS, Field, from_text
+from batchpipe_core import inventory_layout as layout
+
+from .fields import BY_NAME, FIELDS, Field, from_text
 from .objects import InventoryObject
 from .seed import seed_bucket
 
@@ -138,22 +140,15 @@ class LocalInventory:
 
 
 def schema_of(manifest: dict) -> list[Field]:
-    """The manifest's ``fileSchema`` as catalogue fields, in file order."""
-    text = str(manifest["fileSchema"])
-    fmt = manifest["fileFormat"]
-    if fmt == "CSV":
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        lookup = BY_CSV_NAME
-    elif fmt == "ORC":
-        names = [part.split(":", 1)[0].strip() for part in text.strip()[len("struct<") : -1].split(",")]
-        lookup = BY_NAME
-    else:
-        names = re.findall(r"(?:required|optional)\s+\w+\s+(\w+)", text)
-        lookup = BY_NAME
-    unknown = [n for n in names if n not in lookup]
+    """The manifest's ``fileSchema`` as catalogue fields, in file order (parsed as PlanQuery parses it)."""
+    try:
+        names = layout.schema_columns(str(manifest["fileSchema"]))
+    except layout.InventorySchemaError as error:
+        raise InventoryDirError(f"manifest.json: {error}") from None
+    unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         raise InventoryDirError(f"manifest.json fileSchema has columns this reader does not know: {unknown}")
-    return [lookup[n] for n in names]
+    return [BY_NAME[n] for n in names]
 
 
 def read_data_file(
