@@ -56,6 +56,7 @@ class ManifestPart(StatePart):
     objects: int = Field(default=0, ge=0)
     bytesScanned: int | None = None
     sample: list[str] = Field(default_factory=list)
+    why: str | None = None  # BuildManifest: why nothing was selected
 
 
 class Processed(StatePart):
@@ -149,6 +150,8 @@ def _manifest_output(manifest: ManifestPart | None, *, detailed: bool) -> dict[s
     if manifest is None:
         return None
     output: dict[str, Any] = {"location": manifest.location, "objects": manifest.objects}
+    if not manifest.objects and manifest.why:
+        output["why"] = manifest.why
     if detailed:
         output["sample"] = manifest.sample
         output["bytesScanned"] = manifest.bytesScanned

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
+from batchpipe_core.inventory_table import InventoryNotReadableError
 from batchpipe_core.jobs import RunRef, StatePart, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import as_folder, decode_key
 from batchpipe_core.multipart import Source, concatenate
@@ -43,9 +44,17 @@ class QueryExecutionRef(StatePart):
     id: str
 
 
+class DeliveryRef(StatePart):
+    folder: str
+    manifest: str
+    files: int = 0
+    sizeBytes: int = 0
+
+
 class QueryRef(StatePart):
     outputPrefix: str
     execution: QueryExecutionRef
+    delivery: DeliveryRef | None = None
 
 
 class BuildManifestInput(StatePart):
@@ -119,9 +128,11 @@ def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athe
         "sizeBytes": 0,
         "bytesScanned": bytes_scanned,
         "sample": [],
+        "why": None,
     }
     if objects == 0:
-        logger.info("nothing to do: the filter selected no objects", extra={"queryExecutionId": query_id})
+        result["why"] = why_nothing(athena, query_id, request.query.delivery, bytes_scanned)
+        logger.info("nothing to do", extra={"queryExecutionId": query_id, "why": result["why"]})
         return result
 
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
@@ -165,6 +176,32 @@ def query_statistics(athena: Any, query_id: str) -> tuple[int, int]:
         # Statistics can lag the SUCCEEDED state a little; the state machine retries TransientError.
         raise TransientError(f"Athena has no output row count for query {query_id} yet")
     return int(rows), int(execution.get("Statistics", {}).get("DataScannedInBytes", 0))
+
+
+def why_nothing(athena: Any, query_id: str, delivery: DeliveryRef | None, bytes_scanned: int) -> str:
+    """Why a query selected no objects, or InventoryNotReadableError when it could not read the delivery.
+
+    A query over a partition the table cannot see (outside its projection range, a symlink.txt that
+    lists no files, a location other than the delivery's) succeeds with no rows: that must fail the
+    run naming what to fix, never end as "nothing to do".
+    """
+    if delivery is None:
+        return "the filter matched no rows of the inventory"
+    with transient_as_retryable("reading Athena's query statistics"):
+        runtime = athena.get_query_runtime_statistics(QueryExecutionId=query_id)["QueryRuntimeStatistics"]
+    rows_read = runtime.get("Rows", {}).get("InputRows")
+    if delivery.sizeBytes > 0 and bytes_scanned == 0:
+        raise InventoryNotReadableError(
+            f"Athena read nothing from the inventory delivery {delivery.folder} ({delivery.files} files, "
+            f"{delivery.sizeBytes} bytes, {delivery.manifest}): the table does not see that partition. "
+            "Check that the stack's InventoryStartDate is at or before the delivery, that InventoryBucket "
+            "and InventoryPrefix name the folder holding the delivery's hive/ folder, and that "
+            f"hive/dt=.../symlink.txt lists the data files."
+        )
+    if rows_read == 0:
+        return f"the inventory delivery {delivery.folder} lists no objects ({delivery.manifest})"
+    read = f"{rows_read} rows" if rows_read is not None else "the rows"
+    return f"the filter matched none of {read} of the inventory delivery {delivery.folder}"
 
 
 def list_outputs(s3: Any, bucket: str, prefix: str) -> list[Source]:

@@ -87,14 +87,17 @@ def preview(args: argparse.Namespace) -> int:
         with lambda_logs_to(Path(os.devnull)), LocalStack(parameters=world.parameters()) as stack:
             s3 = stack.client("s3")
             world.create_buckets(s3)
-            inv.load_inventory_dir(
-                s3,
-                layout,
-                dest_bucket=world.inventory_bucket,
-                dest_prefix=INVENTORY_DEST_PREFIX,
-                config_id=world.config_id,
-                create_objects=False,
-            )
+            try:
+                inv.load_inventory_dir(
+                    s3,
+                    layout,
+                    dest_bucket=world.inventory_bucket,
+                    dest_prefix=INVENTORY_DEST_PREFIX,
+                    config_id=world.config_id,
+                    create_objects=False,
+                )
+            except inv.InventoryDirError as exc:
+                raise UsageError(str(exc)) from None
             execution = stack.run(spec, name="preview")
 
     if execution.status != "SUCCEEDED":

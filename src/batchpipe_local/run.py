@@ -159,7 +159,9 @@ def headline(summary: dict, out: Path) -> str:
         )
     if status == "FAILED":
         return f"FAILED: {summary.get('error')} (the messages above; summary.json has them too)"
-    return f"{status}: {(summary.get('manifest') or {}).get('objects')} objects selected."
+    manifest = summary.get("manifest") or {}
+    why = f": {manifest['why']}" if manifest.get("why") else ""
+    return f"{status}: {manifest.get('objects')} objects selected{why}."
 
 
 def local_run(args: argparse.Namespace) -> int:

@@ -214,7 +214,7 @@ def test_current_inventories_list_only_current_versions_without_version_columns(
 @pytest.mark.parametrize("fmt", ["CSV", "Parquet", "ORC"])
 @pytest.mark.parametrize("versions", ["Current", "All"])
 def test_inventory_folders_round_trip_through_read_inventory_dir(tmp_path, fmt, versions):
-    objects = generate_objects(2_000, seed=8, versioned=versions == "All")
+    objects = generate_objects(2_000, seed=8, versioned=versions == "All", bucket="source-bucket")
     write_inventory_dir(
         tmp_path,
         source_bucket="source-bucket",
@@ -267,6 +267,44 @@ def test_a_corrupted_data_file_is_caught(tmp_path):
     (tmp_path / delivery.data_keys[0].split("/c/", 1)[1]).write_bytes(b"garbage")
     with pytest.raises(InventoryDirError, match="MD5checksum"):
         read_inventory_dir(tmp_path)
+
+
+def _rewrite_csv(tmp_path, delivery, change):
+    """Rewrites the delivery's first CSV file with ``change(text)`` and its manifest's MD5 to match."""
+    relative = delivery.data_keys[0].split("/c/", 1)[1]
+    path = tmp_path / relative
+    body = gzip.compress(change(gzip.decompress(path.read_bytes()).decode()).encode())
+    path.write_bytes(body)
+    manifest_path = tmp_path / delivery.delivery / "manifest.json"
+    manifest = json.loads(manifest_path.read_bytes())
+    manifest["files"][0]["MD5checksum"] = hashlib.md5(body).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    return path
+
+
+def _csv_delivery(tmp_path, **kwargs):
+    return write_inventory_dir(
+        tmp_path, source_bucket="b", dest_bucket="d", dest_prefix="p", config_id="c",
+        objects=generate_objects(5, seed=1, bucket="b"), delivery_time=DELIVERY, **kwargs,
+    )  # fmt: skip
+
+
+def test_blank_lines_in_csv_data_are_skipped_as_athena_skips_them(tmp_path):
+    delivery = _csv_delivery(tmp_path)
+    _rewrite_csv(tmp_path, delivery, lambda text: "\n" + text.replace("\n", "\n\n", 2) + "\n\n")
+    assert list(read_inventory_dir(tmp_path).objects()) == generate_objects(5, seed=1, bucket="b")
+
+
+def test_a_row_with_the_wrong_number_of_fields_is_reported_with_file_and_line(tmp_path):
+    delivery = _csv_delivery(tmp_path, fields=["Size"])
+    path = _rewrite_csv(
+        tmp_path, delivery, lambda text: text.replace("\n", ',"extra"\n', 2).replace(',"extra"', "", 1)
+    )
+    with pytest.raises(
+        InventoryDirError,
+        match=rf"^{re.escape(str(path))} line 2: 4 fields, but the manifest's fileSchema lists 3$",
+    ):
+        list(read_inventory_dir(tmp_path).objects())
 
 
 def test_upload_rewrites_manifest_and_symlinks_to_the_new_place(tmp_path):

@@ -347,13 +347,25 @@ def test_more_objects_than_max_objects_fails_before_any_job():
 
 
 def test_an_athena_error_fails_the_run_with_athenas_reason():
+    """A value Athena cannot convert fails the query itself: its reason becomes the run's failure."""
+    spec = {"name": "badcast", "filter": {"where": "CAST(key AS bigint) > 0"}, "operation": TAGGING}
+    with pipeline() as stack:
+        execution = stack.run(spec, name="badcast")
+
+    assert execution.output["status"] == "FAILED"
+    assert "QueryFailed" in execution.states_entered
+    assert execution.output["error"] == "AthenaQueryFailed"
+
+
+def test_a_table_that_does_not_exist_fails_before_any_query():
     spec = {"name": "badtable", "inventory": {"table": "no_such_table"}, "operation": TAGGING}
     with pipeline() as stack:
         execution = stack.run(spec, name="badtable")
 
     assert execution.output["status"] == "FAILED"
-    assert "QueryFailed" in execution.states_entered
-    assert "no_such_table" in json.dumps(execution.output)
+    assert execution.output["error"] == "InventoryNotReadableError"
+    assert "StartQuery" not in execution.states_entered
+    assert "batchpipe_inventory.no_such_table does not exist" in execution.output["cause"]
 
 
 def test_all_versions_inventory_acts_on_latest_versions_with_null_versions():

@@ -158,7 +158,9 @@ def test_outputs_become_one_manifest_with_count_etag_size_and_decoded_sample(aws
         "sizeBytes",
         "bytesScanned",
         "sample",
+        "why",
     }
+    assert result["why"] is None
     assert result["location"] == f"s3://{PIPELINE}/{RUN_PREFIX}manifest.csv"
     assert (result["bucket"], result["key"]) == (PIPELINE, f"{RUN_PREFIX}manifest.csv")
     assert body(s3, result["key"]) == rows(KEYS)
