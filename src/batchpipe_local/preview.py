@@ -84,7 +84,13 @@ def preview(args: argparse.Namespace) -> int:
                 raise UsageError(f"cannot read the inventory at {args.inventory}: {exc}") from None
         layout = read_inventory(str(directory))
         world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
-        with lambda_logs_to(Path(os.devnull)), LocalStack(parameters=world.parameters()) as stack:
+        with (
+            lambda_logs_to(Path(os.devnull)),
+            LocalStack(
+                # A delivery may be of any date: a stack deployed for it starts its projection there.
+                parameters=world.parameters(InventoryStartDate=layout.dt)
+            ) as stack,
+        ):
             s3 = stack.client("s3")
             world.create_buckets(s3)
             try:

@@ -189,6 +189,9 @@ def local_run(args: argparse.Namespace) -> int:
             world.fields = args.inventory_fields
 
     parameters = world.parameters(JobWaitTimeoutSeconds=str(args.wait_timeout))
+    if layout is not None:
+        # A real delivery may be of any date: a deployment for it would start the projection there.
+        parameters["InventoryStartDate"] = layout.dt
     started = time.monotonic()
     prepare_out(out)
     with (
