@@ -35,7 +35,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"batchpipe: {message} (see: {self.prog} --help)\n")
 
 
-def _read_json(path: str, what: str) -> Any:
+def _read_bytes(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as fh:
             body = fh.read(MAX_INPUT_FILE_BYTES + 1)
@@ -47,6 +47,11 @@ def _read_json(path: str, what: str) -> Any:
         raise UsageError(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
     if len(body) > MAX_INPUT_FILE_BYTES:
         raise UsageError(f"{what} file {path} is larger than {MAX_INPUT_FILE_BYTES} bytes")
+    return body
+
+
+def _read_json(path: str, what: str) -> Any:
+    body = _read_bytes(path, what)
     try:
         return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -60,7 +65,15 @@ def _read_json(path: str, what: str) -> Any:
 
 
 def read_spec(path: str) -> dict:
-    spec = _read_json(path, "spec")
+    """A spec file, read as ValidateSpec reads a spec document (size, encoding, depth, duplicate
+    keys); its fields are then checked by the pipeline's ValidateSpec."""
+    from batchpipe_core.errors import SpecValidationError
+    from batchpipe_core.spec import parse_spec_document
+
+    try:
+        spec = parse_spec_document(_read_bytes(path, "spec"))
+    except SpecValidationError as exc:
+        raise UsageError(f"spec file {path}: {str(exc).removeprefix('spec: ')}") from None
     if not isinstance(spec, dict):
         raise UsageError(
             f"spec file {path} must hold a JSON object (the execution input), not {_json_type(spec)}"

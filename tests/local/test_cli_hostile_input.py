@@ -117,8 +117,15 @@ CASES = [
     ("spec-null", lambda u, t: _spec(t, "null"), "not null"),
     ("spec-folder", lambda u, t: ["local", "run", "--spec", str(t)], "is a folder"),
     ("spec-latin1", lambda u, t: _spec(t, '{"name": "caf\xe9"}'.encode("latin-1")), "is not UTF-8"),
-    ("spec-utf16", lambda u, t: _spec(t, '{"name": "x"}'.encode("utf-16")), "is not UTF-8"),
-    ("spec-deep", lambda u, t: _spec(t, "[" * 100_000 + "]" * 100_000), "nests JSON too deeply"),
+    ("spec-utf16", lambda u, t: _spec(t, '{"name": "x"}'.encode("utf-16")), "UTF-16"),
+    ("spec-deep", lambda u, t: _spec(t, "[" * 10_000 + "]" * 10_000), "nests objects and lists more than"),
+    (
+        "faults-deep",
+        lambda u, t: ["local", "run", "--faults", _write(t / "f.json", "[" * 100_000 + "]" * 100_000)],
+        "nests JSON too deeply",
+    ),
+    ("spec-duplicate-key", lambda u, t: _spec(t, '{"name": "a", "name": "b"}'), "appears twice"),
+    ("spec-too-large", lambda u, t: _spec(t, '{"name": "' + "x" * 40_000 + '"}'), "the maximum is 32,768"),
     ("spec-not-json", lambda u, t: _spec(t, "{name: x}"), "is not valid JSON"),
     (
         "preview-spec-list",
