@@ -458,13 +458,19 @@ def _current_rss_bytes() -> int:
 # ------------------------------------------------------------------------------ driver
 
 
-def run(rows: int, keep: bool, modes: list[str], as_json: bool, repeat: int = 1) -> list[dict]:
-    """Generates a report of ``rows`` rows and measures each mode; a table, or JSON lines on stdout."""
+def run(
+    rows: int, keep: bool, modes: list[str], as_json: bool, repeat: int = 1, reuse: Path | None = None
+) -> list[dict]:
+    """Generates a report of ``rows`` rows (or reuses one kept earlier) and measures each mode; a
+    table, or JSON lines on stdout."""
     say = functools.partial(print, file=sys.stderr if as_json else sys.stdout)
-    directory = Path(tempfile.mkdtemp(prefix=f"batchpipe-bench-{rows}-"))
+    directory = reuse or Path(tempfile.mkdtemp(prefix=f"batchpipe-bench-{rows}-"))
+    keep = keep or reuse is not None
     try:
         started = time.perf_counter()
-        manifest_json = generate(directory, rows)
+        manifest_json = directory / "job-bench" / "manifest.json"
+        if reuse is None:
+            generate(directory, rows)
         size = sum(p.stat().st_size for p in result_files(manifest_json))
         say(
             f"\n{rows:,} rows: {size / 2**20:,.0f} MiB of results CSV in {len(result_files(manifest_json))} files "
@@ -530,6 +536,12 @@ def main() -> None:
         default=1,
         help="runs per mode, interleaved; the median (CPU s) is shown, peak MiB the highest",
     )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="measure a report kept by an earlier --keep run (its --rows)",
+    )
     parser.add_argument("--modes", help="comma-separated modes to run (default: all that can run)")
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "MANIFEST_JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -554,7 +566,7 @@ def main() -> None:
         modes = MODES + ([] if missing else OPTIONAL_MODES)
     sizes = [args.rows] if args.rows else [1_000_000] + ([10_000_000] if args.ten_million else [])
     for rows in sizes:
-        run(rows, args.keep, modes, args.json, max(1, args.repeat))
+        run(rows, args.keep, modes, args.json, max(1, args.repeat), args.reuse)
 
 
 if __name__ == "__main__":
