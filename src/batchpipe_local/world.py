@@ -63,17 +63,24 @@ class World:
         """Creates the objects and writes one complete inventory delivery listing them."""
         self.create_buckets(s3)
         self.objects = inv.create_objects(s3, self.source_bucket, objects, progress=progress)
-        inv.write_inventory(
+        self.deliver(s3, self.objects, delivery_time=delivery_time)
+
+    def deliver(
+        self, s3: Any, rows: list[Any], *, delivery_time: datetime | None = None, rows_per_file: int = 250_000
+    ) -> inv.InventoryDelivery:
+        """Writes one complete inventory delivery listing ``rows`` (the objects need not exist)."""
+        return inv.write_inventory(
             s3,
             source_bucket=self.source_bucket,
             dest_bucket=self.inventory_bucket,
             dest_prefix=INVENTORY_DEST_PREFIX,
             config_id=self.config_id,
-            objects=self.objects,
+            objects=rows,
             fmt=self.fmt,
             versions=self.versions,
             fields=self.fields,
             delivery_time=delivery_time or datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+            rows_per_file=rows_per_file,
         )
 
     def generated(self, n: int, seed: int = 7) -> list[Any]:

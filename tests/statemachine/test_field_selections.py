@@ -7,18 +7,15 @@ job, naming the field to enable."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections import Counter
 from datetime import UTC, datetime
-from urllib.parse import unquote, unquote_plus
 
 import pytest
 
 from batchpipe_local import inventory as inv
 from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import INVENTORY_DEST_PREFIX, World
+from batchpipe_local.world import World
+from tests.statemachine.test_manifest_stage import manifest_rows
 from tests.unit.test_query_athena import CASES, SOURCE, Case, reference, rows_of
 
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}
@@ -90,19 +87,7 @@ def layout(request):
     with LocalStack(parameters=world.parameters()) as stack:
         s3 = stack.client("s3")
         world.create_buckets(s3)
-        inv.write_inventory(
-            s3,
-            source_bucket=SOURCE,
-            dest_bucket=world.inventory_bucket,
-            dest_prefix=INVENTORY_DEST_PREFIX,
-            config_id=world.config_id,
-            objects=rows,
-            fmt=fmt,
-            versions=versions,
-            fields=fields,
-            delivery_time=datetime(2024, 5, 1, tzinfo=UTC),
-            rows_per_file=100,
-        )
+        world.deliver(s3, rows, delivery_time=datetime(2024, 5, 1, tzinfo=UTC), rows_per_file=100)
         yield stack, rows, selection
 
 
@@ -123,14 +108,7 @@ def test_every_selection_selects_exactly_the_reference(layout):
         expected = reference(rows, case, versions)
         assert expected, f"{case_name} selects nothing: the comparison would prove little"
         assert summary["manifest"]["objects"] == sum(expected.values()), case_name
-        bucket, key = summary["manifest"]["location"].removeprefix("s3://").split("/", 1)
-        body = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        manifest = list(csv.reader(io.StringIO(body)))
-        for decode in (unquote, unquote_plus):
-            decoded = Counter(
-                (row[0], decode(row[1]), *([row[2]] if versions == "All" else [])) for row in manifest
-            )
-            assert decoded == expected, case_name
+        manifest_rows(stack, summary, versions, expected)
 
 
 def test_a_filter_on_a_field_the_delivery_lacks_fails_before_any_job(layout):

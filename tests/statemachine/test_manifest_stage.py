@@ -14,9 +14,8 @@ from urllib.parse import unquote, unquote_plus
 
 import pytest
 
-from batchpipe_local import inventory as inv
 from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import INVENTORY_DEST_PREFIX, World
+from batchpipe_local.world import World
 from tests.unit.test_query_athena import CASES, SOURCE, Case, reference, rows_of
 
 # ValidateSpec defaults latestOnly to true (acting on noncurrent versions must be asked for), so a
@@ -38,18 +37,7 @@ def layout(request):
         s3 = stack.client("s3")
         world.create_buckets(s3)
         # Only the inventory matters for the manifest: the objects themselves are not needed.
-        inv.write_inventory(
-            s3,
-            source_bucket=SOURCE,
-            dest_bucket=world.inventory_bucket,
-            dest_prefix=INVENTORY_DEST_PREFIX,
-            config_id=world.config_id,
-            objects=rows,
-            fmt=fmt,
-            versions=versions,
-            delivery_time=datetime(2024, 5, 1, tzinfo=UTC),
-            rows_per_file=100,
-        )
+        world.deliver(s3, rows, delivery_time=datetime(2024, 5, 1, tzinfo=UTC), rows_per_file=100)
         yield stack, rows, versions
 
 
@@ -70,6 +58,12 @@ def test_dry_run_manifest_equals_the_python_reference(layout, case):
     if not expected:
         assert summary["manifest"]["location"] is None
         return
+    manifest = manifest_rows(stack, summary, versions, expected)
+    assert all(len(row) == (3 if versions == "All" else 2) for row in manifest)
+
+
+def manifest_rows(stack, summary: dict, versions: str, expected: Counter) -> list[list[str]]:
+    """The dry run's manifest rows, checked to decode (percent and form) to exactly ``expected``."""
     bucket, key = summary["manifest"]["location"].removeprefix("s3://").split("/", 1)
     body = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
     manifest = list(csv.reader(io.StringIO(body)))
@@ -78,4 +72,4 @@ def test_dry_run_manifest_equals_the_python_reference(layout, case):
             (row[0], decode(row[1]), *([row[2]] if versions == "All" else [])) for row in manifest
         )
         assert decoded == expected
-    assert all(len(row) == (3 if versions == "All" else 2) for row in manifest)
+    return manifest
