@@ -3,6 +3,7 @@ setting to change, never ends NOTHING_TO_DO (real state machine, embedded AWS)."
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime
 
 import pytest
@@ -64,3 +65,18 @@ def test_a_partition_athena_cannot_read_fails_the_run_naming_what_to_check():
     assert summary["error"] == "InventoryNotReadableError"
     assert "Athena read nothing from the inventory delivery 2024-05-01T00-00Z" in summary["cause"]
     assert "InventoryStartDate" in summary["cause"] and "symlink.txt" in summary["cause"]
+
+
+def test_blank_lines_in_csv_data_are_skipped_as_athena_skips_them():
+    """Real deliveries have been seen ending with a blank line; rows around blank lines all count."""
+    world = World()
+    with LocalStack(parameters=world.parameters()) as stack:
+        delivery = deliver(stack, world, datetime(2024, 5, 1, tzinfo=UTC))
+        s3 = stack.client("s3")
+        (key,) = delivery.data_keys
+        text = gzip.decompress(s3.get_object(Bucket=delivery.bucket, Key=key)["Body"].read()).decode()
+        blank = "\n" + text.replace("\n", "\n\n", 5) + "\n\n"
+        s3.put_object(Bucket=delivery.bucket, Key=key, Body=gzip.compress(blank.encode()))
+        summary = stack.run({"operation": TAGGING, "dryRun": True}, name="blank-lines").output
+    assert summary["status"] == "DRY_RUN"
+    assert summary["manifest"]["objects"] == 30
