@@ -9,7 +9,10 @@ every source is at least 5 MiB, except that a single leftover small source is co
 When the plan needs more than 10,000 parts, consecutive parts are first joined (the same way) into
 intermediate objects of at most 5 GiB, each of which is then one part.
 
-The planning is pure (:func:`plan_parts`, :func:`group_parts`); :func:`concatenate` does the requests.
+A ``head`` (a CSV header) can lead the result; a source's ``offset`` skips its own header.
+
+The planning is pure (:func:`plan_parts`, :func:`group_parts`, :func:`with_head`); :func:`concatenate`
+does the requests.
 """
 
 from __future__ import annotations
@@ -42,9 +45,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class Source:
+    """``size`` bytes of object ``key`` from byte ``offset`` on (offset > 0 skips e.g. a CSV header)."""
+
     key: str
     size: int
     etag: str | None = None
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,14 @@ class CopyPart:
 
 @dataclass(frozen=True)
 class UploadPart:
-    """Small sources read by this process and uploaded as one part, in order."""
+    """Small sources read by this process and uploaded as one part, in order, after ``head``."""
 
     sources: tuple[Source, ...]
+    head: bytes = b""
 
     @property
     def size(self) -> int:
-        return sum(source.size for source in self.sources)
+        return len(self.head) + sum(source.size for source in self.sources)
 
 
 Part = CopyPart | UploadPart
@@ -107,7 +114,7 @@ def plan_parts(sources: Sequence[Source], limits: Limits = Limits()) -> list[Par
             pending = []
     if len(pending) == 1:
         # The last part may be small, so a lone small source need not be read.
-        parts.append(CopyPart(pending[0], 0, pending[0].size - 1))
+        parts.append(CopyPart(pending[0], pending[0].offset, pending[0].offset + pending[0].size - 1))
     elif pending:
         parts.append(UploadPart(tuple(pending)))
     return parts
@@ -117,9 +124,32 @@ def _ranges(source: Source, limits: Limits) -> list[CopyPart]:
     """Equal ranges no larger than ``max_part`` (each at least ``max_part / 2``, so >= ``min_part``)."""
     count = math.ceil(source.size / limits.max_part)
     step = math.ceil(source.size / count)
-    return [
-        CopyPart(source, first, min(first + step, source.size) - 1) for first in range(0, source.size, step)
-    ]
+    end = source.offset + source.size
+    return [CopyPart(source, first, min(first + step, end) - 1) for first in range(source.offset, end, step)]
+
+
+def with_head(head: bytes, parts: Sequence[Part], limits: Limits = Limits()) -> list[Part]:
+    """``parts`` preceded by ``head`` (e.g. a CSV header), still a valid upload.
+
+    ``head`` is too small to be a part of its own, so it joins the first part: an upload part simply
+    gets it in front; a copied range gives up its first ``min_part`` bytes to be read and uploaded
+    after ``head`` (the rest stays a copy when it may still be a part: ``min_part`` or more, or last).
+    So at most ``2 * min_part`` bytes are read for it, whatever the sizes.
+    """
+    if not head or not parts:
+        return list(parts)
+    first, rest = parts[0], list(parts[1:])
+    if isinstance(first, UploadPart):
+        return [UploadPart(first.sources, head + first.head), *rest]
+    source = first.source
+    split = first.first + limits.min_part
+    if first.last - split + 1 < limits.min_part and rest:
+        split = first.last + 1  # the remainder could not be a part: read it all (< 2 * min_part)
+    taken = Source(source.key, min(split, first.last + 1) - first.first, source.etag, first.first)
+    headed: list[Part] = [UploadPart((taken,), head)]
+    if split <= first.last:
+        headed.append(CopyPart(source, split, first.last))
+    return headed + rest
 
 
 def group_parts(parts: Sequence[Part], limits: Limits = Limits()) -> list[list[Part]]:
@@ -159,6 +189,7 @@ def concatenate(
     scratch_prefix: str,
     limits: Limits = Limits(),
     source_bucket: str | None = None,
+    head: bytes = b"",
 ) -> Concatenated | None:
     """Write the non-empty ``sources`` (objects in ``source_bucket``) as one object ``bucket/key``,
     in :func:`joined_order`.
@@ -192,6 +223,7 @@ def concatenate(
         source_bucket = bucket
         parts = plan_parts(joined, limits)
         level += 1
+    parts = with_head(head, parts, limits)
     etag, size = _upload(s3, bucket, key, source_bucket, parts, limits)
     return Concatenated(bucket, key, etag, size, len(parts), intermediates)
 
@@ -231,7 +263,7 @@ def _part_writer(
                 **condition,
             )
             return result["CopyPartResult"]["ETag"]
-        body = b"".join(_read(s3, source_bucket, source) for source in part.sources)
+        body = part.head + b"".join(_read(s3, source_bucket, source) for source in part.sources)
         return s3.upload_part(**common, Body=body)["ETag"]
 
     return put
@@ -239,6 +271,8 @@ def _part_writer(
 
 def _read(s3: Any, bucket: str, source: Source) -> bytes:
     condition = {"IfMatch": source.etag} if source.etag else {}
+    if source.offset:
+        condition["Range"] = f"bytes={source.offset}-{source.offset + source.size - 1}"
     data = s3.get_object(Bucket=bucket, Key=source.key, **condition)["Body"].read()
     if len(data) != source.size:
         raise BatchPipeError(f"s3://{bucket}/{source.key} changed while being joined ({len(data)} bytes)")

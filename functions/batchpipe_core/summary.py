@@ -22,11 +22,12 @@ from batchpipe_core.accounting import (
     run_totals,
     trim_errors,
 )
-from batchpipe_core.errors import AccountingError
+from batchpipe_core.errors import AccountingError, BatchPipeError
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import as_folder
+from batchpipe_core.multipart import Limits, Source, concatenate
 from batchpipe_core.observability import metrics
-from batchpipe_core.report import FAILURE_HEADER, CsvUpload, split_s3_uri, text_stream
+from batchpipe_core.report import FAILURE_HEADER, s3_uri, split_s3_uri
 
 MAX_CAUSE_CHARS = 4000
 MAX_FAILURE_REASONS = 10
@@ -178,25 +179,56 @@ def _attempt_output(record: AttemptRecord) -> dict[str, Any]:
     return output
 
 
-def write_run_failures(s3: Any, bucket: str, prefix: str, records: list[AttemptRecord]) -> str:
+def write_run_failures(
+    s3: Any, bucket: str, prefix: str, records: list[AttemptRecord], limits: Limits | None = None
+) -> str:
     """``permanent-failures.csv``: every object that did not succeed in the end, with its last error.
 
     That is each attempt's permanent failures plus the retriable failures left when no attempt
-    remained; the files share one layout, so their rows are copied byte for byte after the header.
+    remained. The files share one layout, so they are joined inside S3 (multipart ``UploadPartCopy``,
+    as the manifest is) with one header in front and each file's own header skipped: millions of
+    failure rows never pass through this function. Only files under 5 MiB (S3's smallest part) are
+    read, and the one header.
     """
-    sources = [r.permanentFailures for r in records if r.permanentFailures]
+    uris = [r.permanentFailures for r in records if r.permanentFailures]
     if records and records[-1].retriesExhausted:
-        sources.append(records[-1].retriesExhausted)
-    upload = CsvUpload(s3, bucket, f"{prefix}permanent-failures.csv", header=FAILURE_HEADER)
-    for uri in sources:
+        uris.append(records[-1].retriesExhausted)
+    header = (",".join(FAILURE_HEADER) + "\n").encode()
+    sources = []
+    for uri in uris:
         source_bucket, source_key = split_s3_uri(uri)
-        with text_stream(s3.get_object(Bucket=source_bucket, Key=source_key)["Body"]) as text:
-            text.readline()  # the header: field names never contain a newline
-            while chunk := text.read(1 << 20):
-                upload.write(chunk)
-    uploaded = upload.close()
-    assert uploaded is not None
-    return uploaded.uri
+        if source_bucket != bucket:
+            raise BatchPipeError(f"{uri} is not in the pipeline bucket {bucket}")
+        head = s3.head_object(Bucket=bucket, Key=source_key)
+        skip = _header_length(s3, bucket, source_key, head["ContentLength"])
+        sources.append(Source(source_key, head["ContentLength"] - skip, head["ETag"], offset=skip))
+    key = f"{prefix}permanent-failures.csv"
+    joined = concatenate(
+        s3,
+        bucket=bucket,
+        sources=sources,
+        key=key,
+        scratch_prefix=f"{prefix}failures-parts/",
+        head=header,
+        limits=limits or Limits(),
+    )
+    if joined is None:  # no failure rows at all: the header alone
+        s3.put_object(Bucket=bucket, Key=key, Body=header, ContentType="text/csv")
+    else:
+        for scratch in joined.intermediates:
+            s3.delete_object(Bucket=bucket, Key=scratch)
+    return s3_uri(bucket, key)
+
+
+def _header_length(s3: Any, bucket: str, key: str, size: int) -> int:
+    """Bytes of a failures file's header line (field names never hold a newline)."""
+    if size == 0:
+        return 0
+    start = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{min(size, 4096) - 1}")["Body"].read()
+    end = start.find(b"\n")
+    if end < 0:
+        raise BatchPipeError(f"s3://{bucket}/{key} has no header line")
+    return end + 1
 
 
 def _cost(event: SummarizeInput, records: list[AttemptRecord], *, dry_run: bool) -> float:
