@@ -11,43 +11,19 @@ import itertools
 import types
 
 import boto3
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from batchpipe_core.multipart import CopyPart, Limits, MiB, Source, UploadPart, plan_parts, with_head
 from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.summary import write_run_failures
+from tests.unit import test_multipart
 
-BUCKET = "pipeline"
+BUCKET = test_multipart.BUCKET
 HEADER = (",".join(FAILURE_HEADER) + "\n").encode()
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-
-
-@pytest.fixture
-def reads(s3):
-    """Bytes each GetObject of the code under test returned, per key."""
-    seen: dict[str, int] = {}
-
-    def remember_key(params, context, **kwargs):
-        context["batchpipe_key"] = params.get("Key")
-
-    def record(http_response, parsed, model, context, **kwargs):
-        if http_response.status_code < 300:
-            key = context.get("batchpipe_key")
-            seen[key] = seen.get(key, 0) + int(parsed["ContentLength"])
-
-    s3.meta.events.register("provide-client-params.s3.GetObject", remember_key)
-    s3.meta.events.register("after-call.s3.GetObject", record)
-    return seen
+# The moto bucket and the GetObject recorder of the multipart tests.
+s3 = test_multipart.s3
+reads = test_multipart.reads
 
 
 def failures_file(s3, key: str, size: int, tag: str) -> bytes:
@@ -98,7 +74,7 @@ def test_large_failure_files_are_joined_in_s3_with_one_header(s3, reads):
     assert sorted(lines[1:]) == sorted(expected_rows)  # every row once, none lost
     total = sum(len(b) for b in bodies.values())
     # Read: the headers (one 4 KiB range each), the small file, and 5 MiB of the file after the header.
-    assert sum(reads.values()) <= 4 * 4096 + 100 + len(HEADER) + 5 * MiB + 4096 < total / 4
+    assert sum(n for _, n in reads) <= 4 * 4096 + 100 + len(HEADER) + 5 * MiB + 4096 < total / 4
 
 
 def test_no_failures_gives_the_header_alone(s3):
