@@ -6,7 +6,7 @@ objects now restored), the objects to act on are already known: they are the row
 Selecting them from the inventory again would re-process everything that already succeeded, so a
 rerun turns the file into a manifest instead, optionally only the rows with given error codes:
 
-    runs/retag/run-7/permanent-failures.csv          runs/retag/run-8/manifest.csv
+    runs/retag/run-7/<start>/permanent-failures.csv  runs/retag/run-8/<start>/manifest.csv
     bucket,key,versionId,httpStatus,errorCode,...    src,photos/a%20b%2Bc.jpg
     src,photos/a b+c.jpg,,403,AccessDenied,...   ->  (errorCodes: ["AccessDenied"])
     src,gone.jpg,,404,NoSuchKey,...

@@ -165,7 +165,7 @@ def _failures_uri(value: str) -> str:
     if not value.startswith("s3://") or not bucket or not key or key.endswith("/"):
         raise _problem(
             f"must be the s3:// URI of a run's failures file (its summary's permanentFailures), "
-            f"e.g. s3://<pipeline bucket>/runs/<name>/<execution>/permanent-failures.csv, got {shown(value)}"
+            f"e.g. s3://<pipeline bucket>/runs/<name>/<execution>/<start>/permanent-failures.csv, got {shown(value)}"
         )
     return value
 

@@ -400,7 +400,7 @@ REJECTED = [
     ]),
     ({"operation": TAGGING, "rerun": {"failures": "runs/a/permanent-failures.csv"}}, [
         "rerun.failures: must be the s3:// URI of a run's failures file (its summary's permanentFailures), "
-        "e.g. s3://<pipeline bucket>/runs/<name>/<execution>/permanent-failures.csv, "
+        "e.g. s3://<pipeline bucket>/runs/<name>/<execution>/<start>/permanent-failures.csv, "
         "got 'runs/a/permanent-failures.csv'"
     ]),
     ({"operation": TAGGING, "rerun": {"failures": "s3://elsewhere/runs/a/permanent-failures.csv"}}, [
