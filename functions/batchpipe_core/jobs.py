@@ -89,6 +89,10 @@ class RunRef(StatePart):
     executionName: str = Field(min_length=1)
     prefix: str = Field(min_length=1)
     name: str = "batchpipe"
+    # Set by ValidateSpec for the run lock (batchpipe_core.runlock): when the scheduler started the
+    # run, and how long each renewal of the lock lasts.
+    scheduledTime: str | None = None
+    leaseSeconds: int | None = Field(default=None, ge=1)
 
 
 class JobRunRef(RunRef):
@@ -122,6 +126,7 @@ class SpecView(StatePart):
     report: ReportChoice = Field(default_factory=ReportChoice)
     priority: int | None = None
     confirmationRequired: bool = False
+    concurrency: str = "skip"
 
 
 class CreateJobInput(StatePart):

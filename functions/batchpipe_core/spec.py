@@ -56,6 +56,8 @@ INVENTORY_STORAGE_CLASSES: tuple[str, ...] = (
 )
 INVENTORY_ENCRYPTION_STATUSES: tuple[str, ...] = ("SSE-S3", "SSE-C", "SSE-KMS", "DSSE-KMS", "NOT-SSE")
 REPORT_SCOPES: tuple[str, ...] = ("AllTasks", "FailedTasksOnly")
+# What a run does while another run of its name is active (batchpipe_core.runlock, docs/OPERATIONS.md).
+CONCURRENCY_MODES: tuple[str, ...] = ("skip", "wait", "force")
 MAX_ATTEMPTS_LIMIT = 10
 # The template's BackoffSeconds parameter allows the same; the wait doubles per attempt.
 MAX_BACKOFF_SECONDS = 86_400
@@ -249,6 +251,7 @@ EncryptionStatus = Annotated[
     StrictStr, AfterValidator(_one_of(INVENTORY_ENCRYPTION_STATUSES, "an inventory encryption status"))
 ]
 ReportScope = Annotated[StrictStr, AfterValidator(_one_of(REPORT_SCOPES, "a report scope"))]
+Concurrency = Annotated[StrictStr, AfterValidator(_one_of(CONCURRENCY_MODES, "a concurrency mode"))]
 KeyRegex = Annotated[StrictStr, AfterValidator(_key_regex)]
 Timestamp = Annotated[StrictStr, AfterValidator(_timestamp)]
 Bytes = Annotated[StrictInt, AfterValidator(_between(0, MAX_BIGINT))]
@@ -339,6 +342,7 @@ class JobSpec(_SpecModel):
     confirmation_required: StrictBool | None = None
     dry_run: StrictBool | None = None
     max_objects: Count | None = None
+    concurrency: Concurrency | None = None
 
     @field_validator("name")
     @classmethod
@@ -634,6 +638,7 @@ def _with_defaults(spec: JobSpec, config: Config) -> dict[str, Any]:
         "confirmationRequired": _given(spec.confirmation_required, False),
         "dryRun": _given(spec.dry_run, False),
         "maxObjects": _given(spec.max_objects, config.default_max_objects),
+        "concurrency": _given(spec.concurrency, CONCURRENCY_MODES[0]),
     }
 
 

@@ -64,6 +64,17 @@ class Processed(StatePart):
     attempt: int
 
 
+class LockPart(StatePart):
+    """AcquireRunLock's decision (batchpipe_core.runlock.acquire_for_run)."""
+
+    next: str
+    held: bool = False
+    reason: str | None = None
+    message: str | None = None
+    activeExecution: str | None = None
+    activeSince: str | None = None
+
+
 class Failure(StatePart):
     Error: str | None = None
     Cause: str | None = None
@@ -76,6 +87,11 @@ class SummarizeInput(StatePart):
     manifest: ManifestPart | None = None
     processed: Processed | None = None
     failure: Failure | None = None
+    lock: LockPart | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.failure is None and self.lock is not None and self.lock.next == "skip"
 
 
 def run_prefix(run: RunPart) -> str:
@@ -104,6 +120,8 @@ def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
     totals = run_totals(records, objects, finished=not failed) if manifest and not dry_run else None
     status = run_status(failed=failed, dry_run=dry_run, objects=objects, totals=totals)
 
+    if event.skipped:
+        status = "SKIPPED"
     summary: dict[str, Any] = {
         "name": event.spec.name or run.name,
         "executionId": run.executionId,
@@ -116,6 +134,16 @@ def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
         summary["totals"] = totals.as_output()
     if records:
         summary["permanentFailures"] = write_run_failures(s3, run.bucket, run_prefix(run), records)
+    if event.skipped:
+        assert event.lock is not None
+        summary["skipped"] = {
+            "reason": event.lock.reason,
+            "activeExecution": event.lock.activeExecution,
+            "activeSince": event.lock.activeSince,
+            "message": event.lock.message,
+        }
+    elif event.lock is not None and event.lock.reason == "forced":
+        summary["forcedPast"] = event.lock.activeExecution
     if failed:
         assert event.failure is not None
         summary["error"] = event.failure.Error
@@ -309,6 +337,12 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
         )
     if summary["status"] == "FAILED":
         lines.append(f"Error: {summary.get('error')}: {(summary.get('cause') or '')[:500]}")
+    skipped = summary.get("skipped")
+    if skipped:
+        lines.append(f"Skipped ({skipped['reason']}): {skipped['message']}")
+        lines.append(f"Active run: {skipped['activeExecution']}")
+    if summary.get("forcedPast"):
+        lines.append(f'Forced past the active run {summary["forcedPast"]} (concurrency "force")')
     if summary["status"] == "DRY_RUN" and manifest:
         lines.append("Sample: " + ", ".join(manifest.get("sample", [])[:5]))
     lines.append(f"Estimated cost: ${summary['estimatedCostUsd']:.4f}")

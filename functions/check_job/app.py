@@ -26,6 +26,7 @@ from batchpipe_core.jobs import (
     transient_as_retryable,
 )
 from batchpipe_core.observability import instrumented, logger, metrics
+from batchpipe_core.runlock import renew_run_lock
 from batchpipe_core.tokens import TokenTable
 
 
@@ -35,6 +36,7 @@ def handler(event: dict, context: Any) -> dict:
     config = Config.from_env()
     table = TokenTable(config.token_table, boto3.client("dynamodb"))
 
+    renew_run_lock(request.run, config, starting_job=False, forced=False)
     item = table.get(token_key(request.run.runId, request.current.attempt))
     if item is None or item.job_id is None:
         # CreateJobFunction died before recording the job: the re-entry creates or finds it.

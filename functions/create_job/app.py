@@ -28,6 +28,7 @@ from batchpipe_core.jobs import (
     transient_as_retryable,
 )
 from batchpipe_core.observability import instrumented, logger, metrics
+from batchpipe_core.runlock import renew_run_lock
 from batchpipe_core.tokens import TokenTable, complete_once
 
 
@@ -49,6 +50,10 @@ def handler(event: dict, context: Any) -> dict:
         # A late duplicate of an older wait: its task has timed out, a newer one waits. Touch nothing.
         metrics.add_metric(name="StaleWaitInvocations", unit=MetricUnit.Count, value=1)
         return {"jobId": None, "stale": True}
+    # Every wait renews the run lock's lease, so a run that outlasts its schedule keeps its name.
+    renew_run_lock(
+        request.run, config, starting_job=item.job_id is None, forced=request.spec.concurrency == "force"
+    )
 
     job_id = item.job_id
     if job_id is None:

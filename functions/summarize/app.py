@@ -16,6 +16,7 @@ from batchpipe_core.config import Config
 from batchpipe_core.jobs import transient_as_retryable
 from batchpipe_core.observability import instrumented, logger
 from batchpipe_core.report import s3_uri
+from batchpipe_core.runlock import RunLock
 from batchpipe_core.summary import (
     SummarizeInput,
     emit_metrics,
@@ -34,6 +35,15 @@ def handler(event: SummarizeInput, context: Any) -> dict[str, Any]:
     summary_key = f"{run_prefix(event.run)}summary.json"
     with transient_as_retryable("summarizing the run"):
         summary = summarize(s3, event)
+    if not event.skipped:
+        # Every way a run ends passes here (Catch paths included); a Summarize that fails for good
+        # fails the execution, and the execution-status cleanup releases the name instead.
+        name = summary["name"]
+        released = RunLock(config.token_table, boto3.client("dynamodb")).release_name(
+            name, event.run.executionId
+        )
+        logger.info("run lock released" if released else "run lock not held", extra={"runName": name})
+    with transient_as_retryable("publishing the run summary"):
         s3.put_object(
             Bucket=event.run.bucket,
             Key=summary_key,

@@ -16,6 +16,7 @@ from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.identity import run_folder, run_id
 from batchpipe_core.observability import instrumented, logger, metrics
+from batchpipe_core.runlock import lease_for_spec, unwrap_scheduled_input
 from batchpipe_core.spec import normalize_spec
 
 
@@ -37,11 +38,14 @@ class ValidateSpecInput(BaseModel):
     execution: Execution
 
 
-def run_context(spec: dict[str, Any], execution: Execution, config: Config) -> dict[str, Any]:
-    """The ``run`` key: the execution's identity and its folder in the pipeline bucket.
+def run_context(
+    spec: dict[str, Any], execution: Execution, config: Config, scheduled_time: str | None = None
+) -> dict[str, Any]:
+    """The ``run`` key: the execution's identity, its folder in the pipeline bucket and its run lock.
 
-    Both include the start time: an execution name may be reused 90 days after its execution ended,
-    and the earlier run's files and token items may still be there (batchpipe_core.identity).
+    Identity and folder include the start time: an execution name may be reused 90 days after its
+    execution ended, and the earlier run's files and token items may still be there
+    (batchpipe_core.identity).
     """
     return {
         "name": spec["name"],
@@ -52,6 +56,10 @@ def run_context(spec: dict[str, Any], execution: Execution, config: Config) -> d
         "bucket": config.pipeline_bucket,
         "prefix": run_folder(spec["name"], execution.name, execution.startTime),
         "jobWaitTimeoutSeconds": config.job_wait_timeout_seconds,
+        "scheduledTime": scheduled_time,
+        "leaseSeconds": lease_for_spec(
+            config.job_wait_timeout_seconds, spec["retry"]["backoffSeconds"], spec["retry"]["maxAttempts"]
+        ),
     }
 
 
@@ -60,7 +68,8 @@ def handler(event: dict, context: Any) -> dict:
     request = parse(event=event, model=ValidateSpecInput)
     config = Config.from_env()
     try:
-        spec = normalize_spec(request.spec, config)
+        raw_spec, scheduled_time = unwrap_scheduled_input(request.spec)
+        spec = normalize_spec(raw_spec, config)
     except SpecValidationError as error:
         # Re-raised: its class name becomes the Step Functions error, its message the Cause.
         logger.warning("job spec rejected", extra={"problems": str(error).splitlines()})
@@ -71,4 +80,4 @@ def handler(event: dict, context: Any) -> dict:
     logger.info(
         "job spec accepted", extra={"runName": spec["name"], "operation": operation, "dryRun": spec["dryRun"]}
     )
-    return {"spec": spec, "run": run_context(spec, request.execution, config)}
+    return {"spec": spec, "run": run_context(spec, request.execution, config, scheduled_time)}

@@ -37,6 +37,8 @@ SLOW = [k for k in KEYS if k.startswith("slow/")]
 GONE = [k for k in KEYS if k.startswith("gone/")]
 HAPPY_PATH = [
     "ValidateSpec",
+    "AcquireRunLock",
+    "RunLockTaken?",
     "RerunOfFailures?",
     "PlanQuery",
     "StartQuery",
@@ -475,7 +477,13 @@ def test_a_rerun_acts_on_exactly_the_failures_with_the_chosen_error_codes():
         "failedPermanent": 0,
         "failedRetriesExhausted": 0,
     }
-    assert second.states_entered[:3] == ["ValidateSpec", "RerunOfFailures?", "ImportFailures"]
+    assert second.states_entered[:5] == [
+        "ValidateSpec",
+        "AcquireRunLock",
+        "RunLockTaken?",
+        "RerunOfFailures?",
+        "ImportFailures",
+    ]
     assert "PlanQuery" not in second.states_entered
     # Manifest keys decode back exactly, under percent and form decoding alike.
     rows = list(csv.reader(io.StringIO(manifest)))

@@ -630,5 +630,5 @@ def test_scanner_sees_the_calls_the_handlers_make() -> None:
     assert "dynamodb:GetItem" in needed_by_function("CheckJobFunction")
     # UploadPartCopy through batchpipe_core.multipart, reached from BuildManifest's handler.
     assert {"s3:PutObject", "s3:GetObject"} <= needed_by_function("BuildManifestFunction").keys()
-    # CheckJob imports the token table but never writes it: reachability, not imports, decides.
-    assert "dynamodb:UpdateItem" not in needed_by_function("CheckJobFunction")
+    # CheckJob imports the run lock but never releases it: reachability, not imports, decides.
+    assert "dynamodb:DeleteItem" not in needed_by_function("CheckJobFunction")

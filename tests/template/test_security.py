@@ -522,7 +522,7 @@ def _emitted_metric_names() -> set[str]:
 
     names: set[str] = set()
     try:
-        for status in ("SUCCEEDED", "PARTIAL", "NOTHING_TO_DO", "DRY_RUN", "FAILED"):
+        for status in ("SUCCEEDED", "PARTIAL", "NOTHING_TO_DO", "DRY_RUN", "SKIPPED", "FAILED"):
             summary = {
                 "status": status,
                 "attempts": [{"total": 2}, {"total": 1}],

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.operation import operation_names
+from batchpipe_core.runlock import LEASE_MARGIN_SECONDS
 from batchpipe_core.spec import (
     INVENTORY_ENCRYPTION_STATUSES,
     INVENTORY_STORAGE_CLASSES,
@@ -78,6 +79,7 @@ FULL_SPEC = {
     "confirmationRequired": False,
     "dryRun": False,
     "maxObjects": 100000000,
+    "concurrency": "skip",
 }
 
 DEFAULTS = {
@@ -102,6 +104,7 @@ DEFAULTS = {
     "confirmationRequired": False,
     "dryRun": False,
     "maxObjects": 1000000000,
+    "concurrency": "skip",
 }
 
 
@@ -280,7 +283,7 @@ FILTER_FIELDS = (
     "prefixes, keyRegex, storageClasses, minSizeBytes, maxSizeBytes, modifiedBefore, modifiedAfter, "
     "encryptionStatuses, latestOnly, where"
 )
-TOP_FIELDS = "name, inventory, filter, rerun, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects"
+TOP_FIELDS = "name, inventory, filter, rerun, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects, concurrency"
 TIMESTAMP_FORMAT = "must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z"
 
 REJECTED = [
@@ -567,6 +570,7 @@ SPEC = st.fixed_dictionaries(
         "confirmationRequired": st.booleans(),
         "dryRun": st.booleans(),
         "maxObjects": st.integers(min_value=1, max_value=2**63 - 1),
+        "concurrency": st.sampled_from(["skip", "wait", "force"]),
     },
 )
 
@@ -647,6 +651,9 @@ def test_handler_turns_the_sample_event_into_spec_and_run(handler):
         "bucket": STACK_ENV["PIPELINE_BUCKET"],
         "prefix": "runs/retag-prod/retag-prod-2026-11-20/20261120T150000.000Z/",
         "jobWaitTimeoutSeconds": 3600,
+        "scheduledTime": None,
+        # One job wait, the backoff before the last of 3 attempts (300 s doubled) and the margin.
+        "leaseSeconds": 3600 + 600 + LEASE_MARGIN_SECONDS,
     }
     assert output["spec"]["inventory"] == {
         "database": "batchpipe_inventory",

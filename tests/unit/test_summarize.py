@@ -18,6 +18,7 @@ if str(FUNCTIONS) not in sys.path:
 
 from batchpipe_core.errors import AccountingError  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
+from batchpipe_core.runlock import RunLock  # noqa: E402
 from batchpipe_core.summary import SummarizeInput  # noqa: E402
 from summarize import app  # noqa: E402
 from tests.unit.test_process_report import (  # noqa: E402
@@ -56,6 +57,14 @@ class Aws:
             "Attributes"
         ]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        self.dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        self.dynamodb.create_table(
+            TableName=ENV["TOKEN_TABLE"],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.lock = RunLock(ENV["TOKEN_TABLE"], self.dynamodb)
 
     def notifications(self) -> list[dict]:
         messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
@@ -235,6 +244,49 @@ def test_nothing_to_do(aws):
     }
     assert "permanentFailures" not in summary
     assert aws.notifications()[0]["Subject"] == "batchpipe retag: NOTHING_TO_DO"
+
+
+def test_summarize_releases_the_run_name_it_held(aws):
+    assert aws.lock.acquire("retag", EXECUTION_ID, "exec-1", 600, now=1000.0) is None
+
+    app.handler(state(0), Context())
+
+    assert aws.lock.holder("retag") is None
+    assert aws.lock.acquire("retag", "arn:next", "next", 600, now=1001.0) is None
+
+
+def test_skipped_names_the_active_run_and_keeps_its_lock(aws, capsys):
+    active = "arn:aws:states:us-east-1:123456789012:execution:sm:nightly-1"
+    assert aws.lock.acquire("retag", active, "nightly-1", 600, now=1000.0) is None
+    lock = {
+        "next": "skip",
+        "held": False,
+        "reason": "busy",
+        "message": f"run name 'retag' is held by execution {active} since 1970-01-01T00:16:40Z; skipped",
+        "activeExecution": active,
+        "activeSince": "1970-01-01T00:16:40Z",
+        "waitedSeconds": 0,
+        "pollSeconds": 0,
+    }
+    document = {k: v for k, v in state(0).items() if k in ("spec", "run")} | {"lock": lock}
+    capsys.readouterr()
+
+    summary = app.handler(document, Context())
+
+    assert summary["status"] == "SKIPPED"
+    assert summary["skipped"] == {
+        "reason": "busy",
+        "activeExecution": active,
+        "activeSince": "1970-01-01T00:16:40Z",
+        "message": lock["message"],
+    }
+    assert summary["attempts"] == [] and summary["manifest"] is None
+    note = aws.notifications()[0]
+    assert note["Subject"] == "batchpipe retag: SKIPPED"
+    assert f"Skipped (busy): {lock['message']}" in note["Message"]
+    assert f"Active run: {active}" in note["Message"]
+    assert emitted_metrics(capsys)["RunsSkipped"] == 1
+    assert aws.lock.holder("retag").execution_id == active
 
 
 def test_dry_run_reports_what_a_run_would_do(aws):
