@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -106,9 +108,30 @@ class Holder:
             lease_until=number("leaseUntil"),
         )
 
+    @property
+    def since(self) -> str | None:
+        return iso(self.acquired_at) if self.acquired_at is not None else None
+
     def describe(self) -> str:
-        since = f" since {iso(self.acquired_at)}" if self.acquired_at is not None else ""
-        return f"execution {self.execution_id}{since}"
+        return f"execution {self.execution_id}" + (f" since {self.since}" if self.since else "")
+
+
+@dataclass
+class _Write:
+    held: bool = True
+
+
+@contextmanager
+def _conditional(action: str) -> Iterator[_Write]:
+    """One conditional write: ``held`` turns False when DynamoDB finds its condition false."""
+    write = _Write()
+    try:
+        with transient_as_retryable(action):
+            yield write
+    except ClientError as exc:
+        if error_code(exc) != _CONDITION_FAILED:
+            raise
+        write.held = False
 
 
 class RunLock:
@@ -122,26 +145,23 @@ class RunLock:
     def claim_tick(self, name: str, scheduled_time: str, execution_id: str, *, now: float) -> Holder | None:
         """Takes one scheduled time of a run name; None if it is ours, else who took it first."""
         key = f"{TICK_PREFIX}{name}#{scheduled_time}"
-        try:
-            with transient_as_retryable("recording the scheduled time"):
-                self._ddb.put_item(
-                    TableName=self.name,
-                    Item={
-                        "pk": {"S": key},
-                        "owner": {"S": execution_id},
-                        "acquiredAt": {"N": str(int(now))},
-                        "expiresAt": {"N": str(int(now) + RECORD_TTL_SECONDS)},
-                    },
-                    # Ours already: the same execution asks again (a Lambda retry, a wait loop).
-                    ConditionExpression="attribute_not_exists(pk) OR #owner = :me",
-                    ExpressionAttributeNames={"#owner": "owner"},
-                    ExpressionAttributeValues={":me": {"S": execution_id}},
-                )
-        except ClientError as exc:
-            if error_code(exc) != _CONDITION_FAILED:
-                raise
-            return self._holder(key) or Holder("unknown", None, None, None)
-        return None
+        with _conditional("recording the scheduled time") as write:
+            self._ddb.put_item(
+                TableName=self.name,
+                Item={
+                    "pk": {"S": key},
+                    "owner": {"S": execution_id},
+                    "acquiredAt": {"N": str(int(now))},
+                    "expiresAt": {"N": str(int(now) + RECORD_TTL_SECONDS)},
+                },
+                # Ours already: the same execution asks again (a Lambda retry, a wait loop).
+                ConditionExpression="attribute_not_exists(pk) OR #owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": {"S": execution_id}},
+            )
+        if write.held:
+            return None
+        return self._holder(key) or Holder("unknown", None, None, None)
 
     # ------------------------------------------------------------------ the lock
     def acquire(
@@ -177,20 +197,15 @@ class RunLock:
 
     def release_name(self, name: str, execution_id: str) -> bool:
         """Gives the name up if this execution holds it; True if it did. Safe to repeat."""
-        try:
-            with transient_as_retryable("releasing the run lock"):
-                self._ddb.delete_item(
-                    TableName=self.name,
-                    Key={"pk": {"S": LOCK_PREFIX + name}},
-                    ConditionExpression="#owner = :me",
-                    ExpressionAttributeNames={"#owner": "owner"},
-                    ExpressionAttributeValues={":me": {"S": execution_id}},
-                )
-        except ClientError as exc:
-            if error_code(exc) != _CONDITION_FAILED:
-                raise
-            return False
-        return True
+        with _conditional("releasing the run lock") as write:
+            self._ddb.delete_item(
+                TableName=self.name,
+                Key={"pk": {"S": LOCK_PREFIX + name}},
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": {"S": execution_id}},
+            )
+        return write.held
 
     def release_execution(self, execution_id: str) -> str | None:
         """Releases whatever name an execution holds (the execution-status cleanup knows only the ARN).
@@ -226,24 +241,19 @@ class RunLock:
         }
         if only_if_free:
             values[":now"] = {"N": str(int(now))}
-        try:
-            with transient_as_retryable("taking the run lock"):
-                self._ddb.update_item(
-                    TableName=self.name,
-                    Key={"pk": {"S": LOCK_PREFIX + name}},
-                    UpdateExpression=(
-                        "SET #owner = :me, ownerName = :myname, leaseUntil = :until, expiresAt = :expires, "
-                        + started
-                    ),
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames={"#owner": "owner"},
-                    ExpressionAttributeValues=values,
-                )
-        except ClientError as exc:
-            if error_code(exc) != _CONDITION_FAILED:
-                raise
-            return False
-        return True
+        with _conditional("taking the run lock") as write:
+            self._ddb.update_item(
+                TableName=self.name,
+                Key={"pk": {"S": LOCK_PREFIX + name}},
+                UpdateExpression=(
+                    "SET #owner = :me, ownerName = :myname, leaseUntil = :until, expiresAt = :expires, "
+                    + started
+                ),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues=values,
+            )
+        return write.held
 
     def _holder(self, key: str) -> Holder | None:
         with transient_as_retryable("reading the run lock"):
@@ -350,7 +360,7 @@ def acquire_for_run(
                 "held": False,
                 "reason": "duplicate",
                 "activeExecution": first.execution_id,
-                "activeSince": iso(first.acquired_at) if first.acquired_at is not None else None,
+                "activeSince": first.since,
                 "message": (
                     f"the run {name!r} scheduled for {scheduled_time} was already started by "
                     f"{first.describe()}: EventBridge Scheduler delivered that time twice"
@@ -359,56 +369,31 @@ def acquire_for_run(
     holder = lock.acquire(name, execution_id, execution_name, lease, now=now)
     if holder is None:
         return result
-    active = {
-        "activeExecution": holder.execution_id,
-        "activeSince": iso(holder.acquired_at) if holder.acquired_at is not None else None,
-    }
     lease_end = f", lease until {iso(holder.lease_until)}" if holder.lease_until is not None else ""
     busy = f"run name {name!r} is held by {holder.describe()}{lease_end}"
+    poll = 0
     if concurrency == "force":
-        return (
-            result
-            | active
-            | {
-                "held": False,
-                "reason": "forced",
-                "message": f'{busy}; concurrency "force" runs this one alongside it, without the lock',
-            }
+        step, reason, why = (
+            "run",
+            "forced",
+            'concurrency "force" runs this one alongside it, without the lock',
         )
-    if concurrency == "wait" and waited_seconds < max_wait_seconds:
-        return (
-            result
-            | active
-            | {
-                "next": "wait",
-                "held": False,
-                "reason": "busy",
-                "message": f'{busy}; waiting (concurrency "wait")',
-                "pollSeconds": min(LOCK_POLL_SECONDS, max_wait_seconds - waited_seconds),
-                "waitedSeconds": waited_seconds + min(LOCK_POLL_SECONDS, max_wait_seconds - waited_seconds),
-            }
-        )
-    if concurrency == "wait":
-        return (
-            result
-            | active
-            | {
-                "next": "skip",
-                "held": False,
-                "reason": "waitExpired",
-                "message": f'{busy}; skipped after waiting {waited_seconds} s for it (concurrency "wait")',
-            }
-        )
-    return (
-        result
-        | active
-        | {
-            "next": "skip",
-            "held": False,
-            "reason": "busy",
-            "message": (
-                f'{busy}; skipped (concurrency "skip", the default). A person can start it anyway with '
-                '"concurrency": "force"'
-            ),
-        }
-    )
+    elif concurrency == "wait" and waited_seconds < max_wait_seconds:
+        poll = min(LOCK_POLL_SECONDS, max_wait_seconds - waited_seconds)
+        step, reason, why = "wait", "busy", 'waiting (concurrency "wait")'
+    elif concurrency == "wait":
+        step, reason = "skip", "waitExpired"
+        why = f'skipped after waiting {waited_seconds} s for it (concurrency "wait")'
+    else:
+        step, reason = "skip", "busy"
+        why = 'skipped (concurrency "skip", the default). A person can start it anyway with "concurrency": "force"'
+    return result | {
+        "next": step,
+        "held": False,
+        "reason": reason,
+        "message": f"{busy}; {why}",
+        "activeExecution": holder.execution_id,
+        "activeSince": holder.since,
+        "waitedSeconds": waited_seconds + poll,
+        "pollSeconds": poll,
+    }

@@ -118,20 +118,22 @@ def test_two_runs_of_one_name_started_together_one_runs_and_one_is_skipped():
 
 
 @pytest.mark.parametrize(
-    ("extra", "status"),
+    ("extra", "faults", "status"),
     [
-        ({}, "SUCCEEDED"),
-        ({"dryRun": True}, "DRY_RUN"),
-        ({"filter": {"prefixes": ["no/such/prefix/"]}}, "NOTHING_TO_DO"),
+        ({}, [], "SUCCEEDED"),
+        ({"dryRun": True}, [], "DRY_RUN"),
+        ({"filter": {"prefixes": ["no/such/prefix/"]}}, [], "NOTHING_TO_DO"),
+        # A person cancels the job: the run ends with no further attempt.
+        ({}, [{"cancelJob": {"attempt": 1, "afterTasks": 1}}], "CANCELLED"),
         # BuildManifest raises TooManyObjectsError: a Catch path into Summarize.
-        ({"maxObjects": 1}, "FAILED"),
+        ({"maxObjects": 1}, [], "FAILED"),
         # The Athena query fails: the QueryFailed path into Summarize.
-        ({"inventory": {"table": "no_such_table"}}, "FAILED"),
+        ({"inventory": {"table": "no_such_table"}}, [], "FAILED"),
     ],
 )
-def test_a_run_releases_its_name_however_it_ends_and_the_next_one_runs(extra, status):
+def test_a_run_releases_its_name_however_it_ends_and_the_next_one_runs(extra, faults, status):
     spec = {"name": "ends", "operation": TAGGING, **extra}
-    with pipeline() as stack:
+    with pipeline(faults=faults) as stack:
         first = stack.run(spec, name="ends-1")
         left = lock_item(stack, "ends")
         second = stack.run(spec, name="ends-2")

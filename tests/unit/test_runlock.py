@@ -142,16 +142,13 @@ def test_a_scheduled_time_is_taken_once(lock):
 
 
 def test_skip_is_the_default_and_names_the_active_run(lock):
-    assert decide(lock, A) | {"message": None} == {
-        "next": "run",
-        "held": True,
-        "reason": None,
-        "message": None,
-        "activeExecution": None,
-        "activeSince": None,
-        "waitedSeconds": 0,
-        "pollSeconds": 0,
-    }
+    taken = decide(lock, A)
+    assert (taken["next"], taken["held"], taken["reason"], taken["activeExecution"]) == (
+        "run",
+        True,
+        None,
+        None,
+    )
     skipped = decide(lock, B)
 
     assert skipped["next"] == "skip" and skipped["held"] is False and skipped["reason"] == "busy"
