@@ -8,9 +8,11 @@ change to what the tests and the local run exercise.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
+import threading
 import time
 import types
 import uuid
@@ -153,6 +155,7 @@ class LocalStack:
         self._exit.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         self._exit.enter_context(self.functions.patched_moto())
         self._exit.enter_context(_scaled_sfn_time(self.time_scale))
+        self._exit.enter_context(_atomic_dynamodb_writes())
         self._create_resources()
         self._start_emulation()
 
@@ -521,4 +524,29 @@ def _scaled_sfn_time(scale: float) -> Iterator[None]:
         mock.patch.object(wait_function.WaitFunction, "_wait_interval", scaled_wait),
         mock.patch.object(retrier_decl, "time", scaled_time),
     ):
+        yield
+
+
+@contextmanager
+def _atomic_dynamodb_writes() -> Iterator[None]:
+    """DynamoDB checks a write's condition and applies the write as one step (DynamoDB developer guide,
+    "Condition expressions": conditional writes for optimistic locking); moto's backend reads and then
+    writes, so two executions of this process could both pass one condition. One lock per write."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+
+    def serialized(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return call
+
+    with ExitStack() as stack:
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+            stack.enter_context(
+                mock.patch.object(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+            )
         yield
