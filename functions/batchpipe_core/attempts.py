@@ -72,7 +72,8 @@ class ManifestRef(StatePart):
     bucket: str
     key: str
     etag: str
-    objects: int = Field(ge=0)
+    # S3's count (ConfirmJob); null only when the job ended before the pipeline could check it.
+    objects: int | None = Field(default=None, ge=0)
 
 
 class Current(StatePart):
@@ -213,6 +214,9 @@ def process_attempt(
     job, current, run = event.job, event.current, event.run
     if job.status not in TERMINAL_STATUSES:
         raise BatchPipeError(f"job {job.jobId} is {job.status}; ProcessReport needs a terminal job")
+    if current.manifest.objects is None:
+        current = current.model_copy(update={"manifest": _counted(s3, current.manifest, job)})
+        event = event.model_copy(update={"current": current})
     manifest = current.manifest
     prefix = as_folder(run.prefix)
     attempt_prefix = f"{prefix}attempt-{current.attempt}/"
@@ -294,6 +298,22 @@ def process_attempt(
         last_attempt=last_attempt,
         cancelled_by=cancelled_by if job.status == "Cancelled" else None,
     )
+
+
+def _counted(s3: Any, manifest: ManifestRef, job: JobOutcome) -> ManifestRef:
+    """The manifest with its object count, for a job that ended before ConfirmJob saw it counted.
+
+    A Complete job ran every task S3 counted; any other job may have stopped in Preparing, so the
+    pipeline counts the rows of its own manifest (one streamed read, only in this rare case).
+    """
+    if job.status == "Complete" and job.total is not None:
+        objects = job.total
+    else:
+        objects = sum(1 for _ in iter_manifest_rows(s3, manifest.bucket, manifest.key))
+    logger.warning(
+        "the job ended before its count was checked", extra={"jobId": job.jobId, "objects": objects}
+    )
+    return manifest.model_copy(update={"objects": objects})
 
 
 def _complete_report_adds_up(counts: AttemptTally, job: JobOutcome, scope: str, objects: int) -> bool:

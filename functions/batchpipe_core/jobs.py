@@ -26,6 +26,10 @@ from batchpipe_core.config import Config
 from batchpipe_core.errors import TransientError
 
 TERMINAL_STATUSES = frozenset({"Complete", "Cancelled", "Failed"})
+# Statuses in which S3 has read the whole manifest (Preparing is over), so ProgressSummary's
+# TotalNumberOfTasks is S3's own count of the job's objects, and the job can still be cancelled. S3
+# user guide, "Tracking job status": Preparing -> Suspended (confirmation required) -> Ready -> Active.
+COUNTED_STATUSES = frozenset({"Suspended", "Ready", "Active", "Pausing", "Paused"})
 MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
 REPORT_FORMAT = "Report_CSV_20180820"
 
@@ -33,6 +37,10 @@ TAG_PIPELINE = "batchpipe:pipeline"
 TAG_RUN = "batchpipe:run"
 TAG_EXECUTION = "batchpipe:execution"
 TAG_ATTEMPT = "batchpipe:attempt"
+# Set to CONFIRM_BY_OPERATOR on a Suspended job the pipeline has counted and leaves for a person to
+# confirm (spec confirmationRequired): the local operator stand-in confirms only such jobs.
+TAG_CONFIRMATION = "batchpipe:confirmation"
+CONFIRM_BY_OPERATOR = "operator"
 # The token-table key contains an execution ARN (whose name part may hold characters S3 tag values
 # reject) and '#', so the job carries its digest instead; the token table maps digest -> key.
 TAG_REF = "batchpipe:ref"
@@ -246,7 +254,9 @@ def build_create_job_request(
     description = f"batchpipe {run.name} attempt {attempt} ({run.executionName})"
     return {
         "AccountId": settings.account_id,
-        "ConfirmationRequired": spec.confirmationRequired,
+        # Always: the job then stops in Suspended once S3 has counted the manifest, and ConfirmJob
+        # checks that count before anything runs (docs/EVENTS_AND_FALLBACK.md, "Counting").
+        "ConfirmationRequired": True,
         "Operation": spec.operation,
         "Report": {
             "Bucket": f"arn:{partition}:s3:::{settings.pipeline_bucket}",
@@ -296,10 +306,12 @@ def _bucket_name(bucket_arn: str | None) -> str | None:
     return bucket_arn.split(":::", 1)[-1]
 
 
-def job_outcome(job: Mapping[str, Any]) -> dict[str, Any]:
+def job_outcome(job: Mapping[str, Any], *, counted: bool = False) -> dict[str, Any]:
     """The job outcome (docs/ARCHITECTURE.md) from DescribeJob's ``Job``: the task-token output.
 
     Always built from DescribeJob, never from a status event: events may be stale or reordered.
+    ``counted``: the pipeline has already checked S3's count of this job (the token item says so);
+    until then a job past Preparing ``needsCount``, which wakes the waiting run like an end does.
     """
     progress = job.get("ProgressSummary") or {}
     report = job.get("Report") or {}
@@ -308,6 +320,7 @@ def job_outcome(job: Mapping[str, Any]) -> dict[str, Any]:
         "jobId": job["JobId"],
         "status": status,
         "terminal": is_terminal(status),
+        "needsCount": status in COUNTED_STATUSES and not counted,
         "total": int(progress.get("TotalNumberOfTasks", 0)),
         "succeeded": int(progress.get("NumberOfTasksSucceeded", 0)),
         "failed": int(progress.get("NumberOfTasksFailed", 0)),
@@ -324,6 +337,11 @@ def job_outcome(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def wakes_the_run(outcome: Mapping[str, Any]) -> bool:
+    """Whether a job outcome completes the waiting task: the job ended, or S3's count awaits checking."""
+    return bool(outcome["terminal"] or outcome.get("needsCount"))
+
+
 def no_job_outcome(run: RunRef, current: CurrentAttempt, settings: JobSettings) -> dict[str, Any]:
     """The outcome while no job is recorded for the attempt yet: not terminal, so the run waits again.
 
@@ -333,6 +351,7 @@ def no_job_outcome(run: RunRef, current: CurrentAttempt, settings: JobSettings) 
         "jobId": None,
         "status": "Unknown",
         "terminal": False,
+        "needsCount": False,
         "total": 0,
         "succeeded": 0,
         "failed": 0,

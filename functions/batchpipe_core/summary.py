@@ -54,7 +54,9 @@ class RunPart(StatePart):
 
 class ManifestPart(StatePart):
     location: str | None = None
-    objects: int = Field(default=0, ge=0)
+    # null until S3 Batch Operations has counted the manifest (BuildManifest counts only dry runs).
+    objects: int | None = Field(default=None, ge=0)
+    estimatedObjects: int | None = None
     bytesScanned: int | None = None
     sample: list[str] = Field(default_factory=list)
     why: str | None = None  # BuildManifest: why nothing was selected
@@ -80,6 +82,10 @@ class Failure(StatePart):
     Cause: str | None = None
 
 
+class CancelledJobs(StatePart):
+    jobs: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class SummarizeInput(StatePart):
     spec: SpecPart
     run: RunPart
@@ -92,6 +98,8 @@ class SummarizeInput(StatePart):
     @property
     def skipped(self) -> bool:
         return self.failure is None and self.lock is not None and self.lock.next == "skip"
+
+    cancelled: CancelledJobs | None = None  # CancelJobs: the jobs a failing run stopped, and why
 
 
 def run_prefix(run: RunPart) -> str:
@@ -112,12 +120,16 @@ def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
             f"ProcessReport handled attempt {event.processed.attempt}, but the last record "
             f"in S3 is {records[-1].attempt if records else 'missing'}"
         )
-    objects = manifest.objects if manifest else 0
+    # S3's count of attempt 1 (ProcessReport checked its report against it), else the state's.
+    objects = records[0].total if records else (manifest.objects if manifest else 0)
     dry_run = event.spec.dryRun and not records
     if records and manifest is None:
         raise AccountingError("attempt records exist but the state has no manifest")
     # A manifest that no attempt accounts for is an AccountingError unless the run failed (unresolved).
-    totals = run_totals(records, objects, finished=not failed) if manifest and not dry_run else None
+    counted = manifest is not None and objects is not None and not dry_run
+    totals = run_totals(records, objects, finished=not failed) if counted else None
+    if manifest is not None and objects is None and not failed:
+        raise AccountingError("the run ends without S3's count of its manifest")
     status = run_status(failed=failed, dry_run=dry_run, objects=objects, totals=totals)
 
     if event.skipped:
@@ -126,7 +138,7 @@ def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
         "name": event.spec.name or run.name,
         "executionId": run.executionId,
         "status": status,
-        "manifest": _manifest_output(manifest, detailed=dry_run),
+        "manifest": _manifest_output(manifest, objects, detailed=dry_run),
         **({"rerunOf": event.spec.rerun.failures} if event.spec.rerun else {}),
         "attempts": [_attempt_output(record) for record in records],
     }
@@ -134,6 +146,8 @@ def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
         summary["totals"] = totals.as_output()
     if records:
         summary["permanentFailures"] = write_run_failures(s3, run.bucket, run_prefix(run), records)
+    if event.cancelled is not None and event.cancelled.jobs:
+        summary["cancelledJobs"] = event.cancelled.jobs
     if event.skipped:
         assert event.lock is not None
         summary["skipped"] = {
@@ -175,12 +189,17 @@ def read_records(s3: Any, bucket: str, prefix: str) -> list[AttemptRecord]:
     return records
 
 
-def _manifest_output(manifest: ManifestPart | None, *, detailed: bool) -> dict[str, Any] | None:
+def _manifest_output(
+    manifest: ManifestPart | None, objects: int | None, *, detailed: bool
+) -> dict[str, Any] | None:
     if manifest is None:
         return None
-    output: dict[str, Any] = {"location": manifest.location, "objects": manifest.objects}
-    if not manifest.objects and manifest.why:
+    output: dict[str, Any] = {"location": manifest.location, "objects": objects}
+    if not objects and manifest.why:
         output["why"] = manifest.why
+    if manifest.estimatedObjects is not None:
+        # Athena's OutputRows, when it reports any: not a count (docs/LIMITS.md), shown as such.
+        output["athenaEstimatedObjects"] = manifest.estimatedObjects
     if detailed:
         output["sample"] = manifest.sample
         output["bytesScanned"] = manifest.bytesScanned
@@ -327,6 +346,10 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
         lines.append(
             f"Attempt {attempt['attempt']}: job {attempt['jobId']} {attempt['jobStatus']}, "
             f"{attempt['succeeded']}/{attempt['total']} succeeded ({top})"
+        )
+    for job in summary.get("cancelledJobs", []):
+        lines.append(
+            f"Job {job.get('jobId')} (attempt {job.get('attempt')}) cancelled by the pipeline: {job.get('reason')}"
         )
     if summary.get("permanentFailures"):
         lines.append(f"Failures: {summary['permanentFailures']}")

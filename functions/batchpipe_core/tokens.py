@@ -44,6 +44,12 @@ class TokenItem:
     # The pipeline's own record of a cancel it asked for (written before UpdateJobStatus): what tells
     # its cancels from a person's. None: the pipeline never cancelled this attempt's job.
     cancel_reason: str | None = None
+    # S3's count of the job's objects once ConfirmJob has checked it (None: not checked yet).
+    counted_tasks: int | None = None
+
+    @property
+    def counted(self) -> bool:
+        return self.counted_tasks is not None
 
     @property
     def completed(self) -> bool:
@@ -63,6 +69,7 @@ class TokenItem:
             completed_token=text("completedToken"),
             completed_by=text("completedBy"),
             cancel_reason=text("pipelineCancelReason"),
+            counted_tasks=int(item["countedTasks"]["N"]) if "N" in item.get("countedTasks", {}) else None,
         )
 
 
@@ -148,6 +155,16 @@ class TokenTable:
                     ":reason": {"S": reason},
                     ":now": {"N": str(int(now))},
                 },
+            )
+
+    def record_count(self, key: str, tasks: int) -> None:
+        """Notes that the pipeline has checked S3's count of the attempt's job: no longer a reason to wake."""
+        with transient_as_retryable("recording the job's object count"):
+            self._ddb.update_item(
+                TableName=self.name,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET countedTasks = :tasks",
+                ExpressionAttributeValues={":tasks": {"N": str(tasks)}},
             )
 
     def get(self, key: str) -> TokenItem | None:

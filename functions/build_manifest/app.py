@@ -1,8 +1,15 @@
 """BuildManifest: joins Athena's UNLOAD output into one CSV manifest, server-side.
 
-The object count comes from Athena's statistics and the rows stay in S3: output files of 5 MiB or
-more are copied with UploadPartCopy, only smaller ones are read (see batchpipe_core.multipart). The
-one other read is a bounded ranged GET of the manifest's first bytes for the sample of decoded keys.
+The rows stay in S3: output files of 5 MiB or more are copied with UploadPartCopy, only smaller ones
+are read (see batchpipe_core.multipart). The one other read is a bounded ranged GET of the manifest's
+first bytes for the sample of decoded keys.
+
+No object count is taken from Athena: ``GetQueryRuntimeStatistics`` documents ``OutputRows`` as the
+rows a query *returns* (an UNLOAD returns none) and says the statistics may be missing. So "nothing
+to do" follows only from the UNLOAD having written no bytes, and the exact count comes from S3 Batch
+Operations itself when the job is prepared (ConfirmJob); until then ``objects`` is null and Athena's
+number, if any, is kept as ``estimatedObjects``. A dry run creates no job, so it counts the rows of
+the joined manifest itself (one streamed read).
 
 The same function serves the ``ImportFailures`` state of a spec with ``rerun``: the manifest is then
 made from a previous run's failures file (batchpipe_core.rerun), with no Athena query.
@@ -18,9 +25,9 @@ from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError
 
 from batchpipe_core.config import Config
-from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
+from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
 from batchpipe_core.inventory_table import InventoryNotReadableError
-from batchpipe_core.jobs import RunRef, StatePart, manifest_fields, transient_as_retryable
+from batchpipe_core.jobs import RunRef, StatePart, is_transient, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import as_folder, decode_key
 from batchpipe_core.multipart import Source, concatenate
 from batchpipe_core.observability import instrumented, logger, metrics
@@ -33,11 +40,13 @@ SAMPLE_SIZE = 20
 # version ID) fit in 80 KiB; the read is this long at most, whatever the manifest's size.
 SAMPLE_BYTES = 128 * 1024
 MANIFEST_NAME = "manifest.csv"
+COUNT_CHUNK_BYTES = 8 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
 
 class ManifestSpec(StatePart):
     maxObjects: int | None = None
+    dryRun: bool = False
 
 
 class QueryExecutionRef(StatePart):
@@ -104,37 +113,29 @@ def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) ->
         "rerun manifest built",
         extra={"failures": rerun.failures, "errorCodes": rerun.errorCodes, "objects": manifest["objects"]},
     )
-    return manifest
+    # The rows were counted as they were written: exact, and S3's count must agree (ConfirmJob).
+    return manifest | {"empty": manifest["objects"] == 0, "estimatedObjects": None}
 
 
 def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athena: Any) -> dict:
-    """The ``manifest`` state document (location, bucket, key, etag, objects, sizeBytes, ...)."""
+    """The ``manifest`` state document (location, bucket, key, etag, objects, empty, ...)."""
     query_id = request.query.execution.id
-    objects, bytes_scanned = query_statistics(athena, query_id)
-    metrics.add_metric(name="ManifestObjects", unit=MetricUnit.Count, value=objects)
+    estimate, bytes_scanned = query_statistics(athena, query_id)
     metrics.add_metric(name="AthenaBytesScanned", unit=MetricUnit.Bytes, value=bytes_scanned)
     max_objects = request.spec.maxObjects or config.default_max_objects
-    if objects > max_objects:
-        raise TooManyObjectsError(
-            f"The filter selected {objects} objects, more than maxObjects ({max_objects}); no job was "
-            "created. Narrow the filter (prefixes, keyRegex, sizes, dates) or raise maxObjects in the spec."
-        )
     result = {
         "location": None,
         "bucket": config.pipeline_bucket,
         "key": None,
         "etag": None,
-        "objects": objects,
+        "objects": 0,
+        "empty": True,
+        "estimatedObjects": estimate,
         "sizeBytes": 0,
         "bytesScanned": bytes_scanned,
         "sample": [],
         "why": None,
     }
-    if objects == 0:
-        result["why"] = why_nothing(athena, query_id, request.query.delivery, bytes_scanned)
-        logger.info("nothing to do", extra={"queryExecutionId": query_id, "why": result["why"]})
-        return result
-
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
     run_prefix = as_folder(request.run.prefix)
     with transient_as_retryable("joining Athena's output into the manifest"):
@@ -148,34 +149,68 @@ def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athe
             source_bucket=output_bucket,
         )
         if joined is None:
-            raise TransientError(
-                f"Athena reported {objects} rows but s3://{output_bucket}/{output_prefix} holds no data"
+            # The UNLOAD wrote no bytes: a fact, whatever Athena's statistics say.
+            result["why"] = why_nothing(athena, query_id, request.query.delivery, bytes_scanned)
+            logger.info(
+                "nothing to do: the query wrote no rows",
+                extra={"queryExecutionId": query_id, "why": result["why"], "athenaEstimate": estimate},
             )
+            return result
         sample = read_sample(s3, joined.bucket, joined.key, joined.size)
+        objects = count_rows(s3, joined.bucket, joined.key) if request.spec.dryRun else None
     _delete_quietly(s3, config.pipeline_bucket, joined.intermediates)
+    if objects is not None:
+        metrics.add_metric(name="ManifestObjects", unit=MetricUnit.Count, value=objects)
+        if objects > max_objects:
+            raise TooManyObjectsError(
+                f"The filter selected {objects} objects, more than maxObjects ({max_objects}). Narrow the "
+                "filter (prefixes, keyRegex, sizes, dates) or raise maxObjects in the spec."
+            )
     logger.info(
         "manifest built",
-        extra={"objects": objects, "sizeBytes": joined.size, "files": len(sources), "parts": joined.parts},
+        extra={
+            "objects": objects,
+            "athenaEstimatedRows": estimate,  # an estimate at best, never a count
+            "sizeBytes": joined.size,
+            "files": len(sources),
+            "parts": joined.parts,
+        },
     )
     return result | {
         "location": f"s3://{joined.bucket}/{joined.key}",
         "key": joined.key,
         "etag": joined.etag,
+        "objects": objects,
+        "empty": False,
         "sizeBytes": joined.size,
         "sample": sample,
     }
 
 
-def query_statistics(athena: Any, query_id: str) -> tuple[int, int]:
-    """(rows written, bytes scanned) of a finished query, from Athena's statistics."""
+def query_statistics(athena: Any, query_id: str) -> tuple[int | None, int]:
+    """(Athena's OutputRows if it reports any - an estimate at best -, bytes scanned) of a finished query."""
     with transient_as_retryable("reading Athena's query statistics"):
-        runtime = athena.get_query_runtime_statistics(QueryExecutionId=query_id)["QueryRuntimeStatistics"]
         execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+        try:
+            runtime = athena.get_query_runtime_statistics(QueryExecutionId=query_id)["QueryRuntimeStatistics"]
+        except ClientError as exc:
+            if is_transient(exc):
+                raise
+            runtime = {}  # documented as possibly unavailable; it is only an estimate anyway
     rows = runtime.get("Rows", {}).get("OutputRows")
-    if rows is None:
-        # Statistics can lag the SUCCEEDED state a little; the state machine retries TransientError.
-        raise TransientError(f"Athena has no output row count for query {query_id} yet")
-    return int(rows), int(execution.get("Statistics", {}).get("DataScannedInBytes", 0))
+    return (None if rows is None else int(rows)), int(
+        execution.get("Statistics", {}).get("DataScannedInBytes", 0)
+    )
+
+
+def count_rows(s3: Any, bucket: str, key: str) -> int:
+    """Rows of the joined manifest (a dry run's exact count): newlines, plus an unterminated last row."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    rows, last = 0, b"\n"
+    while chunk := body.read(COUNT_CHUNK_BYTES):
+        rows += chunk.count(b"\n")
+        last = chunk[-1:]
+    return rows + (last != b"\n")
 
 
 def why_nothing(athena: Any, query_id: str, delivery: DeliveryRef | None, bytes_scanned: int) -> str:

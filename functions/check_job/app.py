@@ -55,7 +55,7 @@ def handler(event: dict, context: Any) -> dict:
         logger.warning("the recorded job no longer exists", extra={"jobId": item.job_id})
         settings = JobSettings.from_config(config)
         return gone_job_outcome(item.job_id, request.run, request.current, settings)
-    outcome = job_outcome(job)
+    outcome = job_outcome(job, counted=item.counted)
     logger.info("job checked", extra={"jobId": item.job_id, "status": outcome["status"]})
     metrics.add_metric(name="JobChecks", unit=MetricUnit.Count, value=1)
     # Each terminal check is a status event that never arrived (or came too late).

@@ -26,6 +26,7 @@ from batchpipe_core.jobs import (
     job_ref,
     token_key,
     transient_as_retryable,
+    wakes_the_run,
 )
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.runlock import renew_run_lock
@@ -72,14 +73,14 @@ def handler(event: dict, context: Any) -> dict:
     try:
         with transient_as_retryable("DescribeJob"):
             job = s3control.describe_job(AccountId=config.account_id, JobId=job_id)["Job"]
-        outcome = job_outcome(job)
+        outcome = job_outcome(job, counted=item.counted)
     except ClientError as exc:
         # A re-entry long after the recorded job ended: S3 has deleted it (90 days after the end).
         if error_code(exc) not in JOB_GONE_ERRORS:
             raise
         logger.warning("the recorded job no longer exists", extra={"jobId": job_id})
         outcome = gone_job_outcome(job_id, request.run, request.current, settings)
-    if outcome["terminal"]:
+    if wakes_the_run(outcome):
         result = complete_once(
             table, boto3.client("stepfunctions"), key, request.taskToken, outcome, "create_job"
         )

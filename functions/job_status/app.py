@@ -16,7 +16,14 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 
 from batchpipe_core.config import Config
-from batchpipe_core.jobs import JOB_GONE_ERRORS, error_code, job_outcome, pipeline_ref, transient_as_retryable
+from batchpipe_core.jobs import (
+    JOB_GONE_ERRORS,
+    error_code,
+    job_outcome,
+    pipeline_ref,
+    transient_as_retryable,
+    wakes_the_run,
+)
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.tokens import TokenTable, complete_once
 
@@ -110,9 +117,11 @@ def handle(parsed: JobStatusChangedEvent) -> dict:
         # Gone between GetJobTagging and now: CheckJob, on the wait's timeout, settles the attempt.
         logger.info("ignored: job no longer exists", extra={**log, "error": error_code(exc)})
         return {"jobId": job_id, "result": "ignored-gone"}
-    outcome = job_outcome(job)
-    if not outcome["terminal"]:
-        logger.info("ignored: job not terminal yet", extra={**log, "status": outcome["status"]})
+    outcome = job_outcome(job, counted=item.counted)
+    if not wakes_the_run(outcome):
+        logger.info(
+            "ignored: job neither ended nor to be counted", extra={**log, "status": outcome["status"]}
+        )
         return {"jobId": job_id, "result": "not-terminal"}
 
     result = complete_once(

@@ -1,5 +1,9 @@
 """Emulated EventBridge: routes events to the Lambda targets of the rules declared in template.yaml.
 
+Two sources put events here: the S3 Batch engine (job status changes, which reach AWS's bus through
+CloudTrail) and the Step Functions interpreter (execution status changes, see
+``execution_status_change`` and ``LocalStack``).
+
 On AWS, S3 Batch job status events reach EventBridge only through CloudTrail, best effort. The
 pipeline must therefore finish whatever happens to them, so delivery can be told to misbehave:
 
@@ -18,10 +22,14 @@ import logging
 import queue
 import random
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from moto.events.models import EventPattern, EventPatternParser
+
+from batchpipe_core.identity import epoch_millis
 
 LOG = logging.getLogger(__name__)
 
@@ -47,6 +55,56 @@ class Delivery:
     event_id: str
     status: str
     error: str | None = None
+
+
+def execution_status_change(
+    *,
+    account_id: str,
+    region: str,
+    execution_arn: str,
+    state_machine_arn: str,
+    name: str,
+    status: str,
+    start: datetime,
+    stop: datetime | None,
+    input_text: str | None,
+    output_text: str | None,
+    error: str | None,
+    cause: str | None,
+) -> dict:
+    """The "Step Functions Execution Status Change" event Step Functions sends to the default bus
+    itself for standard workflows (Step Functions developer guide, "Automating Step Functions event
+    delivery with EventBridge"): source ``aws.states``, the execution ARN in ``resources``, and in
+    ``detail`` the execution's ARN, state machine ARN, name, status, start/stop dates in epoch
+    milliseconds, input and output as JSON text, error and cause."""
+
+    def millis(moment: datetime | None) -> int | None:
+        return None if moment is None else epoch_millis(moment)
+
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": account_id,
+        "time": (stop or start).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [execution_arn],
+        "detail": {
+            "executionArn": execution_arn,
+            "stateMachineArn": state_machine_arn,
+            "name": name,
+            "status": status,
+            "startDate": millis(start),
+            "stopDate": millis(stop),
+            "input": input_text,
+            "output": output_text,
+            "inputDetails": {"included": True},
+            "outputDetails": {"included": True} if output_text is not None else None,
+            "error": error,
+            "cause": cause,
+        },
+    }
 
 
 class EventRouter:

@@ -28,7 +28,7 @@ from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from . import template as tpl
-from .events import EventRouter, Rule
+from .events import EventRouter, Rule, execution_status_change
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
 
 REGION = "us-east-1"
@@ -156,8 +156,13 @@ class LocalStack:
         self._exit.enter_context(self.functions.patched_moto())
         self._exit.enter_context(_scaled_sfn_time(self.time_scale))
         self._exit.enter_context(_atomic_dynamodb_writes())
+        self._exit.enter_context(_execution_status_events(self._put_execution_event))
         self._create_resources()
         self._start_emulation()
+
+    def _put_execution_event(self, event: dict) -> None:
+        if self.router is not None:
+            self.router.put_event(event)
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region)
@@ -505,6 +510,40 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README.txt", "batchpipe functions run in-process from template.yaml CodeUri\n")
     return buffer.getvalue()
+
+
+@contextmanager
+def _execution_status_events(sink: Any) -> Iterator[None]:
+    """Step Functions sends an execution status change event when an execution ends (Step Functions
+    developer guide, EventBridge events); moto's interpreter sends none, so its end hook does here."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    original = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: Any) -> None:
+        original(self)
+        execution = self.execution
+        sink(
+            execution_status_change(
+                account_id=execution.account_id,
+                region=execution.region_name,
+                execution_arn=execution.exec_arn,
+                state_machine_arn=execution.state_machine.arn,
+                name=execution.name,
+                status=execution.exec_status.value,
+                start=execution.start_date,
+                stop=execution.stop_date,
+                input_text=json.dumps(execution.input_data) if execution.input_data is not None else None,
+                output_text=execution.output
+                if isinstance(execution.output, str) or execution.output is None
+                else json.dumps(execution.output),
+                error=execution.error,
+                cause=execution.cause,
+            )
+        )
+
+    with mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated):
+        yield
 
 
 @contextmanager

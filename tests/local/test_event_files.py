@@ -79,7 +79,13 @@ def real_payloads():
                 payloads[arn_to_id[parameters_sent["FunctionName"]]].append(parameters_sent["Payload"])
         # JobStatusFunction is not a Task: EventBridge sends it S3 Batch status events (drop mode
         # dropped them, so take what the engine emitted and the rule matched).
-        payloads["JobStatusFunction"] = [e for e in stack.router.received if stack.router.rules[0].matches(e)]
+        rules = {rule.target: rule for rule in stack.router.rules}
+        payloads["JobStatusFunction"] = [
+            e for e in stack.router.received if rules["JobStatusFunction"].matches(e)
+        ]
+        # CancelJobsFunction's rule takes only executions that ended early; this one succeeded, and
+        # its status change event has the same shape.
+        payloads["CancelJobsFunction"] = [e for e in stack.router.received if e.get("source") == "aws.states"]
     return payloads
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 from tests.statemachine.test_pipeline import KEYS, TAGGING, jobs, pipeline, read_s3_uri, tags_by_key
 
@@ -56,3 +57,74 @@ def test_a_persons_cancel_ends_the_run_cancelled_and_lists_the_unrun_objects_for
     assert {row["errorCode"] for row in failures} == {"NotRun"}
     assert rerun.output["status"] == "SUCCEEDED"
     assert tagged_after_rerun == set(KEYS)
+
+
+def _token_item(stack, execution_arn: str, attempt: int = 1) -> dict:
+    """The attempt's item (key: the run's identity, the execution ARN plus its start stamp)."""
+    items = stack.client("dynamodb").scan(TableName=stack.ref("TokenTable"))["Items"]
+    (item,) = [
+        i
+        for i in items
+        if i["pk"]["S"].startswith(f"{execution_arn}@") and i["pk"]["S"].endswith(f"#{attempt}")
+    ]
+    return item
+
+
+def _wait_for_job(stack, statuses=("Ready", "Active"), timeout=60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [job for job in jobs(stack) if job["Status"] in statuses]
+        if running:
+            return running[0]
+        assert time.monotonic() < deadline, f"no job reached {statuses}"
+        time.sleep(0.05)
+
+
+def test_a_stopped_execution_leaves_no_job_running():
+    with pipeline(engine_options={"active_seconds": 5}) as stack:
+        arn = stack.start({"name": "stopped", "operation": TAGGING}, "stopped")
+        job = _wait_for_job(stack)
+        stack.client("stepfunctions").stop_execution(executionArn=arn, cause="stopped by a test")
+        execution = stack.wait(arn)
+        deadline = time.monotonic() + 30
+        while (described := _describe(stack, job["JobId"]))["Status"] not in ("Cancelled", "Complete"):
+            assert time.monotonic() < deadline, "the job was never cancelled"
+            time.sleep(0.05)
+        item = _token_item(stack, arn)
+        tags = tags_by_key(stack)
+
+    # AWS ends a stopped execution ABORTED; moto's interpreter, stopped inside a .waitForTaskToken
+    # task, ends it FAILED (States.Runtime). Either way the execution status event must stop the job.
+    assert execution.status in ("ABORTED", "FAILED")
+    assert described["Status"] == "Cancelled"
+    assert described["StatusUpdateReason"].startswith(f"batchpipe: the execution ended {execution.status}")
+    assert item["pipelineCancelReason"]["S"] == described["StatusUpdateReason"]  # the pipeline's record
+    assert item["completedBy"]["S"] == "cleanup"  # the token item is closed
+    assert all(t == {} for t in tags.values())  # cancelled before it touched an object
+
+
+def test_a_catch_path_taken_while_the_job_runs_cancels_it_and_the_summary_says_why():
+    stack_options = {"parameters": {"JobWaitTimeoutSeconds": "1"}, "engine_options": {"active_seconds": 5}}
+    with pipeline(**stack_options) as stack:
+        check_job = stack.functions.by_logical_id["CheckJobFunction"]
+
+        def broken(event, context):
+            raise RuntimeError("CheckJob is broken")
+
+        check_job.load = lambda: broken
+        execution = stack.run({"name": "broken", "operation": TAGGING}, name="broken")
+        (job,) = jobs(stack)
+        described = _describe(stack, job["JobId"])
+
+    summary = execution.output
+    assert summary["status"] == "FAILED" and summary["error"] == "RuntimeError"
+    assert described["Status"] == "Cancelled"
+    assert described["StatusUpdateReason"].startswith("batchpipe: the run failed (RuntimeError")
+    (cancelled,) = summary["cancelledJobs"]
+    assert cancelled["jobId"] == job["JobId"] and cancelled["by"] == "pipeline" and cancelled["attempt"] == 1
+    assert cancelled["reason"] == described["StatusUpdateReason"]
+    assert execution.states_entered[-2:] == ["CancelJobs", "Summarize"]
+
+
+def _describe(stack, job_id: str) -> dict:
+    return stack.client("s3control").describe_job(AccountId=stack.account_id, JobId=job_id)["Job"]

@@ -365,8 +365,12 @@ class AthenaSql:
             "InputRows": result.scanned.rows if result else 0,
             "InputBytes": result.scanned.bytes if result else 0,
             "OutputBytes": result.output_bytes if result else 0,
-            "OutputRows": result.output_rows if result else 0,
         }
+        # OutputRows is documented as the rows a query returns, and the statistics as possibly
+        # missing; nothing documents it as the rows an UNLOAD wrote. So an UNLOAD gets none here,
+        # and the pipeline cannot come to rely on a count only this emulator would give.
+        if result is not None and result.kind != "UNLOAD":
+            rows["OutputRows"] = result.output_rows
         return json.dumps(
             {
                 "QueryRuntimeStatistics": {

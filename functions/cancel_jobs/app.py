@@ -1,0 +1,101 @@
+"""CancelJobsFunction: no job is left running when a run ends early.
+
+Two callers, one job: cancel every job of the execution that is still going, with a reason, and close
+the attempts' token items (batchpipe_core.control.cancel_run_jobs).
+
+* The state machine's own Catch paths taken while a job may be running (``CancelJobs`` state):
+  input ``{"run": ..., "failure": {"Error", "Cause"}}``; the output (the jobs cancelled) goes into
+  the summary.
+* EventBridge, on the state machine's own "Step Functions Execution Status Change" events with status
+  ABORTED, TIMED_OUT or FAILED (a person stopped the execution, it hit a limit, or an error no Catch
+  could take): no summary is written for such an execution, so the reason is recorded on the job
+  (StatusUpdateReason) and in the token item.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+from batchpipe_core.config import Config
+from batchpipe_core.control import cancel_run_jobs
+from batchpipe_core.identity import run_id
+from batchpipe_core.jobs import StatePart
+from batchpipe_core.observability import instrumented, logger, metrics
+from batchpipe_core.tokens import TokenTable
+
+MAX_CAUSE_IN_REASON = 120
+
+
+class ExecutionStatusDetail(BaseModel):
+    """``detail`` of a "Step Functions Execution Status Change" event (Step Functions developer guide)."""
+
+    executionArn: str
+    stateMachineArn: str
+    status: Literal["ABORTED", "TIMED_OUT", "FAILED"]
+    startDate: int
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusChange(EventBridgeModel):
+    detail: ExecutionStatusDetail
+
+
+class RunPart(StatePart):
+    runId: str
+
+
+class FailurePart(StatePart):
+    Error: str | None = None
+    Cause: str | None = None
+
+
+class CatchPathInput(StatePart):
+    run: RunPart
+    failure: FailurePart | None = None
+
+
+@instrumented
+def handler(event: dict, context: Any) -> dict:
+    config = Config.from_env()
+    if event.get("source") == "aws.states":
+        try:
+            change = parse(event=event, model=ExecutionStatusChange)
+        except ValidationError as exc:
+            logger.error(
+                "ignored: not an execution status change", extra={"problems": exc.errors(include_url=False)}
+            )
+            return {"cancelledJobs": []}
+        detail = change.detail
+        if detail.stateMachineArn.rsplit(":", 1)[-1] != config.state_machine_name:
+            logger.info("ignored: another state machine", extra={"stateMachineArn": detail.stateMachineArn})
+            return {"cancelledJobs": []}
+        # The run's identity, as ValidateSpec made it: the execution ARN and its start time.
+        run = run_id(detail.executionArn, detail.startDate)
+        reason = f"the execution ended {detail.status}" + _because(detail.error, detail.cause)
+    else:
+        request = parse(event=event, model=CatchPathInput)
+        run = request.run.runId
+        failure = request.failure or FailurePart()
+        reason = "the run failed" + _because(failure.Error, failure.Cause)
+    cancelled = cancel_run_jobs(
+        boto3.client("s3control"),
+        TokenTable(config.token_table, boto3.client("dynamodb")),
+        account_id=config.account_id,
+        run_id=run,
+        reason=reason,
+    )
+    metrics.add_metric(name="JobsCancelledByPipeline", unit=MetricUnit.Count, value=len(cancelled))
+    logger.info("run's jobs stopped", extra={"runId": run, "cancelled": cancelled, "reason": reason})
+    return {"cancelledJobs": cancelled}
+
+
+def _because(error: str | None, cause: str | None) -> str:
+    if not error:
+        return ""
+    return f" ({error}: {(cause or '')[:MAX_CAUSE_IN_REASON]})" if cause else f" ({error})"

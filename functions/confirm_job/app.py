@@ -1,0 +1,67 @@
+"""ConfirmJob: S3 has counted the attempt's job (Suspended after Preparing); check and release it.
+
+``maxObjects`` is enforced on S3's own count (over: the job is cancelled, TooManyObjectsError); then
+the job is confirmed (UpdateJobStatus Ready) unless the spec asks a person to confirm it, in which
+case it is tagged ``batchpipe:confirmation`` = ``operator`` and left Suspended. Output: the attempt's
+``current`` with ``manifest.objects`` = S3's count. The run then waits for the job again
+(CreateJobAndWait, same job, new token).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from pydantic import Field
+
+from batchpipe_core.config import Config
+from batchpipe_core.control import check_count
+from batchpipe_core.errors import AccountingError
+from batchpipe_core.jobs import CurrentAttempt, RunRef, StatePart, token_key
+from batchpipe_core.observability import instrumented, metrics
+from batchpipe_core.tokens import TokenTable
+
+
+class ConfirmSpec(StatePart):
+    maxObjects: int | None = Field(default=None, ge=0)
+    confirmationRequired: bool = False
+
+
+class CountedJob(StatePart):
+    jobId: str = Field(min_length=1)
+
+
+class ConfirmJobInput(StatePart):
+    spec: ConfirmSpec
+    run: RunRef
+    current: CurrentAttempt
+    job: CountedJob
+
+
+@instrumented
+def handler(event: dict, context: Any) -> dict:
+    request = parse(event=event, model=ConfirmJobInput)
+    config = Config.from_env()
+    table = TokenTable(config.token_table, boto3.client("dynamodb"))
+    key = token_key(request.run.runId, request.current.attempt)
+    item = table.get(key)
+    if item is None or item.job_id != request.job.jobId:
+        raise AccountingError(
+            f"job {request.job.jobId} is not the job recorded for attempt {request.current.attempt}"
+        )
+    total = check_count(
+        boto3.client("s3control"),
+        table,
+        account_id=config.account_id,
+        key=key,
+        job_id=request.job.jobId,
+        current=request.current,
+        max_objects=request.spec.maxObjects or config.default_max_objects,
+        leave_for_operator=request.spec.confirmationRequired,
+    )
+    metrics.add_metric(name="ObjectsCountedByS3", unit=MetricUnit.Count, value=total)
+    # The state's current as it came (every manifest field), with S3's count as its objects.
+    current = event["current"]
+    return current | {"manifest": current["manifest"] | {"objects": total}}
