@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchpipe_core.errors import BatchPipeError, TooManyObjectsError, TransientError
+from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
 from batchpipe_core.multipart import MiB
 from batchpipe_core.observability import metrics
 from batchpipe_local.lambdas import LambdaContext
@@ -113,9 +113,9 @@ def reads():
     boto3.DEFAULT_SESSION = None
 
 
-def event(query_id: str, max_objects: int | None = 10) -> dict:
+def event(query_id: str, max_objects: int | None = 10, dry_run: bool = False) -> dict:
     return {
-        "spec": {"name": "retag", "maxObjects": max_objects, "dryRun": True, "filter": {"prefixes": None}},
+        "spec": {"name": "retag", "maxObjects": max_objects, "dryRun": dry_run, "filter": {"prefixes": None}},
         "run": {
             "name": "retag",
             "executionId": "arn:aws:states:us-east-1:123456789012:execution:sm:retag-1",
@@ -148,13 +148,15 @@ def test_outputs_become_one_manifest_with_count_etag_size_and_decoded_sample(aws
     s3, query_id = aws
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_0", Body=rows(KEYS))
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_1", Body=b"")
-    result = invoke(event(query_id))
+    result = invoke(event(query_id, dry_run=True))  # a dry run counts the rows itself
     assert set(result) == {
         "location",
         "bucket",
         "key",
         "etag",
         "objects",
+        "empty",
+        "estimatedObjects",
         "sizeBytes",
         "bytesScanned",
         "sample",
@@ -172,18 +174,24 @@ def test_outputs_become_one_manifest_with_count_etag_size_and_decoded_sample(aws
         assert unquote(encoded) == unquote_plus(encoded) and unquote(encoded) in KEYS
 
 
-def test_more_objects_than_max_objects_fails_before_any_manifest(aws):
+def test_a_dry_run_over_max_objects_fails(aws):
     s3, query_id = aws
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_0", Body=rows(KEYS))
     with pytest.raises(TooManyObjectsError, match=r"2 objects, more than maxObjects \(1\)"):
-        invoke(event(query_id, max_objects=1))
-    assert "Contents" not in s3.list_objects_v2(Bucket=PIPELINE, Prefix=f"{RUN_PREFIX}manifest")
+        invoke(event(query_id, max_objects=1, dry_run=True))
 
 
-def test_rows_counted_but_no_output_is_retried(aws):
+def test_nothing_to_do_follows_from_no_bytes_written_not_from_athenas_statistics(aws):
     _, query_id = aws
-    with pytest.raises(TransientError, match="holds no data"):
-        invoke(event(query_id))
+    result = invoke(event(query_id))
+    assert (result["objects"], result["empty"], result["location"]) == (0, True, None)
+
+
+def test_a_real_run_leaves_the_count_to_s3(aws):
+    s3, query_id = aws
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_0", Body=rows(KEYS))
+    result = invoke(event(query_id, max_objects=1))  # maxObjects is checked on S3's count (ConfirmJob)
+    assert (result["objects"], result["empty"]) == (None, False)
 
 
 def test_no_row_passes_through_the_lambda_when_outputs_are_at_least_5_mib(aws, reads):

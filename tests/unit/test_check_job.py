@@ -70,10 +70,11 @@ def test_a_finished_job_gives_the_outcome_the_event_would_have(pipeline: Pipelin
 def test_a_job_waiting_for_confirmation_is_not_terminal_until_it_ends(pipeline: Pipeline) -> None:
     waiting = pipeline.start_run(spec={"name": "retag", "operation": TAGGING, "confirmationRequired": True})
     job_id = pipeline.create_job(waiting)
-    pipeline.run_jobs()
+    pipeline.run_jobs(confirm=False)
 
     suspended = check(waiting)
     assert (suspended["status"], suspended["terminal"]) == ("Suspended", False)
+    assert suspended["needsCount"] is True  # S3 has counted it; ConfirmJob has not checked it yet
 
     pipeline.s3control.update_job_status(AccountId=ACCOUNT, JobId=job_id, RequestedJobStatus="Ready")
     pipeline.run_jobs()

@@ -149,7 +149,7 @@ def test_a_failed_job_completes_the_task_with_its_reasons(pipeline: Pipeline) ->
 def test_a_cancelled_job_completes_the_task(pipeline: Pipeline) -> None:
     waiting = pipeline.start_run(spec={"name": "retag", "operation": TAGGING, "confirmationRequired": True})
     job_id = pipeline.create_job(waiting)
-    pipeline.run_jobs()
+    pipeline.run_jobs(confirm=False)
     assert pipeline.describe(job_id)["Status"] == "Suspended"
     pipeline.s3control.update_job_status(
         AccountId=ACCOUNT, JobId=job_id, RequestedJobStatus="Cancelled", StatusUpdateReason="not today"

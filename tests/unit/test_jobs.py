@@ -88,7 +88,7 @@ def test_request_has_the_contracted_shape() -> None:
     assert request["AccountId"] == "123456789012"
     assert request["RoleArn"] == SETTINGS.batch_role_arn
     assert request["Priority"] == 10
-    assert request["ConfirmationRequired"] is False
+    assert request["ConfirmationRequired"] is True  # always: S3 counts, ConfirmJob checks, then Ready
     assert request["Manifest"] == {
         "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
         "Location": {
@@ -223,6 +223,7 @@ def test_outcome_of_a_complete_job() -> None:
         "jobId": "job-1",
         "status": "Complete",
         "terminal": True,
+        "needsCount": False,
         "total": 120,
         "succeeded": 118,
         "failed": 2,
