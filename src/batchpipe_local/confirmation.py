@@ -91,8 +91,6 @@ class OperatorStandIn:
 
     def _left_for_a_person(self, job: dict) -> bool:
         tags = self.s3control.get_job_tagging(AccountId=self.account_id, JobId=job["JobId"])["Tags"]
-        if CONFIRMATION_TAG in tags:
-            return True
-        # FALLBACK until the pipeline tags the jobs it leaves for a person (issue 12); remove it then.
-        # Today only a spec's confirmationRequired makes a job wait, from its creation on.
-        return self.spec_asks_confirmation and bool(job.get("ConfirmationRequired"))
+        # Every job is created with ConfirmationRequired (S3 counts it while it waits): only the tag
+        # says the pipeline has checked the count and left the job for a person.
+        return CONFIRMATION_TAG in tags

@@ -79,9 +79,21 @@ class Progress:
             output = json.loads(event["stateExitedEventDetails"].get("output") or "{}")
             if name == "BuildManifest" and isinstance(output.get("manifest"), dict):
                 manifest = output["manifest"]
-                self.say(
-                    f"  manifest: {manifest.get('objects')} objects, {manifest.get('bytesScanned')} bytes scanned"
+                counted = (
+                    "not counted yet (S3 counts it)"
+                    if manifest.get("objects") is None
+                    else manifest["objects"]
                 )
+                self.say(f"  manifest: {counted} objects, {manifest.get('bytesScanned')} bytes scanned")
+            elif name == "ConfirmJob" and isinstance(output.get("current"), dict):
+                current = output["current"]
+                self.say(
+                    f"  attempt {current.get('attempt')}: S3 counted {current['manifest'].get('objects')} objects; "
+                    "within maxObjects"
+                )
+            elif name == "CancelJobs" and isinstance(output.get("cancelled"), dict):
+                for job in output["cancelled"].get("jobs", []):
+                    self.say(f"  ✗ job {job.get('jobId')} cancelled by the pipeline: {job.get('reason')}")
             elif name == "ProcessReport" and isinstance(output.get("processed"), dict):
                 p = output["processed"]
                 self.say(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from batchpipe_local.events import EventRouter
+from batchpipe_local.events import EventRouter, execution_status_change
 from batchpipe_local.stack import LocalStack
 
 # A copy of shared/fixtures/job-status-changed-complete.json (the S3 user guide sample shape).
@@ -17,9 +18,33 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "job-status-changed
 
 
 @pytest.fixture(scope="module")
-def rules():
+def all_rules():
     stack = LocalStack()  # not entered: the rules come from the template alone
     return stack.event_rules()
+
+
+@pytest.fixture(scope="module")
+def rules(all_rules):
+    """The job status rule (first, alone)."""
+    return [rule for rule in all_rules if rule.target == "JobStatusFunction"]
+
+
+def _execution_event(status: str, state_machine: str = "batchpipe-pipeline") -> dict:
+    moment = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    return execution_status_change(
+        account_id="123456789012",
+        region="us-east-1",
+        execution_arn=f"arn:aws:states:us-east-1:123456789012:execution:{state_machine}:run-1",
+        state_machine_arn=f"arn:aws:states:us-east-1:123456789012:stateMachine:{state_machine}",
+        name="run-1",
+        status=status,
+        start=moment,
+        stop=moment,
+        input_text="{}",
+        output_text=None,
+        error=None,
+        cause=None,
+    )
 
 
 def _event(status: str = "Complete", event_id: str = "e1") -> dict:
@@ -40,16 +65,29 @@ class Recorder:
             self.calls.append((target, event["id"]))
 
 
-def test_the_job_status_rule_targets_job_status_function(rules):
-    assert [(r.target, r.pattern["source"]) for r in rules] == [("JobStatusFunction", ["aws.s3"])]
+def test_the_rules_target_their_functions(all_rules):
+    assert [(r.target, r.pattern["source"]) for r in all_rules] == [
+        ("JobStatusFunction", ["aws.s3"]),
+        ("CancelJobsFunction", ["aws.states"]),
+    ]
 
 
-@pytest.mark.parametrize("status", ["Complete", "Failed", "Cancelled"])
-def test_terminal_status_events_match_the_real_rule(rules, status):
+@pytest.mark.parametrize("status", ["Suspended", "Complete", "Failed", "Cancelled"])
+def test_counted_and_terminal_status_events_match_the_real_rule(rules, status):
     assert rules[0].matches(_event(status))
 
 
-@pytest.mark.parametrize("status", ["New", "Preparing", "Active", "Suspended", "Completing"])
+@pytest.mark.parametrize(
+    ("status", "matches"),
+    [("ABORTED", True), ("TIMED_OUT", True), ("FAILED", True), ("SUCCEEDED", False), ("RUNNING", False)],
+)
+def test_the_cleanup_rule_takes_this_state_machines_executions_that_ended_early(all_rules, status, matches):
+    (cleanup,) = [rule for rule in all_rules if rule.target == "CancelJobsFunction"]
+    assert cleanup.matches(_execution_event(status)) is matches
+    assert not cleanup.matches(_execution_event(status, state_machine="someone-elses"))
+
+
+@pytest.mark.parametrize("status", ["New", "Preparing", "Active", "Completing"])
 def test_non_terminal_status_events_do_not_match(rules, status):
     assert not rules[0].matches(_event(status))
 
