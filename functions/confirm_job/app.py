@@ -19,7 +19,7 @@ from pydantic import Field
 from batchpipe_core.config import Config
 from batchpipe_core.control import check_count
 from batchpipe_core.errors import AccountingError
-from batchpipe_core.jobs import CurrentAttempt, RunRef, StatePart, token_key
+from batchpipe_core.jobs import CurrentAttempt, JobRunRef, StatePart, token_key
 from batchpipe_core.observability import instrumented, metrics
 from batchpipe_core.tokens import TokenTable
 
@@ -35,7 +35,7 @@ class CountedJob(StatePart):
 
 class ConfirmJobInput(StatePart):
     spec: ConfirmSpec
-    run: RunRef
+    run: JobRunRef
     current: CurrentAttempt
     job: CountedJob
 
