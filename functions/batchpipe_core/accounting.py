@@ -356,10 +356,8 @@ PRICES = Prices()
 _FIXED_TRANSITIONS = 6
 _QUERY_POLL_TRANSITIONS = 3  # WaitForQuery, GetQueryStatus, QueryFinished?
 ASSUMED_QUERY_POLLS = 4  # ~20 s of Athena; the state does not count polls
-# Per job: CreateJobAndWait and CountNeeded? twice (until S3 counted it, until it ended) and ConfirmJob.
-_JOB_TRANSITIONS = 5
-_FIRST_ATTEMPT_TRANSITIONS = 3 + _JOB_TRANSITIONS  # FirstAttempt, the job, ProcessReport, MoreToRetry?
-_RETRY_TRANSITIONS = 4 + _JOB_TRANSITIONS  # Backoff, NextAttempt, the job, ProcessReport, MoreToRetry?
+_FIRST_ATTEMPT_TRANSITIONS = 4  # FirstAttempt, CreateJobAndWait, ProcessReport, MoreToRetry?
+_RETRY_TRANSITIONS = 5  # Backoff, NextAttempt, CreateJobAndWait, ProcessReport, MoreToRetry?
 
 
 def estimate_transitions(attempts: int, *, query_polls: int = ASSUMED_QUERY_POLLS) -> int:

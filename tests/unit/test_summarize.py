@@ -302,7 +302,7 @@ def test_dry_run_reports_what_a_run_would_do(aws):
     }
     # one job on 2M objects, plus the query that already ran (124 MB) and the transitions
     assert summary["estimatedCostUsd"] == pytest.approx(
-        0.25 + 2.00 + 124e6 / 1e12 * 5 + 27 * 0.025 / 1000, abs=1e-4
+        0.25 + 2.00 + 124e6 / 1e12 * 5 + 22 * 0.025 / 1000, abs=1e-4
     )
     assert "totals" not in summary
     assert "Sample: a, b" in aws.notifications()[0]["Message"]
