@@ -26,6 +26,7 @@ from batchpipe_core.control import cancel_run_jobs
 from batchpipe_core.identity import run_id
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.observability import instrumented, logger, metrics
+from batchpipe_core.runlock import RunLock
 from batchpipe_core.tokens import TokenTable
 
 MAX_CAUSE_IN_REASON = 120
@@ -90,6 +91,12 @@ def handler(event: dict, context: Any) -> dict:
         run_id=run,
         reason=reason,
     )
+    if event.get("source") == "aws.states":
+        # The execution never reaches Summarize, which releases the run's name otherwise.
+        released = RunLock(config.token_table, boto3.client("dynamodb")).release_execution(
+            detail.executionArn
+        )
+        logger.info("run lock released" if released else "run lock not held", extra={"runName": released})
     metrics.add_metric(name="JobsCancelledByPipeline", unit=MetricUnit.Count, value=len(cancelled))
     logger.info("run's jobs stopped", extra={"runId": run, "cancelled": cancelled, "reason": reason})
     return {"cancelledJobs": cancelled}

@@ -92,6 +92,9 @@ def test_a_stopped_execution_leaves_no_job_running():
             time.sleep(0.05)
         item = _token_item(stack, arn)
         tags = tags_by_key(stack)
+        lock = stack.client("dynamodb").get_item(
+            TableName=stack.ref("TokenTable"), Key={"pk": {"S": "lock#stopped"}}, ConsistentRead=True
+        )
 
     # AWS ends a stopped execution ABORTED; moto's interpreter, stopped inside a .waitForTaskToken
     # task, ends it FAILED (States.Runtime). Either way the execution status event must stop the job.
@@ -101,6 +104,7 @@ def test_a_stopped_execution_leaves_no_job_running():
     assert item["pipelineCancelReason"]["S"] == described["StatusUpdateReason"]  # the pipeline's record
     assert item["completedBy"]["S"] == "cleanup"  # the token item is closed
     assert all(t == {} for t in tags.values())  # cancelled before it touched an object
+    assert "Item" not in lock  # the run's name is free again (no Summarize released it)
 
 
 def test_a_catch_path_taken_while_the_job_runs_cancels_it_and_the_summary_says_why():
