@@ -271,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
         "batchpipe preview --spec my-spec.json --inventory s3://inventory-bucket/source-bucket/config-id",
     )
 
-    from .ops.parsers import add_operator_commands, add_serve_command
+    from .ops.parsers import add_operator_commands, add_schema_command, add_serve_command
 
     add_serve_command(local_commands, FORMATS)
     add_operator_commands(commands)
+    add_schema_command(commands)
     return parser
 
 

@@ -108,6 +108,26 @@ def add_operator_commands(commands: Any) -> None:
     _aws_options(rerun)
 
 
+def add_schema_command(commands: Any) -> None:
+    schema = _command(
+        commands,
+        "spec-schema",
+        "print the job spec's JSON Schema (for editors; committed as docs/job-spec.schema.json)",
+        "batchpipe spec-schema > job-spec.schema.json",
+        _spec_schema,
+    )
+    del schema
+
+
+def _spec_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from ..spec_schema import spec_schema
+
+    print(json.dumps(spec_schema(), indent=2, sort_keys=True))
+    return 0
+
+
 def add_serve_command(local_commands: Any, formats: dict[str, str]) -> None:
     from ..cli import whole_number
 
