@@ -196,6 +196,21 @@ def test_a_rerun_keeps_the_operation_and_drops_the_selection():
     }
 
 
+def test_a_rerun_of_a_scheduled_run_takes_the_spec_out_of_the_schedule_input():
+    scheduled = {
+        "schedule": {"scheduledTime": "2026-12-01T03:00:00Z"},
+        "spec": {"name": "nightly", "operation": {"S3PutObjectTagging": {"TagSet": []}}},
+    }
+
+    spec = commands.rerun_spec(scheduled, "s3://b/f.csv", None, None)
+
+    assert spec == {
+        "name": "nightly",
+        "operation": {"S3PutObjectTagging": {"TagSet": []}},
+        "rerun": {"failures": "s3://b/f.csv"},
+    }
+
+
 def test_every_command_shows_an_example_in_its_help():
     def walk(parser, path):
         for action in parser._subparsers._group_actions if parser._subparsers else []:

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.report import FAILURE_HEADER, split_s3_uri, text_stream
+from batchpipe_core.runlock import unwrap_scheduled_input
 from batchpipe_core.spec import check_spec_model
 
 from .aws import Aws, OperatorError, aws_errors
@@ -330,9 +331,14 @@ def count_failures(aws: Aws, uri: str, error_codes: list[str] | None) -> Counter
     return counts
 
 
-def rerun_spec(
-    original: dict[str, Any], failures: str, error_codes: list[str] | None, operation: Any
-) -> dict:
+def rerun_spec(original: Any, failures: str, error_codes: list[str] | None, operation: Any) -> dict:
+    """The spec of a rerun: the run's own spec (a scheduled run's input unwrapped) minus its selection."""
+    try:
+        original, _ = unwrap_scheduled_input(original)
+    except SpecValidationError as exc:
+        raise OperatorError(f"the run's input is not a spec this stack accepts: {exc}") from None
+    if not isinstance(original, dict):
+        raise OperatorError("the run's input is not a JSON object: nothing to rerun from")
     spec = {k: v for k, v in original.items() if k not in _RERUN_DROPS}
     spec["rerun"] = {"failures": failures, **({"errorCodes": error_codes} if error_codes else {})}
     if operation is not None:
