@@ -70,8 +70,10 @@ test: venv $(TOOLS:%=%-venv)
 	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) \
 	  --durations=15 $(PYTEST_ARGS) tests
 
+# The demo's injected faults leave some objects failed: it ends PARTIAL, exit status 3 (docs/LOCAL.md),
+# which is the outcome it demonstrates, so 3 counts as success here; any other non-zero status fails.
 demo: venv
-	$(VENV)/bin/batchpipe local run --objects 2000 --faults examples/local/faults.json
+	$(VENV)/bin/batchpipe local run --objects 2000 --faults examples/local/faults.json || [ $$? -eq 3 ]
 
 lint: venv
 	$(VENV)/bin/ruff check .

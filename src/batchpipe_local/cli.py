@@ -102,16 +102,12 @@ def read_inventory(path: str) -> Any:
         bucket_name(layout.source_bucket)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"{where} sourceBucket {layout.source_bucket[:70]!r} {exc}") from None
-    for number, row in enumerate(layout.objects(), start=1):
+    for place, row in layout.located_objects():  # streams; rows of another bucket are refused there
         # The objects are created in the emulated bucket: S3's own limits apply (S3 user guide,
         # "Naming Amazon S3 objects": a key is at most 1,024 bytes of UTF-8).
-        if (
-            row.bucket != layout.source_bucket
-            or not 0 < len(row.key.encode("utf-8", "surrogatepass")) <= 1024
-        ):
-            raise UsageError(
-                f"{path}: row {number} is not an object of {layout.source_bucket} with a 1-1,024 byte key"
-            )
+        size = len(row.key.encode("utf-8", "surrogatepass"))
+        if not 0 < size <= 1024:
+            raise UsageError(f"{path}: {place}: the key is {size} bytes; S3 keys are 1-1,024 bytes of UTF-8")
     return layout
 
 

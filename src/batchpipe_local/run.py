@@ -13,6 +13,7 @@ from typing import TextIO
 from . import inventory as inv
 from .cli import DEFAULT_SPEC, FORMATS, read_faults, read_inventory, read_spec
 from .confirmation import OperatorStandIn
+from .ops.commands import EXIT_NO_SUMMARY, EXIT_STATUS
 from .outputs import lambda_logs_to, prepare_out, write_outputs
 from .progress import TerminalBar, bar
 from .stack import LocalStack, readable_cause
@@ -280,4 +281,5 @@ def local_run(args: argparse.Namespace) -> int:
             "(summary.json, objects.jsonl, lambda-logs.jsonl, the pipeline bucket mirrored at its keys).",
             file=stream,
         )
-    return 0 if summary.get("status") in ("SUCCEEDED", "PARTIAL", "NOTHING_TO_DO", "DRY_RUN") else 1
+    # The operator commands' table, so a script reads `local run` and `watch` the same way.
+    return EXIT_STATUS.get(summary.get("status"), EXIT_NO_SUMMARY)

@@ -10,6 +10,7 @@ import pytest
 
 from batchpipe_local import inventory as inv
 from batchpipe_local.cli import main
+from batchpipe_local.ops.commands import EXIT_STATUS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +45,7 @@ def test_local_run_with_faults_and_lost_events_ends_partial(tmp_path, capsys):
 
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert code == 0
+    assert code == EXIT_STATUS["PARTIAL"] == 3
     assert summary["status"] == "PARTIAL"
     assert len(summary["attempts"]) == 2
     assert "▶ CheckJob" in printed
@@ -130,7 +131,7 @@ def test_a_bad_spec_is_reported_with_the_field(tmp_path, capsys):
     )
 
     printed = capsys.readouterr().out
-    assert code == 1
+    assert code == EXIT_STATUS["FAILED"] == 5
     assert "  ✗ SpecValidationError: filter.prefix: unknown field; did you mean 'prefixes'?" in printed
     assert printed.count("filter.prefix: unknown field") == 2  # the progress line and summary.json's cause
     assert "stackTrace" not in printed and "errorMessage" not in printed

@@ -3,9 +3,11 @@ exit status 2, never a traceback, and nothing the user owns is touched."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,9 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 VALID_RULE = {"keyRegex": "^a", "httpStatus": 503, "errorCode": "SlowDown"}
 
 
-def _inventory(directory: Path, keys: list[str] | None = None, fmt: str = "CSV") -> Path:
+def _inventory(
+    directory: Path, keys: list[str] | None = None, fmt: str = "CSV", stray_row: int | None = None
+) -> Path:
+    """``stray_row`` (0-based) is listed as an object of another bucket, as no real delivery has it."""
     world = World(source_bucket="their-bucket")
     objects = world.objects_with_keys(keys or [f"k/{i}" for i in range(5)])
+    if stray_row is not None:
+        objects[stray_row] = dataclasses.replace(objects[stray_row], bucket="other-bucket")
     inv.write_inventory_dir(
         directory,
         source_bucket="their-bucket",
@@ -102,6 +109,15 @@ def _long_key(u: Path, t: Path) -> list[str]:
     return ["local", "run", "--inventory", str(directory)]
 
 
+def _stray_bucket(fmt: str) -> Callable[[Path, Path], list[str]]:
+    return lambda u, t: ["local", "run", "--inventory", str(_inventory(t / "inv", fmt=fmt, stray_row=2))]
+
+
+def _md5_mismatch(d: Path) -> None:
+    (data,) = (d / "data").iterdir()
+    data.write_bytes(data.read_bytes() + b"\0")
+
+
 def _no_manifest(d: Path) -> None:
     next(d.glob("*/manifest.json")).unlink()
 
@@ -110,7 +126,10 @@ def _bad_manifest_json(d: Path) -> None:
     next(d.glob("*/manifest.json")).write_text('{"sourceBucket": ')
 
 
-# (case id, argv from (the user's folder, a scratch folder), text the one line must contain)
+# The data files' keys as in manifest.json: a folder error names the file so (then the line or row).
+DATA = "inv/their-bucket/cfg/data/"
+
+# (case id, argv from (the user's folder, a scratch folder), text(s) the one line must contain)
 CASES = [
     ("spec-list", lambda u, t: _spec(t, "[]"), "must hold a JSON object (the execution input), not a list"),
     ("spec-string", lambda u, t: _spec(t, '"tag it"'), "not a string"),
@@ -152,7 +171,27 @@ CASES = [
         lambda u, t: _bad_inventory(t, _bad_source_bucket),
         "sourceBucket '../Not A Bucket' must be 3-63 characters",
     ),
-    ("inventory-long-key", _long_key, "row 2 is not an object of their-bucket with a 1-1,024 byte key"),
+    ("inventory-long-key", _long_key, (DATA, ".csv.gz line 2: the key is 1025 bytes")),
+    (
+        "inventory-stray-bucket-csv",
+        _stray_bucket("CSV"),
+        (DATA, ".csv.gz line 3: bucket 'other-bucket' is not the manifest's sourceBucket 'their-bucket'"),
+    ),
+    (
+        "inventory-stray-bucket-parquet",
+        _stray_bucket("Parquet"),
+        (DATA, ".parquet row 3: bucket 'other-bucket' is not the manifest's sourceBucket"),
+    ),
+    (
+        "inventory-stray-bucket-orc",
+        _stray_bucket("ORC"),
+        (DATA, ".orc row 3: bucket 'other-bucket' is not the manifest's sourceBucket"),
+    ),
+    (
+        "inventory-md5-mismatch",
+        lambda u, t: _bad_inventory(t, _md5_mismatch),
+        ("data file " + DATA, ".csv.gz (", "does not match the manifest's MD5checksum"),
+    ),
     ("inventory-no-manifest", lambda u, t: _bad_inventory(t, _no_manifest), "manifest.json"),
     (
         "inventory-bad-json",
@@ -165,8 +204,16 @@ CASES = [
         "is not gzip-compressed",
     ),
     ("inventory-truncated", lambda u, t: _bad_inventory(t, _truncated), "is not gzip-compressed"),
-    ("inventory-extra-field", lambda u, t: _bad_inventory(t, _extra_field), ".csv.gz line 3: "),
-    ("inventory-missing-field", lambda u, t: _bad_inventory(t, _missing_field), ".csv.gz line 4: "),
+    (
+        "inventory-extra-field",
+        lambda u, t: _bad_inventory(t, _extra_field),
+        (DATA, ".csv.gz line 3: 16 fields, but the manifest's fileSchema lists 15"),
+    ),
+    (
+        "inventory-missing-field",
+        lambda u, t: _bad_inventory(t, _missing_field),
+        (DATA, ".csv.gz line 4: 14 fields"),
+    ),
     (
         "inventory-parquet-garbage",
         lambda u, t: ["local", "run", "--inventory", str(_parquet_garbage(t / "inv"))],
@@ -247,7 +294,8 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path, monkeypatch,
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("batchpipe: ")
-    assert culprit in err
+    for part in culprit if isinstance(culprit, tuple) else (culprit,):
+        assert part in err
     assert _snapshot(user) == before
     assert not (user / "local-run").exists()
 

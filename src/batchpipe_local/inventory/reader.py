@@ -80,9 +80,24 @@ class LocalInventory:
 
     def objects(self) -> Iterator[InventoryObject]:
         """Every row of the newest delivery; keys decoded, null versions as ``version_id=None``."""
+        for _, row in self.located_objects():
+            yield row
+
+    def located_objects(self) -> Iterator[tuple[str, InventoryObject]]:
+        """Every row with where it is ("<manifest file key> line N" for CSV, "... row N" within the
+        file for Parquet/ORC), one file in memory at a time. A row of another bucket is an
+        InventoryDirError there: a delivery mixing buckets is not what S3 writes, and dropping the row
+        would silently shrink the selection."""
         fields = schema_of(self.manifest)
-        for path in self.data_files:
-            yield from read_data_file(path.read_bytes(), self.file_format, fields, name=str(path))
+        for entry, path in zip(self.manifest["files"], self.data_files, strict=True):
+            name = str(entry["key"])
+            for where, row in read_data_file(path.read_bytes(), self.file_format, fields, name=name):
+                if row.bucket != self.source_bucket:
+                    raise InventoryDirError(
+                        f"{where}: bucket {str(row.bucket)[:70]!r} is not the manifest's sourceBucket "
+                        f"{self.source_bucket!r}"
+                    )
+                yield where, row
 
     def upload(self, s3_client: Any, bucket: str, prefix: str) -> list[str]:
         """Copies the whole folder to ``s3://bucket/prefix/`` and returns the keys written.
@@ -153,9 +168,10 @@ def schema_of(manifest: dict) -> list[Field]:
 
 def read_data_file(
     body: bytes, fmt: str, fields: list[Field], *, name: str = "data file"
-) -> Iterator[InventoryObject]:
-    """The rows of one data file; anything unreadable is an InventoryDirError naming ``name`` (and the
-    line, for CSV), never a row silently dropped."""
+) -> Iterator[tuple[str, InventoryObject]]:
+    """The rows of one data file, each with its place ("``name`` line N" for CSV, "``name`` row N" for
+    Parquet/ORC); anything unreadable is an InventoryDirError naming ``name`` (and the line, for CSV),
+    never a row silently dropped."""
     if fmt == "CSV":
         yield from _read_csv(body, fields, name)
         return
@@ -163,10 +179,11 @@ def read_data_file(
         table = pq.read_table(io.BytesIO(body)) if fmt == "Parquet" else orc.ORCFile(io.BytesIO(body)).read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InventoryDirError(f"{name} is not a readable {fmt} file: {exc}") from None
-    yield from _objects_of_table(table, fields)
+    for number, row in enumerate(_objects_of_table(table, fields), start=1):
+        yield f"{name} row {number}", row
 
 
-def _read_csv(body: bytes, fields: list[Field], name: str) -> Iterator[InventoryObject]:
+def _read_csv(body: bytes, fields: list[Field], name: str) -> Iterator[tuple[str, InventoryObject]]:
     try:
         text = gzip.decompress(body).decode("utf-8")
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
@@ -181,8 +198,10 @@ def _read_csv(body: bytes, fields: list[Field], name: str) -> Iterator[Inventory
                     f"{name} line {reader.line_num}: {len(row)} fields, but the manifest's fileSchema "
                     f"lists {len(fields)}"
                 )
-            yield _object(
-                {f.name: _cell(f, cell, name, reader.line_num) for f, cell in zip(fields, row, strict=True)}
+            line = reader.line_num
+            yield (
+                f"{name} line {line}",
+                _object({f.name: _cell(f, cell, name, line) for f, cell in zip(fields, row, strict=True)}),
             )
     except csv.Error as exc:
         raise InventoryDirError(f"{name} line {reader.line_num}: {exc}") from None
@@ -254,7 +273,9 @@ def _find_data_file(directory: Path, entry: dict) -> Path:
         raise InventoryDirError(f"data file {entry['key']} named by the manifest is not under {directory}")
     checksum = entry.get("MD5checksum")
     if checksum and hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest() != checksum:
-        raise InventoryDirError(f"{path} does not match the manifest's MD5checksum {checksum}")
+        raise InventoryDirError(
+            f"data file {entry['key']} ({path}) does not match the manifest's MD5checksum {checksum}"
+        )
     return path
 
 
