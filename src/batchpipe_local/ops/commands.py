@@ -20,7 +20,8 @@ from batchpipe_core.spec import check_spec_model
 from .aws import Aws, OperatorError, aws_errors
 from .stack import console_url, describe, execution_arn, find_stack, summary_of
 
-#: Exit status of `watch` (and `start --watch`) per run status, for scripts and CI (README, OPERATIONS.md).
+#: Exit status of `watch`, `start --watch` and `local run` per run status, for scripts and CI
+#: (README, OPERATIONS.md, LOCAL.md).
 EXIT_STATUS = {
     "SUCCEEDED": 0,
     "NOTHING_TO_DO": 0,
