@@ -4,6 +4,7 @@ real inventory folders (``local run --inventory DIR``)."""
 from __future__ import annotations
 
 import copy as copy_module
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -469,3 +470,22 @@ def test_the_glue_table_is_the_templates_and_matches_the_written_schema(fmt, ser
     from batchpipe_local.inventory.reader import schema_of
 
     assert [f.name for f in schema_of(delivery.manifest)] == columns
+
+
+@pytest.mark.parametrize(("fmt", "place"), [("CSV", "line"), ("Parquet", "row"), ("ORC", "row")])
+def test_a_row_of_another_bucket_is_reported_by_its_own_file_and_place_there(tmp_path, fmt, place):
+    objects = generate_objects(6, seed=1, bucket="b")
+    objects[4] = dataclasses.replace(objects[4], bucket="elsewhere")  # the 2nd row of the 2nd file
+    write_inventory_dir(
+        tmp_path, source_bucket="b", dest_bucket="d", dest_prefix="p", config_id="c", objects=objects,
+        fmt=fmt, delivery_time=DELIVERY, rows_per_file=3,
+    )  # fmt: skip
+    layout = read_inventory_dir(tmp_path)
+    second = layout.manifest["files"][1]["key"]
+
+    with pytest.raises(InventoryDirError) as raised:
+        list(layout.objects())
+
+    assert str(raised.value) == (
+        f"{second} {place} 2: bucket 'elsewhere' is not the manifest's sourceBucket 'b'"
+    )

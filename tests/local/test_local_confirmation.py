@@ -11,6 +11,7 @@ import pytest
 
 from batchpipe_local import inventory as inv
 from batchpipe_local.cli import main
+from batchpipe_local.ops.commands import EXIT_STATUS
 from batchpipe_local.world import World
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,9 +80,10 @@ def test_both_shipped_confirmation_examples_run_end_to_end_into_one_reused_folde
 def test_declining_leaves_every_object_untouched(inventory_dir, tmp_path, capsys):
     out = tmp_path / "out"
 
-    main(_run(inventory_dir, out, "retention.json", "--confirm", "decline", "--json"))
+    code = main(_run(inventory_dir, out, "retention.json", "--confirm", "decline", "--json"))
 
     summary = json.loads(capsys.readouterr().out)
+    assert code == EXIT_STATUS["CANCELLED"] == 4  # as `watch` would exit on the same run
     assert summary["status"] == "CANCELLED"  # a person's cancel is final: no further attempt
     assert [a["jobStatus"] for a in summary["attempts"]] == ["Cancelled"]
     assert summary["totals"]["succeeded"] == 0
