@@ -36,10 +36,32 @@ def _lost_events_run(polls_before_done: int = 1):
         return stack.run({"name": "budget", "operation": TAGGING}, name="budget")
 
 
+# What a wait that times out on a running job goes through before the next wait; the one detour
+# through ConfirmJob (S3's count, once per job) is part of the reserve, not of every wait.
+WAIT_LOOP = {"CheckJob", "JobFinished?"}
+
+
+def _wait_loop_gaps(history: list[dict]) -> list[int]:
+    """Events between consecutive CreateJobAndWait entries that only went round the wait loop."""
+    entries = _entries(history, "CreateJobAndWait")
+    gaps = []
+    for a, b in itertools.pairwise(entries):
+        between = {
+            e["stateEnteredEventDetails"]["name"]
+            for e in history[a + 1 : b]
+            if e["type"].endswith("StateEntered")
+        }
+        if between <= WAIT_LOOP:
+            gaps.append(b - a)
+    return gaps
+
+
 def test_a_year_of_job_waits_at_the_minimum_timeout_fits_the_history():
     execution = _lost_events_run()
     entries = _entries(execution.history, "CreateJobAndWait")
-    per_wait = max(b - a for a, b in itertools.pairwise(entries))
+    gaps = _wait_loop_gaps(execution.history)
+    assert gaps, "the run never went round the wait loop: raise active_seconds"
+    per_wait = max(gaps)
     minimum = int(load_template()["Parameters"]["JobWaitTimeoutSeconds"]["MinValue"])
 
     waits_in_a_year = -(-YEAR_SECONDS // minimum)
