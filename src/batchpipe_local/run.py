@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import inventory as inv
 from .cli import DEFAULT_SPEC, FORMATS, read_faults, read_inventory, read_spec
@@ -177,34 +177,70 @@ def headline(summary: dict, out: Path) -> str:
     return f"{status}: {manifest.get('objects')} objects selected{why}."
 
 
-def local_run(args: argparse.Namespace) -> int:
-    spec = read_spec(args.spec) if args.spec else DEFAULT_SPEC
-    faults = read_faults(args.faults) if args.faults else []
-    stream = sys.stderr if args.json else sys.stdout
-    out = Path(args.out)
-
+def world_of(args: argparse.Namespace) -> tuple[World, Any]:
+    """The source bucket and inventory a local stack acts on: a real delivery (`--inventory`) or generated
+    objects. `local run` and `local serve` share it, so both accept the same inventories."""
+    object_lock = getattr(args, "object_lock", False)
     if args.inventory:
         layout = read_inventory(args.inventory)
         world = World(
             source_bucket=layout.source_bucket,
             fmt=layout.file_format,
             versions=layout.versions,
-            object_lock=args.object_lock,
+            object_lock=object_lock,
         )
-    else:
-        layout = None
-        world = World(
-            fmt=FORMATS[args.inventory_format],
-            versions=args.versions.capitalize(),
-            object_lock=args.object_lock,
-        )
-        if args.inventory_fields is not None:
-            world.fields = args.inventory_fields
+        return world, layout
+    world = World(
+        fmt=FORMATS[args.inventory_format], versions=args.versions.capitalize(), object_lock=object_lock
+    )
+    if getattr(args, "inventory_fields", None) is not None:
+        world.fields = args.inventory_fields
+    return world, None
 
-    parameters = world.parameters(JobWaitTimeoutSeconds=str(args.wait_timeout))
+
+def stack_parameters(world: World, layout: Any, wait_timeout: int) -> dict[str, Any]:
+    parameters = world.parameters(JobWaitTimeoutSeconds=str(wait_timeout))
     if layout is not None:
         # A real delivery may be of any date: a deployment for it would start the projection there.
         parameters["InventoryStartDate"] = layout.dt
+    return parameters
+
+
+def populate(stack: LocalStack, world: World, layout: Any, args: argparse.Namespace, stream: TextIO) -> int:
+    """Creates the source bucket's objects and their inventory delivery on the stack; how many objects."""
+    s3 = stack.client("s3")
+    if layout is not None:
+        world.create_buckets(s3)
+        count = inv.load_inventory_dir(
+            s3,
+            layout,
+            dest_bucket=world.inventory_bucket,
+            dest_prefix=INVENTORY_DEST_PREFIX,
+            config_id=world.config_id,
+        )
+        print(f"loaded the inventory of {world.source_bucket}: {count} objects ({world.fmt})", file=stream)
+        return count
+    n = 2000 if args.objects is None else args.objects
+    objects = world.generated(n, seed=args.seed)
+    with TerminalBar(stream, "seeding", n) as seeding:
+        world.seed(s3, objects, progress=seeding)
+    del objects
+    world.objects = []  # the bucket and its inventory hold them now: not a copy for the run
+    print(
+        f"generated {n} objects in s3://{world.source_bucket} and their S3 Inventory ({world.fmt})",
+        file=stream,
+    )
+    return n
+
+
+def local_run(args: argparse.Namespace) -> int:
+    spec = read_spec(args.spec) if args.spec else DEFAULT_SPEC
+    faults = read_faults(args.faults) if args.faults else []
+    stream = sys.stderr if args.json else sys.stdout
+    out = Path(args.out)
+
+    world, layout = world_of(args)
+    parameters = stack_parameters(world, layout, args.wait_timeout)
     started = time.monotonic()
     prepare_out(out)
     with (
@@ -216,31 +252,7 @@ def local_run(args: argparse.Namespace) -> int:
             key_decoding=args.key_decoding,
         ) as stack,
     ):
-        s3 = stack.client("s3")
-        if layout is not None:
-            world.create_buckets(s3)
-            count = inv.load_inventory_dir(
-                s3,
-                layout,
-                dest_bucket=world.inventory_bucket,
-                dest_prefix=INVENTORY_DEST_PREFIX,
-                config_id=world.config_id,
-            )
-            print(
-                f"loaded the inventory of {world.source_bucket}: {count} objects ({world.fmt})", file=stream
-            )
-        else:
-            n = 2000 if args.objects is None else args.objects
-            objects = world.generated(n, seed=args.seed)
-            with TerminalBar(stream, "seeding", n) as seeding:
-                world.seed(s3, objects, progress=seeding)
-            del objects
-            world.objects = []  # the bucket and its inventory hold them now: not a copy for the run
-            count = n
-            print(
-                f"generated {n} objects in s3://{world.source_bucket} and their S3 Inventory ({world.fmt})",
-                file=stream,
-            )
+        count = populate(stack, world, layout, args, stream)
 
         execution_arn = stack.start(spec, args.name)
         with (

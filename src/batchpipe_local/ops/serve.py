@@ -217,43 +217,28 @@ def check_host(host: str) -> str:
 
 
 def local_serve(args: argparse.Namespace) -> int:
-    from .. import inventory as inv
-    from ..cli import FORMATS, read_faults, read_inventory
+    from ..cli import read_faults
     from ..outputs import lambda_logs_to, prepare_out, write_outputs
+    from ..run import populate, stack_parameters, world_of
     from ..stack import LocalStack
-    from ..world import INVENTORY_DEST_PREFIX, World
 
     host = check_host(args.host)
     if args.port > 65535:
         raise UsageError(f"--port {args.port}: a TCP port is 0-65535 (0 picks a free one)")
     faults_path = Path(args.faults) if args.faults else None
     faults = read_faults(args.faults) if args.faults else []
-    if args.inventory:
-        layout = read_inventory(args.inventory)
-        world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
-    else:
-        layout = None
-        world = World(fmt=FORMATS[args.inventory_format], versions=args.versions.capitalize())
+    world, layout = world_of(args)
     out = Path(args.out)
     prepare_out(out)
-    parameters = world.parameters(JobWaitTimeoutSeconds=str(args.wait_timeout))
     with (
         lambda_logs_to(out / "lambda-logs.jsonl"),
-        LocalStack(parameters=parameters, stack_name=args.stack_name, faults=faults) as stack,
+        LocalStack(
+            parameters=stack_parameters(world, layout, args.wait_timeout),
+            stack_name=args.stack_name,
+            faults=faults,
+        ) as stack,
     ):
-        s3 = stack.client("s3")
-        if layout is not None:
-            world.create_buckets(s3)
-            count = inv.load_inventory_dir(
-                s3,
-                layout,
-                dest_bucket=world.inventory_bucket,
-                dest_prefix=INVENTORY_DEST_PREFIX,
-                config_id=world.config_id,
-            )
-        else:
-            count = args.objects
-            world.seed(s3, world.generated(count, seed=args.seed))
+        count = populate(stack, world, layout, args, sys.stdout)
         reload_faults = FaultsFile(faults_path, stack.engine, read_faults)
         server = ThreadingHTTPServer((host, args.port), make_handler(stack, host, reload_faults.refresh))
         server.daemon_threads = True
