@@ -74,6 +74,7 @@ class ManifestRef(StatePart):
     etag: str
     # S3's count (ConfirmJob); null only when the job ended before the pipeline could check it.
     objects: int | None = Field(default=None, ge=0)
+    fields: list[str] | None = None  # the manifest's columns (BuildManifest); a retry manifest keeps them
 
 
 class Current(StatePart):
@@ -404,13 +405,19 @@ def _finish(
         "failedRetriable": counts.failed_retriable,
         "failedPermanent": counts.failed_permanent,
         "record": s3_uri(run.bucket, record_key),
-        "next": _next_attempt(current.attempt, retry_manifest, outputs.sample) if not last_attempt else None,
+        "next": _next_attempt(current.attempt, retry_manifest, outputs.sample, current.manifest.fields)
+        if not last_attempt
+        else None,
         "backoffSeconds": backoff_seconds(retry.backoffSeconds, current.attempt),
     }
 
 
-def _next_attempt(attempt: int, manifest: Uploaded | None, sample: list[str]) -> dict[str, Any] | None:
-    """The next attempt's ``current``: the retry manifest in BuildManifest's shape, or None if empty."""
+def _next_attempt(
+    attempt: int, manifest: Uploaded | None, sample: list[str], fields: list[str] | None
+) -> dict[str, Any] | None:
+    """The next attempt's ``current``: the retry manifest in BuildManifest's shape, or None if empty.
+
+    A retry manifest has its attempt's columns, so it keeps its ``fields``."""
     if manifest is None or manifest.rows == 0:
         return None
     return {
@@ -424,5 +431,6 @@ def _next_attempt(attempt: int, manifest: Uploaded | None, sample: list[str]) ->
             "sizeBytes": manifest.size,
             "bytesScanned": 0,
             "sample": sample,
+            "fields": fields,
         },
     }

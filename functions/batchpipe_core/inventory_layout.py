@@ -69,6 +69,12 @@ ALL_VERSIONS_COLUMNS: tuple[str, ...] = (
 
 INVENTORY_FORMATS = ("CSV", "Parquet", "ORC")
 INVENTORY_VERSIONS = ("Current", "All")
+# The spec's filter.versions: with an all-versions inventory, whether a job acts on the version the
+# inventory listed ("pinned": manifest rows carry its version ID) or on each key's current version
+# when the task runs ("current": manifest rows carry no version ID).
+VERSIONS_PINNED = "pinned"
+VERSIONS_CURRENT = "current"
+VERSION_CHOICES = (VERSIONS_PINNED, VERSIONS_CURRENT)
 
 _DELIVERY_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})Z$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import TransientError
+from batchpipe_core.inventory_layout import VERSIONS_CURRENT
 
 TERMINAL_STATUSES = frozenset({"Complete", "Cancelled", "Failed"})
 # Statuses in which S3 has read the whole manifest (Preparing is over), so ProgressSummary's
@@ -115,6 +116,9 @@ class ManifestRef(StatePart):
     key: str = Field(min_length=1)
     etag: str = Field(min_length=1)
     objects: int | None = None
+    # The manifest's columns as written (BuildManifest, ImportFailures, a retry manifest inherits its
+    # attempt's): CreateJob names exactly these, whatever the stack's inventory lists.
+    fields: list[Literal["Bucket", "Key", "VersionId"]] | None = None
 
 
 class CurrentAttempt(StatePart):
@@ -217,9 +221,15 @@ def tag_value(text: str, limit: int = _TAG_VALUE_MAX) -> str:
     return safe[:limit]
 
 
-def manifest_fields(inventory_versions: str) -> list[str]:
-    """An "All versions" inventory gives every manifest row a version ID column; "Current" none."""
-    return ["Bucket", "Key", "VersionId"] if inventory_versions == "All" else ["Bucket", "Key"]
+def manifest_fields(inventory_versions: str, versions: str | None = None) -> list[str]:
+    """The columns of a manifest built from this stack's inventory.
+
+    An "All versions" inventory gives every row the version ID it listed, unless the spec's
+    ``filter.versions`` is ``"current"``: then rows have no version and S3 Batch Operations acts on each
+    key's current version when the task runs. A "Current" inventory never has a version column.
+    """
+    pinned = inventory_versions == "All" and versions != VERSIONS_CURRENT
+    return ["Bucket", "Key", "VersionId"] if pinned else ["Bucket", "Key"]
 
 
 def report_prefix(run_prefix: str, attempt: int) -> str:
@@ -268,7 +278,10 @@ def build_create_job_request(
         },
         "ClientRequestToken": job_ref(run.runId, attempt),
         "Manifest": {
-            "Spec": {"Format": MANIFEST_FORMAT, "Fields": manifest_fields(settings.inventory_versions)},
+            "Spec": {
+                "Format": MANIFEST_FORMAT,
+                "Fields": manifest.fields or manifest_fields(settings.inventory_versions),
+            },
             "Location": {
                 "ObjectArn": f"arn:{partition}:s3:::{manifest.bucket}/{manifest.key}",
                 # S3 returns ETags quoted; CreateJob's documented examples pass the bare hex.

@@ -41,6 +41,7 @@ from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.inventory_layout import (
     INVENTORY_FORMATS,
     INVENTORY_VERSIONS,
+    VERSIONS_CURRENT,
     is_partition,
     known_columns,
 )
@@ -106,8 +107,9 @@ def build_unload_sql(
           AND size >= 1
         ) TO 's3://pipe/run/athena/' WITH (format = 'TEXTFILE', field_delimiter = ',', compression = 'NONE')
 
-    With ``versions="All"`` every row also gets its version ID (``null`` for null versions), delete
-    markers are always excluded and ``latestOnly`` keeps current versions only. A Parquet or ORC
+    With ``versions="All"`` every row also gets its version ID (``null`` for null versions) unless
+    ``filter.versions`` is ``"current"`` (the job then acts on each key's current version when it runs),
+    delete markers are always excluded and ``latestOnly`` keeps current versions only. A Parquet or ORC
     inventory differs only in the inner SELECT (its columns are typed and its keys are not encoded).
     Filter semantics: prefixes OR-ed, every field AND-ed; sizes inclusive; ``modifiedAfter`` inclusive
     and ``modifiedBefore`` exclusive, so adjacent ranges never overlap.
@@ -123,7 +125,7 @@ def build_unload_sql(
 
     conditions, where_text = filter_conditions(spec.get("filter") or {}, versions=versions)
     output = ["bucket", "replace(url_encode(key), '+', '%20') AS key"]
-    if versions == "All":
+    if versions == "All" and (spec.get("filter") or {}).get("versions") != VERSIONS_CURRENT:
         output.append("coalesce(version_id, 'null') AS version_id")
     needed = needed_columns(spec, versions=versions, columns=columns)
     inner = ",\n".join(f"    {_inner_column(c, inventory_format)}" for c in needed)
@@ -223,7 +225,9 @@ def needed_columns(spec: dict, *, versions: str, columns: Sequence[str] | None =
     filter_spec = spec.get("filter") or {}
     wanted = {"bucket", "key"}
     if versions == "All":
-        wanted |= {"version_id", "is_delete_marker"}
+        wanted.add("is_delete_marker")
+        if filter_spec.get("versions") != VERSIONS_CURRENT:
+            wanted.add("version_id")
         if filter_spec.get("latestOnly"):
             wanted.add("is_latest")
     for field, column in (

@@ -33,7 +33,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.inventory_layout import known_columns
+from batchpipe_core.inventory_layout import VERSION_CHOICES, VERSIONS_CURRENT, VERSIONS_PINNED, known_columns
 from batchpipe_core.operation import operation_errors, operation_names
 from batchpipe_core.query import MAX_BIGINT, build_unload_sql
 from batchpipe_core.where import normalize_where
@@ -252,6 +252,7 @@ EncryptionStatus = Annotated[
 ]
 ReportScope = Annotated[StrictStr, AfterValidator(_one_of(REPORT_SCOPES, "a report scope"))]
 Concurrency = Annotated[StrictStr, AfterValidator(_one_of(CONCURRENCY_MODES, "a concurrency mode"))]
+Versions = Annotated[StrictStr, AfterValidator(_one_of(VERSION_CHOICES, "a version choice"))]
 KeyRegex = Annotated[StrictStr, AfterValidator(_key_regex)]
 Timestamp = Annotated[StrictStr, AfterValidator(_timestamp)]
 Bytes = Annotated[StrictInt, AfterValidator(_between(0, MAX_BIGINT))]
@@ -281,6 +282,7 @@ class FilterSpec(_SpecModel):
     modified_after: Timestamp | None = None
     encryption_statuses: Annotated[list[EncryptionStatus], AfterValidator(_non_empty_unique)] | None = None
     latest_only: StrictBool | None = None
+    versions: Versions | None = None
     where: StrictStr | None = None
 
     @field_validator("max_size_bytes")
@@ -573,7 +575,33 @@ def _parse_spec(raw: Any) -> tuple[JobSpec | None, list[str]]:
 
 def _stack_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
     """Checks that depend on the stack's parameters: filter.where, rerun.failures."""
-    return _where_problems(raw, problems, config) + _rerun_problems(raw, problems, config)
+    return (
+        _where_problems(raw, problems, config)
+        + _versions_problems(raw, problems, config)
+        + _rerun_problems(raw, problems, config)
+    )
+
+
+def _versions_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
+    """filter.versions: a choice only an all-versions inventory with latestOnly offers."""
+    filter_ = raw.get("filter") if isinstance(raw, dict) else None
+    versions = filter_.get("versions") if isinstance(filter_, dict) else None
+    if versions is None or any(line.startswith("filter.versions:") for line in problems):
+        return []
+    if config.inventory_versions != "All":
+        if versions == VERSIONS_CURRENT:
+            return []  # what a current-versions inventory always does
+        return [
+            f'filter.versions: "{versions}" needs an inventory that lists version IDs, but the stack\'s '
+            "InventoryVersions is Current (jobs act on each key's current version); remove filter.versions "
+            "or use a stack with InventoryVersions=All"
+        ]
+    if versions == VERSIONS_CURRENT and filter_.get("latestOnly") is False:
+        return [
+            'filter.versions: "current" acts on each key\'s current version, which only means something with '
+            'filter.latestOnly true; remove latestOnly: false or use filter.versions "pinned"'
+        ]
+    return []
 
 
 def _rerun_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
@@ -626,6 +654,9 @@ def _with_defaults(spec: JobSpec, config: Config) -> dict[str, Any]:
             "modifiedAfter": filter_.modified_after,
             "encryptionStatuses": filter_.encryption_statuses,
             "latestOnly": _given(filter_.latest_only, True),
+            "versions": _given(
+                filter_.versions, VERSIONS_PINNED if config.inventory_versions == "All" else VERSIONS_CURRENT
+            ),
             "where": filter_.where,
         },
         "operation": copy.deepcopy(spec.operation),

@@ -44,9 +44,14 @@ COUNT_CHUNK_BYTES = 8 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+class FilterPart(StatePart):
+    versions: str | None = None
+
+
 class ManifestSpec(StatePart):
     maxObjects: int | None = None
     dryRun: bool = False
+    filter: FilterPart | None = None
 
 
 class QueryExecutionRef(StatePart):
@@ -98,6 +103,7 @@ def handler(event: dict, context: Any) -> dict:
 def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) -> dict:
     """The ``manifest`` state document of a rerun: the failures file's rows as a manifest."""
     rerun = request.spec.rerun
+    fields = manifest_fields(config.inventory_versions)
     with transient_as_retryable("turning the failures file into a manifest"):
         manifest = manifest_from_failures(
             s3,
@@ -105,7 +111,7 @@ def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) ->
             error_codes=rerun.errorCodes,
             bucket=config.pipeline_bucket,
             key=f"{as_folder(request.run.prefix)}{MANIFEST_NAME}",
-            versioned="VersionId" in manifest_fields(config.inventory_versions),
+            versioned="VersionId" in fields,
             max_objects=request.spec.maxObjects or config.default_max_objects,
         )
     metrics.add_metric(name="ManifestObjects", unit=MetricUnit.Count, value=manifest["objects"])
@@ -114,7 +120,7 @@ def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) ->
         extra={"failures": rerun.failures, "errorCodes": rerun.errorCodes, "objects": manifest["objects"]},
     )
     # The rows were counted as they were written: exact, and S3's count must agree (ConfirmJob).
-    return manifest | {"empty": manifest["objects"] == 0, "estimatedObjects": None}
+    return manifest | {"empty": manifest["objects"] == 0, "estimatedObjects": None, "fields": fields}
 
 
 def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athena: Any) -> dict:
@@ -135,6 +141,10 @@ def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athe
         "bytesScanned": bytes_scanned,
         "sample": [],
         "why": None,
+        # The UNLOAD's columns (batchpipe_core.query): every later attempt's CreateJob names these.
+        "fields": manifest_fields(
+            config.inventory_versions, request.spec.filter and request.spec.filter.versions
+        ),
     }
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
     run_prefix = as_folder(request.run.prefix)

@@ -127,6 +127,31 @@ def test_all_versions_inventory_adds_the_version_column() -> None:
     assert request["Manifest"]["Spec"]["Fields"] == ["Bucket", "Key", "VersionId"]
 
 
+@pytest.mark.parametrize("fields", [["Bucket", "Key"], ["Bucket", "Key", "VersionId"]])
+def test_the_manifest_document_names_its_own_fields(fields: list[str]) -> None:
+    """filter.versions "current" on an all-versions stack: BuildManifest wrote no version column."""
+    settings_ = jobs.JobSettings(**{**SETTINGS.__dict__, "inventory_versions": "All"})
+    current = CURRENT.model_copy(update={"manifest": CURRENT.manifest.model_copy(update={"fields": fields})})
+    request = jobs.build_create_job_request(spec_of({"operation": TAGGING}), RUN, current, settings_)
+    assert request["Manifest"]["Spec"]["Fields"] == fields
+    assert_valid_create_job(request)
+
+
+@pytest.mark.parametrize(
+    ("stack", "versions", "fields"),
+    [
+        ("All", None, ["Bucket", "Key", "VersionId"]),
+        ("All", "pinned", ["Bucket", "Key", "VersionId"]),
+        ("All", "current", ["Bucket", "Key"]),
+        ("Current", "current", ["Bucket", "Key"]),
+    ],
+)
+def test_manifest_fields_follow_the_versions_choice(
+    stack: str, versions: str | None, fields: list[str]
+) -> None:
+    assert jobs.manifest_fields(stack, versions) == fields
+
+
 def test_partition_follows_the_role_arn() -> None:
     settings_ = jobs.JobSettings(
         **{**SETTINGS.__dict__, "batch_role_arn": "arn:aws-cn:iam::123456789012:role/batch"}

@@ -146,6 +146,7 @@ def run_attempt(
                 "key": manifest_key,
                 "etag": put["ETag"].strip('"'),
                 "objects": len(tasks),
+                "fields": ["Bucket", "Key", "VersionId"] if versions else ["Bucket", "Key"],
             },
         },
         "job": {
@@ -213,6 +214,7 @@ def test_complete_job_splits_outcomes_into_files(s3, order):
     assert manifest["location"] == f"s3://{BUCKET}/{manifest['key']}"
     assert manifest["etag"] == s3.head_object(Bucket=BUCKET, Key=manifest["key"])["ETag"].strip('"')
     assert manifest["objects"] == n + 1
+    assert manifest["fields"] == ["Bucket", "Key"]  # the attempt's columns: CreateJob names them again
     rows = csv_rows(read(s3, manifest["location"]))
     # keys exactly as the report gave them (encoded once, never twice), two columns like the manifest
     assert sorted(rows) == sorted(

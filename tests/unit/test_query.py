@@ -114,6 +114,35 @@ def test_columnar_all_versions_with_latest_only(fmt):
     )
 
 
+@pytest.mark.parametrize("fmt", ["Parquet", "ORC"])
+def test_current_versions_of_an_all_versions_inventory_leave_the_version_out(fmt):
+    """filter.versions "current": rows without a version ID, so S3 acts on each key's current version."""
+    assert sql({"latestOnly": True, "versions": "current"}, fmt=fmt, versions="All") == "\n".join(
+        [
+            "UNLOAD (",
+            "SELECT bucket, replace(url_encode(key), '+', '%20') AS key",
+            "FROM (",
+            "  SELECT",
+            "    bucket,",
+            "    key,",
+            "    is_latest,",
+            "    is_delete_marker",
+            '  FROM "db"."inventory"',
+            "  WHERE dt = '2024-05-01-00-00'",
+            ") AS inventory",
+            "WHERE is_delete_marker = false",
+            "  AND is_latest = true",
+            TAIL,
+        ]
+    )
+
+
+def test_pinned_versions_are_the_default_statement():
+    assert sql({"latestOnly": True, "versions": "pinned"}, versions="All") == sql(
+        {"latestOnly": True}, versions="All"
+    )
+
+
 def test_every_field_at_once_on_csv_all_versions():
     statement = sql(
         {

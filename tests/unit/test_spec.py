@@ -70,6 +70,7 @@ FULL_SPEC = {
         "modifiedAfter": "2020-01-01T00:00:00Z",
         "encryptionStatuses": ["NOT-SSE"],
         "latestOnly": True,
+        "versions": "current",
         "where": "size > 0 AND replication_status = 'FAILED'",
     },
     "operation": TAGGING,
@@ -95,6 +96,7 @@ DEFAULTS = {
         "modifiedAfter": None,
         "encryptionStatuses": None,
         "latestOnly": True,
+        "versions": "current",
         "where": None,
     },
     "operation": TAGGING,
@@ -276,12 +278,56 @@ def test_where_may_use_version_columns_when_the_inventory_lists_all_versions(sta
     assert normalized["filter"]["where"] == "is_latest AND version_id <> 'null'"
 
 
+@pytest.mark.parametrize(
+    ("given", "normal"), [(None, "pinned"), ("pinned", "pinned"), ("current", "current")]
+)
+def test_versions_choice_on_an_all_versions_stack(stack_env, given, normal):
+    stack_env.setenv("INVENTORY_VERSIONS", "All")
+    spec = with_field("filter.versions", given) if given else {"operation": TAGGING}
+
+    assert normalize_spec(spec, Config.from_env())["filter"]["versions"] == normal
+
+
+def test_current_versions_need_latest_only(stack_env):
+    stack_env.setenv("INVENTORY_VERSIONS", "All")
+    spec = {"operation": TAGGING, "filter": {"latestOnly": False, "versions": "current"}}
+
+    with pytest.raises(SpecValidationError) as caught:
+        normalize_spec(spec, Config.from_env())
+
+    assert str(caught.value).splitlines() == [
+        'filter.versions: "current" acts on each key\'s current version, which only means something with '
+        'filter.latestOnly true; remove latestOnly: false or use filter.versions "pinned"'
+    ]
+
+
+def test_a_current_versions_stack_refuses_pinned_versions(config):
+    assert normalize_spec(with_field("filter.versions", "current"), config)["filter"]["versions"] == "current"
+    with pytest.raises(SpecValidationError) as caught:
+        normalize_spec(with_field("filter.versions", "pinned"), config)
+
+    assert str(caught.value).splitlines() == [
+        'filter.versions: "pinned" needs an inventory that lists version IDs, but the stack\'s '
+        "InventoryVersions is Current (jobs act on each key's current version); remove filter.versions "
+        "or use a stack with InventoryVersions=All"
+    ]
+
+
+def test_an_unknown_versions_choice_names_the_choices(config):
+    with pytest.raises(SpecValidationError) as caught:
+        normalize_spec(with_field("filter.versions", "Current"), config)
+
+    assert str(caught.value).splitlines() == [
+        "filter.versions: 'Current' is not a version choice; did you mean 'current'? use one of: pinned, current"
+    ]
+
+
 # ---------------------------------------------------------------- invalid specs, exact messages
 
 STORAGE_CLASSES = ", ".join(INVENTORY_STORAGE_CLASSES)
 FILTER_FIELDS = (
     "prefixes, keyRegex, storageClasses, minSizeBytes, maxSizeBytes, modifiedBefore, modifiedAfter, "
-    "encryptionStatuses, latestOnly, where"
+    "encryptionStatuses, latestOnly, versions, where"
 )
 TOP_FIELDS = "name, inventory, filter, rerun, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects, concurrency"
 TIMESTAMP_FORMAT = "must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z"
