@@ -124,7 +124,8 @@ def manifest_row(
         return (bucket, encode_key(key), version_id or "null")
     if version_id:
         raise FailuresFileError(
-            f"{source} record {record}: has version ID {version_id!r}, but this stack's manifests have no "
-            "VersionId field (InventoryVersions=Current); rerun it with a stack whose InventoryVersions is All"
+            f"{source} record {record}: has version ID {version_id!r}, but this rerun's manifest has no "
+            'VersionId field (rerun.versions "current", or InventoryVersions=Current); rerun it with '
+            'rerun.versions "pinned" on a stack whose InventoryVersions is All'
         )
     return (bucket, encode_key(key))

@@ -319,6 +319,7 @@ class RerunSpec(_SpecModel):
 
     failures: FailuresUri
     error_codes: Annotated[list[ErrorCode], AfterValidator(_non_empty_unique)] | None = None
+    versions: Versions | None = None
 
 
 class ReportSpec(_SpecModel):
@@ -583,25 +584,27 @@ def _stack_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
 
 
 def _versions_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
-    """filter.versions: a choice only an all-versions inventory with latestOnly offers."""
-    filter_ = raw.get("filter") if isinstance(raw, dict) else None
-    versions = filter_.get("versions") if isinstance(filter_, dict) else None
-    if versions is None or any(line.startswith("filter.versions:") for line in problems):
-        return []
-    if config.inventory_versions != "All":
-        if versions == VERSIONS_CURRENT:
-            return []  # what a current-versions inventory always does
-        return [
-            f'filter.versions: "{versions}" needs an inventory that lists version IDs, but the stack\'s '
-            "InventoryVersions is Current (jobs act on each key's current version); remove filter.versions "
-            "or use a stack with InventoryVersions=All"
-        ]
-    if versions == VERSIONS_CURRENT and filter_.get("latestOnly") is False:
-        return [
-            'filter.versions: "current" acts on each key\'s current version, which only means something with '
-            'filter.latestOnly true; remove latestOnly: false or use filter.versions "pinned"'
-        ]
-    return []
+    """filter.versions and rerun.versions: a choice only an all-versions inventory (with latestOnly) offers."""
+    found = []
+    for part in ("filter", "rerun"):
+        section = raw.get(part) if isinstance(raw, dict) else None
+        versions = section.get("versions") if isinstance(section, dict) else None
+        field = f"{part}.versions"
+        if versions is None or any(line.startswith(f"{field}:") for line in problems):
+            continue
+        if config.inventory_versions != "All":
+            if versions != VERSIONS_CURRENT:  # "current" is what a current-versions inventory always does
+                found.append(
+                    f'{field}: "{versions}" needs an inventory that lists version IDs, but the stack\'s '
+                    "InventoryVersions is Current (jobs act on each key's current version); remove "
+                    f"{field} or use a stack with InventoryVersions=All"
+                )
+        elif part == "filter" and versions == VERSIONS_CURRENT and section.get("latestOnly") is False:
+            found.append(
+                'filter.versions: "current" acts on each key\'s current version, which only means something '
+                'with filter.latestOnly true; remove latestOnly: false or use filter.versions "pinned"'
+            )
+    return found
 
 
 def _rerun_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
@@ -677,7 +680,13 @@ def _rerun_selection(spec: JobSpec, normalized: dict[str, Any]) -> dict[str, Any
     """A rerun's objects come from its failures file: ``rerun`` takes the place of inventory and filter."""
     if spec.rerun is None:
         return normalized
-    rerun = {"failures": spec.rerun.failures, "errorCodes": spec.rerun.error_codes}
+    rerun = {
+        "failures": spec.rerun.failures,
+        "errorCodes": spec.rerun.error_codes,
+        # As filter.versions: a "current" run's failures file has empty version IDs, which "pinned"
+        # would read as the null version.
+        "versions": _given(spec.rerun.versions, normalized["filter"]["versions"]),
+    }
     return {
         ("rerun" if name == "inventory" else name): (rerun if name == "inventory" else value)
         for name, value in normalized.items()

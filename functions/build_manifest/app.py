@@ -80,6 +80,7 @@ class BuildManifestInput(StatePart):
 class RerunPart(StatePart):
     failures: str
     errorCodes: list[str] | None = None
+    versions: str | None = None
 
 
 class RerunSpec(ManifestSpec):
@@ -103,7 +104,7 @@ def handler(event: dict, context: Any) -> dict:
 def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) -> dict:
     """The ``manifest`` state document of a rerun: the failures file's rows as a manifest."""
     rerun = request.spec.rerun
-    fields = manifest_fields(config.inventory_versions)
+    fields = manifest_fields(config.inventory_versions, rerun.versions)
     with transient_as_retryable("turning the failures file into a manifest"):
         manifest = manifest_from_failures(
             s3,

@@ -47,3 +47,24 @@ def test_a_version_written_after_the_inventory(choice):
     left_alone = newer if choice == "pinned" else listed[KEYS[0]]
     assert changed == {acted_on: [TAG], left_alone: []}
     assert unchanged == {listed[KEYS[1]]: [TAG]}
+
+
+def test_a_rerun_of_a_current_run_acts_on_current_versions():
+    """rerun.versions "current": the failures file's empty version IDs are not read as null versions."""
+    world = World(versions="All")
+    faults = [{"keyRegex": "^changed/", "httpStatus": 403, "errorCode": "AccessDenied", "times": 1}]
+    with LocalStack(parameters=world.parameters(), faults=faults) as stack:
+        s3 = stack.client("s3")
+        world.seed(s3, world.objects_with_keys(KEYS))
+        bucket = world.source_bucket
+        listed = s3.head_object(Bucket=bucket, Key=KEYS[0])["VersionId"]
+        spec = {"name": "first", "filter": {"versions": "current"}, "operation": TAGGING}
+        first = stack.run(spec, name="first")
+        newer = s3.put_object(Bucket=bucket, Key=KEYS[0], Body=b"written after the first run")["VersionId"]
+        rerun = {"failures": first.output["permanentFailures"], "versions": "current"}
+        second = stack.run({"name": "fix", "rerun": rerun, "operation": TAGGING}, name="fix")
+        changed = version_tags(s3, bucket, KEYS[0])
+
+    assert first.output["totals"]["failedPermanent"] == 1, first.output
+    assert second.output["status"] == "SUCCEEDED", second.output
+    assert changed == {newer: [TAG], listed: []}

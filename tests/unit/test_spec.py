@@ -313,6 +313,30 @@ def test_a_current_versions_stack_refuses_pinned_versions(config):
     ]
 
 
+@pytest.mark.parametrize(("given", "normal"), [(None, "pinned"), ("current", "current")])
+def test_a_rerun_chooses_its_versions_too(stack_env, given, normal):
+    stack_env.setenv("INVENTORY_VERSIONS", "All")
+    rerun = {"failures": FAILURES_URI, **({"versions": given} if given else {})}
+
+    assert (
+        normalize_spec({"operation": TAGGING, "rerun": rerun}, Config.from_env())["rerun"]["versions"]
+        == normal
+    )
+
+
+def test_a_current_versions_stack_refuses_pinned_reruns(config):
+    with pytest.raises(SpecValidationError) as caught:
+        normalize_spec(
+            {"operation": TAGGING, "rerun": {"failures": FAILURES_URI, "versions": "pinned"}}, config
+        )
+
+    assert str(caught.value).splitlines() == [
+        'rerun.versions: "pinned" needs an inventory that lists version IDs, but the stack\'s '
+        "InventoryVersions is Current (jobs act on each key's current version); remove rerun.versions "
+        "or use a stack with InventoryVersions=All"
+    ]
+
+
 def test_an_unknown_versions_choice_names_the_choices(config):
     with pytest.raises(SpecValidationError) as caught:
         normalize_spec(with_field("filter.versions", "Current"), config)
@@ -500,7 +524,7 @@ def test_there_are_many_exact_message_cases():
         ),
         (
             {"operation": TAGGING, "rerun": {"failures": FAILURES_URI, "errorcode": ["AccessDenied"]}},
-            "rerun.errorcode: unknown field; did you mean 'errorCodes'? allowed in rerun: failures, errorCodes",
+            "rerun.errorcode: unknown field; did you mean 'errorCodes'? allowed in rerun: failures, errorCodes, versions",
         ),
         (
             with_field("report.format", "CSV"),
@@ -631,13 +655,14 @@ def test_a_rerun_takes_the_place_of_inventory_and_filter(config):
 
     assert normalized == {
         "name": "batchpipe",
-        "rerun": {"failures": FAILURES_URI, "errorCodes": ["AccessDenied"]},
+        "rerun": {"failures": FAILURES_URI, "errorCodes": ["AccessDenied"], "versions": "current"},
         **{k: v for k, v in DEFAULTS.items() if k not in ("name", "inventory", "filter")},
     }
     assert normalize_spec(normalized, config) == normalized
     assert normalize_spec({"operation": TAGGING, "rerun": {"failures": FAILURES_URI}}, config)["rerun"] == {
         "failures": FAILURES_URI,
         "errorCodes": None,
+        "versions": "current",
     }
 
 
