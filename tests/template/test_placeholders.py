@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-LAMBDA_INTEGRATION = "arn:aws:states:::lambda:invoke"
+# Integration ARNs are written arn:${Partition}:states:::... (the stack's partition); what follows
+# ":::" names the integration.
+LAMBDA_INTEGRATION = "lambda:invoke"
 # A whole-value placeholder, optionally with a version or alias qualifier.
 WHOLE_PLACEHOLDER = re.compile(r"^\$\{(\w+)\}(?::[\w$-]+)?$")
 
@@ -102,7 +104,7 @@ def invoked_placeholder(state: dict[str, Any]) -> str | None:
     resource = state.get("Resource", "")
     if match := WHOLE_PLACEHOLDER.match(resource):
         return match.group(1)
-    if not resource.startswith(LAMBDA_INTEGRATION):
+    if not resource.partition(":::")[2].startswith(LAMBDA_INTEGRATION):
         return None
     arguments = state.get("Parameters") or state.get("Arguments") or {}
     match = WHOLE_PLACEHOLDER.match(str(arguments.get("FunctionName", "")))
@@ -194,6 +196,15 @@ def test_contract_task_invokes_its_function(
     placeholder = invoked_placeholder(states[state_name])
     assert placeholder, f"{state_name} must be a Lambda Task"
     assert substituted_function(substitutions.get(placeholder)) == function_id
+
+
+def test_integration_arns_are_in_the_stacks_partition(asl: dict) -> None:
+    literal = sorted(
+        name
+        for name, state in iter_states(asl)
+        if state.get("Type") == "Task" and state.get("Resource", "").startswith("arn:aws:")
+    )
+    assert literal == [], "write arn:${Partition}:states:::... so GovCloud and China deployments work"
 
 
 def test_validate_spec_is_the_first_state(asl: dict) -> None:
