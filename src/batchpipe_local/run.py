@@ -71,7 +71,9 @@ class Progress:
             detail = ""
             if name == "CreateJobAndWait" and isinstance(state_input.get("current"), dict):
                 current = state_input["current"]
-                detail = f"  attempt {current.get('attempt')}: {current.get('manifest', {}).get('objects')} objects"
+                objects = current.get("manifest", {}).get("objects")
+                counted = "S3 has not counted the objects yet" if objects is None else f"{objects} objects"
+                detail = f"  attempt {current.get('attempt')}: {counted}"
             elif name in ("Backoff", "WaitForQuery"):
                 detail = "  (waits are compressed locally)"
             self.say(f"▶ {name}{detail}")
@@ -81,11 +83,11 @@ class Progress:
             if name == "BuildManifest" and isinstance(output.get("manifest"), dict):
                 manifest = output["manifest"]
                 counted = (
-                    "not counted yet (S3 counts it)"
+                    "objects not counted yet (S3 Batch Operations counts them)"
                     if manifest.get("objects") is None
-                    else manifest["objects"]
+                    else f"{manifest['objects']} objects"
                 )
-                self.say(f"  manifest: {counted} objects, {manifest.get('bytesScanned')} bytes scanned")
+                self.say(f"  manifest: {counted}, {manifest.get('bytesScanned')} bytes scanned")
             elif name == "ConfirmJob" and isinstance(output.get("current"), dict):
                 current = output["current"]
                 self.say(
