@@ -1,14 +1,15 @@
-"""One attempt's completion report -> counts, retry manifest, failures file and attempt record.
+"""One attempt's outcomes -> retry manifest, failures files and attempt record.
 
-ProcessReportFunction's work. Input: the state's ``spec``, ``run``, ``current`` and ``job``; output:
-``processed`` (ARCHITECTURE.md). Everything large goes to S3 under ``<run.prefix>attempt-<n>/``; the
-state gets counts and pointers.
+The models of the report stage's input (the state's ``spec``, ``run``, ``current`` and ``job``), the
+writers of an attempt's (or one part's) failure files, and the record that ends the stage; the reading
+is fanout.py's. Everything large goes to S3 under ``<run.prefix>attempt-<n>/``; the state gets counts
+and pointers (``processed``, ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,28 +22,18 @@ from batchpipe_core.accounting import (
     AttemptTally,
     backoff_seconds,
     check_attempt,
-    preferred_outcome,
-    tally_parts,
 )
-from batchpipe_core.classification import NOT_RUN, Disposition
-from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
-from batchpipe_core.jobs import TERMINAL_STATUSES, StatePart
-from batchpipe_core.keys import as_folder, encode_key
+from batchpipe_core.classification import NOT_RUN
+from batchpipe_core.errors import AccountingError
+from batchpipe_core.jobs import StatePart
+from batchpipe_core.keys import encode_key
 from batchpipe_core.observability import logger, metrics
 from batchpipe_core.report import (
     FAILURE_HEADER,
     CsvUpload,
     ManifestRow,
-    Reconciliation,
-    ReportManifest,
     ReportRow,
     Uploaded,
-    iter_manifest_rows,
-    iter_report_parts,
-    iter_report_rows,
-    manifest_field_count,
-    read_report_manifest,
-    report_manifest_key,
     s3_uri,
 )
 
@@ -80,6 +71,8 @@ class ManifestRef(StatePart):
 class Current(StatePart):
     attempt: int = Field(ge=1)
     manifest: ManifestRef
+    # Set by the state machine when the merge found a Complete job's report wanting: join it instead.
+    joinReport: bool = False
 
 
 class ReportRef(StatePart):
@@ -124,13 +117,26 @@ class AttemptOutputs:
     they go to the retries-exhausted file, which has the permanent-failures layout.
     """
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, *, last_attempt: bool, fields: Callable[[], int]):
-        self.permanent = CsvUpload(s3, bucket, f"{prefix}permanent-failures.csv", header=FAILURE_HEADER)
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        prefix: str,
+        *,
+        last_attempt: bool,
+        fields: Callable[[], int],
+        headers: bool = True,
+    ):
+        # A part's files (headers=False) are pieces of the attempt's: no header, none when empty.
+        header = FAILURE_HEADER if headers else None
+        self.permanent = CsvUpload(
+            s3, bucket, f"{prefix}permanent-failures.csv", header=header, skip_if_empty=not headers
+        )
         self.retry = (
             None if last_attempt else CsvUpload(s3, bucket, f"{prefix}retry-manifest.csv", skip_if_empty=True)
         )
         self.exhausted = (
-            CsvUpload(s3, bucket, f"{prefix}retries-exhausted.csv", header=FAILURE_HEADER, skip_if_empty=True)
+            CsvUpload(s3, bucket, f"{prefix}retries-exhausted.csv", header=header, skip_if_empty=True)
             if last_attempt
             else None
         )
@@ -171,192 +177,74 @@ def failure_fields(row: ReportRow) -> tuple[str, ...]:
     return (row.bucket, row.decoded_key, row.version_id, http_status, row.error_code, row.message)
 
 
-# ------------------------------------------------------------------------------------- the work
+# ------------------------------------------------------------------------------------- the record
 
 
-@dataclass
-class _Pass:
-    counts: AttemptTally
-    outputs: AttemptOutputs
-    reconciliation: Reconciliation | None = None
+def not_run_row(message: str) -> Callable[[ManifestRow], ReportRow]:
+    """A manifest row the report never mentions, as a failed outcome: retriable ``NotRun``."""
 
-
-def process_attempt(
-    s3: Any,
-    event: ProcessReportInput,
-    *,
-    retry: RetrySettings,
-    unknown: Disposition,
-    default_scope: str = "AllTasks",
-    cancelled_by: str | None = None,
-) -> dict:
-    """Accounts for every object of the attempt's manifest exactly once, then writes the record.
-
-    ``cancelled_by`` says who cancelled a Cancelled job (``accounting.CANCELLED_BY_*``). A person's
-    cancel is final: the attempt is the last one whatever ``retry`` allows, and its retriable objects
-    (those never run, and those that ran and failed retriably) go to the retries-exhausted file, which
-    the run's failures file includes, so the operator can rerun them (spec ``rerun``).
-
-    Where each object's outcome comes from:
-
-    * No report (S3 writes none when no task was invoked, e.g. a manifest ETag mismatch): every
-      manifest row is ``NotRun``. If the job says tasks ran, the report must exist: TransientError.
-    * A Complete job ran every task, so its report suffices and the manifest is not read:
-      ``AllTasks`` lists every task; ``FailedTasksOnly`` lists the failures and the rest succeeded.
-      Both are checked (row count = objects; failures = the job's failed count when known); a report
-      that disagrees - duplicate rows of a task run twice, a missing row - falls to the next case.
-    * Otherwise (Failed or Cancelled jobs) the report is joined with the manifest: a manifest row
-      with no report row is ``NotRun`` (retriable). Under ``FailedTasksOnly`` a missing row may also
-      be a success; that is only assumed when the job's ProgressSummary shows every task ran
-      (succeeded + failed = objects). Otherwise such rows are run again rather than guessed: S3 runs
-      tasks at least once anyway, so operations are already required to tolerate a rerun, and the
-      counts stay exact (an object is counted once, as retriable, then by the attempt that settles it).
-    """
-    job, current, run = event.job, event.current, event.run
-    if job.status not in TERMINAL_STATUSES:
-        raise BatchPipeError(f"job {job.jobId} is {job.status}; ProcessReport needs a terminal job")
-    if current.manifest.objects is None:
-        current = current.model_copy(update={"manifest": _counted(s3, current.manifest, job)})
-        event = event.model_copy(update={"current": current})
-    manifest = current.manifest
-    prefix = as_folder(run.prefix)
-    attempt_prefix = f"{prefix}attempt-{current.attempt}/"
-    by_person = job.status == "Cancelled" and cancelled_by == CANCELLED_BY_OPERATOR
-    last_attempt = current.attempt >= retry.maxAttempts or by_person
-    report_bucket = job.report.bucket or run.bucket
-    report_prefix = job.report.prefix or f"{attempt_prefix}report"
-    scope = job.report.scope or (event.spec.report and event.spec.report.scope) or default_scope
-    report = read_report_manifest(s3, report_bucket, report_prefix, job.jobId)
-    not_run = _not_run(
-        f"not run: job {job.status}" + (f" ({job.statusUpdateReason})" if job.statusUpdateReason else "")
-    )
-
-    def new_pass(rows: Iterable[ReportRow] | None = None) -> _Pass:
-        """Outcomes counted and written: ``rows``, else the report's batches (the Complete-job path)."""
-        outputs = AttemptOutputs(
-            s3,
-            run.bucket,
-            attempt_prefix,
-            last_attempt=last_attempt,
-            fields=lambda: manifest_field_count(s3, manifest.bucket, manifest.key),
-        )
-        counts = tally_parts(
-            [rows] if rows is not None else iter_report_parts(s3, report),
-            unknown=unknown,
-            on_retriable=outputs.on_retriable,
-            on_permanent=outputs.on_permanent,
-        )
-        return _Pass(counts, outputs)
-
-    def joined_pass(absent: Callable[[ManifestRow], ReportRow]) -> _Pass:
-        assert report is not None
-        joined = Reconciliation(
-            iter_manifest_rows(s3, manifest.bucket, manifest.key),
-            iter_report_rows(s3, report),
-            absent=absent,
-            prefer=preferred_outcome(unknown),
-            expected_rows=manifest.objects,
-        )
-        result = new_pass(joined)
-        result.reconciliation = joined
-        return result
-
-    if report is None:
-        if job.status == "Complete" or (job.succeeded or 0) + (job.failed or 0) > 0:
-            raise TransientError(
-                f"job {job.jobId} is {job.status} and ran tasks, but its report "
-                f"s3://{report_bucket}/{report_manifest_key(report_prefix, job.jobId)} is not there yet"
-            )
-        result = new_pass(not_run(row) for row in iter_manifest_rows(s3, manifest.bucket, manifest.key))
-    elif job.status == "Complete":
-        result = new_pass()
-        if _complete_report_adds_up(result.counts, job, scope, manifest.objects):
-            if scope == "FailedTasksOnly":
-                result.counts.succeeded += manifest.objects - result.counts.rows
-        else:
-            logger.warning(
-                "report does not match the manifest one to one; joining them",
-                extra={"rows": result.counts.rows, "objects": manifest.objects},
-            )
-            result.outputs.abort()
-            result = joined_pass(_succeeded if scope == "FailedTasksOnly" else not_run)
-    else:
-        ran_every_task = (
-            job.succeeded is not None
-            and job.failed is not None
-            and job.succeeded + job.failed == manifest.objects
-        )
-        result = joined_pass(_succeeded if scope == "FailedTasksOnly" and ran_every_task else not_run)
-
-    return _finish(
-        s3,
-        event,
-        result,
-        report,
-        scope=scope,
-        retry=retry,
-        attempt_prefix=attempt_prefix,
-        last_attempt=last_attempt,
-        cancelled_by=cancelled_by if job.status == "Cancelled" else None,
-    )
-
-
-def _counted(s3: Any, manifest: ManifestRef, job: JobOutcome) -> ManifestRef:
-    """The manifest with its object count, for a job that ended before ConfirmJob saw it counted.
-
-    A Complete job ran every task S3 counted; any other job may have stopped in Preparing, so the
-    pipeline counts the rows of its own manifest (one streamed read, only in this rare case).
-    """
-    if job.status == "Complete" and job.total is not None:
-        objects = job.total
-    else:
-        objects = sum(1 for _ in iter_manifest_rows(s3, manifest.bucket, manifest.key))
-    logger.warning(
-        "the job ended before its count was checked", extra={"jobId": job.jobId, "objects": objects}
-    )
-    return manifest.model_copy(update={"objects": objects})
-
-
-def _complete_report_adds_up(counts: AttemptTally, job: JobOutcome, scope: str, objects: int) -> bool:
-    failures = counts.failed_retriable + counts.failed_permanent
-    if scope == "FailedTasksOnly":
-        return counts.rows <= objects and (job.failed is None or job.failed == failures)
-    return counts.rows == objects
-
-
-def _not_run(message: str) -> Callable[[ManifestRow], ReportRow]:
     def absent(row: ManifestRow) -> ReportRow:
         return ReportRow(row.bucket, row.key, row.version_id, "failed", None, NOT_RUN, message)
 
     return absent
 
 
-def _succeeded(row: ManifestRow) -> ReportRow:
+def succeeded_row(row: ManifestRow) -> ReportRow:
+    """A manifest row a FailedTasksOnly report of a job that ran every task leaves out: it succeeded."""
     return ReportRow(row.bucket, row.key, row.version_id, "succeeded", None, "", "")
 
 
-def _finish(
+@dataclass(frozen=True)
+class AttemptFiles:
+    """The attempt's files, written: failures (always), retry manifest and retries exhausted (if any)."""
+
+    permanent: Uploaded | None
+    retry: Uploaded | None
+    exhausted: Uploaded | None
+
+
+def finish_attempt(
     s3: Any,
     event: ProcessReportInput,
-    result: _Pass,
-    report: ReportManifest | None,
+    counts: AttemptTally,
+    files: AttemptFiles,
     *,
+    report_uri: str | None,
     scope: str,
     retry: RetrySettings,
     attempt_prefix: str,
     last_attempt: bool,
     cancelled_by: str | None,
+    unmatched: int,
+    sample: list[str],
 ) -> dict[str, Any]:
+    """Checks the attempt's accounting, writes its record and returns the state's ``processed``.
+
+    Where each object's outcome comes from (fanout.py does the reading):
+
+    * No report (S3 writes none when no task was invoked, e.g. a manifest ETag mismatch): every
+      manifest row is ``NotRun``. If the job says tasks ran, the report must exist: TransientError.
+    * A Complete job ran every task, so its report suffices and the manifest is not read:
+      ``AllTasks`` lists every task; ``FailedTasksOnly`` lists the failures and the rest succeeded.
+      Both are checked (row count = objects; failures = the job's failed count when known); a report
+      that disagrees - duplicate rows of a task run twice, a missing row - is joined instead.
+    * Otherwise (Failed or Cancelled jobs) the report is joined with the manifest: a manifest row
+      with no report row is ``NotRun`` (retriable). Under ``FailedTasksOnly`` a missing row may also
+      be a success; that is only assumed when the job's ProgressSummary shows every task ran
+      (succeeded + failed = objects). Otherwise such rows are run again rather than guessed: S3 runs
+      tasks at least once anyway, so operations are already required to tolerate a rerun, and the
+      counts stay exact (an object is counted once, as retriable, then by the attempt that settles it).
+
+    A person's cancel (``cancelled_by`` operator) is final: the attempt is the last one whatever
+    ``retry`` allows, and its retriable objects go to the retries-exhausted file, which the run's
+    failures file includes, so the operator can rerun them (spec ``rerun``).
+    """
     job, current, run = event.job, event.current, event.run
-    counts, outputs = result.counts, result.outputs
     if counts.total != current.manifest.objects:
-        outputs.abort()
         raise AccountingError(
             f"attempt {current.attempt}: {counts.total} outcomes for a manifest of {current.manifest.objects} objects"
         )
-    permanent = outputs.permanent.close()
-    retry_manifest = outputs.retry.close() if outputs.retry else None
-    exhausted = outputs.exhausted.close() if outputs.exhausted else None
+    permanent, retry_manifest, exhausted = files.permanent, files.retry, files.exhausted
     if retry_manifest is not None and retry_manifest.rows != counts.failed_retriable:
         raise AccountingError(
             f"retry manifest has {retry_manifest.rows} rows, {counts.failed_retriable} retriable"
@@ -377,14 +265,14 @@ def _finish(
         notRun=counts.not_run,
         errors=dict(counts.errors.most_common()),
         unknownErrorCodes=dict(counts.unknown_errors.most_common()),
-        report=report.uri if report else None,
+        report=report_uri,
         reportScope=scope,
         failureReasons=job.failureReasons,
         statusUpdateReason=job.statusUpdateReason or None,
         permanentFailures=permanent.uri if permanent else None,
         retryManifest=retry_manifest.uri if retry_manifest else None,
         retriesExhausted=exhausted.uri if exhausted else None,
-        unmatchedReportRows=result.reconciliation.unmatched if result.reconciliation else 0,
+        unmatchedReportRows=unmatched,
         cancelledBy=cancelled_by,
     )
     check_attempt(record)
@@ -405,7 +293,7 @@ def _finish(
         "failedRetriable": counts.failed_retriable,
         "failedPermanent": counts.failed_permanent,
         "record": s3_uri(run.bucket, record_key),
-        "next": _next_attempt(current.attempt, retry_manifest, outputs.sample, current.manifest.fields)
+        "next": _next_attempt(current.attempt, retry_manifest, sample, current.manifest.fields)
         if not last_attempt
         else None,
         "backoffSeconds": backoff_seconds(retry.backoffSeconds, current.attempt),

@@ -37,6 +37,8 @@ class Config:
     job_wait_timeout_seconds: int
     concurrency_wait_seconds: int
     state_machine_name: str
+    report_part_rows: int
+    join_partition_rows: int
 
     @classmethod
     def from_env(cls) -> Config:
@@ -64,4 +66,6 @@ class Config:
             job_wait_timeout_seconds=int(_env("JOB_WAIT_TIMEOUT_SECONDS", "21600")),
             concurrency_wait_seconds=int(_env("CONCURRENCY_WAIT_SECONDS", "43200")),
             state_machine_name=_env("STATE_MACHINE_NAME", "batchpipe-pipeline"),
+            report_part_rows=int(_env("REPORT_PART_ROWS", "10000000")),
+            join_partition_rows=int(_env("JOIN_PARTITION_ROWS", "2000000")),
         )

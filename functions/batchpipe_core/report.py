@@ -396,6 +396,99 @@ def parse_report_manifest(document: dict[str, Any], bucket: str, key: str) -> Re
     return ReportManifest(bucket=bucket, key=key, results=results, schema=document.get("ReportSchema", ""))
 
 
+# ------------------------------------------------------------------------------------ byte windows
+
+
+class ByteWindow(io.RawIOBase):
+    """The records of an object that start in one stretch of it: for a report too large for one
+    invocation, each worker reads a window (docs/PERFORMANCE.md, "Fan-out").
+
+    It begins at a record boundary (byte 0, or where the previous window ended) and passes bytes on
+    until at least ``limit`` have gone by, then up to the end of the record in progress: the first
+    newline at or past the limit that is outside quotes. Quotes are counted as the bytes pass (RFC 4180:
+    a field's quotes come in pairs, so an odd count means the newline is inside a quoted field, as a
+    completion report's ResultMessage may hold one). The next window starts at ``consumed``; the
+    windows of one object therefore tile it exactly, record by record. ``bytes.count`` and
+    ``bytes.find`` over whole blocks: nothing per row.
+    """
+
+    def __init__(self, binary: IO[bytes], limit: int) -> None:
+        self._binary = binary
+        self._limit = limit
+        self._pending = b""
+        self._quotes = 0
+        self._cut = False
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._cut:
+            return b""
+        want = READ_BUFFER_BYTES if size is None or size < 0 else max(1, size)
+        chunk, self._pending = (self._pending, b"") if self._pending else (self._binary.read(want), b"")
+        if len(chunk) > want:
+            chunk, self._pending = chunk[:want], chunk[want:]
+        if not chunk:
+            return b""
+        search = max(0, self._limit - 1 - self.consumed)  # a record may end at the limit's last byte
+        if search >= len(chunk):
+            self._quotes += chunk.count(b'"')
+            self.consumed += len(chunk)
+            return chunk
+        quotes = self._quotes + chunk.count(b'"', 0, search)
+        while True:
+            newline = chunk.find(b"\n", search)
+            if newline < 0:
+                self._quotes = quotes + chunk.count(b'"', search)
+                self.consumed += len(chunk)
+                return chunk
+            quotes += chunk.count(b'"', search, newline)
+            if quotes % 2 == 0:
+                self._cut, self._pending = True, b""
+                self.consumed += newline + 1
+                return chunk[: newline + 1]
+            search = newline + 1
+
+
+@dataclass
+class Window:
+    """An open window of ``bucket/key`` from ``offset``: ``stream`` to read, then ``next_offset``."""
+
+    stream: ByteWindow
+    body: Any
+    offset: int
+    size: int  # the whole object's
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.stream.consumed
+
+    @property
+    def next_offset(self) -> int | None:
+        """Where the next window starts, or None when this one reached the object's end."""
+        return self.end if self.end < self.size else None
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def open_window(s3: Any, bucket: str, key: str, offset: int, limit: int) -> Window:
+    """A ByteWindow over ``bucket/key`` from ``offset`` (a record boundary), by one streamed GET.
+
+    Byte 0 is read without a Range (an empty object has no byte range to ask for)."""
+    ranged = {"Range": f"bytes={offset}-"} if offset else {}
+    response = s3.get_object(Bucket=bucket, Key=key, **ranged)
+    size = int(response["ContentRange"].rsplit("/", 1)[1]) if offset else int(response["ContentLength"])
+    return Window(ByteWindow(response["Body"], limit), response["Body"], offset, size)
+
+
 # ------------------------------------------------------------------------------------ S3 reading
 
 

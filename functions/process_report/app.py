@@ -1,6 +1,7 @@
-"""ProcessReportFunction: one attempt's completion report -> counts, retry manifest, failures, record.
+"""ProcessReportFunction: the report's parts -> the attempt's counts, files and record.
 
-Wiring only; the work is ``batchpipe_core.attempts.process_attempt``.
+Wiring only; the work is ``batchpipe_core.fanout.merge_parts`` (the parts are PlanReport's plan,
+done by ReportPartFunction in the state machine's Distributed Maps).
 """
 
 from __future__ import annotations
@@ -10,31 +11,23 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from batchpipe_core.attempts import ProcessReportInput, RetrySettings, process_attempt
-from batchpipe_core.classification import policy_disposition
+from batchpipe_core.attempts import ProcessReportInput, RetrySettings
 from batchpipe_core.config import Config
-from batchpipe_core.jobs import token_key, transient_as_retryable
+from batchpipe_core.fanout import PlanRef, merge_parts
+from batchpipe_core.jobs import transient_as_retryable
 from batchpipe_core.observability import instrumented
-from batchpipe_core.tokens import TokenTable, who_cancelled
+
+
+class MergeInput(ProcessReportInput):
+    reportPlan: PlanRef
 
 
 @instrumented
-@event_parser(model=ProcessReportInput)
-def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
+@event_parser(model=MergeInput)
+def handler(event: MergeInput, context: Any) -> dict[str, Any]:
     config = Config.from_env()
     retry = event.spec.retry or RetrySettings(
         maxAttempts=config.default_max_attempts, backoffSeconds=config.default_backoff_seconds
     )
-    cancelled_by = None
-    if event.job.status == "Cancelled" and event.run.runId:
-        table = TokenTable(config.token_table, boto3.client("dynamodb"))
-        cancelled_by = who_cancelled(table, token_key(event.run.runId, event.current.attempt))
-    with transient_as_retryable("processing the completion report"):
-        return process_attempt(
-            boto3.client("s3"),
-            event,
-            retry=retry,
-            unknown=policy_disposition(config.unknown_error_policy),
-            default_scope=config.default_report_scope,
-            cancelled_by=cancelled_by,
-        )
+    with transient_as_retryable("merging the report's parts"):
+        return merge_parts(boto3.client("s3"), event, event.reportPlan, retry=retry)

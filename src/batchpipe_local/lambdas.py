@@ -15,6 +15,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class InProcessFunction:
     memory_mb: int = 512
     timeout_seconds: int = 60
     invocations: int = 0
+    # The latest events, for tests that compare events/ with what a run really sends (a Distributed
+    # Map's children invoke functions outside the parent execution's history).
+    received: deque = field(default_factory=lambda: deque(maxlen=20))
 
     def load(self) -> Callable[[Any, Any], Any]:
         root = str(self.code_uri)
@@ -69,6 +73,7 @@ class InProcessFunction:
 
     def __call__(self, event: Any) -> Any:
         self.invocations += 1
+        self.received.append(event)
         context = LambdaContext(self.name, self.arn, self.memory_mb, self.timeout_seconds)
         # A real invocation gets the event as JSON, so it must survive a round trip.
         return self.load()(json.loads(json.dumps(event)), context)

@@ -77,6 +77,10 @@ def real_payloads():
             if details and details["resourceType"] == "lambda":
                 parameters_sent = json.loads(details["parameters"])
                 payloads[arn_to_id[parameters_sent["FunctionName"]]].append(parameters_sent["Payload"])
+        # A Distributed Map's children are executions of their own: their Task events are not in the
+        # parent's history, so take what the function received.
+        for logical_id in ("ReportPartFunction",):
+            payloads[logical_id] = list(stack.functions.by_logical_id[logical_id].received)
         # JobStatusFunction is not a Task: EventBridge sends it S3 Batch status events (drop mode
         # dropped them, so take what the engine emitted and the rule matched).
         rules = {rule.target: rule for rule in stack.router.rules}

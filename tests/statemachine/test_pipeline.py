@@ -95,13 +95,16 @@ def test_happy_path_tags_exactly_the_selected_objects(fmt):
     selected = [k for k in KEYS if k.startswith("photos/2023/")]
     assert execution.status == "SUCCEEDED"
     assert execution.states_entered[: len(HAPPY_PATH)] == HAPPY_PATH
-    assert execution.states_entered[-9:] == [
+    assert execution.states_entered[-12:] == [
         "FirstAttempt",
         "CreateJobAndWait",  # until S3 has counted the manifest (Suspended)
         "CountNeeded?",
         "ConfirmJob",  # maxObjects on S3's count, then Ready
         "CreateJobAndWait",  # until the job ends
         "CountNeeded?",
+        "PlanReport",  # a Complete job: its report's files, counted window by window
+        "ReadReportParts",
+        "JoinNeeded?",  # no: nothing to join
         "ProcessReport",
         "MoreToRetry?",
         "Summarize",

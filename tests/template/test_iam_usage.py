@@ -502,7 +502,26 @@ def task_actions(resource: str) -> frozenset[str]:
         )
     if resource.startswith("arn:") and ":function:" in resource:
         return frozenset({"lambda:InvokeFunction"})
+    if integration.startswith("s3:"):  # a Distributed Map's ItemReader: arn:aws:states:::s3:getObject
+        api_action = integration.split(":", 1)[1]
+        return operation_actions("s3", api_action[0].upper() + api_action[1:])
     raise AssertionError(f"no IAM mapping for Task resource {resource!r}: add one to task_actions")
+
+
+def _map_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        if state.get("Type") == "Map":
+            yield name, state
+            yield from _map_states(state.get("ItemProcessor", state.get("Iterator", {})).get("States", {}))
+        for branch in state.get("Branches", []):
+            yield from _map_states(branch["States"])
+
+
+# Step Functions developer guide, "IAM policies for using Distributed Map states": the state machine
+# role starts the children as executions of the state machine and may describe and stop them.
+DISTRIBUTED_MAP_ACTIONS = frozenset(
+    {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+)
 
 
 def needed_by_state_machine() -> dict[str, set[str]]:
@@ -510,6 +529,13 @@ def needed_by_state_machine() -> dict[str, set[str]]:
     for name, state in _task_states(asl_definition()["States"]):
         for action in task_actions(state["Resource"]):
             needed.setdefault(action, set()).add(f"Task {name} ({state['Resource']})")
+    for name, state in _map_states(asl_definition()["States"]):
+        if state.get("ItemProcessor", {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED":
+            for action in DISTRIBUTED_MAP_ACTIONS:
+                needed.setdefault(action, set()).add(f"Distributed Map {name}")
+        if "ItemReader" in state:
+            for action in task_actions(state["ItemReader"]["Resource"]):
+                needed.setdefault(action, set()).add(f"ItemReader of {name}")
     properties = template()["Resources"][STATE_MACHINE_ID]["Properties"]
     if properties.get("Logging", {}).get("Level", "OFF") != "OFF":
         for action in LOG_DELIVERY_ACTIONS:

@@ -216,11 +216,21 @@ def test_create_job_and_wait_waits_for_a_task_token_with_a_timeout(asl: dict) ->
     state = asl["States"]["CreateJobAndWait"]
     assert state["Resource"].endswith(".waitForTaskToken")
     assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, "a lost event must not hang a run"
-    # BRIEF: CreateJobAndWait -> ProcessReport; in between only the Choice that sends a job S3 has
-    # just counted to ConfirmJob (and back), so a finished job goes straight on.
-    choice = asl["States"][state["Next"]]
-    assert choice["Type"] == "Choice" and choice["Default"] == "ProcessReport"
-    assert asl["States"][choice["Choices"][0]["Next"]]["Next"] == "CreateJobAndWait"
+    # CreateJobAndWait -> ProcessReport; in between, the Choice that sends a job S3 has just counted
+    # to ConfirmJob (and back), then the report's fan-out, which only leads on to ProcessReport.
+    states = asl["States"]
+    choice = states[state["Next"]]
+    assert choice["Type"] == "Choice" and choice["Default"] == "PlanReport"
+    assert states[choice["Choices"][0]["Next"]]["Next"] == "CreateJobAndWait"
+    fan_out = reachable(states, ["PlanReport"], stop=frozenset({"ProcessReport", "Summarize"}))
+    assert fan_out == {
+        "PlanReport",
+        "ReadReportParts",
+        "JoinNeeded?",
+        "JoinPartitions",
+        "ProcessReport",
+        "Summarize",
+    }
 
 
 def test_a_wait_timeout_either_waits_again_or_continues(asl: dict) -> None:

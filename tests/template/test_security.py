@@ -551,12 +551,12 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits(cfn: dict[str, Any]) 
     assert not never_emitted, f"alarms/dashboard watch metrics SummarizeFunction never emits: {never_emitted}"
 
 
-def test_process_report_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_layer_is_named(
+def test_the_report_reader_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_layer_is_named(
     cfn: dict[str, Any],
 ) -> None:
     """No code from outside the repository's pins: ArrowLayer is built by `sam build` from a pinned
     requirements file for the functions' runtime and architecture; the AWS SDK for pandas managed layer
-    (AWS's account) replaces it only when a team names it. Only ProcessReportFunction has a layer."""
+    (AWS's account) replaces it only when a team names it. Only ReportPartFunction (the report reader) has a layer."""
     parameter = cfn["Parameters"]["AWSSDKPandasLayerArn"]
     pattern = parameter["AllowedPattern"]
     assert parameter["Default"] == ""  # deploys as is in any region, with ArrowLayer
@@ -594,7 +594,7 @@ def test_process_report_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_lay
         if "Layers" in function_properties(cfn, function_id)
     }
     assert layers == {
-        "ProcessReportFunction": [
+        "ReportPartFunction": [
             {
                 "Fn::If": [
                     "HasAWSSDKPandasLayer",

@@ -24,7 +24,9 @@ from batchpipe_core.jobs import token_key  # noqa: E402
 from batchpipe_core.keys import encode_key  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
 from batchpipe_core.tokens import TokenTable  # noqa: E402
+from plan_report import app as plan_app  # noqa: E402
 from process_report import app  # noqa: E402
+from report_part import app as part_app  # noqa: E402
 from tests.unit.test_report_layout import (  # noqa: E402
     SPECIAL_KEYS,
     Task,
@@ -69,9 +71,13 @@ class Context:
     aws_request_id = "req-1"
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    for name, value in ENV.items():
+#: Bounds per invocation: one part per file, and tiny windows and partitions (many parts per file).
+PART_BOUNDS = {"one part": {}, "many parts": {"REPORT_PART_ROWS": "4", "JOIN_PARTITION_ROWS": "3"}}
+
+
+@pytest.fixture(params=list(PART_BOUNDS))
+def s3(monkeypatch, request):
+    for name, value in {**ENV, **PART_BOUNDS[request.param]}.items():
         monkeypatch.setenv(name, value)
     # Powertools reads the namespace when observability is imported, before this fixture runs.
     monkeypatch.setattr(metrics, "namespace", "BatchPipe")
@@ -161,7 +167,28 @@ def run_attempt(
             "report": {"bucket": BUCKET, "prefix": report_prefix, "scope": scope},
         },
     }
-    return app.handler(event, Context())
+    return run_stage(event)
+
+
+def run_stage(event: dict) -> dict:
+    """The report stage as the state machine runs it: PlanReport; ReportPart over every file's
+    windows in turn (ReadReportParts) and over every partition (JoinPartitions); ProcessReport; and
+    the whole again as a join when ProcessReport asks for it (MoreToRetry? -> JoinReport)."""
+    for _ in range(2):
+        ref = plan_app.handler(event, Context())
+        s3 = boto3.client("s3", region_name="us-east-1")
+        for items in (ref["readItems"], ref["joinItems"]):
+            for item in json.loads(s3.get_object(Bucket=ref["bucket"], Key=items)["Body"].read()):
+                offset = 0
+                while offset is not None:
+                    offset = part_app.handler({"plan": ref, "item": item, "offset": offset}, Context())[
+                        "offset"
+                    ]
+        processed = app.handler({**event, "reportPlan": ref}, Context())
+        if not processed["rejoin"]:
+            return processed
+        event = {**event, "current": {**event["current"], "joinReport": True}}
+    raise AssertionError("ProcessReport asked for a second join")
 
 
 def read(s3, uri: str) -> bytes:
@@ -419,8 +446,8 @@ def test_a_manifest_count_that_disagrees_is_an_accounting_error(s3):
         status="Failed",
         report={"bucket": BUCKET, "prefix": f"{PREFIX}attempt-1/report", "scope": "AllTasks"},
     )
-    with pytest.raises(AccountingError, match="2 outcomes for a manifest of 3 objects"):
-        app.handler(event, Context())
+    with pytest.raises(AccountingError, match="the manifest has 2 rows; S3 counted 3 objects"):
+        run_stage(event)
 
 
 def test_a_job_still_running_is_refused(s3):
@@ -444,7 +471,7 @@ def test_the_sample_event_parses_and_runs(s3):
     write_report(
         s3, event["job"]["report"]["bucket"], event["job"]["report"]["prefix"], event["job"]["jobId"], tasks
     )
-    output = app.handler(event, Context())
+    output = run_stage(event)
     assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
         123,
         120,

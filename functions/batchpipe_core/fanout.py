@@ -1,0 +1,578 @@
+"""One attempt's report, processed by many bounded invocations: plan, parts, merge.
+
+No invocation reads more than a bounded stretch of report or manifest (docs/PERFORMANCE.md,
+"Fan-out"), so a job of any size - S3 Batch Operations takes billions of objects - is processed by
+many workers of the same size, each finishing far inside its timeout:
+
+* **plan** (PlanReportFunction) reads the report's ``manifest.json`` and writes ``plan.json`` and the
+  item lists the state machine's Distributed Maps read, under ``<attempt>/parts/<mode>/``;
+* **parts** (ReportPartFunction, one Map child per results file or partition) read one
+  ``report.ByteWindow`` of at most ``partRows`` records (``MIN_ROW_BYTES``) and
+  return where the next window starts; the child loops until the file is done:
+
+  - ``count`` (a Complete job: its report alone holds every outcome): count and classify the window
+    in Arrow (``accounting.tally_parts``) and write its failures;
+  - ``join`` (a Failed or Cancelled job, or a report that does not add up: which manifest rows did the
+    report never mention?): first each window of the manifest and of the report is *scattered* into
+    ``partitions`` files by a stable hash of the object's identity, then one worker per partition
+    joins its two sides in memory (``report.Reconciliation``) and writes its outcomes;
+
+* **merge** (ProcessReportFunction) adds the parts' counts - exact integers, nothing estimated -
+  checks that the windows tile every file and that every partition was joined, and joins the parts'
+  failure files server-side (``multipart.concatenate``) into the attempt's files.
+
+Every part writes to keys named after what it read (file and offset, or partition), so a retried
+invocation overwrites its own output and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from batchpipe_core.accounting import AttemptTally, preferred_outcome, tally, tally_parts
+from batchpipe_core.attempts import (
+    AttemptFiles,
+    AttemptOutputs,
+    ProcessReportInput,
+    RetrySettings,
+    finish_attempt,
+    not_run_row,
+    succeeded_row,
+)
+from batchpipe_core.classification import Disposition
+from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
+from batchpipe_core.jobs import TERMINAL_STATUSES
+from batchpipe_core.keys import as_folder
+from batchpipe_core.multipart import Source, concatenate
+from batchpipe_core.observability import logger
+from batchpipe_core.report import (
+    CSV_MODULE,
+    FAILURE_HEADER,
+    PYARROW,
+    CsvWriter,
+    Reconciliation,
+    Uploaded,
+    Window,
+    arrow_result_parts,
+    default_reader,
+    identity,
+    manifest_field_count,
+    open_window,
+    parse_manifest_rows,
+    parse_result_rows,
+    read_report_manifest,
+    read_result_rows,
+    report_manifest_key,
+    text_stream,
+)
+
+COUNT, JOIN = "count", "join"
+MANIFEST, REPORT = "manifest", "report"
+#: How the parts' outputs are named; the merge joins each kind into the attempt's file of that name.
+KINDS = {
+    "permanent": "permanent-failures.csv",
+    "retry": "retry-manifest.csv",
+    "exhausted": "retries-exhausted.csv",
+}
+SAMPLE_KEYS = 20
+MERGE_READERS = 16  # parallel GETs of the parts' small tally documents
+#: The fewest bytes a record can take, so that ``rows`` records are at most ``rows * MIN_ROW_BYTES``
+#: bytes and a window of that many bytes holds at most ``rows`` records (the last one may run past
+#: the limit). A results CSV record has 7 fields: 6 commas, a newline, a bucket name (3 or more), a
+#: key (1 or more) and a task status ("failed" at least): 17 bytes. A manifest record: a bucket name,
+#: a comma, a key and a newline: 6 bytes.
+MIN_ROW_BYTES = {"report": 17, "manifest": 6}
+#: Join partitions are sized for this many rows on average, so that the hash's spread keeps every
+#: partition under ``joinRows`` (at 2 million rows a partition is 1.6 million +- 1,300: 280 standard
+#: deviations of headroom; at the tests' 1,000, 800 +- 28: 7).
+PARTITION_FILL = 0.8
+
+
+class FileRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bucket: str
+    key: str
+
+
+class Plan(BaseModel):
+    """``plan.json``: everything a part needs that the state does not carry."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: str
+    bucket: str
+    prefix: str  # <attempt>/parts/<mode>/
+    attemptPrefix: str
+    attempt: int
+    lastAttempt: bool
+    fields: int | None  # the manifest's columns (2 or 3), for retry-manifest rows
+    scope: str
+    cancelledBy: str | None
+    manifest: FileRef
+    results: list[FileRef]  # the report's results files, in its manifest.json order
+    report: str | None  # the report's manifest.json URI
+    objects: int | None  # S3's count of the manifest, when known
+    partitions: int
+    absent: str  # what a manifest row the report never mentions is: notRun, or succeeded
+    notRunMessage: str
+    partRows: int = Field(ge=1)
+    joinRows: int = Field(ge=1)
+
+
+class PlanRef(BaseModel):
+    """What the state carries between the plan, the Maps and the merge."""
+
+    model_config = ConfigDict(extra="ignore")
+    bucket: str
+    prefix: str
+    mode: str
+    partitions: int
+    readItems: str
+    joinItems: str
+
+
+# ------------------------------------------------------------------------------------------- plan
+
+
+def plan_report(
+    s3: Any,
+    event: ProcessReportInput,
+    *,
+    retry: RetrySettings,
+    default_scope: str,
+    cancelled_by: str | None,
+    part_rows: int,
+    join_rows: int,
+) -> dict[str, Any]:
+    """Writes ``plan.json`` and the Maps' item lists; returns the PlanRef for the state.
+
+    ``count`` when the job is Complete, S3 counted it and no earlier merge found its report wanting;
+    else ``join``. A job that never invoked a task has no report: a join with nothing on the report
+    side, so every object is NotRun. Items: ``{"side", "file"}`` per file to read in windows
+    (``read-items.json``), ``{"partition"}`` per partition to join (``join-items.json``, join only).
+    """
+    job, current, run = event.job, event.current, event.run
+    if job.status not in TERMINAL_STATUSES:
+        raise BatchPipeError(f"job {job.jobId} is {job.status}; ProcessReport needs a terminal job")
+    manifest = current.manifest
+    objects = manifest.objects
+    if objects is None and job.status == "Complete" and job.total is not None:
+        objects = job.total  # a Complete job ran every task S3 counted
+    attempt_prefix = f"{as_folder(run.prefix)}attempt-{current.attempt}/"
+    by_person = job.status == "Cancelled" and cancelled_by == "operator"
+    last_attempt = current.attempt >= retry.maxAttempts or by_person
+    report_bucket = job.report.bucket or run.bucket
+    report_prefix = job.report.prefix or f"{attempt_prefix}report"
+    scope = job.report.scope or (event.spec.report and event.spec.report.scope) or default_scope
+    report = read_report_manifest(s3, report_bucket, report_prefix, job.jobId)
+    ran_tasks = (job.succeeded or 0) + (job.failed or 0) > 0
+    if report is None and (job.status == "Complete" or ran_tasks):
+        raise TransientError(
+            f"job {job.jobId} is {job.status} and ran tasks, but its report "
+            f"s3://{report_bucket}/{report_manifest_key(report_prefix, job.jobId)} is not there yet"
+        )
+    mode = COUNT if report is not None and job.status == "Complete" and objects is not None else JOIN
+    if current.joinReport:
+        mode = JOIN
+    ran_every_task = job.status == "Complete" or (
+        job.succeeded is not None and job.failed is not None and job.succeeded + job.failed == objects
+    )
+    results = [FileRef(bucket=r.bucket, key=r.key) for r in report.results] if report else []
+    partitions = 0
+    if mode == JOIN:
+        rows = objects if objects is not None else _estimated_rows(s3, manifest.bucket, manifest.key)
+        partitions = max(1, math.ceil(rows / (join_rows * PARTITION_FILL)))
+    prefix = f"{attempt_prefix}parts/{mode}/"
+    plan = Plan(
+        mode=mode,
+        bucket=run.bucket,
+        prefix=prefix,
+        attemptPrefix=attempt_prefix,
+        attempt=current.attempt,
+        lastAttempt=last_attempt,
+        fields=None if last_attempt else manifest_field_count(s3, manifest.bucket, manifest.key),
+        scope=scope,
+        cancelledBy=cancelled_by if job.status == "Cancelled" else None,
+        manifest=FileRef(bucket=manifest.bucket, key=manifest.key),
+        results=results,
+        report=report.uri if report else None,
+        objects=objects,
+        partitions=partitions,
+        absent="succeeded" if scope == "FailedTasksOnly" and ran_every_task else "notRun",
+        notRunMessage=f"not run: job {job.status}"
+        + (f" ({job.statusUpdateReason})" if job.statusUpdateReason else ""),
+        partRows=part_rows,
+        joinRows=join_rows,
+    )
+    read_items = [{"side": REPORT, "file": i} for i in range(len(results))]
+    if mode == JOIN:
+        read_items.insert(0, {"side": MANIFEST, "file": 0})
+    ref = PlanRef(
+        bucket=run.bucket,
+        prefix=prefix,
+        mode=mode,
+        partitions=partitions,
+        readItems=f"{prefix}read-items.json",
+        joinItems=f"{prefix}join-items.json",
+    )
+    _put_json(s3, run.bucket, f"{prefix}plan.json", plan.model_dump())
+    _put_json(s3, run.bucket, ref.readItems, read_items)
+    _put_json(s3, run.bucket, ref.joinItems, [{"partition": p} for p in range(partitions)])
+    logger.info(
+        "report planned",
+        extra={"mode": mode, "files": len(read_items), "partitions": partitions, "objects": objects},
+    )
+    return ref.model_dump()
+
+
+def _estimated_rows(s3: Any, bucket: str, key: str) -> int:
+    """About how many rows a manifest S3 never counted has, from its size and its first 64 KiB.
+
+    Only the number of join partitions depends on it, and only their size depends on that."""
+    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    head = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
+    rows = max(1, head.count(b"\n"))
+    return math.ceil(size / max(1, len(head)) * rows * 1.2)
+
+
+# ------------------------------------------------------------------------------------------ parts
+
+
+def work_on_part(
+    s3: Any, ref: PlanRef, item: dict[str, Any], offset: int, *, unknown: Disposition
+) -> int | None:
+    """One invocation's share of the plan: a window of a file, or a partition. Returns the offset of
+    the file's next window, or None when the item is done."""
+    plan = load_plan(s3, ref)
+    if "partition" in item:
+        _join_partition(s3, plan, int(item["partition"]), unknown)
+        return None
+    side, number = item["side"], int(item["file"])
+    source = plan.manifest if side == MANIFEST else plan.results[number]
+    window = open_window(s3, source.bucket, source.key, offset, plan.partRows * MIN_ROW_BYTES[side])
+    part_id = f"{side}-{number:05d}-{offset:015d}"
+    extent = {"side": side, "file": number, "offset": offset}
+    try:
+        if plan.mode == COUNT:
+            _count_window(s3, plan, window, part_id, extent, unknown)
+        else:
+            _scatter_window(s3, plan, window, side, part_id, extent)
+    finally:
+        window.close()
+    return window.next_offset
+
+
+def load_plan(s3: Any, ref: PlanRef) -> Plan:
+    body = s3.get_object(Bucket=ref.bucket, Key=f"{ref.prefix}plan.json")["Body"].read()
+    return Plan.model_validate_json(body)
+
+
+def _outputs(s3: Any, plan: Plan, part_id: str) -> AttemptOutputs:
+    return AttemptOutputs(
+        s3,
+        plan.bucket,
+        f"{plan.prefix}out/{part_id}/",
+        last_attempt=plan.lastAttempt,
+        fields=lambda: plan.fields or 2,
+        headers=False,
+    )
+
+
+def _count_window(
+    s3: Any, plan: Plan, window: Window, part_id: str, extent: dict, unknown: Disposition
+) -> None:
+    outputs = _outputs(s3, plan, part_id)
+    reader = default_reader()
+    if reader == PYARROW:
+        parts: Any = arrow_result_parts(window.stream)
+    else:
+        parts = [read_result_rows(window.stream, CSV_MODULE)]
+    counts = tally_parts(
+        parts, unknown=unknown, on_retriable=outputs.on_retriable, on_permanent=outputs.on_permanent
+    )
+    extent.update(end=window.end, size=window.size)
+    _write_tally(s3, plan, part_id, counts, outputs, extent=extent)
+
+
+def partition_of(row: tuple, partitions: int) -> int:
+    """The partition of an object: a stable hash (CRC-32) of its identity - bucket, decoded key,
+    version - the same in every process, whichever side and spelling the row comes from."""
+    bucket, key, version = identity(row[0], row[1], row[2])
+    text = f"{bucket}\x00{key}\x00{version}".encode("utf-8", "surrogatepass")
+    return zlib.crc32(text) % partitions
+
+
+def _scatter_window(s3: Any, plan: Plan, window: Window, side: str, part_id: str, extent: dict) -> None:
+    """The window's rows into one CSV per partition (manifest rows as 3 fields, report rows as 7)."""
+    buffers: dict[int, io.StringIO] = {}
+    writers: dict[int, CsvWriter] = {}
+    rows = 0
+    if side == MANIFEST:
+        with text_stream(window.stream) as text:
+            for row in parse_manifest_rows(text):
+                _writer(buffers, writers, partition_of(row, plan.partitions)).writerow(row)
+                rows += 1
+    else:
+        for report_row in read_result_rows(window.stream):
+            fields = list(report_row)
+            fields[4] = "" if report_row.http_status is None else str(report_row.http_status)
+            _writer(buffers, writers, partition_of(report_row, plan.partitions)).writerow(fields)
+            rows += 1
+    for partition, buffer in sorted(buffers.items()):
+        s3.put_object(
+            Bucket=plan.bucket,
+            Key=f"{plan.prefix}scatter/p{partition:05d}/{part_id}.csv",
+            Body=buffer.getvalue().encode("utf-8", "surrogatepass"),
+        )
+    extent.update(end=window.end, size=window.size, rows=rows)
+    _put_json(s3, plan.bucket, f"{plan.prefix}scattered/{part_id}.json", extent)
+
+
+def _writer(buffers: dict[int, io.StringIO], writers: dict[int, CsvWriter], partition: int) -> CsvWriter:
+    writer = writers.get(partition)
+    if writer is None:
+        buffers[partition] = io.StringIO(newline="")
+        writer = writers[partition] = CsvWriter(buffers[partition])
+    return writer
+
+
+def _join_partition(s3: Any, plan: Plan, partition: int, unknown: Disposition) -> None:
+    folder = f"{plan.prefix}scatter/p{partition:05d}/"
+    keys = sorted(_list_keys(s3, plan.bucket, folder))
+    part_id = f"p{partition:05d}"
+
+    def rows_of(side: str, parse: Any) -> Iterator:
+        for key in keys:
+            if key[len(folder) :].startswith(side + "-"):
+                body = s3.get_object(Bucket=plan.bucket, Key=key)["Body"]
+                with text_stream(body) as text:
+                    yield from parse(text)
+
+    absent = succeeded_row if plan.absent == "succeeded" else not_run_row(plan.notRunMessage)
+    joined = Reconciliation(
+        rows_of(MANIFEST, parse_manifest_rows),
+        rows_of(REPORT, parse_result_rows),
+        absent=absent,
+        prefer=preferred_outcome(unknown),
+        expected_rows=plan.joinRows,
+    )
+    outputs = _outputs(s3, plan, part_id)
+    counts = tally(
+        joined, unknown=unknown, on_retriable=outputs.on_retriable, on_permanent=outputs.on_permanent
+    )
+    _write_tally(
+        s3, plan, part_id, counts, outputs, extent={"partition": partition}, unmatched=joined.unmatched
+    )
+
+
+def _write_tally(
+    s3: Any,
+    plan: Plan,
+    part_id: str,
+    counts: AttemptTally,
+    outputs: AttemptOutputs,
+    *,
+    extent: dict,
+    unmatched: int = 0,
+) -> None:
+    """The part's outputs first, then its tally: a tally names only files that exist."""
+    files = {}
+    for kind, upload in (
+        ("permanent", outputs.permanent),
+        ("retry", outputs.retry),
+        ("exhausted", outputs.exhausted),
+    ):
+        done = upload.close() if upload is not None else None
+        files[kind] = (
+            None
+            if done is None
+            else {"key": done.key, "etag": done.etag, "size": done.size, "rows": done.rows}
+        )
+    document = {
+        **extent,
+        "rows": counts.rows,
+        "succeeded": counts.succeeded,
+        "failedRetriable": counts.failed_retriable,
+        "failedPermanent": counts.failed_permanent,
+        "notRun": counts.not_run,
+        "errors": dict(counts.errors),
+        "unknownErrors": dict(counts.unknown_errors),
+        "unmatched": unmatched,
+        "sample": outputs.sample,
+        "files": files,
+    }
+    _put_json(s3, plan.bucket, f"{plan.prefix}out/{part_id}/tally.json", document)
+
+
+# ------------------------------------------------------------------------------------------ merge
+
+
+def merge_parts(s3: Any, event: ProcessReportInput, ref: PlanRef, *, retry: RetrySettings) -> dict[str, Any]:
+    """The attempt's record from its parts, or ``{"rejoin": true}`` when a Complete job's report does
+    not account for its manifest one to one (duplicate rows of a task run twice, a missing row): the
+    state machine then plans the attempt again as a join."""
+    plan = load_plan(s3, ref)
+    tallies = _read_documents(s3, plan.bucket, f"{plan.prefix}out/", "tally.json")
+    counts = AttemptTally()
+    for document in tallies:
+        _add(counts, document)
+    objects = plan.objects
+    if plan.mode == COUNT:
+        _check_tiles(tallies, plan.results, REPORT, what="report")
+        assert objects is not None
+        job = event.job
+        if not _complete_report_adds_up(counts, job.failed, plan.scope, objects):
+            logger.warning(
+                "report does not match the manifest one to one; joining them",
+                extra={"rows": counts.rows, "objects": objects},
+            )
+            return {
+                "rejoin": True,
+                "attempt": plan.attempt,
+                "total": None,
+                "succeeded": None,
+                "failedRetriable": None,
+                "failedPermanent": None,
+                "record": None,
+                "next": None,
+                "backoffSeconds": 0,
+            }
+        if plan.scope == "FailedTasksOnly":
+            counts.succeeded += objects - counts.rows
+    else:
+        scattered = _read_documents(s3, plan.bucket, f"{plan.prefix}scattered/", ".json")
+        _check_tiles(scattered, [plan.manifest], MANIFEST, what="manifest")
+        _check_tiles(scattered, plan.results, REPORT, what="report")
+        joined = sorted(d["partition"] for d in tallies)
+        if joined != list(range(plan.partitions)):
+            raise TransientError(
+                f"{len(joined)} of {plan.partitions} partitions joined; run the attempt's parts again"
+            )
+        manifest_rows = sum(d["rows"] for d in scattered if d["side"] == MANIFEST)
+        if objects is not None and manifest_rows != objects:
+            raise AccountingError(f"the manifest has {manifest_rows} rows; S3 counted {objects} objects")
+        objects = manifest_rows
+    if objects != event.current.manifest.objects:
+        current = event.current
+        manifest = current.manifest.model_copy(update={"objects": objects})
+        event = event.model_copy(update={"current": current.model_copy(update={"manifest": manifest})})
+    if counts.total != objects:
+        raise AccountingError(
+            f"attempt {plan.attempt}: {counts.total} outcomes for a manifest of {objects} objects"
+        )
+    files = AttemptFiles(
+        permanent=_join_files(s3, plan, tallies, "permanent", header=True, always=True),
+        retry=_join_files(s3, plan, tallies, "retry", header=False),
+        exhausted=_join_files(s3, plan, tallies, "exhausted", header=True),
+    )
+    sample = [key for d in sorted(tallies, key=_part_order) for key in d["sample"]][:SAMPLE_KEYS]
+    return finish_attempt(
+        s3,
+        event,
+        counts,
+        files,
+        report_uri=plan.report,
+        scope=plan.scope,
+        retry=retry,
+        attempt_prefix=plan.attemptPrefix,
+        last_attempt=plan.lastAttempt,
+        cancelled_by=plan.cancelledBy,
+        unmatched=sum(d["unmatched"] for d in tallies),
+        sample=sample,
+    ) | {"rejoin": False}
+
+
+def _complete_report_adds_up(counts: AttemptTally, job_failed: int | None, scope: str, objects: int) -> bool:
+    failures = counts.failed_retriable + counts.failed_permanent
+    if scope == "FailedTasksOnly":
+        return counts.rows <= objects and (job_failed is None or job_failed == failures)
+    return counts.rows == objects
+
+
+def _add(counts: AttemptTally, document: dict[str, Any]) -> None:
+    counts.rows += document["rows"]
+    counts.succeeded += document["succeeded"]
+    counts.failed_retriable += document["failedRetriable"]
+    counts.failed_permanent += document["failedPermanent"]
+    counts.not_run += document["notRun"]
+    counts.errors.update(document["errors"])
+    counts.unknown_errors.update(document["unknownErrors"])
+
+
+def _part_order(document: dict[str, Any]) -> tuple:
+    return (
+        document.get("partition", -1),
+        document.get("side", ""),
+        document.get("file", -1),
+        document.get("offset", -1),
+    )
+
+
+def _check_tiles(documents: list[dict], files: list[FileRef], side: str, *, what: str) -> None:
+    """Each file's windows start at 0, each where the last ended, and the last ends at the file's end:
+    every record was read, and once."""
+    windows: dict[int, list[dict]] = {}
+    for document in documents:
+        if document.get("side") == side:
+            windows.setdefault(document["file"], []).append(document)
+    for number, ref in enumerate(files):
+        expected = 0
+        for window in sorted(windows.get(number, []), key=lambda w: w["offset"]):
+            if window["offset"] != expected:
+                raise TransientError(
+                    f"{what} s3://{ref.bucket}/{ref.key}: no part read bytes {expected}..{window['offset']}"
+                )
+            expected = window["end"]
+            size = window["size"]
+        if expected == 0 and not windows.get(number):
+            raise TransientError(f"{what} s3://{ref.bucket}/{ref.key}: no part read it")
+        if expected != size:
+            raise TransientError(f"{what} s3://{ref.bucket}/{ref.key}: parts read {expected} of {size} bytes")
+
+
+def _join_files(
+    s3: Any, plan: Plan, tallies: list[dict], kind: str, *, header: bool, always: bool = False
+) -> Uploaded | None:
+    """The parts' ``kind`` files as one object of the attempt, joined inside S3 (UploadPartCopy);
+    parts under 5 MiB are read and uploaded together (multipart.py)."""
+    parts = [d["files"][kind] for d in sorted(tallies, key=_part_order) if d["files"][kind]]
+    key = f"{plan.attemptPrefix}{KINDS[kind]}"
+    head = (",".join(FAILURE_HEADER) + "\n").encode() if header else b""
+    joined = concatenate(
+        s3,
+        bucket=plan.bucket,
+        sources=[Source(p["key"], p["size"], p["etag"]) for p in parts],
+        key=key,
+        scratch_prefix=f"{plan.prefix}scratch/{kind}/",
+        head=head,
+    )
+    rows = sum(p["rows"] for p in parts)
+    if joined is not None:
+        return Uploaded(plan.bucket, key, joined.etag, joined.size, rows)
+    if not always:
+        return None
+    put = s3.put_object(Bucket=plan.bucket, Key=key, Body=head, ContentType="text/csv")
+    return Uploaded(plan.bucket, key, put["ETag"].strip('"'), len(head), 0)
+
+
+def _read_documents(s3: Any, bucket: str, prefix: str, suffix: str) -> list[dict]:
+    keys = [k for k in _list_keys(s3, bucket, prefix) if k.endswith(suffix)]
+    with ThreadPoolExecutor(max_workers=MERGE_READERS) as pool:
+        return list(pool.map(lambda k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()), keys))
+
+
+def _list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents", []):
+            yield entry["Key"]
+
+
+def _put_json(s3: Any, bucket: str, key: str, document: Any) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode(), ContentType="application/json")

@@ -1,0 +1,188 @@
+"""The report stage fanned out with tiny bounds: at most 1,000 records per worker, 20,000 objects.
+
+Real pipeline.asl.json (its two Distributed Maps run by moto's interpreter, children and all) and
+real handlers on the embedded AWS. Three kinds of job end an attempt: Complete (its report counted
+window by window), Failed at S3's failure threshold and cancelled by a person (both joined with their
+manifest through hash partitions). Each test checks the accounting and the retry manifest exactly,
+against an oracle that reads S3's report with the csv module, and counts the state transitions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from urllib.parse import unquote
+
+from tests.statemachine.test_pipeline import TAGGING, pipeline, read_s3_uri, run_folder_uri
+
+OBJECTS = 20_000
+ROWS_PER_WORKER = 1_000
+BOUNDS = {"ReportPartRows": str(ROWS_PER_WORKER), "JoinPartitionRows": str(ROWS_PER_WORKER)}
+DONE = {"batchpipe": "done"}
+ODD = ["a b", "plus+sign", "100%", 'quote"comma,', "ünï/日本"]
+# The report stage's states in the parent execution, per attempt: counted, or joined.
+COUNT_STATES = ["PlanReport", "ReadReportParts", "JoinNeeded?", "ProcessReport"]
+JOIN_STATES = ["PlanReport", "ReadReportParts", "JoinNeeded?", "JoinPartitions", "ProcessReport"]
+
+
+def keys(bad: int = 0) -> list[str]:
+    """``bad`` keys (a-bad/) first in key order - S3 Inventory lists keys in order and the job runs
+    its manifest in order - then 2% slow/ (503 once), 0.25% gone/ (404) and ok/; some keys with
+    characters that need encoding."""
+
+    def group(i: int) -> str:
+        if i < bad:
+            return "a-bad"
+        return "slow" if i % 50 == 1 else "gone" if i % 400 == 3 else "ok"
+
+    return [f"{group(i)}/{ODD[i % len(ODD)] if i % 97 == 0 else ''}{i:05d}.bin" for i in range(OBJECTS)]
+
+
+def of(all_keys: list[str], group: str) -> list[str]:
+    return [k for k in all_keys if k.startswith(group + "/")]
+
+
+FAULTS = [
+    {"keyRegex": "^slow/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1},
+    {"keyRegex": "^gone/", "httpStatus": 404, "errorCode": "NoSuchKey"},
+]
+
+
+def tagged(stack, some_keys: list[str]) -> list[str]:
+    """Those of ``some_keys`` that carry the run's tag (asked one by one: a sample, not all 20,000)."""
+    s3, bucket = stack.client("s3"), stack.world.source_bucket
+    done = []
+    for key in some_keys:
+        tag_set = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+        if {t["Key"]: t["Value"] for t in tag_set} == DONE:
+            done.append(key)
+    return done
+
+
+def s3_json(stack, bucket: str, key: str):
+    return json.loads(stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def list_keys(stack, bucket: str, prefix: str) -> list[str]:
+    pages = stack.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+
+
+def parts(stack, record: dict, mode: str) -> tuple[list[dict], list[dict]]:
+    """The attempt's part documents: (tallies of counted windows or joined partitions, scattered windows)."""
+    bucket, key = record["uri"].removeprefix("s3://").split("/", 1)
+    prefix = key.rsplit("/", 1)[0] + f"/parts/{mode}/"
+    documents = {
+        k: s3_json(stack, bucket, k) for k in list_keys(stack, bucket, prefix) if k.endswith(".json")
+    }
+    tallies = [d for k, d in documents.items() if k.endswith("/tally.json")]
+    scattered = [d for k, d in documents.items() if "/scattered/" in k]
+    return tallies, scattered
+
+
+def report_oracle(stack, report_uri: str) -> dict[str, str]:
+    """decoded key -> task status, read from S3's report files with the csv module alone."""
+    bucket, key = report_uri.removeprefix("s3://").split("/", 1)
+    document = s3_json(stack, bucket, key)
+    statuses: dict[str, str] = {}
+    for result in document["Results"]:
+        text = read_s3_uri(stack, f"s3://{result['Bucket']}/{result['Key']}")
+        for row in csv.reader(io.StringIO(text, newline="")):
+            statuses[unquote(row[1])] = row[3]
+    return statuses
+
+
+def retry_manifest_keys(stack, uri: str | None) -> list[str]:
+    if uri is None:
+        return []
+    return [unquote(row[1]) for row in csv.reader(io.StringIO(read_s3_uri(stack, uri), newline=""))]
+
+
+def attempt_records(stack, execution) -> list[dict]:
+    """Each attempt's record.json (under the run's folder, where the manifest lies), with its URI."""
+    folder = run_folder_uri(execution)
+    records = []
+    for attempt in execution.output["attempts"]:
+        uri = f"{folder}attempt-{attempt['attempt']}/record.json"
+        records.append(json.loads(read_s3_uri(stack, uri)) | {"uri": uri})
+    return records
+
+
+def report_stage_transitions(execution) -> list[list[str]]:
+    """The parent execution's states from PlanReport to ProcessReport, per attempt."""
+    stages, current = [], None
+    for name in execution.states_entered:
+        if name == "PlanReport" and current is None:
+            current = []
+        if current is not None:
+            current.append(name)
+            if name == "ProcessReport" and current.count("PlanReport") == current.count("ProcessReport"):
+                stages.append(current)
+                current = None
+        if name == "JoinReport" and stages:
+            current = [*stages.pop(), name]
+    return stages
+
+
+def child_transitions(tallies: list[dict], scattered: list[dict]) -> int:
+    """States entered in the Maps' children: per file read in w windows, ReadPart and MoreOfFile? w
+    times, NextWindow w-1 times, FileRead once (3w); per partition, JoinPartition once."""
+    windows = len(scattered) if scattered else len(tallies)
+    partitions = len(tallies) if scattered else 0
+    return 3 * windows + partitions
+
+
+def assert_bounded(tallies: list[dict], scattered: list[dict]) -> None:
+    windows = scattered or tallies
+    assert len(windows) > OBJECTS // ROWS_PER_WORKER  # really fanned out
+    assert max(w.get("rows", 0) for w in windows) <= ROWS_PER_WORKER
+    if scattered:  # a partition's worker holds its manifest rows: at most JoinPartitionRows
+        assert (
+            max(t["succeeded"] + t["failedRetriable"] + t["failedPermanent"] for t in tallies)
+            <= ROWS_PER_WORKER
+        )
+
+
+def test_a_complete_job_is_counted_window_by_window_and_its_retry_manifest_is_exact():
+    all_keys = keys()
+    slow, gone = of(all_keys, "slow"), of(all_keys, "gone")
+    spec = {"name": "fan-complete", "operation": TAGGING, "retry": {"maxAttempts": 3, "backoffSeconds": 0}}
+
+    with pipeline(all_keys, faults=FAULTS, parameters=BOUNDS) as stack:
+        execution = stack.run(spec, name="fan-complete", timeout=600)
+        records = attempt_records(stack, execution)
+        oracle = report_oracle(stack, records[0]["report"])
+        retry_keys = retry_manifest_keys(stack, records[0]["retryManifest"])
+        tallies, scattered = parts(stack, records[0], "count")
+        sample = of(all_keys, "ok")[::200] + slow[::10] + gone
+        done = tagged(stack, sample)
+
+    summary = execution.output
+    assert summary["status"] == "PARTIAL"
+    first, second = summary["attempts"]
+    assert (first["jobStatus"], first["total"]) == ("Complete", OBJECTS)
+    assert (first["succeeded"], first["failedRetriable"], first["failedPermanent"]) == (
+        OBJECTS - len(slow) - len(gone),
+        len(slow),
+        len(gone),
+    )
+    assert first["errors"] == {"503 SlowDown": len(slow), "404 NoSuchKey": len(gone)}
+    assert Counter(oracle.values()) == {
+        "succeeded": OBJECTS - len(slow) - len(gone),
+        "failed": len(slow) + len(gone),
+    }
+    assert sorted(retry_keys) == sorted(slow)  # exactly the retriable ones, each once
+    assert (second["total"], second["succeeded"]) == (len(slow), len(slow))
+    assert summary["totals"] == {
+        "objects": OBJECTS,
+        "succeeded": OBJECTS - len(gone),
+        "failedPermanent": len(gone),
+        "failedRetriesExhausted": 0,
+    }
+    assert sorted(done) == sorted(set(sample) - set(gone))
+    assert scattered == [] and len(tallies) > OBJECTS // ROWS_PER_WORKER
+    assert_bounded(tallies, scattered)
+    assert report_stage_transitions(execution) == [COUNT_STATES, COUNT_STATES]
+    print(f"complete job: {len(tallies)} windows, {child_transitions(tallies, scattered)} child transitions")

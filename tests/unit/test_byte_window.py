@@ -1,0 +1,82 @@
+"""Byte windows: a report split for several workers is read record by record, exactly once."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+
+import boto3
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from batchpipe_core.report import ByteWindow, open_window, parse_result_rows
+
+FIELD = st.text(alphabet=st.sampled_from(list('ab,"\n\r %é')), max_size=12)
+
+
+def csv_bytes(records: list[list[str]]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    for record in records:
+        writer.writerow(record)
+    return out.getvalue().encode()
+
+
+def windows(data: bytes, limit: int) -> list[bytes]:
+    pieces, offset = [], 0
+    while offset < len(data):
+        window = ByteWindow(io.BytesIO(data[offset:]), limit)
+        piece = b"".join(iter(functools.partial(window.read, 7), b""))
+        assert window.consumed == len(piece) > 0
+        pieces.append(piece)
+        offset += window.consumed
+    return pieces
+
+
+def records(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(FIELD, min_size=1, max_size=7), max_size=30), st.integers(1, 200))
+def test_windows_tile_the_object_and_split_only_between_records(rows, limit):
+    data = csv_bytes(rows)
+
+    pieces = windows(data, limit)
+
+    assert b"".join(pieces) == data
+    assert [r for piece in pieces for r in records(piece)] == records(data)
+    assert all(len(piece) >= limit or piece is pieces[-1] for piece in pieces)
+
+
+def test_a_quoted_newline_at_the_limit_does_not_end_the_window():
+    data = b'b,k1,,failed,200,PermanentFailure,"line one\nline two"\nb,k2,,succeeded,200,,Successful\n'
+    limit = data.index(b"\n") + 1  # the limit falls right after the quoted newline
+
+    first, second = windows(data, limit)
+
+    assert [r.key for r in parse_result_rows(io.StringIO(first.decode(), newline=""))] == ["k1"]
+    assert [r.key for r in parse_result_rows(io.StringIO(second.decode(), newline=""))] == ["k2"]
+
+
+@mock_aws
+def test_open_window_reads_from_an_offset_and_says_where_the_next_starts():
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="report-bucket")
+    data = b"".join(b"b,key-%03d,,succeeded,200,,Successful\n" % i for i in range(100))
+    s3.put_object(Bucket="report-bucket", Key="r.csv", Body=data)
+    s3.put_object(Bucket="report-bucket", Key="empty.csv", Body=b"")
+
+    offset, pieces = 0, []
+    while offset is not None:
+        window = open_window(s3, "report-bucket", "r.csv", offset, limit=1000)
+        pieces.append(window.stream.read(-1) + window.stream.read(-1))
+        window.close()
+        offset = window.next_offset
+    empty = open_window(s3, "report-bucket", "empty.csv", 0, limit=1000)
+
+    assert b"".join(pieces) == data
+    assert len(pieces) == -(-len(data) // 1000)
+    assert empty.stream.read() == b"" and empty.next_offset is None
