@@ -7,7 +7,7 @@ many workers of the same size, each finishing far inside its timeout:
 * **plan** (PlanReportFunction) reads the report's ``manifest.json`` and writes ``plan.json`` and the
   item lists the state machine's Distributed Maps read, under ``<attempt>/parts/<mode>/``;
 * **parts** (ReportPartFunction, one Map child per results file or partition) read one
-  ``report.ByteWindow`` of at most ``partRows`` records (``MIN_ROW_BYTES``) and
+  ``report.ByteWindow`` of at most ``partRows`` records (and ``WINDOW_MAX_BYTES``) and
   return where the next window starts; the child loops until the file is done:
 
   - ``count`` (a Complete job: its report alone holds every outcome): count and classify the window
@@ -84,12 +84,9 @@ KINDS = {
 }
 SAMPLE_KEYS = 20
 MERGE_READERS = 16  # parallel GETs of the parts' small tally documents
-#: The fewest bytes a record can take, so that ``rows`` records are at most ``rows * MIN_ROW_BYTES``
-#: bytes and a window of that many bytes holds at most ``rows`` records (the last one may run past
-#: the limit). A results CSV record has 7 fields: 6 commas, a newline, a bucket name (3 or more), a
-#: key (1 or more) and a task status ("failed" at least): 17 bytes. A manifest record: a bucket name,
-#: a comma, a key and a newline: 6 bytes.
-MIN_ROW_BYTES = {"report": 17, "manifest": 6}
+#: A window also ends at the first record end past this many bytes: a scatter holds its window's
+#: rows in memory until it writes them (1,769 MB functions), and a window's stream time stays short.
+WINDOW_MAX_BYTES = 256 << 20
 #: Join partitions are sized for this many rows on average, so that the hash's spread keeps every
 #: partition under ``joinRows`` (at 2 million rows a partition is 1.6 million +- 1,300: 280 standard
 #: deviations of headroom; at the tests' 1,000, 800 +- 28: 7).
@@ -256,7 +253,7 @@ def work_on_part(
         return None
     side, number = item["side"], int(item["file"])
     source = plan.manifest if side == MANIFEST else plan.results[number]
-    window = open_window(s3, source.bucket, source.key, offset, plan.partRows * MIN_ROW_BYTES[side])
+    window = open_window(s3, source.bucket, source.key, offset, plan.partRows, WINDOW_MAX_BYTES)
     part_id = f"{side}-{number:05d}-{offset:015d}"
     extent = {"side": side, "file": number, "offset": offset}
     try:

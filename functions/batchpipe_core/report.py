@@ -404,21 +404,24 @@ class ByteWindow(io.RawIOBase):
     invocation, each worker reads a window (docs/PERFORMANCE.md, "Fan-out").
 
     It begins at a record boundary (byte 0, or where the previous window ended) and passes bytes on
-    until at least ``limit`` have gone by, then up to the end of the record in progress: the first
-    newline at or past the limit that is outside quotes. Quotes are counted as the bytes pass (RFC 4180:
-    a field's quotes come in pairs, so an odd count means the newline is inside a quoted field, as a
-    completion report's ResultMessage may hold one). The next window starts at ``consumed``; the
-    windows of one object therefore tile it exactly, record by record. ``bytes.count`` and
-    ``bytes.find`` over whole blocks: nothing per row.
+    up to the end of the ``max_rows``-th record, or of the record in progress once ``max_bytes`` have
+    gone by, whichever comes first. A record ends at a newline outside quotes: quotes are counted as
+    the bytes pass (RFC 4180: a field's quotes come in pairs, so after an odd count a newline is inside
+    a quoted field, as a completion report's ResultMessage may hold one). The next window starts at
+    ``consumed``, so the windows of one object tile it exactly, record by record. Whole blocks are
+    counted with ``bytes.count`` and ``bytes.split``; only the block where the window ends is walked
+    newline by newline.
     """
 
-    def __init__(self, binary: IO[bytes], limit: int) -> None:
+    def __init__(self, binary: IO[bytes], max_rows: int, max_bytes: int | None = None) -> None:
         self._binary = binary
-        self._limit = limit
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
         self._pending = b""
         self._quotes = 0
         self._cut = False
         self.consumed = 0
+        self.rows = 0  # records ended so far (a last record without a newline is not counted)
 
     def readable(self) -> bool:
         return True
@@ -437,24 +440,41 @@ class ByteWindow(io.RawIOBase):
             chunk, self._pending = chunk[:want], chunk[want:]
         if not chunk:
             return b""
-        search = max(0, self._limit - 1 - self.consumed)  # a record may end at the limit's last byte
-        if search >= len(chunk):
-            self._quotes += chunk.count(b'"')
+        rows, quotes = self._records_in(chunk)
+        over_bytes = self._max_bytes is not None and self.consumed + len(chunk) >= self._max_bytes
+        if self.rows + rows < self._max_rows and not over_bytes:
+            self.rows += rows
+            self._quotes += quotes
             self.consumed += len(chunk)
             return chunk
-        quotes = self._quotes + chunk.count(b'"', 0, search)
+        return self._cut_in(chunk)
+
+    def _records_in(self, chunk: bytes) -> tuple[int, int]:
+        """(newlines outside quotes, quotes) in ``chunk``, given the quotes before it."""
+        if b'"' not in chunk:
+            return (0 if self._quotes % 2 else chunk.count(b"\n")), 0
+        pieces = chunk.split(b'"')
+        outside = pieces[self._quotes % 2 :: 2]  # piece i is outside quotes when quotes before it are even
+        return sum(piece.count(b"\n") for piece in outside), len(pieces) - 1
+
+    def _cut_in(self, chunk: bytes) -> bytes:
+        """The chunk up to the record end where the window stops; the whole chunk if none is in it."""
+        byte_limit = None if self._max_bytes is None else self._max_bytes - 1 - self.consumed
+        position, quotes = 0, self._quotes
         while True:
-            newline = chunk.find(b"\n", search)
+            newline = chunk.find(b"\n", position)
             if newline < 0:
-                self._quotes = quotes + chunk.count(b'"', search)
+                self._quotes = quotes + chunk.count(b'"', position)
                 self.consumed += len(chunk)
                 return chunk
-            quotes += chunk.count(b'"', search, newline)
+            quotes += chunk.count(b'"', position, newline)
             if quotes % 2 == 0:
-                self._cut, self._pending = True, b""
-                self.consumed += newline + 1
-                return chunk[: newline + 1]
-            search = newline + 1
+                self.rows += 1
+                if self.rows >= self._max_rows or (byte_limit is not None and newline >= byte_limit):
+                    self._cut, self._pending = True, b""
+                    self.consumed += newline + 1
+                    return chunk[: newline + 1]
+            position = newline + 1
 
 
 @dataclass
@@ -479,14 +499,16 @@ class Window:
         self.body.close()
 
 
-def open_window(s3: Any, bucket: str, key: str, offset: int, limit: int) -> Window:
+def open_window(
+    s3: Any, bucket: str, key: str, offset: int, max_rows: int, max_bytes: int | None = None
+) -> Window:
     """A ByteWindow over ``bucket/key`` from ``offset`` (a record boundary), by one streamed GET.
 
     Byte 0 is read without a Range (an empty object has no byte range to ask for)."""
     ranged = {"Range": f"bytes={offset}-"} if offset else {}
     response = s3.get_object(Bucket=bucket, Key=key, **ranged)
     size = int(response["ContentRange"].rsplit("/", 1)[1]) if offset else int(response["ContentLength"])
-    return Window(ByteWindow(response["Body"], limit), response["Body"], offset, size)
+    return Window(ByteWindow(response["Body"], max_rows, max_bytes), response["Body"], offset, size)
 
 
 # ------------------------------------------------------------------------------------ S3 reading

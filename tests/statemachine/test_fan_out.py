@@ -186,3 +186,88 @@ def test_a_complete_job_is_counted_window_by_window_and_its_retry_manifest_is_ex
     assert_bounded(tallies, scattered)
     assert report_stage_transitions(execution) == [COUNT_STATES, COUNT_STATES]
     print(f"complete job: {len(tallies)} windows, {child_transitions(tallies, scattered)} child transitions")
+
+
+def failure_file_keys(stack, uri: str) -> list[str]:
+    return [row["key"] for row in csv.DictReader(io.StringIO(read_s3_uri(stack, uri), newline=""))]
+
+
+def test_a_job_failed_at_the_threshold_is_joined_with_its_manifest_and_its_unrun_objects_retried():
+    all_keys = keys(bad=1_500)  # the first 1,000 tasks all fail: S3 fails the job (> 50% failed)
+    gone = of(all_keys, "gone")
+    faults = [{"keyRegex": "^a-bad/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1}, *FAULTS]
+    spec = {"name": "fan-failed", "operation": TAGGING, "retry": {"maxAttempts": 4, "backoffSeconds": 0}}
+
+    with pipeline(all_keys, faults=faults, parameters=BOUNDS) as stack:
+        execution = stack.run(spec, name="fan-failed", timeout=600)
+        records = attempt_records(stack, execution)
+        oracle = report_oracle(stack, records[0]["report"])
+        retry_keys = retry_manifest_keys(stack, records[0]["retryManifest"])
+        tallies, scattered = parts(stack, records[0], "join")
+        done = tagged(stack, all_keys[:1_500:50] + all_keys[1_500::400] + gone)
+
+    summary = execution.output
+    first = summary["attempts"][0]
+    ran_ok = {k for k, status in oracle.items() if status == "succeeded"}
+    ran_gone = [k for k in gone if k in oracle]
+    assert (first["jobStatus"], first["total"]) == ("Failed", OBJECTS)
+    assert len(oracle) < OBJECTS  # S3 stopped the job: the rest never ran
+    assert (first["succeeded"], first["failedPermanent"]) == (len(ran_ok), len(ran_gone))
+    assert first["failedRetriable"] == OBJECTS - len(ran_ok) - len(ran_gone)
+    assert first["errors"]["NotRun"] == OBJECTS - len(oracle)
+    # Every object that neither succeeded nor failed for good, once: the never-run ones included.
+    assert len(retry_keys) == len(set(retry_keys))
+    assert set(retry_keys) == set(all_keys) - ran_ok - set(ran_gone)
+    assert summary["status"] == "PARTIAL"
+    assert summary["totals"] == {
+        "objects": OBJECTS,
+        "succeeded": OBJECTS - len(gone),
+        "failedPermanent": len(gone),
+        "failedRetriesExhausted": 0,
+    }
+    assert sorted(done) == sorted(set(all_keys[:1_500:50] + all_keys[1_500::400]) - set(gone))
+    assert_bounded(tallies, scattered)
+    stages = report_stage_transitions(execution)
+    assert stages[0] == JOIN_STATES
+    assert all(stage in (COUNT_STATES, JOIN_STATES) for stage in stages[1:])
+    print(
+        f"failed job: {len(scattered)} windows, {len(tallies)} partitions, "
+        f"{child_transitions(tallies, scattered)} child transitions"
+    )
+
+
+def test_a_persons_cancel_is_joined_and_lists_every_object_that_did_not_succeed():
+    all_keys = keys()
+    gone = of(all_keys, "gone")
+    ran = 5_000
+    faults = [{"cancelJob": {"attempt": 1, "afterTasks": ran}}, *FAULTS]
+    spec = {"name": "fan-cancel", "operation": TAGGING, "retry": {"maxAttempts": 3, "backoffSeconds": 0}}
+
+    with pipeline(all_keys, faults=faults, parameters=BOUNDS) as stack:
+        execution = stack.run(spec, name="fan-cancel", timeout=600)
+        records = attempt_records(stack, execution)
+        oracle = report_oracle(stack, records[0]["report"])
+        listed = failure_file_keys(stack, records[0]["retriesExhausted"])
+        failures = failure_file_keys(stack, execution.output["permanentFailures"])
+        tallies, scattered = parts(stack, records[0], "join")
+
+    summary = execution.output
+    (attempt,) = summary["attempts"]
+    ran_ok = {k for k, status in oracle.items() if status == "succeeded"}
+    ran_gone = {k for k in gone if k in oracle}
+    assert summary["status"] == "CANCELLED"
+    assert (attempt["jobStatus"], attempt["cancelledBy"]) == ("Cancelled", "operator")
+    assert len(oracle) == ran
+    assert summary["totals"] == {
+        "objects": OBJECTS,
+        "succeeded": len(ran_ok),
+        "failedPermanent": len(ran_gone),
+        "failedRetriesExhausted": ran - len(ran_ok) - len(ran_gone),
+        "notRun": OBJECTS - ran,
+    }
+    # Listed for a rerun, each once: the never-run objects and the ones that failed retriably.
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(all_keys) - ran_ok - ran_gone
+    assert sorted(failures) == sorted(set(all_keys) - ran_ok)
+    assert_bounded(tallies, scattered)
+    assert report_stage_transitions(execution) == [JOIN_STATES]

@@ -11,23 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from batchpipe_core.report import ByteWindow, open_window, parse_result_rows
+from batchpipe_core.report import ByteWindow, CsvWriter, open_window, parse_result_rows
 
 FIELD = st.text(alphabet=st.sampled_from(list('ab,"\n\r %é')), max_size=12)
 
 
 def csv_bytes(records: list[list[str]]) -> bytes:
+    """Well-formed CSV as the pipeline writes it (CsvWriter quotes a field holding a carriage return)."""
     out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\n")
+    writer = CsvWriter(out)
     for record in records:
         writer.writerow(record)
     return out.getvalue().encode()
 
 
-def windows(data: bytes, limit: int) -> list[bytes]:
+def windows(data: bytes, max_rows: int, max_bytes: int | None = None) -> list[bytes]:
     pieces, offset = [], 0
     while offset < len(data):
-        window = ByteWindow(io.BytesIO(data[offset:]), limit)
+        window = ByteWindow(io.BytesIO(data[offset:]), max_rows, max_bytes)
         piece = b"".join(iter(functools.partial(window.read, 7), b""))
         assert window.consumed == len(piece) > 0
         pieces.append(piece)
@@ -40,22 +41,27 @@ def records(data: bytes) -> list[list[str]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(FIELD, min_size=1, max_size=7), max_size=30), st.integers(1, 200))
-def test_windows_tile_the_object_and_split_only_between_records(rows, limit):
+@given(
+    st.lists(st.lists(FIELD, min_size=1, max_size=7), max_size=30),
+    st.integers(1, 12),
+    st.one_of(st.none(), st.integers(1, 200)),
+)
+def test_windows_tile_the_object_and_split_only_between_records(rows, max_rows, max_bytes):
     data = csv_bytes(rows)
 
-    pieces = windows(data, limit)
+    pieces = windows(data, max_rows, max_bytes)
 
     assert b"".join(pieces) == data
     assert [r for piece in pieces for r in records(piece)] == records(data)
-    assert all(len(piece) >= limit or piece is pieces[-1] for piece in pieces)
+    assert all(len(records(piece)) <= max_rows for piece in pieces)
+    if max_bytes is None:  # every window but the last is full
+        assert all(len(records(piece)) == max_rows for piece in pieces[:-1])
 
 
-def test_a_quoted_newline_at_the_limit_does_not_end_the_window():
+def test_a_quoted_newline_does_not_end_a_record():
     data = b'b,k1,,failed,200,PermanentFailure,"line one\nline two"\nb,k2,,succeeded,200,,Successful\n'
-    limit = data.index(b"\n") + 1  # the limit falls right after the quoted newline
 
-    first, second = windows(data, limit)
+    first, second = windows(data, max_rows=1)
 
     assert [r.key for r in parse_result_rows(io.StringIO(first.decode(), newline=""))] == ["k1"]
     assert [r.key for r in parse_result_rows(io.StringIO(second.decode(), newline=""))] == ["k2"]
@@ -71,12 +77,12 @@ def test_open_window_reads_from_an_offset_and_says_where_the_next_starts():
 
     offset, pieces = 0, []
     while offset is not None:
-        window = open_window(s3, "report-bucket", "r.csv", offset, limit=1000)
+        window = open_window(s3, "report-bucket", "r.csv", offset, max_rows=30)
         pieces.append(window.stream.read(-1) + window.stream.read(-1))
         window.close()
         offset = window.next_offset
-    empty = open_window(s3, "report-bucket", "empty.csv", 0, limit=1000)
+    empty = open_window(s3, "report-bucket", "empty.csv", 0, max_rows=30)
 
     assert b"".join(pieces) == data
-    assert len(pieces) == -(-len(data) // 1000)
+    assert len(pieces) == 4  # 30 + 30 + 30 + 10 records
     assert empty.stream.read() == b"" and empty.next_offset is None
