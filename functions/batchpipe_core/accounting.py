@@ -352,19 +352,33 @@ class Prices:
 
 PRICES = Prices()
 
-# Entered once per run: ValidateSpec, PlanQuery, StartQuery, BuildManifest, AnythingToDo?, Summarize.
-_FIXED_TRANSITIONS = 6
-_QUERY_POLL_TRANSITIONS = 3  # WaitForQuery, GetQueryStatus, QueryFinished?
+# Entered once per run: ValidateSpec, AcquireRunLock, RunLockTaken?, RerunOfFailures?, PlanQuery,
+# StartQuery, BuildManifest, AnythingToDo?, Summarize.
+_FIXED_TRANSITIONS = 9
+# Per Athena poll: WaitForQuery, GetQueryStatus, QueryFinished?, and between polls QueryWaitAtMost?
+# and LongerQueryWait (the last poll has only the first three).
+_QUERY_POLL_TRANSITIONS = 5
 ASSUMED_QUERY_POLLS = 4  # ~20 s of Athena; the state does not count polls
-_FIRST_ATTEMPT_TRANSITIONS = 4  # FirstAttempt, CreateJobAndWait, ProcessReport, MoreToRetry?
-_RETRY_TRANSITIONS = 5  # Backoff, NextAttempt, CreateJobAndWait, ProcessReport, MoreToRetry?
+# FirstAttempt, CreateJobAndWait (until S3 counted the manifest), CountNeeded?, ConfirmJob,
+# CreateJobAndWait (until the job ends), CountNeeded?, PlanReport, ReadReportParts, JoinNeeded?,
+# ProcessReport, MoreToRetry? (a joined report adds JoinPartitions).
+_ATTEMPT_TRANSITIONS = 11
+_RETRY_TRANSITIONS = _ATTEMPT_TRANSITIONS + 1  # Backoff and NextAttempt instead of FirstAttempt
+# The report Maps' children, at least: two results files (one per task status) of one window each
+# (ReadPart, MoreOfFile?, FileRead); 3 more per further window, 1 per join partition.
+_REPORT_CHILD_TRANSITIONS = 6
 
 
-def estimate_transitions(attempts: int, *, query_polls: int = ASSUMED_QUERY_POLLS) -> int:
-    """State transitions of a run with ``attempts`` jobs (a lower bound: job-status timeouts add more)."""
-    transitions = _FIXED_TRANSITIONS + _QUERY_POLL_TRANSITIONS * query_polls
+def estimate_transitions(
+    attempts: int, *, query_polls: int = ASSUMED_QUERY_POLLS, children: bool = True
+) -> int:
+    """State transitions of a run with ``attempts`` jobs whose status events arrive (a lower bound:
+    job-status timeouts, large reports and joins add more); ``children``: with the report Maps' child
+    executions (billed like the parent's)."""
+    transitions = _FIXED_TRANSITIONS + _QUERY_POLL_TRANSITIONS * query_polls - 2 * (query_polls > 0)
     if attempts:
-        transitions += _FIRST_ATTEMPT_TRANSITIONS + _RETRY_TRANSITIONS * (attempts - 1)
+        transitions += _ATTEMPT_TRANSITIONS + _RETRY_TRANSITIONS * (attempts - 1)
+        transitions += _REPORT_CHILD_TRANSITIONS * attempts if children else 0
     return transitions
 
 

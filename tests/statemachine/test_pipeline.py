@@ -14,6 +14,7 @@ from urllib.parse import unquote, unquote_plus
 
 import pytest
 
+from batchpipe_core.accounting import estimate_transitions
 from batchpipe_local.stack import LocalStack
 from batchpipe_local.world import World
 
@@ -109,6 +110,8 @@ def test_happy_path_tags_exactly_the_selected_objects(fmt):
         "MoreToRetry?",
         "Summarize",
     ]
+    polls = execution.states_entered.count("GetQueryStatus")
+    assert len(execution.states_entered) == estimate_transitions(1, query_polls=polls, children=False)
     summary = execution.output
     assert summary == summary_in_s3
     assert summary["status"] == "SUCCEEDED"

@@ -1,0 +1,213 @@
+"""The report fan-out's workers: records per CPU-second of each kind of part, and bytes through Lambda.
+
+Not a test. Puts a manifest and a completion report of a stopped job (the report 5% short of the
+manifest: tasks never run; 1% of the tasks failed) into an in-process moto S3, plans the attempt as
+PlanReportFunction does, then times (CPU seconds of this process, moto's share included) what each
+ReportPartFunction invocation does, one invocation per file (``ReportPartRows`` = the file's rows):
+
+* ``count``           a Complete job's report window: counted in Arrow, failures written
+* ``scatter-manifest`` a manifest window hashed into join partitions
+* ``scatter-report``   a report window hashed into join partitions
+* ``join-partition``   one partition's manifest and report rows joined (``JoinPartitionRows`` rows)
+* ``merge``            ProcessReportFunction: the parts' counts added, their files joined in S3
+
+``bytes_through_lambda`` is what the workers read and write; the merge reads only the parts' small
+tally documents and the part files under 5 MiB it packs (multipart.py).
+
+    .venv/bin/python benchmarks/bench_fanout.py                # 200,000 objects
+    .venv/bin/python benchmarks/bench_fanout.py --objects 1000000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "functions"))
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+import boto3  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from batchpipe_core import fanout  # noqa: E402
+from batchpipe_core.attempts import ProcessReportInput, RetrySettings  # noqa: E402
+from batchpipe_core.classification import policy_disposition  # noqa: E402
+from batchpipe_core.keys import encode_key  # noqa: E402
+
+BUCKET = "bench-pipeline"
+SOURCE = "bench-source-bucket-01"
+PREFIX = "runs/bench/exec/20261202T000000.000Z/"
+
+
+def keys(objects: int) -> list[str]:
+    return [f"photos/2026/{i % 977:03d}/image {i:09d}+v2.jpg" for i in range(objects)]
+
+
+def put_inputs(s3, objects: int) -> dict:
+    names = keys(objects)
+    manifest = "".join(f"{SOURCE},{encode_key(k)}\n" for k in names).encode()
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}manifest.csv", Body=manifest)
+    ran = names[: int(objects * 0.95)]
+    rows = []
+    for i, key in enumerate(ran):
+        if i % 100 == 7:
+            rows.append(
+                f'{SOURCE},{encode_key(key)},,failed,503,SlowDown,"Please reduce your request rate."\n'
+            )
+        else:
+            rows.append(f"{SOURCE},{encode_key(key)},,succeeded,200,,Successful\n")
+    report = "".join(rows).encode()
+    job_prefix = f"{PREFIX}attempt-1/report/job-bench"
+    s3.put_object(Bucket=BUCKET, Key=f"{job_prefix}/results/all.csv", Body=report)
+    document = {
+        "Format": "Report_CSV_20180820",
+        "ReportCreationDate": "2026-12-02T00:00:00.000Z",
+        "Results": [
+            {
+                "TaskExecutionStatus": "succeeded",
+                "Bucket": BUCKET,
+                "MD5Checksum": "",
+                "Key": f"{job_prefix}/results/all.csv",
+            }
+        ],
+        "ReportSchema": "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage",
+    }
+    s3.put_object(Bucket=BUCKET, Key=f"{job_prefix}/manifest.json", Body=json.dumps(document).encode())
+    return {"manifest_bytes": len(manifest), "report_bytes": len(report), "report_rows": len(ran)}
+
+
+def event(objects: int, status: str, put) -> ProcessReportInput:
+    return ProcessReportInput.model_validate(
+        {
+            "spec": {"retry": {"maxAttempts": 3, "backoffSeconds": 0}},
+            "run": {"bucket": BUCKET, "prefix": PREFIX},
+            "current": {
+                "attempt": 1,
+                "manifest": {
+                    "location": f"s3://{BUCKET}/{PREFIX}manifest.csv",
+                    "bucket": BUCKET,
+                    "key": f"{PREFIX}manifest.csv",
+                    "etag": put,
+                    "objects": objects,
+                },
+            },
+            "job": {
+                "jobId": "bench",
+                "status": status,
+                "succeeded": 1,
+                "failed": 1,
+                "report": {"bucket": BUCKET, "prefix": f"{PREFIX}attempt-1/report", "scope": "AllTasks"},
+            },
+        }
+    )
+
+
+def timed(name: str, rows: int, work) -> dict:
+    start = time.process_time()
+    work()
+    seconds = time.process_time() - start
+    return {"mode": name, "rows": rows, "cpu_s": round(seconds, 3), "rows_per_cpu_s": round(rows / seconds)}
+
+
+def run(objects: int) -> list[dict]:
+    unknown = policy_disposition("permanent")
+    retry = RetrySettings(maxAttempts=3, backoffSeconds=0)
+    results = []
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        sizes = put_inputs(s3, objects)
+        etag = s3.head_object(Bucket=BUCKET, Key=f"{PREFIX}manifest.csv")["ETag"].strip('"')
+        for status in ("Complete-like", "Failed"):
+            # A Complete job's report must cover the manifest: count mode is timed on the same report.
+            job_status = "Failed" if status == "Failed" else "Complete"
+            objects_for_plan = objects if job_status == "Failed" else sizes["report_rows"]
+            ev = event(objects_for_plan, job_status, etag)
+            ref = fanout.PlanRef.model_validate(
+                fanout.plan_report(
+                    s3,
+                    ev,
+                    retry=retry,
+                    default_scope="AllTasks",
+                    cancelled_by=None,
+                    part_rows=objects,
+                    join_rows=max(1, objects // 4),
+                )
+            )
+            if ref.mode == fanout.COUNT:
+                results.append(
+                    timed(
+                        "count",
+                        sizes["report_rows"],
+                        lambda r=ref: fanout.work_on_part(
+                            s3, r, {"side": "report", "file": 0}, 0, unknown=unknown
+                        ),
+                    )
+                )
+                continue
+            results.append(
+                timed(
+                    "scatter-manifest",
+                    objects,
+                    lambda r=ref: fanout.work_on_part(
+                        s3, r, {"side": "manifest", "file": 0}, 0, unknown=unknown
+                    ),
+                )
+            )
+            results.append(
+                timed(
+                    "scatter-report",
+                    sizes["report_rows"],
+                    lambda r=ref: fanout.work_on_part(
+                        s3, r, {"side": "report", "file": 0}, 0, unknown=unknown
+                    ),
+                )
+            )
+            start = time.process_time()
+            for p in range(ref.partitions):
+                fanout.work_on_part(s3, ref, {"partition": p}, 0, unknown=unknown)
+            seconds = time.process_time() - start
+            results.append(
+                {
+                    "mode": "join-partition",
+                    "rows": objects,
+                    "partitions": ref.partitions,
+                    "cpu_s": round(seconds, 3),
+                    "rows_per_cpu_s": round(objects / seconds),
+                }
+            )
+            results.append(
+                timed("merge", objects, lambda r=ref, e=ev: fanout.merge_parts(s3, e, r, retry=retry))
+            )
+        for result in results:
+            result.update(sizes)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--objects", type=int, default=200_000)
+    parser.add_argument("--json", action="store_true", help="one JSON object per mode on stdout")
+    args = parser.parse_args()
+    for result in run(args.objects):
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(
+                f"{result['mode']:>17}: {result['rows']:>10,} rows  {result['cpu_s']:>7.2f} CPU-s  "
+                f"{result['rows_per_cpu_s']:>10,} rows/CPU-s"
+            )
+
+
+if __name__ == "__main__":
+    main()
