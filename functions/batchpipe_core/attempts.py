@@ -49,6 +49,10 @@ class SpecPart(StatePart):
     retry: RetrySettings | None = None
     report: ReportChoice | None = None
 
+    def retry_or(self, max_attempts: int, backoff_seconds: int) -> RetrySettings:
+        """The spec's retry settings, else the stack's defaults (Config)."""
+        return self.retry or RetrySettings(maxAttempts=max_attempts, backoffSeconds=backoff_seconds)
+
 
 class RunPart(StatePart):
     bucket: str

@@ -19,6 +19,7 @@ from batchpipe_core.errors import AccountingError, TooManyObjectsError
 from batchpipe_core.jobs import (
     CONFIRM_BY_OPERATOR,
     COUNTED_STATUSES,
+    ENDING_STATUSES,
     TAG_CONFIRMATION,
     CurrentAttempt,
     error_code,
@@ -100,7 +101,9 @@ def check_count(
     """
     job = describe(s3control, account_id, job_id)
     status = job.get("Status")
-    if status not in COUNTED_STATUSES and not is_terminal(status):
+    # A job may move on between the status the wait saw and this call: one already ending was
+    # counted as well (it ran), it just cannot be cancelled any more.
+    if status not in COUNTED_STATUSES and status not in ENDING_STATUSES and not is_terminal(status):
         raise AccountingError(f"job {job_id} is {status}: S3 has not counted its manifest yet")
     total = int((job.get("ProgressSummary") or {}).get("TotalNumberOfTasks", 0))
     problem = None
@@ -116,7 +119,7 @@ def check_count(
             f"which has {current.manifest.objects} rows; the job was cancelled"
         )
     if problem is not None:
-        if not is_terminal(status):
+        if status in COUNTED_STATUSES:
             cancel_job(s3control, table, account_id=account_id, key=key, job_id=job_id, reason=str(problem))
         raise problem
 

@@ -133,6 +133,7 @@ class PlanRef(BaseModel):
     partitions: int
     readItems: str
     joinItems: str
+    executionId: str | None = None  # the run's execution: the Maps' children log under it
 
 
 # ------------------------------------------------------------------------------------------- plan
@@ -218,6 +219,7 @@ def plan_report(
         partitions=partitions,
         readItems=f"{prefix}read-items.json",
         joinItems=f"{prefix}join-items.json",
+        executionId=run.executionId,
     )
     _put_json(s3, run.bucket, f"{prefix}plan.json", plan.model_dump())
     _put_json(s3, run.bucket, ref.readItems, read_items)

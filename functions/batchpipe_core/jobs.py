@@ -31,6 +31,8 @@ TERMINAL_STATUSES = frozenset({"Complete", "Cancelled", "Failed"})
 # TotalNumberOfTasks is S3's own count of the job's objects, and the job can still be cancelled. S3
 # user guide, "Tracking job status": Preparing -> Suspended (confirmation required) -> Ready -> Active.
 COUNTED_STATUSES = frozenset({"Suspended", "Ready", "Active", "Pausing", "Paused"})
+# Statuses on the way to a terminal one: the count is S3's too, but the job can no longer be stopped.
+ENDING_STATUSES = frozenset({"Completing", "Failing", "Cancelling"})
 MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
 REPORT_FORMAT = "Report_CSV_20180820"
 

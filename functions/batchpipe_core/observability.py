@@ -27,6 +27,9 @@ def execution_id_of(event: Any) -> str | None:
     execution = event.get("execution")
     if isinstance(execution, dict) and execution.get("id"):
         return str(execution["id"])
+    plan = event.get("plan")  # a report part, in a Distributed Map's child execution
+    if isinstance(plan, dict) and plan.get("executionId"):
+        return str(plan["executionId"])
     return None
 
 

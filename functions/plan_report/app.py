@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from batchpipe_core.attempts import ProcessReportInput, RetrySettings
+from batchpipe_core.attempts import ProcessReportInput
 from batchpipe_core.config import Config
 from batchpipe_core.fanout import plan_report
 from batchpipe_core.jobs import token_key, transient_as_retryable
@@ -22,9 +22,7 @@ from batchpipe_core.tokens import TokenTable, who_cancelled
 @event_parser(model=ProcessReportInput)
 def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
     config = Config.from_env()
-    retry = event.spec.retry or RetrySettings(
-        maxAttempts=config.default_max_attempts, backoffSeconds=config.default_backoff_seconds
-    )
+    retry = event.spec.retry_or(config.default_max_attempts, config.default_backoff_seconds)
     cancelled_by = None
     if event.job.status == "Cancelled" and event.run.runId:
         table = TokenTable(config.token_table, boto3.client("dynamodb"))

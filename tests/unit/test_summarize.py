@@ -16,6 +16,7 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(FUNCTIONS))
 
+from batchpipe_core.accounting import estimate_transitions  # noqa: E402
 from batchpipe_core.errors import AccountingError  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
 from batchpipe_core.runlock import RunLock  # noqa: E402
@@ -302,7 +303,7 @@ def test_dry_run_reports_what_a_run_would_do(aws):
     }
     # one job on 2M objects, plus the query that already ran (124 MB) and the transitions
     assert summary["estimatedCostUsd"] == pytest.approx(
-        0.25 + 2.00 + 124e6 / 1e12 * 5 + 22 * 0.025 / 1000, abs=1e-4
+        0.25 + 2.00 + 124e6 / 1e12 * 5 + estimate_transitions(1) * 0.025 / 1000, abs=1e-4
     )
     assert "totals" not in summary
     assert "Sample: a, b" in aws.notifications()[0]["Message"]
@@ -321,7 +322,9 @@ def test_a_rerun_names_the_failures_file_it_reran(aws):
     assert summary["rerunOf"] == failures
     assert f"Rerun of: {failures}" in aws.notifications()[0]["Message"]
     # one job on 2 objects and the transitions (no query ran)
-    assert summary["estimatedCostUsd"] == pytest.approx(0.25 + 2 / 1e6 + 22 * 0.025 / 1000, abs=1e-4)
+    assert summary["estimatedCostUsd"] == pytest.approx(
+        0.25 + 2 / 1e6 + estimate_transitions(1) * 0.025 / 1000, abs=1e-4
+    )
 
 
 def test_failed_before_any_manifest(aws, capsys):
