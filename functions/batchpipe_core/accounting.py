@@ -353,8 +353,9 @@ class Prices:
 PRICES = Prices()
 
 # Entered once per run: ValidateSpec, AcquireRunLock, RunLockTaken?, RerunOfFailures?, PlanQuery,
-# StartQuery, BuildManifest, AnythingToDo?, Summarize.
-_FIXED_TRANSITIONS = 9
+# StartQuery, PackManifest, ManifestPacked?, BuildManifest, AnythingToDo?, Summarize (PackManifest
+# and ManifestPacked? once more per further group of small Athena files).
+_FIXED_TRANSITIONS = 11
 # Per Athena poll: WaitForQuery, GetQueryStatus, QueryFinished?, and between polls QueryWaitAtMost?
 # and LongerQueryWait (the last poll has only the first three).
 _QUERY_POLL_TRANSITIONS = 5

@@ -39,6 +39,7 @@ class Config:
     state_machine_name: str
     report_part_rows: int
     join_partition_rows: int
+    manifest_pack_bytes: int
 
     @classmethod
     def from_env(cls) -> Config:
@@ -68,4 +69,5 @@ class Config:
             state_machine_name=_env("STATE_MACHINE_NAME", "batchpipe-pipeline"),
             report_part_rows=int(_env("REPORT_PART_ROWS", "10000000")),
             join_partition_rows=int(_env("JOIN_PARTITION_ROWS", "2000000")),
+            manifest_pack_bytes=int(_env("MANIFEST_PACK_BYTES", str(1 << 30))),
         )

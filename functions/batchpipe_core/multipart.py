@@ -284,3 +284,29 @@ def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except ClientError:
         pass  # the bucket's lifecycle rule aborts incomplete uploads after 2 days
+
+
+# ------------------------------------------------------------------ packing small sources, bounded
+
+
+def packing_groups(sources: Sequence[Source], budget: int, limits: Limits = Limits()) -> list[list[Source]]:
+    """The sources under ``min_part``, in order, cut into groups that each reach ``budget`` bytes
+    (the last may be smaller): what one invocation reads and writes as one packed object.
+
+    A group holds at most ``budget + min_part`` bytes, and with ``budget >= min_part`` every packed
+    object but the last is at least ``min_part``: the final join copies them all inside S3.
+    """
+    groups: list[list[Source]] = []
+    current: list[Source] = []
+    size = 0
+    for source in sources:
+        if not 0 < source.size < limits.min_part:
+            continue
+        current.append(source)
+        size += source.size
+        if size >= budget:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups

@@ -29,7 +29,7 @@ from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
 from batchpipe_core.inventory_table import InventoryNotReadableError
 from batchpipe_core.jobs import RunRef, StatePart, is_transient, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import as_folder, decode_key
-from batchpipe_core.multipart import Source, concatenate
+from batchpipe_core.multipart import Limits, Source, concatenate, packing_groups
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
 from batchpipe_core.report import split_s3_uri
@@ -40,6 +40,8 @@ SAMPLE_SIZE = 20
 # version ID) fit in 80 KiB; the read is this long at most, whatever the manifest's size.
 SAMPLE_BYTES = 128 * 1024
 MANIFEST_NAME = "manifest.csv"
+S3_LIMITS = Limits()
+PACKED_FOLDER = "manifest-packed/"  # under the run prefix: PackManifest's objects, one per group
 COUNT_CHUNK_BYTES = 8 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -92,11 +94,19 @@ class ImportFailuresInput(StatePart):
     run: RunRef
 
 
+class PackManifestInput(StatePart):
+    run: RunRef
+    query: QueryRef
+    pack: bool
+
+
 @instrumented
 def handler(event: dict, context: Any) -> dict:
     config, s3 = Config.from_env(), boto3.client("s3")
     if "query" not in event:  # the ImportFailures state: a rerun has no query
         return import_failures(parse(event=event, model=ImportFailuresInput), config, s3=s3)
+    if event.get("pack"):  # the PackManifest state
+        return pack_step(parse(event=event, model=PackManifestInput), config, s3=s3)
     request = parse(event=event, model=BuildManifestInput)
     return build_manifest(request, config, s3=s3, athena=boto3.client("athena"))
 
@@ -150,7 +160,7 @@ def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athe
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
     run_prefix = as_folder(request.run.prefix)
     with transient_as_retryable("joining Athena's output into the manifest"):
-        sources = [s for s in list_outputs(s3, output_bucket, output_prefix) if s.size > 0]
+        sources = manifest_sources(s3, output_bucket, output_prefix, f"{run_prefix}{PACKED_FOLDER}", config)
         joined = concatenate(
             s3,
             bucket=config.pipeline_bucket,
@@ -248,6 +258,65 @@ def why_nothing(athena: Any, query_id: str, delivery: DeliveryRef | None, bytes_
         return f"the inventory delivery {delivery.folder} lists no objects ({delivery.manifest})"
     read = f"{rows_read} rows" if rows_read is not None else "the rows"
     return f"the filter matched none of {read} of the inventory delivery {delivery.folder}"
+
+
+def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Limits = S3_LIMITS) -> dict:
+    """One bounded step of packing Athena's small output files (under 5 MiB, which cannot be parts
+    of a multipart upload but the last) into objects BuildManifest can copy inside S3.
+
+    The groups are planned anew from the listing each time (the same listing, the same groups); the
+    first group without its packed object is packed - at most ``ManifestPackBytes`` plus one file
+    read - and ``done`` says whether any is left. A retried step rewrites the same object.
+    """
+    output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
+    packed_prefix = f"{as_folder(request.run.prefix)}{PACKED_FOLDER}"
+    if output_bucket != config.pipeline_bucket:  # BuildManifest then joins the files as they are
+        return {"done": True, "groups": 0, "bytesRead": 0}
+    with transient_as_retryable("packing Athena's small output files"):
+        groups = packing_groups(
+            list_outputs(s3, output_bucket, output_prefix), config.manifest_pack_bytes, limits
+        )
+        packed = {source.key for source in list_outputs(s3, config.pipeline_bucket, packed_prefix)}
+        todo = [i for i in range(len(groups)) if packed_key(packed_prefix, i) not in packed]
+        read = 0
+        if todo:
+            group = groups[todo[0]]
+            concatenate(
+                s3,
+                bucket=config.pipeline_bucket,
+                key=packed_key(packed_prefix, todo[0]),
+                sources=group,
+                scratch_prefix=f"{packed_prefix}scratch/",
+                limits=limits,
+                source_bucket=output_bucket,
+            )
+            read = sum(source.size for source in group)
+    logger.info(
+        "manifest files packed",
+        extra={"groups": len(groups), "left": max(0, len(todo) - 1), "bytesRead": read},
+    )
+    return {"done": len(todo) <= 1, "groups": len(groups), "bytesRead": read}
+
+
+def packed_key(prefix: str, group: int) -> str:
+    return f"{prefix}g{group:06d}.csv"
+
+
+def manifest_sources(
+    s3: Any, output_bucket: str, output_prefix: str, packed_prefix: str, config: Config
+) -> list[Source]:
+    """What BuildManifest joins: Athena's files of 5 MiB or more, and for each group of smaller ones
+    its packed object where PackManifest wrote it, else the group's files as they are (so the
+    manifest never depends on the packing having run; only the bytes read through the function do)."""
+    outputs = [s for s in list_outputs(s3, output_bucket, output_prefix) if s.size > 0]
+    if output_bucket != config.pipeline_bucket:
+        return outputs
+    packed = {s.key: s for s in list_outputs(s3, output_bucket, packed_prefix)}
+    sources = [s for s in outputs if s.size >= S3_LIMITS.min_part]
+    for index, group in enumerate(packing_groups(outputs, config.manifest_pack_bytes, S3_LIMITS)):
+        packed_group = packed.get(packed_key(packed_prefix, index))
+        sources.extend([packed_group] if packed_group is not None else group)
+    return sources
 
 
 def list_outputs(s3: Any, bucket: str, prefix: str) -> list[Source]:

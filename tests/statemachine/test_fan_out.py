@@ -150,8 +150,11 @@ def test_a_complete_job_is_counted_window_by_window_and_its_retry_manifest_is_ex
     slow, gone = of(all_keys, "slow"), of(all_keys, "gone")
     spec = {"name": "fan-complete", "operation": TAGGING, "retry": {"maxAttempts": 3, "backoffSeconds": 0}}
 
-    with pipeline(all_keys, faults=FAULTS, parameters=BOUNDS) as stack:
+    # Athena writes 10 files of 2,000 rows (~80 KB); PackManifest packs them ~200 KB at a time.
+    with pipeline(all_keys, faults=FAULTS, parameters={**BOUNDS, "ManifestPackBytes": "200000"}) as stack:
+        stack.athena.unload_rows_per_file = 2_000
         execution = stack.run(spec, name="fan-complete", timeout=600)
+        manifest_rows = read_s3_uri(stack, execution.output["manifest"]["location"]).splitlines()
         records = attempt_records(stack, execution)
         oracle = report_oracle(stack, records[0]["report"])
         retry_keys = retry_manifest_keys(stack, records[0]["retryManifest"])
@@ -160,6 +163,8 @@ def test_a_complete_job_is_counted_window_by_window_and_its_retry_manifest_is_ex
         done = tagged(stack, sample)
 
     summary = execution.output
+    assert execution.states_entered.count("PackManifest") == 4  # groups of 3, 3, 3 and 1 files
+    assert sorted(unquote(row.split(",")[1]) for row in manifest_rows) == sorted(all_keys)
     assert summary["status"] == "PARTIAL"
     first, second = summary["attempts"]
     assert (first["jobStatus"], first["total"]) == ("Complete", OBJECTS)

@@ -244,3 +244,48 @@ def test_compressed_athena_output_is_refused_not_handed_to_batch_operations(aws)
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}0.gz", Body=gzip.compress(rows(KEYS)))
     with pytest.raises(BatchPipeError, match="gzip"):
         invoke(event(query_id))
+
+
+def pack(query_id: str) -> dict:
+    return invoke({"run": event(query_id)["run"], "query": event(query_id)["query"], "pack": True})
+
+
+def test_small_outputs_are_packed_a_bounded_group_per_step_then_only_copied(aws, reads, monkeypatch):
+    monkeypatch.setenv("MANIFEST_PACK_BYTES", str(5 * MiB))
+    s3, query_id = aws
+    big = rows(f"big/key {i:07d}" for i in range(200_000))[: 5 * MiB]
+    small = [rows(f"small{n}/key {i:06d}" for i in range(60_000))[: 3 * MiB // 2 + n] for n in range(9)]
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}a", Body=big)
+    for n, data in enumerate(small):
+        s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}b{n}", Body=data)
+
+    steps, per_step = [], []
+    while not steps or not steps[-1]["done"]:
+        reads.clear()
+        steps.append(pack(query_id))
+        per_step.append(sum(size for _, size in reads))
+        assert len(steps) <= 5, "packing did not end"
+    reads.clear()
+    result = invoke(event(query_id))
+    final_reads = list(reads)
+
+    # 9 files of 1.5 MiB: groups of 4 (6 MiB >= the 5 MiB budget), 4, and the last 1, which is
+    # copied as it is (a lone small source may be the last part).
+    assert [s["groups"] for s in steps] == [3, 3, 3]
+    assert per_step == [sum(map(len, small[:4])), sum(map(len, small[4:8])), 0]
+    assert max(per_step) <= 5 * MiB + 3 * MiB // 2 + 8  # the budget and one file
+    assert final_reads == [(f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)]  # the rest copied in S3
+    assert sorted(body(s3, result["key"]).splitlines()) == sorted(b"".join([big, *small]).splitlines())
+
+
+def test_a_manifest_built_without_packing_still_has_every_row(aws, monkeypatch):
+    monkeypatch.setenv("MANIFEST_PACK_BYTES", "10")
+    s3, query_id = aws
+    small = [rows([f"small{n}/key"]) for n in range(4)]
+    for n, data in enumerate(small):
+        s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}b{n}", Body=data)
+    pack(query_id)  # one group of four packed; the rest left as they are
+
+    result = invoke(event(query_id))
+
+    assert sorted(body(s3, result["key"]).splitlines()) == sorted(b"".join(small).splitlines())
