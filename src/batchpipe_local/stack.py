@@ -156,6 +156,7 @@ class LocalStack:
         self._exit.enter_context(self.functions.patched_moto())
         self._exit.enter_context(_scaled_sfn_time(self.time_scale))
         self._exit.enter_context(_atomic_dynamodb_writes())
+        self._exit.enter_context(_whole_task_timeouts_in_history())
         self._exit.enter_context(_execution_status_events(self._put_execution_event))
         self._create_resources()
         self._start_emulation()
@@ -563,6 +564,35 @@ def _scaled_sfn_time(scale: float) -> Iterator[None]:
         mock.patch.object(wait_function.WaitFunction, "_wait_interval", scaled_wait),
         mock.patch.object(retrier_decl, "time", scaled_time),
     ):
+        yield
+
+
+@contextmanager
+def _whole_task_timeouts_in_history() -> Iterator[None]:
+    """A Task state's TaskScheduled event carries its timeout in seconds, a whole number (Step
+    Functions API reference, TaskScheduledEventDetails). moto's interpreter, when an execution is
+    stopped just as a Task with TimeoutSecondsPath is scheduled, can record the state's input there
+    instead (its path evaluation stops without a result); GetExecutionHistory then fails to
+    serialize. Such a value is left out of the event, as AWS would never have written it."""
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    original = EventManager.add_event
+
+    def add_event(
+        self: Any, context: Any, event_type: Any, event_details: Any = None, *args: Any, **kwargs: Any
+    ) -> int:
+        scheduled = (
+            (event_details or {}).get("taskScheduledEventDetails")
+            if isinstance(event_details, dict)
+            else None
+        )
+        if isinstance(scheduled, dict):
+            for name in ("timeoutInSeconds", "heartbeatInSeconds"):
+                if name in scheduled and not isinstance(scheduled[name], int):
+                    del scheduled[name]
+        return original(self, context, event_type, event_details, *args, **kwargs)
+
+    with mock.patch.object(EventManager, "add_event", add_event):
         yield
 
 
