@@ -11,11 +11,13 @@ ReportPartFunction invocation does, one invocation per file (``ReportPartRows`` 
 * ``join-partition``   one partition's manifest and report rows joined (``JoinPartitionRows`` rows)
 * ``merge``            ProcessReportFunction: the parts' counts added, their files joined in S3
 
-``bytes_through_lambda`` is what the workers read and write; the merge reads only the parts' small
-tally documents and the part files under 5 MiB it packs (multipart.py).
+``--manifest``: the manifest's assembly instead - Athena's output files (a few of at least 5 MiB,
+many smaller) packed by PackManifest steps, then joined by BuildManifest; prints the bytes each step
+reads through the function against the manifest's size.
 
     .venv/bin/python benchmarks/bench_fanout.py                # 200,000 objects
     .venv/bin/python benchmarks/bench_fanout.py --objects 1000000 --json
+    .venv/bin/python benchmarks/bench_fanout.py --manifest     # 40 small files + 2 large
 """
 
 from __future__ import annotations
@@ -192,13 +194,112 @@ def run(objects: int) -> list[dict]:
     return results
 
 
+def manifest_reads(small_files: int, large_files: int, pack_mib: int) -> dict:
+    """Bytes read through the function per PackManifest step and by BuildManifest's join."""
+    from batchpipe_core.config import Config
+    from batchpipe_core.multipart import MiB, concatenate
+    from build_manifest import app as build_manifest
+
+    os.environ.update(
+        {
+            "ACCOUNT_ID": "123456789012",
+            "PIPELINE_BUCKET": BUCKET,
+            "TOKEN_TABLE": "t",
+            "INVENTORY_BUCKET": "i",
+            "INVENTORY_PREFIX": "i/p/c",
+            "INVENTORY_FORMAT": "CSV",
+            "INVENTORY_VERSIONS": "Current",
+            "INVENTORY_DATABASE": "d",
+            "INVENTORY_TABLE": "t",
+            "ATHENA_WORKGROUP": "w",
+            "BATCH_ROLE_ARN": "arn:aws:iam::123456789012:role/b",
+            "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
+            "MANIFEST_PACK_BYTES": str(pack_mib * MiB),
+        }
+    )
+    sys.path.insert(0, str(REPO / "functions"))
+    reads: list[int] = []
+    with mock_aws():
+        session = boto3.session.Session()
+        session.events.register(
+            "after-call.s3.GetObject", lambda parsed, **_: reads.append(int(parsed["ContentLength"]))
+        )
+        s3 = session.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        output = f"{PREFIX}athena/"
+        row = f"{SOURCE},photos/2026/000/image%20000000000%2Bv2.jpg\n".encode()
+        sizes = [6 * MiB] * large_files + [(1 + i % 4) * MiB - 1000 for i in range(small_files)]
+        for index, size in enumerate(sizes):
+            s3.put_object(
+                Bucket=BUCKET, Key=f"{output}{index:05d}", Body=(row * (size // len(row) + 1))[:size]
+            )
+        request = build_manifest.PackManifestInput.model_validate(
+            {
+                "run": {
+                    "executionId": "arn:aws:states:us-east-1:123456789012:execution:sm:b",
+                    "executionName": "b",
+                    "prefix": PREFIX,
+                    "bucket": BUCKET,
+                },
+                "query": {"outputPrefix": f"s3://{BUCKET}/{output}", "execution": {"id": "q"}},
+                "pack": True,
+            }
+        )
+        config = Config.from_env()
+        steps = []
+        while True:
+            reads.clear()
+            done = build_manifest.pack_step(request, config, s3=s3)["done"]
+            steps.append(sum(reads))
+            if done:
+                break
+        reads.clear()
+        sources = build_manifest.manifest_sources(
+            s3, BUCKET, output, f"{PREFIX}{build_manifest.PACKED_FOLDER}", config
+        )
+        joined = concatenate(
+            s3,
+            bucket=BUCKET,
+            key=f"{PREFIX}manifest.csv",
+            sources=sources,
+            scratch_prefix=f"{PREFIX}manifest-parts/",
+            source_bucket=BUCKET,
+        )
+        join_reads = sum(reads)
+    return {
+        "mode": "manifest",
+        "manifest_bytes": joined.size,
+        "small_bytes": sum(s for s in sizes if s < 5 * MiB),
+        "pack_budget_bytes": pack_mib * MiB,
+        "steps": len(steps),
+        "max_step_read_bytes": max(steps),
+        "pack_read_bytes": sum(steps),
+        "join_read_bytes": join_reads,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--objects", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="one JSON object per mode on stdout")
+    parser.add_argument(
+        "--manifest", action="store_true", help="the manifest's assembly (PackManifest, BuildManifest)"
+    )
+    parser.add_argument("--small-files", type=int, default=40)
+    parser.add_argument("--pack-mib", type=int, default=16, help="ManifestPackBytes in MiB (deployed: 1024)")
     args = parser.parse_args()
+    if args.manifest:
+        result = manifest_reads(args.small_files, 2, args.pack_mib)
+        print(
+            json.dumps(result)
+            if args.json
+            else "\n".join(
+                f"{k:>20}: {v:,}" if isinstance(v, int) else f"{k:>20}: {v}" for k, v in result.items()
+            )
+        )
+        return
     for result in run(args.objects):
         if args.json:
             print(json.dumps(result))
