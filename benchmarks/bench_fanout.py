@@ -173,19 +173,15 @@ def run(objects: int) -> list[dict]:
                     ),
                 )
             )
-            start = time.process_time()
-            for p in range(ref.partitions):
-                fanout.work_on_part(s3, ref, {"partition": p}, 0, unknown=unknown)
-            seconds = time.process_time() - start
-            results.append(
-                {
-                    "mode": "join-partition",
-                    "rows": objects,
-                    "partitions": ref.partitions,
-                    "cpu_s": round(seconds, 3),
-                    "rows_per_cpu_s": round(objects / seconds),
-                }
+            partitions = [{"partition": p} for p in range(ref.partitions)]
+            joined = timed(
+                "join-partition",
+                objects,
+                lambda r=ref, items=partitions: [
+                    fanout.work_on_part(s3, r, i, 0, unknown=unknown) for i in items
+                ],
             )
+            results.append(joined | {"partitions": ref.partitions})
             results.append(
                 timed("merge", objects, lambda r=ref, e=ev: fanout.merge_parts(s3, e, r, retry=retry))
             )

@@ -21,6 +21,10 @@ many workers of the same size, each finishing far inside its timeout:
   checks that the windows tile every file and that every partition was joined, and joins the parts'
   failure files server-side (``multipart.concatenate``) into the attempt's files.
 
+The Maps hand each child the state's ``reportPlan`` (``$`` in ``ItemSelector`` is the Map state's
+input) and its item (``$$.Map.Item.Value``), read from the item files with an ``ItemReader``
+(Step Functions developer guide, "ItemSelector (Map)" and "ItemReader (Map)").
+
 Every part writes to keys named after what it read (file and offset, or partition), so a retried
 invocation overwrites its own output and nothing is counted twice.
 """
@@ -37,7 +41,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchpipe_core.accounting import AttemptTally, preferred_outcome, tally, tally_parts
+from batchpipe_core.accounting import (
+    CANCELLED_BY_OPERATOR,
+    AttemptTally,
+    preferred_outcome,
+    tally,
+    tally_parts,
+)
 from batchpipe_core.attempts import (
     AttemptFiles,
     AttemptOutputs,
@@ -51,7 +61,7 @@ from batchpipe_core.classification import Disposition
 from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
 from batchpipe_core.jobs import TERMINAL_STATUSES
 from batchpipe_core.keys import as_folder
-from batchpipe_core.multipart import Source, concatenate
+from batchpipe_core.multipart import Source, concatenate, list_sources
 from batchpipe_core.observability import logger
 from batchpipe_core.report import (
     CSV_MODULE,
@@ -164,7 +174,7 @@ def plan_report(
     if objects is None and job.status == "Complete" and job.total is not None:
         objects = job.total  # a Complete job ran every task S3 counted
     attempt_prefix = f"{as_folder(run.prefix)}attempt-{current.attempt}/"
-    by_person = job.status == "Cancelled" and cancelled_by == "operator"
+    by_person = job.status == "Cancelled" and cancelled_by == CANCELLED_BY_OPERATOR
     last_attempt = current.attempt >= retry.maxAttempts or by_person
     report_bucket = job.report.bucket or run.bucket
     report_prefix = job.report.prefix or f"{attempt_prefix}report"
@@ -344,7 +354,7 @@ def _writer(buffers: dict[int, io.StringIO], writers: dict[int, CsvWriter], part
 
 def _join_partition(s3: Any, plan: Plan, partition: int, unknown: Disposition) -> None:
     folder = f"{plan.prefix}scatter/p{partition:05d}/"
-    keys = sorted(_list_keys(s3, plan.bucket, folder))
+    keys = [source.key for source in list_sources(s3, plan.bucket, folder)]
     part_id = f"p{partition:05d}"
 
     def rows_of(side: str, parse: Any) -> Iterator:
@@ -522,18 +532,17 @@ def _check_tiles(documents: list[dict], files: list[FileRef], side: str, *, what
         if document.get("side") == side:
             windows.setdefault(document["file"], []).append(document)
     for number, ref in enumerate(files):
-        expected = 0
-        for window in sorted(windows.get(number, []), key=lambda w: w["offset"]):
-            if window["offset"] != expected:
-                raise TransientError(
-                    f"{what} s3://{ref.bucket}/{ref.key}: no part read bytes {expected}..{window['offset']}"
-                )
-            expected = window["end"]
-            size = window["size"]
-        if expected == 0 and not windows.get(number):
-            raise TransientError(f"{what} s3://{ref.bucket}/{ref.key}: no part read it")
-        if expected != size:
-            raise TransientError(f"{what} s3://{ref.bucket}/{ref.key}: parts read {expected} of {size} bytes")
+        where = f"{what} s3://{ref.bucket}/{ref.key}"
+        read = sorted(windows.get(number, []), key=lambda w: w["offset"])
+        if not read:
+            raise TransientError(f"{where}: no part read it")
+        end = 0
+        for window in read:
+            if window["offset"] != end:
+                raise TransientError(f"{where}: no part read bytes {end}..{window['offset']}")
+            end = window["end"]
+        if end != read[-1]["size"]:
+            raise TransientError(f"{where}: parts read {end} of {read[-1]['size']} bytes")
 
 
 def _join_files(
@@ -562,15 +571,9 @@ def _join_files(
 
 
 def _read_documents(s3: Any, bucket: str, prefix: str, suffix: str) -> list[dict]:
-    keys = [k for k in _list_keys(s3, bucket, prefix) if k.endswith(suffix)]
+    keys = [source.key for source in list_sources(s3, bucket, prefix) if source.key.endswith(suffix)]
     with ThreadPoolExecutor(max_workers=MERGE_READERS) as pool:
         return list(pool.map(lambda k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()), keys))
-
-
-def _list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for entry in page.get("Contents", []):
-            yield entry["Key"]
 
 
 def _put_json(s3: Any, bucket: str, key: str, document: Any) -> None:

@@ -286,6 +286,17 @@ def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
         pass  # the bucket's lifecycle rule aborts incomplete uploads after 2 days
 
 
+def list_sources(s3: Any, bucket: str, prefix: str) -> list[Source]:
+    """Every object under ``prefix`` as a Source, in key order (ListObjectsV2 returns keys in
+    ascending UTF-8 binary order: S3 API reference, ListObjectsV2), so a listing plans the same way
+    each time it is read."""
+    sources = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            sources.append(Source(item["Key"], item["Size"], item.get("ETag")))
+    return sources
+
+
 # ------------------------------------------------------------------ packing small sources, bounded
 
 

@@ -504,7 +504,9 @@ def open_window(
 ) -> Window:
     """A ByteWindow over ``bucket/key`` from ``offset`` (a record boundary), by one streamed GET.
 
-    Byte 0 is read without a Range (an empty object has no byte range to ask for)."""
+    Byte 0 is read without a Range (an empty object has no byte range to ask for). A ranged GET
+    answers with ``ContentRange`` ``bytes <first>-<last>/<size>`` (S3 API reference, GetObject:
+    Range and Content-Range, RFC 9110), which gives the whole object's size."""
     ranged = {"Range": f"bytes={offset}-"} if offset else {}
     response = s3.get_object(Bucket=bucket, Key=key, **ranged)
     size = int(response["ContentRange"].rsplit("/", 1)[1]) if offset else int(response["ContentLength"])

@@ -29,7 +29,7 @@ from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
 from batchpipe_core.inventory_table import InventoryNotReadableError
 from batchpipe_core.jobs import RunRef, StatePart, is_transient, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import as_folder, decode_key
-from batchpipe_core.multipart import Limits, Source, concatenate, packing_groups
+from batchpipe_core.multipart import Limits, Source, concatenate, list_sources, packing_groups
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
 from batchpipe_core.report import split_s3_uri
@@ -271,31 +271,42 @@ def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Li
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
     packed_prefix = f"{as_folder(request.run.prefix)}{PACKED_FOLDER}"
     if output_bucket != config.pipeline_bucket:  # BuildManifest then joins the files as they are
-        return {"done": True, "groups": 0, "bytesRead": 0}
+        return {"done": True, "groups": 0, "bytesPacked": 0}
     with transient_as_retryable("packing Athena's small output files"):
-        groups = packing_groups(
-            list_outputs(s3, output_bucket, output_prefix), config.manifest_pack_bytes, limits
-        )
-        packed = {source.key for source in list_outputs(s3, config.pipeline_bucket, packed_prefix)}
-        todo = [i for i in range(len(groups)) if packed_key(packed_prefix, i) not in packed]
-        read = 0
+        outputs = list_sources(s3, output_bucket, output_prefix)
+        plan = packed_groups(s3, outputs, packed_prefix, config, limits)
+        todo = [(key, group) for key, group, packed in plan if packed is None]
+        packed_bytes = 0
         if todo:
-            group = groups[todo[0]]
+            key, group = todo[0]
             concatenate(
                 s3,
                 bucket=config.pipeline_bucket,
-                key=packed_key(packed_prefix, todo[0]),
+                key=key,
                 sources=group,
                 scratch_prefix=f"{packed_prefix}scratch/",
                 limits=limits,
                 source_bucket=output_bucket,
             )
-            read = sum(source.size for source in group)
+            packed_bytes = sum(source.size for source in group)
     logger.info(
         "manifest files packed",
-        extra={"groups": len(groups), "left": max(0, len(todo) - 1), "bytesRead": read},
+        extra={"groups": len(plan), "left": max(0, len(todo) - 1), "bytesPacked": packed_bytes},
     )
-    return {"done": len(todo) <= 1, "groups": len(groups), "bytesRead": read}
+    return {"done": len(todo) <= 1, "groups": len(plan), "bytesPacked": packed_bytes}
+
+
+def packed_groups(
+    s3: Any, outputs: list[Source], packed_prefix: str, config: Config, limits: Limits = S3_LIMITS
+) -> list[tuple[str, list[Source], Source | None]]:
+    """Each group of Athena's small outputs: its packed object's key, its files, and the packed object
+    if PackManifest has written it."""
+    packed = {source.key: source for source in list_sources(s3, config.pipeline_bucket, packed_prefix)}
+    groups = packing_groups(outputs, config.manifest_pack_bytes, limits)
+    return [
+        (packed_key(packed_prefix, i), group, packed.get(packed_key(packed_prefix, i)))
+        for i, group in enumerate(groups)
+    ]
 
 
 def packed_key(prefix: str, group: int) -> str:
@@ -308,23 +319,12 @@ def manifest_sources(
     """What BuildManifest joins: Athena's files of 5 MiB or more, and for each group of smaller ones
     its packed object where PackManifest wrote it, else the group's files as they are (so the
     manifest never depends on the packing having run; only the bytes read through the function do)."""
-    outputs = [s for s in list_outputs(s3, output_bucket, output_prefix) if s.size > 0]
+    outputs = [s for s in list_sources(s3, output_bucket, output_prefix) if s.size > 0]
     if output_bucket != config.pipeline_bucket:
         return outputs
-    packed = {s.key: s for s in list_outputs(s3, output_bucket, packed_prefix)}
     sources = [s for s in outputs if s.size >= S3_LIMITS.min_part]
-    for index, group in enumerate(packing_groups(outputs, config.manifest_pack_bytes, S3_LIMITS)):
-        packed_group = packed.get(packed_key(packed_prefix, index))
-        sources.extend([packed_group] if packed_group is not None else group)
-    return sources
-
-
-def list_outputs(s3: Any, bucket: str, prefix: str) -> list[Source]:
-    """Every object under ``prefix`` (the run's own UNLOAD location, so nothing else is there)."""
-    sources = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            sources.append(Source(item["Key"], item["Size"], item.get("ETag")))
+    for _, group, packed in packed_groups(s3, outputs, packed_prefix, config):
+        sources.extend([packed] if packed is not None else group)
     return sources
 
 
