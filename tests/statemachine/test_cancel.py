@@ -81,7 +81,9 @@ def _wait_for_job(stack, statuses=("Ready", "Active"), timeout=60.0) -> dict:
 
 
 def test_a_stopped_execution_leaves_no_job_running():
-    with pipeline(engine_options={"active_seconds": 5}) as stack:
+    # The job waits 10 s in Ready before it runs: time for the stop and its cleanup's cancel on a
+    # loaded machine (5 s was not always enough).
+    with pipeline(engine_options={"active_seconds": 10}) as stack:
         arn = stack.start({"name": "stopped", "operation": TAGGING}, "stopped")
         job = _wait_for_job(stack)
         stack.client("stepfunctions").stop_execution(executionArn=arn, cause="stopped by a test")
