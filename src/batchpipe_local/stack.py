@@ -158,6 +158,7 @@ class LocalStack:
         self._exit.enter_context(_atomic_dynamodb_writes())
         self._exit.enter_context(_whole_task_timeouts_in_history())
         self._exit.enter_context(_execution_status_events(self._put_execution_event))
+        self._exit.enter_context(_stop_wakes_task_token_waits())
         self._create_resources()
         self._start_emulation()
 
@@ -544,6 +545,26 @@ def _execution_status_events(sink: Any) -> Iterator[None]:
         )
 
     with mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated):
+        yield
+
+
+@contextmanager
+def _stop_wakes_task_token_waits() -> Iterator[None]:
+    """StopExecution ends an execution at once, ABORTED, and its status event follows (Step Functions
+    API reference, StopExecution). moto's interpreter leaves a stopped execution blocked in a
+    .waitForTaskToken task until the token comes back or times out, so the status event, and the
+    cleanup it triggers, came only when the job itself had ended. Waking the stopped execution's
+    pending token waits lets it end when it is stopped, as on AWS."""
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+
+    original = Environment.set_stop
+
+    def set_stop(self: Any, stop_date: Any, cause: str | None, error: str | None) -> None:
+        original(self, stop_date=stop_date, cause=cause, error=error)
+        for endpoint in list(self.callback_pool_manager._pool.values()):
+            endpoint.interrupt_all()
+
+    with mock.patch.object(Environment, "set_stop", set_stop):
         yield
 
 

@@ -80,12 +80,29 @@ def _wait_for_job(stack, statuses=("Ready", "Active"), timeout=60.0) -> dict:
         time.sleep(0.05)
 
 
+def _wait_until_waiting_on_the_job(stack, arn: str, timeout=60.0) -> None:
+    """Until the execution is back in CreateJobAndWait after ConfirmJob: blocked on its task token
+    while the job runs, the case where a stop must not wait for the job."""
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while True:
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        entered = [
+            e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")
+        ]
+        if entered[-2:] == ["ConfirmJob", "CreateJobAndWait"] and events[-1]["type"] == "TaskSubmitted":
+            return
+        assert time.monotonic() < deadline, f"never waited on the job: {entered}"
+        time.sleep(0.05)
+
+
 def test_a_stopped_execution_leaves_no_job_running():
-    # The job waits 10 s in Ready before it runs: time for the stop and its cleanup's cancel on a
-    # loaded machine (5 s was not always enough).
-    with pipeline(engine_options={"active_seconds": 10}) as stack:
+    # The job waits 30 s in Ready before it runs; the stop comes while the execution waits on its
+    # token, and the cleanup must cancel the job long before it would run.
+    with pipeline(engine_options={"active_seconds": 30}) as stack:
         arn = stack.start({"name": "stopped", "operation": TAGGING}, "stopped")
         job = _wait_for_job(stack)
+        _wait_until_waiting_on_the_job(stack, arn)
         stack.client("stepfunctions").stop_execution(executionArn=arn, cause="stopped by a test")
         execution = stack.wait(arn)
         deadline = time.monotonic() + 30

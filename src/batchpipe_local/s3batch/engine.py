@@ -425,7 +425,15 @@ class BatchEngine:
 
     def _run(self, job: Job) -> None:
         if self.active_seconds:
-            time.sleep(self.active_seconds)
+            # A job waits in Ready; a cancel or the engine's close ends the wait early.
+            deadline = time.monotonic() + self.active_seconds
+            with self._cond:
+                while (
+                    not self._stopping
+                    and job.status == jobs.READY
+                    and (left := deadline - time.monotonic()) > 0
+                ):
+                    self._cond.wait(left)
         context = operations.OperationContext(
             s3=self._s3_client(),
             account_id=job.account_id,
