@@ -554,17 +554,26 @@ def _stop_wakes_task_token_waits() -> Iterator[None]:
     API reference, StopExecution). moto's interpreter leaves a stopped execution blocked in a
     .waitForTaskToken task until the token comes back or times out, so the status event, and the
     cleanup it triggers, came only when the job itself had ended. Waking the stopped execution's
-    pending token waits lets it end when it is stopped, as on AWS."""
+    pending token waits lets it end when it is stopped, as on AWS; the woken task's error (moto calls
+    it States.Timeout) must not turn the stopped execution into a FAILED one."""
     from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 
-    original = Environment.set_stop
+    original_stop, original_error = Environment.set_stop, Environment.set_error
 
     def set_stop(self: Any, stop_date: Any, cause: str | None, error: str | None) -> None:
-        original(self, stop_date=stop_date, cause=cause, error=error)
+        original_stop(self, stop_date=stop_date, cause=cause, error=error)
         for endpoint in list(self.callback_pool_manager._pool.values()):
             endpoint.interrupt_all()
 
-    with mock.patch.object(Environment, "set_stop", set_stop):
+    def set_error(self: Any, error: Any) -> None:
+        if not isinstance(self.program_state(), ProgramStopped):
+            original_error(self, error)
+
+    with (
+        mock.patch.object(Environment, "set_stop", set_stop),
+        mock.patch.object(Environment, "set_error", set_error),
+    ):
         yield
 
 
