@@ -362,8 +362,9 @@ _QUERY_POLL_TRANSITIONS = 5
 ASSUMED_QUERY_POLLS = 4  # ~20 s of Athena; the state does not count polls
 # FirstAttempt, CreateJobAndWait (until S3 counted the manifest), CountNeeded?, ConfirmJob,
 # CreateJobAndWait (until the job ends), CountNeeded?, PlanReport, ReadReportParts, JoinNeeded?,
-# ProcessReport, MoreToRetry? (a joined report adds JoinPartitions).
-_ATTEMPT_TRANSITIONS = 11
+# PackParts, PartsPacked?, ProcessReport, MoreToRetry? (a joined report adds JoinPartitions; PackParts
+# and PartsPacked? come once more per further group of the parts' small failure files).
+_ATTEMPT_TRANSITIONS = 13
 _RETRY_TRANSITIONS = _ATTEMPT_TRANSITIONS + 1  # Backoff and NextAttempt instead of FirstAttempt
 # The report Maps' children, at least: two results files (one per task status) of one window each
 # (ReadPart, MoreOfFile?, FileRead); 3 more per further window, 1 per join partition.

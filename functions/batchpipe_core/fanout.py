@@ -31,6 +31,7 @@ invocation overwrites its own output and nothing is counted twice.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -61,7 +62,17 @@ from batchpipe_core.classification import Disposition
 from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
 from batchpipe_core.jobs import TERMINAL_STATUSES
 from batchpipe_core.keys import as_folder
-from batchpipe_core.multipart import Source, concatenate, list_sources
+from batchpipe_core.multipart import (
+    S3_LIMITS,
+    Limits,
+    PackGroup,
+    Source,
+    concatenate,
+    list_sources,
+    pack_next,
+    packing_plan,
+    with_packed,
+)
 from batchpipe_core.observability import logger
 from batchpipe_core.report import (
     CSV_MODULE,
@@ -423,7 +434,15 @@ def _write_tally(
 # ------------------------------------------------------------------------------------------ merge
 
 
-def merge_parts(s3: Any, event: ProcessReportInput, ref: PlanRef, *, retry: RetrySettings) -> dict[str, Any]:
+def merge_parts(
+    s3: Any,
+    event: ProcessReportInput,
+    ref: PlanRef,
+    *,
+    retry: RetrySettings,
+    pack_bytes: int,
+    limits: Limits = S3_LIMITS,
+) -> dict[str, Any]:
     """The attempt's record from its parts, or ``{"rejoin": true}`` when a Complete job's report does
     not account for its manifest one to one (duplicate rows of a task run twice, a missing row): the
     state machine then plans the attempt again as a join."""
@@ -476,10 +495,11 @@ def merge_parts(s3: Any, event: ProcessReportInput, ref: PlanRef, *, retry: Retr
         raise AccountingError(
             f"attempt {plan.attempt}: {counts.total} outcomes for a manifest of {objects} objects"
         )
+    join = functools.partial(_join_files, s3, plan, tallies, budget=pack_bytes, limits=limits)
     files = AttemptFiles(
-        permanent=_join_files(s3, plan, tallies, "permanent", header=True, always=True),
-        retry=_join_files(s3, plan, tallies, "retry", header=False),
-        exhausted=_join_files(s3, plan, tallies, "exhausted", header=True),
+        permanent=join("permanent", header=True, always=True),
+        retry=join("retry", header=False),
+        exhausted=join("exhausted", header=True),
     )
     sample = [key for d in sorted(tallies, key=_part_order) for key in d["sample"]][:SAMPLE_KEYS]
     return finish_attempt(
@@ -545,20 +565,67 @@ def _check_tiles(documents: list[dict], files: list[FileRef], side: str, *, what
             raise TransientError(f"{where}: parts read {end} of {read[-1]['size']} bytes")
 
 
+def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_LIMITS) -> dict[str, Any]:
+    """One bounded step of packing the parts' failure files under 5 MiB (which cannot be parts of a
+    multipart upload but the last) into objects the merge then copies inside S3; the PackParts loop
+    runs it until ``done``.
+
+    The groups are planned from a listing of the parts' outputs (key order: the same listing, the same
+    groups); the first group without its packed object is packed, at most ``budget`` bytes plus one
+    file read. The merge plans the same groups from the parts' tallies and takes a packed object only
+    where its key's digest matches its group (``multipart.packing_plan``).
+    """
+    plan = load_plan(s3, ref)
+    listed = list_sources(s3, plan.bucket, f"{plan.prefix}out/")
+    groups = []
+    for kind, name in KINDS.items():
+        sources = [source for source in listed if source.key.endswith(f"/{name}")]
+        groups.extend(_packing_plan(s3, plan, kind, sources, budget, limits))
+    packed_bytes, left = pack_next(
+        s3,
+        bucket=plan.bucket,
+        plan=groups,
+        source_bucket=plan.bucket,
+        scratch_prefix=f"{plan.prefix}scratch/packing/",
+        limits=limits,
+    )
+    logger.info("part files packed", extra={"groups": len(groups), "left": left, "bytesPacked": packed_bytes})
+    return {"done": left == 0, "groups": len(groups), "bytesPacked": packed_bytes}
+
+
+def _packing_plan(
+    s3: Any, plan: Plan, kind: str, sources: list[Source], budget: int, limits: Limits
+) -> list[PackGroup]:
+    packed_prefix = f"{plan.prefix}packed/{kind}/"
+    ordered = sorted(sources, key=lambda source: source.key)
+    return packing_plan(ordered, packed_prefix, list_sources(s3, plan.bucket, packed_prefix), budget, limits)
+
+
 def _join_files(
-    s3: Any, plan: Plan, tallies: list[dict], kind: str, *, header: bool, always: bool = False
+    s3: Any,
+    plan: Plan,
+    tallies: list[dict],
+    kind: str,
+    *,
+    header: bool,
+    budget: int,
+    limits: Limits = S3_LIMITS,
+    always: bool = False,
 ) -> Uploaded | None:
-    """The parts' ``kind`` files as one object of the attempt, joined inside S3 (UploadPartCopy);
-    parts under 5 MiB are read and uploaded together (multipart.py)."""
-    parts = [d["files"][kind] for d in sorted(tallies, key=_part_order) if d["files"][kind]]
+    """The parts' ``kind`` files as one object of the attempt, joined inside S3 (UploadPartCopy),
+    with PackParts' objects in place of the groups of small files it packed (what is left unpacked
+    is read and uploaded by the join itself: multipart.py)."""
+    parts = [d["files"][kind] for d in tallies if d["files"][kind]]
+    sources = sorted((Source(p["key"], p["size"], p["etag"]) for p in parts), key=lambda source: source.key)
     key = f"{plan.attemptPrefix}{KINDS[kind]}"
     head = (",".join(FAILURE_HEADER) + "\n").encode() if header else b""
     joined = concatenate(
         s3,
         bucket=plan.bucket,
-        sources=[Source(p["key"], p["size"], p["etag"]) for p in parts],
+        sources=with_packed(sources, _packing_plan(s3, plan, kind, sources, budget, limits), limits),
         key=key,
         scratch_prefix=f"{plan.prefix}scratch/{kind}/",
+        limits=limits,
         head=head,
     )
     rows = sum(p["rows"] for p in parts)

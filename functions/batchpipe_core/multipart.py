@@ -17,6 +17,7 @@ does the requests.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,9 @@ class Limits:
     max_parts: int = 10_000
     max_object: int = 5 * TiB
     concurrency: int = 8
+
+
+S3_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -321,3 +325,77 @@ def packing_groups(sources: Sequence[Source], budget: int, limits: Limits = Limi
     if current:
         groups.append(current)
     return groups
+
+
+@dataclass(frozen=True)
+class PackGroup:
+    """One group of small sources, the key its packed object has, and that object once written."""
+
+    key: str
+    sources: tuple[Source, ...]
+    packed: Source | None
+
+
+def packing_plan(
+    sources: Sequence[Source],
+    packed_prefix: str,
+    packed: Sequence[Source],
+    budget: int,
+    limits: Limits = Limits(),
+) -> list[PackGroup]:
+    """``packing_groups`` of ``sources``, each with its packed object among ``packed`` (a listing of
+    ``packed_prefix``) if one was written.
+
+    A packed object's key names its group's position and a digest of the group's keys, sizes and
+    ETags, so an object packed from other sources (a part rewritten since) is never taken for it.
+    """
+    written = {source.key: source for source in packed}
+    plan = []
+    for index, group in enumerate(packing_groups(sources, budget, limits)):
+        key = f"{packed_prefix}g{index:06d}-{_digest(group)}.csv"
+        plan.append(PackGroup(key, tuple(group), written.get(key)))
+    return plan
+
+
+def _digest(group: Sequence[Source]) -> str:
+    text = "\n".join(f"{s.key}\t{s.offset}\t{s.size}\t{(s.etag or '').strip(chr(34))}" for s in group)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def with_packed(
+    sources: Sequence[Source], plan: Sequence[PackGroup], limits: Limits = Limits()
+) -> list[Source]:
+    """What a final join copies: the sources of ``min_part`` or more, and for each group of smaller
+    ones its packed object where it was written, else the group's sources as they are (so the result
+    never depends on the packing having run; only the bytes read by the join do)."""
+    joined = [s for s in sources if s.size >= limits.min_part]
+    for group in plan:
+        joined.extend([group.packed] if group.packed is not None else group.sources)
+    return joined
+
+
+def pack_next(
+    s3: Any,
+    *,
+    bucket: str,
+    plan: Sequence[PackGroup],
+    source_bucket: str,
+    scratch_prefix: str,
+    limits: Limits = Limits(),
+) -> tuple[int, int]:
+    """Packs the first group of ``plan`` not yet packed into its object in ``bucket``: one bounded
+    step (a retried step rewrites the same object). Returns (bytes read, groups still to pack)."""
+    todo = [group for group in plan if group.packed is None]
+    if not todo:
+        return 0, 0
+    group = todo[0]
+    concatenate(
+        s3,
+        bucket=bucket,
+        key=group.key,
+        sources=group.sources,
+        scratch_prefix=scratch_prefix,
+        limits=limits,
+        source_bucket=source_bucket,
+    )
+    return sum(source.size for source in group.sources), len(todo) - 1

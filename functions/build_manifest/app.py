@@ -29,7 +29,17 @@ from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
 from batchpipe_core.inventory_table import InventoryNotReadableError
 from batchpipe_core.jobs import RunRef, StatePart, is_transient, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import as_folder, decode_key
-from batchpipe_core.multipart import Limits, Source, concatenate, list_sources, packing_groups
+from batchpipe_core.multipart import (
+    S3_LIMITS,
+    Limits,
+    PackGroup,
+    Source,
+    concatenate,
+    list_sources,
+    pack_next,
+    packing_plan,
+    with_packed,
+)
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
 from batchpipe_core.report import split_s3_uri
@@ -40,7 +50,6 @@ SAMPLE_SIZE = 20
 # version ID) fit in 80 KiB; the read is this long at most, whatever the manifest's size.
 SAMPLE_BYTES = 128 * 1024
 MANIFEST_NAME = "manifest.csv"
-S3_LIMITS = Limits()
 PACKED_FOLDER = "manifest-packed/"  # under the run prefix: PackManifest's objects, one per group
 COUNT_CHUNK_BYTES = 8 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -273,59 +282,39 @@ def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Li
     if output_bucket != config.pipeline_bucket:  # BuildManifest then joins the files as they are
         return {"done": True, "groups": 0, "bytesPacked": 0}
     with transient_as_retryable("packing Athena's small output files"):
-        outputs = list_sources(s3, output_bucket, output_prefix)
-        plan = packed_groups(s3, outputs, packed_prefix, config, limits)
-        todo = [(key, group) for key, group, packed in plan if packed is None]
-        packed_bytes = 0
-        if todo:
-            key, group = todo[0]
-            concatenate(
-                s3,
-                bucket=config.pipeline_bucket,
-                key=key,
-                sources=group,
-                scratch_prefix=f"{packed_prefix}scratch/",
-                limits=limits,
-                source_bucket=output_bucket,
-            )
-            packed_bytes = sum(source.size for source in group)
+        plan = _packing_plan(
+            s3, list_sources(s3, output_bucket, output_prefix), packed_prefix, config, limits
+        )
+        packed_bytes, left = pack_next(
+            s3,
+            bucket=config.pipeline_bucket,
+            plan=plan,
+            source_bucket=output_bucket,
+            scratch_prefix=f"{packed_prefix}scratch/",
+            limits=limits,
+        )
     logger.info(
-        "manifest files packed",
-        extra={"groups": len(plan), "left": max(0, len(todo) - 1), "bytesPacked": packed_bytes},
+        "manifest files packed", extra={"groups": len(plan), "left": left, "bytesPacked": packed_bytes}
     )
-    return {"done": len(todo) <= 1, "groups": len(plan), "bytesPacked": packed_bytes}
+    return {"done": left == 0, "groups": len(plan), "bytesPacked": packed_bytes}
 
 
-def packed_groups(
+def _packing_plan(
     s3: Any, outputs: list[Source], packed_prefix: str, config: Config, limits: Limits = S3_LIMITS
-) -> list[tuple[str, list[Source], Source | None]]:
-    """Each group of Athena's small outputs: its packed object's key, its files, and the packed object
-    if PackManifest has written it."""
-    packed = {source.key: source for source in list_sources(s3, config.pipeline_bucket, packed_prefix)}
-    groups = packing_groups(outputs, config.manifest_pack_bytes, limits)
-    return [
-        (packed_key(packed_prefix, i), group, packed.get(packed_key(packed_prefix, i)))
-        for i, group in enumerate(groups)
-    ]
-
-
-def packed_key(prefix: str, group: int) -> str:
-    return f"{prefix}g{group:06d}.csv"
+) -> list[PackGroup]:
+    packed = list_sources(s3, config.pipeline_bucket, packed_prefix)
+    return packing_plan(outputs, packed_prefix, packed, config.manifest_pack_bytes, limits)
 
 
 def manifest_sources(
     s3: Any, output_bucket: str, output_prefix: str, packed_prefix: str, config: Config
 ) -> list[Source]:
-    """What BuildManifest joins: Athena's files of 5 MiB or more, and for each group of smaller ones
-    its packed object where PackManifest wrote it, else the group's files as they are (so the
-    manifest never depends on the packing having run; only the bytes read through the function do)."""
+    """What BuildManifest joins: Athena's output files, with PackManifest's objects in place of the
+    groups of small ones it packed (``multipart.with_packed``)."""
     outputs = [s for s in list_sources(s3, output_bucket, output_prefix) if s.size > 0]
     if output_bucket != config.pipeline_bucket:
         return outputs
-    sources = [s for s in outputs if s.size >= S3_LIMITS.min_part]
-    for _, group, packed in packed_groups(s3, outputs, packed_prefix, config):
-        sources.extend([packed] if packed is not None else group)
-    return sources
+    return with_packed(outputs, _packing_plan(s3, outputs, packed_prefix, config))
 
 
 def read_sample(s3: Any, bucket: str, key: str, size: int, limit: int = SAMPLE_SIZE) -> list[str]:

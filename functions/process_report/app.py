@@ -1,7 +1,8 @@
 """ProcessReportFunction: the report's parts -> the attempt's counts, files and record.
 
 Wiring only; the work is ``batchpipe_core.fanout.merge_parts`` (the parts are PlanReport's plan,
-done by ReportPartFunction in the state machine's Distributed Maps).
+done by ReportPartFunction in the state machine's Distributed Maps), and before it, in the PackParts
+loop (``pack: true``), ``fanout.pack_parts_step``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser import parse
 
 from batchpipe_core.attempts import ProcessReportInput
 from batchpipe_core.config import Config
-from batchpipe_core.fanout import PlanRef, merge_parts
-from batchpipe_core.jobs import transient_as_retryable
+from batchpipe_core.fanout import PlanRef, merge_parts, pack_parts_step
+from batchpipe_core.jobs import StatePart, transient_as_retryable
 from batchpipe_core.observability import instrumented
 
 
@@ -22,10 +23,19 @@ class MergeInput(ProcessReportInput):
     reportPlan: PlanRef
 
 
+class PackPartsInput(StatePart):
+    reportPlan: PlanRef
+    pack: bool
+
+
 @instrumented
-@event_parser(model=MergeInput)
-def handler(event: MergeInput, context: Any) -> dict[str, Any]:
-    config = Config.from_env()
-    retry = event.spec.retry_or(config.default_max_attempts, config.default_backoff_seconds)
+def handler(event: dict, context: Any) -> dict[str, Any]:
+    config, s3 = Config.from_env(), boto3.client("s3")
+    if event.get("pack"):  # the PackParts state
+        request = parse(event=event, model=PackPartsInput)
+        with transient_as_retryable("packing the report parts' small files"):
+            return pack_parts_step(s3, request.reportPlan, budget=config.manifest_pack_bytes)
+    merge = parse(event=event, model=MergeInput)
+    retry = merge.spec.retry_or(config.default_max_attempts, config.default_backoff_seconds)
     with transient_as_retryable("merging the report's parts"):
-        return merge_parts(boto3.client("s3"), event, event.reportPlan, retry=retry)
+        return merge_parts(s3, merge, merge.reportPlan, retry=retry, pack_bytes=config.manifest_pack_bytes)

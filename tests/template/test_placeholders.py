@@ -228,6 +228,8 @@ def test_create_job_and_wait_waits_for_a_task_token_with_a_timeout(asl: dict) ->
         "ReadReportParts",
         "JoinNeeded?",
         "JoinPartitions",
+        "PackParts",
+        "PartsPacked?",
         "ProcessReport",
         "Summarize",
     }

@@ -93,26 +93,6 @@ def aws(monkeypatch):
         yield s3, query_id
 
 
-@pytest.fixture
-def reads():
-    """(key, bytes) of every successful GetObject made by any client created from now on."""
-    seen: list[tuple[str, int]] = []
-
-    def remember_key(params, context, **kwargs):
-        context["batchpipe_key"] = params.get("Key")
-
-    def record(http_response, parsed, context, **kwargs):
-        if http_response.status_code < 300:
-            seen.append((context.get("batchpipe_key"), int(parsed["ContentLength"])))
-
-    # The handler's clients come from boto3's default session: a fresh one carries the hooks.
-    boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("provide-client-params.s3.GetObject", remember_key)
-    boto3.DEFAULT_SESSION.events.register("after-call.s3.GetObject", record)
-    yield seen
-    boto3.DEFAULT_SESSION = None
-
-
 def event(query_id: str, max_objects: int | None = 10, dry_run: bool = False) -> dict:
     return {
         "spec": {"name": "retag", "maxObjects": max_objects, "dryRun": dry_run, "filter": {"prefixes": None}},

@@ -18,7 +18,9 @@ from batchpipe_core.multipart import (
     UploadPart,
     concatenate,
     group_parts,
+    packing_plan,
     plan_parts,
+    with_packed,
 )
 
 BUCKET = "pipeline"
@@ -97,6 +99,41 @@ def test_groups_are_valid_uploads_of_at_most_the_maximum_part(source_sizes):
 def test_a_lone_small_leftover_is_copied_as_the_last_part_not_read():
     parts = plan_parts([Source("big", 300), Source("tiny", 7)], SMALL_LIMITS)
     assert parts[-1] == CopyPart(Source("tiny", 7), 0, 6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes, st.integers(min_value=1, max_value=400), st.data())
+def test_packed_objects_stand_in_for_exactly_their_groups(source_sizes, budget, data):
+    sources = [Source(f"part-{i:03d}", size, f"etag-{i}") for i, size in enumerate(source_sizes)]
+    plan = packing_plan(sources, "packed/", [], budget, SMALL_LIMITS)
+    written = [
+        Source(group.key, sum(s.size for s in group.sources), "packed-etag")
+        for group in plan
+        if data.draw(st.booleans())
+    ]
+    replanned = packing_plan(sources, "packed/", written, budget, SMALL_LIMITS)
+    joined = with_packed(sources, replanned, SMALL_LIMITS)
+
+    # Every non-empty source is in the join exactly once: as itself, or inside its group's object.
+    stood_for = {s.key: [s.key] for s in sources}
+    stood_for.update({group.key: [s.key for s in group.sources] for group in replanned})
+    assert sorted(k for source in joined for k in stood_for[source.key]) == sorted(
+        s.key for s in sources if s.size
+    )
+    assert {s.key for s in joined if s.key.startswith("packed/")} == {s.key for s in written}
+    for group in replanned:  # a group reads at most the budget plus one source
+        assert sum(s.size for s in group.sources) < budget + SMALL_LIMITS.min_part
+
+
+def test_an_object_packed_from_other_sources_is_not_taken_for_a_group():
+    sources = [Source(f"part-{i}", 40, f"etag-{i}") for i in range(3)]
+    (group,) = packing_plan(sources, "packed/", [], 1_000, SMALL_LIMITS)
+    rewritten = [*sources[:2], Source("part-2", 40, "etag-2-rewritten")]
+
+    (regrouped,) = packing_plan(rewritten, "packed/", [Source(group.key, 120, "x")], 1_000, SMALL_LIMITS)
+
+    assert regrouped.key != group.key and regrouped.packed is None
+    assert with_packed(rewritten, [regrouped], SMALL_LIMITS) == rewritten
 
 
 def test_a_source_larger_than_a_part_is_copied_in_equal_ranges():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -71,8 +73,12 @@ class Context:
     aws_request_id = "req-1"
 
 
-#: Bounds per invocation: one part per file, and tiny windows and partitions (many parts per file).
-PART_BOUNDS = {"one part": {}, "many parts": {"REPORT_PART_ROWS": "4", "JOIN_PARTITION_ROWS": "3"}}
+#: Bounds per invocation: one part per file, and tiny windows, partitions and packing steps (many
+#: parts per file, a PackParts step per few part files).
+PART_BOUNDS = {
+    "one part": {},
+    "many parts": {"REPORT_PART_ROWS": "4", "JOIN_PARTITION_ROWS": "3", "MANIFEST_PACK_BYTES": "300"},
+}
 
 
 @pytest.fixture(params=list(PART_BOUNDS))
@@ -114,6 +120,7 @@ def run_attempt(
     write: bool = True,
     job_id: str = "job-1",
     prefix: str = PREFIX,
+    stage: Callable[[dict], dict] | None = None,
 ) -> dict:
     """Writes the attempt's manifest and its report (``reported`` defaults to every task), then runs."""
     manifest_key = f"{prefix}attempt-{attempt}/manifest.csv" if attempt > 1 else f"{prefix}manifest.csv"
@@ -167,28 +174,43 @@ def run_attempt(
             "report": {"bucket": BUCKET, "prefix": report_prefix, "scope": scope},
         },
     }
-    return run_stage(event)
+    return (stage or run_stage)(event)
 
 
 def run_stage(event: dict) -> dict:
     """The report stage as the state machine runs it: PlanReport; ReportPart over every file's
-    windows in turn (ReadReportParts) and over every partition (JoinPartitions); ProcessReport; and
-    the whole again as a join when ProcessReport asks for it (MoreToRetry? -> JoinReport)."""
+    windows in turn (ReadReportParts) and over every partition (JoinPartitions); PackParts until
+    done; ProcessReport; and the whole again as a join when ProcessReport asks for it
+    (MoreToRetry? -> JoinReport)."""
     for _ in range(2):
-        ref = plan_app.handler(event, Context())
-        s3 = boto3.client("s3", region_name="us-east-1")
-        for items in (ref["readItems"], ref["joinItems"]):
-            for item in json.loads(s3.get_object(Bucket=ref["bucket"], Key=items)["Body"].read()):
-                offset = 0
-                while offset is not None:
-                    offset = part_app.handler({"plan": ref, "item": item, "offset": offset}, Context())[
-                        "offset"
-                    ]
+        ref = run_parts(event)
+        pack_parts(ref)
         processed = app.handler({**event, "reportPlan": ref}, Context())
         if not processed["rejoin"]:
             return processed
         event = {**event, "current": {**event["current"], "joinReport": True}}
     raise AssertionError("ProcessReport asked for a second join")
+
+
+def run_parts(event: dict) -> dict:
+    """PlanReport, then every part of its plan; the plan's reference."""
+    ref = plan_app.handler(event, Context())
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for items in (ref["readItems"], ref["joinItems"]):
+        for item in json.loads(s3.get_object(Bucket=ref["bucket"], Key=items)["Body"].read()):
+            offset = 0
+            while offset is not None:
+                offset = part_app.handler({"plan": ref, "item": item, "offset": offset}, Context())["offset"]
+    return ref
+
+
+def pack_parts(ref: dict, max_steps: int = 1_000) -> list[dict]:
+    """The PackParts loop: steps until done."""
+    steps = []
+    while not steps or not steps[-1]["done"]:
+        steps.append(app.handler({"reportPlan": ref, "pack": True}, Context()))
+        assert len(steps) <= max_steps, "packing did not end"
+    return steps
 
 
 def read(s3, uri: str) -> bytes:
@@ -336,6 +358,67 @@ def test_a_complete_report_missing_a_row_reruns_that_object(s3):
     output = run_attempt(s3, tasks, reported=tasks[:1])
     assert (output["succeeded"], output["failedRetriable"]) == (1, 1)
     assert csv_rows(read(s3, output["next"]["manifest"]["location"])) == [[SOURCE, "b"]]
+
+
+def part_file_reads(reads: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """GetObjects of the parts' failure files (not their tally documents)."""
+    return [(key, size) for key, size in reads if "/out/" in key and key.endswith(".csv")]
+
+
+@pytest.mark.parametrize("status", ["Complete", "Failed"])
+def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_reads_none(s3, reads, status):
+    tasks = (
+        [failed(SOURCE, f"slow/{i:03d}", 503, "SlowDown") for i in range(12)]
+        + [failed(SOURCE, f"gone/{i:03d}", 404, "NoSuchKey") for i in range(12)]
+        + [succeeded(SOURCE, f"ok/{i:03d}") for i in range(12)]
+    )
+    ran = tasks if status == "Complete" else tasks[:30]
+    seen: dict = {"steps": []}
+
+    def staged(event: dict) -> dict:
+        ref = run_parts(event)
+        while not seen["steps"] or not seen["steps"][-1][0]["done"]:
+            reads.clear()
+            seen["steps"].append(
+                (app.handler({"reportPlan": ref, "pack": True}, Context()), part_file_reads(reads))
+            )
+        reads.clear()
+        processed = app.handler({**event, "reportPlan": ref}, Context())
+        seen["merge"] = part_file_reads(reads)
+        assert not processed["rejoin"]
+        return processed
+
+    output = run_attempt(
+        s3,
+        tasks,
+        status=status,
+        reported=ran,
+        job_counts={"total": len(tasks), "succeeded": 6, "failed": 24},
+        stage=staged,
+    )
+
+    budget = int(os.environ.get("MANIFEST_PACK_BYTES", 1 << 30))
+    packed_reads = [read for _, step_reads in seen["steps"] for read in step_reads]
+    assert len(seen["steps"]) >= (3 if budget < 1_000 else 1)  # tiny budgets: several steps
+    assert seen["merge"] == []  # the merge copies inside S3
+    assert len(packed_reads) == len(set(packed_reads))  # each part file read once, by one step
+    largest_file = max((size for _, size in packed_reads), default=0)
+    assert all(sum(size for _, size in step) < budget + largest_file for _, step in seen["steps"])
+    not_run = len(tasks) - len(ran)
+    assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        12 - not_run,
+        12 + not_run,
+        12,
+    )
+    rows = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+    assert sorted(rows) == sorted(
+        [[SOURCE, f"slow/{i:03d}"] for i in range(12)]
+        + [[SOURCE, f"ok/{i:03d}"] for i in range(12 - not_run, 12)]
+    )
+    failures = csv_rows(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv"))
+    assert failures[0][0] == "bucket" and sorted(row[1] for row in failures[1:]) == [
+        f"gone/{i:03d}" for i in range(12)
+    ]
 
 
 # ------------------------------------------------------------------------------------ Failed / Cancelled
