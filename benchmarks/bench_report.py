@@ -53,6 +53,7 @@ native (pyarrow) allocations count too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import hashlib
@@ -65,8 +66,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
@@ -75,6 +77,7 @@ ROWS_PER_FILE = 1_000_000
 FAILED_EVERY = 100  # 1% of tasks fail
 NOT_RUN_EXTRA = 0.05  # the join mode's manifest has 5% more objects than the report
 IN_MEMORY_JOIN_MAX_ROWS = 2_000_000
+REPORT_PART_ROWS = 10_000_000  # template.yaml's ReportPartRows default
 MODES = [
     "parse-pyarrow",
     "parse-csv",
@@ -174,35 +177,91 @@ def report_rows(files, reader: str):
             yield from read_result_rows(binary, reader)
 
 
-def report_parts(files, reader: str):
-    """What ProcessReport's Complete-job path counts: Arrow batches (pyarrow) or rows (csv module)."""
-    from batchpipe_core.report import arrow_result_parts
-
-    if reader == "csv":
-        yield report_rows(files, reader)
-        return
-    for path in files:
-        with open(path, "rb") as binary:
-            yield from arrow_result_parts(binary)
+def result_entries(manifest_json: Path) -> list[tuple[Path, str]]:
+    """Each results file with its TaskExecutionStatus in manifest.json."""
+    document = json.loads(manifest_json.read_text())
+    results = manifest_json.parent / "results"
+    return [(results / entry["Key"], entry["TaskExecutionStatus"]) for entry in document["Results"]]
 
 
-def process(parts, out_dir: Path) -> dict:
-    from batchpipe_core.accounting import tally_parts
-    from batchpipe_core.classification import Disposition
+def windows(path: Path) -> Iterator[Callable[[], Any]]:
+    """For each window ReportPartFunction would count of ``path`` (at the stack's default
+    ReportPartRows and the counted window's byte bound), a function that opens it
+    (``tally_results`` may open it twice)."""
+    from batchpipe_core.fanout import COUNT_WINDOW_MAX_BYTES
+    from batchpipe_core.report import MIN_RESULT_RECORD_BYTES, ByteWindow
 
+    size, offset = path.stat().st_size, 0
+    while offset < size:
+        opened: list = []
+
+        def open_window(start: int = offset, opened: list = opened) -> ByteWindow:
+            if opened:
+                opened[-1].close()
+            binary = open(path, "rb")
+            binary.seek(start)
+            opened.append(binary)
+            stream = ByteWindow(binary, REPORT_PART_ROWS, COUNT_WINDOW_MAX_BYTES, MIN_RESULT_RECORD_BYTES)
+            opened.append(stream)
+            return stream
+
+        yield open_window
+        offset += opened[-1].consumed
+        opened[0].close()
+
+
+@contextlib.contextmanager
+def outcome_files(out_dir: Path) -> Iterator[tuple[Callable, Callable]]:
+    """(on_retriable, on_permanent): the rows written to a retry manifest and a failures file."""
     with (
         open(out_dir / "retry.csv", "w", newline="") as retry_file,
         open(out_dir / "failures.csv", "w", newline="") as failures_file,
     ):
         retry, failures = csv.writer(retry_file), csv.writer(failures_file)
-        counts = tally_parts(
-            parts,
-            unknown=Disposition.PERMANENT,
-            on_retriable=lambda row: retry.writerow((row.bucket, row.key)),
-            on_permanent=lambda row: failures.writerow(
+        yield (
+            lambda row: retry.writerow((row.bucket, row.key)),
+            lambda row: failures.writerow(
                 (row.bucket, row.decoded_key, row.version_id, row.http_status, row.error_code, row.message)
             ),
         )
+
+
+def process(entries: list[tuple[Path, str]], reader: str, out_dir: Path) -> dict:
+    """ReportPartFunction's work on a Complete job's report (local files for S3): every window of
+    every results file through ``accounting.tally_results`` with the file's status, failures
+    written to a retry manifest and a failures file."""
+    from batchpipe_core.accounting import AttemptTally, tally_results
+    from batchpipe_core.classification import Disposition
+
+    counts = AttemptTally()
+    with outcome_files(out_dir) as (on_retriable, on_permanent):
+        for path, status in entries:
+            for open_window in windows(path):
+                tally_results(
+                    open_window,
+                    status,
+                    reader=reader,
+                    unknown=Disposition.PERMANENT,
+                    on_retriable=on_retriable,
+                    on_permanent=on_permanent,
+                    counts=counts,
+                )
+    return outcome_counts(counts)
+
+
+def process_rows(rows: Iterable, out_dir: Path) -> dict:
+    """The same sinks over rows from elsewhere (the join's)."""
+    from batchpipe_core.accounting import tally
+    from batchpipe_core.classification import Disposition
+
+    with outcome_files(out_dir) as (on_retriable, on_permanent):
+        counts = tally(
+            rows, unknown=Disposition.PERMANENT, on_retriable=on_retriable, on_permanent=on_permanent
+        )
+    return outcome_counts(counts)
+
+
+def outcome_counts(counts) -> dict:
     return {
         "succeeded": counts.succeeded,
         "retriable": counts.failed_retriable,
@@ -360,7 +419,7 @@ def measure(mode: str, manifest_json: Path) -> dict:
         rows = sum(1 for _ in report_rows(files, mode.removeprefix("parse-")))
     elif mode in ("process-pyarrow", "process-csv"):
         with tempfile.TemporaryDirectory() as out:
-            detail = process(report_parts(files, mode.removeprefix("process-")), Path(out))
+            detail = process(result_entries(manifest_json), mode.removeprefix("process-"), Path(out))
         rows = sum(detail.values())
     elif mode in ("join", "join-in-memory"):
         from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow, parse_manifest_rows
@@ -383,7 +442,7 @@ def measure(mode: str, manifest_json: Path) -> dict:
                 workdir=out,
                 **({"memory_rows": 10 * expected} if mode == "join-in-memory" else {}),
             )
-            detail = process([joined], Path(out))
+            detail = process_rows(joined, Path(out))
         rows = sum(detail.values())
     elif mode in ("pyarrow-stream", "pyarrow-table"):
         names = ["bucket", "key", "version", "status", "http", "code", "message"]

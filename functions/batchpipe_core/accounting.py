@@ -15,13 +15,25 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from batchpipe_core.classification import NOT_RUN, Disposition, classify, classify_arrays, error_label
 from batchpipe_core.errors import AccountingError
-from batchpipe_core.report import SUCCEEDED, ReportRow, batch_rows, pa, pc, status_and_code_arrays
+from batchpipe_core.report import (
+    CSV_MODULE,
+    PYARROW,
+    SUCCEEDED,
+    ReportRow,
+    arrow_result_parts,
+    batch_rows,
+    count_successes,
+    pa,
+    pc,
+    read_result_rows,
+    status_and_code_arrays,
+)
 
 MAX_BACKOFF_SECONDS = 86_400  # one day: a longer wait helps nothing an operator would not rather decide
 MAX_ERRORS_SHOWN = 50  # per attempt in the execution output; the record file keeps them all
@@ -91,7 +103,12 @@ def tally(
 
 
 def tally_parts(
-    parts: Iterable[Any], *, unknown: Disposition, on_retriable: Sink, on_permanent: Sink
+    parts: Iterable[Any],
+    *,
+    unknown: Disposition,
+    on_retriable: Sink,
+    on_permanent: Sink,
+    counts: AttemptTally | None = None,
 ) -> AttemptTally:
     """``tally`` over ``report.iter_report_parts``: record batches are counted in Arrow.
 
@@ -100,13 +117,42 @@ def tally_parts(
     the failed rows become ReportRows, for the sinks. Row iterables go through ``tally``. Both give
     the same counts and hand the sinks the same rows in the same order (tests/unit/test_report_readers.py).
     """
-    counts = AttemptTally()
+    counts = counts if counts is not None else AttemptTally()
     for part in parts:
         if pa is not None and isinstance(part, pa.RecordBatch):
             _tally_batch(part, counts, unknown, on_retriable, on_permanent)
         else:
             tally(part, unknown=unknown, on_retriable=on_retriable, on_permanent=on_permanent, counts=counts)
     return counts
+
+
+def tally_results(
+    open_stream: Callable[[], IO[bytes]],
+    status: str | None,
+    *,
+    reader: str,
+    unknown: Disposition,
+    on_retriable: Sink,
+    on_permanent: Sink,
+    counts: AttemptTally | None = None,
+) -> AttemptTally:
+    """One results CSV (or a window of one), from ``open_stream``: a file the report's manifest says
+    holds successes is only counted (``report.count_successes``); any other file, or one whose
+    records say otherwise, is opened again and tallied batch by batch (``tally_parts``)."""
+    counts = counts if counts is not None else AttemptTally()
+    if reader == PYARROW:
+        if status == SUCCEEDED:
+            successes = count_successes(open_stream())
+            if successes is not None:
+                counts.rows += successes
+                counts.succeeded += successes
+                return counts
+        parts: Iterable[Any] = arrow_result_parts(open_stream())
+    else:
+        parts = [read_result_rows(open_stream(), CSV_MODULE)]
+    return tally_parts(
+        parts, unknown=unknown, on_retriable=on_retriable, on_permanent=on_permanent, counts=counts
+    )
 
 
 def _tally_batch(
@@ -125,15 +171,19 @@ def _tally_batch(
         counts.succeeded += pc.sum(succeeded).as_py()
         failed = failed.filter(pc.invert(succeeded))
     http_statuses, error_codes = status_and_code_arrays(failed.column(4), failed.column(5))
-    retriable, known = classify_arrays(http_statuses, error_codes, unknown)
-    by_error = pa.table({"http": http_statuses, "code": error_codes, "known": known}).group_by(
-        ["http", "code", "known"], use_threads=False
+    retriable, _ = classify_arrays(http_statuses, error_codes, unknown)
+    # Counted per distinct (status, code) spelled as one string: value_counts is a hash kernel of
+    # its own, where a group_by would load Arrow's query engine on the first failed batch.
+    pairs = pc.binary_join_element_wise(
+        pc.cast(http_statuses, pa.string()), error_codes, "\t", null_handling="replace", null_replacement=""
     )
-    for group in by_error.aggregate([([], "count_all")]).to_pylist():
-        label = error_label(group["http"], group["code"])
-        counts.errors[label] += group["count_all"]
-        if not group["known"]:
-            counts.unknown_errors[label] += group["count_all"]
+    for pair in pc.value_counts(pairs).to_pylist():
+        status, code = pair["values"].split("\t", 1)
+        http_status = int(status) if status else None
+        label = error_label(http_status, code)
+        counts.errors[label] += pair["counts"]
+        if not classify(http_status, code, unknown).known:
+            counts.unknown_errors[label] += pair["counts"]
     retriable_rows = pc.sum(retriable).as_py() or 0
     counts.failed_retriable += retriable_rows
     counts.failed_permanent += failed.num_rows - retriable_rows

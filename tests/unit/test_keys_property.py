@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchpipe_core.keys import decode_key, encode_key
+from batchpipe_core.keys import decode_key, encode_key, report_key
 from batchpipe_local.athena.dialect import ATHENA_MACROS
 from batchpipe_local.inventory import decode_inventory_key, encode_inventory_key
 
@@ -92,3 +92,18 @@ def test_inventory_csv_keys_decode_with_athena_url_decode(athena_sql, key):
     """CSV inventories store form-encoded keys; the query decodes them with Athena's url_decode."""
     (decoded,) = athena_sql.execute("SELECT athena_url_decode(?)", [encode_inventory_key(key)]).fetchone()
     assert decoded == key == decode_inventory_key(encode_inventory_key(key))
+
+
+# Report text as it may come: URL-encoded keys with valid, invalid and mixed-case escapes, `+`, and
+# raw (not encoded) characters of any kind.
+REPORT_TEXT = st.text(
+    alphabet=st.sampled_from(list("%+/ aZ09fFgG%%%")) | st.characters(blacklist_categories=["Cs"]),
+    max_size=40,
+) | st.builds(encode_key, st.text(max_size=20))
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(REPORT_TEXT)
+def test_report_key_decodes_exactly_as_urllib_does(encoded):
+    expected = unquote_plus(encoded) if "+" in encoded else unquote(encoded)
+    assert report_key(encoded) == expected

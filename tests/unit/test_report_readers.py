@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchpipe_core import report
-from batchpipe_core.accounting import tally_parts
+from batchpipe_core.accounting import tally_parts, tally_results
 from batchpipe_core.classification import BY_ERROR_CODE, Disposition
 from batchpipe_core.report import (
     CSV_MODULE,
@@ -26,6 +26,7 @@ from batchpipe_core.report import (
     ReportRow,
     arrow_result_parts,
     arrow_result_rows,
+    count_successes,
     default_reader,
     read_result_rows,
 )
@@ -110,6 +111,72 @@ def test_counting_in_arrow_agrees_with_counting_rows(rows, unknown, block_bytes)
         assert arrow_sinks == fallback_sinks
     else:
         assert [Counter(sink) for sink in arrow_sinks] == [Counter(sink) for sink in fallback_sinks]
+
+
+SUCCESS = st.builds(
+    lambda bucket, key, version, message: [bucket, key, version, "succeeded", "200", "", message],
+    FIELD,
+    FIELD,
+    FIELD,
+    FIELD,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(SUCCESS, max_size=40),
+    st.lists(outcome_records(), max_size=3),
+    st.sampled_from(list(Disposition)),
+    st.sampled_from([1 << 10, 1 << 20]),
+    st.sampled_from(["succeeded", "failed", None]),
+    st.data(),
+)
+def test_a_file_of_successes_is_only_counted_and_any_other_record_sends_it_the_long_way(
+    successes, others, unknown, block_bytes, status, data
+):
+    """``tally_results`` whatever the manifest says of the file: a file of plain successes labelled
+    succeeded is counted without a row object; a record of another status or width anywhere in it
+    (S3 would not write one, but nothing relies on that) and it is read again row by row. Counts and
+    sink rows always equal the csv-module path's."""
+    rows = list(successes)
+    for record in others:
+        rows.insert(data.draw(st.integers(0, len(rows))), record)
+    encoded = csv_bytes(rows)
+    opened = []
+
+    def open_stream():
+        opened.append(io.BytesIO(encoded))
+        return opened[-1]
+
+    retried, permanent = [], []
+    counts = tally_results(
+        open_stream,
+        status,
+        reader=PYARROW,
+        unknown=unknown,
+        on_retriable=retried.append,
+        on_permanent=permanent.append,
+    )
+    fallback_counts, *fallback_sinks = tallied([read_result_rows(io.BytesIO(encoded), CSV_MODULE)], unknown)
+
+    assert counts == fallback_counts
+    assert [Counter(retried), Counter(permanent)] == [Counter(sink) for sink in fallback_sinks]
+    plain = all(row[3] == "succeeded" and len(row) == 7 for row in rows)
+    assert len(opened) == (1 if status != "succeeded" or plain else 2)
+
+
+def test_counting_successes_stops_at_the_first_record_that_is_not_one():
+    ok = [["b", f"k{i}", "", "succeeded", "200", "", "Successful"] for i in range(3)]
+    assert count_successes(io.BytesIO(csv_bytes(ok))) == 3
+    assert count_successes(io.BytesIO(b"")) == 0
+    for odd in (
+        ["b", "k", "", "failed", "503", "SlowDown", "slow"],
+        ["b", "k", "", "Succeeded", "200", "", ""],
+        ["b", "k"],
+    ):
+        assert count_successes(io.BytesIO(csv_bytes([*ok, odd]))) is None
+    with pytest.raises(UnicodeDecodeError):  # UTF-8 is checked in every column, converted or not
+        count_successes(io.BytesIO(csv_bytes(ok) + b"b,k\xff,,succeeded,200,,x\r\n"))
 
 
 def test_a_report_mixing_both_column_orders_is_decided_per_row():
