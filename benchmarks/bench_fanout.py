@@ -119,6 +119,15 @@ def timed(name: str, rows: int, work) -> dict:
     return {"mode": name, "rows": rows, "cpu_s": round(seconds, 3), "rows_per_cpu_s": round(rows / seconds)}
 
 
+PACK_BYTES = 1 << 30  # ManifestPackBytes' default
+
+
+def pack_parts(s3, ref) -> None:
+    """The PackParts loop, as the state machine runs it before the merge."""
+    while not fanout.pack_parts_step(s3, ref, budget=PACK_BYTES)["done"]:
+        pass
+
+
 def run(objects: int) -> list[dict]:
     unknown = policy_disposition("permanent")
     retry = RetrySettings(maxAttempts=3, backoffSeconds=0)
@@ -150,7 +159,7 @@ def run(objects: int) -> list[dict]:
                         "count",
                         sizes["report_rows"],
                         lambda r=ref: fanout.work_on_part(
-                            s3, r, {"side": "report", "file": 0}, 0, unknown=unknown
+                            s3, r, fanout.FileItem(side="report", file=0), 0, unknown=unknown
                         ),
                     )
                 )
@@ -160,7 +169,7 @@ def run(objects: int) -> list[dict]:
                     "scatter-manifest",
                     objects,
                     lambda r=ref: fanout.work_on_part(
-                        s3, r, {"side": "manifest", "file": 0}, 0, unknown=unknown
+                        s3, r, fanout.FileItem(side="manifest", file=0), 0, unknown=unknown
                     ),
                 )
             )
@@ -169,11 +178,11 @@ def run(objects: int) -> list[dict]:
                     "scatter-report",
                     sizes["report_rows"],
                     lambda r=ref: fanout.work_on_part(
-                        s3, r, {"side": "report", "file": 0}, 0, unknown=unknown
+                        s3, r, fanout.FileItem(side="report", file=0), 0, unknown=unknown
                     ),
                 )
             )
-            partitions = [{"partition": p} for p in range(ref.partitions)]
+            partitions = [fanout.PartitionItem(partition=p) for p in range(ref.partitions)]
             joined = timed(
                 "join-partition",
                 objects,
@@ -182,8 +191,13 @@ def run(objects: int) -> list[dict]:
                 ],
             )
             results.append(joined | {"partitions": ref.partitions})
+            results.append(timed("pack-parts", objects, lambda r=ref: pack_parts(s3, r)))
             results.append(
-                timed("merge", objects, lambda r=ref, e=ev: fanout.merge_parts(s3, e, r, retry=retry))
+                timed(
+                    "merge",
+                    objects,
+                    lambda r=ref, e=ev: fanout.merge_parts(s3, e, r, retry=retry, pack_bytes=PACK_BYTES),
+                )
             )
         for result in results:
             result.update(sizes)

@@ -38,7 +38,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -161,6 +161,25 @@ class PlanRef(BaseModel):
     executionId: str | None = None  # the run's execution: the Maps' children log under it
 
 
+class FileItem(BaseModel):
+    """A ReadReportParts item: a file read window by window (the job's manifest when joined, or one
+    of the report's results files, by its place in ``Plan.results``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    side: Literal["manifest", "report"]
+    file: int = Field(ge=0)
+
+
+class PartitionItem(BaseModel):
+    """A JoinPartitions item: one hash partition to join."""
+
+    model_config = ConfigDict(extra="forbid")
+    partition: int = Field(ge=0)
+
+
+PartItem = FileItem | PartitionItem
+
+
 # ------------------------------------------------------------------------------------------- plan
 
 
@@ -234,9 +253,9 @@ def plan_report(
         partRows=part_rows,
         joinRows=join_rows,
     )
-    read_items = [{"side": REPORT, "file": i} for i in range(len(results))]
+    read_items = [FileItem(side=REPORT, file=i) for i in range(len(results))]
     if mode == JOIN:
-        read_items.insert(0, {"side": MANIFEST, "file": 0})
+        read_items.insert(0, FileItem(side=MANIFEST, file=0))
     ref = PlanRef(
         bucket=run.bucket,
         prefix=prefix,
@@ -247,8 +266,10 @@ def plan_report(
         executionId=run.executionId,
     )
     _put_json(s3, run.bucket, f"{prefix}plan.json", plan.model_dump())
-    _put_json(s3, run.bucket, ref.readItems, read_items)
-    _put_json(s3, run.bucket, ref.joinItems, [{"partition": p} for p in range(partitions)])
+    _put_json(s3, run.bucket, ref.readItems, [item.model_dump() for item in read_items])
+    _put_json(
+        s3, run.bucket, ref.joinItems, [PartitionItem(partition=p).model_dump() for p in range(partitions)]
+    )
     logger.info(
         "report planned",
         extra={"mode": mode, "files": len(read_items), "partitions": partitions, "objects": objects},
@@ -269,17 +290,20 @@ def _estimated_rows(s3: Any, bucket: str, key: str) -> int:
 # ------------------------------------------------------------------------------------------ parts
 
 
-def work_on_part(
-    s3: Any, ref: PlanRef, item: dict[str, Any], offset: int, *, unknown: Disposition
-) -> int | None:
+def work_on_part(s3: Any, ref: PlanRef, item: PartItem, offset: int, *, unknown: Disposition) -> int | None:
     """One invocation's share of the plan: a window of a file, or a partition. Returns the offset of
     the file's next window, or None when the item is done."""
     plan = load_plan(s3, ref)
-    if "partition" in item:
-        _join_partition(s3, plan, int(item["partition"]), unknown)
+    if isinstance(item, PartitionItem):
+        if item.partition >= plan.partitions:
+            raise BatchPipeError(f"item: partition {item.partition} is not in the plan's {plan.partitions}")
+        _join_partition(s3, plan, item.partition, unknown)
         return None
-    side, number = item["side"], int(item["file"])
-    source = plan.manifest if side == MANIFEST else plan.results[number]
+    side, number = item.side, item.file
+    files = [plan.manifest] if side == MANIFEST else plan.results
+    if number >= len(files):
+        raise BatchPipeError(f"item: {side} file {number} is not in the plan's {len(files)}")
+    source = files[number]
     part_id = f"{side}-{number:05d}-{offset:015d}"
     extent = {"side": side, "file": number, "offset": offset}
     opened: list[Window] = []

@@ -38,11 +38,6 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
 
     @functools.wraps(handler)
     def correlated(event: dict, context: Any) -> Any:
-        # The logger may be created before the function's environment exists (one process hosts
-        # every function locally): the service name is read per invocation, as the config is.
-        service = os.environ.get("POWERTOOLS_SERVICE_NAME")
-        if service:
-            logger.append_keys(service=service)
         logger.set_correlation_id(execution_id_of(event))
         try:
             return handler(event, context)
@@ -54,4 +49,28 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
 
     wrapped = tracer.capture_lambda_handler(correlated, capture_response=False)
     wrapped = logger.inject_lambda_context(wrapped, clear_state=True)
-    return metrics.log_metrics(wrapped)
+    wrapped = metrics.log_metrics(wrapped)
+
+    @functools.wraps(handler)
+    def serviced(event: dict, context: Any) -> Any:
+        _default_service(os.environ.get("POWERTOOLS_SERVICE_NAME"))
+        return wrapped(event, context)
+
+    return serviced
+
+
+def _default_service(service: str | None) -> None:
+    """Makes ``service`` the logger's own, the value every invocation's clear_state starts from.
+
+    On AWS the environment exists before this module is imported, so Logger() reads it. Locally one
+    process hosts every function and may import this module first: a service appended per
+    invocation would be wiped by another thread's clear_state (Distributed Map children run
+    concurrently) and its records would say ``service_undefined``.
+    """
+    if service and logger.service != service:
+        # What clear_state restores, in its two steps (Powertools 3: the formatter's keys, then the
+        # logger's defaults): both must name the service, or a record logged between them does not.
+        logger.service = service
+        logger._default_log_keys["service"] = service
+        logger.registered_formatter.keys_combined["service"] = service
+        logger.append_keys(service=service)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from batchpipe_core.classification import policy_disposition
 from batchpipe_core.config import Config
-from batchpipe_core.fanout import PlanRef, work_on_part
+from batchpipe_core.fanout import PartItem, PlanRef, work_on_part
 from batchpipe_core.jobs import transient_as_retryable
 from batchpipe_core.observability import instrumented, logger
 
@@ -22,7 +22,7 @@ from batchpipe_core.observability import instrumented, logger
 class ReportPartInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
     plan: PlanRef
-    item: dict[str, int | str]
+    item: PartItem
     offset: int = Field(default=0, ge=0)
 
 
@@ -38,5 +38,8 @@ def handler(event: ReportPartInput, context: Any) -> dict[str, Any]:
             event.offset,
             unknown=policy_disposition(config.unknown_error_policy),
         )
-    logger.info("report part done", extra={"item": event.item, "offset": event.offset, "next": next_offset})
+    logger.info(
+        "report part done",
+        extra={"item": event.item.model_dump(), "offset": event.offset, "next": next_offset},
+    )
     return {"offset": next_offset}

@@ -25,10 +25,12 @@ def csv_bytes(records: list[list[str]]) -> bytes:
     return out.getvalue().encode()
 
 
-def windows(data: bytes, max_rows: int, max_bytes: int | None = None) -> list[bytes]:
+def windows(
+    data: bytes, max_rows: int, max_bytes: int | None = None, min_record_bytes: int = 1
+) -> list[bytes]:
     pieces, offset = [], 0
     while offset < len(data):
-        window = ByteWindow(io.BytesIO(data[offset:]), max_rows, max_bytes)
+        window = ByteWindow(io.BytesIO(data[offset:]), max_rows, max_bytes, min_record_bytes)
         piece = b"".join(iter(functools.partial(window.read, 7), b""))
         assert window.consumed == len(piece) > 0
         pieces.append(piece)
@@ -56,6 +58,29 @@ def test_windows_tile_the_object_and_split_only_between_records(rows, max_rows, 
     assert all(len(records(piece)) <= max_rows for piece in pieces)
     if max_bytes is None:  # every window but the last is full
         assert all(len(records(piece)) == max_rows for piece in pieces[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(FIELD, min_size=2, max_size=7), max_size=30),
+    st.integers(1, 120),
+    st.integers(1, 6),
+)
+def test_a_window_whose_bytes_bound_its_records_need_not_count_them(rows, max_bytes, min_record_bytes):
+    """Records of at least ``min_record_bytes`` and a ``max_bytes`` that cannot hold ``max_rows`` of
+    them: the window counts only quotes, and still tiles the object record by record within both
+    bounds."""
+    rows = [row for row in rows if len(csv_bytes([row])) >= min_record_bytes]
+    data = csv_bytes(rows)
+    max_rows = (max_bytes - 1) // min_record_bytes + 1  # the most the bytes can hold
+
+    assert not ByteWindow(io.BytesIO(data), max_rows, max_bytes, min_record_bytes).counts_rows
+    assert ByteWindow(io.BytesIO(data), max_rows - 1, max_bytes, min_record_bytes).counts_rows
+    pieces = windows(data, max_rows, max_bytes, min_record_bytes)
+
+    assert b"".join(pieces) == data
+    assert [r for piece in pieces for r in records(piece)] == records(data)
+    assert all(len(records(piece)) <= max_rows for piece in pieces)
 
 
 def test_a_quoted_newline_does_not_end_a_record():

@@ -564,6 +564,27 @@ def test_the_sample_event_parses_and_runs(s3):
     assert len(json.dumps(output)) < 2_000
 
 
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"side": "report", "file": 7}, "report file 7 is not in the plan's 2"),
+        ({"side": "manifest", "file": 1}, "manifest file 1 is not in the plan's 1"),
+        ({"partition": 0}, "partition 0 is not in the plan's 0"),
+        ({"side": "elsewhere", "file": 0}, "item"),
+        ({"side": "report", "file": -1}, "item"),
+        ({"side": "report", "file": 0, "partition": 1}, "item"),
+        ({}, "item"),
+    ],
+)
+def test_a_part_item_the_plan_does_not_have_is_refused_by_name(s3, item, message):
+    tasks = [succeeded(SOURCE, "a"), failed(SOURCE, "b", 503, "SlowDown")]
+    event = {}
+    run_attempt(s3, tasks, stage=lambda e: event.update(e) or {})
+    ref = plan_app.handler(event, Context())
+    with pytest.raises((BatchPipeError, ValueError), match=message):
+        part_app.handler({"plan": ref, "item": item, "offset": 0}, Context())
+
+
 # ------------------------------------------------------------------------------------ property
 
 
