@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +129,11 @@ def pack_parts(s3, ref) -> None:
         pass
 
 
+def whole_file(s3, ref, side: str, unknown) -> Callable[[], object]:
+    """ReportPart on the first file of ``side``, from its start (one window: part_rows = objects)."""
+    return lambda: fanout.work_on_part(s3, ref, fanout.FileItem(side=side, file=0), 0, unknown=unknown)
+
+
 def run(objects: int) -> list[dict]:
     unknown = policy_disposition("permanent")
     retry = RetrySettings(maxAttempts=3, backoffSeconds=0)
@@ -154,33 +160,11 @@ def run(objects: int) -> list[dict]:
                 )
             )
             if ref.mode == fanout.COUNT:
-                results.append(
-                    timed(
-                        "count",
-                        sizes["report_rows"],
-                        lambda r=ref: fanout.work_on_part(
-                            s3, r, fanout.FileItem(side="report", file=0), 0, unknown=unknown
-                        ),
-                    )
-                )
+                results.append(timed("count", sizes["report_rows"], whole_file(s3, ref, "report", unknown)))
                 continue
+            results.append(timed("scatter-manifest", objects, whole_file(s3, ref, "manifest", unknown)))
             results.append(
-                timed(
-                    "scatter-manifest",
-                    objects,
-                    lambda r=ref: fanout.work_on_part(
-                        s3, r, fanout.FileItem(side="manifest", file=0), 0, unknown=unknown
-                    ),
-                )
-            )
-            results.append(
-                timed(
-                    "scatter-report",
-                    sizes["report_rows"],
-                    lambda r=ref: fanout.work_on_part(
-                        s3, r, fanout.FileItem(side="report", file=0), 0, unknown=unknown
-                    ),
-                )
+                timed("scatter-report", sizes["report_rows"], whole_file(s3, ref, "report", unknown))
             )
             partitions = [fanout.PartitionItem(partition=p) for p in range(ref.partitions)]
             joined = timed(

@@ -69,8 +69,8 @@ from batchpipe_core.multipart import (
     Source,
     concatenate,
     list_sources,
+    listed_packing_plan,
     pack_next,
-    packing_plan,
     with_packed,
 )
 from batchpipe_core.observability import logger
@@ -644,9 +644,15 @@ def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_L
 def _packing_plan(
     s3: Any, plan: Plan, kind: str, sources: list[Source], budget: int, limits: Limits
 ) -> list[PackGroup]:
-    packed_prefix = f"{plan.prefix}packed/{kind}/"
-    ordered = sorted(sources, key=lambda source: source.key)
-    return packing_plan(ordered, packed_prefix, list_sources(s3, plan.bucket, packed_prefix), budget, limits)
+    """The groups of the parts' ``kind`` files, in key order, with what PackParts packed of them."""
+    return listed_packing_plan(
+        s3,
+        bucket=plan.bucket,
+        sources=sorted(sources, key=lambda source: source.key),
+        packed_prefix=f"{plan.prefix}packed/{kind}/",
+        budget=budget,
+        limits=limits,
+    )
 
 
 def _join_files(

@@ -357,6 +357,19 @@ def packing_plan(
     return plan
 
 
+def listed_packing_plan(
+    s3: Any,
+    *,
+    bucket: str,
+    sources: Sequence[Source],
+    packed_prefix: str,
+    budget: int,
+    limits: Limits = S3_LIMITS,
+) -> list[PackGroup]:
+    """``packing_plan`` with the packed objects found under ``packed_prefix`` in ``bucket``."""
+    return packing_plan(sources, packed_prefix, list_sources(s3, bucket, packed_prefix), budget, limits)
+
+
 def _digest(group: Sequence[Source]) -> str:
     text = "\n".join(f"{s.key}\t{s.offset}\t{s.size}\t{(s.etag or '').strip(chr(34))}" for s in group)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -41,8 +41,9 @@ REPORT_FORMAT = "Report_CSV_20180820"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 READ_BUFFER_BYTES = 1 << 20
-#: The shortest record a results file can hold: a bucket name (at least 3 characters), a key (at
-#: least 1), the status ("failed", 6), six commas and the newline; the other fields may be empty.
+#: The shortest record a results file can hold: a bucket name (at least 3 characters: S3 User Guide,
+#: "Bucket naming rules"), a key (at least 1), the status ("failed", 6), six commas and the newline;
+#: the other fields may be empty.
 MIN_RESULT_RECORD_BYTES = 17
 #: Header of the permanent-failures files (per attempt and per run): one row per object, key decoded.
 FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
@@ -283,7 +284,7 @@ def count_successes(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -> 
 
 def _open_arrow(
     binary: IO[bytes], block_bytes: int, on_invalid: Callable[[Any], str], include: Sequence[str] = ()
-):
+) -> Any:
     """pyarrow's streaming reader over a results CSV (None when it has no bytes): every column read
     as a string (keys and versions stay exactly as written), quoted values may hold newlines, and a
     record that is not 7 fields wide goes to ``on_invalid``."""

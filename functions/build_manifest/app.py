@@ -32,12 +32,11 @@ from batchpipe_core.keys import as_folder, decode_key
 from batchpipe_core.multipart import (
     S3_LIMITS,
     Limits,
-    PackGroup,
     Source,
     concatenate,
     list_sources,
+    listed_packing_plan,
     pack_next,
-    packing_plan,
     with_packed,
 )
 from batchpipe_core.observability import instrumented, logger, metrics
@@ -282,8 +281,13 @@ def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Li
     if output_bucket != config.pipeline_bucket:  # BuildManifest then joins the files as they are
         return {"done": True, "groups": 0, "bytesPacked": 0}
     with transient_as_retryable("packing Athena's small output files"):
-        plan = _packing_plan(
-            s3, list_sources(s3, output_bucket, output_prefix), packed_prefix, config, limits
+        plan = listed_packing_plan(
+            s3,
+            bucket=config.pipeline_bucket,
+            sources=list_sources(s3, output_bucket, output_prefix),
+            packed_prefix=packed_prefix,
+            budget=config.manifest_pack_bytes,
+            limits=limits,
         )
         packed_bytes, left = pack_next(
             s3,
@@ -299,13 +303,6 @@ def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Li
     return {"done": left == 0, "groups": len(plan), "bytesPacked": packed_bytes}
 
 
-def _packing_plan(
-    s3: Any, outputs: list[Source], packed_prefix: str, config: Config, limits: Limits = S3_LIMITS
-) -> list[PackGroup]:
-    packed = list_sources(s3, config.pipeline_bucket, packed_prefix)
-    return packing_plan(outputs, packed_prefix, packed, config.manifest_pack_bytes, limits)
-
-
 def manifest_sources(
     s3: Any, output_bucket: str, output_prefix: str, packed_prefix: str, config: Config
 ) -> list[Source]:
@@ -314,7 +311,14 @@ def manifest_sources(
     outputs = [s for s in list_sources(s3, output_bucket, output_prefix) if s.size > 0]
     if output_bucket != config.pipeline_bucket:
         return outputs
-    return with_packed(outputs, _packing_plan(s3, outputs, packed_prefix, config))
+    plan = listed_packing_plan(
+        s3,
+        bucket=config.pipeline_bucket,
+        sources=outputs,
+        packed_prefix=packed_prefix,
+        budget=config.manifest_pack_bytes,
+    )
+    return with_packed(outputs, plan)
 
 
 def read_sample(s3: Any, bucket: str, key: str, size: int, limit: int = SAMPLE_SIZE) -> list[str]:
