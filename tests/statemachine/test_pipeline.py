@@ -243,12 +243,16 @@ def test_a_run_finishes_through_describe_job_when_every_event_is_lost():
     with pipeline(**lost, engine_options={"active_seconds": 1.5}) as stack:
         execution = stack.run({"name": "lost", "operation": TAGGING}, name="lost")
         delivered = [d for d in stack.router.deliveries if d.status == "delivered"]
+        all_jobs = jobs(stack)
 
+    # Without events, DescribeJob tells the run about the job, either in CheckJob (the wait timed
+    # out) or in CreateJobAndWait's own look when it is entered again: which one depends on timing,
+    # so the test asserts only what both paths promise.
     assert execution.output["status"] == "SUCCEEDED"
     assert execution.output["totals"]["succeeded"] == len(KEYS)
+    assert [a["total"] for a in execution.output["attempts"]] == [len(KEYS)]
     assert delivered == []
-    assert "CheckJob" in execution.states_entered
-    assert "UseCheckedJob" in execution.states_entered
+    assert len(all_jobs) == 1
 
 
 @pytest.mark.parametrize("mode", ["duplicate", "shuffle"])
