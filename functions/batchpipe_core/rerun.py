@@ -15,19 +15,90 @@ Keys are encoded as every manifest of this stack is (``keys.encode_key``: percen
 both give the key back) and the VersionId field is present exactly when the stack's manifests have
 it, so the jobs of a rerun are created like any other. The file is streamed and the manifest
 uploaded in parts: memory does not grow with the number of rows.
+
+The failures file lives in the pipeline bucket, where anyone allowed to write there could change it,
+so its rows are input like any other: a row naming a bucket outside the stack's SourceBuckets refuses
+the rerun before a job exists (the Batch role might reach further than the stack means to), and a
+file that is not one (too big, a line too long, bytes that are not UTF-8, broken quoting) is refused
+naming the file and the line (docs/LIMITS.md states the caps).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from batchpipe_core.errors import FailuresFileError, TooManyObjectsError
 from batchpipe_core.keys import encode_key
-from batchpipe_core.report import FAILURE_HEADER, CsvUpload, s3_uri, split_s3_uri, text_stream
+from batchpipe_core.report import FAILURE_HEADER, READ_BUFFER_BYTES, CsvUpload, s3_uri, split_s3_uri
 
 SAMPLE_SIZE = 20
+#: A failures file larger than this is refused before it is read: ImportFailures streams about
+#: 3 GB in its 15 minutes (docs/LIMITS.md), and a file this large means the cause hit most objects.
+MAX_FAILURES_BYTES = 2 * 1024**3
+#: One line of a failures file at most (S3 keys are at most 1,024 bytes; the rest is an error
+#: message). Reading a line is bounded by this, so a file without newlines never fills memory.
+MAX_LINE_BYTES = 128 * 1024
+
+
+def failure_rows(binary: Any, uri: str, size: int | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) for each record of a failures file after its header, checked to be one.
+
+    ``line`` is the record's first line (a quoted key or message may hold newlines). Anything that
+    makes the file unreadable is a FailuresFileError naming ``uri`` and the line, never a bare
+    UnicodeDecodeError or csv.Error from somewhere inside the reader.
+    """
+    if size is not None and size > MAX_FAILURES_BYTES:
+        raise FailuresFileError(
+            f"{uri} is {size} bytes, more than a rerun reads ({MAX_FAILURES_BYTES} bytes, docs/LIMITS.md); "
+            "a failures file that large means the cause hit most objects: start a new run from the inventory"
+        )
+    if not isinstance(binary, io.BufferedIOBase):
+        binary = io.BufferedReader(binary, READ_BUFFER_BYTES)
+    lines = _checked_lines(binary, uri)
+    rows = csv.reader(lines)
+    first = 1
+    try:
+        header = next(rows, None)
+        if header != FAILURE_HEADER:
+            raise FailuresFileError(
+                f"{uri} line 1: is not the failures-file header {','.join(FAILURE_HEADER)}; "
+                "rerun.failures takes a run's permanentFailures file (its summary names it)"
+            )
+        while True:
+            first = rows.line_num + 1
+            fields = next(rows, None)
+            if fields is None:
+                return
+            if fields:
+                yield first, fields
+    except csv.Error as exc:
+        raise FailuresFileError(
+            f"{uri} line {first}: is not a CSV record ({exc}); "
+            "rerun.failures takes a run's permanentFailures file, unchanged"
+        ) from None
+
+
+def _checked_lines(binary: Any, uri: str) -> Iterator[str]:
+    """The file's lines as text, each read with a bounded readline and decoded on its own."""
+    number = 0
+    while line := binary.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise FailuresFileError(
+                f"{uri} line {number}: longer than {MAX_LINE_BYTES} bytes (docs/LIMITS.md); "
+                "rerun.failures takes a run's permanentFailures file, unchanged"
+            )
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FailuresFileError(
+                f"{uri} line {number}: byte {exc.start + 1} is not UTF-8; "
+                "rerun.failures takes a run's permanentFailures file, unchanged"
+            ) from None
+        yield text.removeprefix("\ufeff") if number == 1 else text
 
 
 def manifest_from_failures(
@@ -39,52 +110,47 @@ def manifest_from_failures(
     key: str,
     versioned: bool,
     max_objects: int,
+    allowed_buckets: Iterable[str],
 ) -> dict[str, Any]:
     """The ``manifest`` state document (BuildManifest's shape) for the rows of a failures file.
 
     ``objects`` is 0 (and nothing is written) when no row matches; more than ``max_objects`` rows
-    is a TooManyObjectsError before any job exists, as for an inventory run.
+    is a TooManyObjectsError before any job exists, as for an inventory run. A row whose bucket is
+    not in ``allowed_buckets`` (the stack's SourceBuckets) is a FailuresFileError, also before any job.
     """
+    allowed = frozenset(allowed_buckets)
     source_bucket, source_key = split_s3_uri(failures_uri)
     wanted = frozenset(error_codes) if error_codes else None
     upload = CsvUpload(s3, bucket, key, skip_if_empty=True)
     sample: list[str] = []
     try:
         try:
-            body = s3.get_object(Bucket=source_bucket, Key=source_key)["Body"]
+            response = s3.get_object(Bucket=source_bucket, Key=source_key)
         except s3.exceptions.NoSuchKey:
             raise FailuresFileError(
                 f"{failures_uri} does not exist; rerun.failures takes the permanentFailures URI of a run's "
                 "summary, and the bucket's lifecycle rule deletes it after RetentionDays"
             ) from None
-        with text_stream(body) as text:
-            rows = csv.reader(text)
-            header = next(rows, None)
-            if header != FAILURE_HEADER:
+        rows = failure_rows(response["Body"], failures_uri, response.get("ContentLength"))
+        for line, fields in rows:
+            if len(fields) != len(FAILURE_HEADER):
                 raise FailuresFileError(
-                    f"{failures_uri} does not start with the failures-file header {','.join(FAILURE_HEADER)}; "
-                    "rerun.failures takes a run's permanentFailures file (its summary names it)"
+                    f"{failures_uri} line {line}: {len(fields)} fields, expected {len(FAILURE_HEADER)}"
                 )
-            for record, fields in enumerate(rows, start=2):  # the header is record 1
-                if not fields:
-                    continue
-                if len(fields) != len(FAILURE_HEADER):
-                    raise FailuresFileError(
-                        f"{failures_uri} record {record}: {len(fields)} fields, expected {len(FAILURE_HEADER)}"
-                    )
-                object_bucket, object_key, version_id, _status, error_code, _message = fields
-                if wanted is not None and error_code not in wanted:
-                    continue
-                upload.writerow(
-                    manifest_row(object_bucket, object_key, version_id, versioned, failures_uri, record)
+            object_bucket, object_key, version_id, _status, error_code, _message = fields
+            if wanted is not None and error_code not in wanted:
+                continue
+            check_bucket(object_bucket, allowed, failures_uri, line)
+            upload.writerow(
+                manifest_row(object_bucket, object_key, version_id, versioned, failures_uri, line)
+            )
+            if upload.rows > max_objects:
+                raise TooManyObjectsError(
+                    f"{failures_uri} lists more than maxObjects ({max_objects}) objects to rerun; no job "
+                    "was created. Raise maxObjects in the spec or narrow rerun.errorCodes."
                 )
-                if upload.rows > max_objects:
-                    raise TooManyObjectsError(
-                        f"{failures_uri} lists more than maxObjects ({max_objects}) objects to rerun; no job "
-                        "was created. Raise maxObjects in the spec or narrow rerun.errorCodes."
-                    )
-                if len(sample) < SAMPLE_SIZE:
-                    sample.append(object_key)
+            if len(sample) < SAMPLE_SIZE:
+                sample.append(object_key)
     except BaseException:
         upload.abort()
         raise
@@ -110,21 +176,32 @@ def manifest_from_failures(
     }
 
 
+def check_bucket(bucket: str, allowed: frozenset[str], source: str, line: int) -> None:
+    """A row outside the stack's SourceBuckets refuses the whole rerun: no job acts on any of it."""
+    if bucket and bucket not in allowed:  # an empty bucket is manifest_row's to name
+        raise FailuresFileError(
+            f"{source} line {line}: bucket {bucket[:80]!r} is not one of the stack's SourceBuckets "
+            f"({', '.join(sorted(allowed)) or 'none'}); no job was created. The file was changed after "
+            "its run wrote it, or the bucket left SourceBuckets: remove the row, or add the bucket to "
+            "the stack's SourceBuckets parameter if the rerun should act on it"
+        )
+
+
 def manifest_row(
-    bucket: str, key: str, version_id: str, versioned: bool, source: str, record: int
+    bucket: str, key: str, version_id: str, versioned: bool, source: str, line: int
 ) -> tuple[str, ...]:
     """One manifest row; a version ID this stack's manifests cannot carry is an error, never dropped.
 
     Dropping it would act on the object's current version instead of the one that failed.
     """
     if not bucket or not key:
-        raise FailuresFileError(f"{source} record {record}: the bucket and key columns must not be empty")
+        raise FailuresFileError(f"{source} line {line}: the bucket and key columns must not be empty")
     if versioned:
         # A failures row without a version ID came from a task on the null version (as retry manifests).
         return (bucket, encode_key(key), version_id or "null")
     if version_id:
         raise FailuresFileError(
-            f"{source} record {record}: has version ID {version_id!r}, but this rerun's manifest has no "
+            f"{source} line {line}: has version ID {version_id!r}, but this rerun's manifest has no "
             'VersionId field (rerun.versions "current", or InventoryVersions=Current); rerun it with '
             'rerun.versions "pinned" on a stack whose InventoryVersions is All'
         )

@@ -132,6 +132,7 @@ def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) ->
             key=f"{as_folder(request.run.prefix)}{MANIFEST_NAME}",
             versioned="VersionId" in fields,
             max_objects=request.spec.maxObjects or config.default_max_objects,
+            allowed_buckets=config.source_buckets,
         )
     metrics.add_metric(name="ManifestObjects", unit=MetricUnit.Count, value=manifest["objects"])
     logger.info(

@@ -552,3 +552,32 @@ def test_a_file_that_is_not_a_failures_file_fails_the_rerun_before_any_job():
     assert second.output["error"] == "FailuresFileError"
     assert "rerun.failures takes a run's permanentFailures file" in second.output["cause"]
     assert len(all_jobs) == 1
+
+
+def test_a_tampered_failures_file_naming_another_bucket_fails_the_rerun_before_any_job():
+    # Someone who can write the pipeline bucket appends a row for a bucket outside SourceBuckets.
+    faults = [{"keyRegex": "^gone/", "httpStatus": 404, "errorCode": "NoSuchKey"}]
+    with pipeline(faults=faults) as stack:
+        s3 = stack.client("s3")
+        s3.create_bucket(Bucket="victim-bucket")
+        s3.put_object(Bucket="victim-bucket", Key="payroll.csv", Body=b"x")
+        first = stack.run({"name": "first", "operation": TAGGING}, name="first")
+        uri = first.output["permanentFailures"]
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        tampered = read_s3_uri(stack, uri) + "victim-bucket,payroll.csv,,404,NoSuchKey,x\n"
+        s3.put_object(Bucket=bucket, Key=key, Body=tampered.encode())
+        second = stack.run(
+            {"name": "evil", "rerun": {"failures": uri}, "operation": RERUN_TAGGING}, name="evil"
+        )
+        all_jobs = jobs(stack)
+        victim_tags = s3.get_object_tagging(Bucket="victim-bucket", Key="payroll.csv")["TagSet"]
+
+    assert second.output["status"] == "FAILED"
+    assert second.output["error"] == "FailuresFileError"
+    line = len(GONE) + 2  # the header, then the run's own rows, then the planted one
+    assert (
+        f"{uri} line {line}: bucket 'victim-bucket' is not one of the stack's SourceBuckets"
+        in (second.output["cause"])
+    )
+    assert len(all_jobs) == 1  # the first run's only
+    assert victim_tags == []

@@ -40,7 +40,7 @@ def put_failures(s3, rows, header=FAILURE_HEADER) -> None:
     s3.put_object(Bucket=BUCKET, Key=FAILURES_KEY, Body=text.getvalue().encode())
 
 
-def rerun(s3, *, error_codes=None, versioned=False, max_objects=1_000_000) -> dict:
+def rerun(s3, *, error_codes=None, versioned=False, max_objects=1_000_000, allowed=("src",)) -> dict:
     return manifest_from_failures(
         s3,
         failures_uri=FAILURES_URI,
@@ -49,6 +49,7 @@ def rerun(s3, *, error_codes=None, versioned=False, max_objects=1_000_000) -> di
         key=MANIFEST_KEY,
         versioned=versioned,
         max_objects=max_objects,
+        allowed_buckets=allowed,
     )
 
 
@@ -122,7 +123,7 @@ def test_a_versioned_stack_keeps_version_ids_and_writes_null_for_the_null_versio
 def test_a_version_id_an_unversioned_stack_cannot_carry_is_an_error_not_dropped(s3):
     put_failures(s3, [failure("a.jpg"), failure("b.jpg", version="v2")])
 
-    with pytest.raises(FailuresFileError, match=r"record 3: has version ID 'v2'.*InventoryVersions=Current"):
+    with pytest.raises(FailuresFileError, match=r"line 3: has version ID 'v2'.*InventoryVersions=Current"):
         rerun(s3)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
 
@@ -130,9 +131,9 @@ def test_a_version_id_an_unversioned_stack_cannot_carry_is_an_error_not_dropped(
 @pytest.mark.parametrize(
     ("header", "rows", "message"),
     [
-        (["Bucket", "Key"], [], "does not start with the failures-file header"),
-        (FAILURE_HEADER, [["src", "a.jpg", ""]], "record 2: 3 fields, expected 6"),
-        (FAILURE_HEADER, [["", "a.jpg", "", "403", "AccessDenied", ""]], "record 2: the bucket and key"),
+        (["Bucket", "Key"], [], "line 1: is not the failures-file header"),
+        (FAILURE_HEADER, [["src", "a.jpg", ""]], "line 2: 3 fields, expected 6"),
+        (FAILURE_HEADER, [["", "a.jpg", "", "403", "AccessDenied", ""]], "line 2: the bucket and key"),
     ],
 )
 def test_a_file_that_is_not_a_failures_file_is_rejected(s3, header, rows, message):
@@ -140,6 +141,91 @@ def test_a_file_that_is_not_a_failures_file_is_rejected(s3, header, rows, messag
 
     with pytest.raises(FailuresFileError, match=message):
         rerun(s3)
+
+
+def test_a_row_outside_the_stacks_source_buckets_refuses_the_rerun_before_any_manifest(s3):
+    put_failures(s3, [failure("a.jpg"), ["someone-elses-bucket", "b.jpg", "", "403", "AccessDenied", ""]])
+
+    with pytest.raises(
+        FailuresFileError,
+        match=rf"^s3://{BUCKET}/{FAILURES_KEY} line 3: bucket 'someone-elses-bucket' is not one of the stack's "
+        r"SourceBuckets \(src, src2\); no job was created",
+    ):
+        rerun(s3, allowed=("src2", "src"))
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_row_not_chosen_by_error_codes_is_not_checked_and_not_acted_on(s3):
+    put_failures(s3, [failure("a.jpg"), ["other", "b.jpg", "", "404", "NoSuchKey", ""]])
+
+    assert rerun(s3, error_codes=["AccessDenied"])["objects"] == 1
+    assert manifest_rows(s3) == [["src", "a.jpg"]]
+
+
+def test_a_stack_with_no_source_buckets_reruns_nothing(s3):
+    put_failures(s3, [failure("a.jpg")])
+
+    with pytest.raises(
+        FailuresFileError, match=r"line 2: bucket 'src' is not one of the stack's SourceBuckets \(none\)"
+    ):
+        rerun(s3, allowed=())
+
+
+def put_raw(s3, body: bytes) -> None:
+    s3.put_object(Bucket=BUCKET, Key=FAILURES_KEY, Body=body)
+
+
+HEADER_LINE = (",".join(FAILURE_HEADER) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # A field over the csv module's 128 KiB limit, inside one line and spread over many lines.
+        (
+            HEADER_LINE + b"src,a.jpg,,403,AccessDenied,ok\n" + b"src,b,,1,x," + b"m" * (129 * 1024) + b"\n",
+            r"line 3: longer than 131072 bytes",
+        ),
+        (
+            HEADER_LINE + b'src,"' + b"k\n" * 70_000 + b'",,403,AccessDenied,\n',
+            r"line 2: is not a CSV record \(field larger",
+        ),
+        (
+            HEADER_LINE + b"src,a.jpg,,403,AccessDenied,ok\nsrc,caf\xe9.jpg,,403,AccessDenied,ok\n",
+            r"line 3: byte 8 is not UTF-8",
+        ),
+        (b"\xff\xfe" + HEADER_LINE, r"line 1: byte 1 is not UTF-8"),
+        (b"x" * (1024 * 1024), r"line 1: longer than 131072 bytes"),
+    ],
+    ids=["long-line", "long-field", "latin-1", "utf-16-bom", "no-newline"],
+)
+def test_a_file_that_is_not_a_failures_file_is_refused_naming_file_and_line(s3, body, message):
+    put_raw(s3, body)
+
+    with pytest.raises(FailuresFileError, match=rf"^s3://{BUCKET}/{FAILURES_KEY} {message}"):
+        rerun(s3)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
+
+
+def test_a_file_over_the_size_cap_is_refused_before_it_is_read(s3, monkeypatch):
+    import batchpipe_core.rerun as module
+
+    put_failures(s3, [failure("a.jpg")])
+    size = s3.head_object(Bucket=BUCKET, Key=FAILURES_KEY)["ContentLength"]
+    monkeypatch.setattr(module, "MAX_FAILURES_BYTES", size - 1)
+
+    with pytest.raises(
+        FailuresFileError, match=rf"is {size} bytes, more than a rerun reads \({size - 1} bytes"
+    ):
+        rerun(s3)
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_still_a_failures_file(s3):
+    put_raw(s3, b"\xef\xbb\xbf" + HEADER_LINE.replace(b"\n", b"\r\n") + b"src,a.jpg,,403,AccessDenied,x\r\n")
+
+    assert rerun(s3)["objects"] == 1
+    assert manifest_rows(s3) == [["src", "a.jpg"]]
 
 
 def test_a_missing_failures_file_says_where_the_uri_comes_from(s3):
@@ -152,7 +238,7 @@ def test_a_missing_failures_file_says_where_the_uri_comes_from(s3):
 def test_an_empty_object_is_not_a_failures_file(s3):
     s3.put_object(Bucket=BUCKET, Key=FAILURES_KEY, Body=b"")
 
-    with pytest.raises(FailuresFileError, match="does not start with the failures-file header"):
+    with pytest.raises(FailuresFileError, match="line 1: is not the failures-file header"):
         rerun(s3)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
@@ -12,8 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from batchpipe_core.errors import SpecValidationError
-from batchpipe_core.report import FAILURE_HEADER, split_s3_uri, text_stream
+from batchpipe_core.errors import FailuresFileError, SpecValidationError
+from batchpipe_core.report import FAILURE_HEADER, split_s3_uri
+from batchpipe_core.rerun import failure_rows
 from batchpipe_core.runlock import unwrap_scheduled_input
 from batchpipe_core.spec import check_spec_model
 
@@ -315,21 +315,26 @@ def download_failures(aws: Aws, summary: dict[str, Any], target: Path, *, out: T
 # ------------------------------------------------------------------ rerun
 
 
-def count_failures(aws: Aws, uri: str, error_codes: list[str] | None) -> Counter[str]:
-    """Rows of a failures file per error code (only the given codes, if any), streamed."""
+def count_failures(aws: Aws, uri: str, error_codes: list[str] | None) -> tuple[Counter[str], Counter[str]]:
+    """Rows of a failures file per error code and per bucket (only the given codes, if any), streamed.
+
+    Read with the pipeline's own reader (batchpipe_core.rerun.failure_rows), so a file that the
+    rerun would refuse is refused here, in the same one line, before anything starts.
+    """
     bucket, key = split_s3_uri(uri)
-    counts: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
+    code_at, bucket_at = FAILURE_HEADER.index("errorCode"), FAILURE_HEADER.index("bucket")
     with aws_errors(f"reading {uri}"):
-        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
-        with text_stream(body) as text:
-            rows = csv.reader(text)
-            if next(rows, None) != FAILURE_HEADER:
-                raise OperatorError(f"{uri} is not a batchpipe failures file (unexpected header)")
-            code_at = FAILURE_HEADER.index("errorCode")
-            for fields in rows:
+        response = aws.client("s3").get_object(Bucket=bucket, Key=key)
+        try:
+            for _line, fields in failure_rows(response["Body"], uri, response.get("ContentLength")):
                 if len(fields) == len(FAILURE_HEADER) and (not error_codes or fields[code_at] in error_codes):
-                    counts[fields[code_at]] += 1
-    return counts
+                    codes[fields[code_at]] += 1
+                    buckets[fields[bucket_at]] += 1
+        except FailuresFileError as exc:
+            raise OperatorError(str(exc)) from None
+    return codes, buckets
 
 
 def rerun_spec(original: Any, failures: str, error_codes: list[str] | None, operation: Any) -> dict:
@@ -381,10 +386,14 @@ def rerun(
         if isinstance(operation, dict) and set(operation) == {"operation"}:
             operation = operation["operation"]  # a whole spec's operation block is accepted too
     spec = rerun_spec(_json(described.get("input")), failures, error_codes, operation)
-    counts = count_failures(aws, failures, error_codes)
+    counts, buckets = count_failures(aws, failures, error_codes)
     total = sum(counts.values())
     by_code = ", ".join(f"{n} {code or '(no code)'}" for code, n in counts.most_common())
     print(f"rerun of {failures}: {total} objects ({by_code or 'none'})", file=out)
+    if buckets:
+        # The buckets the jobs will act on, before asking: a changed failures file shows here first.
+        shown_buckets = ", ".join(f"{_printable(b)} ({n})" for b, n in sorted(buckets.items()))
+        print(f"in buckets: {shown_buckets}", file=out)
     if total == 0:
         print("nothing to rerun with these error codes", file=out)
         return 0
@@ -398,6 +407,11 @@ def rerun(
     new_name = name or default_execution_name({"name": f"{spec.get('name') or 'run'}-rerun"})
     new_arn = start_execution(aws, state_machine_arn, spec, new_name, out)
     return watch(aws, new_arn, out=out) if watch_it else 0
+
+
+def _printable(text: str) -> str:
+    """A bucket name from a file as one printable token (a planted name may hold control characters)."""
+    return text if text.isprintable() and text and len(text) <= 63 else repr(text[:80])
 
 
 def _json(text: str | None) -> dict[str, Any]:
