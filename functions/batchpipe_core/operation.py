@@ -13,15 +13,18 @@ import copy
 import difflib
 import functools
 import json
+import math
 import re
 import sys
 import unicodedata
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.session
 from botocore.exceptions import ParamValidationError
 from botocore.model import OperationModel, Shape
+from botocore.utils import parse_timestamp
 from botocore.validate import ParamValidator
 
 from batchpipe_core.errors import SpecValidationError, shown
@@ -124,10 +127,86 @@ def validate_operation(operation: Any) -> dict[str, Any]:
 
 
 def _botocore_errors(params: Any, shape: Shape) -> list[str]:
+    # botocore's validator raises a bare RuntimeError on a timestamp it cannot convert (1e308, 2**63-1),
+    # so such values are reported here by path and replaced by a valid one before it sees them.
+    timestamp_errors: list[str] = []
+    params = _without_bad_timestamps(params, shape, "", timestamp_errors)
     report = ParamValidator().validate(params, shape)
     # The report keeps structured (reason, name, details) tuples only in a private list; its public
     # text form is meant for people. Reading the tuples keeps field paths exact.
-    return [_describe(reason, _path(name), details, shape) for reason, name, details in report._errors]
+    return timestamp_errors + [
+        _describe(reason, _path(name), details, shape) for reason, name, details in report._errors
+    ]
+
+
+# S3 documents no range for the timestamps of an operation (RetainUntilDate, ...). The request carries
+# them as ISO 8601 text with a four-digit year (botocore's rest-xml serializer), so nothing after
+# 9999-12-31T23:59:59Z can be sent; nothing before the Unix epoch is a date an S3 object lock or
+# restore can mean, and botocore itself refuses negative epoch numbers.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+_TIMESTAMP_FIX = (
+    "use ISO 8601 between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z, e.g. 2030-01-01T00:00:00Z"
+)
+_VALID_TIMESTAMP = "2030-01-01T00:00:00Z"
+
+
+def _without_bad_timestamps(value: Any, shape: Shape, path: str, errors: list[str]) -> Any:
+    """``value`` with every out-of-range timestamp member replaced (and reported in ``errors``)."""
+    kind = shape.type_name
+    if kind == "timestamp":
+        problem = _timestamp_problem(value)
+        if problem is None:
+            return value
+        errors.append(f"{_shown(path)}: {problem}; {_TIMESTAMP_FIX}")
+        return _VALID_TIMESTAMP
+    if kind == "structure" and isinstance(value, dict):
+        return {
+            name: _without_bad_timestamps(item, shape.members[name], _join(path, name), errors)
+            if name in shape.members
+            else item
+            for name, item in value.items()
+        }
+    if kind == "list" and isinstance(value, list | tuple):
+        return [
+            _without_bad_timestamps(item, shape.member, f"{path}[{i}]", errors)
+            for i, item in enumerate(value)
+        ]
+    if kind == "map" and isinstance(value, dict):
+        return {
+            k: _without_bad_timestamps(v, shape.value, _join(path, str(k)), errors) for k, v in value.items()
+        }
+    return value
+
+
+def _timestamp_problem(value: Any) -> str | None:
+    """Why ``value`` is not a timestamp S3 can be sent, or None; other types are botocore's to name."""
+    if isinstance(value, bool):
+        return f"{value!r} is not a timestamp"  # botocore would take True as 1970-01-01T00:00:01Z
+    if not isinstance(value, str | int | float):
+        return None
+    label = shown(value) if isinstance(value, str) else shown(str(value)).strip("'")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    except OverflowError:  # an integer too large for a float
+        return f"{label} is out of range as epoch seconds"
+    if number is not None:  # epoch seconds, as botocore reads a number or a numeric string
+        if not math.isfinite(number) or not _EARLIEST.timestamp() <= number <= _LATEST.timestamp():
+            return f"{label} is out of range as epoch seconds"
+        return None
+    try:
+        parsed = parse_timestamp(value)
+    except (RuntimeError, ValueError, OverflowError, OSError, TypeError):
+        return f"{label} is not a timestamp"
+    try:
+        moment = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is in the year 10000 in UTC
+        return f"{label} is out of range"
+    if not _EARLIEST <= moment <= _LATEST:
+        return f"{label} is out of range"
+    return None
 
 
 def _path(name: str) -> str:

@@ -128,6 +128,9 @@ def _bad_manifest_json(d: Path) -> None:
 
 # The data files' keys as in manifest.json: a folder error names the file so (then the line or row).
 DATA = "inv/their-bucket/cfg/data/"
+RETAIN = (
+    '{"operation": {"S3PutObjectRetention": {"Retention": {"RetainUntilDate": %s, "Mode": "GOVERNANCE"}}}}'
+)
 
 # (case id, argv from (the user's folder, a scratch folder), text(s) the one line must contain)
 CASES = [
@@ -150,6 +153,32 @@ CASES = [
         "preview-spec-list",
         lambda u, t: ["preview", "--spec", _write(t / "s.json", "[1]"), "--inventory", str(t)],
         "not a list",
+    ),
+    (
+        "start-retain-until-1e308",
+        lambda u, t: [
+            "start",
+            "--region",
+            "us-east-1",
+            "--stack",
+            "x",
+            "--spec",
+            _write(t / "s.json", RETAIN % '"1e308"'),
+        ],
+        "RetainUntilDate: '1e308' is out of range as epoch seconds; use ISO 8601 between",
+    ),
+    (
+        "start-retain-until-2-63",
+        lambda u, t: [
+            "start",
+            "--region",
+            "us-east-1",
+            "--stack",
+            "x",
+            "--spec",
+            _write(t / "s.json", RETAIN % str(2**63 - 1)),
+        ],
+        "RetainUntilDate: 9223372036854775807 is out of range",
     ),
     ("faults-object", lambda u, t: _faults(t, {"keyRegex": "a"}), "must hold a JSON list of rules"),
     (

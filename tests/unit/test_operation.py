@@ -224,7 +224,7 @@ REJECTED = [
         {"S3PutObjectRetention": {"Retention": {"RetainUntilDate": "next week", "Mode": "GOVERNANCE"}}},
         [
             "operation.S3PutObjectRetention.Retention.RetainUntilDate: 'next week' is not a timestamp; "
-            "use ISO 8601, e.g. 2030-01-01T00:00:00Z"
+            "use ISO 8601 between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z, e.g. 2030-01-01T00:00:00Z"
         ],
     ),
     (
@@ -399,3 +399,68 @@ def test_check_create_job_request_raises_botocores_own_error():
 
 def test_the_request_checks_describe_non_object_requests():
     assert create_job_request_errors([]) == ["input: must be an object, got a list"]
+
+
+RANGE_FIX = "use ISO 8601 between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z, e.g. 2030-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("1e308", "'1e308' is out of range as epoch seconds"),
+        (1e20, "1e+20 is out of range as epoch seconds"),
+        (2**63 - 1, "9223372036854775807 is out of range as epoch seconds"),
+        (10**400, "is out of range as epoch seconds"),
+        (-1, "-1 is out of range as epoch seconds"),
+        ("nan", "'nan' is out of range as epoch seconds"),
+        ("-inf", "'-inf' is out of range as epoch seconds"),
+        ("0001-01-01T00:00:00Z", "'0001-01-01T00:00:00Z' is out of range"),
+        ("9999-12-31T23:59:59-05:00", "'9999-12-31T23:59:59-05:00' is out of range"),
+        ("10000-01-01T00:00:00Z", "'10000-01-01T00:00:00Z' is not a timestamp"),
+        (True, "True is not a timestamp"),
+    ],
+)
+def test_a_timestamp_out_of_range_is_refused_by_name_not_a_runtime_error(value, problem):
+    operation = {"S3PutObjectRetention": {"Retention": {"RetainUntilDate": value, "Mode": "GOVERNANCE"}}}
+
+    errors = operation_errors(operation)
+
+    assert len(errors) == 1
+    assert errors[0].startswith("operation.S3PutObjectRetention.Retention.RetainUntilDate: ")
+    assert problem in errors[0] and errors[0].endswith(RANGE_FIX)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2030-01-01T00:00:00Z", "2030-01-01", "9999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", 1_900_000_000],
+)
+def test_a_timestamp_in_range_is_accepted(value):
+    assert (
+        operation_errors(
+            {"S3PutObjectRetention": {"Retention": {"RetainUntilDate": value, "Mode": "GOVERNANCE"}}}
+        )
+        == []
+    )
+
+
+def test_every_timestamp_member_of_every_operation_is_range_checked():
+    # Found from the model, so an operation added to botocore later is covered without a change here.
+    def timestamp_paths(shape, path):
+        if shape.type_name == "timestamp":
+            yield path
+        elif shape.type_name == "structure":
+            for name, member in shape.members.items():
+                yield from timestamp_paths(member, (*path, name))
+
+    paths = [p for name in operation_names() for p in timestamp_paths(JOB_OPERATION.members[name], (name,))]
+    assert paths  # RetainUntilDate, ObjectLockRetainUntilDate, ModifiedSinceConstraint, ...
+    for path in paths:
+        operation: dict = {}
+        node = operation
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = "1e308"
+        assert any(
+            line.startswith("operation." + ".".join(path) + ": '1e308' is out of range")
+            for line in operation_errors(operation)
+        ), path
