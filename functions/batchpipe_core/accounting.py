@@ -246,6 +246,12 @@ class AttemptRecord(BaseModel):
     retriesExhausted: str | None = None
     unmatchedReportRows: int = 0
     cancelledBy: str | None = None
+    # For the run page (runpage.py): failures by key prefix (prefixes.py) and when the job was
+    # created, ended, and this record written (ISO 8601; None in records written before they existed).
+    failuresByPrefix: dict[str, Any] | None = None
+    jobCreated: str | None = None
+    jobEnded: str | None = None
+    recorded: str | None = None
 
     @property
     def cancelled_by_person(self) -> bool:

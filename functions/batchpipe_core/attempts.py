@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,6 +29,7 @@ from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import encode_key
 from batchpipe_core.observability import logger, metrics
+from batchpipe_core.prefixes import PrefixTally
 from batchpipe_core.report import (
     FAILURE_HEADER,
     CsvUpload,
@@ -101,6 +103,9 @@ class JobOutcome(StatePart):
     failureReasons: list[dict[str, Any]] = Field(default_factory=list)
     statusUpdateReason: str | None = None
     report: ReportRef = Field(default_factory=ReportRef)
+    # DescribeJob's CreationTime and TerminationDate (ISO 8601): the run page's timeline.
+    created: str | None = None
+    ended: str | None = None
 
 
 class ProcessReportInput(StatePart):
@@ -147,11 +152,14 @@ class AttemptOutputs:
         self._fields = fields
         self._field_count = 0
         self.sample: list[str] = []
+        self.prefixes = PrefixTally()  # failures by key prefix, for the run page (prefixes.py)
 
     def on_permanent(self, row: ReportRow) -> None:
         self.permanent.writerow(failure_fields(row))
+        self.prefixes.add(row.decoded_key, retriable=False)
 
     def on_retriable(self, row: ReportRow) -> None:
+        self.prefixes.add(row.decoded_key, retriable=True)
         if self.retry is None:
             assert self.exhausted is not None
             self.exhausted.writerow(failure_fields(row))
@@ -221,6 +229,7 @@ def finish_attempt(
     cancelled_by: str | None,
     unmatched: int,
     sample: list[str],
+    prefixes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Checks the attempt's accounting, writes its record and returns the state's ``processed``.
 
@@ -278,6 +287,10 @@ def finish_attempt(
         retriesExhausted=exhausted.uri if exhausted else None,
         unmatchedReportRows=unmatched,
         cancelledBy=cancelled_by,
+        failuresByPrefix=prefixes,
+        jobCreated=job.created,
+        jobEnded=job.ended,
+        recorded=datetime.now(UTC).isoformat(timespec="milliseconds"),
     )
     check_attempt(record)
     record_key = f"{attempt_prefix}record.json"

@@ -74,6 +74,7 @@ from batchpipe_core.multipart import (
     with_packed,
 )
 from batchpipe_core.observability import logger
+from batchpipe_core.prefixes import merge as merge_prefixes
 from batchpipe_core.report import (
     FAILURE_HEADER,
     MIN_RESULT_RECORD_BYTES,
@@ -475,6 +476,7 @@ def _write_tally(
         "unmatched": unmatched,
         "sample": outputs.sample,
         "files": files,
+        "prefixes": outputs.prefixes.as_document(),
     }
     _put_json(s3, plan.bucket, f"{plan.prefix}out/{part_id}/tally.json", document)
 
@@ -563,6 +565,7 @@ def merge_parts(
         cancelled_by=plan.cancelledBy,
         unmatched=sum(d["unmatched"] for d in tallies),
         sample=sample,
+        prefixes=merge_prefixes(d.get("prefixes") for d in tallies),
     ) | {"rejoin": False}
 
 

@@ -349,7 +349,16 @@ def job_outcome(job: Mapping[str, Any], *, counted: bool = False) -> dict[str, A
             "prefix": report.get("Prefix"),
             "scope": report.get("ReportScope"),
         },
+        # For the run page's timeline (runpage.py); JSON has no datetimes, so ISO 8601 text.
+        "created": _iso(job.get("CreationTime")),
+        "ended": _iso(job.get("TerminationDate")),
     }
+
+
+def _iso(moment: Any) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat() if hasattr(moment, "isoformat") else str(moment)
 
 
 def wakes_the_run(outcome: Mapping[str, Any]) -> bool:

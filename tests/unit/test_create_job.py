@@ -305,6 +305,8 @@ def test_reentry_after_the_job_ended_completes_the_new_token_itself(pipeline: Pi
             "prefix": "runs/retag/run-1/attempt-1/report",
             "scope": "AllTasks",
         },
+        "created": pipeline.describe(job_id)["CreationTime"].isoformat(),
+        "ended": pipeline.describe(job_id)["TerminationDate"].isoformat(),
     }
     assert pipeline.item(waiting.key)["completedBy"]["S"] == "create_job"
     assert pipeline.job_ids() == [job_id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import botocore.session
@@ -244,7 +245,9 @@ def describe_job(status: str, **extra) -> dict:
 
 
 def test_outcome_of_a_complete_job() -> None:
-    assert jobs.job_outcome(describe_job("Complete")) == {
+    created, ended = datetime(2026, 11, 20, 15, 0, tzinfo=UTC), datetime(2026, 11, 20, 15, 4, 30, tzinfo=UTC)
+    job = describe_job("Complete", CreationTime=created, TerminationDate=ended)
+    assert jobs.job_outcome(job) == {
         "jobId": "job-1",
         "status": "Complete",
         "terminal": True,
@@ -259,6 +262,8 @@ def test_outcome_of_a_complete_job() -> None:
             "prefix": "runs/retag-prod/retag-prod-1/attempt-1/report",
             "scope": "AllTasks",
         },
+        "created": "2026-11-20T15:00:00+00:00",
+        "ended": "2026-11-20T15:04:30+00:00",
     }
 
 
