@@ -1,13 +1,17 @@
 """Join S3 objects into one, server-side: multipart upload whose parts are ``UploadPartCopy`` ranges.
 
-S3's rules: every part but the last is at least 5 MiB, a part is at most 5 GiB, an upload has at most
-10,000 parts. So a source of at least 5 MiB is copied as one part (or several ranges if it exceeds
-5 GiB) and its bytes never leave S3. A source under 5 MiB cannot be a part unless it is the last one,
-so consecutive small sources are read and uploaded together as one part of at least 5 MiB; what the
-process reads is therefore bounded by the small sources alone (each under 5 MiB) and is nothing when
-every source is at least 5 MiB, except that a single leftover small source is copied as the last part.
-When the plan needs more than 10,000 parts, consecutive parts are first joined (the same way) into
-intermediate objects of at most 5 GiB, each of which is then one part.
+S3's rules (S3 User Guide, "Amazon S3 multipart upload limits"): every part but the last is at least
+5 MiB, a part is at most 5 GiB, an upload has at most 10,000 parts; and ``UploadPartCopy`` copies a
+byte range only from a source object larger than 5 MB (S3 API reference, UploadPartCopy:
+``x-amz-copy-source-range``), a whole object of any size. So a source of at least 5 MiB is copied as
+one part (or several ranges if it exceeds 5 GiB) and its bytes never leave S3. A source under 5 MiB
+cannot be a part unless it is the last one, so consecutive small sources are read and uploaded
+together as one part of at least 5 MiB; what the process reads is therefore bounded by the small
+sources alone (each under 5 MiB) and is nothing when every source is at least 5 MiB, except that a
+single leftover small source is copied whole as the last part (read, if it skips a header: a range
+of a small object cannot be copied). When the plan needs more than 10,000 parts, consecutive parts
+are first joined (the same way) into intermediate objects of at most 5 GiB, each of which is then
+one part.
 
 A ``head`` (a CSV header) can lead the result; a source's ``offset`` skips its own header.
 
@@ -49,7 +53,11 @@ S3_LIMITS = Limits()
 
 @dataclass(frozen=True)
 class Source:
-    """``size`` bytes of object ``key`` from byte ``offset`` on (offset > 0 skips e.g. a CSV header)."""
+    """``size`` bytes of object ``key`` from byte ``offset`` on (offset > 0 skips e.g. a CSV header).
+
+    A source given to the planner runs to its object's end, so its object has ``offset + size``
+    bytes (what decides whether a range of it may be copied); only ``with_head`` makes shorter ones,
+    and those are read, never copied."""
 
     key: str
     size: int
@@ -68,6 +76,11 @@ class CopyPart:
     @property
     def size(self) -> int:
         return self.last - self.first + 1
+
+    @property
+    def whole(self) -> bool:
+        """The part is its whole source object: copied without a range."""
+        return self.first == 0 and self.last == self.source.offset + self.source.size - 1
 
 
 @dataclass(frozen=True)
@@ -116,9 +129,10 @@ def plan_parts(sources: Sequence[Source], limits: Limits = Limits()) -> list[Par
         if sum(s.size for s in pending) >= limits.min_part:
             parts.append(UploadPart(tuple(pending)))
             pending = []
-    if len(pending) == 1:
-        # The last part may be small, so a lone small source need not be read.
-        parts.append(CopyPart(pending[0], pending[0].offset, pending[0].offset + pending[0].size - 1))
+    if len(pending) == 1 and pending[0].offset == 0:
+        # The last part may be small, so a lone small source need not be read: it is copied whole
+        # (a range of an object under 5 MB cannot be copied, so one that skips a header is read).
+        parts.append(CopyPart(pending[0], 0, pending[0].size - 1))
     elif pending:
         parts.append(UploadPart(tuple(pending)))
     return parts
@@ -213,7 +227,8 @@ def concatenate(
         return None
     intermediates: list[str] = []
     level = 0
-    while len(parts) > limits.max_parts:
+    # The head can split the first part in two (with_head): the parts are counted with it.
+    while len(with_head(head, parts, limits)) > limits.max_parts:
         groups = group_parts(parts, limits)
         if len(groups) >= len(parts):
             raise ManifestTooLargeError(f"{len(parts)} parts cannot be joined into {limits.max_parts}")
@@ -260,12 +275,9 @@ def _part_writer(
         if isinstance(part, CopyPart):
             copy_source = {"Bucket": source_bucket, "Key": part.source.key}
             condition = {"CopySourceIfMatch": part.source.etag} if part.source.etag else {}
-            result = s3.upload_part_copy(
-                **common,
-                CopySource=copy_source,
-                CopySourceRange=f"bytes={part.first}-{part.last}",
-                **condition,
-            )
+            if not part.whole:  # the planner copies ranges only of objects larger than 5 MiB
+                condition["CopySourceRange"] = f"bytes={part.first}-{part.last}"
+            result = s3.upload_part_copy(**common, CopySource=copy_source, **condition)
             return result["CopyPartResult"]["ETag"]
         body = part.head + b"".join(_read(s3, source_bucket, source) for source in part.sources)
         return s3.upload_part(**common, Body=body)["ETag"]
@@ -274,9 +286,13 @@ def _part_writer(
 
 
 def _read(s3: Any, bucket: str, source: Source) -> bytes:
+    """Exactly the source's bytes. Always a ranged GET: a source may be the first bytes of a larger
+    object (``with_head`` takes the first 5 MiB of a copied one, from offset 0), and a GET without a
+    Range returns the whole object (S3 API reference, GetObject: ``Range``)."""
+    if source.size == 0:
+        return b""  # no byte range names nothing (RFC 9110: last >= first)
     condition = {"IfMatch": source.etag} if source.etag else {}
-    if source.offset:
-        condition["Range"] = f"bytes={source.offset}-{source.offset + source.size - 1}"
+    condition["Range"] = f"bytes={source.offset}-{source.offset + source.size - 1}"
     data = s3.get_object(Bucket=bucket, Key=source.key, **condition)["Body"].read()
     if len(data) != source.size:
         raise BatchPipeError(f"s3://{bucket}/{source.key} changed while being joined ({len(data)} bytes)")

@@ -30,6 +30,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from . import template as tpl
 from .events import EventRouter, Rule, execution_status_change
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
+from .s3_rules import documented_part_copies
 
 REGION = "us-east-1"
 TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -159,6 +160,7 @@ class LocalStack:
         self._exit.enter_context(_whole_task_timeouts_in_history())
         self._exit.enter_context(_execution_status_events(self._put_execution_event))
         self._exit.enter_context(_stop_wakes_task_token_waits())
+        self._exit.enter_context(documented_part_copies())
         self._create_resources()
         self._start_emulation()
 

@@ -292,3 +292,53 @@ def test_an_object_too_large_for_s3_is_refused_before_any_request(s3):
             key="manifest.csv",
             scratch_prefix="scratch/",
         )
+
+
+# ---------------------------------------------------------------- a header in front (issue 23, §1)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {"big": 5 * MiB},  # exactly the part minimum: read whole (its remainder is empty)
+        {"big": 5 * MiB + 1},  # one byte over: the remainder is the (small) last part
+        {"big": 7 * MiB, "tail": 100},  # the remainder is too small to be a non-last part: read
+        {"big": 12 * MiB + 3, "small": 3 * MiB},  # the remainder stays a copy
+        {"a": 6 * MiB, "b": 5 * MiB, "c": 10},
+    ],
+    ids=["5MiB", "5MiB+1", "7MiB+tail", "12MiB+small", "two-big+tail"],
+)
+def test_a_header_in_front_of_a_source_of_at_least_5_mib_reads_only_what_it_needs(s3, reads, sizes):
+    """with_head turns the first 5 MiB (or up to 10 MiB) of the first copied source into an uploaded
+    part after the header; that read is a Range from byte 0, never the whole object."""
+    sources, expected = put_sources(s3, sizes)
+    head = b"bucket,key,versionId,httpStatus,errorCode,message\n"
+    result = concatenate(
+        s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/", head=head
+    )
+    assert joined_body() == head + expected
+    assert result.size == len(head) + len(expected)
+    first = max(sizes, key=lambda name: sizes[name] >= 5 * MiB)
+    assert all(key == f"athena/{first}" for key, _ in reads if key != "athena/small")
+    assert sum(size for key, size in reads if key == f"athena/{first}") < 2 * 5 * MiB
+
+
+def test_the_emulator_refuses_a_range_of_an_object_of_5_mib_or_less(s3):
+    """UploadPartCopy copies a range only of an object larger than 5 MB (S3 API reference): the
+    emulated S3 refuses what AWS would, so a plan that relied on it fails here too."""
+    s3.put_object(Bucket=BUCKET, Key="small", Body=b"x" * 100)
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="joined")["UploadId"]
+    common = {"Bucket": BUCKET, "Key": "joined", "UploadId": upload, "PartNumber": 1}
+    with pytest.raises(ClientError, match="InvalidRequest"):
+        s3.upload_part_copy(
+            **common, CopySource={"Bucket": BUCKET, "Key": "small"}, CopySourceRange="bytes=1-99"
+        )
+    s3.upload_part_copy(**common, CopySource={"Bucket": BUCKET, "Key": "small"})  # the whole object is fine
+
+
+def test_a_lone_small_source_that_skips_a_header_is_read_not_copied_by_range(s3, reads):
+    sources, expected = put_sources(s3, {"big": 6 * MiB, "small": 300})
+    skipped = [sources[0], Source(sources[1].key, 280, sources[1].etag, offset=20)]
+    concatenate(s3, bucket=BUCKET, sources=skipped, key="manifest.csv", scratch_prefix="scratch/")
+    assert joined_body() == expected[: 6 * MiB] + expected[6 * MiB + 20 :]
+    assert reads == [("athena/small", 280)]

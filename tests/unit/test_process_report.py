@@ -421,6 +421,54 @@ def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_reads
     ]
 
 
+def long_key(kind: str, i: int) -> str:
+    """A realistic long key: unicode, a space, a plus and ~990 bytes (S3 allows 1,024)."""
+    return f"{kind}/ünïcødé 日本+{i:06d}/" + "x" * 960
+
+
+@pytest.mark.parametrize("s3", ["one part"], indirect=True)
+@pytest.mark.parametrize("status", ["Complete", "Failed"])
+def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(s3, reads, monkeypatch, status):
+    """Issue 23 §1: a part's permanent-failures file of 5 MiB or more is copied into the attempt's
+    file behind the header; the header's part takes its first 5 MiB by a ranged read. Two windows per
+    results file give part files on both sides of the minimum (the small ones are packed)."""
+    monkeypatch.setenv("REPORT_PART_ROWS", "11000")
+    tasks = [
+        failed(SOURCE, long_key("gone", i), 404, "NoSuchKey")
+        if i % 2
+        else failed(SOURCE, long_key("slow", i), 503, "SlowDown")
+        for i in range(24_000)
+    ] + [succeeded(SOURCE, long_key("ok", i)) for i in range(500)]
+    ran = tasks if status == "Complete" else tasks[:-200]  # a Failed job never ran the last 200
+    counts = {"total": len(tasks), "succeeded": len(ran) - 24_000, "failed": 24_000}
+
+    output = run_attempt(s3, tasks, status=status, reported=ran, job_counts=counts)
+
+    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        24_500,
+        300 if status == "Failed" else 500,
+        12_000 + (200 if status == "Failed" else 0),
+        12_000,
+    )
+    part_files = [
+        o["Size"]
+        for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-1/parts/")["Contents"]
+        if o["Key"].endswith("/permanent-failures.csv") and "/out/" in o["Key"]
+    ]
+    assert max(part_files) >= 5 * 1024**2  # the boundary this test is about was crossed
+    body = read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv")
+    failures = csv_rows(body)
+    assert failures[0] == ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
+    assert sorted(row[1] for row in failures[1:]) == sorted(long_key("gone", i) for i in range(1, 24_000, 2))
+    assert all(row[3:5] == ["404", "NoSuchKey"] for row in failures[1:])
+    retry = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+    expected_retry = [encode_key(long_key("slow", i)) for i in range(0, 24_000, 2)]
+    if status == "Failed":
+        expected_retry += [encode_key(long_key("ok", i)) for i in range(300, 500)]
+    assert sorted(row[1] for row in retry) == sorted(expected_retry)
+    assert len(read(s3, output["next"]["manifest"]["location"])) > 5 * 1024**2
+
+
 # ------------------------------------------------------------------------------------ Failed / Cancelled
 
 
