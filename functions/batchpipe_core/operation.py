@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import botocore.session
 from botocore.exceptions import ParamValidationError
-from botocore.model import OperationModel, Shape
+from botocore.loaders import create_loader
+from botocore.model import OperationModel, ServiceModel, Shape
 from botocore.utils import parse_timestamp
 from botocore.validate import ParamValidator
 
@@ -64,9 +64,19 @@ _TYPE_NAMES = {
 
 
 @functools.cache
+def service_model(name: str) -> ServiceModel:
+    """An AWS API as the installed botocore describes it, read from botocore's data files alone.
+
+    ``botocore.session.get_session().get_service_model`` reads the profile first: an unknown
+    AWS_PROFILE in the shell made checking a spec (or `local run`) fail with ProfileNotFound.
+    """
+    return ServiceModel(create_loader().load_service_model(name, "service-2"), service_name=name)
+
+
+@functools.cache
 def create_job_model() -> OperationModel:
     """The s3control CreateJob operation as the installed botocore knows it."""
-    return botocore.session.get_session().get_service_model("s3control").operation_model("CreateJob")
+    return service_model("s3control").operation_model("CreateJob")
 
 
 def operation_names() -> tuple[str, ...]:

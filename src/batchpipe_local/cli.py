@@ -134,14 +134,9 @@ def execution_name(text: str) -> str:
     """StartExecution's naming rules (Step Functions API reference, StartExecution `name`): 1-80
     characters, none of whitespace, < > { } [ ] ? * " # % \\ ^ | ~ ` $ & , ; : / or control characters.
     The length comes from botocore's model; moto checks none of this, so it is checked here."""
-    import botocore.session
+    from batchpipe_core.operation import service_model
 
-    shape = (
-        botocore.session.get_session()
-        .get_service_model("stepfunctions")
-        .operation_model("StartExecution")
-        .input_shape.members["name"]
-    )
+    shape = service_model("stepfunctions").operation_model("StartExecution").input_shape.members["name"]
     low, high = shape.metadata.get("min", 1), shape.metadata.get("max", 80)
     if not low <= len(text) <= high:
         raise argparse.ArgumentTypeError(f"must be {low}-{high} characters long, not {len(text)}")
@@ -314,7 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     # Powertools warns on every handler that emitted no metric; locally metrics are disabled anyway.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     from .inventory import InventoryDirError
+    from .isolation import isolated_environment
     from .outputs import OutDirError
+
+    with isolated_environment():
+        # The X-Ray SDK (under Powertools' Tracer) builds a boto3 client when first imported, reading
+        # the shell's profile: an unknown AWS_PROFILE failed every command with ProfileNotFound. Made
+        # here with the embedded stack's settings, it is never used (tracing is off outside Lambda).
+        import batchpipe_core.observability  # noqa: F401
 
     try:
         if hasattr(args, "func"):

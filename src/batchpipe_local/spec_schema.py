@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import botocore.session
+from batchpipe_core.operation import create_job_model
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://github.com/batchpipe/batchpipe/job-spec.schema.json"
@@ -56,8 +56,7 @@ def _drop_titles(node: Any) -> None:
 
 
 def _job_operation_shape() -> Any:
-    model = botocore.session.get_session().get_service_model("s3control")
-    return model.operation_model("CreateJob").input_shape.members["Operation"]
+    return create_job_model().input_shape.members["Operation"]
 
 
 def _shape_schema(shape: Any, defs: dict[str, Any]) -> dict[str, Any]:

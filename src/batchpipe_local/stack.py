@@ -29,24 +29,11 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from . import template as tpl
 from .events import EventRouter, Rule, execution_status_change
+from .isolation import REGION, isolated_environment
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
 from .s3_rules import documented_part_copies
 
-REGION = "us-east-1"
 TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-
-# The embedded AWS never talks to AWS: fixed fake credentials keep botocore from looking for real ones.
-_FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    # X-Ray has no daemon here; metrics would interleave EMF JSON with the CLI's output.
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-}
 
 
 @dataclass
@@ -152,7 +139,7 @@ class LocalStack:
         self._exit.close()
 
     def _start(self) -> None:
-        self._exit.enter_context(mock.patch.dict(os.environ, _FAKE_ENV))
+        self._exit.enter_context(isolated_environment())
         self._exit.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         self._exit.enter_context(self.functions.patched_moto())
         self._exit.enter_context(_scaled_sfn_time(self.time_scale))

@@ -70,6 +70,19 @@ def _spec(tmp: Path, content: str | bytes) -> list[str]:
     return ["local", "run", "--spec", _write(tmp / "spec.json", content)]
 
 
+def _start_retaining(tmp: Path, until: str) -> list[str]:
+    """`batchpipe start` with a spec whose RetainUntilDate is ``until`` (JSON text)."""
+    return [
+        "start",
+        "--region",
+        "us-east-1",
+        "--stack",
+        "x",
+        "--spec",
+        _write(tmp / "s.json", RETAIN % until),
+    ]
+
+
 def _faults(tmp: Path, rules: object) -> list[str]:
     return ["local", "run", "--faults", _write(tmp / "faults.json", json.dumps(rules))]
 
@@ -156,28 +169,12 @@ CASES = [
     ),
     (
         "start-retain-until-1e308",
-        lambda u, t: [
-            "start",
-            "--region",
-            "us-east-1",
-            "--stack",
-            "x",
-            "--spec",
-            _write(t / "s.json", RETAIN % '"1e308"'),
-        ],
+        lambda u, t: _start_retaining(t, '"1e308"'),
         "RetainUntilDate: '1e308' is out of range as epoch seconds; use ISO 8601 between",
     ),
     (
         "start-retain-until-2-63",
-        lambda u, t: [
-            "start",
-            "--region",
-            "us-east-1",
-            "--stack",
-            "x",
-            "--spec",
-            _write(t / "s.json", RETAIN % str(2**63 - 1)),
-        ],
+        lambda u, t: _start_retaining(t, str(2**63 - 1)),
         "RetainUntilDate: 9223372036854775807 is out of range",
     ),
     ("faults-object", lambda u, t: _faults(t, {"keyRegex": "a"}), "must hold a JSON list of rules"),

@@ -161,50 +161,42 @@ def test_rehearsal_start_watch_list_fix_and_rerun(aws_env, served, tmp_path, cap
     assert all(_tags(aws_env, k) == {"stage": "one"} for k in gone)
 
 
-@pytest.mark.parametrize(
-    ("planted", "culprit"),
-    [
-        (
-            b"bucket,key,versionId,httpStatus,errorCode,message\nsrc,caf\xe9,,404,NoSuchKey,x\n",
-            "line 2: byte 8 is not UTF-8",
-        ),
-        (
-            b"bucket,key,versionId,httpStatus,errorCode,message\n" + b"m" * 200_000,
-            "line 2: longer than 131072 bytes",
-        ),
-    ],
-    ids=["latin-1", "huge-field"],
-)
-def test_rerun_of_a_failures_file_that_is_not_one_says_so_in_one_line(
-    aws_env, served, planted, culprit, capsys
-):
-    spec_runs = [r for r in _runs(capsys) if r["execution"] == "rehearsal-1"]
-    if not spec_runs:
-        pytest.skip("needs the rehearsal's run (same module, same served stack)")
-    summary = json.loads(_summary(capsys, "rehearsal-1"))
-    uri = summary["permanentFailures"]
+PLANTED = {
+    "latin-1": (
+        b"bucket,key,versionId,httpStatus,errorCode,message\nsrc,caf\xe9,,404,NoSuchKey,x\n",
+        "line 2: byte 8 is not UTF-8",
+    ),
+    "huge-field": (
+        b"bucket,key,versionId,httpStatus,errorCode,message\n" + b"m" * 200_000,
+        "line 2: longer than 131072 bytes",
+    ),
+}
+
+
+def test_rerun_of_a_failures_file_that_is_not_one_says_so_in_one_line(aws_env, served, tmp_path, capsys):
+    _, faults = served
+    kept = faults.read_text()
+    faults.write_text(json.dumps(FAULTS))  # its own failures, whichever test ran before
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**TAG_ALL, "name": "planted", "filter": {"prefixes": ["backups/db/2019/"]}}))
+    try:
+        code = main(["start", "--stack", "batchpipe", "--spec", str(spec), "--name", "planted-1", "--watch"])
+    finally:
+        faults.write_text(kept)
+    assert code == 3, capsys.readouterr()
+    capsys.readouterr()
+    assert main(["summary", "planted-1", "--stack", "batchpipe"]) == 0
+    uri = json.loads(capsys.readouterr().out)["permanentFailures"]
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     s3 = boto3.client("s3")
-    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    s3.put_object(Bucket=bucket, Key=key, Body=planted)
-    try:
-        code = main(["rerun", "rehearsal-1", "--stack", "batchpipe", "--name", "never-rerun", "--yes"])
-    finally:
-        s3.put_object(Bucket=bucket, Key=key, Body=original)
 
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.count("\n") == 1 and f"{uri} {culprit}" in err and "Traceback" not in err
+    for planted, culprit in PLANTED.values():
+        s3.put_object(Bucket=bucket, Key=key, Body=planted)
+        code = main(["rerun", "planted-1", "--stack", "batchpipe", "--name", "never-rerun", "--yes"])
 
-
-def _runs(capsys) -> list[dict]:
-    assert main(["runs", "--stack", "batchpipe", "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
-def _summary(capsys, execution: str) -> str:
-    assert main(["summary", execution, "--stack", "batchpipe"]) == 0
-    return capsys.readouterr().out
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.count("\n") == 1 and f"{uri} {culprit}" in err and "Traceback" not in err
 
 
 def test_a_bad_spec_never_reaches_aws(aws_env, tmp_path, capsys):
