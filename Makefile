@@ -24,7 +24,7 @@ tool_inputs = requirements/$(1).txt requirements/$(1)-constraints.txt
 
 PIP_QUIET := --disable-pip-version-check --no-input --progress-bar off --quiet
 
-.PHONY: help venv $(TOOLS:%=%-venv) test demo lint lock clean check-python
+.PHONY: help venv $(TOOLS:%=%-venv) browser test demo lint lock clean check-python
 
 help:
 	@echo "make demo          run the local end-to-end job on an embedded, emulated AWS"
@@ -32,6 +32,7 @@ help:
 	@echo "make lint          ruff check + ruff format --check"
 	@echo "make venv          .venv with the pinned dev dependencies and batchpipe (editable)"
 	@echo "make <tool>-venv   .venv-<tool> for a tool with pins of its own: $(TOOLS)"
+	@echo "make browser       headless Chromium (Debian package) for the run page's browser test"
 	@echo "make lock          regenerate requirements/*constraints.txt from scratch venvs"
 	@echo "make clean         remove the environments and build output"
 
@@ -61,10 +62,24 @@ $(1)-venv: .venv-$(1)/.installed-$(call inputs_hash,$(call tool_inputs,$(1)))
 endef
 $(foreach tool,$(TOOLS),$(eval $(call TOOL_VENV,$(tool))))
 
+# The run page's browser test (tests/local/test_run_page_browser.py) opens a local run's report.html
+# in headless Chromium, Debian's `chromium` package (~115 MB to download on a bare image; nothing
+# when it is installed, which is checked first). It needs root (CI) or password-less sudo; otherwise
+# this says so and the test skips, or fails under CI=true.
+CHROMIUM_PACKAGES := chromium fonts-dejavu-core
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "make browser: no apt-get here; install Chromium yourself (or set CHROMIUM=/path/to/chrome)"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo"; else \
+	  echo "make browser: Chromium is missing; run: sudo apt-get install chromium"; exit 0; fi; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES) >/dev/null
+
 # The tests find each tool through an environment variable (SAM_CLI, CHECKOV).
 # --dist loadgroup: tests that share something (a port, a directory) carry
 # @pytest.mark.xdist_group("name") and then run on one worker, one after the other.
-test: venv $(TOOLS:%=%-venv)
+test: venv $(TOOLS:%=%-venv) browser
 	SAM_CLI="$(CURDIR)/.venv-sam/bin/sam" CHECKOV="$(CURDIR)/.venv-checkov/bin/checkov" \
 	  $(VENV)/bin/pytest \
 	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) \

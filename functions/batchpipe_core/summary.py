@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
@@ -28,9 +29,11 @@ from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import Limits, Source, concatenate
 from batchpipe_core.observability import metrics
 from batchpipe_core.report import FAILURE_HEADER, s3_uri, split_s3_uri
+from batchpipe_core.runpage import RunPage, parse_time, render
 
 MAX_CAUSE_CHARS = 4000
 MAX_FAILURE_REASONS = 10
+RUN_PAGE = "report.html"  # the run page, beside summary.json (runpage.py)
 _RECORD_KEY = re.compile(r"attempt-(\d+)/$")
 
 
@@ -108,6 +111,11 @@ def run_prefix(run: RunPart) -> str:
 
 def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
     """The summary document; writes the run-level failures file when any attempt ran."""
+    return summarize_run(s3, event)[0]
+
+
+def summarize_run(s3: Any, event: SummarizeInput) -> tuple[dict[str, Any], list[AttemptRecord]]:
+    """``summarize``, with the attempt records it read (the run page draws from them too)."""
     run, manifest = event.run, event.manifest
     failed = event.failure is not None
     records = read_records(s3, run.bucket, run_prefix(run))
@@ -162,8 +170,38 @@ def summarize(s3: Any, event: SummarizeInput) -> dict[str, Any]:
         assert event.failure is not None
         summary["error"] = event.failure.Error
         summary["cause"] = (event.failure.Cause or "")[:MAX_CAUSE_CHARS]
+    summary["report"] = s3_uri(run.bucket, f"{run_prefix(run)}{RUN_PAGE}")
     summary["estimatedCostUsd"] = _cost(event, records, dry_run=dry_run)
-    return summary
+    return summary, records
+
+
+def run_page(
+    summary: dict[str, Any], records: list[AttemptRecord], started: str | None, finished: datetime
+) -> str:
+    """The run page (runpage.py) as Summarize writes it: links open the S3 console."""
+    region = _region(summary["executionId"])
+    return render(
+        RunPage(
+            summary=summary,
+            records=records,
+            started=parse_time(started),
+            finished=finished,
+            link=lambda uri: s3_console_url(uri, region),
+            execution_link=_console_url(summary["executionId"]),
+        )
+    )
+
+
+def s3_console_url(uri: str, region: str | None) -> str | None:
+    """The S3 console's page of an object (or folder): it opens for whoever may read it, for as long
+    as they may, unlike a presigned URL, which dies with the Lambda role's session that signed it
+    (S3 User Guide, "Download and upload objects with presigned URLs")."""
+    if not region or not uri.startswith("s3://"):
+        return None
+    bucket, key = split_s3_uri(uri)
+    kind = "buckets" if key.endswith("/") else "object"
+    query = urlencode({"region": region, "bucketType": "general", "prefix": key})
+    return f"https://{region}.console.aws.amazon.com/s3/{kind}/{quote(bucket)}?{query}"
 
 
 def read_records(s3: Any, bucket: str, prefix: str) -> list[AttemptRecord]:
@@ -370,14 +408,22 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
         lines.append("Sample: " + ", ".join(manifest.get("sample", [])[:5]))
     lines.append(f"Estimated cost: ${summary['estimatedCostUsd']:.4f}")
     lines.append(f"Summary: {summary_uri}")
+    if summary.get("report"):
+        page = s3_console_url(summary["report"], _region(summary["executionId"]))
+        lines.append(f"Run page: {page or summary['report']} (in the S3 console: Open)")
     return "\n".join(lines)
 
 
-def _console_url(execution_arn: str) -> str | None:
+def _region(execution_arn: str) -> str | None:
     parts = execution_arn.split(":")
-    if len(parts) < 4 or not parts[3]:
+    return parts[3] if len(parts) >= 4 and parts[3] else None
+
+
+def _console_url(execution_arn: str) -> str | None:
+    region = _region(execution_arn)
+    if region is None:
         return None
-    return f"https://{parts[3]}.console.aws.amazon.com/states/home?region={parts[3]}#/v2/executions/details/{execution_arn}"
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
 
 # ----------------------------------------------------------------------------------- metrics

@@ -1,12 +1,14 @@
 """SummarizeFunction: the run summary (docs/OPERATIONS.md, "Reading a run summary"), which is also the execution's output.
 
-Wiring only: the summary is built by ``batchpipe_core.summary.summarize``, then written next to the
-run's files, published to SNS and turned into EMF metrics here.
+Wiring only: the summary is built by ``batchpipe_core.summary.summarize_run``, then written next to
+the run's files with the run page (``report.html``, batchpipe_core.runpage), published to SNS and
+turned into EMF metrics here.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -18,12 +20,14 @@ from batchpipe_core.observability import instrumented, logger
 from batchpipe_core.report import s3_uri
 from batchpipe_core.runlock import RunLock
 from batchpipe_core.summary import (
+    RUN_PAGE,
     SummarizeInput,
     emit_metrics,
     notification_message,
     notification_subject,
+    run_page,
     run_prefix,
-    summarize,
+    summarize_run,
 )
 
 
@@ -34,7 +38,7 @@ def handler(event: SummarizeInput, context: Any) -> dict[str, Any]:
     s3 = boto3.client("s3")
     summary_key = f"{run_prefix(event.run)}summary.json"
     with transient_as_retryable("summarizing the run"):
-        summary = summarize(s3, event)
+        summary, records = summarize_run(s3, event)
     if not event.skipped:
         # Every way a run ends passes here (Catch paths included); a Summarize that fails for good
         # fails the execution, and the execution-status cleanup releases the name instead.
@@ -49,6 +53,12 @@ def handler(event: SummarizeInput, context: Any) -> dict[str, Any]:
             Key=summary_key,
             Body=json.dumps(summary, indent=1).encode(),
             ContentType="application/json",
+        )
+        s3.put_object(
+            Bucket=event.run.bucket,
+            Key=f"{run_prefix(event.run)}{RUN_PAGE}",
+            Body=run_page(summary, records, event.run.startTime, datetime.now(UTC)).encode("utf-8"),
+            ContentType="text/html; charset=utf-8",
         )
         boto3.client("sns").publish(
             TopicArn=config.notification_topic_arn,

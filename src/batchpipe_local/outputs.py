@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from botocore.utils import parse_timestamp
 from moto.s3.models import FakeDeleteMarker
@@ -22,7 +23,7 @@ from .inventory.seed import SeededKey, moto_bucket, user_metadata
 from .lambdas import code_root
 
 MARKER = ".batchpipe-out"
-RUN_ENTRIES = ("summary.json", "objects.jsonl", "lambda-logs.jsonl")
+RUN_ENTRIES = ("summary.json", "report.html", "objects.jsonl", "lambda-logs.jsonl")
 
 
 class OutDirError(ValueError):
@@ -136,6 +137,50 @@ def write_outputs(
                     progress(done)
     if progress is not None:
         progress(done)
+
+
+def write_run_page(out: Path, summary: dict, *, pipeline_bucket: str, started: Any, finished: Any) -> Path:
+    """``out/report.html``: the run page (batchpipe_core.runpage) drawn from the summary and the
+    attempt records in the mirrored pipeline bucket, its links relative paths into that mirror so the
+    folder opens in a browser as it is, offline. Call after ``write_outputs``."""
+    sys.path.insert(0, str(code_root("functions/")))
+    from batchpipe_core.accounting import AttemptRecord
+    from batchpipe_core.report import split_s3_uri
+    from batchpipe_core.runpage import RunPage, parse_time, render
+
+    records = []
+    mirror = out / pipeline_bucket
+    if summary.get("report"):
+        folder = (mirror / split_s3_uri(summary["report"])[1]).parent
+        numbers = sorted(
+            int(path.parent.name.removeprefix("attempt-"))
+            for path in folder.glob("attempt-*/record.json")
+            if path.parent.name.removeprefix("attempt-").isdigit()
+        )
+        records = [
+            AttemptRecord.model_validate_json((folder / f"attempt-{n}" / "record.json").read_bytes())
+            for n in numbers
+        ]
+
+    def link(uri: str) -> str | None:
+        bucket, key = split_s3_uri(uri) if uri.startswith("s3://") else ("", "")
+        if bucket != pipeline_bucket or not (mirror / key).is_file():
+            return None
+        return quote(f"{bucket}/{key}")
+
+    page = render(
+        RunPage(
+            summary=summary,
+            records=records,
+            started=parse_time(started),
+            finished=parse_time(finished),
+            link=link,
+            generated_by="batchpipe local run",
+        )
+    )
+    target = out / "report.html"
+    target.write_text(page, encoding="utf-8")
+    return target
 
 
 def _current_keys(bucket: str) -> Iterator[Any]:

@@ -14,7 +14,7 @@ from . import inventory as inv
 from .cli import DEFAULT_SPEC, FORMATS, read_faults, read_inventory, read_spec
 from .confirmation import OperatorStandIn
 from .ops.commands import EXIT_NO_SUMMARY, EXIT_STATUS
-from .outputs import lambda_logs_to, prepare_out, write_outputs
+from .outputs import lambda_logs_to, prepare_out, write_outputs, write_run_page
 from .progress import TerminalBar, bar
 from .stack import LocalStack, readable_cause
 from .world import INVENTORY_DEST_PREFIX, World
@@ -283,6 +283,14 @@ def local_run(args: argparse.Namespace) -> int:
         )
         with TerminalBar(stream, "writing outputs", count) as writing:
             write_outputs(stack, out, summary, exclude_buckets={stack.pipeline_bucket}, progress=writing)
+        described = stack.client("stepfunctions").describe_execution(executionArn=execution_arn)
+        write_run_page(
+            out,
+            summary,
+            pipeline_bucket=stack.pipeline_bucket,
+            started=described.get("startDate"),
+            finished=described.get("stopDate"),
+        )
 
     elapsed = time.monotonic() - started
     if args.json:
@@ -292,7 +300,8 @@ def local_run(args: argparse.Namespace) -> int:
         print(f"\n{headline(summary, out)}", file=stream)
         print(
             f"Done in {elapsed:.1f}s. Everything is under {out}/ "
-            "(summary.json, objects.jsonl, lambda-logs.jsonl, the pipeline bucket mirrored at its keys).",
+            "(summary.json, report.html: the run page, objects.jsonl, lambda-logs.jsonl, the pipeline "
+            "bucket mirrored at its keys).",
             file=stream,
         )
     # The operator commands' table, so a script reads `local run` and `watch` the same way.

@@ -172,6 +172,7 @@ def test_succeeded_after_a_retry(aws, capsys):
         ],
         "totals": {"objects": 3, "succeeded": 3, "failedPermanent": 0, "failedRetriesExhausted": 0},
         "permanentFailures": f"s3://{BUCKET}/{PREFIX}permanent-failures.csv",
+        "report": f"s3://{BUCKET}/{PREFIX}report.html",
         "estimatedCostUsd": summary["estimatedCostUsd"],
     }
     assert 0.50 < summary["estimatedCostUsd"] < 0.51  # two jobs, five tasks, 124 MB scanned, ~30 transitions
@@ -182,6 +183,15 @@ def test_succeeded_after_a_retry(aws, capsys):
     assert note["Subject"] == "batchpipe retag: SUCCEEDED"
     assert "Objects: 3 - succeeded 3, failed permanently 0, retries exhausted 0" in note["Message"]
     assert f"Summary: s3://{BUCKET}/{PREFIX}summary.json" in note["Message"]
+    # The run page, beside the summary, linked through the S3 console (a presigned URL would die
+    # with the Lambda role's session that signed it).
+    page = aws.s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}report.html")
+    assert page["ContentType"] == "text/html; charset=utf-8"
+    assert "SUCCEEDED" in page["Body"].read().decode()
+    assert (
+        "Run page: https://us-east-1.console.aws.amazon.com/s3/object/pipeline-bucket?region=us-east-1"
+        f"&bucketType=general&prefix={PREFIX.replace('/', '%2F')}report.html" in note["Message"]
+    )
     assert "Attempt 1: job job-1 Complete, 1/3 succeeded (503 SlowDown x2)" in note["Message"]
 
     emitted = emitted_metrics(capsys)
