@@ -582,7 +582,7 @@ h3{font-size:.95rem;margin:.8rem 0 .3rem;font-weight:600;overflow-wrap:anywhere}
 .status{padding:.1rem .5rem;border-radius:.3rem;color:#fff;background:#4a5361}
 .status-succeeded{background:#1b7f3b}.status-partial{background:#b36b00}.status-failed{background:#c2312f}
 .status-cancelled{background:#8a8f98}
-.figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(8.5rem,1fr));gap:.5rem;margin:.8rem 0}
+.figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(7rem,1fr));gap:.5rem;margin:.8rem 0}
 .figure{border:1px solid #dde1e6;border-radius:.4rem;padding:.5rem .6rem;display:flex;flex-direction:column}
 .figure .value{font-size:1.35rem;font-weight:650;font-variant-numeric:tabular-nums}
 .figure .label{font-size:.8rem;color:#4a5361}

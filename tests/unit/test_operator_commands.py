@@ -225,3 +225,75 @@ def test_every_command_shows_an_example_in_its_help():
     assert len(leaves) >= 8
     missing = [" ".join(path) for path, sub in leaves if "example" not in sub.format_help()]
     assert missing == []
+
+
+def _described(summary: dict) -> dict:
+    return {
+        "executionArn": EXECUTION,
+        "stateMachineArn": STATE_MACHINE,
+        "status": "SUCCEEDED",
+        "startDate": datetime(2026, 1, 1, 3, 0, tzinfo=UTC),
+        "stopDate": datetime(2026, 1, 1, 3, 20, tzinfo=UTC),
+        "output": json.dumps(summary),
+    }
+
+
+def test_summary_html_saves_the_run_page_summarize_wrote(aws, tmp_path, monkeypatch, capsys):
+    page = b"<!DOCTYPE html><title>the page Summarize wrote</title>"
+    summary = {"status": "SUCCEEDED", "attempts": [], "report": "s3://pipe/runs/r/run-1/t/report.html"}
+    sfn, s3 = stubbed(aws, "stepfunctions"), stubbed(aws, "s3")
+    sfn.add_response("describe_execution", _described(summary), {"executionArn": EXECUTION})
+    s3.add_response(
+        "get_object", {"Body": io.BytesIO(page)}, {"Bucket": "pipe", "Key": "runs/r/run-1/t/report.html"}
+    )
+    opened = []
+    monkeypatch.setattr(commands.webbrowser, "open", opened.append)
+    target = tmp_path / "page.html"
+
+    code = commands.show_summary(
+        aws,
+        execution=EXECUTION,
+        stack_name=None,
+        failures=None,
+        out=io.StringIO(),
+        html=str(target),
+        open_page=True,
+    )
+
+    assert code == 0
+    assert target.read_bytes() == page
+    assert opened == [target.resolve().as_uri()]
+    assert f"wrote {target}" in capsys.readouterr().err
+    # A second time, the file exists (or is a link planted there): refused, nothing overwritten.
+    sfn.add_response("describe_execution", _described(summary), {"executionArn": EXECUTION})
+    (tmp_path / "link.html").symlink_to(tmp_path / "elsewhere.html")
+    for existing in (target, tmp_path / "link.html"):
+        with pytest.raises(OperatorError, match="exists; give a new file name"):
+            commands.save_run_page(aws, summary, _described(summary), existing, out=io.StringIO())
+    assert not (tmp_path / "elsewhere.html").exists()
+
+
+def test_summary_html_of_a_run_older_than_the_page_renders_it_from_the_summary(aws, tmp_path, monkeypatch):
+    summary = {
+        "name": "retag",
+        "executionId": EXECUTION,
+        "status": "PARTIAL",
+        "attempts": [
+            {"attempt": 1, "jobId": "j-1", "jobStatus": "Complete", "total": 4, "succeeded": 3,
+             "failedRetriable": 0, "failedPermanent": 1, "errors": {"403 AccessDenied": 1}},
+        ],
+        "totals": {"objects": 4, "succeeded": 3, "failedPermanent": 1, "failedRetriesExhausted": 0},
+        "estimatedCostUsd": 0.25,
+    }  # fmt: skip
+    sfn = stubbed(aws, "stepfunctions")
+    sfn.add_response("describe_execution", _described(summary), {"executionArn": EXECUTION})
+    monkeypatch.chdir(tmp_path)
+
+    code = commands.show_summary(
+        aws, execution=EXECUTION, stack_name=None, failures=None, out=io.StringIO(), html=""
+    )
+
+    assert code == 0
+    page = (tmp_path / "report-run-1.html").read_text(encoding="utf-8")
+    assert "PARTIAL" in page and "403 AccessDenied" in page and "20 min" in page
+    assert "https://eu-west-1.console.aws.amazon.com/states/home" in page

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 import time
+import webbrowser
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,9 @@ from batchpipe_core.errors import FailuresFileError, SpecValidationError
 from batchpipe_core.report import FAILURE_HEADER, split_s3_uri
 from batchpipe_core.rerun import failure_rows
 from batchpipe_core.runlock import unwrap_scheduled_input
+from batchpipe_core.runpage import RunPage, parse_time, render
 from batchpipe_core.spec import check_spec_model
+from batchpipe_core.summary import read_records, s3_console_url
 
 from .aws import Aws, OperatorError, aws_errors
 from .stack import console_url, describe, execution_arn, find_stack, summary_of
@@ -284,7 +287,14 @@ def _cell(value: Any) -> str:
 
 
 def show_summary(
-    aws: Aws, *, execution: str, stack_name: str | None, failures: str | None, out: TextIO
+    aws: Aws,
+    *,
+    execution: str,
+    stack_name: str | None,
+    failures: str | None,
+    out: TextIO,
+    html: str | None = None,
+    open_page: bool = False,
 ) -> int:
     arn = execution_arn(aws, execution, stack_name)
     described = describe(aws, arn)
@@ -297,7 +307,65 @@ def show_summary(
     print(json.dumps(summary, indent=2), file=out)
     if failures:
         download_failures(aws, summary, Path(failures), out=sys.stderr)
+    if html is not None or open_page:
+        target = Path(html or f"report-{arn.rsplit(':', 1)[-1]}.html")
+        save_run_page(aws, summary, described, target, out=sys.stderr)
+        if open_page:
+            webbrowser.open(target.resolve().as_uri())
     return 0
+
+
+def save_run_page(
+    aws: Aws, summary: dict[str, Any], described: dict[str, Any], target: Path, *, out: TextIO
+) -> None:
+    """The run page Summarize wrote (``summary.report``), or, for a run older than the page, one
+    drawn here from its summary and attempt records (without the prefix table and timeline, which
+    those records lack). Written to a new file only: an existing path, or a link, is refused."""
+    try:
+        fh = open(target, "xb")  # "x": never over an existing file or through a link
+    except FileExistsError:
+        raise OperatorError(
+            f"--html {target}: exists; give a new file name (nothing is overwritten)"
+        ) from None
+    except OSError as exc:
+        raise OperatorError(f"--html {target}: {exc.strerror}") from None
+    with fh:
+        try:
+            page, source = _run_page(aws, summary, described)
+            fh.write(page)
+        except BaseException:
+            target.unlink()  # the empty file this call created, not someone else's
+            raise
+    print(f"wrote {target} ({source})", file=out)
+
+
+def _run_page(aws: Aws, summary: dict[str, Any], described: dict[str, Any]) -> tuple[bytes, str]:
+    uri = summary.get("report")
+    if uri:
+        bucket, key = split_s3_uri(uri)
+        with aws_errors(f"downloading {uri}"):
+            return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read(), uri
+    arn = described["executionArn"]
+    page = RunPage(
+        summary=summary,
+        records=_records_of(aws, summary),
+        started=parse_time(described.get("startDate")),
+        finished=parse_time(described.get("stopDate")),
+        link=lambda uri: s3_console_url(uri, arn.split(":")[3]),
+        execution_link=console_url(arn),
+        generated_by="batchpipe summary --html, from the run's summary",
+    )
+    return render(page).encode("utf-8"), "rendered from the summary: the run is older than the run page"
+
+
+def _records_of(aws: Aws, summary: dict[str, Any]) -> list[Any]:
+    """An older run's attempt records, found next to its failures file (the run's folder)."""
+    failures = summary.get("permanentFailures")
+    if not failures:
+        return []
+    bucket, key = split_s3_uri(failures)
+    with aws_errors(f"reading the attempt records beside {failures}"):
+        return read_records(aws.client("s3"), bucket, key.rsplit("/", 1)[0] + "/")
 
 
 def download_failures(aws: Aws, summary: dict[str, Any], target: Path, *, out: TextIO) -> None:

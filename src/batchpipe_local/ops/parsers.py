@@ -78,8 +78,8 @@ def add_operator_commands(commands: Any) -> None:
     summary = _command(
         commands,
         "summary",
-        "print a run's summary; --failures downloads the objects that did not succeed",
-        "batchpipe summary retag-prod-20261202T030000Z --stack batchpipe --failures failed.csv",
+        "print a run's summary; --failures downloads the objects that did not succeed, --html the run page",
+        "batchpipe summary retag-prod-20261202T030000Z --stack batchpipe --failures failed.csv --html --open",
         _summary,
     )
     summary.add_argument("execution", help="execution ARN, or its name with --stack")
@@ -87,6 +87,14 @@ def add_operator_commands(commands: Any) -> None:
     summary.add_argument(
         "--failures", metavar="FILE", help="download the failures file to FILE (must not exist)"
     )
+    summary.add_argument(
+        "--html",
+        metavar="FILE",
+        nargs="?",
+        const="",
+        help="save the run page (report.html) to FILE (must not exist; default report-<execution>.html)",
+    )
+    summary.add_argument("--open", action="store_true", help="open the saved run page in a browser")
     _aws_options(summary)
 
     rerun = _command(
@@ -204,7 +212,13 @@ def _summary(args: argparse.Namespace) -> int:
     from .commands import show_summary
 
     return show_summary(
-        _aws(args), execution=args.execution, stack_name=args.stack, failures=args.failures, out=sys.stdout
+        _aws(args),
+        execution=args.execution,
+        stack_name=args.stack,
+        failures=args.failures,
+        out=sys.stdout,
+        html=args.html,
+        open_page=args.open,
     )
 
 
