@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -299,6 +300,11 @@ def inventory_fields(text: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal whose encoding lacks ▶ or ✗ (PYTHONIOENCODING=cp1252) shows '?' instead of
+        # failing the command with UnicodeEncodeError halfway through a watch.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a bad flag already reported on one line

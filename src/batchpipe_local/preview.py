@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -106,19 +105,13 @@ def preview(args: argparse.Namespace) -> int:
                 raise UsageError(str(exc)) from None
             execution = stack.run(spec, name="preview")
 
+    # The spec (its filter) is the only input here: a refusal or a failed query is bad input, exit
+    # status 2, printed as the one-line reason (never the Lambda error's JSON or a stack trace).
     if execution.status != "SUCCEEDED":
-        print(
-            f"batchpipe: the spec was rejected: {execution.error}: {execution.message}",
-            file=sys.stderr,
-        )
-        return 1
+        raise UsageError(f"the spec was rejected: {execution.error}: {execution.message}")
     summary = execution.output
     if summary.get("status") == "FAILED":
-        print(
-            f"batchpipe: the run failed: {summary.get('error')}: {readable_cause(summary.get('cause'))}",
-            file=sys.stderr,
-        )
-        return 1
+        raise UsageError(f"the query failed: {summary.get('error')}: {readable_cause(summary.get('cause'))}")
     (planned,) = execution.task_outputs("PlanQuery")
     manifest = summary.get("manifest", {})
     print(f"objects selected: {manifest.get('objects')}")

@@ -31,6 +31,7 @@ from . import template as tpl
 from .events import EventRouter, Rule, execution_status_change
 from .isolation import REGION, isolated_environment
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
+from .ops.commands import readable_cause
 from .s3_rules import documented_part_copies
 
 TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -455,15 +456,6 @@ class LocalStack:
 
     def run(self, spec: dict, name: str = "run-1", timeout: float = 120.0) -> Execution:
         return self.wait(self.start(spec, name), timeout=timeout)
-
-
-def readable_cause(cause: str | None) -> str:
-    """A failed Lambda task's cause is its error as JSON (errorMessage, errorType, stackTrace); a
-    person needs only the message. Other causes (ASL errors, timeouts) are plain text already."""
-    try:
-        return str(json.loads(cause or "")["errorMessage"])
-    except (ValueError, KeyError, TypeError):
-        return str(cause or "")
 
 
 def _snake(name: str) -> str:

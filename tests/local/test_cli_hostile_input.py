@@ -177,6 +177,32 @@ CASES = [
         lambda u, t: _start_retaining(t, str(2**63 - 1)),
         "RetainUntilDate: 9223372036854775807 is out of range",
     ),
+    (
+        "watch-interval-inf",
+        lambda u, t: ["watch", "x", "--interval", "inf"],
+        "argument --interval: inf: give",
+    ),
+    (
+        "watch-interval-nan",
+        lambda u, t: ["watch", "x", "--interval", "nan"],
+        "argument --interval: nan: give",
+    ),
+    ("watch-interval-huge", lambda u, t: ["watch", "x", "--interval", "1e300"], "at most 3600"),
+    (
+        "endpoint-url-ipv6",
+        lambda u, t: ["runs", "--stack", "x", "--endpoint-url", "http://[::1"],
+        "argument --endpoint-url: 'http://[::1' is not a URL (Invalid IPv6 URL)",
+    ),
+    (
+        "endpoint-url-no-scheme",
+        lambda u, t: ["runs", "--stack", "x", "--endpoint-url", "127.0.0.1:4566"],
+        "is not an http(s) URL with a host",
+    ),
+    (
+        "summary-failures-missing-folder",
+        lambda u, t: ["summary", "x", "--region", "us-east-1", "--failures", str(t / "nowhere" / "f.csv")],
+        ("--failures ", "/nowhere does not exist; create it"),
+    ),
     ("faults-object", lambda u, t: _faults(t, {"keyRegex": "a"}), "must hold a JSON list of rules"),
     (
         "faults-status",

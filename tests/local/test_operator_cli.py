@@ -199,6 +199,26 @@ def test_rerun_of_a_failures_file_that_is_not_one_says_so_in_one_line(aws_env, s
         assert err.count("\n") == 1 and f"{uri} {culprit}" in err and "Traceback" not in err
 
 
+def test_watch_on_a_terminal_that_cannot_show_its_symbols_still_ends_with_the_headline(aws_env, served):
+    # cp1252 has no ▶ or ✗: the command used to die with UnicodeEncodeError after the first state.
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    command = [sys.executable, "-m", "batchpipe_local.cli", "start", "--stack", "batchpipe", "--watch"]
+    spec = Path(served[1]).parent / "nothing.json"
+    spec.write_text(json.dumps({**TAG_ALL, "name": "cp1252", "filter": {"prefixes": ["no-such-prefix/"]}}))
+
+    done = subprocess.run(
+        [*command, "--spec", str(spec), "--name", "cp1252-1"],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+
+    printed = done.stdout.decode("cp1252")
+    assert done.returncode == 0, done.stderr.decode("cp1252", "replace")[-2000:]
+    assert "? ValidateSpec" in printed and "NOTHING_TO_DO" in printed
+    assert b"Traceback" not in done.stderr
+
+
 def test_a_bad_spec_never_reaches_aws(aws_env, tmp_path, capsys):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({**TAG_ALL, "priorty": 3}))

@@ -31,7 +31,8 @@ def test_preview_refuses_a_where_that_would_read_local_files(tmp_path, capsys, w
     code = main(["preview", "--spec", str(tmp_path / "spec.json"), "--inventory", str(tmp_path / "inv")])
 
     printed = capsys.readouterr()
-    assert code == 1
+    assert code == 2
+    assert len(printed.err.splitlines()) == 1 and "Traceback" not in printed.err
     assert "SpecValidationError" in printed.err and "filter.where: " in printed.err
     assert "root:" not in printed.out + printed.err
     assert "objects selected" not in printed.out

@@ -147,6 +147,6 @@ def test_preview_names_the_field_to_enable(tmp_path, capsys):
 
     code, _, err = preview(tmp_path, tmp_path / "inv", {"where": "replication_status = 'FAILED'"}, capsys)
 
-    assert code == 1
+    assert code == 2
     assert "InventorySchemaError" in err
     assert "The filter needs ReplicationStatus, which this inventory delivery does not contain" in err

@@ -297,3 +297,46 @@ def test_summary_html_of_a_run_older_than_the_page_renders_it_from_the_summary(a
     page = (tmp_path / "report-run-1.html").read_text(encoding="utf-8")
     assert "PARTIAL" in page and "403 AccessDenied" in page and "20 min" in page
     assert "https://eu-west-1.console.aws.amazon.com/states/home" in page
+
+
+LAMBDA_ERROR = json.dumps(
+    {
+        "errorMessage": "filter.where: column 'sise' is not\na column of the inventory",
+        "errorType": "SpecValidationError",
+        "stackTrace": ['  File "/var/task/app.py", line 12, in handler\n'],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        (LAMBDA_ERROR, "filter.where: column 'sise' is not a column of the inventory"),
+        (json.dumps({"Message": "Query failed: Division by zero"}), "Query failed: Division by zero"),
+        ("States.Timeout after\n 900 s", "States.Timeout after 900 s"),
+        (None, ""),
+    ],
+)
+def test_a_cause_is_shown_as_one_readable_line_never_json_or_a_stack_trace(cause, expected):
+    assert commands.readable_cause(cause) == expected
+    summary = {"status": "FAILED", "error": "SpecValidationError", "cause": cause}
+    line = commands.headline(summary, {"status": "SUCCEEDED"})
+    assert line == f"FAILED: SpecValidationError: {expected}"
+    assert "stackTrace" not in line and "\n" not in line
+
+
+def test_a_long_cause_is_cut_to_its_limit_with_a_mark():
+    assert commands.readable_cause("x" * 600, 500) == "x" * 499 + "…"
+
+
+def test_an_endpoint_from_the_environment_that_is_not_a_url_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://[::1")
+
+    code = main(["runs", "--stack", "batchpipe", "--region", "eu-west-1"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "endpoint 'http://[::1' is not a usable URL" in err and "AWS_ENDPOINT_URL" in err

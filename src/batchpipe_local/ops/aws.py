@@ -60,7 +60,13 @@ class Aws:
             options: dict[str, Any] = {"config": BotoConfig(retries={"mode": "standard", "max_attempts": 8})}
             if self.endpoint_url:
                 options["endpoint_url"] = self.endpoint_url
-            client = self.session.client(service, **options)
+            try:
+                client = self.session.client(service, **options)
+            except ValueError as exc:  # AWS_ENDPOINT_URL=http://[::1 and the like
+                raise OperatorError(
+                    f"endpoint {self.endpoint!r} is not a usable URL ({exc}); fix --endpoint-url or "
+                    f"{ENDPOINT_ENV}, e.g. http://127.0.0.1:4566"
+                ) from None
             if self.endpoint and service == "s3control":
                 # s3control's endpoint rules put the account ID in front of any endpoint's host
                 # (inject_host_prefix=False does not stop them); a local endpoint has no such name.

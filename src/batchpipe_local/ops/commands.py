@@ -143,7 +143,7 @@ class Watcher:
                 )
         elif kind in ("TaskFailed", "LambdaFunctionFailed", "ExecutionFailed", "ExecutionAborted"):
             details = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
-            self.say(f"  ✗ {details.get('error')}: {str(details.get('cause'))[:300]}")
+            self.say(f"  ✗ {details.get('error')}: {readable_cause(details.get('cause'), 300)}")
         elif kind == "TaskTimedOut":
             self.say("  … no job status event in time: the pipeline asks DescribeJob (CheckJob)")
 
@@ -222,7 +222,7 @@ def headline(summary: dict[str, Any] | None, described: dict[str, Any]) -> str:
     if summary is None:
         return (
             f"{described['status']}: the execution ended without a summary: "
-            f"{described.get('error') or ''} {str(described.get('cause') or '')[:300]}".rstrip()
+            f"{described.get('error') or ''} {readable_cause(described.get('cause'), 300)}".rstrip()
         )
     status, totals = summary["status"], summary.get("totals") or {}
     if status in ("SUCCEEDED", "PARTIAL", "CANCELLED"):
@@ -235,7 +235,7 @@ def headline(summary: dict[str, Any] | None, described: dict[str, Any]) -> str:
             text += f"; {failed} did not, listed in {summary.get('permanentFailures')} (`batchpipe rerun` reruns them)"
         return text + "."
     if status == "FAILED":
-        return f"FAILED: {summary.get('error')}: {str(summary.get('cause'))[:500]}"
+        return f"FAILED: {summary.get('error')}: {readable_cause(summary.get('cause'), 500)}"
     if status == "SKIPPED":
         return f"SKIPPED: {summary.get('reason') or summary.get('cause') or 'another run of this name is active'}"
     return f"{status}: {(summary.get('manifest') or {}).get('objects')} objects selected."
@@ -296,6 +296,8 @@ def show_summary(
     html: str | None = None,
     open_page: bool = False,
 ) -> int:
+    if failures:
+        writable_target(Path(failures))  # before any AWS call: a typo costs nothing
     arn = execution_arn(aws, execution, stack_name)
     described = describe(aws, arn)
     summary = summary_of(described)
@@ -368,15 +370,27 @@ def _records_of(aws: Aws, summary: dict[str, Any]) -> list[Any]:
         return read_records(aws.client("s3"), bucket, key.rsplit("/", 1)[0] + "/")
 
 
+def writable_target(target: Path) -> None:
+    """--failures names a new file in an existing folder: nothing is overwritten or created around it."""
+    if target.exists() or target.is_symlink():
+        raise OperatorError(f"--failures {target}: exists; give a new file name (nothing is overwritten)")
+    if not target.parent.is_dir():
+        raise OperatorError(
+            f"--failures {target}: folder {target.parent} does not exist; create it or pick another"
+        )
+
+
 def download_failures(aws: Aws, summary: dict[str, Any], target: Path, *, out: TextIO) -> None:
     uri = summary.get("permanentFailures")
     if not uri:
         raise OperatorError("this run has no failures file: every object succeeded or nothing ran")
-    if target.exists():
-        raise OperatorError(f"--failures {target}: exists; give a new file name (nothing is overwritten)")
+    writable_target(target)
     bucket, key = split_s3_uri(uri)
     with aws_errors(f"downloading {uri}"):
-        aws.client("s3").download_file(bucket, key, str(target))
+        try:
+            aws.client("s3").download_file(bucket, key, str(target))
+        except OSError as exc:  # a read-only folder, a full disk
+            raise OperatorError(f"--failures {target}: cannot write it ({exc.strerror or exc})") from None
     print(f"wrote {target} ({uri})", file=out)
 
 
@@ -475,6 +489,24 @@ def rerun(
     new_name = name or default_execution_name({"name": f"{spec.get('name') or 'run'}-rerun"})
     new_arn = start_execution(aws, state_machine_arn, spec, new_name, out)
     return watch(aws, new_arn, out=out) if watch_it else 0
+
+
+def readable_cause(cause: Any, limit: int | None = None) -> str:
+    """One line a person reads from a failure's cause, never an error's JSON or a stack trace.
+
+    A failed Lambda task's cause is its error as JSON (errorMessage, errorType, stackTrace); an AWS
+    SDK task's may be JSON too; other causes (ASL errors, timeouts) are plain text already.
+    """
+    text = "" if cause is None else str(cause)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        found = next((document[k] for k in ("errorMessage", "Message", "message") if k in document), None)
+        text = str(found) if found is not None else ""
+    text = " ".join(text.split())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _printable(text: str) -> str:

@@ -16,11 +16,44 @@ ENDPOINT_HELP = (
 )
 
 
+#: The longest pause between two polls of `watch`: an hour still shows a day-long run 24 times.
+MAX_INTERVAL_SECONDS = 3600.0
+
+
+def endpoint_url(text: str) -> str:
+    """An http(s) URL with a host; urllib's own ValueError ('Invalid IPv6 URL') became a traceback."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text[:200]!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text[:200]!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:4566"
+        )
+    return text
+
+
+def interval(text: str) -> float:
+    """Seconds between polls: finite and within (0, MAX_INTERVAL_SECONDS]; inf and nan are not."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:50]!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_INTERVAL_SECONDS:  # False for nan as well
+        raise argparse.ArgumentTypeError(
+            f"{text[:50]}: give a number of seconds above 0 and at most {MAX_INTERVAL_SECONDS:.0f}"
+        )
+    return value
+
+
 def _aws_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AWS")
     group.add_argument("--region", help="AWS region of the stack (default: AWS_REGION / your profile's)")
     group.add_argument("--profile", help="named AWS profile (default: AWS_PROFILE / the default chain)")
-    group.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    group.add_argument("--endpoint-url", type=endpoint_url, help=ENDPOINT_HELP)
 
 
 def _command(commands: Any, name: str, help_: str, example: str, func: Any) -> argparse.ArgumentParser:
@@ -57,7 +90,7 @@ def add_operator_commands(commands: Any) -> None:
     )
     watch.add_argument("execution", help="execution ARN, or its name with --stack")
     watch.add_argument("--stack", help="stack name (needed when EXECUTION is a name)")
-    watch.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    watch.add_argument("--interval", type=interval, default=2.0, help="seconds between polls (default 2)")
     watch.epilog += f"\n\n{EXIT_CODES_HELP}"
     _aws_options(watch)
 
@@ -191,10 +224,6 @@ def _watch(args: argparse.Namespace) -> int:
     from .commands import watch
     from .stack import execution_arn
 
-    if args.interval <= 0:
-        from .aws import OperatorError
-
-        raise OperatorError(f"--interval {args.interval}: give a number of seconds above 0")
     aws = _aws(args)
     return watch(aws, execution_arn(aws, args.execution, args.stack), out=sys.stdout, interval=args.interval)
 
