@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from batchpipe_core.accounting import trim_errors
 from batchpipe_core.classification import NOT_RUN, classify
 from batchpipe_core.prefixes import run_prefixes
 
@@ -358,10 +359,11 @@ def _errors(page: RunPage) -> str:
     if not counts:
         return ""
     rows = []
-    for label, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+    # At most MAX_ERRORS_SHOWN rows, the rarest summed as "other": the records keep every label.
+    for label, count in trim_errors(dict(counts)).items():
         http_status, code = _split_label(label)
         if label == "other":
-            kind, meaning = NONE, "error codes beyond the 50 the summary lists (the records have them all)"
+            kind, meaning = NONE, "the rarer error codes, summed (each attempt's record.json lists them all)"
             source = None
         else:
             if label in unknown:
@@ -374,7 +376,7 @@ def _errors(page: RunPage) -> str:
         rows.append(
             f'<tr class="error" data-kind="{kind}"><td><code>{text(label)}</code></td>'
             f'<td class="num">{count:,}</td><td><span class="kind kind-{kind}">{kind}</span></td>'
-            f'<td class="num">{text(", ".join(seen_in[label]))}</td></tr>'
+            f'<td class="num">{text(", ".join(seen_in.get(label, [])))}</td></tr>'
             + (f'<tr class="meaning"><td colspan="4">{text(meaning)}{cite}</td></tr>' if meaning else "")
         )
     note = (

@@ -39,6 +39,13 @@ def handler(event: SummarizeInput, context: Any) -> dict[str, Any]:
     summary_key = f"{run_prefix(event.run)}summary.json"
     with transient_as_retryable("summarizing the run"):
         summary, records = summarize_run(s3, event)
+    try:
+        page = run_page(summary, records, event.run.startTime, datetime.now(UTC)).encode("utf-8")
+    except Exception:  # noqa: BLE001 - any fault of the drawing, logged with its traceback
+        # The page is a view of the summary; a fault in drawing it must not cost the run its summary.
+        logger.exception("run page not drawn")
+        summary.pop("report", None)
+        page = None
     if not event.skipped:
         # Every way a run ends passes here (Catch paths included); a Summarize that fails for good
         # fails the execution, and the execution-status cleanup releases the name instead.
@@ -54,12 +61,13 @@ def handler(event: SummarizeInput, context: Any) -> dict[str, Any]:
             Body=json.dumps(summary, indent=1).encode(),
             ContentType="application/json",
         )
-        s3.put_object(
-            Bucket=event.run.bucket,
-            Key=f"{run_prefix(event.run)}{RUN_PAGE}",
-            Body=run_page(summary, records, event.run.startTime, datetime.now(UTC)).encode("utf-8"),
-            ContentType="text/html; charset=utf-8",
-        )
+        if page is not None:
+            s3.put_object(
+                Bucket=event.run.bucket,
+                Key=f"{run_prefix(event.run)}{RUN_PAGE}",
+                Body=page,
+                ContentType="text/html; charset=utf-8",
+            )
         boto3.client("sns").publish(
             TopicArn=config.notification_topic_arn,
             Subject=notification_subject(summary),

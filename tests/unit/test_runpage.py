@@ -178,3 +178,11 @@ def test_a_dry_run_lists_its_sample_keys_as_text():
     assert "DRY_RUN" in page.text
     assert HOSTILE[0] in page.text and HOSTILE[1] in page.text
     assert "script" not in page.tags
+
+
+def test_the_error_table_stays_bounded_however_many_codes_a_run_met():
+    many = record(1, 600, 0, 0, 600, [])
+    many.errors = {f"{400 + i % 100} Code{i}": 1 for i in range(600)}
+    page = Page(render(RunPage(summary=summary(), records=[many])))
+    assert page.tags.count("tr") < 120  # 50 rows of errors and their meanings, at most
+    assert "the rarer error codes, summed" in page.text

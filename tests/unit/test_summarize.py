@@ -243,6 +243,22 @@ def test_partial_when_objects_fail_for_good_or_retries_run_out(aws, capsys):
     assert emitted["ObjectsRetriesExhausted"] == 1
 
 
+def test_a_run_page_that_cannot_be_drawn_costs_the_run_nothing_but_the_page(aws, monkeypatch):
+    run_attempt(aws.s3, [succeeded(SOURCE, "a")])
+
+    def broken(*args):
+        raise ValueError("a bug in the page")
+
+    monkeypatch.setattr(app, "run_page", broken)
+    summary = app.handler(state(1, processed={"attempt": 1}), Context())
+
+    assert summary["status"] == "SUCCEEDED" and "report" not in summary
+    assert json.loads(read(aws.s3, f"s3://{BUCKET}/{PREFIX}summary.json")) == summary
+    assert "report.html" not in str(aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX).get("Contents"))
+    (note,) = aws.notifications()
+    assert "Run page:" not in note["Message"]
+
+
 def test_nothing_to_do(aws):
     summary = app.handler(state(0), Context())
     assert summary["status"] == "NOTHING_TO_DO"
