@@ -65,6 +65,26 @@ class AttemptTally:
 Sink = Callable[[ReportRow], None]
 
 
+@dataclass(frozen=True)
+class FailedColumns:
+    """A record batch's failed rows of one disposition, as Arrow columns, in file order."""
+
+    bucket: Any
+    key: Any  # as the report spells it (URL-encoded)
+    version_id: Any
+    http_status: Any  # int16, null when none
+    error_code: Any
+    message: Any
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+
+#: Takes a batch's retriable (True) or permanent (False) failures at once: what ``attempts.AttemptOutputs``
+#: does per row, column-wise (failure_columns.py). Rows set aside by the parser still go to the Sinks.
+ColumnSink = Callable[[FailedColumns, bool], None]
+
+
 def tally(
     rows: Iterable[ReportRow],
     *,
@@ -109,18 +129,20 @@ def tally_parts(
     on_retriable: Sink,
     on_permanent: Sink,
     counts: AttemptTally | None = None,
+    on_columns: ColumnSink | None = None,
 ) -> AttemptTally:
     """``tally`` over ``report.iter_report_parts``: record batches are counted in Arrow.
 
     Per batch, successes are counted without leaving Arrow, failures are classified with
     ``classify_arrays`` and counted by error label per distinct (HTTP status, error code), and only
-    the failed rows become ReportRows, for the sinks. Row iterables go through ``tally``. Both give
-    the same counts and hand the sinks the same rows in the same order (tests/unit/test_report_readers.py).
+    the failed rows become ReportRows, for the sinks - or, with ``on_columns``, stay columns, handed
+    over once per batch and disposition. Row iterables go through ``tally``. Both give the same counts
+    and hand the sinks the same rows in the same order (tests/unit/test_report_readers.py).
     """
     counts = counts if counts is not None else AttemptTally()
     for part in parts:
         if pa is not None and isinstance(part, pa.RecordBatch):
-            _tally_batch(part, counts, unknown, on_retriable, on_permanent)
+            _tally_batch(part, counts, unknown, on_retriable, on_permanent, on_columns)
         else:
             tally(part, unknown=unknown, on_retriable=on_retriable, on_permanent=on_permanent, counts=counts)
     return counts
@@ -135,6 +157,7 @@ def tally_results(
     on_retriable: Sink,
     on_permanent: Sink,
     counts: AttemptTally | None = None,
+    on_columns: ColumnSink | None = None,
 ) -> AttemptTally:
     """One results CSV (or a window of one), from ``open_stream``: a file the report's manifest says
     holds successes is only counted (``report.count_successes``); any other file, or one whose
@@ -151,12 +174,22 @@ def tally_results(
     else:
         parts = [read_result_rows(open_stream(), CSV_MODULE)]
     return tally_parts(
-        parts, unknown=unknown, on_retriable=on_retriable, on_permanent=on_permanent, counts=counts
+        parts,
+        unknown=unknown,
+        on_retriable=on_retriable,
+        on_permanent=on_permanent,
+        counts=counts,
+        on_columns=on_columns,
     )
 
 
 def _tally_batch(
-    batch: Any, counts: AttemptTally, unknown: Disposition, on_retriable: Sink, on_permanent: Sink
+    batch: Any,
+    counts: AttemptTally,
+    unknown: Disposition,
+    on_retriable: Sink,
+    on_permanent: Sink,
+    on_columns: ColumnSink | None = None,
 ) -> None:
     rows = batch.num_rows
     counts.rows += rows
@@ -188,12 +221,29 @@ def _tally_batch(
     counts.failed_retriable += retriable_rows
     counts.failed_permanent += failed.num_rows - retriable_rows
     counts.not_run += pc.sum(pc.and_(retriable, pc.equal(error_codes, NOT_RUN))).as_py() or 0
-    if retriable_rows:
-        for row in batch_rows(failed.filter(retriable)):
-            on_retriable(row)
-    if retriable_rows < failed.num_rows:
-        for row in batch_rows(failed.filter(pc.invert(retriable))):
-            on_permanent(row)
+    for chosen, wanted, sink in (
+        (True, retriable_rows, on_retriable),
+        (False, failed.num_rows - retriable_rows, on_permanent),
+    ):
+        if not wanted:
+            continue
+        mask = retriable if chosen else pc.invert(retriable)
+        if on_columns is None:
+            for row in batch_rows(failed.filter(mask)):
+                sink(row)
+            continue
+        rows = failed.filter(mask)
+        on_columns(
+            FailedColumns(
+                bucket=rows.column(0),
+                key=rows.column(1),
+                version_id=rows.column(2),
+                http_status=http_statuses.filter(mask),
+                error_code=error_codes.filter(mask),
+                message=rows.column(6),
+            ),
+            chosen,
+        )
 
 
 def preferred_outcome(unknown: Disposition) -> Callable[[ReportRow, ReportRow], ReportRow]:

@@ -17,10 +17,12 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
 
+from batchpipe_core import failure_columns as columns
 from batchpipe_core.accounting import (
     CANCELLED_BY_OPERATOR,
     AttemptRecord,
     AttemptTally,
+    FailedColumns,
     backoff_seconds,
     check_attempt,
 )
@@ -29,7 +31,7 @@ from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import encode_key
 from batchpipe_core.observability import logger, metrics
-from batchpipe_core.prefixes import PrefixTally
+from batchpipe_core.prefixes import DEPTHS, MAX_PREFIX_CHARS, PrefixTally
 from batchpipe_core.report import (
     FAILURE_HEADER,
     CsvUpload,
@@ -175,6 +177,38 @@ class AttemptOutputs:
             self.retry.writerow((row.bucket, key))
         if len(self.sample) < SAMPLE_KEYS:
             self.sample.append(row.decoded_key)
+
+    def on_columns(self, failed: FailedColumns, retriable: bool) -> None:
+        """``on_retriable`` or ``on_permanent`` for a batch's rows at once, column-wise: the same
+        bytes in the same files, the same prefixes and sample (tests/unit/test_failure_columns.py)."""
+        decoded = columns.decoded_keys(failed.key)
+        self.prefixes.add_counts(
+            columns.prefix_counts(decoded, DEPTHS, MAX_PREFIX_CHARS), retriable=retriable
+        )
+        if not retriable or self.retry is None:
+            upload = self.permanent if not retriable else self.exhausted
+            assert upload is not None
+            http_status = columns.pc.fill_null(columns.pc.cast(failed.http_status, columns.pa.string()), "")
+            fields = [
+                failed.bucket,
+                decoded,
+                failed.version_id,
+                http_status,
+                failed.error_code,
+                failed.message,
+            ]
+            upload.write_block(columns.csv_lines(fields), len(failed))
+            return
+        if not self._field_count:
+            self._field_count = self._fields()
+        fields = [failed.bucket, columns.encoded_keys(decoded)]
+        if self._field_count == 3:
+            fields.append(
+                columns.pc.if_else(columns.pc.equal(failed.version_id, ""), "null", failed.version_id)
+            )
+        self.retry.write_block(columns.csv_lines(fields), len(failed))
+        if len(self.sample) < SAMPLE_KEYS:
+            self.sample.extend(decoded.slice(0, SAMPLE_KEYS - len(self.sample)).to_pylist())
 
     def uploads(self) -> list[CsvUpload]:
         return [u for u in (self.permanent, self.retry, self.exhausted) if u is not None]

@@ -364,6 +364,7 @@ def _count_window(
         unknown=unknown,
         on_retriable=outputs.on_retriable,
         on_permanent=outputs.on_permanent,
+        on_columns=outputs.on_columns,
     )
     window = opened[-1]  # the window the counts came from (the same bytes, if it was opened twice)
     extent.update(end=window.end, size=window.size)

@@ -63,6 +63,21 @@ class PrefixTally:
                 entry = counts[prefix] = [0, 0]
             entry[column] += 1
 
+    def add_counts(self, counted: list[list[tuple[str, int]]], *, retriable: bool) -> None:
+        """What ``add`` does for many keys at once, from their prefixes counted per depth in the
+        order each first occurs (``failure_columns.prefix_counts``): the same prefixes are tracked
+        (the first ``tracked`` met), the same rows go to ``other``."""
+        column = 1 if retriable else 0
+        for depth, (counts, prefixes) in enumerate(zip(self._counts, counted, strict=True)):
+            for prefix, rows in prefixes:
+                entry = counts.get(prefix)
+                if entry is None:
+                    if len(counts) >= self._tracked:
+                        self._other[depth][column] += rows
+                        continue
+                    entry = counts[prefix] = [0, 0]
+                entry[column] += rows
+
     def as_document(self) -> dict[str, Any]:
         return {
             "depths": [

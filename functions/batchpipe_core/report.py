@@ -724,6 +724,11 @@ class CsvUpload:
         self._writer.writerow(fields)
         self.rows += 1
 
+    def write_block(self, data: bytes, rows: int) -> None:
+        """``rows`` CSV lines written elsewhere (failure_columns.csv_lines), as ``writerow`` would."""
+        self.write_bytes(data)
+        self.rows += rows
+
     def _part_bytes(self) -> int:
         return self.PART_BYTES * (1 + len(self._parts) // 1000)
 

@@ -1,0 +1,131 @@
+"""A report's failed rows written column by column (Arrow compute), not row by row.
+
+Every failed row has its key decoded (``keys.report_key``), its prefixes counted (``prefixes``), and
+a CSV line written: the failures file's (key decoded) or the retry manifest's (key re-encoded with
+``keys.encode_key``). Done per row in Python that is 10-13 us a row, about 60 times what a
+successful row costs, so a report with a few percent of failures spent most of its time on them
+(issue 23). Here each step is a handful of Arrow kernels over a record batch's failed rows:
+
+* decoding: ``+`` becomes a space, the key is split at ``%``, each piece that starts with two hex
+  digits has them replaced by their byte (a 484-entry lookup), the pieces are joined again and the
+  result is checked as UTF-8 by the cast to string;
+* encoding: the decoded key's bytes are viewed as one uint8 column and each byte is looked up in a
+  256-entry table (itself, when ``quote`` leaves it alone, else ``%XX``), then the row's pieces joined;
+* CSV: a field is quoted exactly when the csv module (``report.CsvWriter``) would quote it.
+
+The results equal the per-row functions' for every input: anything the columns cannot decode the same
+way - a key with raw non-ASCII characters, or one whose escapes decode to invalid UTF-8 (``report_key``
+then puts U+FFFD in) - is decoded row by row for that batch (tests/unit/test_failure_columns.py
+holds both equal on hostile keys).
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+from typing import Any
+
+from batchpipe_core.keys import report_key
+from batchpipe_core.report import pa, pc
+
+_HEX_DIGITS = "0123456789ABCDEFabcdef"
+#: What ``urllib.parse.quote(key, safe="/")`` leaves as it is (its always-safe set, and ``/``).
+_UNQUOTED = frozenset((string.ascii_letters + string.digits + "_.-~/").encode())
+
+
+@functools.cache
+def _tables() -> tuple[Any, Any, Any]:
+    """(hex pairs, their bytes, each byte's quoted form): the lookups the kernels index into."""
+    pairs = [a + b for a in _HEX_DIGITS for b in _HEX_DIGITS]
+    hex_pairs = pa.array([p.encode() for p in pairs], pa.binary())
+    hex_bytes = pa.array([bytes.fromhex(p) for p in pairs], pa.binary())
+    quoted = pa.array([chr(b) if b in _UNQUOTED else f"%{b:02X}" for b in range(256)], pa.string())
+    return hex_pairs, hex_bytes, quoted
+
+
+def decoded_keys(keys: Any) -> Any:
+    """``[keys.report_key(k) for k in keys]`` as a string array (``keys``: a string array)."""
+    keys = pc.replace_substring(keys, "+", " ")
+    if not pc.any(pc.match_substring(keys, "%")).as_py():
+        return keys
+    if not pc.all(pc.string_is_ascii(keys)).as_py():
+        return _row_by_row(keys, report_key)
+    try:
+        return pc.cast(_percent_decoded(keys), pa.string())  # the cast checks the bytes are UTF-8
+    except pa.ArrowInvalid:
+        return _row_by_row(keys, report_key)  # some escape decodes to invalid UTF-8: U+FFFD per row
+
+
+def _percent_decoded(keys: Any) -> Any:
+    """The keys' bytes with every ``%`` followed by two hex digits replaced by that byte (binary).
+
+    Splitting at ``%`` gives each escape at the start of a piece (after the first), which is how
+    ``urllib.parse.unquote`` reads them too: ``%%41`` is ``%A``, ``%4%41`` is ``%4A``."""
+    hex_pairs, hex_bytes, _ = _tables()
+    pieces = pc.split_pattern(keys, "%")
+    first = pc.cast(pc.list_element(pieces, 0), pa.binary())
+    tails = pc.list_slice(pieces, 1)
+    after = pc.cast(tails.flatten(), pa.binary())
+    byte = pc.take(hex_bytes, pc.index_in(pc.binary_slice(after, 0, 2), value_set=hex_pairs))
+    decoded = pc.binary_join_element_wise(byte, pc.binary_slice(after, 2), b"")  # null: not an escape
+    kept = pc.binary_join_element_wise(b"%", after, b"")
+    joined = pc.binary_join(pa.ListArray.from_arrays(tails.offsets, pc.coalesce(decoded, kept)), b"")
+    return pc.binary_join_element_wise(first, joined, b"")
+
+
+def encoded_keys(decoded: Any) -> Any:
+    """``[keys.encode_key(k) for k in decoded]`` as a string array: every byte of the key's UTF-8
+    that ``quote`` does not leave alone becomes ``%XX`` (upper-case hex)."""
+    _, _, quoted = _tables()
+    offsets, start, end = _offsets(decoded)
+    data = pa.Array.from_buffers(pa.uint8(), end - start, [None, decoded.buffers()[2]], offset=start)
+    pieces = pa.ListArray.from_arrays(pc.subtract(offsets, start), pc.take(quoted, data))
+    return pc.binary_join(pieces, "")
+
+
+def _offsets(values: Any) -> tuple[Any, int, int]:
+    """A string array's value offsets (int32, one more than its rows) and its first and last."""
+    offsets = pa.Array.from_buffers(
+        pa.int32(), len(values) + 1, [None, values.buffers()[1]], offset=values.offset
+    )
+    return offsets, offsets[0].as_py(), offsets[-1].as_py()
+
+
+def _row_by_row(keys: Any, function: Any) -> Any:
+    return pa.array([function(key) for key in keys.to_pylist()], pa.string())
+
+
+def csv_lines(columns: list[Any]) -> bytes:
+    """The rows of ``columns`` (string arrays, no nulls) as ``report.CsvWriter`` writes them: a field
+    with a comma, a quote or a newline quoted (quotes doubled), every field of a row that holds a
+    carriage return quoted, lines ended by ``\\n``."""
+    if not len(columns[0]):
+        return b""
+    row_has_cr = functools.reduce(pc.or_, [pc.match_substring(column, "\r") for column in columns])
+    fields = []
+    for column in columns:
+        special = pc.match_substring_regex(column, '[,"\n]')
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
+        fields.append(pc.if_else(pc.or_(special, row_has_cr), quoted, column))
+    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*fields, ","), "\n", "")
+    return _text_bytes(lines)
+
+
+def _text_bytes(lines: Any) -> bytes:
+    """The values of a string array, concatenated: its data buffer between the first and last offset."""
+    _, start, end = _offsets(lines)
+    return lines.buffers()[2][start:end].to_pybytes()
+
+
+def prefix_counts(decoded: Any, depths: int, max_chars: int) -> list[list[tuple[str, int]]]:
+    """Per depth 1..``depths``: (prefix, failures) in the order each prefix first occurs, as
+    ``prefixes.PrefixTally.add`` finds them row by row: the key up to and including its d-th ``/``
+    (or its last, or "" without one), cut at ``max_chars`` characters."""
+    counted = []
+    for depth in range(1, depths + 1):
+        prefixes = pc.replace_substring_regex(decoded, f"^((?:[^/]*/){{0,{depth}}})(?s:.*)$", r"\1")
+        prefixes = pc.utf8_slice_codeunits(prefixes, 0, max_chars)
+        # value_counts lists values in the order they first occur (a hash table's insertion order).
+        counts = pc.value_counts(prefixes)
+        counted.append(list(zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(), strict=True)))
+    return counted
