@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import inventory as inv
 from .cli import FORMATS
-from .outputs import claim, prepare_out
+from .outputs import claim, prepare_out, write_inside
 from .world import INVENTORY_BUCKET, INVENTORY_CONFIG_ID, INVENTORY_DEST_PREFIX
 
 
@@ -21,8 +21,7 @@ def local_inventory(args: argparse.Namespace) -> int:
     objects = inv.generate_objects(
         args.objects, seed=args.seed, bucket=args.bucket, versioned=versions == "All"
     )
-    delivery = inv.write_inventory_dir(
-        out,
+    delivery = inv.render_inventory(
         source_bucket=args.bucket,
         dest_bucket=INVENTORY_BUCKET,
         dest_prefix=INVENTORY_DEST_PREFIX,
@@ -33,8 +32,11 @@ def local_inventory(args: argparse.Namespace) -> int:
         fields=inv.DEFAULT_OPTIONAL_FIELDS if args.inventory_fields is None else args.inventory_fields,
         delivery_time=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
     )
-    for key in delivery.files:
-        claim(out, key[len(delivery.prefix) + 1 :].split("/", 1)[0])
+    relative = {key: key[len(delivery.prefix) + 1 :] for key in delivery.files}
+    for name in sorted({path.split("/", 1)[0] for path in relative.values()}):
+        claim(out, name)  # before writing: a planted `data` link is refused, not followed
+    for key, body in delivery.files.items():
+        write_inside(out, relative[key], body)
     print(
         f"wrote an S3 Inventory of s3://{args.bucket} ({len(objects)} rows, {fmt}, {versions.lower()} "
         f"versions; fields {delivery.manifest['fileSchema'] if fmt == 'CSV' else ', '.join(args.inventory_fields or inv.DEFAULT_OPTIONAL_FIELDS)}) "

@@ -3,11 +3,20 @@ describing every object of the other buckets (docs/LOCAL.md, "What a run leaves 
 
 An output folder is only ever emptied of what this tool wrote there: each one holds a marker file
 listing the entries the tool created, a non-empty folder without it is refused, and a later run
-removes just the entries the marker lists."""
+removes just the entries the marker lists.
+
+Nothing is written through a link: a folder on the way that is a link, or a link where a file would
+be written, is refused by name (os.O_NOFOLLOW), so a reused folder with planted links cannot make a
+run overwrite, append to or create files outside it. A pipeline-bucket key that cannot be a path
+(a key and its "folder" both, NUL, a segment over 255 bytes, "..", "//") is mirrored under a safe
+name instead, listed in ``<bucket>/.batchpipe-renamed/index.jsonl``."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +33,10 @@ from .lambdas import code_root
 
 MARKER = ".batchpipe-out"
 RUN_ENTRIES = ("summary.json", "report.html", "objects.jsonl", "lambda-logs.jsonl")
+#: Where a key that cannot be a path is mirrored (under its SHA-256), with an index of key -> file.
+RENAMED = ".batchpipe-renamed"
+#: Longest file-name segment on Linux, macOS and Windows file systems (bytes, UTF-8).
+_MAX_SEGMENT_BYTES = 255
 
 
 class OutDirError(ValueError):
@@ -37,6 +50,8 @@ def prepare_out(out: Path, entries: tuple[str, ...] = RUN_ENTRIES) -> None:
     if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise OutDirError(f"--out {out} is not a folder: give a new or empty folder")
+        if (out / MARKER).is_symlink():
+            raise OutDirError(f"{out / MARKER} is a link: batchpipe writes nothing through a link; remove it")
         if (out / MARKER).is_file():
             for name in _claimed(out):
                 _remove(out / name)
@@ -45,15 +60,61 @@ def prepare_out(out: Path, entries: tuple[str, ...] = RUN_ENTRIES) -> None:
                 f"--out {out} is a non-empty folder that batchpipe did not create (no {MARKER} in it): "
                 "give a new or empty folder; nothing was deleted"
             )
+        for name in entries:
+            _refuse_foreign(out, name)
     out.mkdir(parents=True, exist_ok=True)
     _write_marker(out, list(entries))
 
 
 def claim(out: Path, name: str) -> None:
-    """Records one more entry of ``out`` as this tool's, before writing it."""
+    """Records one more entry of ``out`` as this tool's, before writing it; an entry of that name
+    that batchpipe did not write (a planted link, the user's own file) is refused, not written into."""
     claimed = _claimed(out)
     if name not in claimed:
+        _refuse_foreign(out, name)
         _write_marker(out, [*claimed, name])
+
+
+def _refuse_foreign(out: Path, name: str) -> None:
+    path = out / name
+    if path.is_symlink():
+        raise OutDirError(f"{path} is a link: batchpipe writes nothing through a link; remove it")
+    if path.exists():
+        raise OutDirError(f"{path} exists and batchpipe did not write it: move it away or give a new --out")
+
+
+def open_inside(root: Path, relative: str, mode: str = "wb") -> Any:
+    """``root/relative`` opened for writing ("wb", "w", "a"), never through a link.
+
+    Each folder on the way is made if missing and refused if it is a link; the file itself is
+    opened with O_NOFOLLOW, so a planted link is an OutDirError naming it instead of a write
+    somewhere else. ``relative`` is "/"-separated and must not climb out (checked by callers).
+    """
+    *folders, name = relative.split("/")
+    directory = root
+    for folder in folders:
+        directory = directory / folder
+        if directory.is_symlink():
+            raise OutDirError(f"{directory} is a link: batchpipe writes nothing through a link; remove it")
+        directory.mkdir(exist_ok=True)
+    path = directory / name
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutDirError(
+                f"{path} is a link: batchpipe writes nothing through a link; remove it"
+            ) from None
+        raise
+    if "b" in mode:
+        return os.fdopen(descriptor, mode)
+    return os.fdopen(descriptor, mode, encoding="utf-8")
+
+
+def write_inside(root: Path, relative: str, data: bytes | str) -> None:
+    with open_inside(root, relative, "wb" if isinstance(data, bytes) else "w") as fh:
+        fh.write(data)
 
 
 def _claimed(out: Path) -> list[str]:
@@ -73,9 +134,7 @@ def _claimed(out: Path) -> list[str]:
 
 def _write_marker(out: Path, entries: list[str]) -> None:
     note = "Written by batchpipe: a later run with this --out removes the entries listed here, nothing else."
-    (out / MARKER).write_text(
-        json.dumps({"note": note, "entries": entries}, indent=2) + "\n", encoding="utf-8"
-    )
+    write_inside(out, MARKER, json.dumps({"note": note, "entries": entries}, indent=2) + "\n")
 
 
 def _remove(path: Path) -> None:
@@ -93,7 +152,7 @@ def lambda_logs_to(path: Path) -> Iterator[None]:
     from batchpipe_core.observability import logger
 
     handler = logger.registered_handler
-    with open(path, "a", encoding="utf-8") as fh:
+    with open_inside(path.parent, path.name, "a") as fh:
         # Not setStream(): it flushes the old stream, which a test harness may have closed already.
         with handler.lock:
             previous, handler.stream = handler.stream, fh
@@ -121,12 +180,12 @@ def write_outputs(
     ``progress`` is called with the number of objects described so far, every 10,000.
     """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_inside(out, "summary.json", json.dumps(summary, indent=2) + "\n")
     s3 = stack.client("s3")
     claim(out, stack.pipeline_bucket)
     mirror_bucket(s3, stack.pipeline_bucket, out / stack.pipeline_bucket)
     done = 0
-    with open(out / "objects.jsonl", "w", encoding="utf-8") as fh:
+    with open_inside(out, "objects.jsonl", "w") as fh:
         for bucket in sorted(b["Name"] for b in s3.list_buckets()["Buckets"]):
             if bucket in exclude_buckets:
                 continue
@@ -178,9 +237,8 @@ def write_run_page(out: Path, summary: dict, *, pipeline_bucket: str, started: A
             generated_by="batchpipe local run",
         )
     )
-    target = out / "report.html"
-    target.write_text(page, encoding="utf-8")
-    return target
+    write_inside(out, "report.html", page)
+    return out / "report.html"
 
 
 def _current_keys(bucket: str) -> Iterator[Any]:
@@ -193,22 +251,54 @@ def _current_keys(bucket: str) -> Iterator[Any]:
 
 
 def mirror_bucket(s3: Any, bucket: str, target: Path) -> None:
-    """The pipeline's own keys are safe as paths (it writes them); anything else is refused.
+    """Every current object of ``bucket`` under ``target`` at its key, or under a safe name.
 
     Bodies are copied from moto's buffer in 1 MiB pieces: download_file would GET each 8 MiB range,
     and moto copies the whole object to answer every ranged GET.
     """
     del s3
-    root = target.resolve()
+    if target.is_symlink():
+        raise OutDirError(f"{target} is a link: batchpipe writes nothing through a link; remove it")
+    target.mkdir(exist_ok=True)
+    renamed: list[dict[str, str]] = []
     for key in _current_keys(bucket):
-        path = (target / key.name).resolve()
-        if not path.is_relative_to(root) or key.name.endswith("/"):
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with key.lock, open(path, "wb") as fh:
-            buffer = key._value_buffer
-            buffer.seek(0)
-            shutil.copyfileobj(buffer, fh, 1024 * 1024)
+        relative = key.name if _usable_path(key.name) else None
+        if relative is not None:
+            try:
+                _copy_body(key, target, relative)
+                continue
+            except (NotADirectoryError, IsADirectoryError, FileExistsError):
+                pass  # a key and its "folder" (a, a/b): the second one is renamed
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise
+        relative = f"{RENAMED}/{hashlib.sha256(key.name.encode('utf-8', 'surrogatepass')).hexdigest()}"
+        _copy_body(key, target, relative)
+        renamed.append({"key": key.name, "file": relative})
+    if renamed:
+        with open_inside(target, f"{RENAMED}/index.jsonl", "w") as fh:
+            for entry in renamed:
+                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def _usable_path(key: str) -> bool:
+    """Whether ``key`` can be a relative path as it is: no empty, "." or ".." segment, no NUL or
+    backslash, no segment too long, and not inside the folder of renamed keys."""
+    segments = key.split("/")
+    return segments[0] != RENAMED and all(
+        segment not in ("", ".", "..")
+        and "\x00" not in segment
+        and "\\" not in segment
+        and len(segment.encode("utf-8", "surrogatepass")) <= _MAX_SEGMENT_BYTES
+        for segment in segments
+    )
+
+
+def _copy_body(key: Any, target: Path, relative: str) -> None:
+    with key.lock, open_inside(target, relative) as fh:
+        buffer = key._value_buffer
+        buffer.seek(0)
+        shutil.copyfileobj(buffer, fh, 1024 * 1024)
 
 
 def _restore(key: Any) -> str | None:
