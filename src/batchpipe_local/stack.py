@@ -33,6 +33,7 @@ from .isolation import REGION, isolated_environment
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
 from .ops.commands import readable_cause
 from .s3_rules import documented_part_copies
+from .world import required_parameters
 
 TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -98,7 +99,9 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self.template = tpl.load_template()
-        self.parameter_values = tpl.parameter_values(self.template, self.parameters)
+        self.parameter_values = tpl.parameter_values(
+            self.template, {**required_parameters(self.template), **self.parameters}
+        )
         self.functions = FunctionRegistry()
         self.physical: dict[str, dict[str, Any]] = {}
         self._exit = ExitStack()

@@ -67,6 +67,10 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict:
         return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
+# What `Ref: AWS::NoValue` resolves to until the enclosing list or mapping drops it.
+NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "AWS::NoValue"})()
+
+
 class UnresolvableError(ValueError):
     """The template uses something the embedded AWS cannot resolve."""
 
@@ -91,8 +95,13 @@ class Resolver:
         return self._conditions[name]
 
     def resolve(self, node: Any) -> Any:
+        value = self._resolve(node)
+        return None if value is NO_VALUE else value
+
+    def _resolve(self, node: Any) -> Any:
+        # `Ref: AWS::NoValue` removes the list item or property it stands for, as CloudFormation does.
         if isinstance(node, list):
-            return [self.resolve(item) for item in node]
+            return [v for v in (self._resolve(item) for item in node) if v is not NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
@@ -100,9 +109,12 @@ class Resolver:
             handler = _INTRINSICS.get(key)
             if handler is not None:
                 return handler(self, arg)
-        return {k: self.resolve(v) for k, v in node.items()}
+        resolved = {k: self._resolve(v) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.pseudo:
             return self.pseudo[name]
         if name in self.parameters:
@@ -134,7 +146,7 @@ class Resolver:
 
 def _if(r: Resolver, arg: list) -> Any:
     name, when_true, when_false = arg
-    return r.resolve(when_true if r.condition(name) else when_false)
+    return r._resolve(when_true if r.condition(name) else when_false)
 
 
 def _split(r: Resolver, arg: list) -> list[str]:

@@ -16,6 +16,20 @@ INVENTORY_DEST_PREFIX = "inventory"
 INVENTORY_CONFIG_ID = "daily-all-objects"
 
 
+def required_parameters(template: dict) -> dict[str, Any]:
+    """The local world's answers to the template parameters that have no default.
+
+    Those are the ones only an account can answer (its inventory bucket, its source buckets), which
+    `sam deploy --guided` asks for; a local stack is deployed for the demo world unless told otherwise.
+    """
+    given = World().parameters()
+    required = [name for name, declaration in template["Parameters"].items() if "Default" not in declaration]
+    unknown = [name for name in required if name not in given]
+    if unknown:
+        raise KeyError(f"World.parameters() gives no value for the required template parameters {unknown}")
+    return {name: given[name] for name in required}
+
+
 @dataclass
 class World:
     source_bucket: str = SOURCE_BUCKET

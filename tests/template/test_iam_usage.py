@@ -279,12 +279,24 @@ def granted_to_function(logical_id: str) -> set[str]:
     return statement_actions(sam_policies_statements(properties.get("Policies")))
 
 
+def _branches(node: Any) -> list[dict[str, Any]]:
+    """The statements a (possibly conditional) statement entry can become: `Fn::If` gives either
+    branch, `Ref: AWS::NoValue` none. The role may hold any of them, so all are checked."""
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        _condition, when_true, when_false = node["Fn::If"]
+        return _branches(when_true) + _branches(when_false)
+    if node == {"Ref": "AWS::NoValue"}:
+        return []
+    return [node]
+
+
 def role_statements(logical_id: str) -> list[dict[str, Any]]:
     properties = template()["Resources"][logical_id]["Properties"]
     return [
         statement
         for policy in properties.get("Policies", [])
-        for statement in _as_list(policy["PolicyDocument"]["Statement"])
+        for entry in _as_list(policy["PolicyDocument"]["Statement"])
+        for statement in _branches(entry)
     ]
 
 

@@ -32,17 +32,29 @@ def cfn() -> dict[str, Any]:
     return load_template(TEMPLATE_PATH)
 
 
+# Parameters whose values are ARNs the user types (empty by default), and a value of each in the
+# partition under test: every statement they feed then exists and is checked.
+ARN_LIST_PARAMETERS = {
+    "LambdaInvokeFunctionArns": "arn:{partition}:lambda:{region}:123456789012:function:per-object",
+    "KmsKeyArns": "arn:{partition}:kms:{region}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+}
+# The parameters `sam deploy --guided` must ask for (no default), answered as a user would.
+REQUIRED_ANSWERS = {
+    "InventoryBucket": "inventory-destination",
+    "InventoryPrefix": "inventory/source-bucket/all-objects",
+    "SourceBuckets": "source-bucket",
+}
+
+
 def _arn_parameters(cfn: dict[str, Any], partition: str, region: str, with_key: bool) -> dict[str, Any]:
     """Parameters whose values are ARNs the user types: given in the partition under test."""
-    overrides: dict[str, Any] = {}
-    for name, declaration in cfn["Parameters"].items():
-        default = str(declaration.get("Default", ""))
-        if default.startswith("arn:"):
-            overrides[name] = re.sub(r"^arn:[^:]+:([^:]+):[^:]*:", rf"arn:{partition}:\1:{region}:", default)
-        elif name == KEY_PARAMETER and with_key:
-            overrides[name] = (
-                f"arn:{partition}:kms:{region}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-            )
+    overrides: dict[str, Any] = dict(REQUIRED_ANSWERS, TargetBuckets="target-bucket")
+    for name, example in ARN_LIST_PARAMETERS.items():
+        overrides[name] = example.format(partition=partition, region=region)
+    if with_key:
+        overrides[KEY_PARAMETER] = (
+            f"arn:{partition}:kms:{region}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        )
     return overrides
 
 

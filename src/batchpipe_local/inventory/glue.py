@@ -15,8 +15,10 @@ from .. import template as tpl
 def inventory_table_input(parameters: Mapping[str, Any] | None = None) -> tuple[str, dict]:
     """(database name, Glue ``TableInput``) of ``InventoryTable`` for these stack parameters
     (e.g. ``InventoryFormat``, ``InventoryVersions``, ``InventoryBucket``, ``InventoryPrefix``)."""
+    from ..world import required_parameters  # the world imports this package
+
     template = tpl.load_template()
-    values = tpl.parameter_values(template, parameters)
+    values = tpl.parameter_values(template, {**required_parameters(template), **(parameters or {})})
 
     def attr(logical_id: str, attribute: str | None) -> Any:
         resource = template["Resources"][logical_id]

@@ -1,0 +1,65 @@
+"""What `sam deploy --guided` offers must deploy, in any partition, and a second stack must not collide.
+
+Read from template.yaml itself: the parameters a user must answer have no default (guided deploy
+then asks), no default is an ARN (IAM refuses another partition's ARN), and every output says what
+it is for.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# The parameters only the account can answer. A default here would be a bucket that is not the
+# user's: the stack would deploy and its first run fail.
+REQUIRED_PARAMETERS = ("InventoryBucket", "InventoryPrefix", "SourceBuckets")
+# Outputs the docs tell operators to read (DEPLOY.md, OPERATIONS.md).
+DOCUMENTED_OUTPUTS = (
+    "StateMachineArn",
+    "PipelineBucketName",
+    "NotificationTopicArn",
+    "InventoryTableName",
+    "TokenTableName",
+)
+
+
+def test_parameters_only_the_account_can_answer_have_no_default(template: dict[str, Any]) -> None:
+    for name in REQUIRED_PARAMETERS:
+        declaration = template["Parameters"][name]
+        assert "Default" not in declaration, f"{name} must have no default, so that guided deploy asks"
+        assert declaration["Description"].startswith("Required."), (
+            f"{name}'s description must say it is required and what to give"
+        )
+
+
+def test_no_parameter_default_is_an_arn(template: dict[str, Any]) -> None:
+    # arn:aws:... in IAM fails in aws-cn and aws-us-gov with MalformedPolicyDocument.
+    arns = {
+        name: declaration["Default"]
+        for name, declaration in template["Parameters"].items()
+        if "arn:" in str(declaration.get("Default", ""))
+    }
+    assert not arns, f"defaults that are ARNs of one partition (leave them empty): {arns}"
+
+
+def test_every_output_has_a_description(template: dict[str, Any]) -> None:
+    missing = sorted(key for key, output in template["Outputs"].items() if not output.get("Description"))
+    assert not missing, f"outputs without a Description: {missing}"
+    assert set(DOCUMENTED_OUTPUTS) <= template["Outputs"].keys()
+    assert template["Outputs"]["TokenTableName"]["Value"] == {"Ref": "TokenTable"}
+
+
+def test_every_schedule_is_named_after_the_stack(template: dict[str, Any]) -> None:
+    # Without Name, SAM names the schedule <state machine logical ID><event name> in every stack, and
+    # Scheduler names are unique per schedule group: a second stack in the region would collide.
+    schedules = [
+        (logical_id, event_id, event["Properties"])
+        for logical_id, resource in template["Resources"].items()
+        for event_id, event in resource.get("Properties", {}).get("Events", {}).items()
+        if event["Type"] in ("Schedule", "ScheduleV2")
+    ]
+    assert schedules
+    for logical_id, event_id, properties in schedules:
+        assert "${AWS::StackName}" in json.dumps(properties.get("Name")), (
+            f"{logical_id}.Events.{event_id} needs a Name with the stack name in it"
+        )
