@@ -340,3 +340,16 @@ def test_an_endpoint_from_the_environment_that_is_not_a_url_is_one_line(monkeypa
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "endpoint 'http://[::1' is not a usable URL" in err and "AWS_ENDPOINT_URL" in err
+
+
+def test_summary_html_into_a_missing_folder_is_refused_before_any_aws_call(aws, tmp_path):
+    stubbed(aws, "stepfunctions")  # no response stubbed: any call would fail the test differently
+    with pytest.raises(OperatorError, match=r"--html .*: folder .* does not exist"):
+        commands.show_summary(
+            aws,
+            execution=EXECUTION,
+            stack_name=None,
+            failures=None,
+            out=io.StringIO(),
+            html=str(tmp_path / "no-such-folder" / "page.html"),
+        )

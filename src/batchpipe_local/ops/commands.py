@@ -298,6 +298,8 @@ def show_summary(
 ) -> int:
     if failures:
         writable_target(Path(failures))  # before any AWS call: a typo costs nothing
+    if html:
+        writable_target(Path(html), "--html")
     arn = execution_arn(aws, execution, stack_name)
     described = describe(aws, arn)
     summary = summary_of(described)
@@ -370,13 +372,14 @@ def _records_of(aws: Aws, summary: dict[str, Any]) -> list[Any]:
         return read_records(aws.client("s3"), bucket, key.rsplit("/", 1)[0] + "/")
 
 
-def writable_target(target: Path) -> None:
-    """--failures names a new file in an existing folder: nothing is overwritten or created around it."""
+def writable_target(target: Path, option: str = "--failures") -> None:
+    """--failures (or --html) names a new file in an existing folder: nothing is overwritten or
+    created around it."""
     if target.exists() or target.is_symlink():
-        raise OperatorError(f"--failures {target}: exists; give a new file name (nothing is overwritten)")
+        raise OperatorError(f"{option} {target}: exists; give a new file name (nothing is overwritten)")
     if not target.parent.is_dir():
         raise OperatorError(
-            f"--failures {target}: folder {target.parent} does not exist; create it or pick another"
+            f"{option} {target}: folder {target.parent} does not exist; create it or pick another"
         )
 
 
