@@ -48,17 +48,20 @@ class PrefixTally:
         self._other: list[list[int]] = [[0, 0] for _ in range(depths)]
 
     def add(self, key: str, *, retriable: bool) -> None:
+        # Once per failed row where rows go one by one (joins; the count path counts a batch at once,
+        # add_counts): locals and one slice per depth keep it cheap.
         column = 1 if retriable else 0
-        end = -1
+        end = 0
+        tracked, other = self._tracked, self._other
         for depth, counts in enumerate(self._counts):
-            found = key.find("/", end + 1)
+            found = key.find("/", end)
             if found >= 0:
-                end = found
-            prefix = key[: min(end + 1, MAX_PREFIX_CHARS)]
+                end = found + 1
+            prefix = key[: min(end, MAX_PREFIX_CHARS)]
             entry = counts.get(prefix)
             if entry is None:
-                if len(counts) >= self._tracked:
-                    self._other[depth][column] += 1
+                if len(counts) >= tracked:
+                    other[depth][column] += 1
                     continue
                 entry = counts[prefix] = [0, 0]
             entry[column] += 1
