@@ -594,13 +594,11 @@ def test_the_report_reader_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_
         if "Layers" in function_properties(cfn, function_id)
     }
     assert layers == {
-        "ReportPartFunction": [
-            {
-                "Fn::If": [
-                    "HasAWSSDKPandasLayer",
-                    {"Ref": "AWSSDKPandasLayerArn"},
-                    {"Fn::If": ["UsesArrowLayer", {"Ref": "ArrowLayer"}, {"Ref": "AWS::NoValue"}]},
-                ]
-            }
-        ]
+        "ReportPartFunction": {
+            "Fn::If": [
+                "HasAWSSDKPandasLayer",
+                [{"Ref": "AWSSDKPandasLayerArn"}],
+                {"Fn::If": ["UsesArrowLayer", [{"Ref": "ArrowLayer"}], []]},
+            ]
+        }
     }
