@@ -39,8 +39,12 @@ COLOURS = {
 }
 NONE = "&ndash;"  # shown where a figure is unknown
 PREFIX_ROWS = 15  # rows of the prefix table at each depth; the record keeps 25
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-_KEY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # in a key, a newline or tab is data too
+# Controls, and the direction overrides and isolates (U+202A-E, U+2066-9) that would turn the page's
+# text around them; newlines and tabs stay in messages.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]")
+# In a key a newline or tab is data too, and so are the invisible direction marks and overrides
+# (U+200E/F, U+202A-E, U+2066-9): shown as escapes, so "\u202etxt.exe" cannot pass for "exe.txt".
+_KEY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 _S3_ERRORS = "https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList"
 _S3_BEST_PRACTICES = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/ErrorBestPractices.html"
@@ -100,9 +104,14 @@ class RunPage:
 def text(value: Any, *, controls: re.Pattern[str] = _CONTROL) -> str:
     """Any value as HTML text: escaped, control characters and lone surrogates made visible."""
     raw = "" if value is None else str(value)
-    raw = controls.sub(lambda m: f"\\x{ord(m.group()):02x}", raw)
+    raw = controls.sub(_visible, raw)
     raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")
     return html.escape(raw, quote=True)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def key_text(value: Any, *, cut: bool = False) -> str:

@@ -183,7 +183,9 @@ def test_the_run_page_shows_the_run_in_a_browser_and_hostile_keys_as_text(tmp_pa
     # folder is cut and says so.
     rows = {row[0]: row[1] for row in seen["prefixRows"]}
     for name in HOSTILE_FOLDERS:
-        assert rows.get(f"{name}/") == "1", (name, rows)
+        # A direction override is shown as its escape: it cannot turn the key's text around.
+        shown = name.replace("\u202e", "\\u202e")
+        assert rows.get(f"{shown}/") == "1", (shown, rows)
     assert rows[f"{'L' * 200}…"] == "1"
     assert rows["logs/"] == "0"  # its SlowDowns succeeded on the rerun
     # No key became markup: the only elements are the page's own.

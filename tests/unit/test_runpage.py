@@ -104,7 +104,7 @@ def test_keys_and_messages_of_any_kind_come_back_as_text_never_as_markup():
     ]
     document = render(
         RunPage(
-            summary=summary("FAILED", error=HOSTILE[1], cause=HOSTILE[0]),
+            summary=summary("FAILED", error=HOSTILE[1], cause=HOSTILE[0] + HOSTILE[2]),
             records=records,
             started=datetime(2026, 11, 20, 14, 58, tzinfo=UTC),
             finished=datetime(2026, 11, 20, 15, 10, tzinfo=UTC),
@@ -115,8 +115,10 @@ def test_keys_and_messages_of_any_kind_come_back_as_text_never_as_markup():
     page = Page(document)
     assert set(page.tags) <= ALLOWED_TAGS
     assert "script" not in page.tags and "b" not in page.tags
-    for name in HOSTILE[:3]:
+    for name in HOSTILE[:2]:
         assert f"{name}/" in page.text
+    assert "\\u202etxt.exe \u05e9\u05dc\u05d5\u05dd/" in page.text  # the override shown, the Hebrew kept
+    assert "\u202e" not in page.text  # nowhere, not in names or messages either
     assert "line\\x0abreak\\x00nul/" in page.text  # control characters are shown, not obeyed
     assert "k" * 200 + "…" in page.text  # the 1,024-byte key's folder, cut where the record cuts it
     assert document.count("<bdi") >= len(HOSTILE)  # each key isolated from the page's direction
