@@ -37,6 +37,7 @@ MAX_PREFIX_RUN = 8
 # Syntax tree depth, not counting AND/OR chains (sqlglot walks those without recursing).
 MAX_TREE_DEPTH = 64
 
+MAX_DECIMAL_PRECISION = 38
 PARTITION_COLUMN = "dt"
 # Boolean-typed in ORC/Parquet inventories, so they may stand alone as a condition there.
 BOOLEAN_COLUMNS: tuple[str, ...] = ("is_latest", "is_delete_marker", "is_multipart_uploaded")
@@ -58,9 +59,10 @@ ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
         "date", "date_parse", "parse_datetime", "from_iso8601_timestamp", "from_iso8601_date",
         "date_add", "date_diff", "date_trunc", "date_format", "current_timestamp", "current_date",
         "now", "from_unixtime", "to_unixtime", "year", "month", "day", "day_of_week", "hour",
-        "with_timezone", "at_timezone",
+        "with_timezone",
     }
 )  # fmt: skip
+# at_timezone is left out: sqlglot reads it, but a query naming it fails on Athena.
 # Functions whose result is a boolean, so they may stand alone as the condition.
 BOOLEAN_FUNCTIONS: frozenset[str] = frozenset({"regexp_like", "starts_with", "contains"})
 # Types a cast may name: Trino's scalar types. No JSON (no inventory column is JSON, and sqlglot
@@ -314,6 +316,9 @@ def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[st
             yield (
                 f"type parameters must be integer literals, e.g. DECIMAL(10, 2); {_snippet(node)} is not one"
             )
+    elif isinstance(node, exp.In) and not node.expressions and not node.args.get("query"):
+        # sqlglot reads `x IN ()`; Trino's grammar does not, so the query would fail on Athena.
+        yield f"{_snippet(node)} has an empty value list; give at least one value, e.g. storage_class IN ('STANDARD')"
     elif isinstance(node, exp.Placeholder | exp.Parameter):
         yield f"parameters ({_snippet(node)}) are not allowed; write the value inline"
     elif isinstance(node, exp.Star):
@@ -342,6 +347,21 @@ def _type_problems(node: exp.DataType) -> Iterator[str]:
             f"type {_snippet(node)} is not allowed; cast to one of: BOOLEAN, TINYINT, SMALLINT, INTEGER, "
             "BIGINT, REAL, DOUBLE, DECIMAL, VARCHAR, CHAR, VARBINARY, DATE, TIMESTAMP"
         )
+    elif node.this == exp.DataType.Type.DECIMAL:
+        numbers = [
+            int(param.this.name)
+            for param in node.expressions
+            if isinstance(param.this, exp.Literal) and _is_integer(param.this)
+        ]
+        # Trino's decimals have a precision of 1 to 38 and a scale of 0 to the precision (Trino
+        # documentation, "Data types"); anything else fails on Athena, so it is refused here.
+        if (numbers and not 1 <= numbers[0] <= MAX_DECIMAL_PRECISION) or (
+            len(numbers) == 2 and numbers[1] > numbers[0]
+        ):
+            yield (
+                f"type {_snippet(node)} is out of range; DECIMAL(precision, scale) takes a precision of 1 to "
+                f"{MAX_DECIMAL_PRECISION} and a scale of 0 to the precision, e.g. DECIMAL(20, 0)"
+            )
 
 
 def _is_integer(literal: exp.Literal) -> bool:

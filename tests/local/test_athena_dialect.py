@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchpipe_local.athena import AthenaQueryError
 from batchpipe_local.athena.dialect import (
@@ -211,3 +216,124 @@ def test_the_engine_cannot_touch_the_machines_files_whatever_sql_reaches_it(sql)
     con = connect()
     with pytest.raises(duckdb.Error):
         con.execute(sql).fetchall()
+
+
+# ------------------------------------------------------------------------------------------ arithmetic
+# Trino's semantics for integer arithmetic (Trino documentation, "Mathematical functions and
+# operators"; Athena engine version 3 is Trino): `/` on two integers truncates toward zero, `%` takes
+# the sign of the dividend, a zero divisor and a result outside bigint fail the query, and try()
+# turns those failures into NULL. The oracle below implements that independently of any engine.
+BIGINT = (-(2**63), 2**63 - 1)
+
+
+class Failed(Exception):
+    """The query fails on Athena (division by zero, bigint overflow)."""
+
+
+def trino_bigint(op: str, a: int, b: int) -> int:
+    if op in ("/", "%") and b == 0:
+        raise Failed("Division by zero")
+    if op == "+":
+        value = a + b
+    elif op == "-":
+        value = a - b
+    elif op == "*":
+        value = a * b
+    elif op == "/":
+        value = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+    else:
+        value = abs(a) % abs(b) * (1 if a >= 0 else -1)
+    if not BIGINT[0] <= value <= BIGINT[1]:
+        raise Failed("bigint overflow")
+    return value
+
+
+def trino_count(sizes: list[int], op: str, k: int, compare: str, c: int, wrapped: bool) -> int:
+    """How many rows `[try](size <op> k) <compare> c` keeps; Failed if the query fails."""
+    kept = 0
+    for size in sizes:
+        try:
+            value: int | None = trino_bigint(op, size, k)
+        except Failed:
+            if not wrapped:
+                raise
+            value = None
+        if compare == "IS NULL":
+            kept += value is None
+        elif value is not None:
+            kept += {"=": value == c, "<": value < c, ">=": value >= c}[compare]
+    return kept
+
+
+def engine_count(sizes: list[int], predicate: str) -> int:
+    rows = ", ".join(f"(CAST({size} AS bigint))" for size in sizes)
+    statement = parse_statement(f"SELECT count(*) FROM (VALUES {rows}) AS inventory(size) WHERE {predicate}")
+    try:
+        ((count,),) = connect().sql(to_duckdb(statement.query, {})).fetchall()
+    except duckdb.Error as error:
+        raise Failed(str(error)) from error
+    return count
+
+
+def test_integer_division_truncates_as_athena_does_not_as_floating_point():
+    # The reported case: 16,999 bytes / 1000 is 16 on Athena; floating point gave 16.999 = 16 false.
+    assert duck("SELECT 16999 / 1000, -7 / 2, 7 / -2, 7 % -2, -7 % 2, 7.0 / 2") == [(16, -3, -3, 1, -1, 3.5)]
+
+
+@pytest.mark.parametrize("sql", ["SELECT 1 / 0", "SELECT CAST(5 AS bigint) % 0", "SELECT 2.5 / 0"])
+def test_division_by_zero_fails_the_query_as_on_athena(sql):
+    from batchpipe_local.athena.engine import _athena_error
+
+    with pytest.raises(duckdb.Error) as raised:
+        duck(sql)
+    assert str(_athena_error(raised.value)).startswith("DIVISION_BY_ZERO: Division by zero")
+
+
+def test_try_turns_a_failure_into_null():
+    assert duck("SELECT try(1 / 0) IS NULL, try(7 / 2)") == [(True, 3)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        ("SELECT 1 IN ()", "SYNTAX_ERROR"),
+        ("SELECT CAST(1 AS DECIMAL(39, 0))", "DECIMAL precision must be in range [1, 38]"),
+        ("SELECT CAST(1 AS DECIMAL(5, 6))", "DECIMAL scale must be in range"),
+        ("SELECT at_timezone(current_timestamp, 'UTC')", "FUNCTION_NOT_FOUND"),
+    ],
+)
+def test_what_athena_refuses_the_local_engine_refuses(sql, error):
+    with pytest.raises(AthenaQueryError, match=re.escape(error)):
+        parse_statement(sql)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(
+        st.one_of(st.integers(0, 10**7), st.integers(*BIGINT), st.sampled_from([0, 1, -1, *BIGINT])),
+        min_size=1,
+        max_size=8,
+    ),
+    op=st.sampled_from(["+", "-", "*", "/", "%"]),
+    k=st.one_of(st.integers(-1000, 1000), st.sampled_from([0, 1, -1, 2**31, *BIGINT])),
+    compare=st.sampled_from(["=", "<", ">=", "IS NULL"]),
+    c=st.integers(-(10**6), 10**6),
+    wrapped=st.booleans(),
+)
+def test_the_local_engine_counts_integer_predicates_as_trino_or_fails_where_it_fails(
+    sizes, op, k, compare, c, wrapped
+):
+    value = f"size {op} {k}" if k >= 0 else f"size {op} ({k})"
+    if wrapped:
+        value = f"try({value})"
+    predicate = f"{value} IS NULL" if compare == "IS NULL" else f"{value} {compare} {c}"
+    try:
+        expected: int | str = trino_count(sizes, op, k, compare, c, wrapped)
+    except Failed:
+        expected = "fails"
+    try:
+        got: int | str = engine_count(sizes, predicate)
+    except Failed:
+        got = "fails"
+
+    assert got == expected, predicate

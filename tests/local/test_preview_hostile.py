@@ -36,3 +36,31 @@ def test_preview_refuses_a_where_that_would_read_local_files(tmp_path, capsys, w
     assert "SpecValidationError" in printed.err and "filter.where: " in printed.err
     assert "root:" not in printed.out + printed.err
     assert "objects selected" not in printed.out
+
+
+def test_preview_counts_integer_division_as_athena_and_fails_where_athena_fails(tmp_path, capsys):
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from batchpipe_local import inventory as inv
+
+    objects = [o for o in inv.generate_objects(300, seed=11, bucket="their-bucket") if o.size is not None]
+    inv.write_inventory_dir(
+        tmp_path / "inv", source_bucket="their-bucket", dest_bucket="dest", dest_prefix="inv",
+        config_id="cfg", objects=objects, fmt="CSV", delivery_time=datetime(2024, 3, 4, tzinfo=UTC),
+    )  # fmt: skip
+    # Trino divides bigints as integers (truncating): the most common quotient, counted in Python.
+    quotient, expected = Counter(o.size // 1000 for o in objects).most_common(1)[0]
+    spec = tmp_path / "spec.json"
+
+    spec.write_text(json.dumps({"filter": {"where": f"size / 1000 = {quotient}"}}))
+    code = main(["preview", "--spec", str(spec), "--inventory", str(tmp_path / "inv")])
+    assert code == 0
+    assert f"objects selected: {expected}\n" in capsys.readouterr().out
+
+    spec.write_text(json.dumps({"filter": {"where": "size / 0 = 1"}}))
+    code = main(["preview", "--spec", str(spec), "--inventory", str(tmp_path / "inv")])
+    printed = capsys.readouterr()
+    assert code == 2
+    assert len(printed.err.splitlines()) == 1 and "DIVISION_BY_ZERO: Division by zero" in printed.err
+    assert "objects selected" not in printed.out

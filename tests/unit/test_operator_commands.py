@@ -314,6 +314,10 @@ LAMBDA_ERROR = json.dumps(
         (LAMBDA_ERROR, "filter.where: column 'sise' is not a column of the inventory"),
         (json.dumps({"Message": "Query failed: Division by zero"}), "Query failed: Division by zero"),
         ("States.Timeout after\n 900 s", "States.Timeout after 900 s"),
+        (
+            json.dumps({"State": "FAILED", "StateChangeReason": "DIVISION_BY_ZERO: Division by zero"}),
+            "DIVISION_BY_ZERO: Division by zero",
+        ),
         (None, ""),
     ],
 )

@@ -198,6 +198,12 @@ TIGHTENED = [
     ("date_add(bogus, 1, last_modified_date) > now()", "the word 'BOGUS' is not allowed here"),
     ("last_modified_date > current_timestamp - INTERVAL '1' FORTNIGHT", "FORTNIGHT"),
     ("key = U&'\\0041'", "(UnicodeString) is not allowed"),
+    # What sqlglot reads but Athena (Trino) refuses: refused here instead of failing the query there.
+    ("storage_class IN ()", "'storage_class IN ()' has an empty value list"),
+    ("cast(size as decimal(39, 0)) > 0", "type 'DECIMAL(39, 0)' is out of range"),
+    ("cast(size as decimal(0)) > 0", "type 'DECIMAL(0)' is out of range"),
+    ("cast(size as decimal(5, 6)) > 0", "type 'DECIMAL(5, 6)' is out of range"),
+    ("at_timezone(last_modified_date, 'UTC') > now()", "function 'at_timezone' is not allowed"),
 ]
 
 

@@ -78,12 +78,46 @@ def _parse_query(text: str, line_offset: int = 0) -> exp.Expression:
         raise not_supported(
             f"the local Athena stand-in runs SELECT and UNLOAD statements, not {statement.key.upper()}"
         )
+    _refuse_what_trino_refuses(statement)
     for table in statement.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
             # Trino reads a table function only inside TABLE(...), so `FROM read_text('/etc/passwd')`
             # is a syntax error on Athena; here it would be one of DuckDB's file readers.
             raise syntax_error(f"mismatched input '(' after {table.this.sql(dialect=READ)[:40]!r}")
     return statement
+
+
+# Trino's largest decimal precision (Trino documentation, "Data types": DECIMAL precision up to 38).
+MAX_DECIMAL_PRECISION = 38
+# Functions sqlglot reads that Athena does not run (a query naming one fails there).
+NOT_ON_ATHENA = frozenset({"at_timezone"})
+
+
+def _refuse_what_trino_refuses(statement: exp.Expression) -> None:
+    """What sqlglot parses and DuckDB would run, but Athena refuses: refused here too, as Athena does.
+
+    ``x IN ()`` is a syntax error in Trino's grammar; DECIMAL(39, 0) is out of its range;
+    at_timezone is not one of Athena's functions.
+    """
+    for node in statement.walk():
+        if isinstance(node, exp.In) and not node.expressions and not node.args.get("query"):
+            raise syntax_error("mismatched input ')': IN needs at least one value")
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.DECIMAL:
+            params = [p.this for p in node.expressions if isinstance(p, exp.DataTypeParam)]
+            numbers = [int(p.name) for p in params if isinstance(p, exp.Literal) and p.name.isdigit()]
+            if numbers and not 1 <= numbers[0] <= MAX_DECIMAL_PRECISION:
+                raise AthenaQueryError(
+                    f"TYPE_MISMATCH: DECIMAL precision must be in range [1, {MAX_DECIMAL_PRECISION}]: {numbers[0]}",
+                    1006,
+                )
+            if len(numbers) == 2 and numbers[1] > numbers[0]:
+                raise AthenaQueryError(
+                    f"TYPE_MISMATCH: DECIMAL scale must be in range [0, precision]: {numbers[1]}", 1006
+                )
+        if isinstance(node, exp.Func):
+            name = str(node.this).lower() if isinstance(node, exp.Anonymous) else node.sql_name().lower()
+            if name in NOT_ON_ATHENA:
+                raise AthenaQueryError(f"FUNCTION_NOT_FOUND: Function '{name}' not registered", 1303)
 
 
 def _parse_unload(text: str, start: int) -> Statement:

@@ -55,6 +55,16 @@ class Limits:
 def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'").fetchall()  # Athena's timestamps are UTC wall-clock
+    # Trino divides integers as integers, truncating toward zero, and fails on a zero divisor
+    # (Trino documentation, "Mathematical functions and operators"); DuckDB's `/` divides in floating
+    # point and gives NULL for x / 0 unless told otherwise. With this setting DuckDB's `/` on two
+    # integers truncates toward zero and a zero divisor is an error, as on Athena.
+    con.execute("SET integer_division = true").fetchall()
+    # DuckDB's expression rewriter moves constants across comparisons (size + -1000 = 0 becomes
+    # size = 1000), so a bigint overflow that fails the query on Athena was never computed. Without
+    # it every expression is evaluated as written; a selective query over 2 million rows measured
+    # 0.37 s instead of 0.28 s.
+    con.execute("SET disabled_optimizers = 'expression_rewriter'").fetchall()
     for macro in ATHENA_MACROS.values():
         con.execute(macro).fetchall()
     # Tables arrive as registered Arrow data, never as files: a query (whatever reached it) must not
@@ -220,6 +230,10 @@ def _athena_error(error: duckdb.Error) -> errors.AthenaQueryError:
         if re.search(r"Function with name \S+ does not exist", text):
             return errors.AthenaQueryError(f"FUNCTION_NOT_FOUND: {text}", error_type=1303)
         return errors.AthenaQueryError(f"TYPE_MISMATCH: {text}", error_type=1006)
+    if "Division by zero" in text:
+        return errors.AthenaQueryError("DIVISION_BY_ZERO: Division by zero", error_type=1009)
+    if isinstance(error, duckdb.OutOfRangeException) and "Overflow" in text:
+        return errors.AthenaQueryError(f"NUMERIC_VALUE_OUT_OF_RANGE: {text}", error_type=1009)
     if isinstance(error, duckdb.ConversionException):
         return errors.AthenaQueryError(f"INVALID_CAST_ARGUMENT: {text}", error_type=1007)
     return errors.query_failed(text)

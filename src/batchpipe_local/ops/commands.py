@@ -498,7 +498,7 @@ def readable_cause(cause: Any, limit: int | None = None) -> str:
     """One line a person reads from a failure's cause, never an error's JSON or a stack trace.
 
     A failed Lambda task's cause is its error as JSON (errorMessage, errorType, stackTrace); an AWS
-    SDK task's may be JSON too; other causes (ASL errors, timeouts) are plain text already.
+    SDK task's and a failed Athena query's status are JSON too; other causes (ASL errors, timeouts) are plain text already.
     """
     text = "" if cause is None else str(cause)
     try:
@@ -506,7 +506,9 @@ def readable_cause(cause: Any, limit: int | None = None) -> str:
     except ValueError:
         document = None
     if isinstance(document, dict):
-        found = next((document[k] for k in ("errorMessage", "Message", "message") if k in document), None)
+        # A Lambda error, an SDK error, or an Athena query's status (AthenaQueryFailed).
+        keys = ("errorMessage", "Message", "message", "StateChangeReason")
+        found = next((document[k] for k in keys if k in document), None)
         text = str(found) if found is not None else ""
     text = " ".join(text.split())
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
