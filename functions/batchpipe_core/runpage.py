@@ -493,7 +493,8 @@ def _stages(page: RunPage) -> list[tuple[str, str, datetime, datetime]]:
         number = a.get("attempt")
         if created and previous_end and created >= previous_end:
             if position == 0:
-                stages.append(("manifest", "Manifest (query, build, create job)", previous_end, created))
+                what = "import the failures file" if page.summary.get("rerunOf") else "query, build"
+                stages.append(("manifest", f"Manifest ({what}; create the job)", previous_end, created))
             else:
                 stages.append(("backoff", f"Backoff before attempt {number}", previous_end, created))
         if created and ended:
