@@ -63,3 +63,17 @@ def test_every_schedule_is_named_after_the_stack(template: dict[str, Any]) -> No
         assert "${AWS::StackName}" in json.dumps(properties.get("Name")), (
             f"{logical_id}.Events.{event_id} needs a Name with the stack name in it"
         )
+
+
+def test_retention_never_expires_a_run_within_its_first_week(template: dict[str, Any]) -> None:
+    # The lifecycle rule expires by object age, running run or not.
+    allowed = [int(v) for v in template["Parameters"]["RetentionDays"]["AllowedValues"]]
+    assert min(allowed) >= 7
+    assert int(template["Parameters"]["RetentionDays"]["Default"]) in allowed
+
+
+def test_athena_engine_version_is_pinned(resources: dict[str, Any]) -> None:
+    # AUTO would let Athena change the engine the UNLOAD statement was checked against.
+    (workgroup,) = [r for r in resources.values() if r["Type"] == "AWS::Athena::WorkGroup"]
+    version = workgroup["Properties"]["WorkGroupConfiguration"]["EngineVersion"]["SelectedEngineVersion"]
+    assert version.startswith("Athena engine version ")
