@@ -261,6 +261,116 @@ def test_unsigned_requests_are_refused(served):
     assert b"SigV4" in refused.value.read()
 
 
+def _raw(endpoint: str, request: bytes) -> tuple[int, bytes]:
+    """One raw HTTP exchange with the served endpoint: (status, body)."""
+    import socket
+
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request.replace(b"{port}", port.encode()))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head)[1])
+        while len(body) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
+SIGNED = (
+    b"Authorization: AWS4-HMAC-SHA256 Credential=testing/20261206/us-east-1/s3/aws4_request, "
+    b"SignedHeaders=host, Signature=00\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "says"),
+    [
+        # A page on any site can send this form POST (no Authorization header, scope in the query).
+        (
+            b"POST /batchpipe-demo-source?X-Amz-Credential=testing%2F20261206%2Fus-east-1%2Fs3%2Faws4_request "
+            b"HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 0\r\n\r\n",
+            400,
+            b"SigV4 Authorization header",
+        ),
+        # DNS rebinding: the page's own name in Host.
+        (
+            b"GET / HTTP/1.1\r\nHost: attacker.example:{port}\r\n" + SIGNED + b"\r\n",
+            403,
+            b"not this endpoint",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: abc\r\n" + SIGNED + b"\r\n",
+            400,
+            b"Content-Length",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: -1\r\n" + SIGNED + b"\r\n",
+            400,
+            b"Content-Length",
+        ),
+        (
+            b"PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n"
+            + SIGNED
+            + b"\r\n",
+            411,
+            b"Content-Length",
+        ),
+        # A 1 GiB body is refused from its header alone: nothing is read or held.
+        (
+            b"PUT /batchpipe-demo-source/big HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 1073741824\r\n"
+            + SIGNED
+            + b"\r\n",
+            413,
+            b"upload it in parts",
+        ),
+        (b"NONSENSE\r\n\r\n", 400, b""),
+    ],
+    ids=["form-post", "rebinding-host", "length-word", "length-negative", "chunked", "1-GiB-body", "garbage"],
+)
+def test_the_served_endpoint_refuses_what_is_not_a_local_aws_client(served, request_bytes, status, says):
+    got, body = _raw(served[0], request_bytes)
+
+    assert got == status
+    assert says in body and b"Traceback" not in body
+
+
+def test_a_refused_form_post_wrote_nothing(aws_env):
+    body = b'--b\r\nContent-Disposition: form-data; name="key"\r\n\r\nplanted.txt\r\n--b--\r\n'
+    status, _ = _raw(
+        aws_env,
+        b"POST /batchpipe-demo-source?X-Amz-Credential=testing%2F20261206%2Fus-east-1%2Fs3%2Faws4_request HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body,
+    )
+
+    assert status == 400
+    s3 = boto3.client("s3", region_name="us-east-1")
+    assert "Contents" not in s3.list_objects_v2(Bucket="batchpipe-demo-source", Prefix="planted")
+
+
+def test_serve_binds_ipv6_loopback_and_a_port_in_use_is_one_line():
+    from batchpipe_local.cli import UsageError
+    from batchpipe_local.ops.serve import bind
+
+    server = bind("::1", 0)
+    try:
+        assert server.server_address[0] == "::1"
+        with pytest.raises(UsageError, match=rf"--port {server.server_address[1]}: already in use on ::1"):
+            bind("::1", server.server_address[1])
+    finally:
+        server.server_close()
+
+
 def test_serve_listens_on_loopback_only(capsys):
     code = main(["local", "serve", "--host", "0.0.0.0", "--port", "0"])
 

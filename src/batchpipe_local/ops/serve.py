@@ -14,10 +14,12 @@ returns template.yaml's Outputs, resolved, as a deployed stack's would.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import re
 import signal
+import socket
 import sys
 import threading
 import uuid
@@ -25,7 +27,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.compat import HTTPHeaders
@@ -46,12 +48,32 @@ class NotAnAwsRequest(Exception):
     pass
 
 
+#: The largest request body the endpoint reads (413 above it, before reading it). The emulator holds
+#: a body in memory several times over (moto copies it), so a 1 GiB PUT needed 2.7 GiB; boto3 and
+#: the AWS CLI upload anything over 8 MiB in 8 MiB parts, far below this.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class Refused(Exception):
+    """A request the endpoint answers with a 4xx and one line, before any emulated service sees it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def aws_url(path: str, headers: Any, served_host: str) -> str:
-    """The AWS URL a request to the local endpoint stands for."""
-    scope = _SCOPE.search(headers.get("Authorization", "")) or _SCOPE.search(unquote(path))
-    if scope is None:
+    """The AWS URL a request to the local endpoint stands for.
+
+    Only a request with a SigV4 Authorization header is one: a page in a browser can send a form
+    POST or a presigned-style URL (credential scope in the query) to 127.0.0.1 from any site, but
+    not an Authorization header without a CORS preflight, which this endpoint never grants.
+    """
+    scope = _SCOPE.search(headers.get("Authorization", ""))
+    if scope is None or not headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 "):
         raise NotAnAwsRequest(
-            "unsigned request: the embedded AWS answers SigV4-signed requests (boto3, AWS CLI)"
+            "unsigned request: the embedded AWS answers requests with a SigV4 Authorization header "
+            "(boto3, AWS CLI); presigned URLs and browser forms are refused"
         )
     region, service = scope["region"], scope["service"]
     if service == "s3" and path.startswith(_S3CONTROL_PATH):
@@ -116,7 +138,59 @@ class _ValidationError(Exception):
         self.message = message
 
 
-def make_handler(stack: Any, served_host: str, before_request: Any = None) -> type[BaseHTTPRequestHandler]:
+def _loopback_name(name: str) -> bool:
+    """A Host name that only this machine answers to: a loopback address, localhost, *.localhost."""
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_request_host(host_header: str | None, served_host: str, port: int) -> None:
+    """The Host header must name this endpoint: a DNS-rebinding page reaches 127.0.0.1 under its own
+    name (Host: attacker.example), which is refused, as is a missing Host or another port."""
+    if not host_header:
+        raise Refused(400, "no Host header: the embedded AWS answers HTTP/1.1 requests to its own address")
+    name, _, given_port = (
+        host_header.rpartition(":") if not host_header.endswith("]") else (host_header, "", "")
+    )
+    if not name or (given_port and not given_port.isdigit()):
+        name, given_port = host_header, ""
+    if given_port and int(given_port) != port:
+        raise Refused(403, f"Host {host_header[:100]!r} is not this endpoint (port {port})")
+    bare = name.lower().rstrip(".")
+    served = served_host.lower().strip("[]")
+    if not (_loopback_name(bare) or bare.strip("[]") == served or bare.endswith("." + served)):
+        raise Refused(
+            403, f"Host {host_header[:100]!r} is not this endpoint: it answers only to its loopback address"
+        )
+
+
+def request_length(headers: Any) -> int:
+    """The body's length from Content-Length: digits only, at most MAX_BODY_BYTES; no chunked bodies."""
+    if headers.get("Transfer-Encoding"):
+        raise Refused(411, "Transfer-Encoding is not supported: send a Content-Length")
+    text = headers.get("Content-Length")
+    if text is None:
+        return 0
+    if not (text.isascii() and text.isdigit()):
+        raise Refused(400, f"Content-Length {text[:40]!r} is not a number of bytes")
+    length = int(text)
+    if length > MAX_BODY_BYTES:
+        raise Refused(
+            413,
+            f"a {length}-byte body is more than the embedded AWS reads in one request ({MAX_BODY_BYTES}); "
+            "upload it in parts (boto3's upload_file and the AWS CLI do so above 8 MiB)",
+        )
+    return length
+
+
+def make_handler(
+    stack: Any, served_host: str, before_request: Any = None, port: int | None = None
+) -> type[BaseHTTPRequestHandler]:
     cloudformation = StackOutputs(stack)
 
     class Handler(BaseHTTPRequestHandler):
@@ -126,13 +200,32 @@ def make_handler(stack: Any, served_host: str, before_request: Any = None) -> ty
             pass  # one line per request would drown the console
 
         def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                check_request_host(
+                    self.headers.get("Host"), served_host, port or self.server.server_address[1]
+                )
+                length = request_length(self.headers)
+            except Refused as exc:
+                self.close_connection = True  # the body, if any, was not read
+                self._send(exc.status, {"Content-Type": "text/plain"}, str(exc).encode())
+                return
             body = self.rfile.read(length) if length else b""
             try:
                 url = aws_url(self.path, self.headers, served_host)
             except NotAnAwsRequest as exc:
                 self._send(400, {"Content-Type": "text/plain"}, str(exc).encode())
                 return
+            try:
+                self._dispatch(url, body)
+            except Exception as exc:  # noqa: BLE001 - one line to the client, never a traceback
+                self.close_connection = True
+                self._send(
+                    500,
+                    {"Content-Type": "text/plain"},
+                    f"the embedded AWS failed: {type(exc).__name__}".encode(),
+                )
+
+        def _dispatch(self, url: str, body: bytes) -> None:
             if before_request is not None:
                 before_request()
             answered = None
@@ -172,6 +265,15 @@ def make_handler(stack: Any, served_host: str, before_request: Any = None) -> ty
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _answer
 
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            # http.server's own answer to malformed HTTP (bad request line, too-long header): a plain
+            # 4xx without its HTML page; the connection closes.
+            self.close_connection = True
+            self.request_version = "HTTP/1.1"  # an unparsed line reads as HTTP/0.9, which has no status line
+            self._send(
+                code, {"Content-Type": "text/plain"}, (message or "bad request").encode("utf-8", "replace")
+            )
+
     return Handler
 
 
@@ -203,6 +305,30 @@ class FaultsFile:
                 print(f"batchpipe: faults file {self.path} not reloaded: {exc}", file=sys.stderr, flush=True)
                 return
             print(f"faults reloaded from {self.path}: {len(rules)} rule(s)", flush=True)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-request is not the operator's problem: no traceback on stderr.
+        pass
+
+
+def bind(host: str, port: int) -> ThreadingHTTPServer:
+    """The listening server on ``host`` (IPv4 or IPv6 loopback), or one line why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_class = type("Server", (_Server,), {"address_family": family})
+    try:
+        return server_class((host, port), BaseHTTPRequestHandler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"--port {port}: already in use on {host}; stop what listens there or pick another"
+            ) from None
+        raise UsageError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})"
+        ) from None
 
 
 def check_host(host: str) -> str:
@@ -238,12 +364,12 @@ def local_serve(args: argparse.Namespace) -> int:
             faults=faults,
         ) as stack,
     ):
+        server = bind(host, args.port)  # before seeding: a port in use is known at once
+        port = server.server_address[1]
         count = populate(stack, world, layout, args, sys.stdout)
         reload_faults = FaultsFile(faults_path, stack.engine, read_faults)
-        server = ThreadingHTTPServer((host, args.port), make_handler(stack, host, reload_faults.refresh))
-        server.daemon_threads = True
-        port = server.server_address[1]
-        endpoint = f"http://{host}:{port}"
+        server.RequestHandlerClass = make_handler(stack, host, reload_faults.refresh, port)
+        endpoint = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         print(
             f"serving stack {stack.stack_name!r} on the embedded AWS at {endpoint} "
             f"({count} objects in s3://{world.source_bucket}); Ctrl-C stops it\n"
