@@ -10,7 +10,6 @@ to be a person's cancel (final, see batchpipe_core.attempts).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -20,6 +19,7 @@ from batchpipe_core.jobs import (
     CONFIRM_BY_OPERATOR,
     COUNTED_STATUSES,
     ENDING_STATUSES,
+    MAX_ATTEMPTS_LIMIT,
     TAG_CONFIRMATION,
     CurrentAttempt,
     error_code,
@@ -172,30 +172,43 @@ def cancel_run_jobs(
 ) -> list[dict[str, Any]]:
     """Cancels every job of the run (``run.runId``) that has not ended, and closes the attempts' token items.
 
-    The run's attempts are its token items ``token_key(run_id, 1..n)`` (attempts are numbered
-    without gaps), so no scan is needed. Closing claims the waiting token, so a late status event can
-    no longer complete it. Returns one entry per job the pipeline cancelled.
+    Every possible attempt's item ``token_key(run_id, 1..MAX_ATTEMPTS_LIMIT)`` is read, so no scan
+    is needed and an item that TTL removed (an early attempt of a run that lasted past the token
+    TTL) does not hide the later ones. Closing claims the waiting token, so a late status event can
+    no longer complete it. Returns one entry per job the pipeline cancelled, its own earlier cancels
+    included: a repeated call (a retried invocation whose first answer was lost) gives the same list.
     """
     cancelled = []
-    for attempt in itertools.count(1):
+    for attempt in range(1, MAX_ATTEMPTS_LIMIT + 1):
         key = token_key(run_id, attempt)
         item = table.get(key)
         if item is None:
-            return cancelled
+            continue
         if item.task_token is not None and not item.completed:
             table.claim(key, item.task_token, CLOSED_BY)
         if item.job_id is None:
             continue
         try:
-            status = describe(s3control, account_id, item.job_id).get("Status")
+            job = describe(s3control, account_id, item.job_id)
         except ClientError as exc:
             if error_code(exc) not in _JOB_MOVED_ON:
                 raise
             continue
-        if is_terminal(status) or status in ("Cancelling", "Completing", "Failing"):
-            continue  # ended or ending by itself: nothing to stop
-        entry = cancel_job(
-            s3control, table, account_id=account_id, key=key, job_id=item.job_id, reason=reason
-        )
+        status = job.get("Status")
+        if item.cancel_reason is not None and status in ("Cancelling", "Cancelled"):
+            # The pipeline's cancel already took (this call's first run, or ConfirmJob's maxObjects).
+            progress = job.get("ProgressSummary") or {}
+            entry = {
+                "jobId": item.job_id,
+                "status": status,
+                "reason": item.cancel_reason,
+                "total": progress.get("TotalNumberOfTasks"),
+            }
+        elif is_terminal(status) or status in ENDING_STATUSES:
+            continue  # ended or ending by itself (or by a person): nothing to stop
+        else:
+            entry = cancel_job(
+                s3control, table, account_id=account_id, key=key, job_id=item.job_id, reason=reason
+            )
         cancelled.append({"attempt": attempt, **entry, "by": "pipeline"})
     return cancelled

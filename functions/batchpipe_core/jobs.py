@@ -160,6 +160,11 @@ class CheckJobInput(StatePart):
 # ------------------------------------------------------------------ keys
 
 
+#: A run has at most this many attempts (spec ``retry.maxAttempts``), so its token items are
+#: ``token_key(run_id, 1..MAX_ATTEMPTS_LIMIT)``: a cleanup can read every one of them without a scan.
+MAX_ATTEMPTS_LIMIT = 10
+
+
 def token_key(run_id: str, attempt: int) -> str:
     """TokenTable partition key of one (run, attempt): docs/ARCHITECTURE.md fixes the shape.
 

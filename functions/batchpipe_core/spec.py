@@ -34,6 +34,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.inventory_layout import VERSION_CHOICES, VERSIONS_CURRENT, VERSIONS_PINNED, known_columns
+from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.operation import operation_errors, operation_names
 from batchpipe_core.query import MAX_BIGINT, build_unload_sql
 from batchpipe_core.where import normalize_where
@@ -58,7 +59,6 @@ INVENTORY_ENCRYPTION_STATUSES: tuple[str, ...] = ("SSE-S3", "SSE-C", "SSE-KMS", 
 REPORT_SCOPES: tuple[str, ...] = ("AllTasks", "FailedTasksOnly")
 # What a run does while another run of its name is active (batchpipe_core.runlock, docs/OPERATIONS.md).
 CONCURRENCY_MODES: tuple[str, ...] = ("skip", "wait", "force")
-MAX_ATTEMPTS_LIMIT = 10
 # The template's BackoffSeconds parameter allows the same; the wait doubles per attempt.
 MAX_BACKOFF_SECONDS = 86_400
 MAX_PRIORITY = 2_147_483_647

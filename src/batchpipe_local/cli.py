@@ -83,11 +83,14 @@ def read_spec(path: str) -> dict:
 
 
 def read_faults(path: str) -> list[Any]:
+    from .lambda_faults import check_states, shipped_lambda_task_states
     from .s3batch.faults import FaultRuleError, parse_rules
 
     raw = _read_json(path, "faults")
     try:
-        return parse_rules(raw)
+        rules = parse_rules(raw)
+        check_states(rules, shipped_lambda_task_states())
+        return rules
     except FaultRuleError as exc:
         raise UsageError(f"faults file {path}: {exc}") from None
 

@@ -30,9 +30,11 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from . import template as tpl
 from .events import EventRouter, Rule, execution_status_change
 from .isolation import REGION, isolated_environment
+from .lambda_faults import LambdaTimeouts, check_states, lambda_task_states
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
 from .ops.commands import readable_cause
 from .s3_rules import documented_part_copies
+from .s3batch.faults import LambdaTimeoutRule, parse_rules
 from .world import required_parameters
 
 TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -122,6 +124,15 @@ class LocalStack:
             },
             attr=self._attr,
         )
+        # Rules given as JSON are parsed here, once, so that an error names the rule's index in the list.
+        given = [rule for rule in self.faults if isinstance(rule, Mapping)]
+        parsed = iter(parse_rules(given))
+        self.fault_rules = [next(parsed) if isinstance(rule, Mapping) else rule for rule in self.faults]
+        # lambdaTimeout rules act on Step Functions' Lambda invocations; the rest on the S3 Batch engine.
+        self.lambda_timeouts = LambdaTimeouts(
+            [rule for rule in self.fault_rules if isinstance(rule, LambdaTimeoutRule)],
+            timeout_of=lambda name: self.functions.resolve(name).timeout_seconds,
+        )
         self.engine: Any = None
         self.athena: Any = None
         self.router: EventRouter | None = None
@@ -152,6 +163,7 @@ class LocalStack:
         self._exit.enter_context(_execution_status_events(self._put_execution_event))
         self._exit.enter_context(_stop_wakes_task_token_waits())
         self._exit.enter_context(documented_part_copies())
+        self._exit.enter_context(self.lambda_timeouts.installed())
         self._create_resources()
         self._start_emulation()
 
@@ -374,6 +386,7 @@ class LocalStack:
             (tpl.REPO_ROOT / props["DefinitionUri"]).read_text(), substitutions
         )
         self.definition = json.loads(definition)
+        check_states(self.fault_rules, lambda_task_states(self.definition))
         self.client("stepfunctions").create_state_machine(
             name=self._attr(logical_id, "Name"), definition=definition, roleArn=self._execution_role
         )
@@ -410,7 +423,7 @@ class LocalStack:
                 event_sink=self.router,
                 lambda_invoker=self.functions.invoke,
                 key_decoding=self.key_decoding,
-                faults=self.faults,
+                faults=[rule for rule in self.fault_rules if not isinstance(rule, LambdaTimeoutRule)],
                 **self.engine_options,
             )
             self._exit.enter_context(self.engine.installed())

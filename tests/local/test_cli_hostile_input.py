@@ -219,6 +219,21 @@ CASES = [
     ),
     ("faults-not-object", lambda u, t: _faults(t, [VALID_RULE, 5]), "faults[1]: must be a JSON object"),
     (
+        "faults-lambda-timeout-state",
+        lambda u, t: _faults(t, [VALID_RULE, {"lambdaTimeout": {"state": "NoSuchState"}}]),
+        "faults[1].lambdaTimeout.state: 'NoSuchState' is not a Task state that invokes a Lambda function",
+    ),
+    (
+        "faults-lambda-timeout-times",
+        lambda u, t: _faults(t, [{"lambdaTimeout": {"state": "Summarize", "times": 0}}]),
+        "faults[0].lambdaTimeout.times: must be a whole number >= 1",
+    ),
+    (
+        "faults-lambda-timeout-field",
+        lambda u, t: _faults(t, [{"lambdaTimeout": {"state": "Summarize", "after": 1}}]),
+        "faults[0].lambdaTimeout.after: unknown field",
+    ),
+    (
         "inventory-source-bucket",
         lambda u, t: _bad_inventory(t, _bad_source_bucket),
         "sourceBucket '../Not A Bucket' must be 3-63 characters",

@@ -106,12 +106,50 @@ class CancelJobRule:
         return attempt == str(self.attempt) and tasks_run >= self.after_tasks
 
 
-Rule = FaultRule | CancelJobRule
+@dataclass(frozen=True)
+class LambdaTimeoutRule:
+    """``{"lambdaTimeout": {"state": "<Lambda Task state>", "times": 1}}``: the state's first ``times``
+    Lambda invocations do their work and then fail as a timed-out invocation does. Applied by the
+    stack to Step Functions, not by this engine (batchpipe_local.lambda_faults); the state name is
+    checked against the state machine there."""
+
+    state: str
+    times: int
+
+    FIELDS = ("state", "times")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> LambdaTimeoutRule:
+        if set(raw) != {"lambdaTimeout"}:
+            raise FaultRuleError(
+                sorted(set(raw) - {"lambdaTimeout"})[0], "unknown field; this rule has only lambdaTimeout"
+            )
+        body = raw["lambdaTimeout"]
+        if not isinstance(body, Mapping):
+            raise FaultRuleError(
+                "lambdaTimeout",
+                f'must be an object like {{"state": "CreateJobAndWait", "times": 1}}, not {_short(body)}',
+            )
+        unknown = sorted(set(body) - set(cls.FIELDS))
+        if unknown:
+            raise FaultRuleError(
+                f"lambdaTimeout.{unknown[0]}", f"unknown field; lambdaTimeout takes {', '.join(cls.FIELDS)}"
+            )
+        state, times = body.get("state"), body.get("times", 1)
+        if not isinstance(state, str) or not state:
+            raise FaultRuleError("lambdaTimeout.state", f"must name a Task state, not {_short(state)}")
+        if not _whole(times) or times < 1:
+            raise FaultRuleError("lambdaTimeout.times", f"must be a whole number >= 1, not {_short(times)}")
+        return cls(state, times)
+
+
+Rule = FaultRule | CancelJobRule | LambdaTimeoutRule
 
 #: Rule kinds by the field that identifies them. A new kind is one entry here plus its class.
-RULE_KINDS: dict[str, type[FaultRule] | type[CancelJobRule]] = {
+RULE_KINDS: dict[str, type[FaultRule] | type[CancelJobRule] | type[LambdaTimeoutRule]] = {
     "keyRegex": FaultRule,
     "cancelJob": CancelJobRule,
+    "lambdaTimeout": LambdaTimeoutRule,
 }
 
 
