@@ -143,22 +143,28 @@ def test_create_job_refuses_requests_aws_would_refuse(s3batch_env, one_object_ma
         s3batch_env.create_job(operation, manifest, **request)
 
 
-def test_manifest_generator_is_refused_plainly(s3batch_env):
-    with pytest.raises(s3batch_env.s3control.exceptions.BadRequestException, match="ManifestGenerator"):
-        s3batch_env.s3control.create_job(
-            AccountId=S3BATCH_ACCOUNT,
-            Operation=TAGGING,
-            Report={"Enabled": False},
-            ClientRequestToken="t",
-            Priority=1,
-            RoleArn=S3BATCH_ROLE,
-            ManifestGenerator={
-                "S3JobManifestGenerator": {
-                    "SourceBucket": "arn:aws:s3:::src-bkt",
-                    "EnableManifestOutput": False,
-                }
-            },
-        )
+def test_a_manifest_generator_without_output_runs_and_leaves_no_manifest(s3batch_env):
+    """tests/local/test_s3batch_generator.py covers the generator; here: EnableManifestOutput false."""
+    s3batch_env.bucket("src-bkt")
+    s3batch_env.put("src-bkt", "photo.jpg")
+    job_id = s3batch_env.s3control.create_job(
+        AccountId=S3BATCH_ACCOUNT,
+        Operation=TAGGING,
+        Report={"Enabled": False},
+        ClientRequestToken="t",
+        Priority=1,
+        RoleArn=S3BATCH_ROLE,
+        ConfirmationRequired=False,
+        ManifestGenerator={
+            "S3JobManifestGenerator": {"SourceBucket": "arn:aws:s3:::src-bkt", "EnableManifestOutput": False}
+        },
+    )["JobId"]
+    assert s3batch_env.engine.wait_idle(30)
+
+    job = s3batch_env.describe(job_id)
+    assert (job["Status"], job["ProgressSummary"]["NumberOfTasksSucceeded"]) == ("Complete", 1)
+    assert "GeneratedManifestDescriptor" not in job
+    assert s3batch_env.tags("src-bkt", "photo.jpg") == {"batch": "done"}
 
 
 def test_confirmation_required_waits_suspended_until_ready(s3batch_env, one_object_manifest):

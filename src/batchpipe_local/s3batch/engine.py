@@ -27,7 +27,7 @@ import boto3
 from botocore.config import Config
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from . import events, jobs, operations, report, routes
+from . import events, generator, jobs, operations, report, routes
 from .errors import (
     BadRequestException,
     IdempotencyException,
@@ -404,14 +404,22 @@ class BatchEngine:
     def _prepare(self, job: Job) -> None:
         if not self._transition(job, jobs.PREPARING, expected=[jobs.NEW]):
             return
+        generated = None
         try:
-            tasks = read_tasks(self._s3_client(), job.request["Manifest"], key_decoding=self.key_decoding)
+            if job.request.get("ManifestGenerator"):
+                tasks = generator.generate(self._s3_client(), job.request["ManifestGenerator"])
+                generated = generator.write_output(
+                    self._s3_client(), job.request["ManifestGenerator"], job.job_id, tasks, _now()
+                )
+            else:
+                tasks = read_tasks(self._s3_client(), job.request["Manifest"], key_decoding=self.key_decoding)
         except ManifestError as exc:
             self._fail(job, exc.code, exc.reason)
             return
         confirm = bool(job.request.get("ConfirmationRequired"))
         with self._cond:
             job.tasks = tasks
+            job.generated_manifest = generated
             if confirm:
                 job.suspended_date = _now()
                 job.suspended_cause = "The job requires confirmation (ConfirmationRequired) before it runs"

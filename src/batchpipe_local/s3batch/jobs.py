@@ -13,7 +13,7 @@ from typing import Any
 
 from moto.utilities.utils import get_partition
 
-from . import operations
+from . import generator, operations
 from .errors import BadRequestException
 from .manifest import CSV_FORMAT, INVENTORY_FORMAT, parse_bucket_arn, parse_object_arn
 from .report import ALL_TASKS, FAILED_TASKS_ONLY, REPORT_FORMAT, ResultSpool
@@ -55,6 +55,8 @@ class Job:
     suspended_cause: str | None = None
     cancel_requested: bool = False
     report_manifest_key: str | None = None
+    # DescribeJob's GeneratedManifestDescriptor: set once a ManifestGenerator has run (and wrote output).
+    generated_manifest: dict | None = None
     _active_since: float | None = None
     _active_seconds: float = 0.0
 
@@ -104,6 +106,8 @@ class Job:
             "JobArn": self.arn,
             "Status": self.status,
             "Manifest": request.get("Manifest"),
+            "ManifestGenerator": request.get("ManifestGenerator"),
+            "GeneratedManifestDescriptor": self.generated_manifest,
             "Operation": request["Operation"],
             "Priority": self.priority,
             "ProgressSummary": self.progress_summary(),
@@ -139,16 +143,15 @@ def validate_create_job(params: dict) -> None:
         operations.validate(params.get("Operation") or {})
     except ValueError as exc:
         raise BadRequestException(str(exc)) from exc
-    if params.get("ManifestGenerator"):
-        if params.get("Manifest"):
-            raise BadRequestException("Specify either Manifest or ManifestGenerator, not both")
-        raise BadRequestException(
-            "ManifestGenerator is not supported by the local S3 Batch engine: pass a Manifest"
-        )
     manifest = params.get("Manifest")
-    if not manifest:
+    if params.get("ManifestGenerator"):
+        if manifest:
+            raise BadRequestException("Specify either Manifest or ManifestGenerator, not both")
+        generator.validate(params["ManifestGenerator"])
+    elif not manifest:
         raise BadRequestException("CreateJob requires Manifest (or ManifestGenerator)")
-    _validate_manifest(manifest)
+    else:
+        _validate_manifest(manifest)
     _validate_report(params["Report"])
     if len(params.get("Tags") or []) > MAX_JOB_TAGS:
         raise BadRequestException(f"A job takes at most {MAX_JOB_TAGS} tags")

@@ -1,0 +1,159 @@
+"""A run's objects from S3 Batch's own manifest generator instead of an inventory (issue #26 §2).
+
+The spec's ``filter`` is translated into CreateJob's ``ManifestGenerator`` (``S3JobManifestGenerator``
+with a ``JobManifestGeneratorFilter``; S3 API reference). The generator can express only part of the
+filter, so every other field is refused by name, naming the source that supports it, rather than
+silently widened. Translations keep the spec's meaning exactly:
+
+* ``prefixes`` -> ``KeyNameConstraint.MatchAnyPrefix``, which "accepts an array of strings with a length
+  of 1 string" (API reference, KeyNameConstraint): one prefix per run.
+* ``minSizeBytes``/``maxSizeBytes`` are inclusive; ``ObjectSizeGreaterThanBytes``/``LessThanBytes`` are
+  strict, so the bounds move by one byte.
+* ``modifiedAfter`` is inclusive and ``CreatedAfter`` strict ("created after this time"): the bound moves
+  back one millisecond, finer than the second to which S3 records LastModified (ListObjectsV2 shows
+  ``.000Z``), so no object moves in or out. ``modifiedBefore`` and ``CreatedBefore`` are both exclusive.
+* ``storageClasses`` -> ``MatchAnyStorageClass``, whose valid values lack REDUCED_REDUNDANCY, OUTPOSTS
+  and SNOW.
+* ``encryptionStatuses`` -> ``MatchAnyObjectEncryption``, which holds exactly one entry.
+
+The generator lists current versions only and its manifest names no version: ``latestOnly: false`` and
+``versions: "pinned"`` are refused too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from batchpipe_core.jobs import JobSettings
+
+GENERATED_MANIFEST_FORMAT = "S3InventoryReport_CSV_20211130"
+# API reference, JobManifestGeneratorFilter.MatchAnyStorageClass (S3StorageClass).
+GENERATOR_STORAGE_CLASSES = (
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "GLACIER",
+    "INTELLIGENT_TIERING",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+)
+# Inventory EncryptionStatus values -> ObjectEncryptionFilter members.
+GENERATOR_ENCRYPTIONS = {
+    "SSE-S3": "SSES3",
+    "SSE-KMS": "SSEKMS",
+    "DSSE-KMS": "DSSEKMS",
+    "SSE-C": "SSEC",
+    "NOT-SSE": "NOTSSE",
+}
+INVENTORY_SOURCE = "the inventory source (omit source)"
+# Filter fields only an inventory (through Athena) can evaluate.
+_INVENTORY_ONLY = {
+    "keyRegex": "a regular expression",
+    "where": "an SQL predicate over inventory columns",
+}
+
+
+def generator_problems(filter_spec: dict[str, Any] | None) -> list[str]:
+    """One line per filter field the manifest generator cannot apply as written, naming the fix."""
+    filter_spec = filter_spec or {}
+    problems = [
+        f"filter.{name}: {what} needs {INVENTORY_SOURCE}; S3 Batch's manifest generator (source.bucket) "
+        "filters only by prefix, size, storage class, creation time and encryption"
+        for name, what in _INVENTORY_ONLY.items()
+        if filter_spec.get(name) is not None
+    ]
+    prefixes = filter_spec.get("prefixes") or []
+    if len(prefixes) > 1:
+        problems.append(
+            f"filter.prefixes: the manifest generator takes one prefix (KeyNameConstraint.MatchAnyPrefix), got "
+            f"{len(prefixes)}; run once per prefix, or use {INVENTORY_SOURCE}"
+        )
+    classes = [c for c in filter_spec.get("storageClasses") or [] if c not in GENERATOR_STORAGE_CLASSES]
+    if classes:
+        problems.append(
+            f"filter.storageClasses: the manifest generator cannot select {', '.join(classes)}; use one of "
+            f"{', '.join(GENERATOR_STORAGE_CLASSES)}, or {INVENTORY_SOURCE}"
+        )
+    encryptions = filter_spec.get("encryptionStatuses") or []
+    if len(encryptions) > 1:
+        problems.append(
+            "filter.encryptionStatuses: the manifest generator takes one encryption status "
+            f"(MatchAnyObjectEncryption holds 1 entry), got {len(encryptions)}; run once per status, "
+            f"or use {INVENTORY_SOURCE}"
+        )
+    if filter_spec.get("latestOnly") is False:
+        problems.append(
+            "filter.latestOnly: the manifest generator lists current versions only; remove latestOnly: false, "
+            f"or use {INVENTORY_SOURCE} with an all-versions inventory"
+        )
+    if filter_spec.get("versions") == "pinned":
+        problems.append(
+            'filter.versions: "pinned" needs version IDs, which the generated manifest does not list; '
+            f'use "current", or {INVENTORY_SOURCE} with an all-versions inventory'
+        )
+    return problems
+
+
+def generator_filter(filter_spec: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``JobManifestGeneratorFilter`` of a filter that ``generator_problems`` accepts."""
+    filter_spec = filter_spec or {}
+    result: dict[str, Any] = {}
+    if filter_spec.get("modifiedAfter") is not None:
+        result["CreatedAfter"] = _instant(filter_spec["modifiedAfter"]) - timedelta(milliseconds=1)
+    if filter_spec.get("modifiedBefore") is not None:
+        result["CreatedBefore"] = _instant(filter_spec["modifiedBefore"])
+    if filter_spec.get("prefixes"):
+        result["KeyNameConstraint"] = {"MatchAnyPrefix": list(filter_spec["prefixes"])}
+    if filter_spec.get("minSizeBytes"):  # at least 0 bytes: every object, no condition
+        result["ObjectSizeGreaterThanBytes"] = filter_spec["minSizeBytes"] - 1
+    if filter_spec.get("maxSizeBytes") is not None:
+        result["ObjectSizeLessThanBytes"] = filter_spec["maxSizeBytes"] + 1
+    if filter_spec.get("storageClasses"):
+        result["MatchAnyStorageClass"] = list(filter_spec["storageClasses"])
+    if filter_spec.get("encryptionStatuses"):
+        result["MatchAnyObjectEncryption"] = [
+            {GENERATOR_ENCRYPTIONS[status]: {}} for status in filter_spec["encryptionStatuses"]
+        ]
+    return result
+
+
+def manifest_output_prefix(run_prefix: str) -> str:
+    """Where S3 writes the generated manifest: in the run's own folder, beside its reports."""
+    return f"{run_prefix}generated-manifest"
+
+
+def manifest_generator(
+    source_bucket: str, filter_spec: dict[str, Any] | None, run_prefix: str, settings: JobSettings
+) -> dict[str, Any]:
+    """CreateJob's ``ManifestGenerator`` for a run of ``source_bucket``, its manifest kept in the run's prefix."""
+    partition = settings.partition
+    spec: dict[str, Any] = {
+        "ExpectedBucketOwner": settings.account_id,
+        "SourceBucket": f"arn:{partition}:s3:::{source_bucket}",
+        # Always written: the report join, the counts and reruns read the manifest the job ran on.
+        "EnableManifestOutput": True,
+        "ManifestOutputLocation": {
+            "ExpectedManifestBucketOwner": settings.account_id,
+            "Bucket": f"arn:{partition}:s3:::{settings.pipeline_bucket}",
+            "ManifestPrefix": manifest_output_prefix(run_prefix),
+            "ManifestEncryption": {"SSES3": {}},
+            "ManifestFormat": GENERATED_MANIFEST_FORMAT,
+        },
+    }
+    conditions = generator_filter(filter_spec)
+    if conditions:
+        spec["Filter"] = conditions
+    return {"S3JobManifestGenerator": spec}
+
+
+def with_manifest_generator(request: dict[str, Any], generator: dict[str, Any]) -> dict[str, Any]:
+    """A CreateJob request (``jobs.build_create_job_request``) that lists its objects with ``generator``:
+    CreateJob takes Manifest or ManifestGenerator, never both."""
+    return {name: value for name, value in request.items() if name != "Manifest"} | {
+        "ManifestGenerator": generator
+    }
+
+
+def _instant(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
