@@ -1,26 +1,38 @@
-"""Completion-report processing speed and memory: batchpipe's two report readers vs pyarrow.csv alone.
+"""Completion-report processing speed and memory: the report stage's handlers and readers vs pyarrow.csv alone.
 
 Not a test. Generates a report in AWS's layout on local disk (``job-<id>/manifest.json`` plus
-headerless ``results/<hash>.csv`` files split by task status, HTTP status 5th, quoted messages with
-commas and newlines, URL-encoded keys; 1% of tasks failed) and measures, each in a fresh process so
-peak memory is its own:
+headerless ``results/<hash>.csv`` files split by task status and cut every 250,000 rows, HTTP status
+5th, quoted messages with commas and newlines) with realistic keys - spaces, ``+``, accents, CJK,
+emoji, deep folders, one in 20 about 450 characters long, URL-encoded as BuildManifest's Athena query
+writes them - and ``--fail-rate`` of the tasks failed (default 5%), half retriable (503 SlowDown,
+Lambda TemporaryFailure), half permanent (404 NoSuchKey, 403 AccessDenied). Each mode runs in a
+fresh process so peak memory is its own:
 
-* ``parse-pyarrow``   batchpipe_core.report.read_result_rows with pyarrow's streaming reader (what
-                      ProcessReport uses when the AWS SDK for pandas layer is attached): every row
-                      as a ReportRow
-* ``parse-csv``       the same with the csv-module fallback (a deployment without the layer)
-* ``process-pyarrow`` ProcessReport's work for a Complete job (with local files instead of S3
-                      uploads): per Arrow batch, successes and error labels counted and failures
-                      classified in Arrow (accounting.tally_parts), only failed rows become
-                      ReportRows, written to the retry manifest and failures file
+* ``handlers``        **what users run**: the report stage's real handlers in the state machine's
+                      order - PlanReport, ReportPart over every window of every results file, the
+                      PackParts loop, ProcessReport - over the report uploaded to an in-process moto
+                      S3 before the timer (moto's own request handling is in the figure)
+* ``process-pyarrow`` ReportPart's work for a Complete job without S3: every window through
+                      ``accounting.tally_results``; files of successes only counted, failed rows
+                      classified, decoded, counted by prefix and written column-wise
+                      (``attempts.AttemptOutputs.on_columns``) to local files
+* ``process-pyarrow-rows`` the same with every failed row a ReportRow through the per-row sinks
+                      (the path before issue 23), for the ratio
 * ``process-csv``     the same with the csv-module fallback (every row a ReportRow, classified in Python)
+* ``parse-pyarrow``   batchpipe_core.report.read_result_rows with pyarrow: every row as a ReportRow
+* ``parse-csv``       the same with the csv-module fallback
 * ``join``            the Failed/Cancelled-job path: the manifest (5% more rows than the report: tasks
                       never run) joined with the report (pyarrow reader) by hash-partitioning to disk,
-                      then processed
+                      then processed row by row
 * ``join-in-memory``  the same join with the whole report in a dict (what a report under the
                       join's memory_rows bound gets; shown at sizes it is not allowed, for its cost)
-* ``pyarrow-stream``  pyarrow.csv.open_csv over the same files, batches counted (the baseline)
+* ``pyarrow-stream``  **baseline**: pyarrow.csv.open_csv over the same files on one thread, batches
+                      counted
+* ``pyarrow-stream-threads`` the same on pyarrow's thread pool (its default)
 * ``pyarrow-table``   pyarrow.csv.read_csv, whole table per file (shows what not streaming costs)
+
+Every mode's rate is compared with both baselines round by round (the modes run one after another,
+``--repeat`` rounds), and the median ratio shown: ``vs 1-thread`` and ``vs threads``.
 
 Optional modes, run only where awswrangler, pandas and moto import (not the project's .venv; see
 docs/PERFORMANCE.md for the venv they were measured in), for issue 6's other candidate, awswrangler's
@@ -43,18 +55,17 @@ the baseline gets paths (pyarrow's native reads), i.e. the best pyarrow alone ca
 Peak memory is the growth of the process's peak RSS over its RSS after imports (ru_maxrss), so
 native (pyarrow) allocations count too.
 
-    .venv/bin/python benchmarks/bench_report.py            # 1M rows
-    .venv/bin/python benchmarks/bench_report.py --10m      # also 10M rows (~1.2 GB of CSV)
-    .venv/bin/python benchmarks/bench_report.py --json     # one JSON object per mode on stdout
-    /tmp/wr-venv/bin/python benchmarks/bench_report.py     # a venv with awswrangler, pandas and
-                                                           # moto too: the optional modes as well
+    .venv/bin/python benchmarks/bench_report.py                      # 1M rows, 5% failed, every mode
+    .venv/bin/python benchmarks/bench_report.py --fail-rate 0.3      # 30% failed
+    .venv/bin/python benchmarks/bench_report.py --rows 10000000      # 10M rows (~1.6 GB of CSV)
+    .venv/bin/python benchmarks/bench_report.py --repeat 3 --json    # one JSON object per mode on stdout
+    /tmp/wr-venv/bin/python benchmarks/bench_report.py               # a venv with awswrangler, pandas and
+                                                                     # moto too: the optional modes as well
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import functools
 import hashlib
 import itertools
@@ -73,19 +84,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
 
-ROWS_PER_FILE = 1_000_000
-FAILED_EVERY = 100  # 1% of tasks fail
+ROWS_PER_FILE = 250_000  # results files per task status are cut at this many rows: several files
+FAIL_RATE = 0.05  # the default share of failed tasks (--fail-rate), half retriable, half permanent
 NOT_RUN_EXTRA = 0.05  # the join mode's manifest has 5% more objects than the report
 IN_MEMORY_JOIN_MAX_ROWS = 2_000_000
 REPORT_PART_ROWS = 10_000_000  # template.yaml's ReportPartRows default
 MODES = [
+    "handlers",
+    "process-pyarrow",
+    "process-pyarrow-rows",
+    "process-csv",
     "parse-pyarrow",
     "parse-csv",
-    "process-pyarrow",
-    "process-csv",
     "join",
     "join-in-memory",
     "pyarrow-stream",
+    "pyarrow-stream-threads",
     "pyarrow-table",
 ]
 #: Run only when awswrangler, pandas and moto import (OPTIONAL_PACKAGES).
@@ -94,6 +108,7 @@ OPTIONAL_PACKAGES = ("awswrangler", "pandas", "moto")
 PANDAS_CHUNK_ROWS = 100_000
 RESULT_COLUMNS = ["bucket", "key", "version", "status", "http", "code", "message"]
 MOTO_BUCKET = "report-bucket-example"
+#: (HTTP status, error code, message as written in the CSV): retriable and permanent in turn.
 FAILURES = [
     ("503", "SlowDown", "Please reduce your request rate."),
     ("404", "NoSuchKey", "The specified key does not exist."),
@@ -104,16 +119,43 @@ FAILURES = [
     ),
     ("403", "AccessDenied", '"Access Denied, check the role"'),
 ]
+#: Keys as buckets hold them (one in 20 each): spaces, ``+``, accents, CJK, emoji, deep folders, and
+#: one in 20 long (~450 characters, ~760 bytes of UTF-8, ~2 KB encoded).
+KEY_TEMPLATES = [
+    *[lambda i: f"photos/{2015 + i % 11}/{i % 12 + 1:02d}/IMG {i:09d}+é.jpg"] * 8,
+    *[lambda i: f"logs/app/2025-{i % 12 + 1:02d}-{i % 28 + 1:02d}/part-{i:07d}.log.gz"] * 4,
+    lambda i: f"données/été/café naïve {i}.txt",
+    lambda i: f"données/été/café naïve {i}.txt",
+    lambda i: f"日本語/フォルダ/ファイル{i}.txt",
+    lambda i: f"emoji/🎉/party-{i}.png",
+    lambda i: f"My Documents/Quarterly Report {i % 7 + 2019} Q{i % 4 + 1} (final) v{i}.pdf",
+    lambda i: "deep/" + "/".join(f"level{d}" for d in range(i % 12 + 4)) + f"/leaf-{i}.bin",
+    lambda i: f"c++/src/lib+extra/{i}+plus.h",
+    lambda i: f"long/{i}/" + "é" * 150 + "x" * 300,
+]
 
 
 def key_of(i: int) -> str:
-    return f"photos/2024/{i % 97:02d}/IMG%20{i:09d}%2B%C3%A9.jpg"
+    """The key of task ``i`` as S3 Batch Operations repeats it from the manifest: URL-encoded the
+    way BuildManifest's Athena query writes it (``replace(url_encode(key), '+', '%20')``: every byte
+    but letters, digits and ``.-*_`` escaped, ``/`` too)."""
+    from urllib.parse import quote
+
+    return quote(KEY_TEMPLATES[i % len(KEY_TEMPLATES)](i), safe="*")
+
+
+def failed_task(i: int, fail_rate: float) -> bool:
+    """Whether task ``i`` failed: ``fail_rate`` of them, spread through the job (a multiplicative
+    hash of i, so neither clustered nor in step with the key templates)."""
+    return (i * 2654435761) % 4294967296 < fail_rate * 4294967296
 
 
 # ------------------------------------------------------------------------------ generation
 
 
-def generate(directory: Path, rows: int, bucket: str = "source-bucket-example") -> Path:
+def generate(
+    directory: Path, rows: int, bucket: str = "source-bucket-example", fail_rate: float = FAIL_RATE
+) -> Path:
     """Writes the report (and, for the join mode, its manifest); returns the manifest.json path."""
     job = directory / "job-bench"
     results = job / "results"
@@ -129,14 +171,17 @@ def generate(directory: Path, rows: int, bucket: str = "source-bucket-example") 
 
     # Files are written as rows are generated: the generator stays small, like what it measures.
     succeeded_file = failed_file = None
-    succeeded_rows = 0
+    succeeded_rows = failed_rows = 0
     try:
         for i in range(rows):
-            if i % FAILED_EVERY == FAILED_EVERY - 1:
-                http, code, message = FAILURES[(i // FAILED_EVERY) % len(FAILURES)]
-                if failed_file is None:
+            if failed_task(i, fail_rate):
+                http, code, message = FAILURES[failed_rows % len(FAILURES)]
+                if failed_file is None or failed_rows % ROWS_PER_FILE == 0:
+                    if failed_file is not None:
+                        failed_file.close()
                     failed_file = open_result("failed")
                 failed_file.write(f"{bucket},{key_of(i)},,failed,{http},{code},{message}\n")
+                failed_rows += 1
                 continue
             if succeeded_file is None or succeeded_rows == ROWS_PER_FILE:
                 if succeeded_file is not None:
@@ -210,55 +255,208 @@ def windows(path: Path) -> Iterator[Callable[[], Any]]:
         opened[0].close()
 
 
-@contextlib.contextmanager
-def outcome_files(out_dir: Path) -> Iterator[tuple[Callable, Callable]]:
-    """(on_retriable, on_permanent): the rows written to a retry manifest and a failures file."""
-    with (
-        open(out_dir / "retry.csv", "w", newline="") as retry_file,
-        open(out_dir / "failures.csv", "w", newline="") as failures_file,
-    ):
-        retry, failures = csv.writer(retry_file), csv.writer(failures_file)
-        yield (
-            lambda row: retry.writerow((row.bucket, row.key)),
-            lambda row: failures.writerow(
-                (row.bucket, row.decoded_key, row.version_id, row.http_status, row.error_code, row.message)
-            ),
-        )
+class DiskS3:
+    """The S3 requests a part's outputs (attempts.AttemptOutputs, report.CsvUpload) make, onto local
+    files, so ``process-*`` time ReportPart's own work and not an S3 client."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uploads: dict[str, Any] = {}
+
+    def _file(self, key: str, mode: str) -> Any:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, mode)
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict:
+        with self._file(Key, "wb") as out:
+            out.write(Body)
+        return {"ETag": '"local"'}
+
+    def create_multipart_upload(self, Bucket: str, Key: str, **_: Any) -> dict:
+        self.uploads[Key] = self._file(Key, "wb")
+        return {"UploadId": Key}
+
+    def upload_part(self, UploadId: str, Body: bytes, **_: Any) -> dict:
+        self.uploads[UploadId].write(Body)
+        return {"ETag": '"part"'}
+
+    def complete_multipart_upload(self, UploadId: str, **_: Any) -> dict:
+        self.uploads.pop(UploadId).close()
+        return {"ETag": '"local"'}
+
+    def abort_multipart_upload(self, UploadId: str, **_: Any) -> None:
+        self.uploads.pop(UploadId).close()
 
 
-def process(entries: list[tuple[Path, str]], reader: str, out_dir: Path) -> dict:
+def process(entries: list[tuple[Path, str]], reader: str, out_dir: Path, *, columns: bool = True) -> dict:
     """ReportPartFunction's work on a Complete job's report (local files for S3): every window of
-    every results file through ``accounting.tally_results`` with the file's status, failures
-    written to a retry manifest and a failures file."""
+    every results file through ``accounting.tally_results`` with the file's status, failures written
+    by the part's ``AttemptOutputs`` (retry manifest, failures file, prefixes): column-wise
+    (``columns``, what the handler does) or row by row (the path before issue 23)."""
     from batchpipe_core.accounting import AttemptTally, tally_results
+    from batchpipe_core.attempts import AttemptOutputs
     from batchpipe_core.classification import Disposition
 
     counts = AttemptTally()
-    with outcome_files(out_dir) as (on_retriable, on_permanent):
-        for path, status in entries:
-            for open_window in windows(path):
-                tally_results(
-                    open_window,
-                    status,
-                    reader=reader,
-                    unknown=Disposition.PERMANENT,
-                    on_retriable=on_retriable,
-                    on_permanent=on_permanent,
-                    counts=counts,
-                )
+    s3 = DiskS3(out_dir)
+    for number, (path, status) in enumerate(entries):
+        for window, open_window in enumerate(windows(path)):
+            outputs = AttemptOutputs(
+                s3, "b", f"out/{number}-{window}/", last_attempt=False, fields=lambda: 2, headers=False
+            )
+            tally_results(
+                open_window,
+                status,
+                reader=reader,
+                unknown=Disposition.PERMANENT,
+                on_retriable=outputs.on_retriable,
+                on_permanent=outputs.on_permanent,
+                on_columns=outputs.on_columns if columns and reader == "pyarrow" else None,
+                counts=counts,
+            )
+            for upload in outputs.uploads():
+                upload.close()
     return outcome_counts(counts)
 
 
 def process_rows(rows: Iterable, out_dir: Path) -> dict:
-    """The same sinks over rows from elsewhere (the join's)."""
+    """The same outputs over rows from elsewhere (the join's), row by row."""
     from batchpipe_core.accounting import tally
+    from batchpipe_core.attempts import AttemptOutputs
     from batchpipe_core.classification import Disposition
 
-    with outcome_files(out_dir) as (on_retriable, on_permanent):
-        counts = tally(
-            rows, unknown=Disposition.PERMANENT, on_retriable=on_retriable, on_permanent=on_permanent
-        )
+    outputs = AttemptOutputs(
+        DiskS3(out_dir), "b", "out/", last_attempt=False, fields=lambda: 2, headers=False
+    )
+    counts = tally(
+        rows,
+        unknown=Disposition.PERMANENT,
+        on_retriable=outputs.on_retriable,
+        on_permanent=outputs.on_permanent,
+    )
+    for upload in outputs.uploads():
+        upload.close()
     return outcome_counts(counts)
+
+
+# ------------------------------------------------------------------ the handlers, on emulated S3
+
+HANDLER_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "ACCOUNT_ID": "123456789012",
+    "PIPELINE_BUCKET": MOTO_BUCKET,
+    "TOKEN_TABLE": "tokens",
+    "INVENTORY_BUCKET": "inventory",
+    "INVENTORY_PREFIX": "inventory",
+    "INVENTORY_FORMAT": "CSV",
+    "INVENTORY_VERSIONS": "Current",
+    "INVENTORY_DATABASE": "db",
+    "INVENTORY_TABLE": "inventory",
+    "ATHENA_WORKGROUP": "wg",
+    "BATCH_ROLE_ARN": "arn:aws:iam::123456789012:role/batch",
+    "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:topic",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+class _Context:
+    function_name = "bench"
+    memory_limit_in_mb = 1769
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+
+def count_records(files: list[Path]) -> int:
+    """Records in the results files (messages may hold newlines: parsed, not line-counted)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = ["bucket", "key", "version", "status", "http", "code", "message"]
+    options = (
+        pacsv.ReadOptions(column_names=names),
+        pacsv.ParseOptions(newlines_in_values=True),
+        pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), include_columns=["status"]),
+    )
+    return sum(pacsv.read_csv(path, *options).num_rows for path in files)
+
+
+def handler_chain(manifest_json: Path) -> tuple[Callable[[], dict], Any]:
+    """The report stage as the state machine runs it - PlanReport, ReportPart over every window of
+    every results file, the PackParts loop, ProcessReport - with the real handlers, over the report
+    uploaded to an in-process moto S3 (before the timer: uploading is not part of the stage).
+    Returns the stage to time, and the mock to stop afterwards."""
+    os.environ.update(HANDLER_ENV)
+    from moto import mock_aws
+
+    mock = mock_aws()
+    mock.start()
+    import boto3
+
+    from plan_report import app as plan_app
+    from process_report import app as process_app
+    from report_part import app as part_app
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=MOTO_BUCKET)
+    document = json.loads(manifest_json.read_text())
+    for entry in document["Results"]:
+        entry["Bucket"] = MOTO_BUCKET
+        entry["Key"] = f"report/job-bench/results/{entry['Key']}"
+        s3.upload_file(
+            str(manifest_json.parent / "results" / Path(entry["Key"]).name), MOTO_BUCKET, entry["Key"]
+        )
+    s3.put_object(
+        Bucket=MOTO_BUCKET, Key="report/job-bench/manifest.json", Body=json.dumps(document).encode()
+    )
+    rows = count_records(result_files(manifest_json))
+    manifest = s3.put_object(Bucket=MOTO_BUCKET, Key="run/manifest.csv", Body=b"source-bucket-example,k\n")
+    event = {
+        "spec": {"name": "bench", "operation": {"S3PutObjectTagging": {"TagSet": []}}},
+        "run": {"name": "bench", "executionId": "bench", "bucket": MOTO_BUCKET, "prefix": "run/"},
+        "current": {
+            "attempt": 1,
+            "manifest": {
+                "location": f"s3://{MOTO_BUCKET}/run/manifest.csv",
+                "bucket": MOTO_BUCKET,
+                "key": "run/manifest.csv",
+                "etag": manifest["ETag"].strip('"'),
+                "objects": rows,
+            },
+        },
+        "job": {
+            "jobId": "bench",
+            "status": "Complete",
+            "terminal": True,
+            "total": rows,
+            "report": {"bucket": MOTO_BUCKET, "prefix": "report", "scope": "AllTasks"},
+        },
+    }
+
+    def stage() -> dict:
+        context = _Context()
+        ref = plan_app.handler(event, context)
+        for items in (ref["readItems"], ref["joinItems"]):
+            for item in json.loads(s3.get_object(Bucket=MOTO_BUCKET, Key=items)["Body"].read()):
+                offset = 0
+                while offset is not None:
+                    offset = part_app.handler({"plan": ref, "item": item, "offset": offset}, context)[
+                        "offset"
+                    ]
+        while not process_app.handler({"reportPlan": ref, "pack": True}, context)["done"]:
+            pass
+        done = process_app.handler({**event, "reportPlan": ref}, context)
+        return {
+            "succeeded": done["succeeded"],
+            "retriable": done["failedRetriable"],
+            "permanent": done["failedPermanent"],
+        }
+
+    return stage, mock
 
 
 def outcome_counts(counts) -> dict:
@@ -412,14 +610,22 @@ def measure(mode: str, manifest_json: Path) -> dict:
         import awswrangler  # noqa: F401
     if mode in ("awswrangler-chunked", "parse-pyarrow-moto"):
         mock, s3, keys = moto_s3(files)  # uploading is not part of reading
+    if mode == "handlers":
+        stage, mock = handler_chain(manifest_json)
     rss_before = _current_rss_bytes()
     started, cpu_started = time.perf_counter(), time.process_time()
     detail: dict = {}
     if mode in ("parse-pyarrow", "parse-csv"):
         rows = sum(1 for _ in report_rows(files, mode.removeprefix("parse-")))
-    elif mode in ("process-pyarrow", "process-csv"):
+    elif mode == "handlers":
+        detail = stage()
+        rows = sum(detail.values())
+    elif mode in ("process-pyarrow", "process-pyarrow-rows", "process-csv"):
+        reader = "csv" if mode == "process-csv" else "pyarrow"
         with tempfile.TemporaryDirectory() as out:
-            detail = process(result_entries(manifest_json), mode.removeprefix("process-"), Path(out))
+            detail = process(
+                result_entries(manifest_json), reader, Path(out), columns=mode == "process-pyarrow"
+            )
         rows = sum(detail.values())
     elif mode in ("join", "join-in-memory"):
         from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow, parse_manifest_rows
@@ -444,14 +650,14 @@ def measure(mode: str, manifest_json: Path) -> dict:
             )
             detail = process_rows(joined, Path(out))
         rows = sum(detail.values())
-    elif mode in ("pyarrow-stream", "pyarrow-table"):
+    elif mode in ("pyarrow-stream", "pyarrow-stream-threads", "pyarrow-table"):
         names = ["bucket", "key", "version", "status", "http", "code", "message"]
-        read_options = pacsv.ReadOptions(column_names=names)
+        read_options = pacsv.ReadOptions(column_names=names, use_threads=mode != "pyarrow-stream")
         parse_options = pacsv.ParseOptions(newlines_in_values=True)
         convert_options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
         rows = 0
         for path in files:
-            if mode == "pyarrow-stream":
+            if mode != "pyarrow-table":
                 with pacsv.open_csv(path, read_options, parse_options, convert_options) as reader:
                     for batch in reader:
                         rows += batch.num_rows
@@ -518,7 +724,13 @@ def _current_rss_bytes() -> int:
 
 
 def run(
-    rows: int, keep: bool, modes: list[str], as_json: bool, repeat: int = 1, reuse: Path | None = None
+    rows: int,
+    keep: bool,
+    modes: list[str],
+    as_json: bool,
+    repeat: int = 1,
+    reuse: Path | None = None,
+    fail_rate: float = FAIL_RATE,
 ) -> list[dict]:
     """Generates a report of ``rows`` rows (or reuses one kept earlier) and measures each mode; a
     table, or JSON lines on stdout."""
@@ -529,7 +741,7 @@ def run(
         started = time.perf_counter()
         manifest_json = directory / "job-bench" / "manifest.json"
         if reuse is None:
-            generate(directory, rows)
+            generate(directory, rows, fail_rate=fail_rate)
         size = sum(p.stat().st_size for p in result_files(manifest_json))
         say(
             f"\n{rows:,} rows: {size / 2**20:,.0f} MiB of results CSV in {len(result_files(manifest_json))} files "
@@ -548,25 +760,34 @@ def run(
                 )
                 runs.setdefault(mode, []).append(json.loads(child.stdout.strip().splitlines()[-1]))
         results = []
-        for measured in runs.values():
-            measured.sort(key=lambda r: r["cpuSeconds"])
-            result = dict(measured[len(measured) // 2])  # the median run by CPU seconds
+        for mode, measured in runs.items():
+            result = dict(sorted(measured, key=lambda r: r["cpuSeconds"])[len(measured) // 2])  # median run
             result["rows_per_cpu_s"] = round(result["rows"] / result["cpuSeconds"])
             result["peak_mib"] = round(max(r["peakMiB"] for r in measured), 1)
             result["runs_rows_per_cpu_s"] = [round(r["rows"] / r["cpuSeconds"]) for r in measured]
+            # Ratios within a round (the modes ran one after another), then their median: a busy
+            # spell on a shared machine slows a round's modes alike.
+            for baseline in ("pyarrow-stream", "pyarrow-stream-threads"):
+                if baseline in runs:
+                    ratios = sorted(
+                        (r["rows"] / r["cpuSeconds"]) / (b["rows"] / b["cpuSeconds"])
+                        for r, b in zip(measured, runs[baseline], strict=False)
+                    )
+                    result[f"vs_{baseline.replace('-', '_')}"] = round(ratios[len(ratios) // 2], 3)
+                    result[f"runs_vs_{baseline.replace('-', '_')}"] = [round(x, 3) for x in ratios]
+            result["mode"] = mode
             results.append(result)
             if as_json:
                 print(json.dumps(result), flush=True)
-        baseline = next((r for r in results if r["mode"] == "pyarrow-stream"), None)
         say(
-            f"{'mode':<21}{'rows':>12}{'wall s':>8}{'CPU s':>8}{'rows/CPU-s':>12}"
-            f"{'rate vs pyarrow':>17}{'peak MiB':>10}{'rows/wall-s':>13}"
+            f"{'mode':<23}{'rows':>12}{'wall s':>8}{'CPU s':>8}{'rows/CPU-s':>12}"
+            f"{'vs 1-thread':>12}{'vs threads':>11}{'peak MiB':>10}"
         )
         for r in results:
-            ratio = r["rows_per_cpu_s"] / baseline["rows_per_cpu_s"] if baseline else float("nan")
             say(
-                f"{r['mode']:<21}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}"
-                f"{r['rows_per_cpu_s']:>12,}{ratio:>16.2f}x{r['peakMiB']:>10.1f}{r['rows'] / r['seconds']:>13,.0f}"
+                f"{r['mode']:<23}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}"
+                f"{r['rows_per_cpu_s']:>12,}{r.get('vs_pyarrow_stream', float('nan')):>11.2f}x"
+                f"{r.get('vs_pyarrow_stream_threads', float('nan')):>10.2f}x{r['peak_mib']:>10.1f}"
             )
         return results
     finally:
@@ -582,6 +803,12 @@ def main() -> None:
     )
     parser.add_argument("--10m", dest="ten_million", action="store_true", help="also run 10M rows")
     parser.add_argument("--rows", type=int, help="run this many rows instead")
+    parser.add_argument(
+        "--fail-rate",
+        type=float,
+        default=FAIL_RATE,
+        help="share of failed tasks in the generated report (default 0.05; half retriable, half permanent)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument(
         "--json",
@@ -625,7 +852,7 @@ def main() -> None:
         modes = MODES + ([] if missing else OPTIONAL_MODES)
     sizes = [args.rows] if args.rows else [1_000_000] + ([10_000_000] if args.ten_million else [])
     for rows in sizes:
-        run(rows, args.keep, modes, args.json, max(1, args.repeat), args.reuse)
+        run(rows, args.keep, modes, args.json, max(1, args.repeat), args.reuse, args.fail_rate)
 
 
 if __name__ == "__main__":

@@ -50,26 +50,30 @@ def decoded_keys(keys: Any) -> Any:
         return keys
     if not pc.all(pc.string_is_ascii(keys)).as_py():
         return _row_by_row(keys, report_key)
+    decoded = _percent_decoded(keys)
     try:
-        return pc.cast(_percent_decoded(keys), pa.string())  # the cast checks the bytes are UTF-8
+        return pc.cast(decoded, pa.string())  # the cast checks the bytes are UTF-8
     except pa.ArrowInvalid:
         return _row_by_row(keys, report_key)  # some escape decodes to invalid UTF-8: U+FFFD per row
 
 
 def _percent_decoded(keys: Any) -> Any:
-    """The keys' bytes with every ``%`` followed by two hex digits replaced by that byte (binary).
+    """The (ASCII) keys' bytes with every ``%`` followed by two hex digits replaced by that byte.
 
     Splitting at ``%`` gives each escape at the start of a piece (after the first), which is how
-    ``urllib.parse.unquote`` reads them too: ``%%41`` is ``%A``, ``%4%41`` is ``%4A``."""
+    ``urllib.parse.unquote`` reads them too: ``%%41`` is ``%A``, ``%4%41`` is ``%4A``. The pieces are
+    ``binary_slice(pieces, 2)`` without a stop failed with "Negative buffer resize" in pyarrow 26, so
+    the escape's two digits are cut off with ``binary_replace_slice``."""
     hex_pairs, hex_bytes, _ = _tables()
     pieces = pc.split_pattern(keys, "%")
     first = pc.cast(pc.list_element(pieces, 0), pa.binary())
     tails = pc.list_slice(pieces, 1)
     after = pc.cast(tails.flatten(), pa.binary())
     byte = pc.take(hex_bytes, pc.index_in(pc.binary_slice(after, 0, 2), value_set=hex_pairs))
-    decoded = pc.binary_join_element_wise(byte, pc.binary_slice(after, 2), b"")  # null: not an escape
-    kept = pc.binary_join_element_wise(b"%", after, b"")
-    joined = pc.binary_join(pa.ListArray.from_arrays(tails.offsets, pc.coalesce(decoded, kept)), b"")
+    decoded = pc.binary_join_element_wise(byte, pc.binary_replace_slice(after, 0, 2, b""), b"")
+    if decoded.null_count:  # a piece that is not an escape keeps its "%"
+        decoded = pc.coalesce(decoded, pc.binary_join_element_wise(b"%", after, b""))
+    joined = pc.binary_join(pa.ListArray.from_arrays(tails.offsets, decoded), b"")
     return pc.binary_join_element_wise(first, joined, b"")
 
 
@@ -101,12 +105,23 @@ def csv_lines(columns: list[Any]) -> bytes:
     carriage return quoted, lines ended by ``\\n``."""
     if not len(columns[0]):
         return b""
-    row_has_cr = functools.reduce(pc.or_, [pc.match_substring(column, "\r") for column in columns])
+    # One scan per column for anything that needs quotes; only columns that have some (messages,
+    # mostly) are looked at again, for which rows hold a carriage return and which need quotes.
+    special = [pc.any(pc.match_substring_regex(column, '[,"\r\n]')).as_py() for column in columns]
+    carriage_returns = [pc.match_substring(c, "\r") for c, s in zip(columns, special, strict=True) if s]
+    row_has_cr = functools.reduce(pc.or_, carriage_returns) if carriage_returns else None
+    if row_has_cr is not None and not pc.any(row_has_cr).as_py():
+        row_has_cr = None
     fields = []
-    for column in columns:
-        special = pc.match_substring_regex(column, '[,"\n]')
+    for column, has_special in zip(columns, special, strict=True):
+        if not has_special and row_has_cr is None:
+            fields.append(column)  # nothing in this column needs quotes (most keys, codes, buckets)
+            continue
+        quote = pc.match_substring_regex(column, '[,"\n]') if has_special else None
+        if row_has_cr is not None:
+            quote = row_has_cr if quote is None else pc.or_(quote, row_has_cr)
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
-        fields.append(pc.if_else(pc.or_(special, row_has_cr), quoted, column))
+        fields.append(pc.if_else(quote, quoted, column))
     lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*fields, ","), "\n", "")
     return _text_bytes(lines)
 
@@ -120,12 +135,21 @@ def _text_bytes(lines: Any) -> bytes:
 def prefix_counts(decoded: Any, depths: int, max_chars: int) -> list[list[tuple[str, int]]]:
     """Per depth 1..``depths``: (prefix, failures) in the order each prefix first occurs, as
     ``prefixes.PrefixTally.add`` finds them row by row: the key up to and including its d-th ``/``
-    (or its last, or "" without one), cut at ``max_chars`` characters."""
-    counted = []
-    for depth in range(1, depths + 1):
-        prefixes = pc.replace_substring_regex(decoded, f"^((?:[^/]*/){{0,{depth}}})(?s:.*)$", r"\1")
-        prefixes = pc.utf8_slice_codeunits(prefixes, 0, max_chars)
-        # value_counts lists values in the order they first occur (a hash table's insertion order).
-        counts = pc.value_counts(prefixes)
-        counted.append(list(zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(), strict=True)))
-    return counted
+    (or its last, or "" without one), cut at ``max_chars`` characters.
+
+    One regex pass gives each key's prefix at the deepest depth; every shallower prefix is a prefix
+    of it, so the rest is worked out once per distinct deepest prefix (a few per thousand keys), in
+    the order they first occur (``value_counts`` lists values so: a hash table's insertion order).
+    The first occurrence of a shallower prefix is that of the first deepest prefix under it."""
+    deepest = pc.extract_regex(decoded, f"^(?P<prefix>(?:[^/]*/){{0,{depths}}})").field(0)
+    counts = pc.value_counts(deepest)
+    counted: list[dict[str, int]] = [{} for _ in range(depths)]
+    for prefix, rows in zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(), strict=True):
+        end = -1
+        for depth in range(depths):
+            found = prefix.find("/", end + 1)
+            if found >= 0:
+                end = found
+            cut = prefix[: min(end + 1, max_chars)]
+            counted[depth][cut] = counted[depth].get(cut, 0) + rows
+    return [list(by_prefix.items()) for by_prefix in counted]
