@@ -17,8 +17,9 @@ it, so the jobs of a rerun are created like any other. The file is streamed and 
 uploaded in parts: memory does not grow with the number of rows.
 
 The failures file lives in the pipeline bucket, where anyone allowed to write there could change it,
-so its rows are input like any other: a row naming a bucket outside the stack's SourceBuckets refuses
-the rerun before a job exists (the Batch role might reach further than the stack means to), and a
+so its rows are input like any other: a row naming a bucket other than the one the stack's runs act
+on (the source bucket of its InventoryPrefix, within SourceBuckets) refuses the rerun before a job
+exists (the Batch role may reach every SourceBuckets member), and a
 file that is not one (too big, a line too long, bytes that are not UTF-8, broken quoting) is refused
 naming the file and the line (docs/LIMITS.md states the caps).
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from batchpipe_core.errors import FailuresFileError, TooManyObjectsError
@@ -110,15 +112,15 @@ def manifest_from_failures(
     key: str,
     versioned: bool,
     max_objects: int,
-    allowed_buckets: Iterable[str],
+    allowed_buckets: RerunBuckets,
 ) -> dict[str, Any]:
     """The ``manifest`` state document (BuildManifest's shape) for the rows of a failures file.
 
     ``objects`` is 0 (and nothing is written) when no row matches; more than ``max_objects`` rows
     is a TooManyObjectsError before any job exists, as for an inventory run. A row whose bucket is
-    not in ``allowed_buckets`` (the stack's SourceBuckets) is a FailuresFileError, also before any job.
+    not in ``allowed_buckets`` (``rerun_buckets``) is a FailuresFileError, also before any job.
     """
-    allowed = frozenset(allowed_buckets)
+    allowed = allowed_buckets
     source_bucket, source_key = split_s3_uri(failures_uri)
     wanted = frozenset(error_codes) if error_codes else None
     upload = CsvUpload(s3, bucket, key, skip_if_empty=True)
@@ -176,14 +178,43 @@ def manifest_from_failures(
     }
 
 
-def check_bucket(bucket: str, allowed: frozenset[str], source: str, line: int) -> None:
-    """A row outside the stack's SourceBuckets refuses the whole rerun: no job acts on any of it."""
-    if bucket and bucket not in allowed:  # an empty bucket is manifest_row's to name
+@dataclass(frozen=True)
+class RerunBuckets:
+    """The bucket names a rerun may act on, and how a refusal describes them."""
+
+    names: frozenset[str]
+    described: str
+
+
+def rerun_buckets(source_buckets: Iterable[str], inventory_prefix: str) -> RerunBuckets:
+    """The buckets a rerun of this stack may act on: those its runs act on, within SourceBuckets.
+
+    Every run of a stack selects from one inventory, and InventoryPrefix is, as S3 lays inventories
+    out and template.yaml asks, ``<destination prefix>/<source bucket>/<configuration ID>``: so the
+    rows of any failures file a run of this stack wrote name that one bucket. A stack parameter,
+    unlike the file, cannot be edited by whoever can write the pipeline bucket. When the prefix has
+    no bucket segment, SourceBuckets alone bounds the rerun.
+    """
+    allowed = frozenset(source_buckets)
+    segments = inventory_prefix.strip("/").split("/")
+    if len(segments) < 2:
+        return RerunBuckets(allowed, "one of the stack's SourceBuckets")
+    inventoried = segments[-2]
+    return RerunBuckets(
+        allowed & {inventoried},
+        f"the bucket the stack's runs act on ({inventoried!r}, the source bucket of InventoryPrefix) "
+        "within SourceBuckets",
+    )
+
+
+def check_bucket(bucket: str, allowed: RerunBuckets, source: str, line: int) -> None:
+    """A row outside the buckets the stack's runs act on refuses the whole rerun: no job acts on any of it."""
+    if bucket and bucket not in allowed.names:  # an empty bucket is manifest_row's to name
         raise FailuresFileError(
-            f"{source} line {line}: bucket {bucket[:80]!r} is not one of the stack's SourceBuckets "
-            f"({', '.join(sorted(allowed)) or 'none'}); no job was created. The file was changed after "
-            "its run wrote it, or the bucket left SourceBuckets: remove the row, or add the bucket to "
-            "the stack's SourceBuckets parameter if the rerun should act on it"
+            f"{source} line {line}: bucket {bucket[:80]!r} is not {allowed.described} "
+            f"({', '.join(sorted(allowed.names)) or 'none'}); no job was created. The file was changed after "
+            "its run wrote it, or the stack's parameters changed: remove the row, or rerun on a stack whose "
+            "SourceBuckets and InventoryPrefix name that bucket"
         )
 
 

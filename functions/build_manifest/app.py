@@ -42,7 +42,7 @@ from batchpipe_core.multipart import (
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
 from batchpipe_core.report import split_s3_uri
-from batchpipe_core.rerun import manifest_from_failures
+from batchpipe_core.rerun import manifest_from_failures, rerun_buckets
 
 SAMPLE_SIZE = 20
 # 20 rows of the longest kind (bucket, a 1,024-byte key percent-encoded to 3 characters a byte,
@@ -132,7 +132,7 @@ def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) ->
             key=f"{as_folder(request.run.prefix)}{MANIFEST_NAME}",
             versioned="VersionId" in fields,
             max_objects=request.spec.maxObjects or config.default_max_objects,
-            allowed_buckets=config.source_buckets,
+            allowed_buckets=rerun_buckets(config.source_buckets, config.inventory_prefix),
         )
     metrics.add_metric(name="ManifestObjects", unit=MetricUnit.Count, value=manifest["objects"])
     logger.info(

@@ -576,7 +576,7 @@ def test_a_tampered_failures_file_naming_another_bucket_fails_the_rerun_before_a
     assert second.output["error"] == "FailuresFileError"
     line = len(GONE) + 2  # the header, then the run's own rows, then the planted one
     assert (
-        f"{uri} line {line}: bucket 'victim-bucket' is not one of the stack's SourceBuckets"
+        f"{uri} line {line}: bucket 'victim-bucket' is not the bucket the stack's runs act on"
         in (second.output["cause"])
     )
     assert len(all_jobs) == 1  # the first run's only

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from batchpipe_core.errors import FailuresFileError, TooManyObjectsError
 from batchpipe_core.report import FAILURE_HEADER, CsvWriter
-from batchpipe_core.rerun import manifest_from_failures
+from batchpipe_core.rerun import RerunBuckets, manifest_from_failures, rerun_buckets
 from tests.unit.test_keys_property import any_key
 
 BUCKET = "batchpipe-pipelinebucket"
@@ -49,7 +49,7 @@ def rerun(s3, *, error_codes=None, versioned=False, max_objects=1_000_000, allow
         key=MANIFEST_KEY,
         versioned=versioned,
         max_objects=max_objects,
-        allowed_buckets=allowed,
+        allowed_buckets=RerunBuckets(frozenset(allowed), "one of the stack's SourceBuckets"),
     )
 
 
@@ -154,6 +154,36 @@ def test_a_row_outside_the_stacks_source_buckets_refuses_the_rerun_before_any_ma
         rerun(s3, allowed=("src2", "src"))
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=MANIFEST_KEY)
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_by_default_a_rerun_acts_only_on_the_bucket_the_stacks_runs_act_on(s3):
+    # SourceBuckets lets the Batch role reach two buckets; the stack's inventory is of "src" only,
+    # so no failures file its runs wrote can name "src2".
+    put_failures(s3, [failure("a.jpg"), ["src2", "b.jpg", "", "403", "AccessDenied", ""]])
+    allowed = rerun_buckets(("src", "src2"), "inventory/src/all-objects")
+
+    with pytest.raises(
+        FailuresFileError,
+        match=r"line 3: bucket 'src2' is not the bucket the stack's runs act on \('src', the source bucket "
+        r"of InventoryPrefix\) within SourceBuckets \(src\); no job was created",
+    ):
+        manifest_from_failures(
+            s3, failures_uri=FAILURES_URI, error_codes=None, bucket=BUCKET, key=MANIFEST_KEY,
+            versioned=False, max_objects=10, allowed_buckets=allowed,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("source_buckets", "prefix", "names"),
+    [
+        (("src", "src2"), "inventory/src/all-objects", {"src"}),
+        (("src", "src2"), "/src/all-objects/", {"src"}),
+        (("other",), "inventory/src/all-objects", set()),  # the role cannot reach the inventoried bucket
+        (("src", "src2"), "all-objects", {"src", "src2"}),  # no bucket segment: SourceBuckets alone
+    ],
+)
+def test_the_rerun_buckets_come_from_stack_parameters(source_buckets, prefix, names):
+    assert rerun_buckets(source_buckets, prefix).names == names
 
 
 def test_a_row_not_chosen_by_error_codes_is_not_checked_and_not_acted_on(s3):
