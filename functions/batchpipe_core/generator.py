@@ -22,10 +22,24 @@ The generator lists current versions only and its manifest names no version: ``l
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from batchpipe_core.jobs import JobSettings
+from batchpipe_core.errors import AccountingError
+from batchpipe_core.jobs import (
+    CurrentAttempt,
+    JobRunRef,
+    JobSettings,
+    ManifestRef,
+    SpecView,
+    build_create_job_request,
+    transient_as_retryable,
+)
+from batchpipe_core.report import CsvUpload
 
 GENERATED_MANIFEST_FORMAT = "S3InventoryReport_CSV_20211130"
 # API reference, JobManifestGeneratorFilter.MatchAnyStorageClass (S3StorageClass).
@@ -157,3 +171,70 @@ def with_manifest_generator(request: dict[str, Any], generator: dict[str, Any]) 
 
 def _instant(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+def create_job_request(
+    spec: SpecView, run: JobRunRef, current: CurrentAttempt, settings: JobSettings
+) -> dict[str, Any]:
+    """The attempt's CreateJob request: a manifest generator for a spec.source run's first attempt,
+    else (an inventory run, or a retry of a source run, whose manifest the report wrote) the manifest."""
+    request = build_create_job_request(spec, run, current, settings)
+    if not current.manifest.generated:
+        return request
+    if spec.source is None:
+        raise ValueError("a generated manifest needs spec.source")
+    return with_manifest_generator(
+        request, manifest_generator(spec.source["bucket"], spec.filter, run.prefix, settings)
+    )
+
+
+def copy_generated_manifest(
+    s3: Any, s3control: Any, *, account_id: str, job_id: str, manifest: ManifestRef, objects: int
+) -> dict[str, Any]:
+    """The job's generated manifest as the run's own CSV manifest (at ``manifest``'s key); its ManifestRef.
+
+    S3 writes the generated manifest in S3InventoryReport_CSV_20211130 form (a manifest.json naming
+    CSV.gz files), which the report stage does not read and a later CreateJob cannot take as its
+    Manifest (JobManifestSpec knows only the 20161130 inventory format). Copied once, after S3 counted
+    the job, into the plain Bucket,Key CSV every other run has, the report join, the retry manifests
+    and the failures file work on it as on any run. Keys are copied as S3 wrote them (encoded), so
+    report rows and manifest rows spell each key alike. The rows must add up to S3's count.
+    """
+    with transient_as_retryable("DescribeJob"):
+        job = s3control.describe_job(AccountId=account_id, JobId=job_id)["Job"]
+    location = (job.get("GeneratedManifestDescriptor") or {}).get("Location") or {}
+    if not location.get("ObjectArn"):
+        raise AccountingError(
+            f"job {job_id} was counted but names no generated manifest (GeneratedManifestDescriptor)"
+        )
+    bucket, _, key = location["ObjectArn"].split(":::", 1)[1].partition("/")
+    with transient_as_retryable("GetObject"):
+        document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    schema = [name.strip() for name in document["fileSchema"].split(",")]
+    at_bucket, at_key = schema.index("Bucket"), schema.index("Key")
+    upload = CsvUpload(s3, manifest.bucket, manifest.key)
+    try:
+        for entry in document["files"]:
+            with transient_as_retryable("GetObject"):
+                data = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+            for row in csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8"))):
+                if row:
+                    upload.writerow([row[at_bucket], row[at_key]])
+    except BaseException:
+        upload.abort()
+        raise
+    if upload.rows != objects:
+        upload.abort()
+        raise AccountingError(
+            f"the generated manifest of job {job_id} lists {upload.rows} objects; S3 counted {objects}"
+        )
+    written = upload.close()
+    assert written is not None  # never skipped: skip_if_empty is off
+    return {
+        "bucket": written.bucket,
+        "key": written.key,
+        "etag": written.etag,
+        "objects": objects,
+        "fields": ["Bucket", "Key"],
+        "generated": False,
+    }

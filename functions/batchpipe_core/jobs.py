@@ -121,6 +121,9 @@ class ManifestRef(StatePart):
     # The manifest's columns as written (BuildManifest, ImportFailures, a retry manifest inherits its
     # attempt's): CreateJob names exactly these, whatever the stack's inventory lists.
     fields: list[Literal["Bucket", "Key", "VersionId"]] | None = None
+    # The first attempt of a spec.source run: S3 Batch's manifest generator lists the bucket inside
+    # the job, and ConfirmJob puts the manifest it wrote here (batchpipe_core.generator).
+    generated: bool = False
 
 
 class CurrentAttempt(StatePart):
@@ -141,6 +144,9 @@ class SpecView(StatePart):
     priority: int | None = None
     confirmationRequired: bool = False
     concurrency: str = "skip"
+    # A spec.source run's bucket and filter (batchpipe_core.generator): None for inventory runs.
+    source: dict[str, Any] | None = None
+    filter: dict[str, Any] | None = None
 
 
 class CreateJobInput(StatePart):

@@ -33,6 +33,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
+from batchpipe_core.generator import generator_problems
 from batchpipe_core.inventory_layout import VERSION_CHOICES, VERSIONS_CURRENT, VERSIONS_PINNED, known_columns
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.operation import operation_errors, operation_names
@@ -79,6 +80,9 @@ _PLACEHOLDER_PARTITION = "9999-12-31-23-59"
 _PLACEHOLDER_FOLDER = "x" * 512
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# General purpose bucket names (S3 user guide, "Bucket naming rules"); the finer rules (no "..", not an
+# IP address) are the stack's SourceBuckets parameter's to enforce: a source must be one of those.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Athena names: letters, digits and underscores (anything else would need quoting in the query).
 _ATHENA_NAME = re.compile(r"[A-Za-z0-9_]{1,255}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -153,6 +157,15 @@ def _prefix(value: str) -> str:
         raise _problem("is empty; remove it (omit filter.prefixes to select every key)")
     if len(value.encode()) > MAX_KEY_BYTES:
         raise _problem(f"is longer than an S3 key can be ({MAX_KEY_BYTES} bytes); shorten it")
+    return value
+
+
+def _bucket_name(value: str) -> str:
+    if not _BUCKET.fullmatch(value):
+        raise _problem(
+            f"{shown(value)} is not an S3 bucket name; use the bucket's name (3-63 lowercase letters, digits, "
+            "'.' and '-'), not its ARN or an s3:// URI"
+        )
     return value
 
 
@@ -261,6 +274,7 @@ Seconds = Annotated[StrictInt, AfterValidator(_between(0, MAX_BACKOFF_SECONDS))]
 Priority = Annotated[StrictInt, AfterValidator(_between(0, MAX_PRIORITY))]
 Count = Annotated[StrictInt, AfterValidator(_between(1, MAX_BIGINT))]
 FailuresUri = Annotated[StrictStr, AfterValidator(_failures_uri)]
+BucketName = Annotated[StrictStr, AfterValidator(_bucket_name)]
 ErrorCode = Annotated[StrictStr, AfterValidator(_error_code)]
 
 
@@ -268,6 +282,12 @@ class InventorySpec(_SpecModel):
     database: AthenaName | None = None
     table: AthenaName | None = None
     date: InventoryDate | None = None
+
+
+class SourceSpec(_SpecModel):
+    """No inventory: S3 Batch Operations lists the bucket itself (batchpipe_core.generator)."""
+
+    bucket: BucketName
 
 
 class FilterSpec(_SpecModel):
@@ -336,6 +356,7 @@ class JobSpec(_SpecModel):
 
     name: StrictStr | None = None
     inventory: InventorySpec | None = None
+    source: SourceSpec | None = None
     filter: FilterSpec | None = None
     rerun: RerunSpec | None = None
     operation: Any
@@ -357,10 +378,20 @@ class JobSpec(_SpecModel):
             )
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _source_replaces_inventory(cls, value: SourceSpec | None, info: ValidationInfo) -> SourceSpec | None:
+        if value is not None and info.data.get("inventory") is not None:
+            raise _problem(
+                "cannot be combined with inventory: source.bucket lists the bucket with S3 Batch's manifest "
+                "generator, inventory selects from an S3 Inventory table; remove one of them"
+            )
+        return value
+
     @field_validator("rerun")
     @classmethod
     def _rerun_replaces_selection(cls, value: RerunSpec | None, info: ValidationInfo) -> RerunSpec | None:
-        given = [name for name in ("inventory", "filter") if info.data.get(name) is not None]
+        given = [name for name in ("inventory", "source", "filter") if info.data.get(name) is not None]
         if value is not None and given:
             raise _problem(
                 f"cannot be combined with {' and '.join(given)}: a rerun acts on the objects of its failures "
@@ -381,6 +412,7 @@ class JobSpec(_SpecModel):
 _SECTIONS: dict[tuple[str, ...], type[_SpecModel]] = {
     (): JobSpec,
     ("inventory",): InventorySpec,
+    ("source",): SourceSpec,
     ("filter",): FilterSpec,
     ("report",): ReportSpec,
     ("retry",): RetrySpec,
@@ -402,7 +434,7 @@ def normalize_spec(raw: Any, config: Config) -> dict[str, Any]:
     problems += _stack_problems(raw, problems, config)
     if spec is None or problems:
         raise SpecValidationError("\n".join(dict.fromkeys(problems)))
-    normalized = _rerun_selection(spec, _with_defaults(spec, config))
+    normalized = _source_selection(spec, _rerun_selection(spec, _with_defaults(spec, config)))
     statement = _statement_problems(normalized, config)
     if statement:
         raise SpecValidationError("\n".join(dict.fromkeys(statement)))
@@ -548,8 +580,8 @@ def _document_problems(raw: Any) -> list[str]:
 
 def _statement_problems(normalized: dict[str, Any], config: Config) -> list[str]:
     """The Athena statement this spec will make: every value reads back as itself, within limits."""
-    if "filter" not in normalized:
-        return []  # a rerun reads its failures file, not the inventory
+    if "filter" not in normalized or "source" in normalized:
+        return []  # a rerun reads its failures file, a source run lists its bucket: no inventory
     try:
         build_unload_sql(
             normalized,
@@ -580,7 +612,35 @@ def _stack_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
         _where_problems(raw, problems, config)
         + _versions_problems(raw, problems, config)
         + _rerun_problems(raw, problems, config)
+        + _source_problems(raw, problems, config)
     )
+
+
+def _source_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
+    """source.bucket: a bucket the stack may act on, a filter the manifest generator can apply, no dry run."""
+    source = raw.get("source") if isinstance(raw, dict) else None
+    bucket = source.get("bucket") if isinstance(source, dict) else None
+    if not isinstance(bucket, str) or any(line.startswith("source") for line in problems):
+        return []
+    found = []
+    if bucket not in config.source_buckets:
+        found.append(
+            f"source.bucket: {shown(bucket)} is not one of the stack's SourceBuckets "
+            f"({', '.join(config.source_buckets) or 'none'}), the only buckets its Batch Operations role may "
+            "list and act on; add it to the SourceBuckets parameter"
+        )
+    filter_ = raw.get("filter")
+    if isinstance(filter_, dict) and not any(line.startswith("filter") for line in problems):
+        found += generator_problems(filter_)
+    if raw.get("dryRun") is True:
+        # The generator lists the bucket only inside a job, while it prepares: there is no count or
+        # sample to show without creating a job (docs/FILTERS.md, "Sources").
+        found.append(
+            "dryRun: a source.bucket run has no dry run: S3 Batch lists the bucket only while its job "
+            "prepares; remove dryRun and set confirmationRequired: true, which stops the job after S3 has "
+            "counted it and before it touches any object"
+        )
+    return found
 
 
 def _versions_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
@@ -691,6 +751,21 @@ def _rerun_selection(spec: JobSpec, normalized: dict[str, Any]) -> dict[str, Any
         ("rerun" if name == "inventory" else name): (rerun if name == "inventory" else value)
         for name, value in normalized.items()
         if name != "filter"
+    }
+
+
+def _source_selection(spec: JobSpec, normalized: dict[str, Any]) -> dict[str, Any]:
+    """A source run lists its bucket: ``source`` takes the place of inventory; the generator's manifest
+    names no version IDs, so each job acts on each key's current version ("current")."""
+    if spec.source is None:
+        return normalized
+    return {
+        ("source" if name == "inventory" else name): (
+            {"bucket": spec.source.bucket}
+            if name == "inventory"
+            else (value | {"versions": VERSIONS_CURRENT} if name == "filter" else value)
+        )
+        for name, value in normalized.items()
     }
 
 

@@ -19,6 +19,7 @@ from pydantic import Field
 from batchpipe_core.config import Config
 from batchpipe_core.control import check_count
 from batchpipe_core.errors import AccountingError
+from batchpipe_core.generator import copy_generated_manifest
 from batchpipe_core.jobs import CurrentAttempt, JobRunRef, StatePart, token_key
 from batchpipe_core.observability import instrumented, metrics
 from batchpipe_core.tokens import TokenTable
@@ -62,6 +63,17 @@ def handler(event: dict, context: Any) -> dict:
         leave_for_operator=request.spec.confirmationRequired,
     )
     metrics.add_metric(name="ObjectsCountedByS3", unit=MetricUnit.Count, value=total)
+    if request.current.manifest.generated:
+        # A spec.source run: the manifest S3 generated becomes the run's own (batchpipe_core.generator).
+        manifest = copy_generated_manifest(
+            boto3.client("s3"),
+            boto3.client("s3control"),
+            account_id=config.account_id,
+            job_id=request.job.jobId,
+            manifest=request.current.manifest,
+            objects=total,
+        )
+        return event["current"] | {"manifest": event["current"]["manifest"] | manifest}
     # The state's current as it came (every manifest field), with S3's count as its objects.
     current = event["current"]
     return current | {"manifest": current["manifest"] | {"objects": total}}

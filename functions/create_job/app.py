@@ -15,11 +15,11 @@ from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError
 
 from batchpipe_core.config import Config
+from batchpipe_core.generator import create_job_request
 from batchpipe_core.jobs import (
     JOB_GONE_ERRORS,
     CreateJobInput,
     JobSettings,
-    build_create_job_request,
     error_code,
     gone_job_outcome,
     job_outcome,
@@ -58,7 +58,7 @@ def handler(event: dict, context: Any) -> dict:
 
     job_id = item.job_id
     if job_id is None:
-        params = build_create_job_request(request.spec, request.run, request.current, settings)
+        params = create_job_request(request.spec, request.run, request.current, settings)
         with transient_as_retryable("CreateJob"):
             job_id = s3control.create_job(**params)["JobId"]
         table.record_job(key, job_id)

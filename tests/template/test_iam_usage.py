@@ -621,8 +621,12 @@ def batch_role_needed() -> dict[str, set[str]]:
     needed["KMS keys"] |= KMS_ACTIONS
     needed["pipeline bucket"] |= PIPELINE_ACTIONS
     create_job = function_properties(template(), "CreateJobFunction")
-    if "ObjectVersionId" in code_use(create_job["Handler"], create_job["CodeUri"]).constants:
+    constants = code_use(create_job["Handler"], create_job["CodeUri"]).constants
+    if "ObjectVersionId" in constants:
         needed["pipeline bucket"].add("s3:GetObjectVersion")
+    # A spec.source run's job lists the source bucket itself (CreateJob's ManifestGenerator).
+    if "ManifestGenerator" in constants:
+        needed["source objects"].add("s3:ListBucket")
     return needed
 
 

@@ -353,7 +353,7 @@ FILTER_FIELDS = (
     "prefixes, keyRegex, storageClasses, minSizeBytes, maxSizeBytes, modifiedBefore, modifiedAfter, "
     "encryptionStatuses, latestOnly, versions, where"
 )
-TOP_FIELDS = "name, inventory, filter, rerun, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects, concurrency"
+TOP_FIELDS = "name, inventory, source, filter, rerun, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects, concurrency"
 TIMESTAMP_FORMAT = "must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z"
 
 REJECTED = [
