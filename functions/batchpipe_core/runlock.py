@@ -38,8 +38,11 @@ from batchpipe_core.observability import logger, metrics
 LOCK_PREFIX = "lock#"
 HELD_PREFIX = "held#"
 TICK_PREFIX = "tick#"
-# Pointers and ticks outlive any run; a duplicate delivery comes within the schedule's retry window.
+# Ticks outlive any duplicate delivery, which comes within the schedule's retry window.
 RECORD_TTL_SECONDS = 30 * 24 * 3600
+# A held# pointer must outlive its execution, which may run for a year (Step Functions quotas: a
+# Standard workflow's maximum execution time is one year), plus a month for the cleanup to read it.
+HELD_TTL_SECONDS = (365 + 30) * 24 * 3600
 # How long an expired lock item stays for the record before TTL may remove it.
 LOCK_TTL_AFTER_LEASE_SECONDS = 7 * 24 * 3600
 # Covers what runs between two renewals besides the job wait and the backoff: the Athena query
@@ -174,7 +177,7 @@ class RunLock:
                 Item={
                     "pk": {"S": HELD_PREFIX + execution_id},
                     "lockName": {"S": name},
-                    "expiresAt": {"N": str(int(now) + RECORD_TTL_SECONDS)},
+                    "expiresAt": {"N": str(int(now) + HELD_TTL_SECONDS)},
                 },
             )
         # A holder can release between our failed write and our read: then simply try again.
@@ -187,10 +190,13 @@ class RunLock:
         return holder or Holder("unknown", None, None, None)
 
     def renew(self, name: str, execution_id: str, execution_name: str, lease: int, *, now: float) -> bool:
-        """Extends our lease (or takes the name again if nobody else holds it); False if another run does."""
-        if self._take(name, execution_id, execution_name, lease, now=now, only_if_free=False):
-            return True
-        return self.acquire(name, execution_id, execution_name, lease, now=now) is None
+        """Extends our lease; False if we no longer hold the name (released, or taken by another run).
+
+        Never creates the lock: a stopped execution's Lambda still in flight (Step Functions does not
+        stop a running invocation) must not take back the name the cleanup just released, and a
+        redriven execution must not run on a name it gave up without asking AcquireRunLock again.
+        """
+        return self._take(name, execution_id, execution_name, lease, now=now, only_if_free=False)
 
     def holder(self, name: str) -> Holder | None:
         return self._holder(LOCK_PREFIX + name)
@@ -277,10 +283,18 @@ def renew_run_lock(run: RunRef, config: Config, *, starting_job: bool, forced: b
     if forced:
         return False
     holder = lock.holder(run.name)
-    message = (
-        f"run name {run.name!r} is now held by {holder.describe() if holder else 'another run'}: this run's "
-        f"lease ({lease} s) ran out before it was renewed"
-    )
+    if holder is not None:
+        message = (
+            f"run name {run.name!r} is now held by {holder.describe()}: this run's lease ({lease} s) "
+            "ran out before it was renewed"
+        )
+    else:
+        # Released by the cleanup of this execution (stopped, failed, timed out: a redriven execution
+        # comes back without it) and never taken back by a renewal.
+        message = (
+            f"run name {run.name!r} is no longer held by this run: its execution ended and the cleanup "
+            "released the name (a redriven execution does not take it back)"
+        )
     metrics.add_metric(name="RunLocksLost", unit=MetricUnit.Count, value=1)
     if starting_job:
         raise RunLockLostError(

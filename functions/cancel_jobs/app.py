@@ -14,6 +14,7 @@ the attempts' token items (batchpipe_core.control.cancel_run_jobs).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import boto3
@@ -24,7 +25,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from batchpipe_core.config import Config
 from batchpipe_core.control import cancel_run_jobs
 from batchpipe_core.identity import run_id
-from batchpipe_core.jobs import StatePart
+from batchpipe_core.jobs import StatePart, transient_as_retryable
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.runlock import RunLock
 from batchpipe_core.tokens import TokenTable
@@ -97,9 +98,41 @@ def handler(event: dict, context: Any) -> dict:
             detail.executionArn
         )
         logger.info("run lock released" if released else "run lock not held", extra={"runName": released})
+        # StopExecution stops the state machine, not the Athena query it started: stop that too.
+        stopped_query = stop_run_query(detail.executionArn)
+        logger.info(
+            "Athena query stopped" if stopped_query else "no Athena query to stop",
+            extra={"query": stopped_query},
+        )
     metrics.add_metric(name="JobsCancelledByPipeline", unit=MetricUnit.Count, value=len(cancelled))
     logger.info("run's jobs stopped", extra={"runId": run, "cancelled": cancelled, "reason": reason})
     return {"cancelledJobs": cancelled}
+
+
+def started_query(stepfunctions: Any, execution_arn: str) -> str | None:
+    """The QueryExecutionId the execution's StartQuery state got, from its history (the state keeps
+    it only in the execution's data). The state runs once per run, near the start: read forward."""
+    pages = stepfunctions.get_paginator("get_execution_history").paginate(
+        executionArn=execution_arn, includeExecutionData=True
+    )
+    for page in pages:
+        for event in page["events"]:
+            details = event.get("taskSucceededEventDetails") or {}
+            if event["type"] == "TaskSucceeded" and details.get("resource") == "startQueryExecution":
+                return json.loads(details.get("output") or "{}").get("QueryExecutionId")
+    return None
+
+
+def stop_run_query(execution_arn: str) -> str | None:
+    """Stops the run's Athena query if it still runs; returns its ID (None: the run started none).
+    StopQueryExecution on a query that has ended changes nothing, so this is safe to repeat."""
+    with transient_as_retryable("reading the execution history"):
+        query_id = started_query(boto3.client("stepfunctions"), execution_arn)
+    if query_id is None:
+        return None
+    with transient_as_retryable("StopQueryExecution"):
+        boto3.client("athena").stop_query_execution(QueryExecutionId=query_id)
+    return query_id
 
 
 def _because(error: str | None, cause: str | None) -> str:

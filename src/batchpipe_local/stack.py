@@ -164,6 +164,7 @@ class LocalStack:
         self._exit.enter_context(_stop_wakes_task_token_waits())
         self._exit.enter_context(documented_part_copies())
         self._exit.enter_context(self.lambda_timeouts.installed())
+        self._exit.enter_context(_map_runs_fail_past_tolerance())
         self._create_resources()
         self._start_emulation()
 
@@ -571,6 +572,61 @@ def _stop_wakes_task_token_waits() -> Iterator[None]:
         mock.patch.object(Environment, "set_stop", set_stop),
         mock.patch.object(Environment, "set_error", set_error),
     ):
+        yield
+
+
+@contextmanager
+def _map_runs_fail_past_tolerance() -> Iterator[None]:
+    """A Distributed Map child execution that fails (an error no Retry of its states handled) counts
+    against the Map Run's tolerated failures, which default to none: past them the Map Run fails and
+    the Map state fails with States.ExceedToleratedFailureThreshold, for its Retry and Catch (Step
+    Functions developer guide, "Setting failure thresholds for Distributed Map states" and "Error
+    names"). moto's interpreter counts the failed children and lets the Map succeed with null results;
+    here the count is compared with the thresholds once every child has ended (AWS may stop the
+    remaining children as soon as the threshold is passed: a child that ran here may not have run
+    there, never the other way round)."""
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+        DistributedIterationComponent,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = DistributedIterationComponent._map_run
+    exceeded = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        record = eval_input.map_run_record
+        items = record.item_counter
+        failed, total = items.failed.get() + items.timed_out.get(), items.total.get()
+        # Both thresholds default to 0 (none tolerated); the Map Run fails past either.
+        if failed > record.tolerated_failure_count or (
+            total and 100.0 * failed / total > record.tolerated_failure_percentage
+        ):
+            env.stack.pop()  # the Map's results: there are none
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=exceeded),
+                    event_type=HistoryEventType.MapStateFailed,
+                    event_details=EventDetails(
+                        mapRunFailedEventDetails=MapRunFailedEventDetails(
+                            error=exceeded.to_name(),
+                            cause="The specified tolerated failure threshold was exceeded",
+                        )
+                    ),
+                )
+            )
+
+    with mock.patch.object(DistributedIterationComponent, "_map_run", map_run):
         yield
 
 

@@ -109,11 +109,16 @@ def test_a_stopped_execution_leaves_no_job_running():
         while (described := _describe(stack, job["JobId"]))["Status"] not in ("Cancelled", "Complete"):
             assert time.monotonic() < deadline, "the job was never cancelled"
             time.sleep(0.05)
+        # The cleanup cancels the job first, then releases the name: wait for the release as well.
+        while "Item" in (
+            lock := stack.client("dynamodb").get_item(
+                TableName=stack.ref("TokenTable"), Key={"pk": {"S": "lock#stopped"}}, ConsistentRead=True
+            )
+        ):
+            assert time.monotonic() < deadline, "the run's name was never released"
+            time.sleep(0.05)
         item = _token_item(stack, arn)
         tags = tags_by_key(stack)
-        lock = stack.client("dynamodb").get_item(
-            TableName=stack.ref("TokenTable"), Key={"pk": {"S": "lock#stopped"}}, ConsistentRead=True
-        )
 
     assert execution.status == "ABORTED"  # at once, not when the job would have ended
     assert described["Status"] == "Cancelled"
@@ -153,3 +158,30 @@ def test_a_catch_path_taken_while_the_job_runs_cancels_it_and_the_summary_says_w
 
 def _describe(stack, job_id: str) -> dict:
     return stack.client("s3control").describe_job(AccountId=stack.account_id, JobId=job_id)["Job"]
+
+
+def test_a_stopped_execution_stops_its_athena_query_too():
+    with pipeline(time_scale=1.0) as stack:
+        stack.athena.polls_before_done = 1_000  # the query runs for as long as the test needs
+        arn = stack.start({"name": "stopped-query", "operation": TAGGING}, "stopped-query")
+        deadline = time.monotonic() + 60
+        while "GetQueryStatus" not in _states_entered(stack, arn):
+            assert time.monotonic() < deadline, "the query was never polled"
+            time.sleep(0.05)
+        stack.client("stepfunctions").stop_execution(executionArn=arn, cause="stopped by a test")
+        execution = stack.wait(arn)
+        stack.router.flush()
+        (query_id,) = stack.client("athena").list_query_executions()["QueryExecutionIds"]
+        status = stack.client("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"][
+            "Status"
+        ]
+        created = jobs(stack)
+
+    assert execution.status == "ABORTED"
+    assert status["State"] == "CANCELLED"  # it would have run on, writing a manifest nobody reads
+    assert created == []
+
+
+def _states_entered(stack, arn: str) -> list[str]:
+    events = stack.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]

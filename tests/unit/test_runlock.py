@@ -111,9 +111,31 @@ def test_renewal_fails_once_another_run_took_the_name(lock):
     assert lock.holder("nightly").execution_id == B
 
 
-def test_renewal_takes_a_free_name_back(lock):
-    assert lock.renew("nightly", A, "a", 60, now=NOW) is True
-    assert lock.holder("nightly").execution_id == A
+def test_renewal_never_creates_the_lock(lock):
+    # Never taken, or released by the cleanup of a stopped execution whose Lambda is still in flight.
+    assert lock.renew("nightly", A, "a", 60, now=NOW) is False
+    assert lock.acquire("nightly", A, "a", 60, now=NOW) is None
+    assert lock.release_execution(A) == "nightly"
+
+    assert lock.renew("nightly", A, "a", 60, now=NOW + 1) is False
+    assert lock.holder("nightly") is None
+    assert lock.acquire("nightly", B, "b", 60, now=NOW + 2) is None  # free for the next run
+
+
+def test_a_run_whose_name_was_released_starts_no_new_job(lock):
+    assert lock.acquire("nightly", A, "a", 3600, now=time.time()) is None
+    assert lock.release_execution(A) == "nightly"  # the execution ended; a redrive comes back without it
+
+    with pytest.raises(RunLockLostError, match=r"no longer held by this run"):
+        renew_run_lock(run_ref(A), Config.from_env(), starting_job=True, forced=False)
+    assert lock.holder("nightly") is None
+
+
+def test_the_execution_pointer_outlives_a_year_long_execution(lock):
+    assert lock.acquire("nightly", A, "a", 60, now=NOW) is None
+
+    item = lock._ddb.get_item(TableName=lock.name, Key={"pk": {"S": "held#" + A}})["Item"]
+    assert int(item["expiresAt"]["N"]) > NOW + 365 * 24 * 3600
 
 
 def test_release_by_execution_alone_for_the_execution_status_cleanup(lock):
