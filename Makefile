@@ -29,6 +29,7 @@ PIP_QUIET := --disable-pip-version-check --no-input --progress-bar off --quiet
 help:
 	@echo "make demo          run the local end-to-end job on an embedded, emulated AWS"
 	@echo "make test          run every test (unit, template, state machine), building environments first"
+	@echo "make sam-local     sam local invoke of every function in Lambda containers (Debian, root: sets up Docker)"
 	@echo "make lint          ruff check + ruff format --check"
 	@echo "make venv          .venv with the pinned dev dependencies and batchpipe (editable)"
 	@echo "make <tool>-venv   .venv-<tool> for a tool with pins of its own: $(TOOLS)"
@@ -84,6 +85,12 @@ test: venv $(TOOLS:%=%-venv) browser
 	  $(VENV)/bin/pytest \
 	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) \
 	  --durations=15 $(PYTEST_ARGS) tests
+
+# `sam local invoke` of every function against the served embedded AWS (tests/samlocal). The test
+# does its own set-up (apt docker.io, dockerd, the Lambda base image, sam build; README "Development").
+sam-local: venv sam-venv
+	BATCHPIPE_SAM_LOCAL=1 SAM_CLI="$(CURDIR)/.venv-sam/bin/sam" \
+	  $(VENV)/bin/pytest --durations=0 $(PYTEST_ARGS) tests/samlocal
 
 # The demo's injected faults leave some objects failed: it ends PARTIAL, exit status 3 (docs/LOCAL.md),
 # which is the outcome it demonstrates, so 3 counts as success here; any other non-zero status fails.
