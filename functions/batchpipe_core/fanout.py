@@ -216,12 +216,16 @@ def plan_report(
     scope = job.report.scope or (event.spec.report and event.spec.report.scope) or default_scope
     report = read_report_manifest(s3, report_bucket, report_prefix, job.jobId)
     ran_tasks = (job.succeeded or 0) + (job.failed or 0) > 0
-    if report is None and (job.status == "Complete" or ran_tasks):
+    # S3 writes a report only when a task ran: a Complete job S3 counted empty (a spec.source run whose
+    # generator selected nothing) legitimately has none.
+    if report is None and ((job.status == "Complete" and objects != 0) or ran_tasks):
         raise TransientError(
             f"job {job.jobId} is {job.status} and ran tasks, but its report "
             f"s3://{report_bucket}/{report_manifest_key(report_prefix, job.jobId)} is not there yet"
         )
-    mode = COUNT if report is not None and job.status == "Complete" and objects is not None else JOIN
+    # A Complete job of no objects has nothing to join: counting its (absent) report's files gives 0.
+    complete_report = report is not None or objects == 0
+    mode = COUNT if complete_report and job.status == "Complete" and objects is not None else JOIN
     if current.joinReport:
         mode = JOIN
     ran_every_task = job.status == "Complete" or (
@@ -240,7 +244,10 @@ def plan_report(
         attemptPrefix=attempt_prefix,
         attempt=current.attempt,
         lastAttempt=last_attempt,
-        fields=None if last_attempt else manifest_field_count(s3, manifest.bucket, manifest.key),
+        # An empty manifest (a source run that selected nothing) has no first row to count columns in.
+        fields=None
+        if last_attempt or objects == 0
+        else manifest_field_count(s3, manifest.bucket, manifest.key),
         scope=scope,
         cancelledBy=cancelled_by if job.status == "Cancelled" else None,
         manifest=FileRef(bucket=manifest.bucket, key=manifest.key),

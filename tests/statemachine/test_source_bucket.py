@@ -113,3 +113,23 @@ def test_max_objects_cancels_a_source_run_on_s3s_count_before_any_object_is_touc
     assert f"counted {len(KEYS)} objects" in execution.output["cause"]
     assert job["Status"] == "Cancelled"
     assert all(t == {} for t in tags.values())
+
+
+def test_a_source_run_that_selects_nothing_ends_nothing_to_do():
+    with pipeline() as stack:
+        execution = stack.run(
+            source_spec(stack, "gennone", filter={"prefixes": ["no/such/"]}), name="gennone"
+        )
+        tags = tags_by_key(stack)
+
+    summary = execution.output
+    assert execution.status == "SUCCEEDED"
+    assert summary["status"] == "NOTHING_TO_DO"
+    assert summary["manifest"]["objects"] == 0
+    assert summary["totals"] == {
+        "objects": 0,
+        "succeeded": 0,
+        "failedPermanent": 0,
+        "failedRetriesExhausted": 0,
+    }
+    assert all(t == {} for t in tags.values())
