@@ -38,6 +38,7 @@ from batchpipe_core.inventory_layout import VERSION_CHOICES, VERSIONS_CURRENT, V
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.operation import operation_errors, operation_names
 from batchpipe_core.query import MAX_BIGINT, build_unload_sql
+from batchpipe_core.rerun import rerun_buckets
 from batchpipe_core.where import normalize_where
 
 DEFAULT_NAME = "batchpipe"
@@ -623,11 +624,15 @@ def _source_problems(raw: Any, problems: list[str], config: Config) -> list[str]
     if not isinstance(bucket, str) or any(line.startswith("source") for line in problems):
         return []
     found = []
-    if bucket not in config.source_buckets:
+    # The buckets a rerun of this stack may act on (batchpipe_core.rerun): a run whose failures could
+    # not be rerun would break the promise that every failure can be.
+    allowed = rerun_buckets(config.source_buckets, config.inventory_prefix)
+    if bucket not in allowed.names:
         found.append(
-            f"source.bucket: {shown(bucket)} is not one of the stack's SourceBuckets "
-            f"({', '.join(config.source_buckets) or 'none'}), the only buckets its Batch Operations role may "
-            "list and act on; add it to the SourceBuckets parameter"
+            f"source.bucket: {shown(bucket)} is not {allowed.described} "
+            f"({', '.join(sorted(allowed.names)) or 'none'}), the buckets its Batch Operations role may list and "
+            "act on and its reruns may touch; use that bucket, or a stack whose SourceBuckets and InventoryPrefix "
+            "name this one"
         )
     filter_ = raw.get("filter")
     if isinstance(filter_, dict) and not any(line.startswith("filter") for line in problems):

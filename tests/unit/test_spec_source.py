@@ -47,7 +47,10 @@ def test_an_all_versions_stack_still_runs_a_source_on_current_versions(config, s
         ),
         ({"source": {"bucket": BUCKET}, "filter": {"prefixes": ["a/", "b/"]}}, "filter.prefixes: "),
         ({"source": {"bucket": BUCKET}, "filter": {"where": "size > 0"}}, "filter.where: "),
-        ({"source": {"bucket": "other-bucket"}}, "source.bucket: 'other-bucket' is not one of the stack's"),
+        (
+            {"source": {"bucket": "other-bucket"}},
+            "source.bucket: 'other-bucket' is not the bucket the stack's runs act on",
+        ),
         ({"source": {"bucket": "arn:aws:s3:::my-source-bucket"}}, "source.bucket: "),
         (
             {"source": {"bucket": BUCKET}, "inventory": {"table": "t"}},
@@ -83,3 +86,18 @@ def test_the_generator_check_and_the_spec_agree(config):  # noqa: F811
     ):
         assert generator_problems(filter_spec) == []
         normalize_spec({"source": {"bucket": BUCKET}, "filter": filter_spec, "operation": TAGGING}, config)
+
+
+def test_a_source_must_be_a_bucket_the_stacks_reruns_may_act_on(config, stack_env):  # noqa: F811
+    # Another SourceBuckets member than InventoryPrefix's bucket: its failures could not be rerun.
+    stack_env.setenv("SOURCE_BUCKETS", f"{BUCKET},second-bucket")
+    from batchpipe_core.config import Config
+
+    problems = rejected({"source": {"bucket": "second-bucket"}, "operation": TAGGING}, Config.from_env())
+
+    assert problems == [
+        "source.bucket: 'second-bucket' is not the bucket the stack's runs act on ('my-source-bucket', the source "
+        "bucket of InventoryPrefix) within SourceBuckets (my-source-bucket), the buckets its Batch Operations role "
+        "may list and act on and its reruns may touch; use that bucket, or a stack whose SourceBuckets and "
+        "InventoryPrefix name this one"
+    ]
