@@ -72,6 +72,13 @@ def preview(args: argparse.Namespace) -> int:
             "preview shows what a spec selects from an inventory; a spec with rerun selects the rows of a "
             'failures file instead: start it with "dryRun": true on the stack that wrote the file'
         )
+    if "source" in spec:
+        # The manifest generator lists the bucket only inside a job: there is nothing to run locally.
+        raise UsageError(
+            "preview shows what a spec selects from an inventory; a spec with source has S3 Batch list the "
+            "bucket inside its job instead: remove source to preview the same filter over the bucket's "
+            'inventory, or start it with "confirmationRequired": true to see S3\'s count before it runs'
+        )
     spec = {**spec, "dryRun": True}
     spec.setdefault("operation", PLACEHOLDER_OPERATION)
     with tempfile.TemporaryDirectory() as scratch:
