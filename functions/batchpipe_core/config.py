@@ -28,6 +28,8 @@ class Config:
     batch_role_arn: str
     notification_topic_arn: str
     source_buckets: tuple[str, ...]
+    # The stack's AllowedOperations parameter (ValidateSpecFunction only); None where it is not set.
+    allowed_operations: tuple[str, ...] | None
     default_max_attempts: int
     default_backoff_seconds: int
     default_priority: int
@@ -58,6 +60,7 @@ class Config:
             batch_role_arn=_env("BATCH_ROLE_ARN"),
             notification_topic_arn=_env("NOTIFICATION_TOPIC_ARN"),
             source_buckets=tuple(b for b in _env("SOURCE_BUCKETS", "").split(",") if b),
+            allowed_operations=_allowed_operations(),
             default_max_attempts=int(_env("DEFAULT_MAX_ATTEMPTS", "3")),
             default_backoff_seconds=int(_env("DEFAULT_BACKOFF_SECONDS", "300")),
             default_priority=int(_env("DEFAULT_PRIORITY", "10")),
@@ -71,3 +74,11 @@ class Config:
             join_partition_rows=int(_env("JOIN_PARTITION_ROWS", "2000000")),
             manifest_pack_bytes=int(_env("MANIFEST_PACK_BYTES", str(1 << 30))),
         )
+
+
+def _allowed_operations() -> tuple[str, ...] | None:
+    """Only ValidateSpecFunction is given ALLOWED_OPERATIONS (the other functions never decide it)."""
+    value = os.environ.get("ALLOWED_OPERATIONS")
+    if value is None:
+        return None
+    return tuple(name.strip() for name in value.split(",") if name.strip())

@@ -614,6 +614,7 @@ def _stack_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
         + _versions_problems(raw, problems, config)
         + _rerun_problems(raw, problems, config)
         + _source_problems(raw, problems, config)
+        + _allowed_operation_problems(raw, problems, config)
     )
 
 
@@ -644,6 +645,54 @@ def _source_problems(raw: Any, problems: list[str], config: Config) -> list[str]
             "dryRun: a source.bucket run has no dry run: S3 Batch lists the bucket only while its job "
             "prepares; remove dryRun and set confirmationRequired: true, which stops the job after S3 has "
             "counted it and before it touches any object"
+        )
+    return found
+
+
+# AllowedOperations entries beyond the operation names: the two uses of S3PutObjectRetention (and
+# of a copy's Object Lock settings) that cannot be undone or that shorten a protection. The Batch
+# Operations role is granted them only when named (template.yaml, BatchOperationsRole).
+COMPLIANCE_RETENTION = "S3PutObjectRetention:COMPLIANCE"
+BYPASS_GOVERNANCE = "S3PutObjectRetention:BypassGovernanceRetention"
+
+
+def _allowed_operation_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
+    """An operation the stack's Batch Operations role is not granted: refused here, by name, rather
+    than as a job whose every task fails 403 AccessDenied."""
+    allowed = config.allowed_operations
+    operation = raw.get("operation") if isinstance(raw, dict) else None
+    if allowed is None or not isinstance(operation, dict) or len(operation) != 1:
+        return []
+    if any(line.startswith("operation") for line in problems):
+        return []
+    ((name, body),) = operation.items()
+    fix = "redeploy the stack with {} added to its AllowedOperations parameter, or choose another operation"
+    if name not in allowed:
+        return [
+            f"operation: {name} is not allowed by this stack (AllowedOperations: {', '.join(allowed)}); "
+            + fix.format(name)
+        ]
+    body = body if isinstance(body, dict) else {}
+    found = []
+    lock_mode = (
+        (body.get("Retention") or {}).get("Mode")
+        if name == "S3PutObjectRetention"
+        else body.get("ObjectLockMode")
+    )
+    if lock_mode == "COMPLIANCE" and COMPLIANCE_RETENTION not in allowed:
+        where = "Retention.Mode" if name == "S3PutObjectRetention" else "ObjectLockMode"
+        found.append(
+            f"operation.{name}.{where}: COMPLIANCE retention cannot be shortened or removed by anyone once set, "
+            f"and this stack does not allow it; " + fix.format(COMPLIANCE_RETENTION) + " (or use GOVERNANCE)"
+        )
+    if (
+        name == "S3PutObjectRetention"
+        and body.get("BypassGovernanceRetention") is True
+        and BYPASS_GOVERNANCE not in allowed
+    ):
+        found.append(
+            f"operation.{name}.BypassGovernanceRetention: shortening or removing GOVERNANCE retention is not "
+            "allowed by this stack; " + fix.format(BYPASS_GOVERNANCE)
         )
     return found
 

@@ -27,7 +27,17 @@ def required_parameters(template: dict) -> dict[str, Any]:
     unknown = [name for name in required if name not in given]
     if unknown:
         raise KeyError(f"World.parameters() gives no value for the required template parameters {unknown}")
-    return {name: given[name] for name in required}
+    # The demo stack allows every operation, so every example runs locally; a test of the refusal
+    # passes AllowedOperations itself.
+    return {name: given[name] for name in required} | {"AllowedOperations": given["AllowedOperations"]}
+
+
+def every_operation() -> str:
+    """AllowedOperations naming every operation botocore knows and both named-only extras."""
+    from batchpipe_core.operation import operation_names
+    from batchpipe_core.spec import BYPASS_GOVERNANCE, COMPLIANCE_RETENTION
+
+    return ",".join([*operation_names(), COMPLIANCE_RETENTION, BYPASS_GOVERNANCE])
 
 
 @dataclass
@@ -57,6 +67,7 @@ class World:
             "InventoryVersions": self.versions,
             "SourceBuckets": self.source_bucket,
             "TargetBuckets": self.source_bucket,
+            "AllowedOperations": every_operation(),
             **overrides,
         }
 

@@ -37,6 +37,8 @@ def test_definition_substitutions_point_at_the_stack_functions():
 def test_function_environment_is_the_templates():
     template = tpl.load_template()
     declared = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for logical_id in tpl.resources_of_type(template, "AWS::Serverless::Function"):  # a function's own
+        declared |= set(tpl.function_properties(template, logical_id)["Environment"]["Variables"])
     with LocalStack() as stack:
         env = stack.function_environment()
     assert set(env) == declared

@@ -181,17 +181,30 @@ SOURCE_ACTIONS_BY_OPERATION: dict[str, frozenset[str]] = {
     "S3DeleteObjectTagging": frozenset({"s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"}),
     "S3InitiateRestoreObject": frozenset({"s3:RestoreObject"}),
     "S3PutObjectLegalHold": frozenset({"s3:GetBucketObjectLockConfiguration", "s3:PutObjectLegalHold"}),
-    # The guide's policy also has s3:BypassGovernanceRetention, needed only when a spec sets
-    # BypassGovernanceRetention: true. It is deliberately not granted: it would let any job shorten
-    # governance-mode retention. Such tasks fail 403 AccessDenied, a permanent failure (SECURITY.md).
+    # The guide's policy also has s3:BypassGovernanceRetention, needed when a spec sets
+    # BypassGovernanceRetention: true: granted only when AllowedOperations names
+    # S3PutObjectRetention:BypassGovernanceRetention (BYPASS_ACTIONS below).
     "S3PutObjectRetention": frozenset({"s3:GetBucketObjectLockConfiguration", "s3:PutObjectRetention"}),
     "S3ReplicateObject": frozenset({"s3:InitiateReplication"}),
     # Not documented by AWS at the time of writing: reading the object is the assumption.
     "S3ComputeObjectChecksum": frozenset({"s3:GetObject", "s3:GetObjectVersion"}),
     "S3UpdateObjectEncryption": frozenset({"s3:UpdateObjectEncryption"}),
 }
-# On copy targets (TargetBuckets): the copy policy of the same guide.
-TARGET_ACTIONS = frozenset({"s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectTagging"})
+# On every source bucket, whatever the operation: without s3:ListBucket a missing key answers 403,
+# not 404, and is classified as the wrong error (S3 API reference, GetObject "Permissions").
+SOURCE_BUCKET_ACTIONS = frozenset({"s3:ListBucket"})
+BYPASS_ACTIONS = frozenset({"s3:BypassGovernanceRetention"})
+# On copy targets (TargetBuckets): the copy policy of the same guide, plus the Object Lock settings
+# a copy may set on the new object (S3PutObjectCopy ObjectLockMode, ObjectLockLegalHoldStatus).
+TARGET_ACTIONS = frozenset(
+    {
+        "s3:PutObject",
+        "s3:PutObjectAcl",
+        "s3:PutObjectTagging",
+        "s3:PutObjectRetention",
+        "s3:PutObjectLegalHold",
+    }
+)
 # On the functions LambdaInvoke jobs may call.
 LAMBDA_ACTIONS = frozenset({"lambda:InvokeFunction"})
 # On the KMS keys UpdateObjectEncryption may apply (its API reference: kms:ReEncrypt* spelled out).
@@ -616,6 +629,7 @@ def batch_role_needed() -> dict[str, set[str]]:
     needed = {scope: set() for scope in SCOPE_MARKERS.values()}
     for operation in job_operations():
         needed["source objects"] |= SOURCE_ACTIONS_BY_OPERATION[operation]
+    needed["source objects"] |= SOURCE_BUCKET_ACTIONS | BYPASS_ACTIONS
     needed["copy targets"] |= TARGET_ACTIONS
     needed["LambdaInvoke functions"] |= LAMBDA_ACTIONS
     needed["KMS keys"] |= KMS_ACTIONS
@@ -640,8 +654,20 @@ def batch_role_granted() -> dict[str, set[str]]:
         assert len(scopes) == 1, (
             f"cannot tell the resource scope of {statement}: one of {list(SCOPE_MARKERS)}"
         )
-        granted[scopes[0]] |= set(_as_list(statement["Action"]))
+        granted[scopes[0]] |= {
+            action for entry in _as_list(statement["Action"]) for action in _action_branches(entry)
+        }
     return granted
+
+
+def _action_branches(entry: Any) -> list[str]:
+    """An action, or a conditional one (`Fn::If` with `AWS::NoValue`): every action it can be."""
+    if isinstance(entry, dict) and set(entry) == {"Fn::If"}:
+        _condition, when_true, when_false = entry["Fn::If"]
+        return _action_branches(when_true) + _action_branches(when_false)
+    if entry == {"Ref": "AWS::NoValue"}:
+        return []
+    return [entry]
 
 
 def test_every_job_operation_has_documented_permissions() -> None:

@@ -85,6 +85,27 @@ def mentions(node: Any, name: str) -> bool:
     return bool(re.search(rf'"{re.escape(name)}"|\$\{{{re.escape(name)}[.}}]', text))
 
 
+def _branches(node: Any) -> list[Any]:
+    """What a (possibly conditional) entry can be: both branches of `Fn::If`, none for AWS::NoValue."""
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        _condition, when_true, when_false = node["Fn::If"]
+        return _branches(when_true) + _branches(when_false)
+    if node == {"Ref": "AWS::NoValue"}:
+        return []
+    return [node]
+
+
+def _every_form(statements: Any) -> Iterator[dict[str, Any]]:
+    """Each statement in every form its conditions allow, its conditional actions spelled out, so
+    that a check sees the widest grant any parameter values give."""
+    for entry in as_list(statements):
+        for statement in _branches(entry):
+            if isinstance(statement, dict) and isinstance(statement.get("Action"), list):
+                actions = [a for entry in statement["Action"] for a in _branches(entry)]
+                statement = {**statement, "Action": actions}
+            yield statement
+
+
 def identity_statements(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(principal, statement) of every identity policy the template writes out itself.
 
@@ -96,14 +117,14 @@ def identity_statements(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, An
         if resource["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
             for policy in as_list(properties.get("Policies", [])):
                 if isinstance(policy, dict) and "Statement" in policy:
-                    for statement in as_list(policy["Statement"]):
+                    for statement in _every_form(policy["Statement"]):
                         yield logical_id, statement
         elif resource["Type"] == "AWS::IAM::Role":
             for policy in properties.get("Policies", []):
-                for statement in as_list(policy["PolicyDocument"]["Statement"]):
+                for statement in _every_form(policy["PolicyDocument"]["Statement"]):
                     yield logical_id, statement
         elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            for statement in as_list(properties["PolicyDocument"]["Statement"]):
+            for statement in _every_form(properties["PolicyDocument"]["Statement"]):
                 yield logical_id, statement
 
 
