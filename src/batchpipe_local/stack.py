@@ -162,6 +162,7 @@ class LocalStack:
         self._exit.enter_context(_whole_task_timeouts_in_history())
         self._exit.enter_context(_execution_status_events(self._put_execution_event))
         self._exit.enter_context(_stop_wakes_task_token_waits())
+        self._exit.enter_context(_map_output_within_payload_limit())
         self._exit.enter_context(documented_part_copies())
         self._exit.enter_context(self.lambda_timeouts.installed())
         self._exit.enter_context(_map_runs_fail_past_tolerance())
@@ -571,6 +572,74 @@ def _stop_wakes_task_token_waits() -> Iterator[None]:
     with (
         mock.patch.object(Environment, "set_stop", set_stop),
         mock.patch.object(Environment, "set_error", set_error),
+    ):
+        yield
+
+
+# Step Functions quotas: 256 KiB per state's input or output (the UTF-8 encoded JSON). A Map's
+# output is its children's results aggregated into one array, so it counts too.
+STATE_PAYLOAD_LIMIT_BYTES = 256 * 1024
+
+
+@contextmanager
+def _map_output_within_payload_limit() -> Iterator[None]:
+    """A Map whose aggregated output exceeds 256 KiB fails the execution with
+    States.DataLimitExceeded, which no Catch, not even States.ALL, handles (Step Functions developer
+    guide, "Error handling": States.ALL does not match States.DataLimitExceeded or States.Runtime).
+    moto's interpreter checks no payload size; a definition that AWS would fail must fail here too."""
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateMap._eval_execution
+    error = StatesErrorNameType.StatesStatesDataLimitExceeded  # moto's spelling of States.DataLimitExceeded
+
+    def eval_execution(self: Any, env: Any) -> None:
+        original(self, env)
+        size = len(json.dumps(env.stack[-1], separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        if size <= STATE_PAYLOAD_LIMIT_BYTES:
+            return
+        cause = (
+            f"The state/task '{self.name}' returned a result with a size exceeding the maximum number of "
+            f"bytes service limit ({size} bytes > {STATE_PAYLOAD_LIMIT_BYTES})."
+        )
+        raise FailureEventException(
+            failure_event=FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=error),
+                event_type=HistoryEventType.ExecutionFailed,
+                event_details=EventDetails(
+                    executionFailedEventDetails=ExecutionFailedEventDetails(
+                        error=error.to_name(), cause=cause
+                    )
+                ),
+            )
+        )
+
+    def uncatchable(method_name: str) -> Any:
+        # moto's Catch and Retry on States.ALL would take it; AWS's do not.
+        original_handler = getattr(StateMap, method_name)
+
+        def handler(self: Any, env: Any, failure_event: Any) -> Any:
+            name = getattr(failure_event.error_name, "error_name", None)
+            if name == error.to_name():
+                self._terminate_with_event(env=env, failure_event=failure_event)
+            return original_handler(self, env=env, failure_event=failure_event)
+
+        return handler
+
+    with (
+        mock.patch.object(StateMap, "_eval_execution", eval_execution),
+        mock.patch.object(StateMap, "_handle_catch", uncatchable("_handle_catch")),
+        mock.patch.object(StateMap, "_handle_retry", uncatchable("_handle_retry")),
     ):
         yield
 

@@ -77,3 +77,27 @@ def test_athena_engine_version_is_pinned(resources: dict[str, Any]) -> None:
     (workgroup,) = [r for r in resources.values() if r["Type"] == "AWS::Athena::WorkGroup"]
     version = workgroup["Properties"]["WorkGroupConfiguration"]["EngineVersion"]["SelectedEngineVersion"]
     assert version.startswith("Athena engine version ")
+
+
+def test_distributed_map_children_return_nothing(asl: dict[str, Any]) -> None:
+    """A Map's output is its children's outputs in one array, within the 256 KiB payload limit;
+    States.DataLimitExceeded would fail the execution past any Catch. Each child's last state ends
+    with OutputPath null (output {}) unless the Map writes its results to S3 (ResultWriter)."""
+
+    def maps(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        for name, state in states.items():
+            if state["Type"] == "Map":
+                found.append((name, state))
+                found += maps((state.get("ItemProcessor") or state["Iterator"])["States"])
+        return found
+
+    for name, state in maps(asl["States"]):
+        if "ResultWriter" in state:
+            continue
+        children = (state.get("ItemProcessor") or state["Iterator"])["States"]
+        ends = {child: s for child, s in children.items() if s.get("End") or s["Type"] == "Succeed"}
+        for child, end in ends.items():
+            assert "OutputPath" in end and end["OutputPath"] is None, (
+                f'{name}\'s child state {child} ends with output; add "OutputPath": null or a ResultWriter'
+            )
