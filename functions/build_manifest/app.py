@@ -17,6 +17,8 @@ made from a previous run's failures file (batchpipe_core.rerun), with no Athena 
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from typing import Any
 
 import boto3
@@ -50,6 +52,10 @@ SAMPLE_SIZE = 20
 SAMPLE_BYTES = 128 * 1024
 MANIFEST_NAME = "manifest.csv"
 PACKED_FOLDER = "manifest-packed/"  # under the run prefix: PackManifest's objects, one per group
+# Under the run prefix: Athena's gzip output files, decompressed (one object per file).
+PLAIN_FOLDER = "manifest-plain/"
+# Decompressed bytes uploaded per part: memory stays bounded whatever a file's size.
+PLAIN_PART_BYTES = 16 << 20
 COUNT_CHUNK_BYTES = 8 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -281,11 +287,17 @@ def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Li
     packed_prefix = f"{as_folder(request.run.prefix)}{PACKED_FOLDER}"
     if output_bucket != config.pipeline_bucket:  # BuildManifest then joins the files as they are
         return {"done": True, "groups": 0, "bytesPacked": 0}
+    run_prefix = as_folder(request.run.prefix)
+    with transient_as_retryable("decompressing Athena's gzip output files"):
+        readable, pending = readable_sources(s3, output_bucket, output_prefix, run_prefix)
+        if pending:
+            left = decompress_step(s3, output_bucket, pending, run_prefix, config.manifest_pack_bytes)
+            return {"done": False, "groups": 0, "bytesPacked": 0, "gzipLeft": left}
     with transient_as_retryable("packing Athena's small output files"):
         plan = listed_packing_plan(
             s3,
             bucket=config.pipeline_bucket,
-            sources=list_sources(s3, output_bucket, output_prefix),
+            sources=readable,
             packed_prefix=packed_prefix,
             budget=config.manifest_pack_bytes,
             limits=limits,
@@ -304,14 +316,99 @@ def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Li
     return {"done": left == 0, "groups": len(plan), "bytesPacked": packed_bytes}
 
 
+# ------------------------------------------------------------------ gzip output, decompressed
+#
+# The UNLOAD asks for compression = 'NONE', but AWS's pages disagree on whether Athena honours it for
+# TEXTFILE output (gzip is UNLOAD's default), and S3 Batch Operations needs a plain CSV manifest
+# (gzip manifests: undocumented). So either answer works: PackManifest decompresses every gzip
+# output file (recognized by its content, not its name) into a plain object, streamed and a bounded
+# number of compressed bytes per step, and the files are joined from those.
+
+
+def plain_key(run_prefix: str, source: Source) -> str:
+    """Where a gzip output file's decompressed copy goes: named by the file's key and ETag, so a
+    retried step rewrites the same object and a changed file gets a new one."""
+    digest = hashlib.sha256(f"{source.key}\n{source.etag}".encode()).hexdigest()[:32]
+    return f"{run_prefix}{PLAIN_FOLDER}{digest}.csv"
+
+
+def is_gzip(s3: Any, bucket: str, source: Source) -> bool:
+    if source.size < len(GZIP_MAGIC):
+        return False
+    head = s3.get_object(Bucket=bucket, Key=source.key, Range=f"bytes=0-{len(GZIP_MAGIC) - 1}")["Body"].read()
+    return head == GZIP_MAGIC
+
+
+def readable_sources(
+    s3: Any, bucket: str, output_prefix: str, run_prefix: str
+) -> tuple[list[Source], list[Source]]:
+    """(the output files with each gzip one replaced by its plain copy, the gzip files not yet decompressed)."""
+    plain = {s.key: s for s in list_sources(s3, bucket, f"{run_prefix}{PLAIN_FOLDER}")}
+    sources, pending = [], []
+    for source in list_sources(s3, bucket, output_prefix):
+        if source.size == 0 or not is_gzip(s3, bucket, source):
+            sources.append(source)
+        elif (copy := plain.get(plain_key(run_prefix, source))) is not None:
+            sources.append(copy)
+        else:
+            pending.append(source)
+    return sources, pending
+
+
+def decompress(s3: Any, bucket: str, source: Source, key: str) -> int:
+    """Streams one gzip file (every member) into a plain object, ``PLAIN_PART_BYTES`` at a time."""
+    stream = gzip.GzipFile(fileobj=s3.get_object(Bucket=bucket, Key=source.key)["Body"], mode="rb")
+    first = stream.read(PLAIN_PART_BYTES)
+    if len(first) < PLAIN_PART_BYTES:  # one part: a plain PUT
+        s3.put_object(Bucket=bucket, Key=key, Body=first)
+        return len(first)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts, total, chunk = [], 0, first
+    try:
+        while chunk:
+            number = len(parts) + 1
+            etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk)[
+                "ETag"
+            ]
+            parts.append({"PartNumber": number, "ETag": etag})
+            total += len(chunk)
+            chunk = stream.read(PLAIN_PART_BYTES)
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+        raise
+    return total
+
+
+def decompress_step(s3: Any, bucket: str, pending: list[Source], run_prefix: str, budget: int) -> int:
+    """Decompresses pending files in order until ``budget`` compressed bytes are read (at least one
+    file per step, so every step makes progress); returns how many are left."""
+    read = 0
+    for index, source in enumerate(pending):
+        if index and read + source.size > budget:
+            return len(pending) - index
+        written = decompress(s3, bucket, source, plain_key(run_prefix, source))
+        read += source.size
+        logger.info(
+            "gzip output decompressed", extra={"key": source.key, "bytes": source.size, "plainBytes": written}
+        )
+    return 0
+
+
 def manifest_sources(
     s3: Any, output_bucket: str, output_prefix: str, packed_prefix: str, config: Config
 ) -> list[Source]:
-    """What BuildManifest joins: Athena's output files, with PackManifest's objects in place of the
-    groups of small ones it packed (``multipart.with_packed``)."""
-    outputs = [s for s in list_sources(s3, output_bucket, output_prefix) if s.size > 0]
+    """What BuildManifest joins: Athena's output files (gzip ones by their plain copies), with
+    PackManifest's objects in place of the groups of small ones it packed (``multipart.with_packed``)."""
     if output_bucket != config.pipeline_bucket:
-        return outputs
+        return [s for s in list_sources(s3, output_bucket, output_prefix) if s.size > 0]
+    run_prefix = packed_prefix.removesuffix(PACKED_FOLDER)
+    readable, pending = readable_sources(s3, output_bucket, output_prefix, run_prefix)
+    if pending:  # PackManifest decompresses them all before BuildManifest runs
+        raise BatchPipeError(f"{len(pending)} gzip output files were not decompressed, e.g. {pending[0].key}")
+    outputs = [s for s in readable if s.size > 0]
     plan = listed_packing_plan(
         s3,
         bucket=config.pipeline_bucket,

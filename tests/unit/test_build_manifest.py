@@ -176,6 +176,12 @@ def test_a_real_run_leaves_the_count_to_s3(aws):
     assert (result["objects"], result["empty"]) == (None, False)
 
 
+def probes(keys) -> list[tuple[str, int]]:
+    """PackManifest and BuildManifest read the first 2 bytes of each output file: gzip or not is told
+    by the content, not the name. A fixed read per file, whatever its size: no row passes."""
+    return [(key, len(app.GZIP_MAGIC)) for key in keys]
+
+
 def test_no_row_passes_through_the_lambda_when_outputs_are_at_least_5_mib(aws, reads):
     s3, query_id = aws
     big = [rows(f"part{p}/key {i:07d}" for i in range(200_000)) for p in range(2)]
@@ -189,7 +195,12 @@ def test_no_row_passes_through_the_lambda_when_outputs_are_at_least_5_mib(aws, r
     lambda_reads = list(reads)
     assert body(s3, result["key"]) == b"".join(big)
     # One bounded ranged GET for the sample; the 10 MiB of rows were copied inside S3.
-    assert lambda_reads == [(f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)]
+    assert sorted(lambda_reads) == sorted(
+        [
+            *probes([f"{OUTPUT}20240501_0", f"{OUTPUT}20240501_1"]),
+            (f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES),
+        ]
+    )
     assert result["sample"] == [f"part0/key {i:07d}" for i in range(20)]
 
 
@@ -207,6 +218,7 @@ def test_small_outputs_are_read_and_nothing_else(aws, reads):
     assert sorted(lambda_reads) == sorted(
         [(f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)]
         + [(f"{OUTPUT}b{n}", len(small[n])) for n in range(3)]
+        + probes([f"{OUTPUT}a", *(f"{OUTPUT}b{n}" for n in range(3))])
     )
 
 
@@ -219,11 +231,37 @@ def test_sample_of_a_versioned_manifest_is_keys_only(aws):
     assert invoke(event(query_id))["sample"] == KEYS
 
 
-def test_compressed_athena_output_is_refused_not_handed_to_batch_operations(aws):
+def test_compressed_athena_output_is_never_handed_to_batch_operations(aws):
+    """BuildManifest without PackManifest's decompression (never so in the state machine) refuses."""
     s3, query_id = aws
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}0.gz", Body=gzip.compress(rows(KEYS)))
     with pytest.raises(BatchPipeError, match="gzip"):
         invoke(event(query_id))
+
+
+def test_gzip_output_is_decompressed_streamed_and_bounded_into_a_plain_manifest(aws, monkeypatch):
+    """Whether or not Athena honours compression = 'NONE': gzip files (one of two members, as
+    concatenated gzip streams are) are decompressed, one bounded step at a time, in parts of
+    PLAIN_PART_BYTES, and the manifest is the plain rows in the files' key order."""
+    s3, query_id = aws
+    monkeypatch.setattr(app, "PLAIN_PART_BYTES", 5 * MiB)  # the smallest part S3 takes
+    monkeypatch.setenv("MANIFEST_PACK_BYTES", "1")  # one file per step
+    many = [f"photos/2024/{i:08d} ünï+{'y' * 90}.jpg" for i in range(60_000)]  # ~9 MB of rows
+    two_members = gzip.compress(rows(many[:30_000])) + gzip.compress(rows(many[30_000:]))
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}0.gz", Body=two_members)
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}1", Body=rows(KEYS))
+    s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}2.gz", Body=gzip.compress(rows(["z/last"])))
+    steps = 1
+    while not pack(query_id)["done"]:
+        steps += 1
+        assert steps < 20, "PackManifest never finished"
+    assert steps >= 3  # each gzip file in a step of its own, then the packing
+    manifest = invoke(event(query_id, max_objects=None, dry_run=True))
+    assert body(s3, manifest["key"]) == rows(many) + rows(KEYS) + rows(["z/last"])
+    assert manifest["objects"] == len(many) + len(KEYS) + 1
+    assert manifest["sample"][:2] == many[:2]
+    plain = s3.list_objects_v2(Bucket=PIPELINE, Prefix=f"{RUN_PREFIX}{app.PLAIN_FOLDER}")["Contents"]
+    assert len(plain) == 2 and max(o["Size"] for o in plain) > 5 * MiB  # a multipart-uploaded copy
 
 
 def pack(query_id: str) -> dict:
@@ -252,9 +290,12 @@ def test_small_outputs_are_packed_a_bounded_group_per_step_then_only_copied(aws,
     # 9 files of 1.5 MiB: groups of 4 (6 MiB >= the 5 MiB budget), 4, and the last 1, which is
     # copied as it is (a lone small source may be the last part).
     assert [s["groups"] for s in steps] == [3, 3, 3]
-    assert per_step == [sum(map(len, small[:4])), sum(map(len, small[4:8])), 0]
-    assert max(per_step) <= 5 * MiB + 3 * MiB // 2 + 8  # the budget and one file
-    assert final_reads == [(f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)]  # the rest copied in S3
+    outputs = [f"{OUTPUT}a", *(f"{OUTPUT}b{n}" for n in range(9))]
+    probed = sum(size for _, size in probes(outputs))  # every step tells gzip files by their content
+    assert per_step == [sum(map(len, small[:4])) + probed, sum(map(len, small[4:8])) + probed, probed]
+    assert max(per_step) <= 5 * MiB + 3 * MiB // 2 + 8 + probed  # the budget and one file
+    # The rest copied in S3.
+    assert sorted(final_reads) == sorted([*probes(outputs), (f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)])
     assert sorted(body(s3, result["key"]).splitlines()) == sorted(b"".join([big, *small]).splitlines())
 
 
