@@ -215,11 +215,13 @@ def copy_generated_manifest(
     upload = CsvUpload(s3, manifest.bucket, manifest.key)
     try:
         for entry in document["files"]:
+            # Streamed: a data file is never held whole, compressed or not.
             with transient_as_retryable("GetObject"):
-                data = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
-            for row in csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8"))):
-                if row:
-                    upload.writerow([row[at_bucket], row[at_key]])
+                body = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"]
+                with gzip.GzipFile(fileobj=body) as raw, io.TextIOWrapper(raw, "utf-8", newline="") as text:
+                    for row in csv.reader(text):
+                        if row:
+                            upload.writerow([row[at_bucket], row[at_key]])
     except BaseException:
         upload.abort()
         raise
