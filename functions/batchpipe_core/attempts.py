@@ -52,6 +52,7 @@ class RetrySettings(StatePart):
 class SpecPart(StatePart):
     retry: RetrySettings | None = None
     report: ReportChoice | None = None
+    concurrency: str = "skip"
 
     def retry_or(self, max_attempts: int, backoff_seconds: int) -> RetrySettings:
         """The spec's retry settings, else the stack's defaults (Config)."""
@@ -64,6 +65,10 @@ class RunPart(StatePart):
     executionId: str | None = None
     # batchpipe_core.identity.run_id: what the run's token items are keyed by.
     runId: str | None = None
+    # The run lock's fields (batchpipe_core.runlock): the report stage renews the lease too.
+    name: str = "batchpipe"
+    executionName: str | None = None
+    leaseSeconds: int | None = Field(default=None, ge=1)
 
 
 class ManifestRef(StatePart):

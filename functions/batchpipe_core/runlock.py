@@ -5,7 +5,8 @@ Items (keys cannot collide with token items, whose keys start with an execution 
 * ``lock#<name>``: the run that holds the name (``owner`` execution ARN, ``ownerName``, ``acquiredAt``)
   and ``leaseUntil`` (epoch seconds). A conditional write takes it only when it is absent, ours, or
   its lease has passed, so two runs can never both hold it. The lease protects against a release
-  that never comes; it is renewed each time the run waits on its job (CreateJob, CheckJob).
+  that never comes; it is renewed each time the run waits on its job (CreateJob, CheckJob) and
+  while it reads the job's report (PlanReport, ProcessReport), never created by a renewal.
 * ``held#<execution ARN>``: which name an execution took, so that the execution-status cleanup,
   which knows only the execution, can release it (``release_execution``).
 * ``tick#<name>#<scheduled time>``: the execution that took one scheduled time. EventBridge
@@ -302,6 +303,21 @@ def renew_run_lock(run: RunRef, config: Config, *, starting_job: bool, forced: b
         )
     logger.warning(message + "; the job already running is still waited for", extra={"runName": run.name})
     return False
+
+
+def renew_in_report_stage(run: Any, concurrency: str, config: Config) -> None:
+    """PlanReport and ProcessReport renew the lease as well: reading a report of billions of rows
+    can take longer than the margin a renewal grants past the job wait. A run without the lock's
+    fields in its state (an older state document) is left alone."""
+    if run.executionId and run.executionName:
+        ref = RunRef(
+            executionId=run.executionId,
+            executionName=run.executionName,
+            prefix=run.prefix,
+            name=run.name,
+            leaseSeconds=run.leaseSeconds,
+        )
+        renew_run_lock(ref, config, starting_job=False, forced=concurrency == "force")
 
 
 # ---------------------------------------------------------------- the scheduler's input

@@ -15,6 +15,7 @@ from batchpipe_core.config import Config
 from batchpipe_core.fanout import plan_report
 from batchpipe_core.jobs import token_key, transient_as_retryable
 from batchpipe_core.observability import instrumented
+from batchpipe_core.runlock import renew_in_report_stage
 from batchpipe_core.tokens import TokenTable, who_cancelled
 
 
@@ -22,6 +23,7 @@ from batchpipe_core.tokens import TokenTable, who_cancelled
 @event_parser(model=ProcessReportInput)
 def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
     config = Config.from_env()
+    renew_in_report_stage(event.run, event.spec.concurrency, config)
     retry = event.spec.retry_or(config.default_max_attempts, config.default_backoff_seconds)
     cancelled_by = None
     if event.job.status == "Cancelled" and event.run.runId:

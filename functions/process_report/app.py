@@ -17,6 +17,7 @@ from batchpipe_core.config import Config
 from batchpipe_core.fanout import PlanRef, merge_parts, pack_parts_step
 from batchpipe_core.jobs import StatePart, transient_as_retryable
 from batchpipe_core.observability import instrumented
+from batchpipe_core.runlock import renew_in_report_stage
 
 
 class MergeInput(ProcessReportInput):
@@ -36,6 +37,7 @@ def handler(event: dict, context: Any) -> dict[str, Any]:
         with transient_as_retryable("packing the report parts' small files"):
             return pack_parts_step(s3, request.reportPlan, budget=config.manifest_pack_bytes)
     merge = parse(event=event, model=MergeInput)
+    renew_in_report_stage(merge.run, merge.spec.concurrency, config)
     retry = merge.spec.retry_or(config.default_max_attempts, config.default_backoff_seconds)
     with transient_as_retryable("merging the report's parts"):
         return merge_parts(s3, merge, merge.reportPlan, retry=retry, pack_bytes=config.manifest_pack_bytes)

@@ -305,3 +305,23 @@ def test_renewal_while_waiting_on_a_job_keeps_the_name(lock):
 
     assert renew_run_lock(run_ref(A), Config.from_env(), starting_job=False, forced=False) is True
     assert lock.holder("nightly").lease_until >= int(started) + 60
+
+
+def test_the_report_stage_renews_the_lease_too(lock):
+    from batchpipe_core.attempts import RunPart
+    from batchpipe_core.runlock import renew_in_report_stage
+
+    started = time.time()
+    assert lock.acquire("nightly", A, "a", 10, now=started) is None
+    run = RunPart(
+        bucket="b",
+        prefix="runs/nightly/x/",
+        executionId=A,
+        executionName="a",
+        name="nightly",
+        leaseSeconds=60,
+    )
+
+    renew_in_report_stage(run, "skip", Config.from_env())
+
+    assert lock.holder("nightly").lease_until >= int(started) + 60
