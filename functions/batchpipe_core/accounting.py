@@ -302,6 +302,8 @@ class AttemptRecord(BaseModel):
     jobCreated: str | None = None
     jobEnded: str | None = None
     recorded: str | None = None
+    # Nobody confirmed the job and S3 failed it after 30 days in Suspended: final, like a person's cancel.
+    neverConfirmed: bool = False
 
     @property
     def cancelled_by_person(self) -> bool:
@@ -309,9 +311,14 @@ class AttemptRecord(BaseModel):
         return self.cancelledBy == CANCELLED_BY_OPERATOR
 
     @property
+    def final(self) -> bool:
+        """No further attempt follows, whatever ``retry`` allows: its never-run objects are notRun."""
+        return self.cancelled_by_person or self.neverConfirmed
+
+    @property
     def closed_retriable(self) -> int:
         """Retriable objects this attempt leaves to no further attempt (the retries-exhausted file)."""
-        return self.failedRetriesExhausted + (self.notRun if self.cancelled_by_person else 0)
+        return self.failedRetriesExhausted + (self.notRun if self.final else 0)
 
 
 def check_attempt(record: AttemptRecord) -> None:
@@ -356,7 +363,7 @@ def check_chain(records: Sequence[AttemptRecord], *, finished: bool) -> None:
                 f"at position {position}"
             )
     for earlier, later in itertools.pairwise(records):
-        if later.total != earlier.failedRetriable or earlier.closed_retriable or earlier.cancelled_by_person:
+        if later.total != earlier.failedRetriable or earlier.closed_retriable or earlier.final:
             raise AccountingError(
                 f"attempt {later.attempt} ran {later.total} objects, but attempt {earlier.attempt} left "
                 f"{earlier.failedRetriable} retriable ({earlier.closed_retriable} closed"
@@ -382,6 +389,7 @@ class RunTotals:
     unresolved: int  # only a FAILED run leaves objects whose outcome nobody knows
     notRun: int = 0
     cancelled: bool = False  # a person cancelled the last attempt's job
+    unconfirmed: bool = False  # nobody confirmed the last attempt's job and S3 failed it (30 days)
 
     def as_output(self) -> dict[str, int]:
         totals = {
@@ -390,7 +398,7 @@ class RunTotals:
             "failedPermanent": self.failedPermanent,
             "failedRetriesExhausted": self.failedRetriesExhausted,
         }
-        if self.cancelled:
+        if self.cancelled or self.unconfirmed:
             totals["notRun"] = self.notRun
         if self.unresolved:
             totals["unresolved"] = self.unresolved
@@ -406,14 +414,15 @@ def run_totals(records: Sequence[AttemptRecord], objects: int, *, finished: bool
     permanent = sum(r.failedPermanent for r in records)
     exhausted = records[-1].failedRetriesExhausted if records else 0
     cancelled = bool(records) and records[-1].cancelled_by_person
-    not_run = records[-1].notRun if cancelled else 0
+    unconfirmed = bool(records) and records[-1].neverConfirmed
+    not_run = records[-1].notRun if cancelled or unconfirmed else 0
     unresolved = objects - succeeded - permanent - exhausted - not_run
     if unresolved < 0 or (finished and unresolved):
         raise AccountingError(
             f"objects {objects} != succeeded {succeeded} + failedPermanent {permanent} + "
             f"failedRetriesExhausted {exhausted} + notRun {not_run}"
         )
-    return RunTotals(objects, succeeded, permanent, exhausted, unresolved, not_run, cancelled)
+    return RunTotals(objects, succeeded, permanent, exhausted, unresolved, not_run, cancelled, unconfirmed)
 
 
 def run_status(*, failed: bool, dry_run: bool, objects: int | None, totals: RunTotals | None) -> str:
@@ -422,6 +431,8 @@ def run_status(*, failed: bool, dry_run: bool, objects: int | None, totals: RunT
         return "FAILED"
     if totals is not None and totals.cancelled:
         return "CANCELLED"
+    if totals is not None and totals.unconfirmed:
+        return "UNCONFIRMED"
     if dry_run:
         return "DRY_RUN"
     if not objects:
@@ -466,11 +477,13 @@ _FIXED_TRANSITIONS = 11
 # and LongerQueryWait (the last poll has only the first three).
 _QUERY_POLL_TRANSITIONS = 5
 ASSUMED_QUERY_POLLS = 4  # ~20 s of Athena; the state does not count polls
-# FirstAttempt, CreateJobAndWait (until S3 counted the manifest), CountNeeded?, ConfirmJob,
-# CreateJobAndWait (until the job ends), CountNeeded?, PlanReport, ReadReportParts, JoinNeeded?,
-# PackParts, PartsPacked?, ProcessReport, MoreToRetry? (a joined report adds JoinPartitions; PackParts
-# and PartsPacked? come once more per further group of the parts' small failure files).
-_ATTEMPT_TRANSITIONS = 13
+# FirstAttempt, CreateJobAndWait (its short first wait times out: no event says the job was counted),
+# CheckJob, JobFinished?, UseCheckedJob, CountNeeded?, ConfirmJob, CreateJobAndWait (until the job
+# ends), CountNeeded?, PlanReport, ReadReportParts, JoinNeeded?, PackParts, PartsPacked?, ProcessReport,
+# MoreToRetry? (each further doubled wait for the count adds CreateJobAndWait, CheckJob, JobFinished?;
+# a joined report adds JoinPartitions; PackParts and PartsPacked? come once more per further group of
+# the parts' small failure files).
+_ATTEMPT_TRANSITIONS = 16
 _RETRY_TRANSITIONS = _ATTEMPT_TRANSITIONS + 1  # Backoff and NextAttempt instead of FirstAttempt
 # The report Maps' children, at least: two results files (one per task status) of one window each
 # (ReadPart, MoreOfFile?, FileRead); 3 more per further window, 1 per join partition.

@@ -109,6 +109,8 @@ class JobOutcome(StatePart):
     failed: int | None = None
     failureReasons: list[dict[str, Any]] = Field(default_factory=list)
     statusUpdateReason: str | None = None
+    suspended: bool = False
+    gone: bool = False  # DescribeJob no longer finds the job (jobs.gone_job_outcome)
     report: ReportRef = Field(default_factory=ReportRef)
     # DescribeJob's CreationTime and TerminationDate (ISO 8601): the run page's timeline.
     created: str | None = None
@@ -269,6 +271,7 @@ def finish_attempt(
     unmatched: int,
     sample: list[str],
     prefixes: dict[str, Any] | None = None,
+    never_confirmed: bool = False,
 ) -> dict[str, Any]:
     """Checks the attempt's accounting, writes its record and returns the state's ``processed``.
 
@@ -303,7 +306,7 @@ def finish_attempt(
         )
 
     closed = exhausted.rows if exhausted else 0
-    if cancelled_by == CANCELLED_BY_OPERATOR:
+    if cancelled_by == CANCELLED_BY_OPERATOR or never_confirmed:
         closed -= counts.not_run  # never run: counted as notRun, listed in the same file
     record = AttemptRecord(
         attempt=current.attempt,
@@ -330,6 +333,7 @@ def finish_attempt(
         jobCreated=job.created,
         jobEnded=job.ended,
         recorded=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        neverConfirmed=never_confirmed,
     )
     check_attempt(record)
     record_key = f"{attempt_prefix}record.json"

@@ -37,6 +37,7 @@ class Config:
     default_report_scope: str
     unknown_error_policy: str
     job_wait_timeout_seconds: int
+    job_count_wait_seconds: int
     concurrency_wait_seconds: int
     state_machine_name: str
     report_part_rows: int
@@ -68,6 +69,7 @@ class Config:
             default_report_scope=_env("DEFAULT_REPORT_SCOPE", "AllTasks"),
             unknown_error_policy=_env("UNKNOWN_ERROR_POLICY", "permanent"),
             job_wait_timeout_seconds=int(_env("JOB_WAIT_TIMEOUT_SECONDS", "21600")),
+            job_count_wait_seconds=int(_env("JOB_COUNT_WAIT_SECONDS", "60")),
             concurrency_wait_seconds=int(_env("CONCURRENCY_WAIT_SECONDS", "43200")),
             state_machine_name=_env("STATE_MACHINE_NAME", "batchpipe-pipeline"),
             report_part_rows=int(_env("REPORT_PART_ROWS", "10000000")),

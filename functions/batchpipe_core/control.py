@@ -10,18 +10,21 @@ to be a person's cancel (final, see batchpipe_core.attempts).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batchpipe_core.errors import AccountingError, TooManyObjectsError
+from batchpipe_core.errors import AccountingError, ManifestCountIncomplete, TooManyObjectsError
 from batchpipe_core.jobs import (
     CONFIRM_BY_OPERATOR,
     COUNTED_STATUSES,
     ENDING_STATUSES,
     MAX_ATTEMPTS_LIMIT,
     TAG_CONFIRMATION,
+    TAG_OBJECTS,
     CurrentAttempt,
+    ManifestRef,
     error_code,
     is_terminal,
     token_key,
@@ -37,6 +40,10 @@ REASON_PREFIX = "batchpipe: "
 # completedBy of a token item closed because its run ended early.
 CLOSED_BY = "cleanup"
 _JOB_MOVED_ON = frozenset({"JobStatusException", "NotFoundException", "NoSuchJob", "NoSuchJobException"})
+# ConfirmJob's own count of a manifest S3 has not counted: read in pieces of this size, and stopped
+# (its progress saved for the state's Retry) when less than COUNT_MARGIN_SECONDS of the invocation remain.
+COUNT_CHUNK_BYTES = 8 << 20
+COUNT_MARGIN_SECONDS = 30.0
 
 
 def pipeline_reason(text: str) -> str:
@@ -93,11 +100,17 @@ def check_count(
     current: CurrentAttempt,
     max_objects: int,
     leave_for_operator: bool,
+    s3: Any = None,
+    remaining_seconds: Callable[[], float] = lambda: float("inf"),
 ) -> int:
-    """Enforces maxObjects on S3's count, then lets the job run (or leaves it for a person).
+    """Enforces maxObjects on the job's count, then lets the job run (or leaves it for a person).
 
-    Returns S3's count. Over the limit (or, for a retry, a count other than the rows the pipeline
-    wrote) the job is cancelled and the error raised.
+    The count is S3's ``TotalNumberOfTasks`` when DescribeJob gives it. Every JobProgressSummary
+    member is optional (S3 API reference, JobProgressSummary), so when it is absent the count comes
+    from the pipeline instead, never from reading absence as 0: the rows it wrote itself (a retry or a
+    rerun manifest), else its own count of the manifest's rows (``s3``; resumable, see
+    count_manifest_rows). Returns the count. Over the limit (or, for a retry, an S3 count other than
+    the rows the pipeline wrote) the job is cancelled and the error raised.
     """
     job = describe(s3control, account_id, job_id)
     status = job.get("Status")
@@ -105,18 +118,32 @@ def check_count(
     # counted as well (it ran), it just cannot be cancelled any more.
     if status not in COUNTED_STATUSES and status not in ENDING_STATUSES and not is_terminal(status):
         raise AccountingError(f"job {job_id} is {status}: S3 has not counted its manifest yet")
-    total = int((job.get("ProgressSummary") or {}).get("TotalNumberOfTasks", 0))
+    reported = (job.get("ProgressSummary") or {}).get("TotalNumberOfTasks")
+    manifest = current.manifest
+    if reported is not None:
+        total, counted = int(reported), f"S3 Batch Operations counted {int(reported)} objects"
+    elif manifest.objects is not None:
+        total, counted = manifest.objects, f"the manifest the pipeline wrote has {manifest.objects} objects"
+    else:
+        if s3 is None:
+            raise AccountingError(f"job {job_id}: S3 gave no count and no manifest reader was given")
+        total = count_manifest_rows(
+            s3, table, key, manifest, stop_after=max_objects, remaining_seconds=remaining_seconds
+        )
+        counted = (
+            f"S3 Batch Operations gave no count; the pipeline counted {total} objects in the manifest"
+            + (" before it stopped counting" if total > max_objects else "")
+        )
     problem = None
     if total > max_objects:
         problem = TooManyObjectsError(
-            f"S3 Batch Operations counted {total} objects in the manifest, more than maxObjects "
-            f"({max_objects}); the job was cancelled before it touched any object. Narrow the filter "
-            "(prefixes, keyRegex, sizes, dates) or raise maxObjects in the spec."
+            f"{counted}, more than maxObjects ({max_objects}); the job was cancelled before it touched "
+            "any object. Narrow the filter (prefixes, keyRegex, sizes, dates) or raise maxObjects in the spec."
         )
-    elif current.manifest.objects is not None and total != current.manifest.objects:
+    elif reported is not None and manifest.objects is not None and total != manifest.objects:
         problem = AccountingError(
             f"S3 Batch Operations counted {total} objects in the manifest of attempt {current.attempt}, "
-            f"which has {current.manifest.objects} rows; the job was cancelled"
+            f"which has {manifest.objects} rows; the job was cancelled"
         )
     if problem is not None:
         if status in COUNTED_STATUSES:
@@ -126,44 +153,97 @@ def check_count(
     table.record_count(key, total)
     if status == "Suspended":
         if leave_for_operator:
-            _tag_for_operator(s3control, account_id, job_id)
+            _tag_for_operator(s3control, account_id, job_id, total)
         else:
-            _confirm(s3control, account_id, job_id, total, max_objects)
+            if _confirm(s3control, account_id, job_id, total, max_objects):
+                table.record_confirmed(key)
     logger.info(
-        "S3 counted the job's objects",
-        extra={"jobId": job_id, "objects": total, "status": status, "leftForOperator": leave_for_operator},
+        "the job's objects are counted",
+        extra={
+            "jobId": job_id,
+            "objects": total,
+            "countedBy": "S3" if reported is not None else "pipeline",
+            "status": status,
+            "leftForOperator": leave_for_operator,
+        },
     )
     return total
 
 
-def _confirm(s3control: Any, account_id: str, job_id: str, total: int, max_objects: int) -> None:
+def count_manifest_rows(
+    s3: Any,
+    table: TokenTable,
+    key: str,
+    manifest: ManifestRef,
+    *,
+    stop_after: int,
+    remaining_seconds: Callable[[], float],
+) -> int:
+    """The manifest's rows (newlines, plus an unterminated last row), read at the ETag the job has.
+
+    Stops early once more than ``stop_after`` rows are seen (that is all maxObjects needs to know).
+    A count that would outlast the invocation saves its progress on the attempt's token item and
+    raises ManifestCountIncomplete: the state's Retry invokes ConfirmJob again, which goes on from
+    there, so a manifest of any size is counted in bounded pieces.
+    """
+    item = table.get(key)
+    offset, rows = (item.count_offset, item.count_rows) if item is not None else (0, 0)
+    request: dict[str, Any] = {"Bucket": manifest.bucket, "Key": manifest.key, "IfMatch": manifest.etag}
+    if offset:
+        request["Range"] = f"bytes={offset}-"
+    with transient_as_retryable("reading the manifest to count it"):
+        body = s3.get_object(**request)["Body"]
+    last = b"\n"
+    while chunk := body.read(COUNT_CHUNK_BYTES):
+        rows += chunk.count(b"\n")
+        offset += len(chunk)
+        last = chunk[-1:]
+        if rows > stop_after:
+            return rows
+        if remaining_seconds() < COUNT_MARGIN_SECONDS:
+            body.close()
+            table.record_count_progress(key, offset, rows)
+            raise ManifestCountIncomplete(
+                f"counted {rows} rows in the first {offset} bytes of s3://{manifest.bucket}/{manifest.key}; "
+                "the count goes on in the next invocation"
+            )
+    return rows + (last != b"\n")
+
+
+def _confirm(s3control: Any, account_id: str, job_id: str, total: int, max_objects: int) -> bool:
+    """UpdateJobStatus Ready; False when the job had moved on (someone confirmed or cancelled it)."""
     try:
         with transient_as_retryable("UpdateJobStatus"):
             s3control.update_job_status(
                 AccountId=account_id,
                 JobId=job_id,
                 RequestedJobStatus="Ready",
-                StatusUpdateReason=pipeline_reason(
-                    f"{total} objects counted by S3, maxObjects {max_objects}"
-                ),
+                StatusUpdateReason=pipeline_reason(f"{total} objects counted, maxObjects {max_objects}"),
             )
     except ClientError as exc:
         # Someone confirmed or cancelled it meanwhile: the wait that follows sees what happened.
         if error_code(exc) not in _JOB_MOVED_ON:
             raise
         logger.info("job not confirmed: it has moved on", extra={"jobId": job_id, "error": error_code(exc)})
+        return False
+    return True
 
 
-def _tag_for_operator(s3control: Any, account_id: str, job_id: str) -> None:
-    """Marks the counted job as waiting for a person; PutJobTagging replaces the set, so keep the rest."""
+def _tag_for_operator(s3control: Any, account_id: str, job_id: str, total: int) -> None:
+    """Marks the counted job as waiting for a person, with the count checked; PutJobTagging replaces
+    the set, so keep the rest."""
     with transient_as_retryable("GetJobTagging"):
         tags = s3control.get_job_tagging(AccountId=account_id, JobId=job_id).get("Tags", [])
-    kept = [tag for tag in tags if tag["Key"] != TAG_CONFIRMATION]
+    kept = [tag for tag in tags if tag["Key"] not in (TAG_CONFIRMATION, TAG_OBJECTS)]
     with transient_as_retryable("PutJobTagging"):
         s3control.put_job_tagging(
             AccountId=account_id,
             JobId=job_id,
-            Tags=[*kept, {"Key": TAG_CONFIRMATION, "Value": CONFIRM_BY_OPERATOR}],
+            Tags=[
+                *kept,
+                {"Key": TAG_CONFIRMATION, "Value": CONFIRM_BY_OPERATOR},
+                {"Key": TAG_OBJECTS, "Value": str(total)},
+            ],
         )
 
 

@@ -16,6 +16,16 @@ class TransientError(BatchPipeError):
     """Worth retrying as is (throttling, eventual consistency). The ASL retries this name."""
 
 
+class ManifestCountIncomplete(BatchPipeError):
+    """ConfirmJob ran out of time counting a manifest S3 has not counted; its progress is saved and the
+    state's Retry continues the count where it stopped."""
+
+
+class JobPreparationFailedError(BatchPipeError):
+    """S3 failed the job while preparing it (before any task ran), e.g. an unreadable manifest or an
+    ETag mismatch: a new job of the same manifest would fail the same way, so the run ends at once."""
+
+
 class TooManyObjectsError(BatchPipeError):
     """The filter selected more objects than the spec's maxObjects allows."""
 

@@ -52,6 +52,7 @@ from batchpipe_core.accounting import (
 from batchpipe_core.attempts import (
     AttemptFiles,
     AttemptOutputs,
+    JobOutcome,
     ProcessReportInput,
     RetrySettings,
     finish_attempt,
@@ -59,7 +60,7 @@ from batchpipe_core.attempts import (
     succeeded_row,
 )
 from batchpipe_core.classification import Disposition
-from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError
+from batchpipe_core.errors import AccountingError, BatchPipeError, JobPreparationFailedError, TransientError
 from batchpipe_core.jobs import TERMINAL_STATUSES
 from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import (
@@ -138,6 +139,7 @@ class Plan(BaseModel):
     fields: int | None  # the manifest's columns (2 or 3), for retry-manifest rows
     scope: str
     cancelledBy: str | None
+    neverConfirmed: bool = False  # the job failed unconfirmed in Suspended (30 days): final
     manifest: FileRef
     results: list[FileRef]  # the report's results files, in its manifest.json order
     report: str | None  # the report's manifest.json URI
@@ -184,6 +186,28 @@ PartItem = FileItem | PartitionItem
 # ------------------------------------------------------------------------------------------- plan
 
 
+def _failed_before_running(job: JobOutcome, confirmed: bool, report: Any) -> bool:
+    """Whether the job is one nobody confirmed that S3 failed in Suspended: final, never rerun.
+
+    A Failed job that ran no task (no count of run tasks, no report) did not fail for a transient reason a new job would escape. If it
+    never reached Suspended, S3 failed it while preparing it (an unreadable manifest, an ETag
+    mismatch): JobPreparationFailedError ends the run at once, naming S3's reasons. If it reached
+    Suspended and the pipeline never confirmed it, S3 failed it there: a job left Suspended for over
+    30 days fails (S3 user guide, "Creating a job"); its objects are notRun and no new job is made.
+    """
+    ran = (job.succeeded or 0) + (job.failed or 0) > 0 or report is not None
+    if job.status != "Failed" or job.gone or ran:
+        return False
+    if not job.suspended:
+        reasons = "; ".join(f"{r.get('code')}: {r.get('reason')}" for r in job.failureReasons)
+        raise JobPreparationFailedError(
+            f"S3 Batch Operations failed job {job.jobId} while preparing it, before any task ran "
+            f"({reasons or job.statusUpdateReason or 'no reason given'}). No new job was created: one of "
+            "the same manifest would fail the same way. Fix the cause and start the run again."
+        )
+    return not confirmed
+
+
 def plan_report(
     s3: Any,
     event: ProcessReportInput,
@@ -193,6 +217,7 @@ def plan_report(
     cancelled_by: str | None,
     part_rows: int,
     join_rows: int,
+    confirmed: bool = True,
 ) -> dict[str, Any]:
     """Writes ``plan.json`` and the Maps' item lists; returns the PlanRef for the state.
 
@@ -215,6 +240,8 @@ def plan_report(
     report_prefix = job.report.prefix or f"{attempt_prefix}report"
     scope = job.report.scope or (event.spec.report and event.spec.report.scope) or default_scope
     report = read_report_manifest(s3, report_bucket, report_prefix, job.jobId)
+    never_confirmed = _failed_before_running(job, confirmed, report)
+    last_attempt = last_attempt or never_confirmed
     ran_tasks = (job.succeeded or 0) + (job.failed or 0) > 0
     # S3 writes a report only when a task ran: a Complete job S3 counted empty (a spec.source run whose
     # generator selected nothing) legitimately has none.
@@ -250,6 +277,7 @@ def plan_report(
         else manifest_field_count(s3, manifest.bucket, manifest.key),
         scope=scope,
         cancelledBy=cancelled_by if job.status == "Cancelled" else None,
+        neverConfirmed=never_confirmed,
         manifest=FileRef(bucket=manifest.bucket, key=manifest.key),
         results=results,
         report=report.uri if report else None,
@@ -574,6 +602,7 @@ def merge_parts(
         unmatched=sum(d["unmatched"] for d in tallies),
         sample=sample,
         prefixes=merge_prefixes(d.get("prefixes") for d in tallies),
+        never_confirmed=plan.neverConfirmed,
     ) | {"rejoin": False}
 
 

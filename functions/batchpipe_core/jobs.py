@@ -44,6 +44,9 @@ TAG_ATTEMPT = "batchpipe:attempt"
 # confirm (spec confirmationRequired): the local operator stand-in confirms only such jobs.
 TAG_CONFIRMATION = "batchpipe:confirmation"
 CONFIRM_BY_OPERATOR = "operator"
+# Set with it: the number of objects the pipeline checked against maxObjects, so the person asked to
+# confirm sees it even when DescribeJob gives no TotalNumberOfTasks (an optional member).
+TAG_OBJECTS = "batchpipe:objects"
 # The token-table key contains an execution ARN (whose name part may hold characters S3 tag values
 # reject) and '#', so the job carries its digest instead; the token table maps digest -> key.
 TAG_REF = "batchpipe:ref"
@@ -347,14 +350,19 @@ def job_outcome(job: Mapping[str, Any], *, counted: bool = False) -> dict[str, A
         "status": status,
         "terminal": is_terminal(status),
         "needsCount": status in COUNTED_STATUSES and not counted,
-        "total": int(progress.get("TotalNumberOfTasks", 0)),
-        "succeeded": int(progress.get("NumberOfTasksSucceeded", 0)),
-        "failed": int(progress.get("NumberOfTasksFailed", 0)),
+        # Every JobProgressSummary member is optional (S3 API reference): an absent count is
+        # unknown (None), never 0.
+        "total": _count(progress, "TotalNumberOfTasks"),
+        "succeeded": _count(progress, "NumberOfTasksSucceeded"),
+        "failed": _count(progress, "NumberOfTasksFailed"),
         "failureReasons": [
             {"code": r.get("FailureCode", ""), "reason": r.get("FailureReason", "")}
             for r in job.get("FailureReasons") or []
         ],
         "statusUpdateReason": job.get("StatusUpdateReason", ""),
+        # The job reached Suspended (S3 prepared it): a Failed job that never ran and was never
+        # confirmed then failed waiting there, not while preparing (see fanout.plan_report).
+        "suspended": bool(job.get("SuspendedDate")),
         "report": {
             "bucket": _bucket_name(report.get("Bucket")),
             "prefix": report.get("Prefix"),
@@ -370,6 +378,11 @@ def _iso(moment: Any) -> str | None:
     if moment is None:
         return None
     return moment.isoformat() if hasattr(moment, "isoformat") else str(moment)
+
+
+def _count(progress: Mapping[str, Any], name: str) -> int | None:
+    value = progress.get(name)
+    return None if value is None else int(value)
 
 
 def wakes_the_run(outcome: Mapping[str, Any]) -> bool:
@@ -400,9 +413,36 @@ def no_job_outcome(run: RunRef, current: CurrentAttempt, settings: JobSettings) 
     }
 
 
-# DescribeJob/GetJobTagging for a job S3 no longer knows: S3 deletes jobs 90 days after they end
-# (S3 user guide, "Tracking job status"); the model names NotFoundException, the guide NoSuchJob.
+# DescribeJob/GetJobTagging for a job S3 does not know: either not registered yet, moments after
+# CreateJob, or deleted 90 days after it ended (S3 user guide, "Troubleshooting Batch Operations",
+# NoSuchJobException: "Timing issues" and "Job expiration"); the model names NotFoundException.
 JOB_GONE_ERRORS = frozenset({"NotFoundException", "NoSuchJob", "NoSuchJobException"})
+# S3 deletes a job 90 days after it ends, so a job created less than that long ago cannot have been
+# deleted: not found, it is not visible yet.
+JOB_RETENTION_SECONDS = 90 * 24 * 3600
+
+
+def not_visible_yet(created_at: float | None, now: float) -> bool:
+    """Whether a job DescribeJob does not find is merely not registered yet (not a job that is gone).
+
+    ``created_at``: when the pipeline recorded the job (the token item's ``jobCreatedAt``); None for
+    an item written before that was recorded, which is read as the old answer, gone.
+    """
+    return created_at is not None and now - created_at < JOB_RETENTION_SECONDS
+
+
+def not_visible_outcome(
+    job_id: str, run: RunRef, current: CurrentAttempt, settings: JobSettings
+) -> dict[str, Any]:
+    """The outcome of a job DescribeJob does not find yet: not terminal, so the run waits for it again.
+
+    Never a second job: the attempt keeps the job CreateJob returned, and the next look finds it.
+    """
+    return {
+        **no_job_outcome(run, current, settings),
+        "jobId": job_id,
+        "statusUpdateReason": "DescribeJob does not find the new job yet (S3 registers it after CreateJob)",
+    }
 
 
 def gone_job_outcome(
@@ -419,6 +459,7 @@ def gone_job_outcome(
         "jobId": job_id,
         "status": "Failed",
         "terminal": True,
+        "gone": True,
         "statusUpdateReason": "the job no longer exists (DescribeJob: not found); its report is all that is left",
     }
 

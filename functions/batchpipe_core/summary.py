@@ -396,6 +396,12 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
             "A person cancelled the job: no further attempt. To finish the objects that never ran, start "
             'a run with {"rerun": {"failures": "<the Failures file>", "errorCodes": ["NotRun"]}}.'
         )
+    if summary["status"] == "UNCONFIRMED":
+        lines.append(
+            "Nobody confirmed the job and S3 failed it after 30 days in Suspended: no further attempt. To "
+            'run its objects, start a run with {"rerun": {"failures": "<the Failures file>", "errorCodes": '
+            '["NotRun"]}}.'
+        )
     if summary["status"] == "FAILED":
         lines.append(f"Error: {summary.get('error')}: {(summary.get('cause') or '')[:500]}")
     skipped = summary.get("skipped")

@@ -46,6 +46,15 @@ class TokenItem:
     cancel_reason: str | None = None
     # S3's count of the job's objects once ConfirmJob has checked it (None: not checked yet).
     counted_tasks: int | None = None
+    # When the job was recorded (epoch seconds): a job DescribeJob does not find within S3's 90-day
+    # retention of it is not visible yet, not gone (jobs.not_visible_yet).
+    job_created_at: int | None = None
+    # ConfirmJob's own count of the manifest when S3 withholds its count: bytes read so far and the
+    # rows among them, so a count that outlasts one invocation goes on where it stopped.
+    count_offset: int = 0
+    count_rows: int = 0
+    # The pipeline confirmed the job (UpdateJobStatus Ready): a job that fails unconfirmed is final.
+    confirmed: bool = False
 
     @property
     def counted(self) -> bool:
@@ -70,6 +79,10 @@ class TokenItem:
             completed_by=text("completedBy"),
             cancel_reason=text("pipelineCancelReason"),
             counted_tasks=int(item["countedTasks"]["N"]) if "N" in item.get("countedTasks", {}) else None,
+            job_created_at=int(item["jobCreatedAt"]["N"]) if "N" in item.get("jobCreatedAt", {}) else None,
+            count_offset=int(item.get("countOffset", {}).get("N", 0)),
+            count_rows=int(item.get("countRows", {}).get("N", 0)),
+            confirmed="confirmedAt" in item,
         )
 
 
@@ -130,13 +143,15 @@ class TokenTable:
             raise
         return TokenItem.from_dynamodb(response["Attributes"])
 
-    def record_job(self, key: str, job_id: str) -> None:
+    def record_job(self, key: str, job_id: str, *, now: float | None = None) -> None:
+        """Records the attempt's job and when it was first recorded (a retry keeps the first time)."""
+        now = time.time() if now is None else now
         with transient_as_retryable("recording the job ID"):
             self._ddb.update_item(
                 TableName=self.name,
                 Key={"pk": {"S": key}},
-                UpdateExpression="SET jobId = :job",
-                ExpressionAttributeValues={":job": {"S": job_id}},
+                UpdateExpression="SET jobId = :job, jobCreatedAt = if_not_exists(jobCreatedAt, :now)",
+                ExpressionAttributeValues={":job": {"S": job_id}, ":now": {"N": str(int(now))}},
             )
 
     def record_pipeline_cancel(self, key: str, reason: str, *, now: float | None = None) -> None:
@@ -165,6 +180,27 @@ class TokenTable:
                 Key={"pk": {"S": key}},
                 UpdateExpression="SET countedTasks = :tasks",
                 ExpressionAttributeValues={":tasks": {"N": str(tasks)}},
+            )
+
+    def record_confirmed(self, key: str, *, now: float | None = None) -> None:
+        """Notes that the pipeline confirmed the attempt's job (UpdateJobStatus Ready succeeded)."""
+        now = time.time() if now is None else now
+        with transient_as_retryable("recording the job's confirmation"):
+            self._ddb.update_item(
+                TableName=self.name,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET confirmedAt = :now",
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+
+    def record_count_progress(self, key: str, offset: int, rows: int) -> None:
+        """Saves how far ConfirmJob's own count of the manifest got (``rows`` in its first ``offset`` bytes)."""
+        with transient_as_retryable("recording the manifest count's progress"):
+            self._ddb.update_item(
+                TableName=self.name,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET countOffset = :offset, countRows = :rows",
+                ExpressionAttributeValues={":offset": {"N": str(offset)}, ":rows": {"N": str(rows)}},
             )
 
     def get(self, key: str) -> TokenItem | None:

@@ -1,6 +1,8 @@
-"""ConfirmJob: S3 has counted the attempt's job (Suspended after Preparing); check and release it.
+"""ConfirmJob: S3 has prepared the attempt's job (Suspended after Preparing); check its count and release it.
 
-``maxObjects`` is enforced on S3's own count (over: the job is cancelled, TooManyObjectsError); then
+``maxObjects`` is enforced on the count (S3's own, or when S3 withholds it the pipeline's: the rows it
+wrote, or its own count of the manifest, see batchpipe_core.control.check_count; over: the job is
+cancelled, TooManyObjectsError); then
 the job is confirmed (UpdateJobStatus Ready) unless the spec asks a person to confirm it, in which
 case it is tagged ``batchpipe:confirmation`` = ``operator`` and left Suspended. Output: the attempt's
 ``current`` with ``manifest.objects`` = S3's count. The run then waits for the job again
@@ -61,6 +63,9 @@ def handler(event: dict, context: Any) -> dict:
         current=request.current,
         max_objects=request.spec.maxObjects or config.default_max_objects,
         leave_for_operator=request.spec.confirmationRequired,
+        # When S3 withholds its count, the manifest is counted here, in pieces that fit the invocation.
+        s3=boto3.client("s3"),
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     metrics.add_metric(name="ObjectsCountedByS3", unit=MetricUnit.Count, value=total)
     if request.current.manifest.generated:
@@ -76,4 +81,6 @@ def handler(event: dict, context: Any) -> dict:
         return event["current"] | {"manifest": event["current"]["manifest"] | manifest}
     # The state's current as it came (every manifest field), with S3's count as its objects.
     current = event["current"]
-    return current | {"manifest": current["manifest"] | {"objects": total}}
+    # Counted: the next thing to wait for is the job's end, which S3 does announce (best effort).
+    wait = event["run"]["jobWaitTimeoutSeconds"]
+    return current | {"manifest": current["manifest"] | {"objects": total}, "waitSeconds": wait}

@@ -7,6 +7,7 @@ wait times out into CheckJob). docs/EVENTS_AND_FALLBACK.md explains the protocol
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import boto3
@@ -24,6 +25,7 @@ from batchpipe_core.jobs import (
     gone_job_outcome,
     job_outcome,
     job_ref,
+    not_visible_yet,
     token_key,
     transient_as_retryable,
     wakes_the_run,
@@ -56,12 +58,13 @@ def handler(event: dict, context: Any) -> dict:
         request.run, config, starting_job=item.job_id is None, forced=request.spec.concurrency == "force"
     )
 
-    job_id = item.job_id
+    job_id, created_at = item.job_id, item.job_created_at
     if job_id is None:
         params = create_job_request(request.spec, request.run, request.current, settings)
         with transient_as_retryable("CreateJob"):
             job_id = s3control.create_job(**params)["JobId"]
-        table.record_job(key, job_id)
+        created_at = int(time.time())
+        table.record_job(key, job_id, now=created_at)
         logger.info("job created", extra={"jobId": job_id, "attempt": attempt})
         metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
     else:
@@ -75,9 +78,15 @@ def handler(event: dict, context: Any) -> dict:
             job = s3control.describe_job(AccountId=config.account_id, JobId=job_id)["Job"]
         outcome = job_outcome(job, counted=item.counted)
     except ClientError as exc:
-        # A re-entry long after the recorded job ended: S3 has deleted it (90 days after the end).
         if error_code(exc) not in JOB_GONE_ERRORS:
             raise
+        if not_visible_yet(created_at, time.time()):
+            # Moments after CreateJob S3 may not find the job yet: wait for it (CheckJob looks again
+            # when the wait times out); never a second job.
+            logger.info("the new job is not visible yet", extra={"jobId": job_id})
+            metrics.add_metric(name="JobsNotVisibleYet", unit=MetricUnit.Count, value=1)
+            return {"jobId": job_id}
+        # A re-entry long after the recorded job ended: S3 has deleted it (90 days after the end).
         logger.warning("the recorded job no longer exists", extra={"jobId": job_id})
         outcome = gone_job_outcome(job_id, request.run, request.current, settings)
     if wakes_the_run(outcome):

@@ -25,10 +25,16 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
     config = Config.from_env()
     renew_in_report_stage(event.run, event.spec.concurrency, config)
     retry = event.spec.retry_or(config.default_max_attempts, config.default_backoff_seconds)
-    cancelled_by = None
-    if event.job.status == "Cancelled" and event.run.runId:
+    cancelled_by, confirmed = None, True
+    if event.job.status in ("Cancelled", "Failed") and event.run.runId:
         table = TokenTable(config.token_table, boto3.client("dynamodb"))
-        cancelled_by = who_cancelled(table, token_key(event.run.runId, event.current.attempt))
+        key = token_key(event.run.runId, event.current.attempt)
+        if event.job.status == "Cancelled":
+            cancelled_by = who_cancelled(table, key)
+        else:
+            # Whether the pipeline confirmed a Failed job: one nobody confirmed is never rerun.
+            item = table.get(key)
+            confirmed = item is not None and item.confirmed
     with transient_as_retryable("planning the report's parts"):
         return plan_report(
             boto3.client("s3"),
@@ -38,4 +44,5 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
             cancelled_by=cancelled_by,
             part_rows=config.report_part_rows,
             join_rows=config.join_partition_rows,
+            confirmed=confirmed,
         )

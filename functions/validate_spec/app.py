@@ -56,6 +56,8 @@ def run_context(
         "bucket": config.pipeline_bucket,
         "prefix": run_folder(spec["name"], execution.name, execution.startTime),
         "jobWaitTimeoutSeconds": config.job_wait_timeout_seconds,
+        # The first wait of each attempt: short, since no event may say the job was counted.
+        "countWaitSeconds": min(config.job_count_wait_seconds, config.job_wait_timeout_seconds),
         "scheduledTime": scheduled_time,
         "leaseSeconds": lease_for_spec(
             config.job_wait_timeout_seconds, spec["retry"]["backoffSeconds"], spec["retry"]["maxAttempts"]

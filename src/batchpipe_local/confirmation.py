@@ -68,16 +68,22 @@ class OperatorStandIn:
             job_id = entry["JobId"]
             if job_id in self.answered:
                 continue
-            job = self.s3control.describe_job(AccountId=self.account_id, JobId=job_id)["Job"]
-            if job["Status"] != "Suspended" or not self._left_for_a_person(job):
+            # Tags first: a person looks only at the jobs left for them, and the pipeline's own jobs'
+            # DescribeJob answers (the first may be NotFound) are not spent here.
+            if not self._left_for_a_person(job_id):
                 continue
-            tasks = job.get("ProgressSummary", {}).get("TotalNumberOfTasks")
+            job = self.s3control.describe_job(AccountId=self.account_id, JobId=job_id)["Job"]
+            if job["Status"] != "Suspended":
+                continue
+            # S3's count if it gives one, else the count the pipeline checked (its batchpipe:objects tag).
+            tasks = job.get("ProgressSummary", {}).get("TotalNumberOfTasks", self._tagged_count(job_id))
+            objects = f"{tasks} objects" if tasks is not None else "an uncounted number of objects"
             operation = next(iter(job.get("Operation") or {"?": None}))
             action = (
                 "confirms it (UpdateJobStatus Ready)" if self.mode == "auto" else "declines it (Cancelled)"
             )
             self.say(
-                f"  ⏸ job {job_id[:8]} waits for a person to confirm {operation} on {tasks} objects: "
+                f"  ⏸ job {job_id[:8]} waits for a person to confirm {operation} on {objects}: "
                 f"the operator's stand-in {action}; --confirm {'decline' if self.mode == 'auto' else 'auto'} "
                 "does the other"
             )
@@ -89,8 +95,12 @@ class OperatorStandIn:
             )
             self.answered.append(job_id)
 
-    def _left_for_a_person(self, job: dict) -> bool:
-        tags = self.s3control.get_job_tagging(AccountId=self.account_id, JobId=job["JobId"])["Tags"]
+    def _tagged_count(self, job_id: str) -> str | None:
+        tags = self.s3control.get_job_tagging(AccountId=self.account_id, JobId=job_id)["Tags"]
+        return next((tag["Value"] for tag in tags if tag["Key"] == "batchpipe:objects"), None)
+
+    def _left_for_a_person(self, job_id: str) -> bool:
+        tags = self.s3control.get_job_tagging(AccountId=self.account_id, JobId=job_id)["Tags"]
         # Every job is created with ConfirmationRequired (S3 counts it while it waits): only the tag
         # says the pipeline has checked the count and left the job for a person.
         return CONFIRMATION_TAG in tags

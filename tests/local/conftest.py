@@ -99,7 +99,17 @@ class S3BatchWorld:
         )
         return response["JobId"]
 
-    def describe(self, job_id: str) -> dict:
+    def describe(self, job_id: str, *, tries: int = 4) -> dict:
+        """DescribeJob as the S3 guide advises a client to call it: NotFound on a new job is retried.
+
+        (S3 user guide, "Troubleshooting Batch Operations": a job checked right after CreateJob may
+        not be registered yet; the engine answers so by default.)
+        """
+        for _ in range(tries - 1):
+            try:
+                return self.s3control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=job_id)["Job"]
+            except self.s3control.exceptions.NotFoundException:
+                continue
         return self.s3control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=job_id)["Job"]
 
     def run(self, operation: dict, manifest: dict, **request: Any) -> dict:

@@ -18,8 +18,9 @@ from batchpipe_local.stack import LocalStack
 from batchpipe_local.world import World
 
 EVENTS = tpl.REPO_ROOT / "events"
-# State keys that only some runs carry (the fallback path, failures, timestamps of Athena's status).
-OPTIONAL_STATE = ("waitTimedOut", "checked", "failure", "query.status.status.")
+# State keys that only some runs carry (the fallback path's CheckJob outcome, failures, timestamps of
+# Athena's status).
+OPTIONAL_STATE = ("waitTimedOut", "current.checked", "failure", "query.status.status.")
 FUNCTIONS = tpl.resources_of_type(tpl.load_template(), "AWS::Serverless::Function")
 
 

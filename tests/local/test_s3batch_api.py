@@ -10,6 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.core import models as moto_models
 
+from batchpipe_local.s3batch import KIND_ANSWERS
+
 from .conftest import S3BATCH_ACCOUNT, S3BATCH_ROLE
 
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "batch", "Value": "done"}]}}
@@ -167,7 +169,34 @@ def test_a_manifest_generator_without_output_runs_and_leaves_no_manifest(s3batch
     assert s3batch_env.tags("src-bkt", "photo.jpg") == {"batch": "done"}
 
 
-def test_confirmation_required_waits_suspended_until_ready(s3batch_env, one_object_manifest):
+def test_by_default_a_new_job_answers_as_unkindly_as_aws_may(s3batch_env, one_object_manifest):
+    job_id = s3batch_env.create_job(TAGGING, one_object_manifest, ConfirmationRequired=True)
+    assert s3batch_env.engine.wait_idle(30)
+
+    # Not registered yet for its first DescribeJob (S3 troubleshooting guide, "Timing issues").
+    with pytest.raises(s3batch_env.s3control.exceptions.NotFoundException):
+        s3batch_env.s3control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=job_id)
+    suspended = s3batch_env.describe(job_id)
+    listed = s3batch_env.s3control.list_jobs(AccountId=S3BATCH_ACCOUNT)["Jobs"]
+    s3batch_env.s3control.update_job_status(
+        AccountId=S3BATCH_ACCOUNT, JobId=job_id, RequestedJobStatus="Ready", StatusUpdateReason="go"
+    )
+    assert s3batch_env.engine.wait_idle(30)
+    done = s3batch_env.describe(job_id)
+
+    assert suspended["Status"] == "Suspended"
+    # JobProgressSummary's members are all optional: the count is withheld until the job runs.
+    assert "TotalNumberOfTasks" not in suspended["ProgressSummary"]
+    assert "TotalNumberOfTasks" not in listed[0]["ProgressSummary"]
+    assert done["ProgressSummary"]["TotalNumberOfTasks"] == 1
+    # No event says Suspended (the S3 guide does not list it among the statuses it emits).
+    assert "Suspended" not in s3batch_env.statuses(job_id)
+    assert s3batch_env.statuses(job_id)[-1] == "Complete"
+
+
+def test_confirmation_required_waits_suspended_until_ready(s3batch_world, one_object_manifest):
+    s3batch_env = s3batch_world
+    s3batch_env.start(**KIND_ANSWERS)
     job_id = s3batch_env.create_job(TAGGING, one_object_manifest, ConfirmationRequired=True)
     assert s3batch_env.engine.wait_idle(30)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from batchpipe_local.s3batch import FaultInjector, FaultRule
+from batchpipe_local.s3batch import KIND_ANSWERS, FaultInjector, FaultRule
 from batchpipe_local.s3batch.faults import FaultRuleError
+
+from .conftest import S3BATCH_ACCOUNT
 
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "done", "Value": "yes"}]}}
 FAULTS = [
@@ -134,3 +136,68 @@ def test_a_cancel_job_rule_cancels_that_attempts_job_as_a_person_would(s3batch_w
 def test_malformed_cancel_job_rules_are_refused(rule):
     with pytest.raises(FaultRuleError, match=r"^faults\[0\].*cancelJob"):
         FaultInjector([rule])
+
+
+def _attempt(number: int) -> list[dict]:
+    return [{"Key": "batchpipe:attempt", "Value": str(number)}]
+
+
+def test_job_answer_rules_apply_to_their_attempts_job_even_on_a_kind_engine(s3batch_world):
+    rules = [
+        {"describeJobNotFound": {"attempt": 1, "times": 3}},
+        {"withholdTotal": {"attempt": 1}},
+        {"expireSuspended": {"attempt": 2}},
+    ]
+    s3batch_world.start(faults=rules, **KIND_ANSWERS)
+    s3batch_world.bucket("src-bkt")
+    s3batch_world.put("src-bkt", "k")
+    manifest = s3batch_world.manifest([["src-bkt", "k"]])
+    control = s3batch_world.s3control
+
+    first = s3batch_world.create_job(TAGGING, manifest, ConfirmationRequired=True, Tags=_attempt(1))
+    second = s3batch_world.create_job(TAGGING, manifest, ConfirmationRequired=True, Tags=_attempt(2))
+    other = s3batch_world.create_job(TAGGING, manifest, ConfirmationRequired=True, Tags=_attempt(3))
+    assert s3batch_world.engine.wait_idle(30)
+
+    missed = 0
+    for _ in range(3):
+        with pytest.raises(control.exceptions.NotFoundException):
+            control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=first)
+        missed += 1
+    suspended = control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=first)["Job"]
+    control.update_job_status(AccountId=S3BATCH_ACCOUNT, JobId=first, RequestedJobStatus="Ready")
+    assert s3batch_world.engine.wait_idle(30)
+    ran = control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=first)["Job"]
+    expired = control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=second)["Job"]
+    untouched = control.describe_job(AccountId=S3BATCH_ACCOUNT, JobId=other)["Job"]
+
+    assert missed == 3
+    assert suspended["Status"] == "Suspended" and "TotalNumberOfTasks" not in suspended["ProgressSummary"]
+    assert (ran["Status"], ran["ProgressSummary"]["TotalNumberOfTasks"]) == ("Complete", 1)
+    # Failed as a job left Suspended for 30 days, before anyone confirmed it: nothing ran.
+    assert expired["Status"] == "Failed" and "SuspendedDate" in expired
+    assert expired["FailureReasons"][0]["FailureCode"] == "SuspendedJobExpired"
+    assert expired["ProgressSummary"]["NumberOfTasksSucceeded"] == 0
+    assert s3batch_world.statuses(second)[-2:] == ["Suspended", "Failed"]
+    # The kind engine's answers for a job no rule names.
+    assert untouched["Status"] == "Suspended" and untouched["ProgressSummary"]["TotalNumberOfTasks"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rule", "field"),
+    [
+        ({"describeJobNotFound": {"attempt": 1, "times": 0}}, "describeJobNotFound.times"),
+        ({"describeJobNotFound": {"attempt": "1"}}, "describeJobNotFound.attempt"),
+        ({"describeJobNotFound": {"attempt": 1, "after": 3}}, "describeJobNotFound.after"),
+        ({"withholdTotal": {"attempt": 0}}, "withholdTotal.attempt"),
+        ({"withholdTotal": {"attempt": 1, "times": 2}}, "withholdTotal.times"),
+        ({"withholdTotal": True}, "withholdTotal"),
+        ({"expireSuspended": {"attempt": 1.5}}, "expireSuspended.attempt"),
+        ({"expireSuspended": {"attempt": 1}, "cancelJob": {}}, ""),
+    ],
+)
+def test_malformed_job_answer_rules_are_refused_naming_the_field(rule, field):
+    with pytest.raises(FaultRuleError) as raised:
+        FaultInjector([{"keyRegex": "x", "httpStatus": 503, "errorCode": "SlowDown"}, rule])
+    assert str(raised.value).startswith(f"faults[1]{'.' + field if field else ''}:")
+    assert "\n" not in str(raised.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from batchpipe_core import jobs
 from batchpipe_core.tokens import TokenTable
+from batchpipe_local.s3batch import FaultInjector
 from tests.unit.test_create_job import ACCOUNT, TABLE, TAGGING, Pipeline, Waiting, context, pipeline_world
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,12 +29,18 @@ def pipeline() -> Iterator[Pipeline]:
         yield world
 
 
-def check(waiting: Waiting) -> dict:
-    """CheckJob's payload is what the ASL passes: run and current only."""
+def checked(waiting: Waiting) -> dict:
+    """CheckJob's whole answer (``current`` with the next wait, ``job``); its payload is what the ASL
+    passes: run and current only."""
     event = {"run": waiting.event["run"], "current": waiting.event["current"]}
-    outcome = check_job_app.handler(json.loads(json.dumps(event)), context("CheckJobFunction"))
-    json.dumps(outcome)  # the state's result must be JSON
-    return outcome
+    answer = check_job_app.handler(json.loads(json.dumps(event)), context("CheckJobFunction"))
+    json.dumps(answer)  # the state's result must be JSON
+    return answer
+
+
+def check(waiting: Waiting) -> dict:
+    """The job outcome CheckJob reports."""
+    return checked(waiting)["job"]
 
 
 def test_no_job_yet_is_not_terminal(pipeline: Pipeline) -> None:
@@ -112,7 +120,8 @@ def test_a_recorded_job_that_s3_no_longer_knows_ends_the_wait_as_failed(pipeline
     waiting = pipeline.start_run()
     table = TokenTable(TABLE, pipeline.ddb)
     table.store_token(waiting.key, "0" * 64, waiting.event["taskToken"])
-    table.record_job(waiting.key, "00000000-0000-0000-0000-000000000000")
+    # Recorded 91 days ago: S3 may have deleted it (90 days after it ended), so not found = gone.
+    table.record_job(waiting.key, "00000000-0000-0000-0000-000000000000", now=time.time() - 91 * 86400)
 
     outcome = check(waiting)
 
@@ -123,3 +132,38 @@ def test_a_recorded_job_that_s3_no_longer_knows_ends_the_wait_as_failed(pipeline
     )
     assert "no longer exists" in outcome["statusUpdateReason"]
     assert outcome["report"]["prefix"] == "runs/retag/run-1/attempt-1/report"
+
+
+def test_a_new_job_s3_does_not_find_yet_is_waited_for_not_replaced(pipeline: Pipeline) -> None:
+    """S3 troubleshooting guide, NoSuchJobException "Timing issues": DescribeJob may miss a new job."""
+    waiting = pipeline.start_run()
+    job_id = pipeline.create_job(waiting)  # its own DescribeJob: not found (the engine's default)
+    pipeline.engine.faults = FaultInjector([{"describeJobNotFound": {"attempt": 1, "times": 3}}])
+
+    first, second = check(waiting), check(waiting)  # DescribeJob calls 2 and 3: still not found
+    pipeline.run_jobs()
+    third = check(waiting)
+
+    assert [o["jobId"] for o in (first, second, third)] == [job_id] * 3
+    assert [o["terminal"] for o in (first, second)] == [False, False]
+    assert "not find the new job yet" in first["statusUpdateReason"]
+    assert (third["status"], third["terminal"]) == ("Complete", True)
+    assert pipeline.job_ids() == [job_id]  # never a second job
+
+
+def test_the_next_wait_doubles_until_the_job_is_counted_then_is_the_long_wait(pipeline: Pipeline) -> None:
+    """No event says a job was counted (Suspended), so waits start short and double until it is."""
+    waiting = pipeline.start_run()
+    waiting.event["run"] |= {"countWaitSeconds": 60, "jobWaitTimeoutSeconds": 21600}
+    waiting.event["current"]["waitSeconds"] = 60
+    pipeline.create_job(waiting)
+    waits = []
+    for _ in range(10):
+        answer = checked(waiting)
+        waiting.event["current"] = answer["current"]
+        waits.append(answer["current"]["waitSeconds"])
+    assert waits == [120, 240, 480, 960, 1920, 3840, 7680, 15360, 21600, 21600]
+    assert answer["current"]["attempt"] == 1 and answer["current"]["manifest"]["key"].endswith("manifest.csv")
+
+    pipeline.run_jobs()  # counted and confirmed (the helper plays ConfirmJob)
+    assert checked(waiting)["current"]["waitSeconds"] == 21600

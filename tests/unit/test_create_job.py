@@ -12,6 +12,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,8 +175,7 @@ class Pipeline:
         table = TokenTable(TABLE, self.ddb)
         for item in self.ddb.scan(TableName=TABLE)["Items"]:
             if item.get("jobId", {}).get("S") in suspended:
-                total = self.describe(item["jobId"]["S"])["ProgressSummary"]["TotalNumberOfTasks"]
-                table.record_count(item["pk"]["S"], total)
+                table.record_count(item["pk"]["S"], self.manifest_rows(item["jobId"]["S"]))
         for job_id in suspended:
             self.s3control.update_job_status(AccountId=ACCOUNT, JobId=job_id, RequestedJobStatus="Ready")
         self.engine.run_pending()
@@ -185,7 +185,19 @@ class Pipeline:
         return [job["JobId"] for job in self.s3control.list_jobs(AccountId=ACCOUNT)["Jobs"]]
 
     def describe(self, job_id: str) -> dict:
+        """DescribeJob, retried while S3 does not find the new job yet (the engine's default answer)."""
+        for _ in range(3):
+            try:
+                return self.s3control.describe_job(AccountId=ACCOUNT, JobId=job_id)["Job"]
+            except self.s3control.exceptions.NotFoundException:
+                continue
         return self.s3control.describe_job(AccountId=ACCOUNT, JobId=job_id)["Job"]
+
+    def manifest_rows(self, job_id: str) -> int:
+        """The rows of the job's manifest: the count ConfirmJob records when S3 withholds its own."""
+        arn = self.describe(job_id)["Manifest"]["Location"]["ObjectArn"]
+        bucket, key = arn.split(":::", 1)[1].split("/", 1)
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().count(b"\n")
 
     def item(self, key: str) -> dict:
         return self.ddb.get_item(TableName=TABLE, Key={"pk": {"S": key}}).get("Item", {})
@@ -300,6 +312,7 @@ def test_reentry_after_the_job_ended_completes_the_new_token_itself(pipeline: Pi
         "failed": 0,
         "failureReasons": [],
         "statusUpdateReason": "",
+        "suspended": True,  # prepared, Suspended, then confirmed
         "report": {
             "bucket": PIPELINE_BUCKET,
             "prefix": "runs/retag/run-1/attempt-1/report",
@@ -355,7 +368,8 @@ def test_a_reentry_whose_recorded_job_is_gone_completes_the_wait_as_failed(pipel
     waiting = pipeline.start_run()
     table = TokenTable(TABLE, pipeline.ddb)
     table.store_token(waiting.key, jobs.job_ref(waiting.event["run"]["runId"], 1), "an older token")
-    table.record_job(waiting.key, "00000000-0000-0000-0000-000000000000")
+    # Recorded 91 days ago: S3 may have deleted it (90 days after it ended), so not found = gone.
+    table.record_job(waiting.key, "00000000-0000-0000-0000-000000000000", now=time.time() - 91 * 86400)
 
     reentry = pipeline.reenter(waiting, "reentry")
     assert pipeline.create_job(reentry) == "00000000-0000-0000-0000-000000000000"
@@ -381,4 +395,22 @@ def test_a_late_duplicate_of_an_older_wait_changes_nothing(pipeline: Pipeline) -
 
     assert late == {"jobId": None, "stale": True}
     assert pipeline.item(waiting.key)["taskToken"]["S"] == reentry.event["taskToken"]
+    assert pipeline.job_ids() == [job_id]
+
+
+def test_a_new_job_not_found_by_its_first_describe_job_is_waited_for(pipeline: Pipeline) -> None:
+    """S3 troubleshooting guide, NoSuchJobException "Timing issues": not found moments after
+    CreateJob means not registered yet. The attempt keeps its job: not Failed, no second job."""
+    waiting = pipeline.start_run()
+    job_id = pipeline.create_job(waiting)  # the engine's default: its first DescribeJob misses the job
+
+    assert pipeline.execution(waiting)["status"] == "RUNNING"  # the token was left to wait
+    assert "completedBy" not in pipeline.item(waiting.key)
+    assert int(pipeline.item(waiting.key)["jobCreatedAt"]["N"]) <= time.time()
+
+    pipeline.run_jobs()
+    reentry = pipeline.reenter(waiting, "reentry")
+    assert pipeline.create_job(reentry) == job_id
+    outcome = json.loads(pipeline.finished(reentry)["output"])
+    assert (outcome["status"], outcome["total"], outcome["succeeded"]) == ("Complete", 2, 2)
     assert pipeline.job_ids() == [job_id]

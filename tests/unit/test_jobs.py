@@ -257,6 +257,7 @@ def test_outcome_of_a_complete_job() -> None:
         "failed": 2,
         "failureReasons": [],
         "statusUpdateReason": "",
+        "suspended": False,
         "report": {
             "bucket": "batchpipe-pipelinebucket",
             "prefix": "runs/retag-prod/retag-prod-1/attempt-1/report",
@@ -309,9 +310,14 @@ def test_every_status_in_the_model_is_classified() -> None:
     assert jobs.TERMINAL_STATUSES <= statuses
 
 
-def test_outcome_while_preparing_has_zero_counts() -> None:
+def test_outcome_without_counts_says_unknown_never_zero() -> None:
+    # Every JobProgressSummary member is optional (S3 API reference).
     outcome = jobs.job_outcome({"JobId": "j", "Status": "Preparing"})
-    assert outcome["total"] == outcome["succeeded"] == outcome["failed"] == 0
+    assert outcome["total"] is outcome["succeeded"] is outcome["failed"] is None
+    suspended = jobs.job_outcome(
+        {"JobId": "j", "Status": "Suspended", "ProgressSummary": {"NumberOfTasksFailed": 0}}
+    )
+    assert (suspended["total"], suspended["failed"], suspended["needsCount"]) == (None, 0, True)
     assert outcome["report"] == {"bucket": None, "prefix": None, "scope": None}
 
 

@@ -21,7 +21,12 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(FUNCTIONS))
 
-from batchpipe_core.errors import AccountingError, BatchPipeError, TransientError  # noqa: E402
+from batchpipe_core.errors import (  # noqa: E402
+    AccountingError,
+    BatchPipeError,
+    JobPreparationFailedError,
+    TransientError,
+)
 from batchpipe_core.jobs import token_key  # noqa: E402
 from batchpipe_core.keys import encode_key  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
@@ -97,6 +102,12 @@ def s3(monkeypatch, request):
             BillingMode="PAY_PER_REQUEST",
         )
         yield client
+
+
+def pipeline_confirmed(attempt: int = 1) -> None:
+    """The pipeline's record that it confirmed the attempt's job (ConfirmJob, after UpdateJobStatus Ready)."""
+    table = TokenTable(ENV["TOKEN_TABLE"], boto3.client("dynamodb", region_name="us-east-1"))
+    table.record_confirmed(token_key(RUN_ID, attempt))
 
 
 def pipeline_cancelled(attempt: int = 1, reason: str = "the run ended early") -> None:
@@ -531,10 +542,11 @@ def test_a_job_a_person_cancelled_is_the_last_attempt_and_its_unrun_objects_are_
 
 
 def test_a_job_that_ran_nothing_has_no_report_and_every_object_is_not_run(s3):
+    """A job the pipeline confirmed (it was Suspended, then Ready) that failed before running a task."""
     tasks = [succeeded(SOURCE, k) for k in SPECIAL_KEYS]
-    output = run_attempt(
-        s3, tasks, status="Failed", write=False, job_counts={"total": 0, "succeeded": 0, "failed": 0}
-    )
+    counts = {"total": 0, "succeeded": 0, "failed": 0, "suspended": True}
+    pipeline_confirmed()
+    output = run_attempt(s3, tasks, status="Failed", write=False, job_counts=counts)
     assert output["failedRetriable"] == len(tasks) and output["succeeded"] == 0
     assert sorted(csv_rows(read(s3, output["next"]["manifest"]["location"]))) == sorted(
         [SOURCE, encode_key(k)] for k in SPECIAL_KEYS
@@ -708,3 +720,22 @@ def test_handler_accounts_for_every_object(s3, outcomes, scope, versions, order)
         assert {(r[0], r[1]) for r in rows} == retriable and len(rows) == len(retriable)
         assert all(len(r) == (3 if versions else 2) for r in rows)
         assert output["next"]["manifest"]["objects"] == output["failedRetriable"] == len(retriable)
+
+
+def test_a_job_nobody_confirmed_that_failed_in_suspended_is_final_and_not_run(s3):
+    """S3 fails a job left Suspended for over 30 days (S3 user guide, "Creating a job")."""
+    tasks = [succeeded(SOURCE, k) for k in ("a", "b", "c")]
+    counts = {"total": None, "succeeded": 0, "failed": 0, "suspended": True}
+    output = run_attempt(s3, tasks, status="Failed", write=False, job_counts=counts, max_attempts=3)
+
+    record = record_of(s3, output)
+    assert output["next"] is None  # no new job, whatever maxAttempts allows
+    assert (record["notRun"], record["failedRetriable"], record["neverConfirmed"]) == (3, 3, True)
+    assert record["failedRetriesExhausted"] == 0  # counted as notRun, listed in the same file
+
+
+def test_a_job_s3_failed_while_preparing_ends_the_run_naming_s3s_reason(s3):
+    tasks = [succeeded(SOURCE, "a")]
+    counts = {"total": None, "succeeded": None, "failed": None}  # never Suspended: failed in Preparing
+    with pytest.raises(JobPreparationFailedError, match="TaskFailureThresholdExceeded: more than 50% failed"):
+        run_attempt(s3, tasks, status="Failed", write=False, job_counts=counts)

@@ -28,6 +28,7 @@ from tests.unit.test_process_report import (  # noqa: E402
     PREFIX,
     SOURCE,
     csv_rows,
+    pipeline_confirmed,
     read,
     run_attempt,
 )
@@ -384,6 +385,7 @@ def test_failed_mid_run_reports_unresolved_objects(aws):
 
 def test_failure_reasons_of_a_failed_job_reach_the_summary(aws):
     tasks = [succeeded(SOURCE, "a"), succeeded(SOURCE, "b")]
+    pipeline_confirmed()
     last = run_attempt(
         aws.s3,
         tasks,
@@ -391,7 +393,8 @@ def test_failure_reasons_of_a_failed_job_reach_the_summary(aws):
         write=False,
         attempt=1,
         max_attempts=1,
-        job_counts={"total": 0, "succeeded": 0, "failed": 0},
+        # Confirmed by the pipeline (it was Suspended), then failed before running a task.
+        job_counts={"total": 0, "succeeded": 0, "failed": 0, "suspended": True},
     )
     summary = app.handler(state(2, processed=last), Context())
     assert summary["status"] == "PARTIAL"

@@ -33,6 +33,7 @@ EXIT_STATUS = {
     "CANCELLED": 4,
     "FAILED": 5,
     "SKIPPED": 6,
+    "UNCONFIRMED": 7,
 }
 #: An execution that ended without a summary (aborted, timed out, failed before Summarize).
 EXIT_NO_SUMMARY = EXIT_STATUS["FAILED"]

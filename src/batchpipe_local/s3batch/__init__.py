@@ -7,8 +7,16 @@
 See docs/LOCAL.md, section "S3 Batch Operations engine".
 """
 
-from .engine import BatchEngine
+from .engine import KIND_ANSWERS, BatchEngine
 from .faults import FaultInjector, FaultRule
 from .tasks import NOT_SUPPORTED, Task, TaskOutcome
 
-__all__ = ["NOT_SUPPORTED", "BatchEngine", "FaultInjector", "FaultRule", "Task", "TaskOutcome"]
+__all__ = [
+    "KIND_ANSWERS",
+    "NOT_SUPPORTED",
+    "BatchEngine",
+    "FaultInjector",
+    "FaultRule",
+    "Task",
+    "TaskOutcome",
+]

@@ -4,8 +4,13 @@ Jobs run one at a time on a background thread (the pipeline waits on a task toke
 are prepared in creation order, then the Ready job with the highest priority runs (ties: oldest
 first). ``background=False`` runs nothing until ``run_pending()`` — handy for unit tests.
 
-Every status a job enters emits a ``JobStatusChanged`` event to ``event_sink``. Transitions hold one
-lock across the change and the emission, so the sink sees each job's statuses in order.
+Every status a job enters emits a ``JobStatusChanged`` event to ``event_sink`` (``Suspended`` only with
+``suspended_events=True``). Transitions hold one lock across the change and the emission, so the sink
+sees each job's statuses in order.
+
+By default the engine answers as unkindly as AWS documents it may (docs/LOCAL.md, "Unkind answers"):
+a new job is not found by its first DescribeJob, ``TotalNumberOfTasks`` is absent until the job runs,
+and no event says ``Suspended``. ``BatchEngine(**KIND_ANSWERS)`` gives the kind answers instead.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ from .errors import (
     NotFoundException,
     TooManyTagsException,
 )
-from .faults import OPERATOR_CANCEL_REASON, FaultInjector, FaultRule
+from .faults import (
+    OPERATOR_CANCEL_REASON,
+    DescribeJobNotFoundRule,
+    ExpireSuspendedRule,
+    FaultInjector,
+    FaultRule,
+    WithholdTotalRule,
+)
 from .jobs import Job
 from .manifest import KEY_DECODINGS, ManifestError, read_tasks
 from .tasks import Task, TaskOutcome
@@ -46,6 +58,13 @@ LOG = logging.getLogger(__name__)
 #: Redrives of a task whose function answered TemporaryFailure (AWS does not document the number).
 DEFAULT_LAMBDA_REDRIVES = 3
 REPORT_WRITE_FAILED = "ReportWriteFailed"
+#: Our failure code for a job S3 fails after 30 days in Suspended (AWS names none; docs/LOCAL.md).
+SUSPENDED_EXPIRED = "SuspendedJobExpired"
+SUSPENDED_EXPIRED_REASON = (
+    "The job remained Suspended for over 30 days without being confirmed (local fault rule expireSuspended)"
+)
+#: The engine's settings that give the kind answers AWS does not promise (tests that need them).
+KIND_ANSWERS: dict[str, Any] = {"describe_not_found": 0, "withhold_total": False, "suspended_events": True}
 CANCELLABLE = frozenset({jobs.NEW, jobs.PREPARING, jobs.SUSPENDED, jobs.READY, jobs.ACTIVE})
 _API = {
     "CreateJob": "create_job",
@@ -76,6 +95,9 @@ class BatchEngine:
         background: bool = True,
         lambda_redrives: int = DEFAULT_LAMBDA_REDRIVES,
         active_seconds: float = 0.0,
+        describe_not_found: int = 1,
+        withhold_total: bool = True,
+        suspended_events: bool = False,
     ) -> None:
         if key_decoding not in KEY_DECODINGS:
             raise ValueError(f"key_decoding must be one of {KEY_DECODINGS}, not {key_decoding!r}")
@@ -90,6 +112,16 @@ class BatchEngine:
         # Real jobs stay Active for minutes; tests that need a job still running when its creator
         # looks (the status-event fallback) give it a floor here.
         self.active_seconds = active_seconds
+        # The unkind answers (docs/LOCAL.md, "Unkind answers"). S3 user guide, "Troubleshooting Batch
+        # Operations" (NoSuchJobException, "Timing issues"): a job checked right after CreateJob may not
+        # be registered yet, so its first ``describe_not_found`` DescribeJob calls answer NotFound.
+        self.describe_not_found = describe_not_found
+        # S3 API reference, JobProgressSummary: every member is optional, and nothing says when
+        # TotalNumberOfTasks is set; withheld, it appears only once the job runs (Active).
+        self.withhold_total = withhold_total
+        # S3 user guide, "Tracking a job in EventBridge through CloudTrail": the statuses it lists as
+        # emitted do not include Suspended, so by default no event says it.
+        self.suspended_events = suspended_events
         self._jobs: dict[str, Job] = {}
         self._tokens: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._sequence = itertools.count()
@@ -215,7 +247,22 @@ class BatchEngine:
 
     def describe_job(self, params: dict, *, region: str | None = None) -> dict:
         with self._cond:
-            return {"Job": self._find(params, region).descriptor()}
+            job = self._find(params, region)
+            job.describes += 1
+            rule = self.faults.answer(DescribeJobNotFoundRule, job.tags)
+            if job.describes <= max(self.describe_not_found, rule.times if rule else 0):
+                # As the unknown job's answer (_find), so a client cannot tell the two apart.
+                raise NotFoundException(f"No such job: {params['JobId']}")
+            descriptor = job.descriptor()
+            if self._withholds_total(job):
+                descriptor["ProgressSummary"].pop("TotalNumberOfTasks", None)
+            return {"Job": descriptor}
+
+    def _withholds_total(self, job: Job) -> bool:
+        """Whether DescribeJob omits the job's TotalNumberOfTasks: until it runs, when withheld."""
+        if job.ran:
+            return False
+        return self.withhold_total or self.faults.answer(WithholdTotalRule, job.tags) is not None
 
     def list_jobs(self, params: dict, *, region: str | None = None) -> dict:
         statuses = set(params.get("JobStatuses") or [])
@@ -230,6 +277,9 @@ class BatchEngine:
                 and (not statuses or job.status in statuses)
             ]
             page = [job.list_descriptor() for job in listed[start : start + limit]]
+            for job, entry in zip(listed[start : start + limit], page, strict=True):
+                if self._withholds_total(job):
+                    entry["ProgressSummary"].pop("TotalNumberOfTasks", None)
         result: dict[str, Any] = {"Jobs": page}
         if start + limit < len(listed):
             result["NextToken"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
@@ -332,7 +382,8 @@ class BatchEngine:
                     status_change_reasons=list(reasons),
                 )
                 self._cond.notify_all()
-            self._emit(event)
+            if status != jobs.SUSPENDED or self.suspended_events:
+                self._emit(event)
         return True
 
     def _emit(self, event: dict) -> None:
@@ -423,8 +474,16 @@ class BatchEngine:
             if confirm:
                 job.suspended_date = _now()
                 job.suspended_cause = "The job requires confirmation (ConfirmationRequired) before it runs"
-        if not self._transition(job, jobs.SUSPENDED if confirm else jobs.READY, expected=[jobs.PREPARING]):
-            self._transition(job, jobs.CANCELLED)  # UpdateJobStatus cancelled it while it was Preparing
+        # Held across Suspended and an expireSuspended failure, so no confirmation slips in between.
+        with self._emit_lock:
+            if not self._transition(
+                job, jobs.SUSPENDED if confirm else jobs.READY, expected=[jobs.PREPARING]
+            ):
+                self._transition(job, jobs.CANCELLED)  # UpdateJobStatus cancelled it while it was Preparing
+                return
+            if confirm and self.faults.answer(ExpireSuspendedRule, job.tags) is not None:
+                # S3 user guide, "Creating a job": a job left Suspended for over 30 days fails.
+                self._fail(job, SUSPENDED_EXPIRED, SUSPENDED_EXPIRED_REASON)
 
     def _fail(self, job: Job, code: str, reason: str) -> None:
         with self._cond:
@@ -453,9 +512,11 @@ class BatchEngine:
         runner = operations.build(job.request["Operation"], context)
         with self._cond:
             job.started_active()
+            job.ran = True
         if not self._transition(job, jobs.ACTIVE, expected=[jobs.READY]):
             with self._cond:
                 job.stopped_active()
+                job.ran = False  # cancelled while Ready: it never ran
             return
         exceeded = False
         results = report.ResultSpool(job.request["Report"])

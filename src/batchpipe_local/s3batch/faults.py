@@ -7,6 +7,12 @@ object (bucket and key) across jobs, so a rerun of the same object gets past a `
 A job rule ``{"cancelJob": {"attempt": 1, "afterTasks": 5}}`` cancels the first job of that attempt
 (the pipeline tags each job ``batchpipe:attempt``) as a person would, with UpdateJobStatus Cancelled
 and a reason, once that many of its tasks have run. Each job rule fires once.
+
+Three job rules give an attempt's jobs an answer AWS documents as possible, whatever the engine's
+defaults (docs/LOCAL.md, "Unkind answers"): ``{"describeJobNotFound": {"attempt": 1, "times": 3}}``
+(the job's first ``times`` DescribeJob calls answer NotFoundException), ``{"withholdTotal":
+{"attempt": 1}}`` (DescribeJob omits TotalNumberOfTasks until the job runs) and ``{"expireSuspended":
+{"attempt": 1}}`` (once Suspended, the job fails as S3 fails a job left Suspended for 30 days).
 """
 
 from __future__ import annotations
@@ -143,13 +149,69 @@ class LambdaTimeoutRule:
         return cls(state, times)
 
 
-Rule = FaultRule | CancelJobRule | LambdaTimeoutRule
+@dataclass(frozen=True)
+class JobAnswerRule:
+    """A rule that changes how S3 answers about the jobs of one attempt (not what their tasks do).
+
+    Each kind is a subclass naming itself (``KIND``, its key in the faults file) and its fields;
+    ``times`` means something only for describeJobNotFound (how many DescribeJob calls miss the job).
+    """
+
+    attempt: int
+    times: int = 1
+
+    KIND = ""
+    FIELDS: tuple[str, ...] = ("attempt",)
+    EXAMPLE = '{"attempt": 1}'
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> JobAnswerRule:
+        kind = cls.KIND
+        if set(raw) != {kind}:
+            raise FaultRuleError(sorted(set(raw) - {kind})[0], f"unknown field; a job rule has only {kind}")
+        body = raw[kind]
+        if not isinstance(body, Mapping):
+            raise FaultRuleError(kind, f"must be an object like {cls.EXAMPLE}, not {_short(body)}")
+        unknown = sorted(set(body) - set(cls.FIELDS))
+        if unknown:
+            raise FaultRuleError(
+                f"{kind}.{unknown[0]}", f"unknown field; {kind} takes {', '.join(cls.FIELDS)}"
+            )
+        values = {"attempt": body.get("attempt", 1), "times": body.get("times", 1)}
+        for name in cls.FIELDS:
+            if not _whole(values[name]) or values[name] < 1:
+                raise FaultRuleError(
+                    f"{kind}.{name}", f"must be a whole number >= 1, not {_short(values[name])}"
+                )
+        return cls(values["attempt"], values["times"])
+
+    def applies(self, tags: Iterable[Mapping[str, str]]) -> bool:
+        attempt = next((t.get("Value") for t in tags if t.get("Key") == TAG_ATTEMPT), None)
+        return attempt == str(self.attempt)
+
+
+class DescribeJobNotFoundRule(JobAnswerRule):
+    KIND = "describeJobNotFound"
+    FIELDS = ("attempt", "times")
+    EXAMPLE = '{"attempt": 1, "times": 3}'
+
+
+class WithholdTotalRule(JobAnswerRule):
+    KIND = "withholdTotal"
+
+
+class ExpireSuspendedRule(JobAnswerRule):
+    KIND = "expireSuspended"
+
+
+Rule = FaultRule | CancelJobRule | LambdaTimeoutRule | JobAnswerRule
 
 #: Rule kinds by the field that identifies them. A new kind is one entry here plus its class.
-RULE_KINDS: dict[str, type[FaultRule] | type[CancelJobRule] | type[LambdaTimeoutRule]] = {
+RULE_KINDS: dict[str, Any] = {
     "keyRegex": FaultRule,
     "cancelJob": CancelJobRule,
     "lambdaTimeout": LambdaTimeoutRule,
+    **{rule.KIND: rule for rule in (DescribeJobNotFoundRule, WithholdTotalRule, ExpireSuspendedRule)},
 }
 
 
@@ -196,6 +258,7 @@ class FaultInjector:
         every = [rule if isinstance(rule, Rule) else next(parsed) for rule in rules]
         self.rules = [rule for rule in every if isinstance(rule, FaultRule)]
         self.job_rules = [rule for rule in every if isinstance(rule, CancelJobRule)]
+        self.answer_rules = [rule for rule in every if isinstance(rule, JobAnswerRule)]
         self._fired: set[int] = set()  # job rules that have cancelled their job (each fires once)
         self._applied: Counter[tuple[int, str, str]] = Counter()
         self._lock = threading.Lock()
@@ -209,6 +272,11 @@ class FaultInjector:
                     self._fired.add(index)
                     return True
         return False
+
+    def answer(self, kind: type[JobAnswerRule], tags: Iterable[Mapping[str, str]]) -> JobAnswerRule | None:
+        """The first rule of this kind for a job with these tags (None: the engine's default answer)."""
+        tags = list(tags)
+        return next((r for r in self.answer_rules if isinstance(r, kind) and r.applies(tags)), None)
 
     def outcome_for(self, task: Task) -> TaskOutcome | None:
         """The injected failure for this task, or None to run the operation."""

@@ -57,6 +57,9 @@ class Job:
     report_manifest_key: str | None = None
     # DescribeJob's GeneratedManifestDescriptor: set once a ManifestGenerator has run (and wrote output).
     generated_manifest: dict | None = None
+    # DescribeJob calls so far (the first ones may answer NotFound), and whether the job went Active.
+    describes: int = 0
+    ran: bool = False
     _active_since: float | None = None
     _active_seconds: float = 0.0
 
