@@ -78,7 +78,8 @@ def handler(event: dict, context: Any) -> dict:
             manifest=request.current.manifest,
             objects=total,
         )
-        return event["current"] | {"manifest": event["current"]["manifest"] | manifest}
+        wait = event["run"]["jobWaitTimeoutSeconds"]
+        return event["current"] | {"manifest": event["current"]["manifest"] | manifest, "waitSeconds": wait}
     # The state's current as it came (every manifest field), with S3's count as its objects.
     current = event["current"]
     # Counted: the next thing to wait for is the job's end, which S3 does announce (best effort).

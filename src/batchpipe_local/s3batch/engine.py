@@ -262,7 +262,11 @@ class BatchEngine:
         """Whether DescribeJob omits the job's TotalNumberOfTasks: until it runs, when withheld."""
         if job.ran:
             return False
-        return self.withhold_total or self.faults.answer(WithholdTotalRule, job.tags) is not None
+        if self.faults.answer(WithholdTotalRule, job.tags) is not None:
+            return True
+        # Kinder than AWS for ManifestGenerator jobs only: the pipeline cannot count a generated
+        # manifest itself yet (batchpipe_core.control.check_count), so their count stays visible.
+        return self.withhold_total and not job.request.get("ManifestGenerator")
 
     def list_jobs(self, params: dict, *, region: str | None = None) -> dict:
         statuses = set(params.get("JobStatuses") or [])
