@@ -27,6 +27,7 @@ from moto import mock_aws
 
 from batchpipe_core import jobs
 from batchpipe_core.config import Config
+from batchpipe_core.runlock import RunLock
 from batchpipe_core.spec import normalize_spec
 from batchpipe_core.tokens import TokenTable
 from batchpipe_local.lambdas import LambdaContext
@@ -131,6 +132,8 @@ class Pipeline:
             "jobWaitTimeoutSeconds": 3600,
         }
         current = {"attempt": 1, "manifest": self.manifest(prefix + "manifest.csv", keys)}
+        # AcquireRunLock ran before any job wait (a renewal never takes the name).
+        RunLock(TABLE, self.ddb).acquire(normalized["name"], execution_arn, name, 86400, now=time.time())
         return Waiting(
             execution_arn, {"taskToken": token, "spec": normalized, "run": run, "current": current}
         )
