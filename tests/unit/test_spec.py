@@ -722,6 +722,8 @@ def test_handler_turns_the_sample_event_into_spec_and_run(handler):
         "bucket": STACK_ENV["PIPELINE_BUCKET"],
         "prefix": "runs/retag-prod/retag-prod-2026-11-20/20261120T150000.000Z/",
         "jobWaitTimeoutSeconds": 3600,
+        # The first wait for S3's count: the template's JobCountWaitSeconds default (no env here).
+        "countWaitSeconds": 60,
         "scheduledTime": None,
         # One job wait, the backoff before the last of 3 attempts (300 s doubled) and the margin.
         "leaseSeconds": 3600 + 600 + LEASE_MARGIN_SECONDS,
