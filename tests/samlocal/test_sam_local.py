@@ -564,7 +564,9 @@ def test_check_job_describes_the_reference_job(invoke: Invoker, reference: Refer
     job_id = reference.summary["attempts"][0]["jobId"]
     create = reference.inputs["CreateJobFunction"][-1]
     result, _ = invoke("CheckJobFunction", event_from_file("CheckJobFunction", create))
-    assert result["jobId"] == job_id and result["status"] == "Complete", result
+    # CheckJob answers the attempt's next wait (current) beside the job's outcome (job).
+    outcome = result["job"]
+    assert outcome["jobId"] == job_id and outcome["status"] == "Complete", result
 
 
 def _new_run(reference: Reference, name: str) -> dict:
