@@ -213,6 +213,18 @@ def substitute_definition(definition_text: str, substitutions: Mapping[str, Any]
     return text
 
 
+def every_branch(node: Any) -> list[Any]:
+    """What a possibly conditional template entry can become: both branches of `Fn::If` (nested
+    ones too), nothing for `Ref: AWS::NoValue`, else the entry itself. A check that must hold for
+    any parameter values looks at all of them."""
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        _condition, when_true, when_false = node["Fn::If"]
+        return every_branch(when_true) + every_branch(when_false)
+    if node == {"Ref": "AWS::NoValue"}:
+        return []
+    return [node]
+
+
 def resources_of_type(template: dict, resource_type: str) -> dict[str, dict]:
     return {
         logical_id: resource

@@ -30,7 +30,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from batchpipe_local.template import function_properties, load_template, resources_of_type
+from batchpipe_local.template import every_branch, function_properties, load_template, resources_of_type
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
@@ -292,24 +292,13 @@ def granted_to_function(logical_id: str) -> set[str]:
     return statement_actions(sam_policies_statements(properties.get("Policies")))
 
 
-def _branches(node: Any) -> list[dict[str, Any]]:
-    """The statements a (possibly conditional) statement entry can become: `Fn::If` gives either
-    branch, `Ref: AWS::NoValue` none. The role may hold any of them, so all are checked."""
-    if isinstance(node, dict) and set(node) == {"Fn::If"}:
-        _condition, when_true, when_false = node["Fn::If"]
-        return _branches(when_true) + _branches(when_false)
-    if node == {"Ref": "AWS::NoValue"}:
-        return []
-    return [node]
-
-
 def role_statements(logical_id: str) -> list[dict[str, Any]]:
     properties = template()["Resources"][logical_id]["Properties"]
     return [
         statement
         for policy in properties.get("Policies", [])
         for entry in _as_list(policy["PolicyDocument"]["Statement"])
-        for statement in _branches(entry)
+        for statement in every_branch(entry)
     ]
 
 
@@ -655,19 +644,9 @@ def batch_role_granted() -> dict[str, set[str]]:
             f"cannot tell the resource scope of {statement}: one of {list(SCOPE_MARKERS)}"
         )
         granted[scopes[0]] |= {
-            action for entry in _as_list(statement["Action"]) for action in _action_branches(entry)
+            action for entry in _as_list(statement["Action"]) for action in every_branch(entry)
         }
     return granted
-
-
-def _action_branches(entry: Any) -> list[str]:
-    """An action, or a conditional one (`Fn::If` with `AWS::NoValue`): every action it can be."""
-    if isinstance(entry, dict) and set(entry) == {"Fn::If"}:
-        _condition, when_true, when_false = entry["Fn::If"]
-        return _action_branches(when_true) + _action_branches(when_false)
-    if entry == {"Ref": "AWS::NoValue"}:
-        return []
-    return [entry]
 
 
 def test_every_job_operation_has_documented_permissions() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from batchpipe_local.template import function_properties, load_template, resources_of_type
+from batchpipe_local.template import every_branch, function_properties, load_template, resources_of_type
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
@@ -85,23 +85,13 @@ def mentions(node: Any, name: str) -> bool:
     return bool(re.search(rf'"{re.escape(name)}"|\$\{{{re.escape(name)}[.}}]', text))
 
 
-def _branches(node: Any) -> list[Any]:
-    """What a (possibly conditional) entry can be: both branches of `Fn::If`, none for AWS::NoValue."""
-    if isinstance(node, dict) and set(node) == {"Fn::If"}:
-        _condition, when_true, when_false = node["Fn::If"]
-        return _branches(when_true) + _branches(when_false)
-    if node == {"Ref": "AWS::NoValue"}:
-        return []
-    return [node]
-
-
 def _every_form(statements: Any) -> Iterator[dict[str, Any]]:
     """Each statement in every form its conditions allow, its conditional actions spelled out, so
     that a check sees the widest grant any parameter values give."""
     for entry in as_list(statements):
-        for statement in _branches(entry):
+        for statement in every_branch(entry):
             if isinstance(statement, dict) and isinstance(statement.get("Action"), list):
-                actions = [a for entry in statement["Action"] for a in _branches(entry)]
+                actions = [a for entry in statement["Action"] for a in every_branch(entry)]
                 statement = {**statement, "Action": actions}
             yield statement
 
