@@ -287,7 +287,9 @@ def test_duplicated_or_reordered_events_complete_each_wait_once(mode):
 
 
 def test_a_retried_create_job_lambda_creates_one_job():
-    with pipeline() as stack:
+    # The first wait's timeout (JobCountWaitSeconds, real seconds) must outlast the crash and its
+    # retry, or under load the wait times out first and CheckJob, not the retry, finds the job.
+    with pipeline(parameters={"JobCountWaitSeconds": "60"}) as stack:
         create_job = stack.functions.by_logical_id["CreateJobFunction"]
         real_load = create_job.load
         calls = []
