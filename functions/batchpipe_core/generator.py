@@ -62,7 +62,7 @@ GENERATOR_ENCRYPTIONS = {
 }
 INVENTORY_SOURCE = "the inventory source (omit source)"
 # Filter fields only an inventory (through Athena) can evaluate.
-_INVENTORY_ONLY = {
+INVENTORY_ONLY_FILTERS = {
     "keyRegex": "a regular expression",
     "where": "an SQL predicate over inventory columns",
 }
@@ -74,7 +74,7 @@ def generator_problems(filter_spec: dict[str, Any] | None) -> list[str]:
     problems = [
         f"filter.{name}: {what} needs {INVENTORY_SOURCE}; S3 Batch's manifest generator (source.bucket) "
         "filters only by prefix, size, storage class, creation time and encryption"
-        for name, what in _INVENTORY_ONLY.items()
+        for name, what in INVENTORY_ONLY_FILTERS.items()
         if filter_spec.get(name) is not None
     ]
     prefixes = filter_spec.get("prefixes") or []

@@ -56,7 +56,7 @@ LOCK_POLL_SECONDS = 300
 # EventBridge Scheduler fills <aws.scheduler.scheduled-time> in when it invokes the target (EventBridge
 # Scheduler user guide, "Adding context attributes"), e.g. 2022-03-22T18:59:43Z.
 SCHEDULED_TIME_PLACEHOLDER = "<aws.scheduler.scheduled-time>"
-_SCHEDULED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
+SCHEDULED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z")
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -344,7 +344,7 @@ def unwrap_scheduled_input(raw: Any) -> tuple[Any, str | None]:
             f"schedule.scheduledTime: {SCHEDULED_TIME_PLACEHOLDER} is filled in only by EventBridge Scheduler; "
             "to start a run by hand, give the spec alone, without schedule"
         )
-    if not isinstance(scheduled_time, str) or not _SCHEDULED_TIME.fullmatch(scheduled_time):
+    if not isinstance(scheduled_time, str) or not SCHEDULED_TIME.fullmatch(scheduled_time):
         raise SpecValidationError(
             f"schedule.scheduledTime: must be the scheduler's time, e.g. 2022-03-22T18:59:43Z, got {scheduled_time!r}"
         )

@@ -13,14 +13,17 @@ import difflib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -29,11 +32,11 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.generator import generator_problems
+from batchpipe_core.generator import GENERATOR_STORAGE_CLASSES, INVENTORY_ONLY_FILTERS, generator_problems
 from batchpipe_core.inventory_layout import VERSION_CHOICES, VERSIONS_CURRENT, VERSIONS_PINNED, known_columns
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.operation import operation_errors, operation_names
@@ -86,9 +89,10 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Athena names: letters, digits and underscores (anything else would need quoting in the query).
 _ATHENA_NAME = re.compile(r"[A-Za-z0-9_]{1,255}")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_PARTITION = re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+# ASCII digits only ([0-9], not \d, which in Python also matches other scripts' digits).
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PARTITION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 # Regex syntax that Python accepts but Java (Athena's regexp_like) does not, and Java syntax that
 # Python's compiler would reject although Athena accepts it; escapes are matched first so that
 # an escaped "\(" never looks like a group.
@@ -106,17 +110,34 @@ def _problem_lines(lines: list[str]) -> PydanticCustomError:
     return PydanticCustomError("batchpipe_lines", "{message}", {"message": "\n".join(lines)})
 
 
-def _between(low: int, high: int | None) -> Callable[[int], int]:
+@dataclass(frozen=True, eq=False)  # hashed by identity: typing hashes Annotated metadata
+class _Rule:
+    """A check on a field and what JSON Schema can say of the same rule, side by side, so the
+    spec's JSON Schema (``batchpipe spec-schema``) says what ValidateSpec checks: one source for both.
+    ``schema`` is a necessary condition of ``check`` (an ECMA-262 pattern, a bound, an enum); what it
+    cannot say (a real date, a regex's syntax) only the check knows."""
+
+    check: Callable[[Any], Any]
+    schema: dict[str, Any] = field(default_factory=dict)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return {**handler(schema), **self.schema}
+
+
+def _between(low: int, high: int | None) -> _Rule:
     def check(value: int) -> int:
         if value < low or (high is not None and value > high):
             allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise _problem(f"must be {allowed}, got {value}")
         return value
 
-    return check
+    return _Rule(check, {"minimum": low} | ({"maximum": high} if high is not None else {}))
 
 
-def _one_of(valid: tuple[str, ...], what: str) -> Callable[[str], str]:
+def _one_of(valid: tuple[str, ...], what: str) -> _Rule:
     def check(value: str) -> str:
         if value not in valid:
             upper = {v.upper(): v for v in valid}
@@ -125,7 +146,7 @@ def _one_of(valid: tuple[str, ...], what: str) -> Callable[[str], str]:
             raise _problem(f"{shown(value)} is not {what}; {hint}use one of: {', '.join(valid)}")
         return value
 
-    return check
+    return _Rule(check, {"enum": list(valid)})
 
 
 def _athena_name(value: str) -> str:
@@ -174,6 +195,15 @@ def _non_empty_unique(values: list[str]) -> list[str]:
     if not values:
         raise _problem("is an empty list; omit the field (or use null) to apply no such condition")
     return list(dict.fromkeys(values))
+
+
+def _run_name(value: str) -> str:
+    if not _NAME.fullmatch(value) or value in (".", ".."):
+        raise _problem(
+            f"{shown(value)} cannot name S3 keys and tags; use 1-64 letters, digits, '.', '_' or '-' "
+            "(not '.' or '..' alone)"
+        )
+    return value
 
 
 def _failures_uri(value: str) -> str:
@@ -254,57 +284,113 @@ class _SpecModel(BaseModel):
     )
 
 
+def _pattern(regex: re.Pattern[str]) -> dict[str, Any]:
+    """A whole-value Python pattern as JSON Schema's (ECMA-262, unanchored by default)."""
+    return {"pattern": f"^(?:{regex.pattern})$"}
+
+
 # Field types: strict JSON types plus the checks whose messages say what to do instead.
-AthenaName = Annotated[StrictStr, AfterValidator(_athena_name)]
-InventoryDate = Annotated[StrictStr, AfterValidator(_inventory_date)]
-Prefix = Annotated[StrictStr, AfterValidator(_prefix)]
-StorageClass = Annotated[
-    StrictStr, AfterValidator(_one_of(INVENTORY_STORAGE_CLASSES, "an inventory storage class"))
+AthenaName = Annotated[StrictStr, _Rule(_athena_name, _pattern(_ATHENA_NAME))]
+InventoryDate = Annotated[
+    StrictStr,
+    _Rule(_inventory_date, {"pattern": f"^(?:{LATEST}|{_DATE.pattern}|{_PARTITION.pattern})$"}),
 ]
+# At most 1,024 bytes is at most 1,024 characters: the schema's bound is the necessary half.
+Prefix = Annotated[StrictStr, _Rule(_prefix, {"minLength": 1, "maxLength": MAX_KEY_BYTES})]
+StorageClass = Annotated[StrictStr, _one_of(INVENTORY_STORAGE_CLASSES, "an inventory storage class")]
 EncryptionStatus = Annotated[
-    StrictStr, AfterValidator(_one_of(INVENTORY_ENCRYPTION_STATUSES, "an inventory encryption status"))
+    StrictStr, _one_of(INVENTORY_ENCRYPTION_STATUSES, "an inventory encryption status")
 ]
-ReportScope = Annotated[StrictStr, AfterValidator(_one_of(REPORT_SCOPES, "a report scope"))]
-Concurrency = Annotated[StrictStr, AfterValidator(_one_of(CONCURRENCY_MODES, "a concurrency mode"))]
-Versions = Annotated[StrictStr, AfterValidator(_one_of(VERSION_CHOICES, "a version choice"))]
-KeyRegex = Annotated[StrictStr, AfterValidator(_key_regex)]
-Timestamp = Annotated[StrictStr, AfterValidator(_timestamp)]
-Bytes = Annotated[StrictInt, AfterValidator(_between(0, MAX_BIGINT))]
-Attempts = Annotated[StrictInt, AfterValidator(_between(1, MAX_ATTEMPTS_LIMIT))]
-Seconds = Annotated[StrictInt, AfterValidator(_between(0, MAX_BACKOFF_SECONDS))]
-Priority = Annotated[StrictInt, AfterValidator(_between(0, MAX_PRIORITY))]
-Count = Annotated[StrictInt, AfterValidator(_between(1, MAX_BIGINT))]
-FailuresUri = Annotated[StrictStr, AfterValidator(_failures_uri)]
-BucketName = Annotated[StrictStr, AfterValidator(_bucket_name)]
-ErrorCode = Annotated[StrictStr, AfterValidator(_error_code)]
+ReportScope = Annotated[StrictStr, _one_of(REPORT_SCOPES, "a report scope")]
+Concurrency = Annotated[StrictStr, _one_of(CONCURRENCY_MODES, "a concurrency mode")]
+Versions = Annotated[StrictStr, _one_of(VERSION_CHOICES, "a version choice")]
+KeyRegex = Annotated[StrictStr, _Rule(_key_regex, {"minLength": 1, "maxLength": MAX_REGEX_LENGTH})]
+Timestamp = Annotated[StrictStr, _Rule(_timestamp, _pattern(_TIMESTAMP))]
+Bytes = Annotated[StrictInt, _between(0, MAX_BIGINT)]
+Attempts = Annotated[StrictInt, _between(1, MAX_ATTEMPTS_LIMIT)]
+Seconds = Annotated[StrictInt, _between(0, MAX_BACKOFF_SECONDS)]
+Priority = Annotated[StrictInt, _between(0, MAX_PRIORITY)]
+Count = Annotated[StrictInt, _between(1, MAX_BIGINT)]
+FailuresUri = Annotated[StrictStr, _Rule(_failures_uri, {"pattern": r"^s3://[^/]+/[\s\S]*[^/]$"})]
+BucketName = Annotated[StrictStr, _Rule(_bucket_name, _pattern(_BUCKET))]
+ErrorCode = Annotated[StrictStr, _Rule(_error_code, {"minLength": 1})]
+RunName = Annotated[StrictStr, _Rule(_run_name, _pattern(_NAME) | {"not": {"enum": [".", ".."]}})]
+NonEmptyUnique = _Rule(_non_empty_unique, {"minItems": 1})
+
+
+def _about(description: str, default: Any = None) -> Any:
+    """A field's description and real default for the spec's JSON Schema. The model's own default stays
+    None ("not given"): normalize_spec fills it, some from the stack's parameters."""
+    extra = {"default": default} if default is not None else None
+    return Field(None, description=description, json_schema_extra=extra)
+
+
+# Defaults the stack's parameters give (template.yaml's own defaults; a stack may deploy others).
+PARAMETER_DEFAULTS: dict[str, Any] = {
+    "MaxAttempts": 3,
+    "BackoffSeconds": 300,
+    "DefaultPriority": 10,
+    "DefaultMaxObjects": 1_000_000_000,
+}
 
 
 class InventorySpec(_SpecModel):
-    database: AthenaName | None = None
-    table: AthenaName | None = None
-    date: InventoryDate | None = None
+    """The S3 Inventory table to select from (default: the stack's)."""
+
+    database: AthenaName | None = _about(
+        "Glue database of the inventory table; default: the stack's database"
+    )
+    table: AthenaName | None = _about("Glue table of the inventory; default: the stack's inventory table")
+    date: InventoryDate | None = _about(
+        '"latest" (the newest complete delivery), a day YYYY-MM-DD (its newest delivery) or an inventory '
+        "partition YYYY-MM-DD-HH-MM",
+        LATEST,
+    )
 
 
 class SourceSpec(_SpecModel):
     """No inventory: S3 Batch Operations lists the bucket itself (batchpipe_core.generator)."""
 
-    bucket: BucketName
+    bucket: BucketName = Field(
+        description="the bucket S3 Batch's manifest generator lists (the source bucket of the stack's "
+        "InventoryPrefix, within SourceBuckets); its name, not an ARN or s3:// URI"
+    )
 
 
 class FilterSpec(_SpecModel):
-    """Field order matters: a cross-field check runs on the later field of the pair."""
+    """Which inventory rows to act on; every condition given must hold (omitted: no condition)."""
 
-    prefixes: Annotated[list[Prefix], AfterValidator(_non_empty_unique)] | None = None
-    key_regex: KeyRegex | None = None
-    storage_classes: Annotated[list[StorageClass], AfterValidator(_non_empty_unique)] | None = None
-    min_size_bytes: Bytes | None = None
-    max_size_bytes: Bytes | None = None
-    modified_before: Timestamp | None = None
-    modified_after: Timestamp | None = None
-    encryption_statuses: Annotated[list[EncryptionStatus], AfterValidator(_non_empty_unique)] | None = None
-    latest_only: StrictBool | None = None
-    versions: Versions | None = None
-    where: StrictStr | None = None
+    # Field order matters: a cross-field check runs on the later field of the pair.
+    prefixes: Annotated[list[Prefix], NonEmptyUnique] | None = _about("keys starting with any of these")
+    key_regex: KeyRegex | None = _about(
+        "Java-style regular expression the decoded key must match (Athena's regexp_like), e.g. \\.jpe?g$"
+    )
+    storage_classes: Annotated[list[StorageClass], NonEmptyUnique] | None = _about(
+        "objects in any of these storage classes"
+    )
+    min_size_bytes: Bytes | None = _about("objects of at least this many bytes")
+    max_size_bytes: Bytes | None = _about("objects of at most this many bytes (not below minSizeBytes)")
+    modified_before: Timestamp | None = _about(
+        "objects last modified before this UTC time, e.g. 2024-01-01T00:00:00Z"
+    )
+    modified_after: Timestamp | None = _about(
+        "objects last modified at or after this UTC time (earlier than modifiedBefore)"
+    )
+    encryption_statuses: Annotated[list[EncryptionStatus], NonEmptyUnique] | None = _about(
+        "objects with any of these inventory encryption statuses"
+    )
+    latest_only: StrictBool | None = _about(
+        "versioned inventories: only current versions (delete markers are never selected)", True
+    )
+    versions: Versions | None = _about(
+        'all-versions inventories with latestOnly: "pinned" acts on the version the inventory listed, '
+        '"current" on each key\'s current version when the job runs; default: "pinned" on a stack with '
+        'InventoryVersions=All, "current" otherwise (the only choice there)'
+    )
+    where: StrictStr | None = _about(
+        "a boolean SQL predicate over the inventory columns, e.g. size > 0 AND replication_status = 'FAILED' "
+        "(no statements, subqueries, comments or ;)"
+    )
 
     @field_validator("max_size_bytes")
     @classmethod
@@ -338,46 +424,84 @@ class FilterSpec(_SpecModel):
 class RerunSpec(_SpecModel):
     """Objects from a previous run's failures file instead of the inventory (batchpipe_core.rerun)."""
 
-    failures: FailuresUri
-    error_codes: Annotated[list[ErrorCode], AfterValidator(_non_empty_unique)] | None = None
-    versions: Versions | None = None
+    failures: FailuresUri = Field(
+        description="s3:// URI of a run's failures file (its summary's permanentFailures) in the stack's "
+        "pipeline bucket"
+    )
+    error_codes: Annotated[list[ErrorCode], NonEmptyUnique] | None = _about(
+        "only the failures file's rows with these error codes, e.g. AccessDenied (omitted: every row)"
+    )
+    versions: Versions | None = _about(
+        'as filter.versions: "current" for a failures file of a "current" run (its version IDs are empty); '
+        "default: the stack's filter.versions default"
+    )
 
 
 class ReportSpec(_SpecModel):
-    scope: ReportScope | None = None
+    """The S3 Batch Operations completion report."""
+
+    scope: ReportScope | None = _about(
+        "AllTasks (every object: the audit trail) or FailedTasksOnly", REPORT_SCOPES[0]
+    )
 
 
 class RetrySpec(_SpecModel):
-    max_attempts: Attempts | None = None
-    backoff_seconds: Seconds | None = None
+    """Reruns of the retriable failures (503 SlowDown, throttling, 500) as new jobs."""
+
+    max_attempts: Attempts | None = _about(
+        "jobs per run: the first plus reruns of retriable failures; default: the stack's MaxAttempts",
+        PARAMETER_DEFAULTS["MaxAttempts"],
+    )
+    backoff_seconds: Seconds | None = _about(
+        "wait before the first rerun, doubling each time; default: the stack's BackoffSeconds",
+        PARAMETER_DEFAULTS["BackoffSeconds"],
+    )
 
 
 class JobSpec(_SpecModel):
-    """The execution input as the user wrote it. ``operation`` is the only required field."""
+    """A batchpipe job spec: which objects, and the one S3 Batch Operations operation to run on them."""
 
-    name: StrictStr | None = None
-    inventory: InventorySpec | None = None
-    source: SourceSpec | None = None
-    filter: FilterSpec | None = None
-    rerun: RerunSpec | None = None
-    operation: Any
-    report: ReportSpec | None = None
-    retry: RetrySpec | None = None
-    priority: Priority | None = None
-    confirmation_required: StrictBool | None = None
-    dry_run: StrictBool | None = None
-    max_objects: Count | None = None
-    concurrency: Concurrency | None = None
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=_EXCLUSIONS))
 
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str | None) -> str | None:
-        if value is not None and (not _NAME.fullmatch(value) or value in (".", "..")):
-            raise _problem(
-                f"{shown(value)} cannot name S3 keys and tags; use 1-64 letters, digits, '.', '_' or '-' "
-                "(not '.' or '..' alone)"
-            )
-        return value
+    name: RunName | None = _about(
+        "run name: the S3 prefix runs/<name>/<execution>/<start>/, job tags and the run lock's name",
+        DEFAULT_NAME,
+    )
+    inventory: InventorySpec | None = _about("the S3 Inventory table to select from; default: the stack's")
+    source: SourceSpec | None = _about(
+        "instead of an inventory: S3 Batch's manifest generator lists this bucket inside the job "
+        "(a subset of filter; no inventory, no dryRun)"
+    )
+    filter: FilterSpec | None = _about("which inventory rows to act on (omitted: every object)")
+    rerun: RerunSpec | None = _about(
+        "instead of inventory, source and filter: act on the objects of a previous run's failures file"
+    )
+    operation: Any = Field(
+        description="exactly one S3 Batch Operations JobOperation, as in the CreateJob API "
+        "(S3PutObjectTagging, S3PutObjectCopy, LambdaInvoke, ...)"
+    )
+    report: ReportSpec | None = _about("the completion report")
+    retry: RetrySpec | None = _about("reruns of retriable failures")
+    priority: Priority | None = _about(
+        "S3 Batch Operations job priority (higher runs first); default: the stack's DefaultPriority",
+        PARAMETER_DEFAULTS["DefaultPriority"],
+    )
+    confirmation_required: StrictBool | None = _about(
+        "the job waits in Suspended, counted, until a person confirms it", False
+    )
+    dry_run: StrictBool | None = _about(
+        "stop after the manifest: count, sample keys, estimated cost; no job", False
+    )
+    max_objects: Count | None = _about(
+        "fail before creating any job if the selection holds more objects; default: the stack's "
+        "DefaultMaxObjects",
+        PARAMETER_DEFAULTS["DefaultMaxObjects"],
+    )
+    concurrency: Concurrency | None = _about(
+        "while another run of this name is active: skip (end at once, SKIPPED), wait (start when it ends, "
+        "at most the stack's ConcurrencyWaitSeconds) or force (run alongside it)",
+        CONCURRENCY_MODES[0],
+    )
 
     @field_validator("source")
     @classmethod
@@ -408,6 +532,41 @@ class JobSpec(_SpecModel):
         if problems:
             raise _problem_lines(problems)
         return value
+
+
+def _given_as(part: str, kind: str) -> dict[str, Any]:
+    """JSON Schema's "this spec gives <part> as a <kind>" (null is "not given", as to the model)."""
+    return {"required": [part], "properties": {part: {"type": kind}}}
+
+
+_NOT_GIVEN = {"type": "null"}
+# The cross-field rules of JobSpec's validators and of _source_problems, as JSON Schema says them.
+_EXCLUSIONS: list[dict[str, Any]] = [
+    {
+        "if": _given_as("rerun", "object"),
+        "then": {"properties": dict.fromkeys(("inventory", "source", "filter"), _NOT_GIVEN)},
+    },
+    {
+        "if": _given_as("source", "object"),
+        "then": {
+            "properties": {
+                "inventory": _NOT_GIVEN,
+                "dryRun": {"not": {"const": True}},
+                # What S3 Batch's manifest generator can filter by (batchpipe_core.generator).
+                "filter": {
+                    "properties": {
+                        **dict.fromkeys(INVENTORY_ONLY_FILTERS, _NOT_GIVEN),
+                        "prefixes": {"maxItems": 1},
+                        "storageClasses": {"items": {"enum": list(GENERATOR_STORAGE_CLASSES)}},
+                        "encryptionStatuses": {"maxItems": 1},
+                        "latestOnly": {"not": {"const": False}},
+                        "versions": {"not": {"const": VERSIONS_PINNED}},
+                    }
+                },
+            }
+        },
+    },
+]
 
 
 _SECTIONS: dict[tuple[str, ...], type[_SpecModel]] = {

@@ -2,8 +2,10 @@
 
 The spec's own fields come from the pydantic model ValidateSpec uses (`batchpipe_core.spec.JobSpec`);
 `operation` comes from botocore's model of S3 Batch Operations' `JobOperation`, the shape the spec
-embeds verbatim. The schema is a help for writing specs, not the validator: ValidateSpec also checks
-what JSON Schema cannot say (a `where` predicate, regexes, date order, the stack's buckets).
+embeds verbatim. Every rule JSON Schema can say is in it (the models' field types carry theirs,
+``batchpipe_core.spec._Rule``; the cross-field ones are JobSpec's), and tests/unit/test_spec_schema.py
+checks it against ValidateSpec on generated specs. ValidateSpec also checks what JSON Schema cannot
+say (a `where` predicate, regexes, date order, the stack's buckets).
 """
 
 from __future__ import annotations
@@ -18,26 +20,72 @@ COMMITTED_PATH = "docs/job-spec.schema.json"
 
 
 def spec_schema() -> dict[str, Any]:
+    from batchpipe_core.runlock import SCHEDULED_TIME
     from batchpipe_core.spec import JobSpec
 
-    schema = JobSpec.model_json_schema(by_alias=True)
-    _drop_titles(schema)
-    defs = schema.setdefault("$defs", {})
+    job_spec = JobSpec.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    defs = job_spec.pop("$defs")
+    _drop_titles(job_spec)
+    _drop_titles(defs)
+    _drop_null_defaults(job_spec)
+    _drop_null_defaults(defs)
     operation = _shape_schema(_job_operation_shape(), defs)
     # Exactly one operation per job (CreateJob accepts one member of JobOperation).
     operation.update(minProperties=1, maxProperties=1)
-    schema["properties"]["operation"] = operation
+    job_spec["properties"]["operation"] = {**job_spec["properties"]["operation"], **operation}
+    job_spec.pop("title", None)
+    defs["JobSpec"] = job_spec
+    # EventBridge Scheduler's input to the state machine (template.yaml, ScheduleV2): the spec wrapped
+    # with the scheduled time, which ValidateSpec unwraps (batchpipe_core.runlock).
+    scheduled = {
+        "type": "object",
+        "description": "the stack's schedule's input: the spec and the time the scheduler fired",
+        "properties": {
+            "schedule": {
+                "type": "object",
+                "properties": {
+                    "scheduledTime": {
+                        "type": "string",
+                        "description": "EventBridge Scheduler's <aws.scheduler.scheduled-time>, filled in "
+                        "by the scheduler",
+                        "pattern": f"^(?:{SCHEDULED_TIME.pattern})$",
+                    }
+                },
+                "required": ["scheduledTime"],
+                "additionalProperties": False,
+            },
+            "spec": {"$ref": "#/$defs/JobSpec"},
+        },
+        "required": ["schedule", "spec"],
+        "additionalProperties": False,
+    }
     return {
         "$schema": SCHEMA_DIALECT,
         "$id": SCHEMA_ID,
         "title": "batchpipe job spec",
         "description": (
-            "The execution input of the batchpipe state machine. Every field but operation is optional; "
-            "the stack's parameters give the defaults. operation is one S3 Batch Operations JobOperation, "
-            "as in the CreateJob API."
+            "The execution input of the batchpipe state machine: a job spec, or the stack's schedule's "
+            "input that wraps one. Every field but operation is optional; the stack's parameters give "
+            "some defaults. operation is one S3 Batch Operations JobOperation, as in the CreateJob API. "
+            "ValidateSpec also checks what JSON Schema cannot say: a where predicate, a regex's syntax, real "
+            "dates, minSizeBytes <= maxSizeBytes, modifiedAfter < modifiedBefore, the stack's buckets and "
+            "version choice, and integers written without a fraction (JSON Schema counts 10.0 as an integer)."
         ),
-        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+        "oneOf": [{"$ref": "#/$defs/JobSpec"}, scheduled],
+        "$defs": defs,
     }
+
+
+def _drop_null_defaults(node: Any) -> None:
+    """The model's None means "not given": a field without a real default has no default in the schema."""
+    if isinstance(node, dict):
+        if "default" in node and node["default"] is None:
+            del node["default"]
+        for value in node.values():
+            _drop_null_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_null_defaults(value)
 
 
 def _drop_titles(node: Any) -> None:
