@@ -233,8 +233,9 @@ def windows(path: Path) -> Iterator[Callable[[], Any]]:
     """For each window ReportPartFunction would count of ``path`` (at the stack's default
     ReportPartRows and the counted window's byte bound), a function that opens it
     (``tally_results`` may open it twice)."""
+    from batchpipe_core.byte_window import ByteWindow
     from batchpipe_core.fanout import COUNT_WINDOW_MAX_BYTES
-    from batchpipe_core.report import MIN_RESULT_RECORD_BYTES, ByteWindow
+    from batchpipe_core.report import MIN_RESULT_RECORD_BYTES
 
     size, offset = path.stat().st_size, 0
     while offset < size:
@@ -256,7 +257,7 @@ def windows(path: Path) -> Iterator[Callable[[], Any]]:
 
 
 class DiskS3:
-    """The S3 requests a part's outputs (attempts.AttemptOutputs, report.CsvUpload) make, onto local
+    """The S3 requests a part's outputs (attempts.AttemptOutputs, csv_upload.CsvUpload) make, onto local
     files, so ``process-*`` time ReportPart's own work and not an S3 client."""
 
     def __init__(self, root: Path) -> None:
@@ -497,7 +498,7 @@ def pandas_options() -> dict:
 
 
 def frame_rows(frame) -> Iterator:
-    """One pandas chunk as ReportRows, the way batchpipe_core.report._batch_rows converts an Arrow batch.
+    """One pandas chunk as ReportRows, the way batchpipe_core.report.batch_rows converts an Arrow batch.
 
     A column with one value throughout is repeated rather than converted per row; the HTTP status
     column is recognised with the same rule (per row only when a chunk mixes both orders); rows are
@@ -628,7 +629,8 @@ def measure(mode: str, manifest_json: Path) -> dict:
             )
         rows = sum(detail.values())
     elif mode in ("join", "join-in-memory"):
-        from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow, parse_manifest_rows
+        from batchpipe_core.reconciliation import Reconciliation
+        from batchpipe_core.report import ManifestRow, ReportRow, parse_manifest_rows
 
         manifest_csv = manifest_json.parent.parent / "manifest.csv"
         expected = sum(1 for _ in open(manifest_csv))

@@ -27,19 +27,14 @@ from batchpipe_core.accounting import (
     check_attempt,
 )
 from batchpipe_core.classification import NOT_RUN
+from batchpipe_core.csv_upload import CsvUpload, Uploaded
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import encode_key
 from batchpipe_core.observability import logger, metrics
 from batchpipe_core.prefixes import DEPTHS, MAX_PREFIX_CHARS, PrefixTally
-from batchpipe_core.report import (
-    FAILURE_HEADER,
-    CsvUpload,
-    ManifestRow,
-    ReportRow,
-    Uploaded,
-    s3_uri,
-)
+from batchpipe_core.report import FAILURE_HEADER, ManifestRow, ReportRow
+from batchpipe_core.s3uri import s3_uri
 
 SAMPLE_KEYS = 20
 

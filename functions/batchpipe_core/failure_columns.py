@@ -11,7 +11,7 @@ successful row costs, so a report with a few percent of failures spent most of i
   result is checked as UTF-8 by the cast to string;
 * encoding: the decoded key's bytes are viewed as one uint8 column and each byte is looked up in a
   256-entry table (itself, when ``quote`` leaves it alone, else ``%XX``), then the row's pieces joined;
-* CSV: a field is quoted exactly when the csv module (``report.CsvWriter``) would quote it.
+* CSV: a field is quoted exactly when the csv module (``csv_upload.CsvWriter``) would quote it.
 
 The results equal the per-row functions' for every input: anything the columns cannot decode the same
 way - a key with raw non-ASCII characters, or one whose escapes decode to invalid UTF-8 (``report_key``
@@ -105,7 +105,7 @@ def _row_by_row(keys: Any, function: Any) -> Any:
 
 
 def csv_lines(columns: list[Any]) -> bytes:
-    """The rows of ``columns`` (string arrays, no nulls) as ``report.CsvWriter`` writes them: a field
+    """The rows of ``columns`` (string arrays, no nulls) as ``csv_upload.CsvWriter`` writes them: a field
     with a comma, a quote or a newline quoted (quotes doubled), every field of a row that holds a
     carriage return quoted, lines ended by ``\\n``."""
     if not len(columns[0]):

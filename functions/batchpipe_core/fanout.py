@@ -7,7 +7,7 @@ many workers of the same size, each finishing far inside its timeout:
 * **plan** (PlanReportFunction) reads the report's ``manifest.json`` and writes ``plan.json`` and the
   item lists the state machine's Distributed Maps read, under ``<attempt>/parts/<mode>/``;
 * **parts** (ReportPartFunction, one Map child per results file or partition) read one
-  ``report.ByteWindow`` of at most ``partRows`` records (and ``WINDOW_MAX_BYTES``) and
+  ``byte_window.ByteWindow`` of at most ``partRows`` records (and ``WINDOW_MAX_BYTES``) and
   return where the next window starts; the child loops until the file is done:
 
   - ``count`` (a Complete job: its report alone holds every outcome): count and classify the window
@@ -15,7 +15,7 @@ many workers of the same size, each finishing far inside its timeout:
   - ``join`` (a Failed or Cancelled job, or a report that does not add up: which manifest rows did the
     report never mention?): first each window of the manifest and of the report is *scattered* into
     ``partitions`` files by a stable hash of the object's identity, then one worker per partition
-    joins its two sides in memory (``report.Reconciliation``) and writes its outcomes;
+    joins its two sides in memory (``reconciliation.Reconciliation``) and writes its outcomes;
 
 * **merge** (ProcessReportFunction) adds the parts' counts - exact integers, nothing estimated -
   checks that the windows tile every file and that every partition was joined, and joins the parts'
@@ -59,7 +59,9 @@ from batchpipe_core.attempts import (
     not_run_row,
     succeeded_row,
 )
+from batchpipe_core.byte_window import Window, open_window
 from batchpipe_core.classification import Disposition
+from batchpipe_core.csv_upload import CsvWriter, Uploaded
 from batchpipe_core.errors import AccountingError, BatchPipeError, JobPreparationFailedError, TransientError
 from batchpipe_core.jobs import TERMINAL_STATUSES
 from batchpipe_core.keys import as_folder
@@ -76,17 +78,12 @@ from batchpipe_core.multipart import (
 )
 from batchpipe_core.observability import logger
 from batchpipe_core.prefixes import merge as merge_prefixes
+from batchpipe_core.reconciliation import Reconciliation, identity
 from batchpipe_core.report import (
     FAILURE_HEADER,
     MIN_RESULT_RECORD_BYTES,
-    CsvWriter,
-    Reconciliation,
-    Uploaded,
-    Window,
     default_reader,
-    identity,
     manifest_field_count,
-    open_window,
     parse_manifest_rows,
     parse_result_rows,
     read_report_manifest,
@@ -110,7 +107,7 @@ MERGE_READERS = 16  # parallel GETs of the parts' small tally documents
 WINDOW_MAX_BYTES = 256 << 20
 #: A counted window's byte bound: 160 MiB holds at most 9,868,951 results records of the shortest
 #: kind (report.MIN_RESULT_RECORD_BYTES), fewer than the default ReportPartRows (10 million), so the
-#: window need not count its records (report.ByteWindow): a third less CPU for the count.
+#: window need not count its records (byte_window.ByteWindow): a third less CPU for the count.
 COUNT_WINDOW_MAX_BYTES = 160 << 20
 #: Join partitions are sized for this many rows on average, so that the hash's spread keeps every
 #: partition under ``joinRows`` (at 2 million rows a partition is 1.6 million +- 1,300: 280 standard

@@ -29,6 +29,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from batchpipe_core.csv_upload import CsvUpload
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import (
     CurrentAttempt,
@@ -39,7 +40,6 @@ from batchpipe_core.jobs import (
     build_create_job_request,
     transient_as_retryable,
 )
-from batchpipe_core.report import CsvUpload
 
 GENERATED_MANIFEST_FORMAT = "S3InventoryReport_CSV_20211130"
 # API reference, JobManifestGeneratorFilter.MatchAnyStorageClass (S3StorageClass).

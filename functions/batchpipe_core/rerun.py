@@ -32,9 +32,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from batchpipe_core.csv_upload import CsvUpload
 from batchpipe_core.errors import FailuresFileError, TooManyObjectsError
 from batchpipe_core.keys import encode_key
-from batchpipe_core.report import FAILURE_HEADER, READ_BUFFER_BYTES, CsvUpload, s3_uri, split_s3_uri
+from batchpipe_core.report import FAILURE_HEADER, READ_BUFFER_BYTES
+from batchpipe_core.s3uri import s3_uri, split_s3_uri
 
 SAMPLE_SIZE = 20
 #: A failures file larger than this is refused before it is read: ImportFailures streams about

@@ -28,8 +28,9 @@ from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import Limits, Source, concatenate
 from batchpipe_core.observability import metrics
-from batchpipe_core.report import FAILURE_HEADER, s3_uri, split_s3_uri
+from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.runpage import RunPage, parse_time, render
+from batchpipe_core.s3uri import s3_uri, split_s3_uri
 
 MAX_CAUSE_CHARS = 4000
 MAX_FAILURE_REASONS = 10

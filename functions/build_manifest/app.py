@@ -43,8 +43,8 @@ from batchpipe_core.multipart import (
 )
 from batchpipe_core.observability import instrumented, logger, metrics
 from batchpipe_core.query import UNLOAD_OPTIONS
-from batchpipe_core.report import split_s3_uri
 from batchpipe_core.rerun import manifest_from_failures, rerun_buckets
+from batchpipe_core.s3uri import split_s3_uri
 
 SAMPLE_SIZE = 20
 # 20 rows of the longest kind (bucket, a 1,024-byte key percent-encoded to 3 characters a byte,

@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from batchpipe_core.config import Config
 from batchpipe_core.jobs import transient_as_retryable
 from batchpipe_core.observability import instrumented, logger
-from batchpipe_core.report import s3_uri
 from batchpipe_core.runlock import RunLock
+from batchpipe_core.s3uri import s3_uri
 from batchpipe_core.summary import (
     RUN_PAGE,
     SummarizeInput,

@@ -204,8 +204,8 @@ def write_run_page(out: Path, summary: dict, *, pipeline_bucket: str, started: A
     folder opens in a browser as it is, offline. Call after ``write_outputs``."""
     sys.path.insert(0, str(code_root("functions/")))
     from batchpipe_core.accounting import AttemptRecord
-    from batchpipe_core.report import split_s3_uri
     from batchpipe_core.runpage import RunPage, parse_time, render
+    from batchpipe_core.s3uri import split_s3_uri
 
     records = []
     mirror = out / pipeline_bucket

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from batchpipe_core.accounting import preferred_outcome, tally
 from batchpipe_core.classification import NOT_RUN, Disposition
 from batchpipe_core.keys import encode_key
-from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow
+from batchpipe_core.reconciliation import Reconciliation
+from batchpipe_core.report import ManifestRow, ReportRow
 
 RETRIABLE = [
     (503, "SlowDown"),

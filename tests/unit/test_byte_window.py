@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from batchpipe_core.report import ByteWindow, CsvWriter, open_window, parse_result_rows
+from batchpipe_core.byte_window import ByteWindow, open_window
+from batchpipe_core.csv_upload import CsvWriter
+from batchpipe_core.report import parse_result_rows
 
 FIELD = st.text(alphabet=st.sampled_from(list('ab,"\n\r %é')), max_size=12)
 

@@ -20,10 +20,11 @@ if str(FUNCTIONS) not in sys.path:
 from batchpipe_core.accounting import tally_results  # noqa: E402
 from batchpipe_core.attempts import AttemptOutputs  # noqa: E402
 from batchpipe_core.classification import Disposition  # noqa: E402
+from batchpipe_core.csv_upload import CsvWriter  # noqa: E402
 from batchpipe_core.failure_columns import csv_lines, decoded_keys, encoded_keys, prefix_counts  # noqa: E402
 from batchpipe_core.keys import encode_key, report_key  # noqa: E402
 from batchpipe_core.prefixes import MAX_PREFIX_CHARS, PrefixTally  # noqa: E402
-from batchpipe_core.report import PYARROW, CsvWriter  # noqa: E402
+from batchpipe_core.report import PYARROW  # noqa: E402
 
 PIECES = [
     "/",

@@ -11,14 +11,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from batchpipe_core.csv_upload import CsvUpload
 from batchpipe_core.keys import encode_key
+from batchpipe_core.reconciliation import Reconciliation, identity
 from batchpipe_core.report import (
     READERS,
-    CsvUpload,
     ManifestRow,
-    Reconciliation,
     ReportRow,
-    identity,
     iter_manifest_rows,
     iter_report_rows,
     manifest_field_count,

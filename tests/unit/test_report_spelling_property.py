@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchpipe_core.keys import encode_key, report_key
-from batchpipe_core.report import ManifestRow, Reconciliation, ReportRow
+from batchpipe_core.reconciliation import Reconciliation
+from batchpipe_core.report import ManifestRow, ReportRow
 
 # S3 keys: any characters but surrogates and most control characters.
 keys = st.text(

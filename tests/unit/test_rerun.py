@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from batchpipe_core.csv_upload import CsvWriter
 from batchpipe_core.errors import FailuresFileError, TooManyObjectsError
-from batchpipe_core.report import FAILURE_HEADER, CsvWriter
+from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.rerun import RerunBuckets, manifest_from_failures, rerun_buckets
 from tests.unit.test_keys_property import any_key
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from batchpipe_core.errors import FailuresFileError, SpecValidationError
-from batchpipe_core.report import FAILURE_HEADER, split_s3_uri
+from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.rerun import failure_rows
 from batchpipe_core.runlock import unwrap_scheduled_input
 from batchpipe_core.runpage import RunPage, parse_time, render
+from batchpipe_core.s3uri import split_s3_uri
 from batchpipe_core.spec import check_spec_model
 from batchpipe_core.summary import read_records, s3_console_url
 

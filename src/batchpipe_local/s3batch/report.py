@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from batchpipe_core.report import CsvWriter
+from batchpipe_core.csv_upload import CsvWriter
 
 from .manifest import parse_bucket_arn
 from .tasks import FAILED, SUCCEEDED, Task, TaskOutcome
