@@ -162,6 +162,7 @@ class LocalStack:
         self._exit.enter_context(_whole_task_timeouts_in_history())
         self._exit.enter_context(_execution_status_events(self._put_execution_event))
         self._exit.enter_context(_stop_wakes_task_token_waits())
+        self._exit.enter_context(_stop_at_any_moment_with_its_cause())
         self._exit.enter_context(_map_output_within_payload_limit())
         self._exit.enter_context(documented_part_copies())
         self._exit.enter_context(self.lambda_timeouts.installed())
@@ -576,6 +577,83 @@ def _stop_wakes_task_token_waits() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _stop_at_any_moment_with_its_cause() -> Iterator[None]:
+    """StopExecution stops a RUNNING execution whenever it is sent, and its ``error`` and ``cause``
+    are the ExecutionAborted history event's (Step Functions API reference, StopExecution and
+    ExecutionAbortedEventDetails). moto's interpreter drops both (it stops with empty ones), and a
+    stop sent while a new execution's worker was still parsing the definition found no environment:
+    an AttributeError answered the caller, and the execution ran on, holding its run's name. Here
+    such a stop waits on the worker and applies when the program starts, before its first state,
+    so the history reads ExecutionStarted, ExecutionAborted."""
+    from moto.stepfunctions.parser.api import ExecutionAbortedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+    from moto.stepfunctions.parser.backend.execution import Execution
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    given = threading.local()
+    starting = threading.Lock()
+    original_response, original_stop = StepFunctionResponse.stop_execution, Execution.stop
+    original_environment = ExecutionWorker._get_evaluation_environment
+    next_state = Environment.next_state_name
+
+    def stop_execution(self: Any) -> Any:
+        given.reason = {"error": self._get_param("error"), "cause": self._get_param("cause")}
+        try:
+            return original_response(self)
+        finally:
+            del given.reason
+
+    def stop(self: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
+        reason = getattr(given, "reason", None) or {"error": error or None, "cause": cause or None}
+        self.stop_date = stop_date  # StopExecution's answer carries it (moto's had none)
+        worker = self.exec_worker
+        with starting:
+            env = worker.env if worker is not None else None
+            if worker is not None and (env is None or env.program_state() is None):
+                (env or worker).pending_stop = {"stop_date": stop_date, **reason}
+                return
+        original_stop(self, stop_date=stop_date, **reason)
+
+    def environment(self: Any) -> Any:
+        with starting:
+            env = original_environment(self)
+            env.pending_stop = getattr(self, "pending_stop", None)
+            self.env = env
+        return env
+
+    def set_next_state(self: Any, name: str) -> None:
+        with starting:
+            pending = self.__dict__.pop("pending_stop", None)
+            if isinstance(self.program_state(), ProgramStopped):
+                return  # a stopped program goes nowhere (moto raised RuntimeError)
+            next_state.fset(self, name)
+            if pending is None:
+                return
+            self.set_stop(**pending)
+        self.event_history_context.source_event_id = 0
+        self.event_manager.add_event(
+            context=self.event_history_context,
+            event_type=HistoryEventType.ExecutionAborted,
+            event_details=EventDetails(
+                executionAbortedEventDetails=ExecutionAbortedEventDetails(
+                    error=pending["error"], cause=pending["cause"]
+                )
+            ),
+        )
+
+    with (
+        mock.patch.object(StepFunctionResponse, "stop_execution", stop_execution),
+        mock.patch.object(Execution, "stop", stop),
+        mock.patch.object(ExecutionWorker, "_get_evaluation_environment", environment),
+        mock.patch.object(Environment, "next_state_name", property(next_state.fget, set_next_state)),
+    ):
+        yield
+
+
 # Step Functions quotas: 256 KiB per state's input or output (the UTF-8 encoded JSON). A Map's
 # output is its children's results aggregated into one array, so it counts too.
 STATE_PAYLOAD_LIMIT_BYTES = 256 * 1024
@@ -708,7 +786,7 @@ def _scaled_sfn_time(scale: float) -> Iterator[None]:
     original_wait = wait_function.WaitFunction._wait_interval
 
     def scaled_wait(self: Any, env: Any, wait_seconds: int) -> None:
-        return original_wait(self, env, int(wait_seconds * scale))
+        return original_wait(self, env, wait_seconds * scale)  # a fraction waits too (an Event's timeout)
 
     scaled_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
     scaled_time.sleep = lambda seconds: time.sleep(seconds * scale)

@@ -15,7 +15,12 @@ from batchpipe_local.ops.commands import EXIT_STATUS
 from batchpipe_local.world import World
 
 REPO = Path(__file__).resolve().parents[2]
-KEYS = [f"contracts/acme/{i}.pdf" for i in range(4)] + [f"invoices/{i}.pdf" for i in range(3)] + ["misc/x"]
+LEGAL_HOLD, RETENTION = "My Documents/", "backups/db/"  # what the shipped examples select
+KEYS = (
+    [f"{LEGAL_HOLD}report {i}.pdf" for i in range(4)]
+    + [f"{RETENTION}dump_{i}.sql.gz" for i in range(3)]
+    + ["misc/x"]
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,7 @@ def test_both_shipped_confirmation_examples_run_end_to_end_into_one_reused_folde
     assert summary["status"] == "SUCCEEDED"
     assert summary["totals"]["succeeded"] == 4
     held = {key for key, r in _objects(out).items() if r["legalHold"] == "ON"}
-    assert held == {k for k in KEYS if k.startswith("contracts/acme/")}
+    assert held == {k for k in KEYS if k.startswith(LEGAL_HOLD)}
 
     (out / "my-notes.txt").write_text("mine")  # the user's file in an earlier output folder
     assert main(_run(inventory_dir, out, "retention.json", "--json")) == 0
@@ -73,7 +78,7 @@ def test_both_shipped_confirmation_examples_run_end_to_end_into_one_reused_folde
     assert summary["status"] == "SUCCEEDED"
     assert json.loads((out / "summary.json").read_text()) == summary
     retained = {key: r["retention"]["mode"] for key, r in _objects(out).items() if r["retention"]["mode"]}
-    assert retained == {k: "GOVERNANCE" for k in KEYS if k.startswith("invoices/")}
+    assert retained == {k: "GOVERNANCE" for k in KEYS if k.startswith(RETENTION)}
     assert (out / "my-notes.txt").read_text() == "mine"
 
 

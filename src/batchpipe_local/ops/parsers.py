@@ -197,8 +197,25 @@ def add_serve_command(local_commands: Any, formats: dict[str, str]) -> None:
     serve.add_argument(
         "--wait-timeout", type=int, default=5, help="JobWaitTimeoutSeconds of the served stack"
     )
+    serve.add_argument(
+        "--speed",
+        type=positive_number,
+        help="rehearse waits in time: Wait states and retry intervals last 1/SPEED of their time "
+        "(1 = real time, 60 = a minute a second; a concurrency wait's 300 s polls take 5 s); "
+        "default: no waiting at all",
+    )
     serve.add_argument("--seed", type=int, default=7)
     serve.add_argument("--out", default="local-serve", help="Lambda logs now; at stop, the runs and buckets")
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a positive number (e.g. 1 or 60)")
+    return value
 
 
 def _aws(args: argparse.Namespace) -> Any:

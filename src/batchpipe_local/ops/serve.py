@@ -169,6 +169,30 @@ def check_request_host(host_header: str | None, served_host: str, port: int) -> 
         )
 
 
+def origin_form(target: str, host_header: str | None) -> str:
+    """The path of a request sent to this endpoint as to an HTTP proxy (absolute-form, RFC 9112
+    section 3.2.2: ``PUT http://123456789012.127.0.0.1:4566/v20180820/... HTTP/1.1``).
+
+    The AWS CLI's s3control commands put the account ID in front of the endpoint's host, a name no
+    resolver knows; with ``HTTP_PROXY`` set to the endpoint the client sends the request here without
+    resolving it (docs/LOCAL.md). Only a request for this endpoint itself is answered: the URL's
+    authority must be the Host header (which check_request_host then holds to this endpoint); the
+    endpoint never forwards anything anywhere.
+    """
+    if target.startswith("/") or target == "*":
+        return target
+    scheme, _, rest = target.partition("://")
+    authority, slash, path = rest.partition("/")
+    if scheme.lower() not in ("http", "https") or not slash:
+        raise Refused(400, f"request target {target[:100]!r} is neither a path nor an http:// URL")
+    if authority.lower() != (host_header or "").lower():
+        raise Refused(
+            403,
+            f"request for {authority[:100]!r} through this endpoint: it answers for itself only, it is no proxy",
+        )
+    return "/" + path
+
+
 def request_length(headers: Any) -> int:
     """The body's length from Content-Length: digits only, at most MAX_BODY_BYTES; no chunked bodies."""
     if headers.get("Transfer-Encoding"):
@@ -201,6 +225,7 @@ def make_handler(
 
         def _answer(self) -> None:
             try:
+                self.path = origin_form(self.path, self.headers.get("Host"))
                 check_request_host(
                     self.headers.get("Host"), served_host, port or self.server.server_address[1]
                 )
@@ -362,6 +387,8 @@ def local_serve(args: argparse.Namespace) -> int:
             parameters=stack_parameters(world, layout, args.wait_timeout),
             stack_name=args.stack_name,
             faults=faults,
+            # Waits take no time unless asked: then 1/speed of it (--speed 1 is real time).
+            time_scale=1 / args.speed if args.speed else 0.0,
         ) as stack,
     ):
         server = bind(host, args.port)  # before seeding: a port in use is known at once
@@ -373,9 +400,12 @@ def local_serve(args: argparse.Namespace) -> int:
         print(
             f"serving stack {stack.stack_name!r} on the embedded AWS at {endpoint} "
             f"({count} objects in s3://{world.source_bucket}); Ctrl-C stops it\n"
-            f"  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={stack.region} "
+            f"  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={stack.region} AWS_DEFAULT_REGION={stack.region} "
             "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
-            f"  batchpipe start --stack {stack.stack_name} --spec examples/tagging-replace.json --watch",
+            f"  batchpipe start --stack {stack.stack_name} --spec examples/tagging-replace.json --watch\n"
+            f"  the AWS CLI's s3control commands: HTTP_PROXY={endpoint} aws s3control list-jobs "
+            f"--account-id {stack.account_id}\n"
+            f"  {_pace(args.speed)}",
             flush=True,
         )
         # SIGTERM (a test fixture, systemd, `kill`) stops it as Ctrl-C does.
@@ -390,6 +420,14 @@ def local_serve(args: argparse.Namespace) -> int:
             write_outputs(stack, out, {"runs": summaries}, exclude_buckets={stack.pipeline_bucket})
             print(f"stopped; {len(summaries)} run(s), everything is under {out}/", flush=True)
     return 0
+
+
+def _pace(speed: float | None) -> str:
+    if not speed:
+        return "Wait states and retry intervals take no time (--speed N rehearses them at N times real time)"
+    if speed == 1:
+        return "Wait states and retry intervals take their real time"
+    return f"Wait states and retry intervals take 1/{speed:g} of their time (a 300 s wait: {300 / speed:g} s)"
 
 
 def _summaries(stack: Any) -> list[Any]:
