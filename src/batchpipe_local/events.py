@@ -13,6 +13,16 @@ pipeline must therefore finish whatever happens to them, so delivery can be told
 - ``shuffle``: events are held back and delivered in random order, late.
 
 Matching uses moto's own EventBridge pattern matcher against the rule's real pattern.
+
+EventBridge invokes a Lambda target asynchronously: once Lambda has queued the event, EventBridge
+counts it delivered, and a function error is Lambda's to handle (EventBridge user guide, "Event retry
+policy and using dead-letter queues": the rule's RetryPolicy and DeadLetterConfig cover only events
+EventBridge could not hand over). Lambda retries a failed asynchronous invocation
+``MaximumRetryAttempts`` times (0-2, default 2), then sends an invocation record to the function's
+on-failure destination, or drops the event when it has none (Lambda developer guide, "Configuring
+error handling settings for Lambda asynchronous invocations" and "Capturing records of Lambda
+asynchronous invocations"). The router does the same: ``Rule.max_retries`` is the target function's
+``MaximumRetryAttempts`` and ``on_failure`` receives the record of an invocation that failed for good.
 """
 
 from __future__ import annotations
@@ -36,14 +46,21 @@ LOG = logging.getLogger(__name__)
 DELIVERY_MODES = ("normal", "drop", "duplicate", "shuffle")
 
 
+# Lambda's default for an asynchronous invocation without EventInvokeConfig: two retries.
+LAMBDA_ASYNC_RETRIES = 2
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
-    pattern: dict
+    pattern: dict | None  # None: a schedule, which no event matches (fired by EventRouter.fire)
     target: str  # function logical ID
-    max_retries: int = 2
+    max_retries: int = LAMBDA_ASYNC_RETRIES
+    on_failure: str | None = None  # the target's on-failure destination (ARN), if it has one
 
     def matches(self, event: dict) -> bool:
+        if self.pattern is None:
+            return False
         raw = json.dumps(self.pattern)
         return EventPattern(raw, EventPatternParser(raw).parse()).matches_event(event)
 
@@ -55,6 +72,46 @@ class Delivery:
     event_id: str
     status: str
     error: str | None = None
+
+
+def invocation_record(
+    *, function_arn: str, event: dict, error: BaseException, invocations: int, now: datetime | None = None
+) -> dict:
+    """The record Lambda sends to an on-failure destination after an asynchronous invocation failed
+    every try (Lambda developer guide, "Capturing records of Lambda asynchronous invocations"): the
+    request (the event itself), the condition (``RetriesExhausted``), how often it was invoked, and
+    the function's error response."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return {
+        "version": "1.0",
+        "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"{function_arn}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": invocations,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__},
+    }
+
+
+def scheduled_event(*, account_id: str, region: str, rule_arn: str, now: datetime | None = None) -> dict:
+    """The event an EventBridge schedule rule sends its target (EventBridge user guide, "Creating a
+    rule that runs on a schedule"): source ``aws.events``, detail-type ``Scheduled Event``."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account_id,
+        "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
 
 
 def execution_status_change(
@@ -118,6 +175,7 @@ class EventRouter:
         mode: str = "normal",
         seed: int = 0,
         max_delay_seconds: float = 1.0,
+        on_failure: Callable[[Rule, dict, BaseException, int], None] | None = None,
     ) -> None:
         if mode not in DELIVERY_MODES:
             raise ValueError(f"event delivery mode must be one of {DELIVERY_MODES}, not {mode!r}")
@@ -125,6 +183,7 @@ class EventRouter:
         self.mode = mode
         self.max_delay_seconds = max_delay_seconds
         self._invoke = invoke
+        self._on_failure = on_failure
         self._random = random.Random(seed)
         self._queue: queue.Queue = queue.Queue()
         self._timers: list[threading.Timer] = []
@@ -159,6 +218,13 @@ class EventRouter:
 
     __call__ = put_event
 
+    def fire(self, rule_name: str, event: dict) -> None:
+        """A schedule rule's tick: its target is invoked as a pattern rule's is (asynchronously)."""
+        (rule,) = [rule for rule in self.rules if rule.name == rule_name]
+        with self._lock:
+            self.received.append(event)
+        self._queue.put((rule, event))
+
     def flush(self, timeout: float = 30.0) -> None:
         """Waits until every event received so far has been delivered, dropped or given up on."""
         with self._lock:
@@ -185,7 +251,9 @@ class EventRouter:
             self._deliver(rule, event)
 
     def _deliver(self, rule: Rule, event: dict) -> None:
-        # EventBridge retries a failing target; after that the event is gone (no DLQ configured here).
+        # Lambda retries a failing asynchronous invocation, then hands its record to the on-failure
+        # destination (or drops it without one).
+        failure: BaseException | None = None
         for attempt in range(rule.max_retries + 1):
             try:
                 self._invoke(rule.target, event)
@@ -197,8 +265,20 @@ class EventRouter:
                     attempt + 1,
                     exc,
                 )
-                error = f"{type(exc).__name__}: {exc}"
+                failure = exc
                 continue
             self.deliveries.append(Delivery(rule.name, rule.target, event["id"], "delivered"))
             return
+        assert failure is not None
+        error = f"{type(failure).__name__}: {failure}"
+        if rule.on_failure is not None and self._on_failure is not None:
+            try:
+                self._on_failure(rule, event, failure, rule.max_retries + 1)
+            except Exception as exc:  # noqa: BLE001 - Lambda counts DestinationDeliveryFailures instead
+                LOG.warning("on-failure destination of %s refused the record: %s", rule.target, exc)
+            else:
+                self.deliveries.append(
+                    Delivery(rule.name, rule.target, event["id"], "sent-to-destination", error)
+                )
+                return
         self.deliveries.append(Delivery(rule.name, rule.target, event["id"], "failed", error))

@@ -63,6 +63,9 @@ class InProcessFunction:
     # The latest events, for tests that compare events/ with what a run really sends (a Distributed
     # Map's children invoke functions outside the parent execution's history).
     received: deque = field(default_factory=lambda: deque(maxlen=20))
+    # What the latest invocation returned (an asynchronous invocation's answer goes nowhere on AWS;
+    # tests read it here).
+    last_result: Any = None
 
     def load(self) -> Callable[[Any, Any], Any]:
         root = str(self.code_uri)
@@ -76,7 +79,8 @@ class InProcessFunction:
         self.received.append(event)
         context = LambdaContext(self.name, self.arn, self.memory_mb, self.timeout_seconds)
         # A real invocation gets the event as JSON, so it must survive a round trip.
-        return self.load()(json.loads(json.dumps(event)), context)
+        self.last_result = self.load()(json.loads(json.dumps(event)), context)
+        return self.last_result
 
 
 def error_payload(exc: BaseException) -> dict:

@@ -28,7 +28,14 @@ from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from . import template as tpl
-from .events import EventRouter, Rule, execution_status_change
+from .events import (
+    LAMBDA_ASYNC_RETRIES,
+    EventRouter,
+    Rule,
+    execution_status_change,
+    invocation_record,
+    scheduled_event,
+)
 from .isolation import REGION, isolated_environment
 from .lambda_faults import LambdaTimeouts, check_states, lambda_task_states
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
@@ -235,6 +242,14 @@ class LocalStack:
             return {None: key_id, "Arn": f"arn:aws:kms:{self.region}:{self.account_id}:key/{key_id}"}[
                 attribute
             ]
+        if kind == "AWS::SQS::Queue":
+            name = self._physical_name(logical_id)
+            url = f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{name}"
+            return {
+                None: url,
+                "Arn": f"arn:aws:sqs:{self.region}:{self.account_id}:{name}",
+                "QueueName": name,
+            }[attribute]
         if kind == "AWS::Serverless::LayerVersion":
             # Layers are not emulated (the functions run in this process with the venv's packages,
             # pyarrow included); a Ref is the layer version ARN CloudFormation would give.
@@ -339,6 +354,14 @@ class LocalStack:
     def _create_aws_sns_topic(self, logical_id: str, props: dict) -> None:
         self.client("sns").create_topic(Name=self._attr(logical_id, "TopicName"))
 
+    def _create_aws_sqs_queue(self, logical_id: str, props: dict) -> None:
+        attributes = {
+            name: str(props[name]).lower() if isinstance(props[name], bool) else str(props[name])
+            for name in ("MessageRetentionPeriod", "SqsManagedSseEnabled", "VisibilityTimeout")
+            if name in props
+        }
+        self.client("sqs").create_queue(QueueName=self._attr(logical_id, "QueueName"), Attributes=attributes)
+
     def _create_aws_glue_database(self, logical_id: str, props: dict) -> None:
         self.client("glue").create_database(DatabaseInput=props["DatabaseInput"])
 
@@ -396,19 +419,65 @@ class LocalStack:
 
     # ------------------------------------------------------------------ emulation beyond moto
     def event_rules(self) -> list[Rule]:
+        """One rule per EventBridgeRule or Schedule event of a function (SAM names the rule it makes
+        <function logical ID><event name>), with the target's asynchronous invocation settings: its
+        EventInvokeConfig's retries (Lambda's default 2 without one) and on-failure destination."""
         rules = []
         for logical_id, resource in tpl.resources_of_type(self.template, "AWS::Serverless::Function").items():
+            invoke_config = self.resolver.resolve(resource.get("Properties", {}).get("EventInvokeConfig", {}))
+            retries = int(invoke_config.get("MaximumRetryAttempts", LAMBDA_ASYNC_RETRIES))
+            on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
             for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
-                if event["Type"] == "EventBridgeRule":
-                    props = self.resolver.resolve(event["Properties"])
-                    retries = props.get("RetryPolicy", {}).get("MaximumRetryAttempts", 185)
-                    rules.append(
-                        Rule(f"{logical_id}{event_name}", props["Pattern"], logical_id, min(int(retries), 2))
+                if event["Type"] not in ("EventBridgeRule", "Schedule"):
+                    continue
+                pattern = self.resolver.resolve(event["Properties"]).get("Pattern")
+                rules.append(
+                    Rule(
+                        f"{logical_id}{event_name}",
+                        pattern,
+                        logical_id,
+                        retries,
+                        on_failure.get("Destination"),
                     )
+                )
         return rules
 
+    def fire_schedule(self, rule_name: str) -> None:
+        """One tick of a function's Schedule event (``<function logical ID><event name>``): its target
+        is invoked asynchronously, as EventBridge does; ``router.flush()`` waits for it."""
+        assert self.router is not None
+        rule_arn = f"arn:aws:events:{self.region}:{self.account_id}:rule/{self.stack_name}-{rule_name}"
+        self.router.fire(
+            rule_name, scheduled_event(account_id=self.account_id, region=self.region, rule_arn=rule_arn)
+        )
+
+    def _send_invocation_record(
+        self, rule: Rule, event: dict, error: BaseException, invocations: int
+    ) -> None:
+        """Lambda's on-failure destination: the invocation record goes to the SQS queue the ARN names."""
+        assert rule.on_failure is not None
+        _, _, service, _, account, name = rule.on_failure.split(":", 5)
+        if service != "sqs":
+            raise ValueError(
+                f"the embedded AWS sends invocation records to SQS queues only, not {rule.on_failure}"
+            )
+        sqs = self.client("sqs")
+        url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        record = invocation_record(
+            function_arn=self.functions.resolve(rule.target).arn,
+            event=event,
+            error=error,
+            invocations=invocations,
+        )
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
     def _start_emulation(self) -> None:
-        self.router = EventRouter(self.event_rules(), self.functions.invoke, mode=self.event_delivery)
+        self.router = EventRouter(
+            self.event_rules(),
+            self.functions.invoke,
+            mode=self.event_delivery,
+            on_failure=self._send_invocation_record,
+        )
         try:
             from .athena import install_athena
         except ImportError:

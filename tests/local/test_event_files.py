@@ -91,6 +91,12 @@ def real_payloads():
         # CancelJobsFunction's rule takes only executions that ended early; this one succeeded, and
         # its status change event has the same shape.
         payloads["CancelJobsFunction"] = [e for e in stack.router.received if e.get("source") == "aws.states"]
+        # SweepJobsFunction: one tick of its hourly schedule.
+        stack.fire_schedule("SweepJobsFunctionHourly")
+        stack.router.flush()
+        payloads["SweepJobsFunction"] = [
+            e for e in stack.router.received if e.get("detail-type") == "Scheduled Event"
+        ]
     return payloads
 
 

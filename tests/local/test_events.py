@@ -66,10 +66,18 @@ class Recorder:
 
 
 def test_the_rules_target_their_functions(all_rules):
-    assert [(r.target, r.pattern["source"]) for r in all_rules] == [
+    # The sweep's hourly schedule has no pattern: it is fired, never matched.
+    assert [(r.target, r.pattern and r.pattern["source"]) for r in all_rules] == [
         ("JobStatusFunction", ["aws.s3"]),
         ("CancelJobsFunction", ["aws.states"]),
+        ("SweepJobsFunction", None),
     ]
+
+
+def test_each_rule_retries_as_lambda_then_names_the_on_failure_destination(all_rules):
+    for rule in all_rules:
+        assert rule.max_retries == 2  # the functions' EventInvokeConfig (Lambda's default too)
+        assert rule.on_failure is not None and rule.on_failure.endswith(":batchpipe-AsyncFailureQueue")
 
 
 @pytest.mark.parametrize("status", ["Suspended", "Complete", "Failed", "Cancelled"])

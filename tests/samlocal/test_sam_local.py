@@ -482,6 +482,7 @@ INVOKED = (
     "CheckJobFunction",
     "ConfirmJobFunction",
     "CancelJobsFunction",
+    "SweepJobsFunction",
     "PlanReportFunction",
     "ReportPartFunction",
     "ProcessReportFunction",
@@ -676,3 +677,14 @@ def test_cancel_jobs_cleans_up_after_the_reference_execution(invoke: Invoker, re
     job_id = reference.summary["attempts"][0]["jobId"]
     job = _s3control(reference.endpoint).describe_job(AccountId=ACCOUNT, JobId=job_id)["Job"]
     assert job["Status"] == "Complete"
+
+
+def test_sweep_jobs_lists_the_served_stacks_jobs(invoke: Invoker, reference: Reference) -> None:
+    """One tick of the hourly sweep, last (it may cancel the jobs the tests above created for runs
+    whose execution is not running): it lists the served engine's jobs and cancels only those."""
+    result, _ = invoke("SweepJobsFunction", event_from_file("SweepJobsFunction", {}))
+    assert result["listed"] >= result["foreign"] + result["running"], result
+    assert all(entry["executionStatus"] != "RUNNING" for entry in result["cancelled"]), result
+    job_id = reference.summary["attempts"][0]["jobId"]
+    job = _s3control(reference.endpoint).describe_job(AccountId=ACCOUNT, JobId=job_id)["Job"]
+    assert job["Status"] == "Complete"  # an ended job is never listed, never touched

@@ -200,6 +200,7 @@ _ARN_FORMATS = {
     "AWS::Athena::WorkGroup": "arn:{p}:athena:{r}:{a}:workgroup/{n}",
     "AWS::Events::Rule": "arn:{p}:events:{r}:{a}:rule/{n}",
     "AWS::CloudTrail::Trail": "arn:{p}:cloudtrail:{r}:{a}:trail/{n}",
+    "AWS::SQS::Queue": "arn:{p}:sqs:{r}:{a}:{n}",
 }
 _REF_IS_ARN = {"AWS::SNS::Topic", "AWS::StepFunctions::StateMachine", "AWS::Lambda::LayerVersion"}
 
@@ -221,6 +222,8 @@ def resolver(template: dict[str, Any], stack_name: str, partition: str) -> Resol
     def attr(logical_id: str, attribute: str | None) -> Any:
         rtype = resources[logical_id]["Type"]
         name = physical_name(logical_id)
+        if attribute is None and rtype == "AWS::SQS::Queue":
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"  # a queue's Ref is its URL
         if attribute is None and rtype not in _REF_IS_ARN:
             return name
         if attribute in (None, "Arn", "TopicArn"):
@@ -229,7 +232,7 @@ def resolver(template: dict[str, Any], stack_name: str, partition: str) -> Resol
                     f"test_hard_limits has no ARN shape for {rtype}: add one to _ARN_FORMATS"
                 )
             return _ARN_FORMATS[rtype].format(p=partition, r=REGION, a=ACCOUNT, n=name)
-        if attribute in ("TopicName", "Name"):
+        if attribute in ("TopicName", "Name", "QueueName"):
             return name
         raise AssertionError(f"test_hard_limits cannot resolve {logical_id}.{attribute}: teach attr() it")
 

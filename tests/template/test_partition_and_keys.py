@@ -58,6 +58,15 @@ def _arn_parameters(cfn: dict[str, Any], partition: str, region: str, with_key: 
     return overrides
 
 
+def _sam_event_rules(cfn: dict[str, Any]) -> set[str]:
+    return {
+        logical_id + event_name
+        for logical_id, resource in cfn["Resources"].items()
+        for event_name, event in resource.get("Properties", {}).get("Events", {}).items()
+        if event["Type"] in ("EventBridgeRule", "Schedule")
+    }
+
+
 def resolved_resources(cfn: dict[str, Any], partition: str, with_key: bool = True) -> dict[str, Any]:
     region = PARTITIONS[partition]
     account = "123456789012"
@@ -65,6 +74,10 @@ def resolved_resources(cfn: dict[str, Any], partition: str, with_key: bool = Tru
     def attr(logical_id: str, attribute: str | None) -> str:
         if attribute is None or attribute not in ("Arn", "TopicArn"):
             return f"{logical_id.lower()}-name"
+        if logical_id not in cfn["Resources"]:
+            # A rule SAM generates for a function's event, referable as <function><event name>.
+            assert logical_id in _sam_event_rules(cfn), f"{logical_id} is not a resource of the template"
+            return f"arn:{partition}:events:{region}:{account}:rule/{logical_id}"
         service = cfn["Resources"][logical_id]["Type"].split("::")[1].lower()
         return f"arn:{partition}:{service}:{region}:{account}:{logical_id}"
 

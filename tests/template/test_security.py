@@ -39,6 +39,7 @@ STAR_RESOURCE_ACTIONS = {
     # UpdateJobStatus DO have one (job: arn:${Partition}:s3:${Region}:${Account}:job/${JobId}) and
     # must be scoped to it.
     "s3:CreateJob": "SAR, Amazon S3: CreateJob has no resource type",
+    "s3:ListJobs": "SAR, Amazon S3: ListJobs has no resource type",
     # Step Functions developer guide, "Logging using CloudWatch Logs": the state machine role's
     # log-delivery policy uses Resource "*"; SAR, CloudWatch Logs: the *LogDelivery actions are
     # permission-only actions without a resource type.
