@@ -18,6 +18,8 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from batchpipe_local.cli import main
 
@@ -332,15 +334,51 @@ SIGNED = (
             413,
             b"upload it in parts",
         ),
+        # With "Expect: 100-continue" (boto3's S3 bodies) the refusal is the final answer, not "100 Continue".
+        (
+            b"PUT /batchpipe-demo-source/big HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 67108865\r\n"
+            b"Expect: 100-continue\r\n" + SIGNED + b"\r\n",
+            413,
+            b"<Code>EntityTooLarge</Code>",
+        ),
         (b"NONSENSE\r\n\r\n", 400, b""),
     ],
-    ids=["form-post", "rebinding-host", "length-word", "length-negative", "chunked", "1-GiB-body", "garbage"],
+    ids=[
+        "form-post",
+        "rebinding-host",
+        "length-word",
+        "length-negative",
+        "chunked",
+        "1-GiB-body",
+        "over-limit-expect-continue",
+        "garbage",
+    ],
 )
 def test_the_served_endpoint_refuses_what_is_not_a_local_aws_client(served, request_bytes, status, says):
     got, body = _raw(served[0], request_bytes)
 
     assert got == status
     assert says in body and b"Traceback" not in body
+
+
+def test_a_body_over_the_limit_is_refused_in_one_line_and_the_server_stays_up(aws_env):
+    from batchpipe_local.ops.serve import MAX_BODY_BYTES
+
+    s3 = boto3.client("s3", region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as raised:
+        s3.put_object(Bucket=SOURCE_BUCKET, Key="too-big", Body=b"x" * (MAX_BODY_BYTES + 1))
+
+    error = raised.value.response["Error"]
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert error["Code"] == "EntityTooLarge"
+    assert error["Message"].startswith(
+        f"a {MAX_BODY_BYTES + 1}-byte body is more than the embedded AWS reads"
+    )
+    assert "upload it in parts" in error["Message"]
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="after-the-refusal", Body=b"small")
+    assert s3.get_object(Bucket=SOURCE_BUCKET, Key="after-the-refusal")["Body"].read() == b"small"
+    assert "Contents" not in s3.list_objects_v2(Bucket=SOURCE_BUCKET, Prefix="too-big")
+    s3.delete_object(Bucket=SOURCE_BUCKET, Key="after-the-refusal")
 
 
 def test_a_refused_form_post_wrote_nothing(aws_env):

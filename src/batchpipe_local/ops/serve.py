@@ -14,6 +14,7 @@ returns template.yaml's Outputs, resolved, as a deployed stack's would.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import ipaddress
 import json
@@ -28,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.compat import HTTPHeaders
@@ -52,6 +54,11 @@ class NotAnAwsRequest(Exception):
 #: a body in memory several times over (moto copies it), so a 1 GiB PUT needed 2.7 GiB; boto3 and
 #: the AWS CLI upload anything over 8 MiB in 8 MiB parts, far below this.
 MAX_BODY_BYTES = 64 * 1024 * 1024
+#: A body over 8 MiB (more than boto3's and the AWS CLI's part size) is read and handled by at most
+#: two requests at once; others wait their turn. One 64 MiB body raises the server's peak RSS by
+#: about 200 MiB (benchmarks/bench_serve_body.py), so concurrent clients cannot multiply that.
+LARGE_BODY_BYTES = 8 * 1024 * 1024
+LARGE_BODIES = threading.BoundedSemaphore(2)
 
 
 class Refused(Exception):
@@ -212,6 +219,17 @@ def request_length(headers: Any) -> int:
     return length
 
 
+def refusal_body(refused: Refused, headers: Any) -> tuple[dict[str, str], bytes]:
+    """The refusal's one line, as S3's XML error when the request is signed for S3 (so boto3 and the
+    AWS CLI print it: "An error occurred (EntityTooLarge) ...: <the line>"), else as plain text."""
+    scope = _SCOPE.search(headers.get("Authorization", ""))
+    if scope is None or scope["service"] != "s3":
+        return {"Content-Type": "text/plain"}, str(refused).encode()
+    code = "EntityTooLarge" if refused.status == 413 else "InvalidRequest"
+    xml = f"<Error><Code>{code}</Code><Message>{escape(str(refused))}</Message></Error>"
+    return {"Content-Type": "application/xml"}, xml.encode()
+
+
 def make_handler(
     stack: Any, served_host: str, before_request: Any = None, port: int | None = None
 ) -> type[BaseHTTPRequestHandler]:
@@ -223,32 +241,47 @@ def make_handler(
         def log_message(self, format: str, *args: Any) -> None:
             pass  # one line per request would drown the console
 
-        def _answer(self) -> None:
+        def _checked_length(self) -> int | None:
+            """The body's length, or None after answering a refusal (the body, if any, unread)."""
             try:
                 self.path = origin_form(self.path, self.headers.get("Host"))
                 check_request_host(
                     self.headers.get("Host"), served_host, port or self.server.server_address[1]
                 )
-                length = request_length(self.headers)
+                return request_length(self.headers)
             except Refused as exc:
-                self.close_connection = True  # the body, if any, was not read
-                self._send(exc.status, {"Content-Type": "text/plain"}, str(exc).encode())
-                return
-            body = self.rfile.read(length) if length else b""
-            try:
-                url = aws_url(self.path, self.headers, served_host)
-            except NotAnAwsRequest as exc:
-                self._send(400, {"Content-Type": "text/plain"}, str(exc).encode())
-                return
-            try:
-                self._dispatch(url, body)
-            except Exception as exc:  # noqa: BLE001 - one line to the client, never a traceback
                 self.close_connection = True
-                self._send(
-                    500,
-                    {"Content-Type": "text/plain"},
-                    f"the embedded AWS failed: {type(exc).__name__}".encode(),
-                )
+                self._send(exc.status, *refusal_body(exc, self.headers))
+                return None
+
+        def handle_expect_100(self) -> bool:
+            # boto3 sends "Expect: 100-continue" with S3 bodies and waits: a refusal goes out as the
+            # final answer instead of "100 Continue" (RFC 9110, 10.1.1), so the client never sends
+            # the body and reads the one line.
+            if self._checked_length() is None:
+                return False
+            return super().handle_expect_100()
+
+        def _answer(self) -> None:
+            length = self._checked_length()
+            if length is None:
+                return
+            with LARGE_BODIES if length > LARGE_BODY_BYTES else contextlib.nullcontext():
+                body = self.rfile.read(length) if length else b""
+                try:
+                    url = aws_url(self.path, self.headers, served_host)
+                except NotAnAwsRequest as exc:
+                    self._send(400, {"Content-Type": "text/plain"}, str(exc).encode())
+                    return
+                try:
+                    self._dispatch(url, body)
+                except Exception as exc:  # noqa: BLE001 - one line to the client, never a traceback
+                    self.close_connection = True
+                    self._send(
+                        500,
+                        {"Content-Type": "text/plain"},
+                        f"the embedded AWS failed: {type(exc).__name__}".encode(),
+                    )
 
         def _dispatch(self, url: str, body: bytes) -> None:
             if before_request is not None:
