@@ -68,7 +68,7 @@ class Config:
             default_max_objects=int(_env("DEFAULT_MAX_OBJECTS", "1000000000")),
             default_report_scope=_env("DEFAULT_REPORT_SCOPE", "AllTasks"),
             unknown_error_policy=_env("UNKNOWN_ERROR_POLICY", "permanent"),
-            job_wait_timeout_seconds=int(_env("JOB_WAIT_TIMEOUT_SECONDS", "21600")),
+            job_wait_timeout_seconds=int(_env("JOB_WAIT_TIMEOUT_SECONDS", "25200")),
             job_count_wait_seconds=int(_env("JOB_COUNT_WAIT_SECONDS", "60")),
             concurrency_wait_seconds=int(_env("CONCURRENCY_WAIT_SECONDS", "43200")),
             state_machine_name=_env("STATE_MACHINE_NAME", "batchpipe-pipeline"),

@@ -154,7 +154,7 @@ def test_a_new_job_s3_does_not_find_yet_is_waited_for_not_replaced(pipeline: Pip
 def test_the_next_wait_doubles_until_the_job_is_counted_then_is_the_long_wait(pipeline: Pipeline) -> None:
     """No event says a job was counted (Suspended), so waits start short and double until it is."""
     waiting = pipeline.start_run()
-    waiting.event["run"] |= {"countWaitSeconds": 60, "jobWaitTimeoutSeconds": 21600}
+    waiting.event["run"] |= {"countWaitSeconds": 60, "jobWaitTimeoutSeconds": 25200}
     waiting.event["current"]["waitSeconds"] = 60
     pipeline.create_job(waiting)
     waits = []
@@ -162,8 +162,8 @@ def test_the_next_wait_doubles_until_the_job_is_counted_then_is_the_long_wait(pi
         answer = checked(waiting)
         waiting.event["current"] = answer["current"]
         waits.append(answer["current"]["waitSeconds"])
-    assert waits == [120, 240, 480, 960, 1920, 3840, 7680, 15360, 21600, 21600]
+    assert waits == [120, 240, 480, 960, 1920, 3840, 7680, 15360, 25200, 25200]
     assert answer["current"]["attempt"] == 1 and answer["current"]["manifest"]["key"].endswith("manifest.csv")
 
     pipeline.run_jobs()  # counted and confirmed (the helper plays ConfirmJob)
-    assert checked(waiting)["current"]["waitSeconds"] == 21600
+    assert checked(waiting)["current"]["waitSeconds"] == 25200
