@@ -12,7 +12,9 @@ import argparse
 import json
 import os
 import re
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,34 @@ def download_inventory(uri: str, target: Path, s3: Any = None) -> Path:
     raise UsageError(f"no complete inventory delivery (a <date>/manifest.json) under {uri}")
 
 
+class Steps:
+    """One line per step on a terminal's stderr as it starts, with how long it took, so a preview that
+    stands a whole stack up is never a silent wait. stdout keeps only the result, and logs and pipes
+    get nothing (as TerminalBar): a refused spec stays one line there."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.started = stream, None
+        isatty = getattr(stream, "isatty", None)
+        self.enabled = bool(isatty and isatty())
+
+    def begin(self, what: str) -> None:
+        self.end()
+        if self.enabled:
+            print(f"preview: {what}...", file=self.stream, end="", flush=True)
+            self.started = time.monotonic()
+
+    def end(self) -> None:
+        if self.started is not None:
+            print(f" {time.monotonic() - self.started:.1f} s", file=self.stream, flush=True)
+            self.started = None
+
+    def __enter__(self) -> Steps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()  # an error's line starts on a line of its own
+
+
 def preview(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
     if "rerun" in spec:
@@ -81,15 +111,18 @@ def preview(args: argparse.Namespace) -> int:
         )
     spec = {**spec, "dryRun": True}
     spec.setdefault("operation", PLACEHOLDER_OPERATION)
-    with tempfile.TemporaryDirectory() as scratch:
+    steps = Steps(sys.stderr)
+    with steps, tempfile.TemporaryDirectory() as scratch:
         directory = Path(args.inventory)
         if args.inventory.startswith("s3://"):
+            steps.begin(f"downloading the newest delivery of {args.inventory}")
             try:
                 directory = download_inventory(args.inventory, Path(scratch))
             except (BotoCoreError, ClientError) as exc:
                 raise UsageError(f"cannot read the inventory at {args.inventory}: {exc}") from None
         layout = read_inventory(str(directory))
         world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
+        steps.begin("standing up the embedded stack (template.yaml's resources, the state machine)")
         with (
             lambda_logs_to(Path(os.devnull)),
             LocalStack(
@@ -97,6 +130,7 @@ def preview(args: argparse.Namespace) -> int:
                 parameters=world.parameters(InventoryStartDate=layout.dt)
             ) as stack,
         ):
+            steps.begin(f"loading the inventory delivery {layout.delivery} of s3://{layout.source_bucket}")
             s3 = stack.client("s3")
             world.create_buckets(s3)
             try:
@@ -110,6 +144,7 @@ def preview(args: argparse.Namespace) -> int:
                 )
             except inv.InventoryDirError as exc:
                 raise UsageError(str(exc)) from None
+            steps.begin("running the dry run: ValidateSpec, the Athena query (DuckDB), the manifest")
             execution = stack.run(spec, name="preview")
 
     # The spec (its filter) is the only input here: a refusal or a failed query is bad input, exit

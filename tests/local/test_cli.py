@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,7 +89,12 @@ def test_local_run_on_a_real_inventory_folder(tmp_path, capsys, fmt):
     )
 
 
-def test_preview_counts_what_the_filter_selects(tmp_path, capsys):
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_preview_counts_what_the_filter_selects(tmp_path, capsys, monkeypatch):
     objects = inv.generate_objects(400, seed=9, bucket="their-bucket")
     inv.write_inventory_dir(
         tmp_path / "inv",
@@ -105,12 +113,22 @@ def test_preview_counts_what_the_filter_selects(tmp_path, capsys):
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
 
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+
     code = main(["preview", "--spec", str(tmp_path / "spec.json"), "--inventory", str(tmp_path / "inv")])
 
     printed = capsys.readouterr().out
     expected = [o.key for o in objects if o.key.startswith("logs/") and o.size >= 1000]
     assert code == 0
     assert f"objects selected: {len(expected)}" in printed
+    # On a terminal each step is announced as it starts, with how long it took: never a silent wait.
+    steps = sys.stderr.getvalue().splitlines()
+    assert [line.split("...")[0] for line in steps] == [
+        "preview: standing up the embedded stack (template.yaml's resources, the state machine)",
+        "preview: loading the inventory delivery 2026-11-01T00-00Z of s3://their-bucket",
+        "preview: running the dry run: ValidateSpec, the Athena query (DuckDB), the manifest",
+    ]
+    assert all(re.search(r"\.\.\. \d+\.\d s$", line) for line in steps)
     assert "UNLOAD (" in printed
     sample = [
         line.strip() for line in printed.split("sample")[1].split("SQL")[0].splitlines()[1:] if line.strip()
