@@ -489,3 +489,37 @@ def cast_problem(node: exp.Cast, columns: Mapping[str, str]) -> str | None:
         "supported, because Athena and the local preview would convert it differently; compare the value "
         "without the cast (e.g. year(last_modified_date) = 2024, a TIMESTAMP '...' literal)"
     )
+
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+_NOT_TEXT = (INT, DECIMAL, DOUBLE, BOOLEAN, DATE, TIMESTAMP)
+
+
+def coercion_problem(node: exp.Expression, columns: Mapping[str, str]) -> str | None:
+    """Text compared or combined with a number, boolean, date or timestamp. Trino does not convert
+    between them implicitly (Trino documentation, "Conversion functions": "Trino will not convert
+    between character and numeric types"), so the query fails on Athena; DuckDB converts quietly."""
+    pairs: list[tuple[exp.Expression, exp.Expression]] = []
+    if isinstance(node, (*_COMPARISONS, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.DPipe)):
+        pairs.append((node.left, node.right))
+    elif isinstance(node, exp.Between):
+        pairs += [(node.this, node.args["low"]), (node.this, node.args["high"])]
+    elif isinstance(node, exp.In):
+        pairs += [(node.this, value) for value in node.expressions]
+    elif isinstance(node, exp.Like):
+        pairs.append((node.this, node.expression))
+    for left, right in pairs:
+        kinds = (value_kind(left, columns), value_kind(right, columns))
+        if VARCHAR in kinds and set(kinds) & set(_NOT_TEXT):
+            other = kinds[0] if kinds[1] == VARCHAR else kinds[1]
+            text = left if kinds[0] == VARCHAR else right
+            hint = {
+                TIMESTAMP: "write the time as TIMESTAMP '2024-01-31 00:00:00'",
+                DATE: "write the date as DATE '2024-01-31'",
+                BOOLEAN: "write true or false",
+            }.get(other, "write the number without quotes, or CAST the text")
+            return (
+                f"{node.sql(dialect='trino')[:80]}: compares or combines text ({text.sql(dialect='trino')[:40]}) "
+                f"with {_ARTICLE[other]}, which Athena refuses (it does not convert between them); {hint}"
+            )
+    return None

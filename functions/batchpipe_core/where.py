@@ -346,7 +346,9 @@ def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[st
     elif isinstance(node, exp.Window | exp.AggFunc):
         yield f"aggregate and window functions ({_snippet(node)}) are not allowed; compare one row's values"
     elif type(node) in _ALLOWED_NODES:
-        return
+        problem = ts.coercion_problem(node, _column_kinds(columns))
+        if problem:
+            yield problem
     elif isinstance(node, exp.Func):
         name = _function_name(node)
         if name in REFUSED_FUNCTIONS:

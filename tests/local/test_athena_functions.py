@@ -178,6 +178,7 @@ ANSWERS = [
     ("least(3, 2)", 2),
     ("mod(-7, 2)", -1),
     ("mod(7, -2)", 1),
+    ("mod(-9223372036854775807 - 1, -1)", 0),  # Java's Long.MIN_VALUE % -1, no overflow
     # dates and times (the session zone is UTC on Athena)
     ("date(TIMESTAMP '2024-01-02 03:04:05')", dt.date(2024, 1, 2)),
     ("date_add('month', 1, TIMESTAMP '2012-01-31 01:00:00')", dt.datetime(2012, 2, 29, 1, 0)),

@@ -130,18 +130,16 @@ def test_columns_used_reports_the_inventory_columns_of_a_condition():
     assert columns_used("size >") == set()
 
 
-COLUMN = st.sampled_from(["size", "key", "storage_class", "e_tag", "bucket"])
-LITERAL = st.one_of(
-    st.integers(min_value=-(10**12), max_value=10**12).map(str),
-    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=12).map(
-        lambda text: "'" + text.replace("'", "''") + "'"
-    ),
+TEXT_COLUMN = st.sampled_from(["key", "storage_class", "e_tag", "bucket"])
+NUMBER = st.integers(min_value=-(10**12), max_value=10**12).map(str)
+TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=12).map(
+    lambda text: "'" + text.replace("'", "''") + "'"
 )
-COMPARISON = st.builds(
-    lambda column, op, literal: f"{column} {op} {literal}",
-    COLUMN,
-    st.sampled_from(["=", "<>", "<", ">="]),
-    LITERAL,
+OPERATOR = st.sampled_from(["=", "<>", "<", ">="])
+# Each column is compared with a literal of its own type (Athena does not convert text to numbers).
+COMPARISON = st.one_of(
+    st.builds(lambda op, literal: f"size {op} {literal}", OPERATOR, NUMBER),
+    st.builds(lambda column, op, literal: f"{column} {op} {literal}", TEXT_COLUMN, OPERATOR, TEXT),
 )
 CONDITION = st.recursive(
     COMPARISON,

@@ -76,6 +76,16 @@ def test_a_function_the_preview_cannot_reproduce_is_refused_by_name_with_what_to
         ("cast(object_lock_retain_until_date as varchar) = '1'", "a value of unknown type"),
         ("round(cast(size as double), 2) > 1", "round with decimal places"),
         ("from_unixtime(size, 'UTC') > now()", "from_unixtime takes one argument"),
+        # Trino does not convert between text and numbers, booleans, dates or timestamps; DuckDB does.
+        ("size > '5'", "compares or combines text ('5') with an integer, which Athena refuses"),
+        ("last_modified_date > '2024-01-01'", "write the time as TIMESTAMP '2024-01-31 00:00:00'"),
+        ("key = 5", "compares or combines text (key) with an integer"),
+        ("is_multipart_uploaded = 'true'", "write true or false"),
+        ("storage_class IN ('STANDARD', 1)", "text (storage_class) with an integer"),
+        ("size BETWEEN '1' AND 5", "text ('1') with an integer"),
+        ("size LIKE '1%'", "text ('1%') with an integer"),
+        ("key || 1 = 'a1'", "text (key) with an integer"),
+        ("date(last_modified_date) = '2024-01-31'", "write the date as DATE '2024-01-31'"),
     ],
 )
 def test_what_the_preview_would_compute_differently_is_refused_in_one_line(where, problem):

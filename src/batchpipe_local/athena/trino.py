@@ -166,8 +166,15 @@ def _with_pattern(node: exp.Expression, regex: ts.Regex) -> None:
 def apply(tree: exp.Expression, column_kinds: Mapping[str, str]) -> None:
     """Rewrites ``tree`` (a copy, in Athena's dialect) in place so DuckDB computes Trino's answers."""
     nodes = list(tree.walk(bfs=False))
+    # A subquery's column computed as `CAST(nullif(size, '') AS bigint) AS size` (a CSV
+    # inventory's typed view) has the alias's kind, not the raw table column's.
+    known = dict(column_kinds)
+    for alias in tree.find_all(exp.Alias):
+        kind = ts.value_kind(alias.this, column_kinds)
+        if kind:
+            known[alias.alias.lower()] = kind
     kinds = {
-        id(node): ts.value_kind(node.this, column_kinds)
+        id(node): ts.value_kind(node.this, known)
         for node in nodes
         if isinstance(node, exp.Cast | exp.Floor | exp.Ceil)
     }
@@ -211,6 +218,12 @@ def _rewrite(node: exp.Expression, source_kind: str | None) -> exp.Expression | 
         return _call(name, this, _trino_index(node))
     if isinstance(node, exp.ArrayContains):
         return _call("athena_contains", this, node.expression)
+    if isinstance(node, exp.Mod):
+        # Java's Long.MIN_VALUE % -1 is 0 (Trino's modulus); DuckDB's fails as an overflow. x % -1
+        # equals x % 1 for every type (the sign follows the dividend).
+        minus_one = exp.EQ(this=node.expression.copy(), expression=exp.Literal.number(-1))
+        one = exp.Mod(this=this.copy(), expression=exp.Literal.number(1))
+        return exp.Case(ifs=[exp.If(this=minus_one, true=one)], default=node.copy())
     if isinstance(node, exp.DateDiff):
         # Trino counts whole elapsed units (Joda's getDifferenceAsLong), as DuckDB's date_sub does;
         # DuckDB's date_diff counts boundaries crossed.
