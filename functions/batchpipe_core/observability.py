@@ -7,10 +7,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+# From their own modules: the package's top level also imports the Tracer, whose X-Ray SDK builds an
+# X-Ray client on import (slow, and a traceback under an unknown AWS_PROFILE). The `batchpipe`
+# command imports this module through the spec's checks and never traces.
+from aws_lambda_powertools.logging import Logger
+from aws_lambda_powertools.metrics import Metrics
 
 logger = Logger()
-tracer = Tracer()
 # template.yaml sets POWERTOOLS_METRICS_NAMESPACE; the fallback only matters when this module is
 # imported before the environment is set (tests, the local run), where a missing namespace would
 # make every add_metric fail schema validation.
@@ -47,7 +50,7 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
             if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
                 metrics.clear_metrics()
 
-    wrapped = tracer.capture_lambda_handler(correlated, capture_response=False)
+    wrapped = _tracer().capture_lambda_handler(correlated, capture_response=False)
     wrapped = logger.inject_lambda_context(wrapped, clear_state=True)
     wrapped = metrics.log_metrics(wrapped)
 
@@ -57,6 +60,14 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
         return wrapped(event, context)
 
     return serviced
+
+
+@functools.cache
+def _tracer() -> Any:
+    """The handlers' Tracer, made when the first handler is wrapped (a Lambda's init), not on import."""
+    from aws_lambda_powertools.tracing import Tracer
+
+    return Tracer()
 
 
 def _default_service(service: str | None) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 from batchpipe_core.observability import instrumented, logger
 from batchpipe_local.lambdas import LambdaContext
@@ -51,3 +52,36 @@ def test_concurrent_invocations_log_the_service_of_the_environment(monkeypatch):
 
     services = {json.loads(line)["service"] for line in out.getvalue().splitlines()}
     assert services == {"batchpipe-test"}
+
+
+def _modules_after(code: str, env: dict[str, str] | None = None) -> set[str]:
+    import os
+    import subprocess
+
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        # The functions' code root, as pytest's pythonpath and Lambda give it.
+        env={
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "functions"),
+            **(env or {}),
+        },
+    )
+    return set(done.stdout.split())
+
+
+def test_the_spec_checks_load_no_xray_sdk_and_a_wrapped_handler_does():
+    """The `batchpipe` command imports the spec's checks, which import the handlers' logger; only a
+    handler (wrapped at a Lambda's init) makes the Tracer, whose X-Ray SDK builds a client on import
+    (a 40-line traceback under an unknown AWS_PROFILE)."""
+    unknown_profile = {"AWS_PROFILE": "no-such-profile", "AWS_DEFAULT_REGION": "us-east-1"}
+
+    checks = _modules_after("import batchpipe_core.spec", unknown_profile)
+    handler = _modules_after("import validate_spec.app", {"POWERTOOLS_TRACE_DISABLED": "true"})
+
+    assert not {m for m in checks if m.startswith("aws_xray_sdk")}
+    assert "aws_xray_sdk.core" in handler
