@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from batchpipe_local.world import SOURCE_BUCKET
+from batchpipe.local.world import SOURCE_BUCKET
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -69,7 +69,7 @@ def check_outputs(out: Path, objects: int) -> None:
 
 def run_fresh(objects: int, work: Path) -> dict:
     out = work / f"out-{objects}"
-    command = [sys.executable, "-m", "batchpipe_local.cli", "local", "run"]
+    command = [sys.executable, "-m", "batchpipe.cli", "local", "run"]
     command += ["--objects", str(objects), "--out", str(out), "--json"]
     load = os.getloadavg()[0]
     started = time.monotonic()
@@ -91,7 +91,7 @@ def run_fresh(objects: int, work: Path) -> dict:
 
 
 def run_here(objects: int, work: Path) -> dict:
-    from batchpipe_local.cli import main
+    from batchpipe.cli import main
 
     out = work / f"out-{objects}"
     load = os.getloadavg()[0]

@@ -19,7 +19,7 @@ import boto3
 from moto import mock_aws
 from moto.s3.models import s3_backends
 
-from batchpipe_local.s3batch import BatchEngine
+from batchpipe.local.s3batch import BatchEngine
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

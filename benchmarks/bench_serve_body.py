@@ -33,7 +33,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from batchpipe_local.ops.serve import MAX_BODY_BYTES
+from batchpipe.local.serve import MAX_BODY_BYTES
 
 MIB = 1024 * 1024
 SIGNED = (
@@ -56,7 +56,7 @@ def _reset_peak(pid: int) -> None:
 
 
 def serve(tmp: Path) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "batchpipe_local.cli", "local", "serve", "--port", "0"]
+    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0"]
     command += ["--objects", "10", "--out", str(tmp / "out")]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
     deadline = time.monotonic() + 300

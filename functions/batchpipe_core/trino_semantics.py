@@ -1,7 +1,7 @@
 """What a ``filter.where`` may ask of Athena's (Trino's) functions, so the local preview computes the same.
 
 The local Athena runs the SQL in DuckDB. Each allowed function either behaves as Trino documents it in
-DuckDB, is translated to Trino's semantics by the local engine (``batchpipe_local.athena.dialect``),
+DuckDB, is translated to Trino's semantics by the local engine (``batchpipe.local.athena.dialect``),
 or is refused here with what to use instead (docs/FILTERS.md lists each with its Trino reference).
 Three things are shared by the validator and the local engine and live here:
 

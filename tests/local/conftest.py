@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchpipe_local.s3batch import BatchEngine
+from batchpipe.local.s3batch import BatchEngine
 
 S3BATCH_ACCOUNT = "123456789012"
 S3BATCH_REGION = "us-east-1"

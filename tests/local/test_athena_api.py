@@ -14,14 +14,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from batchpipe_local.athena import install_athena
-from batchpipe_local.inventory import (
+from batchpipe.local.athena import install_athena
+from batchpipe.local.inventory import (
     create_inventory_table,
     generate_objects,
     write_inventory,
     write_inventory_dir,
 )
-from batchpipe_local.inventory.reader import read_inventory_dir
+from batchpipe.local.inventory.reader import read_inventory_dir
 
 REGION = "us-east-1"
 FIRST, SECOND, TOO_EARLY = (

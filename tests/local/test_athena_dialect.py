@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchpipe_local.athena import AthenaQueryError
-from batchpipe_local.athena.dialect import (
+from batchpipe.local.athena import AthenaQueryError
+from batchpipe.local.athena.dialect import (
     output_names,
     parse_statement,
     partition_values,
     table_references,
     to_duckdb,
 )
-from batchpipe_local.athena.engine import connect
+from batchpipe.local.athena.engine import connect
 
 TRICKY = [
     "a b",
@@ -282,7 +282,7 @@ def test_integer_division_truncates_as_athena_does_not_as_floating_point():
 
 @pytest.mark.parametrize("sql", ["SELECT 1 / 0", "SELECT CAST(5 AS bigint) % 0", "SELECT 2.5 / 0"])
 def test_division_by_zero_fails_the_query_as_on_athena(sql):
-    from batchpipe_local.athena.engine import _athena_error
+    from batchpipe.local.athena.engine import _athena_error
 
     with pytest.raises(duckdb.Error) as raised:
         duck(sql)

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchpipe.local.athena.dialect import parse_statement, to_duckdb
+from batchpipe.local.athena.engine import _athena_error, connect
+from batchpipe.local.athena.errors import AthenaQueryError
 from batchpipe_core.where import ALLOWED_FUNCTIONS, REFUSED_FUNCTIONS
-from batchpipe_local.athena.dialect import parse_statement, to_duckdb
-from batchpipe_local.athena.engine import _athena_error, connect
-from batchpipe_local.athena.errors import AthenaQueryError
 
 JAVA_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2008\u2009\u200a\u2028\u2029\u205f\u3000"
 

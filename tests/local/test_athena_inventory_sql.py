@@ -17,8 +17,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchpipe_local.athena import install_athena
-from batchpipe_local.inventory import (
+from batchpipe.local.athena import install_athena
+from batchpipe.local.inventory import (
     create_inventory_table,
     current_objects,
     generate_objects,

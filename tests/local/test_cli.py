@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local import inventory as inv
-from batchpipe_local.cli import main
-from batchpipe_local.ops.commands import EXIT_STATUS
+from batchpipe.cli import main
+from batchpipe.local import inventory as inv
+from batchpipe.outcome import EXIT_STATUS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local import inventory as inv
-from batchpipe_local.cli import main
-from batchpipe_local.outputs import MARKER
-from batchpipe_local.world import World
+from batchpipe.cli import main
+from batchpipe.local import inventory as inv
+from batchpipe.local.outputs import MARKER
+from batchpipe.local.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 VALID_RULE = {"keyRegex": "^a", "httpStatus": 503, "errorCode": "SlowDown"}
@@ -423,8 +423,8 @@ def test_a_downloaded_manifest_cannot_write_outside_the_folder(tmp_path, key):
     import boto3
     from moto import mock_aws
 
-    from batchpipe_local.cli import UsageError
-    from batchpipe_local.preview import download_inventory
+    from batchpipe.inputs import UsageError
+    from batchpipe.local.preview import download_inventory
 
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -442,12 +442,12 @@ def test_a_downloaded_manifest_cannot_write_outside_the_folder(tmp_path, key):
 
 
 def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys):
-    import batchpipe_local.run
+    import batchpipe.local.run
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(batchpipe_local.run, "local_run", interrupted)
+    monkeypatch.setattr(batchpipe.local.run, "local_run", interrupted)
 
     assert main(["local", "run"]) == 130
     assert capsys.readouterr().err == "batchpipe: interrupted\n"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from batchpipe_local import template as tpl
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import World
+from batchpipe.local import template as tpl
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import World
 
 EVENTS = tpl.REPO_ROOT / "events"
 # State keys that only some runs carry (the fallback path's CheckJob outcome, failures, timestamps of

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local.events import EventRouter, execution_status_change
-from batchpipe_local.stack import LocalStack
+from batchpipe.local.events import EventRouter, execution_status_change
+from batchpipe.local.stack import LocalStack
 
 # A copy of shared/fixtures/job-status-changed-complete.json (the S3 user guide sample shape).
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "job-status-changed-complete.json"

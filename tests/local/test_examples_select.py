@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import World
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.json"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from batchpipe_local import template as tpl
-from batchpipe_local.stack import LocalStack
+from batchpipe.local import template as tpl
+from batchpipe.local.stack import LocalStack
 
 
 def test_every_template_function_runs_in_process_from_its_handler():

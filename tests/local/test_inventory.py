@@ -22,7 +22,7 @@ import pytest
 from moto import mock_aws
 from moto.s3.models import s3_backends
 
-from batchpipe_local.inventory import (
+from batchpipe.local.inventory import (
     InventoryDirError,
     current_objects,
     decode_inventory_key,
@@ -36,7 +36,7 @@ from batchpipe_local.inventory import (
     write_inventory,
     write_inventory_dir,
 )
-from batchpipe_local.inventory.seed import SeededKey
+from batchpipe.local.inventory.seed import SeededKey
 
 DELIVERY = datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
 
@@ -467,7 +467,7 @@ def test_the_glue_table_is_the_templates_and_matches_the_written_schema(fmt, ser
     assert table["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
     columns = [c["Name"] for c in descriptor["Columns"]]
     delivery = render(generate_objects(5, seed=1), fmt=fmt, versions="All")
-    from batchpipe_local.inventory.reader import schema_of
+    from batchpipe.local.inventory.reader import schema_of
 
     assert [f.name for f in schema_of(delivery.manifest)] == columns
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from batchpipe_local.cli import main
-from batchpipe_local.ops.commands import EXIT_STATUS
+from batchpipe.cli import main
+from batchpipe.outcome import EXIT_STATUS
 
 
 def local_run(tmp_path, capsys, rules: list[dict], name: str) -> tuple[int, dict, list[dict]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local.cli import main
+from batchpipe.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_a_local_run_in_a_fresh_process_ignores_every_aws_setting_of_the_shell(t
     # A fresh process: what the X-Ray SDK and botocore read at import time is part of the test.
     env = {**os.environ, **hostile_shell(tmp_path, elsewhere)}
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "batchpipe_local.cli", "local", "run", "--objects", "5", "--json"]
+    command = [sys.executable, "-m", "batchpipe.cli", "local", "run", "--objects", "5", "--json"]
 
     done = subprocess.run(
         [*command, "--out", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300

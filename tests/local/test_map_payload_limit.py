@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from batchpipe_local.stack import STATE_PAYLOAD_LIMIT_BYTES, LocalStack
+from batchpipe.local.stack import STATE_PAYLOAD_LIMIT_BYTES, LocalStack
 
 CHILD_RESULT_CHARS = 1000
 

@@ -21,7 +21,7 @@ import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from batchpipe_local.cli import main
+from batchpipe.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_BUCKET = "batchpipe-demo-source"
@@ -47,7 +47,7 @@ def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     faults = tmp / "faults.json"
     faults.write_text(json.dumps(FAULTS))
-    command = [sys.executable, "-m", "batchpipe_local.cli", "local", "serve", "--port", "0"]
+    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0"]
     command += [
         "--objects",
         str(OBJECTS),
@@ -204,7 +204,7 @@ def test_rerun_of_a_failures_file_that_is_not_one_says_so_in_one_line(aws_env, s
 def test_watch_on_a_terminal_that_cannot_show_its_symbols_still_ends_with_the_headline(aws_env, served):
     # cp1252 has no ▶ or ✗: the command used to die with UnicodeEncodeError after the first state.
     env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
-    command = [sys.executable, "-m", "batchpipe_local.cli", "start", "--stack", "batchpipe", "--watch"]
+    command = [sys.executable, "-m", "batchpipe.cli", "start", "--stack", "batchpipe", "--watch"]
     spec = Path(served[1]).parent / "nothing.json"
     spec.write_text(json.dumps({**TAG_ALL, "name": "cp1252", "filter": {"prefixes": ["no-such-prefix/"]}}))
 
@@ -362,7 +362,7 @@ def test_the_served_endpoint_refuses_what_is_not_a_local_aws_client(served, requ
 
 
 def test_a_body_over_the_limit_is_refused_in_one_line_and_the_server_stays_up(aws_env):
-    from batchpipe_local.ops.serve import MAX_BODY_BYTES
+    from batchpipe.local.serve import MAX_BODY_BYTES
 
     s3 = boto3.client("s3", region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
     with pytest.raises(ClientError) as raised:
@@ -397,8 +397,8 @@ def test_a_refused_form_post_wrote_nothing(aws_env):
 
 
 def test_serve_binds_ipv6_loopback_and_a_port_in_use_is_one_line():
-    from batchpipe_local.cli import UsageError
-    from batchpipe_local.ops.serve import bind
+    from batchpipe.inputs import UsageError
+    from batchpipe.local.serve import bind
 
     server = bind("::1", 0)
     try:
@@ -442,7 +442,7 @@ def test_served_endpoint_is_what_boto3_users_expect(aws_env):
 def test_s3control_reaches_the_served_engine(aws_env):
     """botocore's s3control endpoint rules prefix the account ID to any host; the commands' clients
     strip it, so `watch` can follow jobs on the served endpoint."""
-    from batchpipe_local.ops.aws import Aws
+    from batchpipe.ops.aws import Aws
 
     s3control = Aws(region="us-east-1").client("s3control")
 

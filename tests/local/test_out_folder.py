@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchpipe_local.cli import main
-from batchpipe_local.outputs import RENAMED, mirror_bucket
+from batchpipe.cli import main
+from batchpipe.local.outputs import RENAMED, mirror_bucket
 
 
 def _everything(root: Path) -> dict[str, bytes]:

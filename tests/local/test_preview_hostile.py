@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from batchpipe_local.cli import main
+from batchpipe.cli import main
 from tests.local.test_cli_hostile_input import _inventory
 
 # The reported exploit, aimed at DuckDB's file readers: a quoted identifier inside a type parameter
@@ -42,7 +42,7 @@ def test_preview_counts_integer_division_as_athena_and_fails_where_athena_fails(
     from collections import Counter
     from datetime import UTC, datetime
 
-    from batchpipe_local import inventory as inv
+    from batchpipe.local import inventory as inv
 
     objects = [o for o in inv.generate_objects(300, seed=11, bucket="their-bucket") if o.size is not None]
     inv.write_inventory_dir(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local import inventory as inv
-from batchpipe_local.cli import main
+from batchpipe.cli import main
+from batchpipe.local import inventory as inv
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 BUCKET = "amzn-s3-demo-source-bucket"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local import inventory as inv
-from batchpipe_local.cli import main
-from batchpipe_local.world import World
+from batchpipe.cli import main
+from batchpipe.local import inventory as inv
+from batchpipe.local.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("BATCHPIPE_TEST_ARTIFACTS", REPO / "test-artifacts"))

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.core import models as moto_models
 
-from batchpipe_local.s3batch import KIND_ANSWERS
+from batchpipe.local.s3batch import KIND_ANSWERS
 
 from .conftest import S3BATCH_ACCOUNT, S3BATCH_ROLE
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchpipe_local.s3batch import KIND_ANSWERS, FaultInjector, FaultRule
-from batchpipe_local.s3batch.faults import FaultRuleError
+from batchpipe.local.s3batch import KIND_ANSWERS, FaultInjector, FaultRule
+from batchpipe.local.s3batch.faults import FaultRuleError
 
 from .conftest import S3BATCH_ACCOUNT
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from batchpipe_local.s3batch import BatchEngine
+from batchpipe.local.s3batch import BatchEngine
 
 TAG_RUN = {"S3PutObjectTagging": {"TagSet": [{"Key": "seen", "Value": "yes"}]}}
 

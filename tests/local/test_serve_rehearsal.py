@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
-from batchpipe_local.ops.serve import Refused, origin_form
+from batchpipe.local.serve import Refused, origin_form
 
 ACCOUNT = "123456789012"
 SPEED = 100
@@ -35,7 +35,7 @@ def served(tmp_path_factory):
     command = [
         sys.executable,
         "-m",
-        "batchpipe_local.cli",
+        "batchpipe.cli",
         "local",
         "serve",
         "--port",

@@ -193,7 +193,7 @@ def built(engine: None, sam_cli: Path) -> Path:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`batchpipe local serve` in a child process on a free loopback port; yields its endpoint."""
     tmp = tmp_path_factory.mktemp("serve")
-    command = [sys.executable, "-m", "batchpipe_local.cli", "local", "serve", "--port", "0"]
+    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0"]
     command += ["--objects", "40", "--out", str(tmp / "out"), "--wait-timeout", "30"]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
     try:

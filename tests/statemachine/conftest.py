@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchpipe_local.stack import LocalStack
+from batchpipe.local.stack import LocalStack
 
 
 @pytest.fixture

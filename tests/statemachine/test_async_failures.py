@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.template import function_properties, load_template, resources_of_type
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.template import function_properties, load_template, resources_of_type
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "job-status-changed-complete.json"
 ASYNC_EVENT_TYPES = ("EventBridgeRule", "Schedule")

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import World
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import World
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchpipe_local import inventory as inv
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import World
+from batchpipe.local import inventory as inv
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import World
 from tests.statemachine.test_manifest_stage import manifest_rows
 from tests.unit.test_query_athena import CASES, SOURCE, Case, reference, rows_of
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import itertools
 import json
 
+from batchpipe.local.template import load_template
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
-from batchpipe_local.template import load_template
 from check_job.app import next_wait
 from tests.statemachine.test_pipeline import TAGGING, pipeline
 

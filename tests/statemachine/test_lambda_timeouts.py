@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from batchpipe_core.jobs import TAG_REF
-from batchpipe_core.runlock import RunLock
-from batchpipe_local.lambda_faults import (
+from batchpipe.local.lambda_faults import (
     LAMBDA_TIMEOUT_ERROR,
     all_states,
     shipped_definition,
     shipped_lambda_task_states,
 )
+from batchpipe_core.jobs import TAG_REF
+from batchpipe_core.runlock import RunLock
 from tests.statemachine.test_pipeline import TAGGING, jobs, pipeline, read_s3_uri
 
 KEYS = ["ok/a.bin", "ok/b c.bin", "gone/g.bin"]

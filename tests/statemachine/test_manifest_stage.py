@@ -14,8 +14,8 @@ from urllib.parse import unquote, unquote_plus
 
 import pytest
 
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import World
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import World
 from tests.unit.test_query_athena import CASES, SOURCE, Case, reference, rows_of
 
 # ValidateSpec defaults latestOnly to true (acting on noncurrent versions must be asked for), so a

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchpipe_local import inventory as inv
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import INVENTORY_DEST_PREFIX, World
+from batchpipe.local import inventory as inv
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import INVENTORY_DEST_PREFIX, World
 
 TAGGING = {"S3PutObjectTagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")

@@ -14,9 +14,9 @@ from urllib.parse import unquote, unquote_plus
 
 import pytest
 
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import World
 from batchpipe_core.accounting import estimate_transitions
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import World
 
 TAG = {"Key": "batchpipe", "Value": "done"}
 TAGGING = {"S3PutObjectTagging": {"TagSet": [TAG]}}

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from batchpipe.local.template import load_template
 from batchpipe_core.runlock import LOCK_POLL_SECONDS, LOCK_PREFIX, SCHEDULED_TIME_PLACEHOLDER, RunLock
-from batchpipe_local.template import load_template
 from tests.statemachine.test_pipeline import TAGGING, jobs, pipeline
 
 SKIPPED_PATH = ["ValidateSpec", "AcquireRunLock", "RunLockTaken?", "Summarize"]

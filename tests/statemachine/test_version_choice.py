@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchpipe_local.stack import LocalStack
-from batchpipe_local.world import World
+from batchpipe.local.stack import LocalStack
+from batchpipe.local.world import World
 
 TAG = {"Key": "batchpipe", "Value": "done"}
 TAGGING = {"S3PutObjectTagging": {"TagSet": [TAG]}}

@@ -1,7 +1,7 @@
 """Shared inputs of the template checks: the template, the ASL, and the tool environment.
 
 The template is read with cfn-lint's own YAML loader rather than the project's loader in
-`batchpipe_local.template`, so these checks stay an independent second reading of the same file.
+`batchpipe.local.template`, so these checks stay an independent second reading of the same file.
 """
 
 from __future__ import annotations

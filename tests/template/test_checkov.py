@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from batchpipe_local.template import load_template
+from batchpipe.local.template import load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"

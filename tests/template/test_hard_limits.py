@@ -27,7 +27,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from batchpipe_local.template import Resolver, parameter_values, substitute_definition
+from batchpipe.local.template import Resolver, parameter_values, substitute_definition
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIMITS_DOC = REPO_ROOT / "docs" / "LIMITS.md"

@@ -30,7 +30,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from batchpipe_local.template import every_branch, function_properties, load_template, resources_of_type
+from batchpipe.local.template import every_branch, function_properties, load_template, resources_of_type
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"

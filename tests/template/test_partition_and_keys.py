@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from batchpipe_local.template import Resolver, load_template, parameter_values
+from batchpipe.local.template import Resolver, load_template, parameter_values
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"

@@ -2,7 +2,7 @@
 
 Secure by default: encrypted, private, TLS-only, expiring storage; least-privilege IAM; traced and
 logged compute; alarms that reach someone. Each test names the property and, on failure, the
-resource and the fix. The template is read with `batchpipe_local.template.load_template(TEMPLATE_PATH)`, which
+resource and the fix. The template is read with `batchpipe.local.template.load_template(TEMPLATE_PATH)`, which
 keeps intrinsic functions as dicts ({"Ref": ...}, {"Fn::GetAtt": [...]}, ...).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from batchpipe_local.template import every_branch, function_properties, load_template, resources_of_type
+from batchpipe.local.template import every_branch, function_properties, load_template, resources_of_type
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"

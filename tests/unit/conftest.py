@@ -5,12 +5,12 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from batchpipe_local.s3_rules import documented_part_copies
+from batchpipe.local.s3_rules import documented_part_copies
 
 
 @pytest.fixture(autouse=True)
 def s3_as_documented():
-    """moto S3 with the rules it lacks and the code relies on (batchpipe_local.s3_rules)."""
+    """moto S3 with the rules it lacks and the code relies on (batchpipe.local.s3_rules)."""
     with documented_part_copies():
         yield
 

@@ -16,10 +16,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from batchpipe.local.lambdas import LambdaContext
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
 from batchpipe_core.multipart import MiB
 from batchpipe_core.observability import metrics
-from batchpipe_local.lambdas import LambdaContext
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from batchpipe.local.s3batch import FaultInjector
 from batchpipe_core import jobs
 from batchpipe_core.tokens import TokenTable
-from batchpipe_local.s3batch import FaultInjector
 from tests.unit.test_create_job import ACCOUNT, TABLE, TAGGING, Pipeline, Waiting, context, pipeline_world
 
 REPO = Path(__file__).resolve().parents[2]

@@ -25,13 +25,13 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from batchpipe.local.lambdas import LambdaContext
+from batchpipe.local.s3batch import BatchEngine
 from batchpipe_core import jobs
 from batchpipe_core.config import Config
 from batchpipe_core.runlock import RunLock
 from batchpipe_core.spec import normalize_spec
 from batchpipe_core.tokens import TokenTable
-from batchpipe_local.lambdas import LambdaContext
-from batchpipe_local.s3batch import BatchEngine
 from tests.unit.test_tokens import REGION, WaitingTasks, create_token_table
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from batchpipe.local.s3batch.events import job_status_changed
 from batchpipe_core import jobs
-from batchpipe_local.s3batch.events import job_status_changed
 from tests.unit.test_create_job import (
     ACCOUNT,
     REGION,

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchpipe.local.athena.dialect import ATHENA_MACROS
+from batchpipe.local.inventory import decode_inventory_key, encode_inventory_key
 from batchpipe_core.keys import decode_key, encode_key, report_key
-from batchpipe_local.athena.dialect import ATHENA_MACROS
-from batchpipe_local.inventory import decode_inventory_key, encode_inventory_key
 
 # S3 keys: any Unicode text but lone surrogates, 1 to 1,024 bytes of UTF-8.
 keys = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=300).filter(

@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from batchpipe.local.lambdas import LambdaContext
 from batchpipe_core.observability import instrumented, logger
-from batchpipe_local.lambdas import LambdaContext
 
 
 def test_concurrent_invocations_log_the_service_of_the_environment(monkeypatch):

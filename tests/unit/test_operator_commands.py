@@ -13,9 +13,10 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from batchpipe_local.cli import build_parser, main
-from batchpipe_local.ops import commands, stack
-from batchpipe_local.ops.aws import Aws, OperatorError
+from batchpipe import outcome
+from batchpipe.cli import build_parser, main
+from batchpipe.ops import commands, stack
+from batchpipe.ops.aws import Aws, OperatorError
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_MACHINE = "arn:aws:states:eu-west-1:111122223333:stateMachine:batchpipe-pipeline"
@@ -172,7 +173,7 @@ def test_an_execution_that_ended_without_a_summary_is_a_failure(aws):
     sfn.add_response("get_execution_history", {"events": []})
     out = io.StringIO()
 
-    assert commands.watch(aws, EXECUTION, out=out, interval=0.01) == commands.EXIT_NO_SUMMARY
+    assert commands.watch(aws, EXECUTION, out=out, interval=0.01) == outcome.EXIT_NO_SUMMARY
     assert out.getvalue().startswith("ABORTED: the execution ended without a summary")
 
 
@@ -322,7 +323,7 @@ LAMBDA_ERROR = json.dumps(
     ],
 )
 def test_a_cause_is_shown_as_one_readable_line_never_json_or_a_stack_trace(cause, expected):
-    assert commands.readable_cause(cause) == expected
+    assert outcome.readable_cause(cause) == expected
     summary = {"status": "FAILED", "error": "SpecValidationError", "cause": cause}
     line = commands.headline(summary, {"status": "SUCCEEDED"})
     assert line == f"FAILED: SpecValidationError: {expected}"
@@ -330,7 +331,7 @@ def test_a_cause_is_shown_as_one_readable_line_never_json_or_a_stack_trace(cause
 
 
 def test_a_long_cause_is_cut_to_its_limit_with_a_mark():
-    assert commands.readable_cause("x" * 600, 500) == "x" * 499 + "…"
+    assert outcome.readable_cause("x" * 600, 500) == "x" * 499 + "…"
 
 
 def test_an_endpoint_from_the_environment_that_is_not_a_url_is_one_line(monkeypatch, capsys):

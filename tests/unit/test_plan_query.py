@@ -12,12 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchpipe_core import inventory_layout as layout
-from batchpipe_core.errors import InventoryNotFoundError, SpecValidationError
-from batchpipe_core.inventory_layout import InventorySchemaError
-from batchpipe_core.inventory_table import InventoryNotReadableError
-from batchpipe_core.observability import metrics
-from batchpipe_local.inventory import (
+from batchpipe.local.inventory import (
     FIELD_SELECTIONS,
     InventoryObject,
     create_inventory_table,
@@ -25,7 +20,12 @@ from batchpipe_local.inventory import (
     render_inventory,
     write_inventory,
 )
-from batchpipe_local.lambdas import LambdaContext
+from batchpipe.local.lambdas import LambdaContext
+from batchpipe_core import inventory_layout as layout
+from batchpipe_core.errors import InventoryNotFoundError, SpecValidationError
+from batchpipe_core.inventory_layout import InventorySchemaError
+from batchpipe_core.inventory_table import InventoryNotReadableError
+from batchpipe_core.observability import metrics
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:

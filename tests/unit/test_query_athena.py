@@ -22,16 +22,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchpipe_core.observability import metrics
-from batchpipe_local.athena import install_athena
-from batchpipe_local.inventory import (
+from batchpipe.local.athena import install_athena
+from batchpipe.local.inventory import (
     InventoryObject,
     create_inventory_table,
     current_objects,
     generate_objects,
     write_inventory,
 )
-from batchpipe_local.lambdas import LambdaContext
+from batchpipe.local.lambdas import LambdaContext
+from batchpipe_core.observability import metrics
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:

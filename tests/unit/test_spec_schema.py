@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from batchpipe.cli import main
+from batchpipe.local.template import load_template
+from batchpipe.spec_schema import COMMITTED_PATH, spec_schema
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.runlock import unwrap_scheduled_input
 from batchpipe_core.spec import normalize_spec
-from batchpipe_local.cli import main
-from batchpipe_local.spec_schema import COMMITTED_PATH, spec_schema
-from batchpipe_local.template import load_template
 from tests.unit.test_spec import STACK_ENV, TAGGING
 
 REPO = Path(__file__).resolve().parents[2]

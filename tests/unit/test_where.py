@@ -326,8 +326,8 @@ _HOSTILE_WHERE = st.one_of(
 
 def assert_one_condition_over_inventory_columns(rendered: str) -> None:
     """The rendering, alone and inside the real statement, is one condition and nothing more."""
+    from batchpipe.local.athena.dialect import parse_statement
     from batchpipe_core.query import build_unload_sql
-    from batchpipe_local.athena.dialect import parse_statement
 
     (tree,) = sqlglot.parse(rendered, read="trino")
     assert isinstance(tree, exp.Condition)

@@ -10,14 +10,23 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from batchpipe.inputs import FORMATS, UsageError, read_json, read_spec
+from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
+from batchpipe.progress import TerminalBar, bar
+
 from . import inventory as inv
-from .cli import DEFAULT_SPEC, FORMATS, read_faults, read_inventory, read_spec
 from .confirmation import OperatorStandIn
-from .ops.commands import EXIT_NO_SUMMARY, EXIT_STATUS
+from .lambda_faults import check_states, shipped_lambda_task_states
 from .outputs import lambda_logs_to, prepare_out, write_outputs, write_run_page
-from .progress import TerminalBar, bar
-from .stack import LocalStack, readable_cause
+from .s3batch.faults import FaultRuleError, parse_rules
+from .stack import LocalStack
 from .world import INVENTORY_DEST_PREFIX, World
+
+#: The spec `local run` runs without --spec: tag every object.
+DEFAULT_SPEC = {
+    "name": "demo",
+    "operation": {"S3PutObjectTagging": {"TagSet": [{"Key": "batchpipe", "Value": "demo"}]}},
+}
 
 
 class Progress:
@@ -184,7 +193,7 @@ def world_of(args: argparse.Namespace) -> tuple[World, Any]:
     objects. `local run` and `local serve` share it, so both accept the same inventories."""
     object_lock = getattr(args, "object_lock", False)
     if args.inventory:
-        layout = read_inventory(args.inventory)
+        layout = inv.read_inventory(args.inventory)
         world = World(
             source_bucket=layout.source_bucket,
             fmt=layout.file_format,
@@ -306,3 +315,14 @@ def local_run(args: argparse.Namespace) -> int:
         )
     # The operator commands' table, so a script reads `local run` and `watch` the same way.
     return EXIT_STATUS.get(summary.get("status"), EXIT_NO_SUMMARY)
+
+
+def read_faults(path: str) -> list[Any]:
+    """A faults file (docs/LOCAL.md, "Fault injection"), every rule checked before anything starts."""
+    raw = read_json(path, "faults")
+    try:
+        rules = parse_rules(raw)
+        check_states(rules, shipped_lambda_task_states())
+        return rules
+    except FaultRuleError as exc:
+        raise UsageError(f"faults file {path}: {exc}") from None

@@ -27,6 +27,8 @@ import boto3
 from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
+from batchpipe.outcome import readable_cause
+
 from . import template as tpl
 from .events import (
     LAMBDA_ASYNC_RETRIES,
@@ -39,7 +41,6 @@ from .events import (
 from .isolation import REGION, isolated_environment
 from .lambda_faults import LambdaTimeouts, check_states, lambda_task_states
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
-from .ops.commands import readable_cause
 from .s3_rules import documented_part_copies
 from .s3batch.faults import LambdaTimeoutRule, parse_rules
 from .world import required_parameters

@@ -7,8 +7,9 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
+from batchpipe.inputs import FORMATS
+
 from . import inventory as inv
-from .cli import FORMATS
 from .outputs import claim, prepare_out, write_inside
 from .world import INVENTORY_BUCKET, INVENTORY_CONFIG_ID, INVENTORY_DEST_PREFIX
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from batchpipe import inputs
+from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
 from batchpipe_core.errors import FailuresFileError, SpecValidationError
 from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.rerun import failure_rows
@@ -24,21 +26,6 @@ from batchpipe_core.summary import read_records, s3_console_url
 from .aws import Aws, OperatorError, aws_errors
 from .stack import console_url, describe, execution_arn, find_stack, summary_of
 
-#: Exit status of `watch`, `start --watch` and `local run` per run status, for scripts and CI
-#: (README, OPERATIONS.md, LOCAL.md).
-EXIT_STATUS = {
-    "SUCCEEDED": 0,
-    "NOTHING_TO_DO": 0,
-    "DRY_RUN": 0,
-    "PARTIAL": 3,
-    "CANCELLED": 4,
-    "FAILED": 5,
-    "SKIPPED": 6,
-    "UNCONFIRMED": 7,
-}
-#: An execution that ended without a summary (aborted, timed out, failed before Summarize).
-EXIT_NO_SUMMARY = EXIT_STATUS["FAILED"]
-
 ACTIVE_JOB_STATUSES = ["New", "Preparing", "Suspended", "Ready", "Active", "Pausing", "Paused", "Completing"]
 # Keys of the spec that a rerun keeps from the run it reruns; the selection is the failures file.
 _RERUN_DROPS = ("inventory", "filter", "rerun", "dryRun")
@@ -49,9 +36,7 @@ _RERUN_DROPS = ("inventory", "filter", "rerun", "dryRun")
 
 def read_spec(path: str) -> dict[str, Any]:
     """A spec file checked with the model ValidateSpec uses: a bad spec never reaches AWS."""
-    from .. import cli
-
-    spec = cli.read_spec(path)
+    spec = inputs.read_spec(path)
     try:
         check_spec_model(spec)
     except SpecValidationError as exc:
@@ -456,7 +441,6 @@ def rerun(
     out: TextIO,
     answer: Any = input,
 ) -> int:
-    from ..cli import _read_json
 
     arn = execution_arn(aws, execution, stack_name)
     described = describe(aws, arn)
@@ -469,7 +453,7 @@ def rerun(
         return 0
     operation = None
     if operation_path:
-        operation = _read_json(operation_path, "operation")
+        operation = inputs.read_json(operation_path, "operation")
         if isinstance(operation, dict) and set(operation) == {"operation"}:
             operation = operation["operation"]  # a whole spec's operation block is accepted too
     spec = rerun_spec(_json(described.get("input")), failures, error_codes, operation)
@@ -494,26 +478,6 @@ def rerun(
     new_name = name or default_execution_name({"name": f"{spec.get('name') or 'run'}-rerun"})
     new_arn = start_execution(aws, state_machine_arn, spec, new_name, out)
     return watch(aws, new_arn, out=out) if watch_it else 0
-
-
-def readable_cause(cause: Any, limit: int | None = None) -> str:
-    """One line a person reads from a failure's cause, never an error's JSON or a stack trace.
-
-    A failed Lambda task's cause is its error as JSON (errorMessage, errorType, stackTrace); an AWS
-    SDK task's and a failed Athena query's status are JSON too; other causes (ASL errors, timeouts) are plain text already.
-    """
-    text = "" if cause is None else str(cause)
-    try:
-        document = json.loads(text)
-    except ValueError:
-        document = None
-    if isinstance(document, dict):
-        # A Lambda error, an SDK error, or an Athena query's status (AthenaQueryFailed).
-        keys = ("errorMessage", "Message", "message", "StateChangeReason")
-        found = next((document[k] for k in keys if k in document), None)
-        text = str(found) if found is not None else ""
-    text = " ".join(text.split())
-    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _printable(text: str) -> str:

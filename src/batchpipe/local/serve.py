@@ -37,7 +37,7 @@ from moto.core import models as moto_models
 from moto.core.serialize import SerializationContext, get_serializer_class
 from moto.core.utils import get_service_model
 
-from ..cli import UsageError
+from batchpipe.inputs import UsageError
 
 # A request signed with SigV4 names its region and signing service in the credential scope, in the
 # Authorization header or, for a presigned URL, in X-Amz-Credential.
@@ -356,7 +356,7 @@ class FaultsFile:
             self.mtime = mtime
             try:
                 rules = self.load(str(self.path))
-                from ..s3batch.faults import FaultInjector
+                from .s3batch.faults import FaultInjector
 
                 self.engine.faults = FaultInjector(rules)
             except (UsageError, ValueError, TypeError) as exc:
@@ -401,10 +401,9 @@ def check_host(host: str) -> str:
 
 
 def local_serve(args: argparse.Namespace) -> int:
-    from ..cli import read_faults
-    from ..outputs import lambda_logs_to, prepare_out, write_outputs
-    from ..run import populate, stack_parameters, world_of
-    from ..stack import LocalStack
+    from .outputs import lambda_logs_to, prepare_out, write_outputs
+    from .run import populate, read_faults, stack_parameters, world_of
+    from .stack import LocalStack
 
     host = check_host(args.host)
     if args.port > 65535:

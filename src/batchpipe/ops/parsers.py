@@ -1,10 +1,12 @@
-"""Command-line parsers of the operator commands and of `local serve` (wired into batchpipe's main)."""
+"""Command-line parsers of the operator commands (wired into batchpipe's main)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Any
+
+from batchpipe.inputs import command, execution_name, whole_number
 
 EXIT_CODES_HELP = (
     "exit status: 0 SUCCEEDED, NOTHING_TO_DO or DRY_RUN; 3 PARTIAL; 4 CANCELLED; 5 FAILED (or ended "
@@ -56,18 +58,8 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--endpoint-url", type=endpoint_url, help=ENDPOINT_HELP)
 
 
-def _command(commands: Any, name: str, help_: str, example: str, func: Any) -> argparse.ArgumentParser:
-    from ..cli import with_example
-
-    parser = with_example(commands.add_parser(name, help=help_, description=help_), example)
-    parser.set_defaults(func=func)
-    return parser
-
-
 def add_operator_commands(commands: Any) -> None:
-    from ..cli import execution_name, whole_number
-
-    start = _command(
+    start = command(
         commands,
         "start",
         "validate a spec locally, then start a run of a deployed stack",
@@ -81,7 +73,7 @@ def add_operator_commands(commands: Any) -> None:
     start.epilog += f"\n\nwith --watch, {EXIT_CODES_HELP}"
     _aws_options(start)
 
-    watch = _command(
+    watch = command(
         commands,
         "watch",
         "follow a run live: state, attempt, Athena and batch-job progress, then its headline",
@@ -94,7 +86,7 @@ def add_operator_commands(commands: Any) -> None:
     watch.epilog += f"\n\n{EXIT_CODES_HELP}"
     _aws_options(watch)
 
-    runs = _command(
+    runs = command(
         commands,
         "runs",
         "recent runs of a stack: name, start, status, objects, succeeded, failed, cost",
@@ -108,7 +100,7 @@ def add_operator_commands(commands: Any) -> None:
     runs.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     _aws_options(runs)
 
-    summary = _command(
+    summary = command(
         commands,
         "summary",
         "print a run's summary; --failures downloads the objects that did not succeed, --html the run page",
@@ -130,7 +122,7 @@ def add_operator_commands(commands: Any) -> None:
     summary.add_argument("--open", action="store_true", help="open the saved run page in a browser")
     _aws_options(summary)
 
-    rerun = _command(
+    rerun = command(
         commands,
         "rerun",
         "start a new run over the objects a run failed on (after you fixed the cause)",
@@ -150,7 +142,7 @@ def add_operator_commands(commands: Any) -> None:
 
 
 def add_schema_command(commands: Any) -> None:
-    schema = _command(
+    schema = command(
         commands,
         "spec-schema",
         "print the job spec's JSON Schema (for editors; committed as docs/job-spec.schema.json)",
@@ -163,59 +155,10 @@ def add_schema_command(commands: Any) -> None:
 def _spec_schema(args: argparse.Namespace) -> int:
     import json
 
-    from ..spec_schema import spec_schema
+    from batchpipe.spec_schema import spec_schema
 
     print(json.dumps(spec_schema(), indent=2, sort_keys=True))
     return 0
-
-
-def add_serve_command(local_commands: Any, formats: dict[str, str]) -> None:
-    from ..cli import whole_number
-
-    serve = _command(
-        local_commands,
-        "serve",
-        "keep the embedded AWS running as a local endpoint for the operator commands, until stopped",
-        "batchpipe local serve --objects 2000 --faults examples/local/faults.json --port 4566",
-        _serve,
-    )
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)"
-    )
-    serve.add_argument(
-        "--port", type=whole_number(0), default=4566, help="TCP port (default 4566; 0 picks a free one)"
-    )
-    serve.add_argument("--stack-name", default="batchpipe", help="name the served stack answers to")
-    source = serve.add_mutually_exclusive_group()
-    source.add_argument(
-        "--objects", type=whole_number(0), default=2000, help="generate N objects and their S3 Inventory"
-    )
-    source.add_argument("--inventory", help="a real S3 Inventory on disk: the config-id folder")
-    serve.add_argument("--inventory-format", choices=sorted(formats), default="csv")
-    serve.add_argument("--versions", choices=["current", "all"], default="current")
-    serve.add_argument("--faults", help="faults JSON for the S3 Batch engine; re-read when the file changes")
-    serve.add_argument(
-        "--wait-timeout", type=int, default=5, help="JobWaitTimeoutSeconds of the served stack"
-    )
-    serve.add_argument(
-        "--speed",
-        type=positive_number,
-        help="rehearse waits in time: Wait states and retry intervals last 1/SPEED of their time "
-        "(1 = real time, 60 = a minute a second; a concurrency wait's 300 s polls take 5 s); "
-        "default: no waiting at all",
-    )
-    serve.add_argument("--seed", type=int, default=7)
-    serve.add_argument("--out", default="local-serve", help="Lambda logs now; at stop, the runs and buckets")
-
-
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a positive number (e.g. 1 or 60)")
-    return value
 
 
 def _aws(args: argparse.Namespace) -> Any:
@@ -282,9 +225,3 @@ def _rerun(args: argparse.Namespace) -> int:
         watch_it=args.watch,
         out=sys.stdout,
     )
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from .serve import local_serve
-
-    return local_serve(args)

@@ -116,7 +116,7 @@ class CancelJobRule:
 class LambdaTimeoutRule:
     """``{"lambdaTimeout": {"state": "<Lambda Task state>", "times": 1}}``: the state's first ``times``
     Lambda invocations do their work and then fail as a timed-out invocation does. Applied by the
-    stack to Step Functions, not by this engine (batchpipe_local.lambda_faults); the state name is
+    stack to Step Functions, not by this engine (batchpipe.local.lambda_faults); the state name is
     checked against the state machine there."""
 
     state: str

@@ -4,7 +4,7 @@ formats (CSV.gz, Parquet, ORC), and read real ones from disk."""
 from .fields import DEFAULT_OPTIONAL_FIELDS, FIELD_SELECTIONS, decode_inventory_key, encode_inventory_key
 from .glue import create_inventory_table, inventory_table_input
 from .objects import InventoryObject, current_objects, generate_objects
-from .reader import InventoryDirError, LocalInventory, load_inventory_dir, read_inventory_dir
+from .reader import InventoryDirError, LocalInventory, load_inventory_dir, read_inventory, read_inventory_dir
 from .seed import create_objects, seed_bucket
 from .writer import InventoryDelivery, render_inventory, write_inventory, write_inventory_dir
 
@@ -23,6 +23,7 @@ __all__ = [
     "generate_objects",
     "inventory_table_input",
     "load_inventory_dir",
+    "read_inventory",
     "read_inventory_dir",
     "render_inventory",
     "seed_bucket",

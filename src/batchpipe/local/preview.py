@@ -20,10 +20,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchpipe.inputs import UsageError, read_spec
+from batchpipe.outcome import readable_cause
+
 from . import inventory as inv
-from .cli import UsageError, read_inventory, read_spec
 from .outputs import lambda_logs_to
-from .stack import LocalStack, readable_cause
+from .stack import LocalStack
 from .world import INVENTORY_DEST_PREFIX, World
 
 _DELIVERY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
@@ -120,7 +122,7 @@ def preview(args: argparse.Namespace) -> int:
                 directory = download_inventory(args.inventory, Path(scratch))
             except (BotoCoreError, ClientError) as exc:
                 raise UsageError(f"cannot read the inventory at {args.inventory}: {exc}") from None
-        layout = read_inventory(str(directory))
+        layout = inv.read_inventory(str(directory))
         world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
         steps.begin("standing up the embedded stack (template.yaml's resources, the state machine)")
         with (

@@ -21,7 +21,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from ..cli import UsageError
+from batchpipe.inputs import UsageError
 
 # boto3 reads this variable itself (botocore >= 1.31); the flag only overrides it.
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"

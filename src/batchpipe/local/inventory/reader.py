@@ -9,6 +9,7 @@ the copies) and its objects created in the emulated source bucket.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import hashlib
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
+from batchpipe.inputs import UsageError, bucket_name
 from batchpipe_core import inventory_layout as layout
 
 from .fields import BY_NAME, FIELDS, Field, from_text
@@ -300,3 +302,21 @@ def load_inventory_dir(
     if create_objects:
         seed_bucket(s3_client, local.source_bucket, rows)
     return len(rows)
+
+
+def read_inventory(path: str) -> LocalInventory:
+    """An inventory folder, every row parsed once up front: a malformed folder is refused (naming the
+    file and line) before anything starts, never part-loaded."""
+    found = read_inventory_dir(Path(path))
+    where = f"{path}/{found.delivery}/manifest.json"
+    try:
+        bucket_name(found.source_bucket)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{where} sourceBucket {found.source_bucket[:70]!r} {exc}") from None
+    for place, row in found.located_objects():  # streams; rows of another bucket are refused there
+        # The objects are created in the emulated bucket: S3's own limits apply (S3 user guide,
+        # "Naming Amazon S3 objects": a key is at most 1,024 bytes of UTF-8).
+        size = len(row.key.encode("utf-8", "surrogatepass"))
+        if not 0 < size <= 1024:
+            raise UsageError(f"{path}: {place}: the key is {size} bytes; S3 keys are 1-1,024 bytes of UTF-8")
+    return found

@@ -1,0 +1,80 @@
+"""`batchpipe` command: the pipeline on the embedded AWS (`local run`) and filter previews (`preview`)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import sys
+import warnings
+from typing import NoReturn
+
+from .inputs import UsageError
+from .local.parsers import add_local_commands
+from .ops.parsers import add_operator_commands, add_schema_command
+
+# The front door: the parser of every command and its dispatch. Nothing imports this module but the
+# `batchpipe` console script (and tests); each room's parsers say what its commands are.
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (and status 2) like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"batchpipe: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="batchpipe", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_local_commands(commands)
+    add_operator_commands(commands)
+    add_schema_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal whose encoding lacks ▶ or ✗ (PYTHONIOENCODING=cp1252) shows '?' instead of
+        # failing the command with UnicodeEncodeError halfway through a watch.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag already reported on one line
+        return exc.code if isinstance(exc.code, int) else 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # moto logs every failed state at ERROR; the run summary reports failures better.
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    # Powertools warns on every handler that emitted no metric; locally metrics are disabled anyway.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    # Imported once the command line is read: --help and a bad flag need none of the embedded AWS.
+    from .local.inventory import InventoryDirError
+    from .local.isolation import isolated_environment
+    from .local.outputs import OutDirError
+
+    with isolated_environment():
+        # The X-Ray SDK (under Powertools' Tracer) builds a boto3 client when first imported, reading
+        # the shell's profile: an unknown AWS_PROFILE failed every command with ProfileNotFound. Made
+        # here with the embedded stack's settings, it is never used (tracing is off outside Lambda).
+        import batchpipe_core.observability  # noqa: F401
+
+    try:
+        return args.func(args)
+    except (UsageError, OutDirError, InventoryDirError) as exc:
+        print(f"batchpipe: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: the embedded AWS is gone with the process; what --out holds so far is kept.
+        print("batchpipe: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading: not an error to report. Python's documented recipe:
+        # point stdout at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
