@@ -96,6 +96,9 @@ ANSWERS = [
     ("concat(ARRAY[1], ARRAY[2])", [1, 2]),
     # reverse: code points
     ("reverse('ab日🎉')", "🎉日ba"),
+    ("reverse('a' || 'e' || chr(769))", "\u0301ea"),
+    ("reverse('🇫🇷')", "🇷🇫"),
+    ("reverse('')", ""),
     # split: trailing empty strings kept; limit keeps the rest in the last element
     ("split('a,b,', ',')", ["a", "b", ""]),
     ("split('', ',')", [""]),

@@ -63,6 +63,8 @@ MACROS: dict[str, str] = {
         "r || array_to_string(string_split(s, ''), r) || CASE WHEN s = '' THEN '' ELSE r END "
         "ELSE replace(s, f, r) END"
     ),
+    # reverse reverses code points (DuckDB's keeps grapheme clusters: a flag or an accent stays whole).
+    "athena_reverse": "CREATE MACRO athena_reverse(s) AS array_to_string(list_reverse(string_split(s, '')), '')",
     # trim/ltrim/rtrim remove java.lang.Character.isWhitespace code points, not only spaces.
     "athena_ltrim": f"CREATE MACRO athena_ltrim(s) AS regexp_replace(s, '^{_WS}+', '')",
     "athena_rtrim": f"CREATE MACRO athena_rtrim(s) AS regexp_replace(s, '{_WS}+$', '')",
@@ -188,6 +190,8 @@ def _rewrite(node: exp.Expression, source_kind: str | None) -> exp.Expression | 
     this = node.args.get("this")
     if isinstance(node, exp.Upper):
         return _call("athena_upper", this)
+    if isinstance(node, exp.Reverse) and not isinstance(this, exp.Array):
+        return _call("athena_reverse", this)
     if isinstance(node, exp.Substring):
         length = node.args.get("length")
         start = node.args.get("start")
