@@ -508,6 +508,16 @@ def coercion_problem(node: exp.Expression, columns: Mapping[str, str]) -> str | 
         pairs += [(node.this, value) for value in node.expressions]
     elif isinstance(node, exp.Like):
         pairs.append((node.this, node.expression))
+    elif isinstance(node, exp.Concat | exp.Coalesce | exp.Greatest | exp.Least):
+        values = [node.this, *node.expressions] if node.this is not None else list(node.expressions)
+        pairs += [(values[0], value) for value in values[1:]]
+    elif isinstance(node, exp.Nullif):
+        pairs.append((node.this, node.expression))
+    elif isinstance(node, exp.If) and node.args.get("false") is not None:
+        pairs.append((node.args["true"], node.args["false"]))
+    text_argument = _text_argument_problem(node, columns)
+    if text_argument:
+        return text_argument
     for left, right in pairs:
         kinds = (value_kind(left, columns), value_kind(right, columns))
         if VARCHAR in kinds and set(kinds) & set(_NOT_TEXT):
@@ -521,5 +531,35 @@ def coercion_problem(node: exp.Expression, columns: Mapping[str, str]) -> str | 
             return (
                 f"{node.sql(dialect='trino')[:80]}: compares or combines text ({text.sql(dialect='trino')[:40]}) "
                 f"with {_ARTICLE[other]}, which Athena refuses (it does not convert between them); {hint}"
+            )
+    return None
+
+
+# Functions that take text where the inventory has numbers, booleans or times: Trino has no
+# signature for them (size is not converted to varchar), so the query fails on Athena.
+_TEXT_ARGUMENTS: dict[type[exp.Expression], tuple[str, ...]] = {
+    exp.Lower: ("this",), exp.Upper: ("this",), exp.Length: ("this",), exp.Substring: ("this",),
+    exp.StrPosition: ("this", "substr"), exp.StartsWith: ("this", "expression"),
+    exp.Replace: ("this", "expression", "replacement"), exp.Trim: ("this", "expression"),
+    exp.Split: ("this", "expression"), exp.SplitPart: ("this", "delimiter"),
+    exp.RegexpLike: ("this",), exp.RegexpExtract: ("this",), exp.RegexpReplace: ("this",),
+    exp.RegexpCount: ("this",),
+}  # fmt: skip
+
+
+def _text_argument_problem(node: exp.Expression, columns: Mapping[str, str]) -> str | None:
+    names = _TEXT_ARGUMENTS.get(type(node), ())
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() in ("url_encode", "url_decode"):
+        arguments = list(node.expressions[:1])
+    elif isinstance(node, exp.Reverse):
+        arguments = [node.this]
+    else:
+        arguments = [node.args.get(name) for name in names]
+    for argument in arguments:
+        kind = value_kind(argument, columns) if argument is not None else None
+        if kind in _NOT_TEXT:
+            return (
+                f"{node.sql(dialect='trino')[:80]}: takes text, and {argument.sql(dialect='trino')[:40]} is "
+                f"{_ARTICLE[kind]}, which Athena does not convert; CAST it AS VARCHAR first"
             )
     return None

@@ -360,6 +360,9 @@ def _node_problems(node: exp.Expression, columns: frozenset[str]) -> Iterator[st
             )
         else:
             yield from _semantic_problems(node, name, columns)
+            problem = ts.coercion_problem(node, _column_kinds(columns))
+            if problem:
+                yield problem
     else:
         yield f"{_snippet(node)} ({_kind(node)}) is not allowed; use columns, literals, operators and functions"
 

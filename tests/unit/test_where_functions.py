@@ -86,6 +86,12 @@ def test_a_function_the_preview_cannot_reproduce_is_refused_by_name_with_what_to
         ("size LIKE '1%'", "text ('1%') with an integer"),
         ("key || 1 = 'a1'", "text (key) with an integer"),
         ("date(last_modified_date) = '2024-01-31'", "write the date as DATE '2024-01-31'"),
+        ("concat(key, size) = 'a'", "text (key) with an integer"),
+        ("coalesce(key, 1) = 'a'", "text (key) with an integer"),
+        ("if(size > 1, 'a', 2) = 'a'", "text ('a') with an integer"),
+        ("regexp_like(size, '^1')", "takes text, and size is an integer"),
+        ("length(size) > 1", "CAST it AS VARCHAR first"),
+        ("url_encode(size) = '1'", "takes text, and size is an integer"),
     ],
 )
 def test_what_the_preview_would_compute_differently_is_refused_in_one_line(where, problem):
