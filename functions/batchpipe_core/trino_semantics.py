@@ -515,9 +515,9 @@ def coercion_problem(node: exp.Expression, columns: Mapping[str, str]) -> str | 
         pairs.append((node.this, node.expression))
     elif isinstance(node, exp.If) and node.args.get("false") is not None:
         pairs.append((node.args["true"], node.args["false"]))
-    text_argument = _text_argument_problem(node, columns)
-    if text_argument:
-        return text_argument
+    argument_problem = _text_argument_problem(node, columns) or _time_argument_problem(node, columns)
+    if argument_problem:
+        return argument_problem
     for left, right in pairs:
         kinds = (value_kind(left, columns), value_kind(right, columns))
         if VARCHAR in kinds and set(kinds) & set(_NOT_TEXT):
@@ -561,5 +561,42 @@ def _text_argument_problem(node: exp.Expression, columns: Mapping[str, str]) -> 
             return (
                 f"{node.sql(dialect='trino')[:80]}: takes text, and {argument.sql(dialect='trino')[:40]} is "
                 f"{_ARTICLE[kind]}, which Athena does not convert; CAST it AS VARCHAR first"
+            )
+    return None
+
+
+_TIME_ARGUMENTS: dict[type[exp.Expression], tuple[str, ...]] = {
+    exp.Year: ("this",), exp.Month: ("this",), exp.Day: ("this",), exp.Hour: ("this",),
+    exp.DayOfWeekIso: ("this",), exp.DateAdd: ("this",), exp.TimestampTrunc: ("this",),
+    exp.DateDiff: ("this", "expression"), exp.TimeToUnix: ("this",),
+}  # fmt: skip
+_SUB_DAY_UNITS = frozenset({"MILLISECOND", "SECOND", "MINUTE", "HOUR"})
+
+
+def _time_argument_problem(node: exp.Expression, columns: Mapping[str, str]) -> str | None:
+    """Date and time functions take a date or timestamp (DuckDB would read text or a number as
+    one); a DATE has no hours, so Trino refuses a unit below a day on it (and hour() of one)."""
+    if isinstance(node, exp.Date):
+        kind = value_kind(node.this, columns)
+        literal = node.this.name if isinstance(node.this, exp.Literal) and node.this.is_string else None
+        if kind in (DATE, TIMESTAMP) or (literal and _TRINO_DATE.fullmatch(literal) and _real_date(literal)):
+            return None
+        return (
+            f"{node.sql(dialect='trino')[:80]}: date() of {_ARTICLE.get(kind, 'a value of unknown type')} "
+            "is not supported (the engines read text as dates differently); write DATE '2024-01-31'"
+        )
+    unit = str(node.args.get("unit") or "").upper()
+    for name in _TIME_ARGUMENTS.get(type(node), ()):
+        argument = node.args.get(name)
+        kind = value_kind(argument, columns) if argument is not None else None
+        if kind in (INT, DECIMAL, DOUBLE, VARCHAR, BOOLEAN):
+            return (
+                f"{node.sql(dialect='trino')[:80]}: takes a date or timestamp, and "
+                f"{argument.sql(dialect='trino')[:40]} is {_ARTICLE[kind]}; write TIMESTAMP '2024-01-31 00:00:00'"
+            )
+        if kind == DATE and (unit in _SUB_DAY_UNITS or isinstance(node, exp.Hour)):
+            return (
+                f"{node.sql(dialect='trino')[:80]}: a DATE has no hours, minutes or seconds (Athena refuses "
+                "the unit); use a TIMESTAMP"
             )
     return None

@@ -92,6 +92,11 @@ def test_a_function_the_preview_cannot_reproduce_is_refused_by_name_with_what_to
         ("regexp_like(size, '^1')", "takes text, and size is an integer"),
         ("length(size) > 1", "CAST it AS VARCHAR first"),
         ("url_encode(size) = '1'", "takes text, and size is an integer"),
+        ("year(key) = 2024", "takes a date or timestamp, and key is a varchar"),
+        ("to_unixtime(size) > 1", "takes a date or timestamp, and size is an integer"),
+        ("date(key) = current_date", "date() of a varchar is not supported"),
+        ("date_add('hour', 1, DATE '2024-01-01') > now()", "a DATE has no hours"),
+        ("hour(DATE '2024-01-01') = 0", "a DATE has no hours"),
     ],
 )
 def test_what_the_preview_would_compute_differently_is_refused_in_one_line(where, problem):
