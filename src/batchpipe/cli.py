@@ -25,8 +25,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"batchpipe: {message} (see: {self.prog} --help)\n")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batchpipe")
+    except PackageNotFoundError:  # run from a checkout without installing it
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="batchpipe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"batchpipe {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_local_commands(commands)
     add_operator_commands(commands)

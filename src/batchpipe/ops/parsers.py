@@ -12,6 +12,7 @@ EXIT_CODES_HELP = (
     "exit status: 0 SUCCEEDED, NOTHING_TO_DO or DRY_RUN; 3 PARTIAL; 4 CANCELLED; 5 FAILED (or ended "
     "without a summary); 6 SKIPPED; 2 bad input or an AWS error (one line on stderr)"
 )
+CONTROL_EXIT_HELP = "exit status: 0 done; 2 bad input (no such run, nothing to act on) or an AWS error"
 ENDPOINT_HELP = (
     "AWS endpoint to call instead of AWS's (e.g. http://127.0.0.1:4566 of `batchpipe local serve`); "
     "boto3's AWS_ENDPOINT_URL does the same"
@@ -140,6 +141,48 @@ def add_operator_commands(commands: Any) -> None:
     rerun.add_argument("--watch", action="store_true", help="follow the rerun until it ends")
     _aws_options(rerun)
 
+    stop = command(
+        commands,
+        "stop",
+        "stop a run (StopExecution); the pipeline cancels its jobs that are still going",
+        'batchpipe stop retag-prod-20261202T030000Z --stack batchpipe --reason "wrong tag value"',
+        _stop,
+    )
+    _execution_arguments(stop)
+    stop.add_argument("--reason", required=True, help="why: the execution's abort cause, kept in its history")
+
+    confirm = command(
+        commands,
+        "confirm",
+        "confirm the run's job that waits for a person (confirmationRequired), after checking its count",
+        "batchpipe confirm legal-hold-case-4711-20261202T030000Z --stack batchpipe",
+        _confirm,
+    )
+    _execution_arguments(confirm)
+
+    cancel = command(
+        commands,
+        "cancel",
+        "cancel the run's job as a person: the run ends CANCELLED, its objects not run listed for a rerun",
+        "batchpipe cancel retag-prod-20261202T030000Z --stack batchpipe",
+        _cancel,
+    )
+    _execution_arguments(cancel)
+
+    jobs = command(
+        commands,
+        "jobs",
+        "every S3 Batch Operations job of a run: attempt, job ID, status, counts, times",
+        "batchpipe jobs retag-prod-20261202T030000Z --stack batchpipe --output json",
+        _jobs,
+    )
+    _execution_arguments(jobs)
+    jobs.add_argument("--output", choices=["text", "json"], default="text", help="a table (default) or JSON")
+    for parser in (stop, confirm, cancel, jobs):
+        parser.epilog += f"\n\n{CONTROL_EXIT_HELP}"
+    for parser in (stop, confirm, cancel, jobs):
+        _aws_options(parser)
+
 
 def add_schema_command(commands: Any) -> None:
     schema = command(
@@ -186,6 +229,41 @@ def _watch(args: argparse.Namespace) -> int:
 
     aws = _aws(args)
     return watch(aws, execution_arn(aws, args.execution, args.stack), out=sys.stdout, interval=args.interval)
+
+
+def _on_run(args: argparse.Namespace) -> tuple[Any, str]:
+    from .stack import execution_arn
+
+    aws = _aws(args)
+    return aws, execution_arn(aws, args.execution, args.stack)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from .control import stop
+
+    aws, arn = _on_run(args)
+    return stop(aws, arn, reason=args.reason, out=sys.stdout)
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from .control import confirm
+
+    aws, arn = _on_run(args)
+    return confirm(aws, arn, out=sys.stdout)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from .control import cancel
+
+    aws, arn = _on_run(args)
+    return cancel(aws, arn, out=sys.stdout)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from .control import jobs
+
+    aws, arn = _on_run(args)
+    return jobs(aws, arn, as_json=args.output == "json", out=sys.stdout)
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -1,0 +1,174 @@
+"""`batchpipe stop | confirm | cancel | jobs | --version` against a served embedded AWS.
+
+`batchpipe local serve` runs in a child process (started and stopped here); the commands run in this
+process with only boto3's own AWS_ENDPOINT_URL set, as in a user's shell. The runs ask for
+confirmation, so each waits, counted, for the command under test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from batchpipe.cli import main
+
+OPERATION = {"S3PutObjectTagging": {"TagSet": [{"Key": "stage", "Value": "confirmed"}]}}
+STACK = "batchpipe"
+
+pytestmark = pytest.mark.xdist_group("served-embedded-aws")
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0", "--objects", "200"]
+    command += ["--out", str(tmp / "out"), "--wait-timeout", "2"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
+    try:
+        found, lines, deadline = None, [], time.monotonic() + 300
+        while found is None and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
+        assert found, "local serve did not start:\n" + "".join(lines)
+        yield found[1]
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+
+
+@pytest.fixture
+def shell(endpoint, monkeypatch):
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return boto3.client("stepfunctions", region_name="us-east-1")
+
+
+def _start_waiting_run(tmp_path, capsys, name: str) -> None:
+    """A run whose job waits, counted, for a person; returns once `jobs` shows it Suspended."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": name,
+                "filter": {"prefixes": ["photos/"]},
+                "operation": OPERATION,
+                "confirmationRequired": True,
+            }
+        )
+    )
+    assert main(["start", "--stack", STACK, "--spec", str(spec), "--name", name]) == 0
+    capsys.readouterr()
+    deadline = time.monotonic() + 300
+    while True:
+        assert main(["jobs", name, "--stack", STACK, "--output", "json"]) == 0
+        jobs = json.loads(capsys.readouterr().out)
+        if jobs and jobs[-1]["waitsForPerson"] and jobs[-1]["total"]:
+            return
+        assert time.monotonic() < deadline, jobs
+        time.sleep(1)
+
+
+def _ended(sfn, name: str) -> dict:
+    arn = _arn(sfn, name)
+    deadline = time.monotonic() + 300
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    return described
+
+
+def _arn(sfn, name: str) -> str:
+    (machine,) = sfn.list_state_machines()["stateMachines"]
+    return machine["stateMachineArn"].replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def test_confirm_runs_the_job_that_waits_for_a_person(shell, tmp_path, capsys):
+    _start_waiting_run(tmp_path, capsys, "confirm-me")
+
+    assert main(["confirm", "confirm-me", "--stack", STACK]) == 0
+
+    assert re.match(r"confirmed job \S+ \(attempt 1, \d+ objects\): it runs now", capsys.readouterr().out)
+    summary = json.loads(_ended(shell, "confirm-me")["output"])
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["totals"]["succeeded"] == summary["totals"]["objects"] > 0
+    assert main(["jobs", "confirm-me", "--stack", STACK]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:8] == [
+        "attempt",
+        "jobId",
+        "status",
+        "total",
+        "succeeded",
+        "failed",
+        "created",
+        "ended",
+    ]
+    assert table[1].split()[2] == "Complete"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", table[1].split()[6])
+
+
+def test_cancel_ends_the_run_cancelled_with_its_objects_not_run(shell, tmp_path, capsys):
+    _start_waiting_run(tmp_path, capsys, "cancel-me")
+
+    assert main(["cancel", "cancel-me", "--stack", STACK]) == 0
+
+    assert "cancelled job" in capsys.readouterr().out
+    summary = json.loads(_ended(shell, "cancel-me")["output"])
+    assert summary["status"] == "CANCELLED"
+    assert summary["totals"]["notRun"] == summary["totals"]["objects"] > 0
+
+
+def test_stop_aborts_the_run_with_the_reason_and_its_job_is_cancelled(shell, tmp_path, capsys):
+    _start_waiting_run(tmp_path, capsys, "stop-me")
+
+    assert main(["stop", "stop-me", "--stack", STACK, "--reason", "wrong tag value"]) == 0
+
+    assert "stopped stop-me" in capsys.readouterr().out
+    assert _ended(shell, "stop-me")["status"] == "ABORTED"
+    events = shell.get_execution_history(executionArn=_arn(shell, "stop-me"))["events"]
+    (aborted,) = [e for e in events if e["type"] == "ExecutionAborted"]
+    assert aborted["executionAbortedEventDetails"]["cause"] == "wrong tag value"
+    deadline = time.monotonic() + 120
+    while True:  # the pipeline's cleanup (the ABORTED status event) cancels the job
+        assert main(["jobs", "stop-me", "--stack", STACK, "--output", "json"]) == 0
+        if json.loads(capsys.readouterr().out)[-1]["status"] == "Cancelled":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    # Stopping it again is bad input: one line, status 2.
+    assert main(["stop", "stop-me", "--stack", STACK, "--reason", "again"]) == 2
+    assert capsys.readouterr().err.strip() == "batchpipe: stop-me already ended ABORTED: nothing to stop"
+
+
+def test_confirm_with_nothing_waiting_says_so_in_one_line(shell, capsys):
+    assert main(["confirm", "no-such-run", "--stack", STACK]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("batchpipe: no job of no-such-run waits for confirmation") and err.count("\n") == 1
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+
+    assert re.fullmatch(r"batchpipe \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
