@@ -59,20 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     # Powertools warns on every handler that emitted no metric; locally metrics are disabled anyway.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    # Imported once the command line is read: --help and a bad flag need none of the embedded AWS.
-    from .local.inventory import InventoryDirError
-    from .local.isolation import isolated_environment
-    from .local.outputs import OutDirError
+    # The embedded AWS's own errors are imported only for the commands that stand it up: the operator
+    # commands never import moto (1 s and more at every start-up).
+    bad_input: tuple[type[Exception], ...] = (UsageError,)
+    if args.command in ("local", "preview"):
+        from .local.inventory import InventoryDirError
+        from .local.outputs import OutDirError
 
-    with isolated_environment():
-        # The X-Ray SDK (under Powertools' Tracer) builds a boto3 client when first imported, reading
-        # the shell's profile: an unknown AWS_PROFILE failed every command with ProfileNotFound. Made
-        # here with the embedded stack's settings, it is never used (tracing is off outside Lambda).
-        import batchpipe_core.observability  # noqa: F401
+        bad_input += (InventoryDirError, OutDirError)
 
     try:
         return args.func(args)
-    except (UsageError, OutDirError, InventoryDirError) as exc:
+    except bad_input as exc:
         print(f"batchpipe: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from batchpipe.inputs import UsageError
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
@@ -63,6 +65,13 @@ for _tag, _full in _SHORT_TAGS.items():
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict:
+    if not path.is_file():
+        # An installed wheel carries the command, not the stack: template.yaml, statemachine/ and the
+        # functions' handlers live in the repository.
+        raise UsageError(
+            f"no template.yaml at {path.parent}: the embedded AWS (local run, local serve, preview) stands "
+            "up this repository's stack; run it from a checkout (`make venv`, then .venv/bin/batchpipe)"
+        )
     with open(path, encoding="utf-8") as fh:
         return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 

@@ -59,6 +59,12 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--endpoint-url", type=endpoint_url, help=ENDPOINT_HELP)
 
 
+def _execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run a command is about: an execution ARN, or its name and the stack it ran on."""
+    parser.add_argument("execution", help="execution ARN, or its name with --stack")
+    parser.add_argument("--stack", help="stack name (needed when EXECUTION is a name)")
+
+
 def add_operator_commands(commands: Any) -> None:
     start = command(
         commands,
