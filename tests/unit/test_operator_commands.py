@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -358,3 +359,47 @@ def test_summary_html_into_a_missing_folder_is_refused_before_any_aws_call(aws, 
             out=io.StringIO(),
             html=str(tmp_path / "no-such-folder" / "page.html"),
         )
+
+
+def test_runs_pages_past_a_thousand_executions_newest_first_with_iso_times(monkeypatch, capsys):
+    """ListExecutions gives at most 1,000 a page; --max 1005 reads the second page too."""
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+        machine = sfn.create_state_machine(
+            name="batchpipe-pipeline",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )["stateMachineArn"]
+        for n in range(1005):
+            sfn.start_execution(stateMachineArn=machine, name=f"run-{n:04d}", input="{}")
+        monkeypatch.setattr(commands, "find_stack", lambda aws, name: stack.Stack(name, machine, "bucket"))
+
+        out = io.StringIO()
+        assert (
+            commands.runs(Aws(region="eu-west-1"), stack_name="prod", limit=1005, as_json=True, out=out) == 0
+        )
+
+    rows = json.loads(out.getvalue())
+    assert len(rows) == 1005
+    assert {row["execution"] for row in rows} == {f"run-{n:04d}" for n in range(1005)}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["start"]) for row in rows)
+
+
+def test_start_takes_the_schedules_own_input_and_checks_the_spec_inside(tmp_path):
+    spec = {"name": "weekly", "operation": {"S3PutObjectTagging": {"TagSet": []}}, "dryRun": True}
+    wrapped = tmp_path / "scheduled.json"
+    wrapped.write_text(json.dumps({"schedule": {"scheduledTime": "2026-12-06T03:00:00Z"}, "spec": spec}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"schedule": {"scheduledTime": "2026-12-06T03:00:00Z"}, "spec": {**spec, "priorty": 1}})
+    )
+
+    assert commands.read_spec(str(wrapped))["spec"] == spec
+    assert commands.default_execution_name(commands.read_spec(str(wrapped))).startswith("weekly-")
+    with pytest.raises(OperatorError, match="priorty: unknown field"):
+        commands.read_spec(str(bad))

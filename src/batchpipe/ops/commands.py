@@ -35,10 +35,12 @@ _RERUN_DROPS = ("inventory", "filter", "rerun", "dryRun")
 
 
 def read_spec(path: str) -> dict[str, Any]:
-    """A spec file checked with the model ValidateSpec uses: a bad spec never reaches AWS."""
+    """A spec file checked with the model ValidateSpec uses: a bad spec never reaches AWS. The stack's
+    schedule's input (the spec wrapped with a scheduled time) is checked as ValidateSpec unwraps it."""
     spec = inputs.read_spec(path)
     try:
-        check_spec_model(spec)
+        inner, _ = unwrap_scheduled_input(spec)
+        check_spec_model(inner)
     except SpecValidationError as exc:
         raise OperatorError(f"spec {path} is not valid:\n  " + "\n  ".join(str(exc).splitlines())) from None
     return spec
@@ -46,6 +48,7 @@ def read_spec(path: str) -> dict[str, Any]:
 
 def default_execution_name(spec: dict[str, Any], now: datetime | None = None) -> str:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    spec, _ = unwrap_scheduled_input(spec)
     base = re.sub(r"[^A-Za-z0-9_-]", "-", str(spec.get("name") or "run"))[: 80 - len(stamp) - 1]
     return f"{base}-{stamp}"
 
@@ -235,9 +238,11 @@ def runs(aws: Aws, *, stack_name: str, limit: int, as_json: bool, out: TextIO) -
     stack = find_stack(aws, stack_name)
     sfn = aws.client("stepfunctions")
     with aws_errors(f"listing executions of {stack.state_machine_arn}"):
-        executions = sfn.list_executions(stateMachineArn=stack.state_machine_arn, maxResults=limit)[
-            "executions"
-        ]
+        # ListExecutions returns at most 1,000 a page, newest first: as many pages as --max needs.
+        pages = sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=stack.state_machine_arn, PaginationConfig={"MaxItems": limit, "PageSize": 1000}
+        )
+        executions = [execution for page in pages for execution in page["executions"]][:limit]
     rows = []
     for execution in executions:
         summary = summary_of(describe(aws, execution["executionArn"])) or {}
@@ -247,7 +252,10 @@ def runs(aws: Aws, *, stack_name: str, limit: int, as_json: bool, out: TextIO) -
             {
                 "execution": execution["name"],
                 "name": summary.get("name"),
-                "start": execution["startDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+                "start": execution["startDate"]
+                .astimezone(UTC)
+                .isoformat(timespec="seconds")
+                .replace("+00:00", "Z"),
                 "status": summary.get("status") or execution["status"],
                 "objects": totals.get("objects", (summary.get("manifest") or {}).get("objects")),
                 "succeeded": totals.get("succeeded"),
@@ -258,7 +266,7 @@ def runs(aws: Aws, *, stack_name: str, limit: int, as_json: bool, out: TextIO) -
     if as_json:
         print(json.dumps(rows, indent=2), file=out)
         return 0
-    columns = ["execution", "start", "status", "objects", "succeeded", "failed", "costUsd"]
+    columns = ["execution", "name", "start", "status", "objects", "succeeded", "failed", "costUsd"]
     cells = [[_cell(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), file=out)
