@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from batchpipe.local.athena import install_athena
+from batchpipe.local.glue import create_inventory_table
 from batchpipe.local.inventory import (
-    create_inventory_table,
     generate_objects,
     write_inventory,
     write_inventory_dir,

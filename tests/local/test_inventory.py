@@ -22,13 +22,13 @@ import pytest
 from moto import mock_aws
 from moto.s3.models import s3_backends
 
+from batchpipe.local.glue import inventory_table_input
 from batchpipe.local.inventory import (
     InventoryDirError,
     current_objects,
     decode_inventory_key,
     encode_inventory_key,
     generate_objects,
-    inventory_table_input,
     load_inventory_dir,
     read_inventory_dir,
     render_inventory,

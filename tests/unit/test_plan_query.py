@@ -12,11 +12,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from batchpipe.local.glue import create_inventory_table, inventory_table_input
 from batchpipe.local.inventory import (
     FIELD_SELECTIONS,
     InventoryObject,
-    create_inventory_table,
-    inventory_table_input,
     render_inventory,
     write_inventory,
 )

@@ -23,9 +23,9 @@ import pytest
 from moto import mock_aws
 
 from batchpipe.local.athena import install_athena
+from batchpipe.local.glue import create_inventory_table
 from batchpipe.local.inventory import (
     InventoryObject,
-    create_inventory_table,
     current_objects,
     generate_objects,
     write_inventory,

@@ -2,7 +2,6 @@
 formats (CSV.gz, Parquet, ORC), and read real ones from disk."""
 
 from .fields import DEFAULT_OPTIONAL_FIELDS, FIELD_SELECTIONS, decode_inventory_key, encode_inventory_key
-from .glue import create_inventory_table, inventory_table_input
 from .objects import InventoryObject, current_objects, generate_objects
 from .reader import InventoryDirError, LocalInventory, load_inventory_dir, read_inventory, read_inventory_dir
 from .seed import create_objects, seed_bucket
@@ -15,13 +14,11 @@ __all__ = [
     "InventoryDirError",
     "InventoryObject",
     "LocalInventory",
-    "create_inventory_table",
     "create_objects",
     "current_objects",
     "decode_inventory_key",
     "encode_inventory_key",
     "generate_objects",
-    "inventory_table_input",
     "load_inventory_dir",
     "read_inventory",
     "read_inventory_dir",

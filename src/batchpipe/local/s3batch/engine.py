@@ -33,6 +33,7 @@ from botocore.config import Config
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from . import events, generator, jobs, operations, report, routes
+from .context import OperationContext
 from .errors import (
     BadRequestException,
     IdempotencyException,
@@ -505,7 +506,7 @@ class BatchEngine:
                     and (left := deadline - time.monotonic()) > 0
                 ):
                     self._cond.wait(left)
-        context = operations.OperationContext(
+        context = OperationContext(
             s3=self._s3_client(),
             account_id=job.account_id,
             region=job.region,

@@ -13,12 +13,10 @@ import base64
 import json
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .context import OperationContext
 from .tasks import Task, TaskOutcome
-
-if TYPE_CHECKING:
-    from .operations import OperationContext
 
 SCHEMA_VERSIONS = ("1.0", "2.0")
 RESULT_CODES = ("Succeeded", "TemporaryFailure", "PermanentFailure")

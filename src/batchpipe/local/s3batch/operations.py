@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,10 +21,10 @@ from botocore.exceptions import ClientError, ParamValidationError
 from moto.core.errors import get_error_model
 from moto.core.exceptions import ServiceException
 from moto.core.utils import get_service_model
-from moto.s3.models import FakeAcl, FakeDeleteMarker, FakeGrant, FakeGrantee, get_canned_acl, s3_backends
-from moto.utilities.utils import get_partition
+from moto.s3.models import FakeAcl, FakeDeleteMarker, FakeGrant, FakeGrantee, get_canned_acl
 
 from . import lambda_invoke
+from .context import OperationContext
 from .manifest import parse_bucket_arn
 from .tasks import Task, TaskFailed, TaskOutcome
 
@@ -48,19 +47,6 @@ _GRANT_PARAMETERS = {
     "READ_ACP": "GrantReadACP",
     "WRITE_ACP": "GrantWriteACP",
 }
-
-
-@dataclass(frozen=True)
-class OperationContext:
-    s3: Any
-    account_id: str
-    region: str
-    job_id: str
-    lambda_invoker: Callable[[str, dict], Any] | None = None
-    lambda_redrives: int = 3
-
-    def backend(self) -> Any:
-        return s3_backends[self.account_id][get_partition(self.region)]
 
 
 def validate(operation: Mapping[str, Any]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from moto.core import models as moto_models
 from moto.core.parse import RestXMLParser
@@ -24,8 +24,12 @@ from werkzeug.exceptions import NotFound
 
 from .errors import InternalServiceException, S3ControlError
 
-if TYPE_CHECKING:
-    from .engine import BatchEngine
+
+class JobApi(Protocol):
+    """What the routes answer job requests with: the engine's ``handle`` (one API operation)."""
+
+    def handle(self, operation: str, params: dict, *, region: str | None = None) -> dict: ...
+
 
 JOB_URL = re.compile(
     r"^https?://(?P<account>\d{12})\.s3-control(?:-fips)?(?:\.dualstack)?\.(?P<region>[a-z0-9-]+)"
@@ -36,7 +40,7 @@ _lock = threading.Lock()
 _installed: dict[str, Any] = {}
 
 
-def install(engine: BatchEngine) -> None:
+def install(engine: JobApi) -> None:
     """Routes job requests to ``engine``. One engine at a time; safe inside an active mock."""
     stubber = moto_models.botocore_stubber
     with _lock:
@@ -59,7 +63,7 @@ def install(engine: BatchEngine) -> None:
         stubber.process_request = process_request
 
 
-def uninstall(engine: BatchEngine | None = None) -> None:
+def uninstall(engine: JobApi | None = None) -> None:
     """Gives job URLs back to moto (which answers them 404). No-op if ``engine`` is not installed."""
     stubber = moto_models.botocore_stubber
     with _lock:
@@ -73,7 +77,7 @@ def uninstall(engine: BatchEngine | None = None) -> None:
         _installed.clear()
 
 
-def answer(engine: BatchEngine, request: Any, *, region: str) -> tuple[int, dict, str] | None:
+def answer(engine: JobApi, request: Any, *, region: str) -> tuple[int, dict, str] | None:
     """(status, headers, body) of the engine's response to one prepared botocore request; None if
     the request is no s3control operation (moto then answers it)."""
     normalized = normalize_request(request)

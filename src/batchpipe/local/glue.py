@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .. import template as tpl
+from . import template as tpl
+from .world import required_parameters
 
 
 def inventory_table_input(parameters: Mapping[str, Any] | None = None) -> tuple[str, dict]:
     """(database name, Glue ``TableInput``) of ``InventoryTable`` for these stack parameters
     (e.g. ``InventoryFormat``, ``InventoryVersions``, ``InventoryBucket``, ``InventoryPrefix``)."""
-    from ..world import required_parameters  # the world imports this package
 
     template = tpl.load_template()
     values = tpl.parameter_values(template, {**required_parameters(template), **(parameters or {})})
