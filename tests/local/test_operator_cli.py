@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from batchpipe.cli import main
+
+from ..serving import serving
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_BUCKET = "batchpipe-demo-source"
@@ -47,39 +48,12 @@ def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     faults = tmp / "faults.json"
     faults.write_text(json.dumps(FAULTS))
-    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0"]
-    command += [
-        "--objects",
-        str(OBJECTS),
-        "--faults",
-        str(faults),
-        "--out",
-        str(tmp / "out"),
-        "--wait-timeout",
-        "2",
-    ]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
-    try:
-        endpoint = None
-        deadline = time.monotonic() + 180
-        lines = []
-        while endpoint is None and time.monotonic() < deadline:
-            line = child.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
-            endpoint = found and found[1]
-        assert endpoint, "local serve did not start:\n" + "".join(lines)
-        yield endpoint, faults
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            rest, _ = child.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            rest, _ = child.communicate()
-    assert child.returncode == 0, rest
+    with serving(
+        "--objects", OBJECTS, "--faults", faults, "--out", tmp / "out", "--wait-timeout", 2, cwd=tmp
+    ) as served:
+        yield served.endpoint, faults
+    rest = served.output
+    assert served.returncode == 0, rest
     assert "stopped;" in rest
     assert (tmp / "out" / "summary.json").exists()
     # The served functions' logs name the service template.yaml gives them.

@@ -22,8 +22,6 @@ import contextlib
 import json
 import os
 import platform
-import re
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +36,9 @@ import boto3
 import pytest
 import yaml
 from botocore.config import Config
+
+from ..sam import sam_env
+from ..serving import serving
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -91,25 +92,6 @@ def _failed(result: subprocess.CompletedProcess[str], tail: int = 60) -> str:
     return f"{' '.join(result.args)}\nexit {result.returncode}:\n" + "\n".join(lines[-tail:])
 
 
-def _sam_env() -> dict[str, str]:
-    """SAM CLI with a region and dummy credentials (never a profile); they are also what SAM passes
-    into the containers, and what the served endpoint accepts."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
-    }
-    env.update(
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_EC2_METADATA_DISABLED="true",
-        SAM_CLI_TELEMETRY="0",
-    )
-    return env
-
-
 # ---------------------------------------------------------------- set-up: engine, image, build
 @pytest.fixture(scope="module")
 def engine() -> None:
@@ -152,7 +134,7 @@ def built(engine: None, sam_cli: Path) -> Path:
     shim = shim_dir / RUNTIME
     shim.unlink(missing_ok=True)
     shim.symlink_to(HERE / "python-in-image.sh")
-    env = _sam_env()
+    env = sam_env(REGION)
     env.update(
         PATH=f"{shim_dir}{os.pathsep}{env['PATH']}",
         BATCHPIPE_SAMLOCAL_IMAGE=IMAGE,
@@ -193,27 +175,8 @@ def built(engine: None, sam_cli: Path) -> Path:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`batchpipe local serve` in a child process on a free loopback port; yields its endpoint."""
     tmp = tmp_path_factory.mktemp("serve")
-    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0"]
-    command += ["--objects", "40", "--out", str(tmp / "out"), "--wait-timeout", "30"]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
-    try:
-        endpoint, lines = None, []
-        while endpoint is None:
-            line = child.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
-            endpoint = found and found[1]
-        assert endpoint, "local serve did not start:\n" + "".join(lines)
-        yield endpoint
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
+    with serving("--objects", 40, "--out", tmp / "out", "--wait-timeout", 30, cwd=tmp) as served:
+        yield served.endpoint
 
 
 class Relay:
@@ -446,7 +409,7 @@ class Invoker:
         for host in self.hosts:
             command += ["--add-host", host]
         started = time.monotonic()
-        result = _run(command, cwd=REPO, env=_sam_env(), timeout=600)
+        result = _run(command, cwd=REPO, env=sam_env(REGION), timeout=600)
         self.seconds[logical_id] = time.monotonic() - started
         # A function error still exits 0: the result on stdout says what happened.
         assert result.returncode == 0, _failed(result)

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
+from ..sam import sam_env as sam_environment
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 STATE_MACHINE_ID = "PipelineStateMachine"
@@ -207,22 +209,5 @@ def sam_cli() -> Path:
 
 @pytest.fixture(scope="session")
 def sam_env() -> dict[str, str]:
-    """Environment for SAM CLI runs: a region and dummy credentials, never a real profile.
-
-    Neither `sam validate --lint` nor `sam build` calls AWS, but both insist on a region, and the
-    dummy credentials make sure a stray call could never reach a real account.
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("AWS_") and key not in {"SAM_CLI", "PYTHONPATH", "VIRTUAL_ENV"}
-    }
-    env.update(
-        AWS_DEFAULT_REGION=FAKE_REGION,
-        AWS_REGION=FAKE_REGION,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_EC2_METADATA_DISABLED="true",
-        SAM_CLI_TELEMETRY="0",
-    )
-    return env
+    """Environment for SAM CLI runs: a region and dummy credentials, never a real profile."""
+    return sam_environment(FAKE_REGION)

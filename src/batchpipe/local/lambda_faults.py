@@ -24,6 +24,9 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
+from . import template as tpl
+from .s3batch.faults import FaultRuleError, LambdaTimeoutRule
+
 #: The error Step Functions reports for a Lambda function that timed out (see the module docstring).
 LAMBDA_TIMEOUT_ERROR = "Lambda.Unknown"
 
@@ -59,8 +62,6 @@ def lambda_task_states(definition: Mapping[str, Any]) -> list[str]:
 
 def check_states(rules: Iterable[Any], states: Iterable[str]) -> None:
     """Refuses a lambdaTimeout rule that names no Lambda Task state, naming the rule's index."""
-    from .s3batch.faults import FaultRuleError, LambdaTimeoutRule
-
     known = list(states)
     for index, rule in enumerate(rules):
         if isinstance(rule, LambdaTimeoutRule) and rule.state not in known:
@@ -73,8 +74,6 @@ def check_states(rules: Iterable[Any], states: Iterable[str]) -> None:
 
 def shipped_definition() -> dict[str, Any]:
     """The state machine definition template.yaml deploys (its placeholders left in)."""
-    from . import template as tpl
-
     ((_, machine),) = tpl.resources_of_type(tpl.load_template(), "AWS::Serverless::StateMachine").items()
     path = tpl.REPO_ROOT / machine["Properties"]["DefinitionUri"]
     return json.loads(path.read_text(encoding="utf-8"))

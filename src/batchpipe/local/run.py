@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from batchpipe.inputs import FORMATS, UsageError, read_json, read_spec
 from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
-from batchpipe.progress import TerminalBar, bar
+from batchpipe.progress import LiveLine, TerminalBar, bar
 
 from . import inventory as inv
 from .confirmation import OperatorStandIn
@@ -42,6 +42,8 @@ class Progress:
         self._thread = threading.Thread(target=self._watch, name="progress", daemon=True)
         self._jobs_reported: set[str] = set()
         self._failures_shown: set[tuple[str, str]] = set()
+        # A running batch job's bar, redrawn in place on a terminal (never in logs or pipes).
+        self._live = LiveLine(stream)
 
     def __enter__(self) -> Progress:
         if not self.quiet:
@@ -57,7 +59,7 @@ class Progress:
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            self._live(None)
+            self._live.clear()
             print(text, file=self.stream, flush=True)
 
     def _watch(self) -> None:
@@ -133,27 +135,12 @@ class Progress:
             done = summary.get("NumberOfTasksSucceeded", 0) + summary.get("NumberOfTasksFailed", 0)
             if job["JobId"] in self._jobs_reported:
                 continue
-            line = f"  job {job['JobId'][:8]} {job['Status']}: {_bar(done, total)}"
+            line = f"  job {job['JobId'][:8]} {job['Status']}: {bar(done, total, 'tasks')}"
             if job["Status"] in ("Complete", "Failed", "Cancelled"):
                 self._jobs_reported.add(job["JobId"])
-                self._live(None)
                 self.say(line)
-            elif job["Status"] == "Active" and self.stream.isatty():
-                self._live(line)
-
-    def _live(self, line: str | None) -> None:
-        """A progress bar redrawn in place on a terminal (never in logs or pipes)."""
-        if line is not None:
-            self.stream.write("\r" + line)
-            self.stream.flush()
-            self._live_shown = True
-        elif getattr(self, "_live_shown", False):
-            self.stream.write("\r\033[K")
-            self._live_shown = False
-
-
-def _bar(done: int, total: int) -> str:
-    return bar(done, total, "tasks")
+            elif job["Status"] == "Active":
+                self._live.show(line)
 
 
 def headline(summary: dict, out: Path) -> str:

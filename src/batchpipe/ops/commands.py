@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from batchpipe import inputs
 from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
+from batchpipe.progress import LiveLine, bar
 from batchpipe_core.errors import FailuresFileError, SpecValidationError
 from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.rerun import failure_rows
@@ -89,12 +90,13 @@ class Watcher:
         self.query_id: str | None = None
         self.current_state: str | None = None
         self.reported_jobs: dict[str, str] = {}
-        self.live = False
+        # The live line: the current Athena query or batch job, redrawn in place on a terminal.
+        self.live = LiveLine(out)
         self.account = arn.split(":")[4]
         self.execution_name = arn.rsplit(":", 1)[1]
 
     def say(self, text: str) -> None:
-        self._clear_live()
+        self.live.clear()
         print(text, file=self.out, flush=True)
 
     def poll(self) -> None:
@@ -148,7 +150,7 @@ class Watcher:
             execution = self.aws.client("athena").get_query_execution(QueryExecutionId=self.query_id)
         query = execution["QueryExecution"]
         scanned = (query.get("Statistics") or {}).get("DataScannedInBytes") or 0
-        self.show(f"  athena {query['Status']['State']}: {scanned / 1e9:.2f} GB scanned")
+        self.live.show(f"  athena {query['Status']['State']}: {scanned / 1e9:.2f} GB scanned")
 
     def _job_progress(self) -> None:
         s3control = self.aws.client("s3control")
@@ -162,31 +164,14 @@ class Watcher:
             total = summary.get("TotalNumberOfTasks") or 0
             done = (summary.get("NumberOfTasksSucceeded") or 0) + (summary.get("NumberOfTasksFailed") or 0)
             line = (
-                f"  job {job['JobId']} {job['Status']}: {bar(done, total)} "
+                f"  job {job['JobId']} {job['Status']}: {bar(done, total, 'tasks')} "
                 f"({summary.get('NumberOfTasksFailed') or 0} failed)"
             )
             if self.reported_jobs.get(job["JobId"]) != job["Status"]:
                 self.reported_jobs[job["JobId"]] = job["Status"]
                 self.say(line)
             else:
-                self.show(line)
-
-    def show(self, line: str) -> None:
-        """A line redrawn in place on a terminal; in a log or pipe only changes are printed."""
-        if self.out.isatty():
-            self.out.write("\r\033[K" + line)
-            self.out.flush()
-            self.live = True
-
-    def _clear_live(self) -> None:
-        if self.live:
-            self.out.write("\r\033[K")
-            self.live = False
-
-
-def bar(done: int, total: int, width: int = 30) -> str:
-    filled = int(width * done / total) if total else 0
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks"
+                self.live.show(line)
 
 
 def watch(aws: Aws, arn: str, *, out: TextIO, interval: float = 2.0, timeout: float | None = None) -> int:

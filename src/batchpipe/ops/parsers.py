@@ -78,7 +78,6 @@ def add_operator_commands(commands: Any) -> None:
     start.add_argument("--name", type=execution_name, help="execution name (default: <spec name>-<UTC time>)")
     start.add_argument("--watch", action="store_true", help="follow the run until it ends (see `watch`)")
     start.epilog += f"\n\nwith --watch, {EXIT_CODES_HELP}"
-    _aws_options(start)
 
     watch = command(
         commands,
@@ -87,11 +86,9 @@ def add_operator_commands(commands: Any) -> None:
         "batchpipe watch retag-prod-20261202T030000Z --stack batchpipe",
         _watch,
     )
-    watch.add_argument("execution", help="execution ARN, or its name with --stack")
-    watch.add_argument("--stack", help="stack name (needed when EXECUTION is a name)")
+    _execution_arguments(watch)
     watch.add_argument("--interval", type=interval, default=2.0, help="seconds between polls (default 2)")
     watch.epilog += f"\n\n{EXIT_CODES_HELP}"
-    _aws_options(watch)
 
     runs = command(
         commands,
@@ -108,7 +105,6 @@ def add_operator_commands(commands: Any) -> None:
         help="how many runs, newest first (default 20; more than 1,000 are read page by page)",
     )
     runs.add_argument("--json", action="store_true", help="a JSON list instead of a table")
-    _aws_options(runs)
 
     summary = command(
         commands,
@@ -117,8 +113,7 @@ def add_operator_commands(commands: Any) -> None:
         "batchpipe summary retag-prod-20261202T030000Z --stack batchpipe --failures failed.csv --html --open",
         _summary,
     )
-    summary.add_argument("execution", help="execution ARN, or its name with --stack")
-    summary.add_argument("--stack")
+    _execution_arguments(summary)
     summary.add_argument(
         "--failures", metavar="FILE", help="download the failures file to FILE (must not exist)"
     )
@@ -130,7 +125,6 @@ def add_operator_commands(commands: Any) -> None:
         help="save the run page (report.html) to FILE (must not exist; default report-<execution>.html)",
     )
     summary.add_argument("--open", action="store_true", help="open the saved run page in a browser")
-    _aws_options(summary)
 
     rerun = command(
         commands,
@@ -139,8 +133,7 @@ def add_operator_commands(commands: Any) -> None:
         "batchpipe rerun retag-prod-20261202T030000Z --stack batchpipe --error-codes AccessDenied --yes",
         _rerun,
     )
-    rerun.add_argument("execution", help="execution ARN, or its name with --stack")
-    rerun.add_argument("--stack")
+    _execution_arguments(rerun)
     rerun.add_argument("--error-codes", nargs="+", metavar="CODE", help="only the failures with these codes")
     rerun.add_argument(
         "--operation", metavar="FILE", help="JSON of another operation (default: the run's own)"
@@ -148,7 +141,10 @@ def add_operator_commands(commands: Any) -> None:
     rerun.add_argument("--name", type=execution_name, help="execution name of the rerun")
     rerun.add_argument("--yes", action="store_true", help="start without asking")
     rerun.add_argument("--watch", action="store_true", help="follow the rerun until it ends")
-    _aws_options(rerun)
+
+    # Every operator command reaches AWS (or `local serve`) the same way: the AWS options come last.
+    for parser in (start, watch, runs, summary, rerun):
+        _aws_options(parser)
 
     stop = command(
         commands,
@@ -194,14 +190,13 @@ def add_operator_commands(commands: Any) -> None:
 
 
 def add_schema_command(commands: Any) -> None:
-    schema = command(
+    command(
         commands,
         "spec-schema",
         "print the job spec's JSON Schema (for editors; committed as docs/job-spec.schema.json)",
         "batchpipe spec-schema > job-spec.schema.json",
         _spec_schema,
     )
-    del schema
 
 
 def _spec_schema(args: argparse.Namespace) -> int:

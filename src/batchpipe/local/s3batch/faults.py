@@ -21,8 +21,11 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from batchpipe_core.jobs import TAG_ATTEMPT
 
@@ -43,157 +46,145 @@ class FaultRuleError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-@dataclass(frozen=True)
-class FaultRule:
-    key_regex: re.Pattern[str]
-    http_status: int
-    error_code: str
-    times: int | None = None
-    message: str | None = None
+def _short(value: Any) -> str:
+    """A value as the user wrote it, cut short: errors never echo a huge field."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
-    FIELDS = ("keyRegex", "httpStatus", "errorCode", "times", "message")
+
+def _regex(value: Any) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise PydanticCustomError("batchpipe", "must be a string, not {value}", {"value": _short(value)})
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise PydanticCustomError(
+            "batchpipe", "is not a regular expression: {error}", {"error": str(exc)}
+        ) from None
+
+
+# Fields are strict JSON types (``"3"`` is not 3, ``true`` is not 1); a field's description is the
+# first half of the line its bad value gets ("<description>, not <value>").
+Regex = Annotated[re.Pattern[str], BeforeValidator(_regex)]
+_TEXT = "must be a string"
+
+
+def _whole(least: int, default: int | None = None) -> Any:
+    return Field(default, ge=least, description=f"must be a whole number >= {least}")
+
+
+class _Rule(BaseModel):
+    """One rule of a faults file, validated as the job spec is (strict types, unknown fields refused),
+    with one line for the first problem: ``faults[<index>].<field>: <what is wrong>``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+    )
+
+    #: The rule's key in a faults file: ``{"<KIND>": {<fields>}}``; "" for a task rule, whose fields
+    #: stand in the rule itself.
+    KIND: ClassVar[str] = ""
+    EXAMPLE: ClassVar[str] = ""
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> FaultRule:
-        unknown = sorted(set(raw) - set(cls.FIELDS))
-        if unknown:
-            raise FaultRuleError(unknown[0], f"unknown field; a task rule takes {', '.join(cls.FIELDS)}")
-        for name in ("keyRegex", "httpStatus", "errorCode"):
-            if name not in raw:
-                raise FaultRuleError(name, "is required")
-        pattern = _text(raw, "keyRegex")
-        try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
-            raise FaultRuleError("keyRegex", f"is not a regular expression: {exc}") from None
-        status = raw["httpStatus"]
-        if not _whole(status) or not 100 <= status <= 599:
-            raise FaultRuleError("httpStatus", f"must be an HTTP status 100-599, not {_short(status)}")
-        times = raw.get("times")
-        if times is not None and (not _whole(times) or times < 0):
-            raise FaultRuleError("times", f"must be a whole number >= 0, not {_short(times)}")
-        message = _text(raw, "message") if raw.get("message") is not None else None
-        return cls(compiled, status, _text(raw, "errorCode"), times, message)
-
-
-@dataclass(frozen=True)
-class CancelJobRule:
-    attempt: int
-    after_tasks: int
-
-    FIELDS = ("attempt", "afterTasks")
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> CancelJobRule:
-        if set(raw) != {"cancelJob"}:
-            raise FaultRuleError(
-                sorted(set(raw) - {"cancelJob"})[0], "unknown field; a job rule has only cancelJob"
-            )
-        body = raw["cancelJob"]
-        if not isinstance(body, Mapping):
-            raise FaultRuleError(
-                "cancelJob", f'must be an object like {{"attempt": 1, "afterTasks": 0}}, not {_short(body)}'
-            )
-        unknown = sorted(set(body) - set(cls.FIELDS))
-        if unknown:
-            raise FaultRuleError(
-                f"cancelJob.{unknown[0]}", f"unknown field; cancelJob takes {', '.join(cls.FIELDS)}"
-            )
-        attempt, after = body.get("attempt", 1), body.get("afterTasks", 0)
-        for name, value, least in (("attempt", attempt, 1), ("afterTasks", after, 0)):
-            if not _whole(value) or value < least:
+    def from_dict(cls, raw: Mapping[str, Any]) -> Self:
+        kind = cls.KIND
+        body: Any = raw
+        if kind:
+            if set(raw) != {kind}:
                 raise FaultRuleError(
-                    f"cancelJob.{name}", f"must be a whole number >= {least}, not {_short(value)}"
+                    sorted(set(raw) - {kind})[0], f"unknown field; this rule has only {kind}"
                 )
-        return cls(attempt, after)
+            body = raw[kind]
+            if not isinstance(body, Mapping):
+                raise FaultRuleError(kind, f"must be an object like {cls.EXAMPLE}, not {_short(body)}")
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            raise cls._first_problem(exc) from None
+
+    @classmethod
+    def _first_problem(cls, exc: ValidationError) -> FaultRuleError:
+        errors = exc.errors(include_url=False)
+        # An unknown field first (a typo explains the rest), then the fields in their order.
+        error = min(errors, key=lambda e: (e["type"] != "extra_forbidden", errors.index(e)))
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = ".".join(part for part in (cls.KIND, name) if part)
+        names = [info.alias or key for key, info in cls.model_fields.items()]
+        if error["type"] == "extra_forbidden":
+            return FaultRuleError(
+                field, f"unknown field; {cls.KIND or 'a task rule'} takes {', '.join(names)}"
+            )
+        if error["type"] == "missing":
+            return FaultRuleError(field, "is required")
+        if error["type"] == "batchpipe":
+            return FaultRuleError(field, error["msg"])
+        info = next(info for key, info in cls.model_fields.items() if (info.alias or key) == name)
+        return FaultRuleError(field, f"{info.description}, not {_short(error['input'])}")
+
+
+class FaultRule(_Rule):
+    """A task rule: tasks whose decoded key the regex finds fail with this S3 answer before they run."""
+
+    key_regex: Regex
+    http_status: StrictInt = Field(ge=100, le=599, description="must be an HTTP status 100-599")
+    error_code: StrictStr = Field(description=_TEXT)
+    times: StrictInt | None = _whole(0)
+    message: StrictStr | None = Field(None, description=_TEXT)
+
+
+class CancelJobRule(_Rule):
+    """``{"cancelJob": {"attempt": 1, "afterTasks": 5}}``: cancels that attempt's first job once that
+    many of its tasks have run, as a person would."""
+
+    KIND = "cancelJob"
+    EXAMPLE = '{"attempt": 1, "afterTasks": 0}'
+
+    attempt: StrictInt = _whole(1, 1)
+    after_tasks: StrictInt = _whole(0, 0)
 
     def applies(self, tags: Iterable[Mapping[str, str]], tasks_run: int) -> bool:
-        attempt = next((t.get("Value") for t in tags if t.get("Key") == TAG_ATTEMPT), None)
-        return attempt == str(self.attempt) and tasks_run >= self.after_tasks
+        return _attempt_of(tags) == str(self.attempt) and tasks_run >= self.after_tasks
 
 
-@dataclass(frozen=True)
-class LambdaTimeoutRule:
+class LambdaTimeoutRule(_Rule):
     """``{"lambdaTimeout": {"state": "<Lambda Task state>", "times": 1}}``: the state's first ``times``
     Lambda invocations do their work and then fail as a timed-out invocation does. Applied by the
     stack to Step Functions, not by this engine (batchpipe.local.lambda_faults); the state name is
     checked against the state machine there."""
 
-    state: str
-    times: int
+    KIND = "lambdaTimeout"
+    EXAMPLE = '{"state": "CreateJobAndWait", "times": 1}'
 
-    FIELDS = ("state", "times")
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> LambdaTimeoutRule:
-        if set(raw) != {"lambdaTimeout"}:
-            raise FaultRuleError(
-                sorted(set(raw) - {"lambdaTimeout"})[0], "unknown field; this rule has only lambdaTimeout"
-            )
-        body = raw["lambdaTimeout"]
-        if not isinstance(body, Mapping):
-            raise FaultRuleError(
-                "lambdaTimeout",
-                f'must be an object like {{"state": "CreateJobAndWait", "times": 1}}, not {_short(body)}',
-            )
-        unknown = sorted(set(body) - set(cls.FIELDS))
-        if unknown:
-            raise FaultRuleError(
-                f"lambdaTimeout.{unknown[0]}", f"unknown field; lambdaTimeout takes {', '.join(cls.FIELDS)}"
-            )
-        state, times = body.get("state"), body.get("times", 1)
-        if not isinstance(state, str) or not state:
-            raise FaultRuleError("lambdaTimeout.state", f"must name a Task state, not {_short(state)}")
-        if not _whole(times) or times < 1:
-            raise FaultRuleError("lambdaTimeout.times", f"must be a whole number >= 1, not {_short(times)}")
-        return cls(state, times)
+    state: StrictStr = Field(min_length=1, description="must name a Task state")
+    times: StrictInt = _whole(1, 1)
 
 
-@dataclass(frozen=True)
-class JobAnswerRule:
+class JobAnswerRule(_Rule):
     """A rule that changes how S3 answers about the jobs of one attempt (not what their tasks do).
 
-    Each kind is a subclass naming itself (``KIND``, its key in the faults file) and its fields;
-    ``times`` means something only for describeJobNotFound (how many DescribeJob calls miss the job).
+    Each kind is a subclass naming itself (``KIND``, its key in the faults file) and its fields.
     """
 
-    attempt: int
-    times: int = 1
-
-    KIND = ""
-    FIELDS: tuple[str, ...] = ("attempt",)
     EXAMPLE = '{"attempt": 1}'
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> JobAnswerRule:
-        kind = cls.KIND
-        if set(raw) != {kind}:
-            raise FaultRuleError(sorted(set(raw) - {kind})[0], f"unknown field; a job rule has only {kind}")
-        body = raw[kind]
-        if not isinstance(body, Mapping):
-            raise FaultRuleError(kind, f"must be an object like {cls.EXAMPLE}, not {_short(body)}")
-        unknown = sorted(set(body) - set(cls.FIELDS))
-        if unknown:
-            raise FaultRuleError(
-                f"{kind}.{unknown[0]}", f"unknown field; {kind} takes {', '.join(cls.FIELDS)}"
-            )
-        values = {"attempt": body.get("attempt", 1), "times": body.get("times", 1)}
-        for name in cls.FIELDS:
-            if not _whole(values[name]) or values[name] < 1:
-                raise FaultRuleError(
-                    f"{kind}.{name}", f"must be a whole number >= 1, not {_short(values[name])}"
-                )
-        return cls(values["attempt"], values["times"])
+    attempt: StrictInt = _whole(1, 1)
 
     def applies(self, tags: Iterable[Mapping[str, str]]) -> bool:
-        attempt = next((t.get("Value") for t in tags if t.get("Key") == TAG_ATTEMPT), None)
-        return attempt == str(self.attempt)
+        return _attempt_of(tags) == str(self.attempt)
 
 
 class DescribeJobNotFoundRule(JobAnswerRule):
+    """The job's first ``times`` DescribeJob calls answer NotFoundException."""
+
     KIND = "describeJobNotFound"
-    FIELDS = ("attempt", "times")
     EXAMPLE = '{"attempt": 1, "times": 3}'
+
+    times: StrictInt = _whole(1, 1)
 
 
 class WithholdTotalRule(JobAnswerRule):
@@ -204,13 +195,16 @@ class ExpireSuspendedRule(JobAnswerRule):
     KIND = "expireSuspended"
 
 
+def _attempt_of(tags: Iterable[Mapping[str, str]]) -> str | None:
+    return next((t.get("Value") for t in tags if t.get("Key") == TAG_ATTEMPT), None)
+
+
 Rule = FaultRule | CancelJobRule | LambdaTimeoutRule | JobAnswerRule
 
 #: Rule kinds by the field that identifies them. A new kind is one entry here plus its class.
-RULE_KINDS: dict[str, Any] = {
+RULE_KINDS: dict[str, type[_Rule]] = {
     "keyRegex": FaultRule,
-    "cancelJob": CancelJobRule,
-    "lambdaTimeout": LambdaTimeoutRule,
+    **{rule.KIND: rule for rule in (CancelJobRule, LambdaTimeoutRule)},
     **{rule.KIND: rule for rule in (DescribeJobNotFoundRule, WithholdTotalRule, ExpireSuspendedRule)},
 }
 
@@ -229,23 +223,6 @@ def parse_rules(raw: Any) -> list[Rule]:
         except FaultRuleError as exc:
             raise FaultRuleError(exc.field, exc.problem, index) from None
     return rules
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _text(raw: Mapping[str, Any], name: str) -> str:
-    value = raw[name]
-    if not isinstance(value, str):
-        raise FaultRuleError(name, f"must be a string, not {_short(value)}")
-    return value
-
-
-def _short(value: Any) -> str:
-    """A value as the user wrote it, cut short: errors never echo a huge field."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class FaultInjector:

@@ -1,0 +1,55 @@
+"""`batchpipe local serve` in a child process, for the tests that drive the served embedded AWS
+(tests/local/test_operator_cli.py, tests/samlocal)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+#: How long the child may take to seed its objects and print its endpoint.
+START_SECONDS = 180
+
+
+@dataclass
+class Served:
+    endpoint: str
+    #: Set once the child has stopped: its exit status and what it printed after its start-up lines.
+    returncode: int | None = None
+    output: str = ""
+
+
+@contextmanager
+def serving(*args: object, cwd: Path) -> Iterator[Served]:
+    """`batchpipe local serve --port 0 ARGS` on a free loopback port until the block ends, then SIGTERM
+    (as Ctrl-C stops it); the child's exit status and last output are on the yielded ``Served``."""
+    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0", *map(str, args)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
+    assert child.stdout is not None
+    try:
+        endpoint, lines = None, []
+        deadline = time.monotonic() + START_SECONDS
+        while endpoint is None and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
+            endpoint = found and found[1]
+        assert endpoint, "local serve did not start:\n" + "".join(lines)
+        served = Served(endpoint)
+        yield served
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            rest, _ = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            rest, _ = child.communicate()
+    served.returncode, served.output = child.returncode, rest
