@@ -57,7 +57,7 @@ def read_spec(path: str) -> dict:
     """A spec file, read as ValidateSpec reads a spec document (size, encoding, depth, duplicate
     keys); its fields are then checked by the pipeline's ValidateSpec."""
     from batchpipe_core.errors import SpecValidationError
-    from batchpipe_core.spec import parse_spec_document
+    from batchpipe_core.spec_document import parse_spec_document
 
     try:
         spec = parse_spec_document(read_bytes(path, "spec"))

@@ -1,9 +1,9 @@
 """The job spec as a JSON Schema, generated from its two sources of truth, for editors.
 
-The spec's own fields come from the pydantic model ValidateSpec uses (`batchpipe_core.spec.JobSpec`);
+The spec's own fields come from the pydantic model ValidateSpec uses (`batchpipe_core.spec_model.JobSpec`);
 `operation` comes from botocore's model of S3 Batch Operations' `JobOperation`, the shape the spec
 embeds verbatim. Every rule JSON Schema can say is in it (the models' field types carry theirs,
-``batchpipe_core.spec._Rule``; the cross-field ones are JobSpec's), and tests/unit/test_spec_schema.py
+``batchpipe_core.spec_fields._Rule``; the cross-field ones are JobSpec's), and tests/unit/test_spec_schema.py
 checks it against ValidateSpec on generated specs. ValidateSpec also checks what JSON Schema cannot
 say (a `where` predicate, regexes, date order, the stack's buckets).
 """
@@ -21,7 +21,7 @@ COMMITTED_PATH = "docs/job-spec.schema.json"
 
 def spec_schema() -> dict[str, Any]:
     from batchpipe_core.runlock import SCHEDULED_TIME
-    from batchpipe_core.spec import JobSpec
+    from batchpipe_core.spec_model import JobSpec
 
     job_spec = JobSpec.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
     defs = job_spec.pop("$defs")

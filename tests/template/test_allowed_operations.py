@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from batchpipe.local.template import Resolver, load_template, parameter_values
-from batchpipe_core.spec import BYPASS_GOVERNANCE, COMPLIANCE_RETENTION
+from batchpipe_core.spec_stack import BYPASS_GOVERNANCE, COMPLIANCE_RETENTION
 
 from .test_iam_usage import SOURCE_ACTIONS_BY_OPERATION, job_operations
 

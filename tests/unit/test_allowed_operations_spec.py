@@ -7,7 +7,8 @@ import pytest
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
-from batchpipe_core.spec import BYPASS_GOVERNANCE, COMPLIANCE_RETENTION, normalize_spec
+from batchpipe_core.spec import normalize_spec
+from batchpipe_core.spec_stack import BYPASS_GOVERNANCE, COMPLIANCE_RETENTION
 
 from .test_spec import STACK_ENV
 

@@ -17,11 +17,8 @@ from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.operation import operation_names
 from batchpipe_core.runlock import LEASE_MARGIN_SECONDS
-from batchpipe_core.spec import (
-    INVENTORY_ENCRYPTION_STATUSES,
-    INVENTORY_STORAGE_CLASSES,
-    normalize_spec,
-)
+from batchpipe_core.spec import normalize_spec
+from batchpipe_core.spec_fields import INVENTORY_ENCRYPTION_STATUSES, INVENTORY_STORAGE_CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
 

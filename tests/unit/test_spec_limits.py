@@ -12,7 +12,8 @@ import pytest
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
-from batchpipe_core.spec import MAX_SPEC_BYTES, MAX_SPEC_DEPTH, normalize_spec, parse_spec_document
+from batchpipe_core.spec import normalize_spec
+from batchpipe_core.spec_document import MAX_SPEC_BYTES, MAX_SPEC_DEPTH, parse_spec_document
 from tests.unit.test_spec import STACK_ENV, TAGGING, LambdaContext
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,7 +195,7 @@ def test_the_handler_turns_a_deep_or_huge_input_into_a_spec_validation_error(con
 
 
 def test_the_stackless_check_applies_the_document_limits_too():
-    from batchpipe_core.spec import check_spec_model
+    from batchpipe_core.spec_model import check_spec_model
 
     with pytest.raises(SpecValidationError, match=r"^spec: nests objects and lists more than 32 levels deep"):
         check_spec_model(spec_with(name=nested(100_000)))

@@ -35,7 +35,7 @@ def required_parameters(template: dict) -> dict[str, Any]:
 def every_operation() -> str:
     """AllowedOperations naming every operation botocore knows and both named-only extras."""
     from batchpipe_core.operation import operation_names
-    from batchpipe_core.spec import BYPASS_GOVERNANCE, COMPLIANCE_RETENTION
+    from batchpipe_core.spec_stack import BYPASS_GOVERNANCE, COMPLIANCE_RETENTION
 
     return ",".join([*operation_names(), COMPLIANCE_RETENTION, BYPASS_GOVERNANCE])
 

@@ -21,7 +21,7 @@ from batchpipe_core.rerun import failure_rows
 from batchpipe_core.runlock import unwrap_scheduled_input
 from batchpipe_core.runpage import RunPage, parse_time, render
 from batchpipe_core.s3uri import split_s3_uri
-from batchpipe_core.spec import check_spec_model
+from batchpipe_core.spec_model import check_spec_model
 from batchpipe_core.summary import read_records, s3_console_url
 
 from .aws import Aws, OperatorError, aws_errors
