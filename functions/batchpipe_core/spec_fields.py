@@ -24,6 +24,7 @@ from batchpipe_core.errors import shown
 from batchpipe_core.inventory_layout import VERSION_CHOICES
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.query import MAX_BIGINT
+from batchpipe_core.s3uri import split_s3_uri
 
 DEFAULT_NAME = "batchpipe"
 LATEST = "latest"
@@ -175,8 +176,11 @@ def _run_name(value: str) -> str:
 
 
 def _failures_uri(value: str) -> str:
-    bucket, _, key = value.removeprefix("s3://").partition("/")
-    if not value.startswith("s3://") or not bucket or not key or key.endswith("/"):
+    try:
+        bucket, key = split_s3_uri(value)
+    except ValueError:
+        bucket = key = ""
+    if not bucket or not key or key.endswith("/"):
         raise problem(
             f"must be the s3:// URI of a run's failures file (its summary's permanentFailures), "
             f"e.g. s3://<pipeline bucket>/runs/<name>/<execution>/<start>/permanent-failures.csv, got {shown(value)}"

@@ -13,6 +13,7 @@ from batchpipe_core.generator import generator_problems
 from batchpipe_core.inventory_layout import VERSIONS_CURRENT, known_columns
 from batchpipe_core.query import build_unload_sql
 from batchpipe_core.rerun import rerun_buckets
+from batchpipe_core.s3uri import split_s3_uri
 from batchpipe_core.where import normalize_where
 
 # A spec that reaches Athena is checked by building its statement against a placeholder delivery
@@ -160,7 +161,7 @@ def _rerun_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
     uri = rerun.get("failures") if isinstance(rerun, dict) else None
     if not isinstance(uri, str) or any(line.startswith("rerun.failures:") for line in problems):
         return []
-    bucket = uri.removeprefix("s3://").partition("/")[0]
+    bucket, _ = split_s3_uri(uri)  # an s3:// URI: the model refused any other (rerun.failures above)
     if bucket == config.pipeline_bucket:
         return []
     return [

@@ -22,6 +22,7 @@ from batchpipe.local.inventory import (
     write_inventory_dir,
 )
 from batchpipe.local.inventory.reader import read_inventory_dir
+from batchpipe_core.s3uri import split_s3_uri
 
 REGION = "us-east-1"
 FIRST, SECOND, TOO_EARLY = (
@@ -110,7 +111,7 @@ def data_bytes(aws, when: datetime) -> int:
 
 
 def read(aws, uri: str) -> bytes:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     return aws["s3"].get_object(Bucket=bucket, Key=key)["Body"].read()
 
 

@@ -24,6 +24,7 @@ from batchpipe.local.inventory import (
     generate_objects,
     write_inventory,
 )
+from batchpipe_core.s3uri import split_s3_uri
 
 REGION = "us-east-1"
 DELIVERY = datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
@@ -170,7 +171,7 @@ def run(aws, sql: str, database: str) -> dict:
 
 def result_rows(aws, execution: dict) -> list[list[str]]:
     """The query's result file, as Athena wrote it (header row, every value quoted)."""
-    bucket, _, key = execution["ResultConfiguration"]["OutputLocation"].removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(execution["ResultConfiguration"]["OutputLocation"])
     text = aws["s3"].get_object(Bucket=bucket, Key=key)["Body"].read().decode()
     _header, *rows = list(csv.reader(io.StringIO(text)))
     return rows
@@ -240,7 +241,7 @@ def test_unload_writes_exactly_the_manifest_lines(aws, objects, databases):
         assert sorted(lines) == expected, fmt
 
         manifest_uri = execution["Statistics"]["DataManifestLocation"]
-        bucket, _, key = manifest_uri.removeprefix("s3://").partition("/")
+        bucket, key = split_s3_uri(manifest_uri)
         listed_in_manifest = aws["s3"].get_object(Bucket=bucket, Key=key)["Body"].read().decode().split()
         assert sorted(listed_in_manifest) == sorted(f"s3://results/{i['Key']}" for i in listed)
         statistics = aws["athena"].get_query_runtime_statistics(

@@ -14,6 +14,7 @@ import pytest
 from batchpipe.cli import main
 from batchpipe.local import inventory as inv
 from batchpipe.outcome import EXIT_STATUS
+from batchpipe_core.s3uri import split_s3_uri
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,7 @@ def test_local_run_json_prints_only_the_summary_and_leaves_every_artifact(tmp_pa
     assert summary["status"] == "SUCCEEDED"
     assert summary["totals"]["objects"] == summary["manifest"]["objects"] == 150
     assert json.loads((out / "summary.json").read_text()) == summary
-    bucket, manifest_key = summary["manifest"]["location"].removeprefix("s3://").split("/", 1)
+    bucket, manifest_key = split_s3_uri(summary["manifest"]["location"])
     assert (out / bucket / manifest_key).read_text().count("\n") == 150
     report_key = summary["attempts"][0]["report"].removeprefix(f"s3://{bucket}/")
     assert json.loads((out / bucket / report_key).read_text())["Format"] == "Report_CSV_20180820"

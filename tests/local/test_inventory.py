@@ -357,6 +357,22 @@ def test_upload_creates_the_symlink_a_partial_download_lacks(tmp_path):
         assert symlink.startswith("s3://ours/x/b/c/data/")
 
 
+def test_a_symlink_line_that_is_not_an_s3_uri_is_refused_naming_the_file(tmp_path):
+    write_inventory_dir(
+        tmp_path, source_bucket="b", dest_bucket="d", dest_prefix="p", config_id="c",
+        objects=generate_objects(5, seed=1, bucket="b"), delivery_time=DELIVERY,
+    )  # fmt: skip
+    (symlink,) = (tmp_path / "hive").rglob("symlink.txt")
+    symlink.write_text("data/not-a-uri.csv.gz\n")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="ours")
+        with pytest.raises(
+            InventoryDirError, match=r"symlink\.txt: 'data/not-a-uri\.csv\.gz' is not an s3:// URI"
+        ):
+            read_inventory_dir(tmp_path).upload(s3, "ours", "x/b/c")
+
+
 # ------------------------------------------------------------------------------------------ seeding
 def test_seed_bucket_creates_the_objects_with_their_storage_class():
     objects = generate_objects(40, seed=12, bucket="ignored")

@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from batchpipe.cli import main
+from batchpipe_core.s3uri import split_s3_uri
 
 from ..serving import serving
 
@@ -163,7 +164,7 @@ def test_rerun_of_a_failures_file_that_is_not_one_says_so_in_one_line(aws_env, s
     capsys.readouterr()
     assert main(["summary", "planted-1", "--stack", "batchpipe"]) == 0
     uri = json.loads(capsys.readouterr().out)["permanentFailures"]
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(uri)
     s3 = boto3.client("s3")
 
     for planted, culprit in PLANTED.values():

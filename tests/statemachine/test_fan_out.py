@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from urllib.parse import unquote
 
+from batchpipe_core.s3uri import split_s3_uri
 from tests.statemachine.test_pipeline import TAGGING, pipeline, read_s3_uri, run_folder_uri
 
 OBJECTS = 20_000
@@ -74,7 +75,7 @@ def list_keys(stack, bucket: str, prefix: str) -> list[str]:
 
 def parts(stack, record: dict, mode: str) -> tuple[list[dict], list[dict]]:
     """The attempt's part documents: (tallies of counted windows or joined partitions, scattered windows)."""
-    bucket, key = record["uri"].removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(record["uri"])
     prefix = key.rsplit("/", 1)[0] + f"/parts/{mode}/"
     documents = {
         k: s3_json(stack, bucket, k) for k in list_keys(stack, bucket, prefix) if k.endswith(".json")
@@ -86,7 +87,7 @@ def parts(stack, record: dict, mode: str) -> tuple[list[dict], list[dict]]:
 
 def report_oracle(stack, report_uri: str) -> dict[str, str]:
     """decoded key -> task status, read from S3's report files with the csv module alone."""
-    bucket, key = report_uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(report_uri)
     document = s3_json(stack, bucket, key)
     statuses: dict[str, str] = {}
     for result in document["Results"]:

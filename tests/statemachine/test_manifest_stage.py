@@ -16,6 +16,7 @@ import pytest
 
 from batchpipe.local.stack import LocalStack
 from batchpipe.local.world import World
+from batchpipe_core.s3uri import split_s3_uri
 from tests.unit.test_query_athena import CASES, SOURCE, Case, reference, rows_of
 
 # ValidateSpec defaults latestOnly to true (acting on noncurrent versions must be asked for), so a
@@ -64,7 +65,7 @@ def test_dry_run_manifest_equals_the_python_reference(layout, case):
 
 def manifest_rows(stack, summary: dict, versions: str, expected: Counter) -> list[list[str]]:
     """The dry run's manifest rows, checked to decode (percent and form) to exactly ``expected``."""
-    bucket, key = summary["manifest"]["location"].removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(summary["manifest"]["location"])
     body = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
     manifest = list(csv.reader(io.StringIO(body)))
     for decode in (unquote, unquote_plus):

@@ -17,6 +17,7 @@ import pytest
 from batchpipe.local.stack import LocalStack
 from batchpipe.local.world import World
 from batchpipe_core.accounting import estimate_transitions
+from batchpipe_core.s3uri import split_s3_uri
 
 TAG = {"Key": "batchpipe", "Value": "done"}
 TAGGING = {"S3PutObjectTagging": {"TagSet": [TAG]}}
@@ -71,7 +72,7 @@ def tags_by_key(stack) -> dict[str, dict[str, str]]:
 
 
 def read_s3_uri(stack, uri: str) -> str:
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(uri)
     return stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
 
 
@@ -456,7 +457,7 @@ def test_a_reused_execution_name_is_a_new_run_that_never_touches_the_old_one():
 
 
 def _objects_under(stack, folder_uri: str) -> dict[str, str]:
-    bucket, prefix = folder_uri.removeprefix("s3://").split("/", 1)
+    bucket, prefix = split_s3_uri(folder_uri)
     paginator = stack.client("s3").get_paginator("list_objects_v2")
     return {
         o["Key"]: o["ETag"]
@@ -575,7 +576,7 @@ def test_a_tampered_failures_file_naming_another_bucket_fails_the_rerun_before_a
         s3.put_object(Bucket="victim-bucket", Key="payroll.csv", Body=b"x")
         first = stack.run({"name": "first", "operation": TAGGING}, name="first")
         uri = first.output["permanentFailures"]
-        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        bucket, key = split_s3_uri(uri)
         tampered = read_s3_uri(stack, uri) + "victim-bucket,payroll.csv,,404,NoSuchKey,x\n"
         s3.put_object(Bucket=bucket, Key=key, Body=tampered.encode())
         second = stack.run(

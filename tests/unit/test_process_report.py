@@ -17,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from batchpipe_core.s3uri import split_s3_uri
+
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(FUNCTIONS))
@@ -225,7 +227,7 @@ def pack_parts(ref: dict, max_steps: int = 1_000) -> list[dict]:
 
 
 def read(s3, uri: str) -> bytes:
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(uri)
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 

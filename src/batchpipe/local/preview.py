@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batchpipe.inputs import UsageError, read_spec
 from batchpipe.outcome import readable_cause
+from batchpipe_core.s3uri import split_s3_uri
 
 from . import inventory as inv
 from .outputs import lambda_logs_to
@@ -38,7 +39,7 @@ def download_inventory(uri: str, target: Path, s3: Any = None) -> Path:
     import boto3
 
     s3 = s3 or boto3.client("s3")
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    bucket, prefix = split_s3_uri(uri)
     prefix = prefix.strip("/")
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/", Delimiter="/")
     deliveries = sorted(

@@ -31,7 +31,7 @@ from .dialect import (
     to_duckdb,
 )
 from .output import Column, athena_column, results_csv, text_query, unload_files
-from .tables import Catalog, ObjectStore, ScanStats, load_table, split_s3_uri
+from .tables import Catalog, ObjectStore, ScanStats, load_table, s3_location
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _column_kinds(con: duckdb.DuckDBPyConnection, views: set[str]) -> dict[str, 
 
 
 def _require_empty(store: ObjectStore, location: str) -> None:
-    bucket, prefix = split_s3_uri(location)
+    bucket, prefix = s3_location(location)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     if store.list(bucket, prefix):
@@ -189,7 +189,7 @@ def _select(
     result.output_rows = len(result.rows)
     body = results_csv(result.columns, result.rows)
     result.output_bytes = len(body)
-    bucket, prefix = split_s3_uri(_directory(output_location))
+    bucket, prefix = s3_location(_directory(output_location))
     store.put(bucket, f"{prefix}{query_id}.csv", body)
     # Athena's metadata file is binary and undocumented; the stand-in writes the column names.
     store.put(bucket, f"{prefix}{query_id}.csv.metadata", ",".join(c.name for c in result.columns).encode())
@@ -205,7 +205,7 @@ def _unload(
     query_id: str,
     limits: Limits,
 ) -> None:
-    bucket, prefix = split_s3_uri(statement.unload_location or "")
+    bucket, prefix = s3_location(statement.unload_location or "")
     files = unload_files(
         con, result.duckdb_sql, prefix, statement.unload_properties, limits.unload_rows_per_file
     )
@@ -214,7 +214,7 @@ def _unload(
         result.written.append(f"s3://{bucket}/{file.key}")
     result.output_rows = sum(f.rows for f in files)
     result.output_bytes = sum(len(f.body) for f in files)
-    out_bucket, out_prefix = split_s3_uri(_directory(output_location))
+    out_bucket, out_prefix = s3_location(_directory(output_location))
     manifest_key = f"{out_prefix}{query_id}-manifest.csv"
     store.put(out_bucket, manifest_key, "".join(uri + "\n" for uri in result.written).encode())
     result.data_manifest_location = f"s3://{out_bucket}/{manifest_key}"

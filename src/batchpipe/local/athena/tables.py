@@ -27,6 +27,8 @@ import pyarrow.csv as pacsv
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
+from batchpipe_core.s3uri import split_s3_uri
+
 from .errors import data_error, not_supported
 
 
@@ -48,11 +50,12 @@ class ScanStats:
     rows: int = 0
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise not_supported(f"only s3:// locations can be read, not {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
+def s3_location(uri: str) -> tuple[str, str]:
+    """(bucket, key) of a location Athena reads or writes; Athena reads only s3:// locations."""
+    try:
+        return split_s3_uri(uri)
+    except ValueError:
+        raise not_supported(f"only s3:// locations can be read, not {uri!r}") from None
 
 
 # ------------------------------------------------------------------------------------------ types
@@ -148,7 +151,7 @@ def partition_files(
         return all(wanted.get(k) is None or values[k] in wanted[k] for k in keys)  # type: ignore[operator]
 
     if not keys:
-        bucket, prefix = split_s3_uri(descriptor["Location"])
+        bucket, prefix = s3_location(descriptor["Location"])
         return [({}, [(bucket, k) for k in store.list(bucket, prefix) if _is_data_key(k)])]
 
     if params.get("projection.enabled", "").lower() != "true":
@@ -156,7 +159,7 @@ def partition_files(
         for partition in catalog.get_partitions(table["DatabaseName"], table["Name"]):
             values = dict(zip(keys, partition["Values"], strict=True))
             if selected(values):
-                bucket, prefix = split_s3_uri(partition["StorageDescriptor"]["Location"])
+                bucket, prefix = s3_location(partition["StorageDescriptor"]["Location"])
                 result.append((values, [(bucket, k) for k in store.list(bucket, prefix) if _is_data_key(k)]))
         return result
 
@@ -164,7 +167,7 @@ def partition_files(
     template = (
         params.get("storage.location.template") or location + "/".join(f"{k}=${{{k}}}" for k in keys) + "/"
     )
-    bucket, key_template = split_s3_uri(template)
+    bucket, key_template = s3_location(template)
     static_prefix = key_template.split("${", 1)[0]
     regex = _template_regex(key_template, keys)
     found: dict[tuple[str, ...], list[tuple[str, str]]] = {}
@@ -310,7 +313,7 @@ def load_table(
         data_files = files
         if symlinked:
             data_files = [
-                split_s3_uri(line.strip())
+                s3_location(line.strip())
                 for bucket, key in files
                 for line in store.get(bucket, key).decode().splitlines()
                 if line.strip()

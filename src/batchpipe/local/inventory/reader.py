@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from batchpipe.inputs import UsageError, bucket_name
 from batchpipe_core import inventory_layout as layout
+from batchpipe_core.s3uri import split_s3_uri
 
 from .fields import BY_NAME, FIELDS, Field, from_text
 from .objects import InventoryObject
@@ -117,7 +118,7 @@ class LocalInventory:
             if path.name.startswith("."):
                 continue  # S3 writes no dot-files: a folder marker or .DS_Store is not the delivery's
             if path.name == "symlink.txt" and relative.startswith("hive/"):
-                body = self._rewrite_symlink(body, bucket, prefix)
+                body = self._rewrite_symlink(body, bucket, prefix, path)
             s3_client.put_object(Bucket=bucket, Key=f"{prefix}/{relative}", Body=body)
             written.append(f"{prefix}/{relative}")
         symlink_key = f"{prefix}/hive/dt={self.dt}/symlink.txt"
@@ -147,11 +148,16 @@ class LocalInventory:
             return prefix + key[len(original) :]
         return f"{prefix}/data/{key.rsplit('/', 1)[-1]}"
 
-    def _rewrite_symlink(self, body: bytes, bucket: str, prefix: str) -> bytes:
+    def _rewrite_symlink(self, body: bytes, bucket: str, prefix: str, path: Path) -> bytes:
         lines = []
         for line in body.decode().splitlines():
             if line.strip():
-                _, _, key = line.strip().removeprefix("s3://").partition("/")
+                try:
+                    _, key = split_s3_uri(line.strip())
+                except ValueError:
+                    raise InventoryDirError(
+                        f"{path}: {line.strip()[:100]!r} is not an s3:// URI (S3 writes one per line)"
+                    ) from None
                 lines.append(f"s3://{bucket}/{self._rewrite_key(key, prefix)}\n")
         return "".join(lines).encode()
 
