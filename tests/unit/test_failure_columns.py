@@ -50,6 +50,11 @@ PIECES = [
     "%E6%97",
     "%zz",
     "%4",
+    "%00",
+    "%5C",
+    "\\",
+    "\\x41",
+    "41",
     "é",
     "日本",
     "😀",
@@ -66,6 +71,23 @@ encoded_report_keys = st.lists(keys, min_size=1, max_size=30)
 @given(encoded_report_keys)
 def test_keys_decode_as_report_key_does(values):
     assert decoded_keys(pa.array(values, pa.string())).to_pylist() == [report_key(v) for v in values]
+
+
+#: Keys as reports spell them (ASCII, URL-encoded), where whole batches are decoded at once; hostile
+#: ones among them (a "%" without two hex digits, or at a key's end before a key that starts with
+#: hex digits, backslashes that look like escapes) decode piece by piece, as report_key does.
+ascii_report_keys = st.lists(
+    st.lists(st.sampled_from([p for p in PIECES if p.isascii()]), max_size=12).map("".join),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ascii_report_keys, st.integers(0, 3))
+def test_ascii_keys_decode_as_report_key_does_in_any_slice(values, cut):
+    array = pa.array(["x%41", *values], pa.string()).slice(1 + min(cut, len(values) - 1))
+    assert decoded_keys(array).to_pylist() == [report_key(v) for v in array.to_pylist()]
 
 
 @settings(max_examples=300, deadline=None)
