@@ -124,9 +124,14 @@ PACK_BYTES = 1 << 30  # ManifestPackBytes' default
 
 
 def pack_parts(s3, ref) -> None:
-    """The PackParts loop, as the state machine runs it before the merge."""
-    while not fanout.pack_parts_step(s3, ref, budget=PACK_BYTES)["done"]:
-        pass
+    """The PackParts loop, as the state machine runs it before the merge: each step given the last
+    one's cursor (``reportPlan.packing``)."""
+    while True:
+        step = fanout.pack_parts_step(s3, ref, budget=PACK_BYTES)
+        if step["done"]:
+            return
+        cursor = {name: step[name] for name in fanout.PackingCursor.model_fields}
+        ref = ref.model_copy(update={"packing": fanout.PackingCursor.model_validate(cursor)})
 
 
 def whole_file(s3, ref, side: str, unknown) -> Callable[[], object]:

@@ -12,6 +12,9 @@ fresh process so peak memory is its own:
                       order - PlanReport, ReportPart over every window of every results file, the
                       PackParts loop, ProcessReport - over the report uploaded to an in-process moto
                       S3 before the timer (moto's own request handling is in the figure)
+* ``handlers-join``   the same handlers for a job that failed before running 5% of its manifest's
+                      objects: the manifest and the report scattered into hash partitions
+                      (``JOIN_PARTITION_ROWS`` in the environment sets their size) and joined
 * ``process-pyarrow`` ReportPart's work for a Complete job without S3: every window through
                       ``accounting.tally_results``; files of successes only counted, failed rows
                       classified, decoded, counted by prefix and written column-wise
@@ -91,6 +94,7 @@ IN_MEMORY_JOIN_MAX_ROWS = 2_000_000
 REPORT_PART_ROWS = 10_000_000  # template.yaml's ReportPartRows default
 MODES = [
     "handlers",
+    "handlers-join",
     "process-pyarrow",
     "process-pyarrow-rows",
     "process-csv",
@@ -386,10 +390,12 @@ def count_records(files: list[Path]) -> int:
     return sum(pacsv.read_csv(path, *options).num_rows for path in files)
 
 
-def handler_chain(manifest_json: Path) -> tuple[Callable[[], dict], Any]:
+def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callable[[], dict], Any]:
     """The report stage as the state machine runs it - PlanReport, ReportPart over every window of
     every results file, the PackParts loop, ProcessReport - with the real handlers, over the report
     uploaded to an in-process moto S3 (before the timer: uploading is not part of the stage).
+    ``status`` ``Failed``: the job stopped before running 5% of its manifest's objects, so the stage
+    joins the manifest with the report (scatter windows, join partitions).
     Returns the stage to time, and the mock to stop afterwards."""
     os.environ.update(HANDLER_ENV)
     from moto import mock_aws
@@ -415,7 +421,17 @@ def handler_chain(manifest_json: Path) -> tuple[Callable[[], dict], Any]:
         Bucket=MOTO_BUCKET, Key="report/job-bench/manifest.json", Body=json.dumps(document).encode()
     )
     rows = count_records(result_files(manifest_json))
-    manifest = s3.put_object(Bucket=MOTO_BUCKET, Key="run/manifest.csv", Body=b"source-bucket-example,k\n")
+    if status == "Complete":
+        manifest = s3.put_object(
+            Bucket=MOTO_BUCKET, Key="run/manifest.csv", Body=b"source-bucket-example,k\n"
+        )
+        job_counts = {"total": rows}
+    else:
+        manifest_csv = manifest_json.parent.parent / "manifest.csv"
+        s3.upload_file(str(manifest_csv), MOTO_BUCKET, "run/manifest.csv")
+        manifest = s3.head_object(Bucket=MOTO_BUCKET, Key="run/manifest.csv")
+        ran, rows = rows, sum(1 for _ in open(manifest_csv, "rb"))
+        job_counts = {"total": rows, "succeeded": ran, "failed": 0}  # only the total matters here
     event = {
         "spec": {"name": "bench", "operation": {"S3PutObjectTagging": {"TagSet": []}}},
         "run": {"name": "bench", "executionId": "bench", "bucket": MOTO_BUCKET, "prefix": "run/"},
@@ -431,9 +447,9 @@ def handler_chain(manifest_json: Path) -> tuple[Callable[[], dict], Any]:
         },
         "job": {
             "jobId": "bench",
-            "status": "Complete",
+            "status": status,
             "terminal": True,
-            "total": rows,
+            **job_counts,
             "report": {"bucket": MOTO_BUCKET, "prefix": "report", "scope": "AllTasks"},
         },
     }
@@ -451,11 +467,19 @@ def handler_chain(manifest_json: Path) -> tuple[Callable[[], dict], Any]:
         while not process_app.handler({"reportPlan": ref, "pack": True}, context)["done"]:
             pass
         done = process_app.handler({**event, "reportPlan": ref}, context)
-        return {
+        outcomes = {
             "succeeded": done["succeeded"],
             "retriable": done["failedRetriable"],
             "permanent": done["failedPermanent"],
         }
+        if ref["mode"] != "join":
+            return outcomes
+        # What the scatter wrote, for the PutObject count (one object per window since issue 23 §3).
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=MOTO_BUCKET, Prefix=f"{ref['prefix']}scatter"
+        )
+        scatter = sum(page.get("KeyCount", 0) for page in pages)
+        return outcomes | {"partitions": ref["partitions"], "scatterObjects": scatter}
 
     return stage, mock
 
@@ -611,16 +635,16 @@ def measure(mode: str, manifest_json: Path) -> dict:
         import awswrangler  # noqa: F401
     if mode in ("awswrangler-chunked", "parse-pyarrow-moto"):
         mock, s3, keys = moto_s3(files)  # uploading is not part of reading
-    if mode == "handlers":
-        stage, mock = handler_chain(manifest_json)
+    if mode in ("handlers", "handlers-join"):
+        stage, mock = handler_chain(manifest_json, "Complete" if mode == "handlers" else "Failed")
     rss_before = _current_rss_bytes()
     started, cpu_started = time.perf_counter(), time.process_time()
     detail: dict = {}
     if mode in ("parse-pyarrow", "parse-csv"):
         rows = sum(1 for _ in report_rows(files, mode.removeprefix("parse-")))
-    elif mode == "handlers":
+    elif mode in ("handlers", "handlers-join"):
         detail = stage()
-        rows = sum(detail.values())
+        rows = detail["succeeded"] + detail["retriable"] + detail["permanent"]
     elif mode in ("process-pyarrow", "process-pyarrow-rows", "process-csv"):
         reader = "csv" if mode == "process-csv" else "pyarrow"
         with tempfile.TemporaryDirectory() as out:

@@ -63,10 +63,21 @@ def one_job(objects: int) -> dict[str, float]:
             if not engine.wait_idle(3600):
                 raise SystemExit("the job did not finish within an hour")
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            job = s3control.describe_job(AccountId=ACCOUNT, JobId=job_id)["Job"]
+            job = describe(s3control, job_id)
     if job["Status"] != "Complete" or job["ProgressSummary"]["NumberOfTasksSucceeded"] != objects:
         raise SystemExit(f"the job ended {job['Status']}: {job.get('ProgressSummary')}")
     return {"wallSeconds": round(wall, 2), "cpuSeconds": round(cpu, 2)}
+
+
+def describe(s3control, job_id: str) -> dict:
+    """The job, asked again while DescribeJob says NotFound: the embedded engine answers a new job's
+    first DescribeJob so (docs/LOCAL.md), as S3's eventual consistency may."""
+    for _ in range(5):
+        try:
+            return s3control.describe_job(AccountId=ACCOUNT, JobId=job_id)["Job"]
+        except s3control.exceptions.NotFoundException:
+            time.sleep(0.2)
+    raise SystemExit(f"DescribeJob kept answering NotFound for job {job_id}")
 
 
 def main() -> None:

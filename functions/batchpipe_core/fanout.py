@@ -32,9 +32,11 @@ invocation overwrites its own output and nothing is counted twice.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
+import os
+import struct
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +63,7 @@ from batchpipe_core.attempts import (
 )
 from batchpipe_core.byte_window import Window, open_window
 from batchpipe_core.classification import Disposition
-from batchpipe_core.csv_upload import CsvWriter, Uploaded
+from batchpipe_core.csv_upload import CsvUpload, CsvWriter, Uploaded
 from batchpipe_core.errors import AccountingError, BatchPipeError, JobPreparationFailedError, TransientError
 from batchpipe_core.jobs import TERMINAL_STATUSES
 from batchpipe_core.keys import as_folder
@@ -73,7 +75,8 @@ from batchpipe_core.multipart import (
     concatenate,
     list_sources,
     listed_packing_plan,
-    pack_next,
+    next_packing_group,
+    packed_key,
     with_packed,
 )
 from batchpipe_core.observability import logger
@@ -82,6 +85,7 @@ from batchpipe_core.reconciliation import Reconciliation, identity
 from batchpipe_core.report import (
     FAILURE_HEADER,
     MIN_RESULT_RECORD_BYTES,
+    READ_BUFFER_BYTES,
     default_reader,
     manifest_field_count,
     parse_manifest_rows,
@@ -148,6 +152,18 @@ class Plan(BaseModel):
     joinRows: int = Field(ge=1)
 
 
+class PackingCursor(BaseModel):
+    """Where the PackParts loop is: the state carries it from step to step (``reportPlan.packing``),
+    so each step lists only from where the last one stopped."""
+
+    model_config = ConfigDict(extra="forbid")
+    done: bool = False
+    groups: int = Field(default=0, ge=0)  # groups packed so far, every kind
+    kind: int = Field(default=0, ge=0)  # the kind being packed (its place in KINDS)
+    index: int = Field(default=0, ge=0)  # groups of that kind packed so far
+    after: str | None = None  # the last key of the kind's last group packed (StartAfter)
+
+
 class PlanRef(BaseModel):
     """What the state carries between the plan, the Maps and the merge."""
 
@@ -159,6 +175,7 @@ class PlanRef(BaseModel):
     readItems: str
     joinItems: str
     executionId: str | None = None  # the run's execution: the Maps' children log under it
+    packing: PackingCursor | None = None  # the PackParts loop's cursor, once it has run a step
 
 
 class FileItem(BaseModel):
@@ -412,50 +429,144 @@ def partition_of(row: tuple, partitions: int) -> int:
 
 
 def _scatter_window(s3: Any, plan: Plan, window: Window, side: str, part_id: str, extent: dict) -> None:
-    """The window's rows into one CSV per partition (manifest rows as 3 fields, report rows as 7)."""
-    buffers: dict[int, io.StringIO] = {}
-    writers: dict[int, CsvWriter] = {}
-    rows = 0
-    if side == MANIFEST:
-        with text_stream(window.stream) as text:
-            for row in parse_manifest_rows(text):
-                _writer(buffers, writers, partition_of(row, plan.partitions)).writerow(row)
-                rows += 1
-    else:
-        for report_row in read_result_rows(window.stream):
-            fields = list(report_row)
-            fields[4] = "" if report_row.http_status is None else str(report_row.http_status)
-            _writer(buffers, writers, partition_of(report_row, plan.partitions)).writerow(fields)
-            rows += 1
-    for partition, buffer in sorted(buffers.items()):
-        s3.put_object(
-            Bucket=plan.bucket,
-            Key=f"{plan.prefix}scatter/p{partition:05d}/{part_id}.csv",
-            Body=buffer.getvalue().encode("utf-8", "surrogatepass"),
-        )
-    extent.update(end=window.end, size=window.size, rows=rows)
+    """The window's rows, grouped by partition, into one object (manifest rows as 3 fields, report
+    rows as 7): ``scatter/<part>.bin`` is an index of ``partitions + 1`` offsets (little-endian
+    uint64, from the end of the index) followed by each partition's CSV rows in partition order, so a
+    partition's join reads its rows of every window with one ranged GET.
+
+    One PUT (or one multipart upload) per window, whatever the number of partitions: requests grow
+    with the report's size, not with its square. Rows wait in memory up to ``SCATTER_SPILL_CHARS``
+    and are then spilled to a local file in runs, so memory stays bounded whatever the window's size.
+    """
+    spill = _ScatterSpill(plan.partitions)
+    with spill:
+        if side == MANIFEST:
+            with text_stream(window.stream) as text:
+                for row in parse_manifest_rows(text):
+                    spill.writer(partition_of(row, plan.partitions)).writerow(row)
+        else:
+            for report_row in read_result_rows(window.stream):
+                fields = list(report_row)
+                fields[4] = "" if report_row.http_status is None else str(report_row.http_status)
+                spill.writer(partition_of(report_row, plan.partitions)).writerow(fields)
+        upload = CsvUpload(s3, plan.bucket, f"{plan.prefix}scatter/{part_id}.bin")
+        try:
+            spill.write_to(upload)
+            upload.close()
+        except BaseException:
+            upload.abort()
+            raise
+    extent.update(end=window.end, size=window.size, rows=spill.rows)
     _put_json(s3, plan.bucket, f"{plan.prefix}scattered/{part_id}.json", extent)
 
 
-def _writer(buffers: dict[int, io.StringIO], writers: dict[int, CsvWriter], partition: int) -> CsvWriter:
-    writer = writers.get(partition)
-    if writer is None:
-        buffers[partition] = io.StringIO(newline="")
-        writer = writers[partition] = CsvWriter(buffers[partition])
-    return writer
+#: How many characters of rows a scatter holds before it spills them to its local file (/tmp).
+SCATTER_SPILL_CHARS = 32 << 20
+_OFFSET = struct.Struct("<Q")
+
+
+class _ScatterSpill:
+    """One window's rows by partition: in memory up to ``SCATTER_SPILL_CHARS``, then appended to a
+    temporary file as a run (each partition's rows of the run, in partition order); ``write_to``
+    streams the index and then every partition's pieces of every run."""
+
+    def __init__(self, partitions: int) -> None:
+        self._partitions = partitions
+        self._pieces: list[list[str]] = [[] for _ in range(partitions)]
+        self._writers: dict[int, CsvWriter] = {}
+        self._held = 0
+        self.rows = 0
+        # Per partition: (offset, length) of its bytes in each run written to the file.
+        self._runs: list[list[tuple[int, int]]] = [[] for _ in range(partitions)]
+        self._file: Any = None
+
+    def __enter__(self) -> _ScatterSpill:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def writer(self, partition: int) -> CsvWriter:
+        """The writer of the next row, which goes to ``partition`` (called once per row)."""
+        writer = self._writers.get(partition)
+        if writer is None:
+            writer = self._writers[partition] = CsvWriter(_Appender(self, self._pieces[partition]))
+        self.rows += 1
+        return writer
+
+    def appended(self, characters: int) -> None:
+        self._held += characters
+        if self._held >= SCATTER_SPILL_CHARS:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="batchpipe-scatter-")
+        self._file.seek(0, os.SEEK_END)
+        for partition, pieces in enumerate(self._pieces):
+            if pieces:
+                data = "".join(pieces).encode("utf-8", "surrogatepass")
+                self._runs[partition].append((self._file.tell(), len(data)))
+                self._file.write(data)
+                pieces.clear()
+        self._held = 0
+
+    def write_to(self, upload: CsvUpload) -> None:
+        self._spill()  # every row in the file, the last run too: one way to read them back
+        offsets, end = [0], 0
+        for runs in self._runs:
+            end += sum(length for _, length in runs)
+            offsets.append(end)
+        upload.write_bytes(b"".join(_OFFSET.pack(offset) for offset in offsets))
+        for runs in self._runs:
+            for offset, length in runs:
+                self._file.seek(offset)
+                while length:
+                    chunk = self._file.read(min(length, READ_BUFFER_BYTES))
+                    upload.write_bytes(chunk)
+                    length -= len(chunk)
+
+
+class _Appender:
+    """csv.writer's file for one partition: its rows' text, counted against the spill bound."""
+
+    def __init__(self, spill: _ScatterSpill, pieces: list[str]) -> None:
+        self._spill, self._pieces = spill, pieces
+
+    def write(self, text: str) -> None:
+        self._pieces.append(text)
+        self._spill.appended(len(text))
+
+
+def _scattered_rows(s3: Any, bucket: str, key: str, partition: int, partitions: int) -> Any:
+    """The body of ``partition``'s rows in one scattered window object, or None when it has none:
+    its two offsets from the index, then those bytes (two ranged GETs)."""
+    first = partition * _OFFSET.size
+    index = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{first + 2 * _OFFSET.size - 1}")
+    pair = index["Body"].read()
+    if len(pair) != 2 * _OFFSET.size:
+        raise BatchPipeError(f"s3://{bucket}/{key}: no index entry for partition {partition}")
+    start, end = struct.unpack("<2Q", pair)
+    if end <= start:
+        return None
+    rows_from = (partitions + 1) * _OFFSET.size
+    ranged = f"bytes={rows_from + start}-{rows_from + end - 1}"
+    return s3.get_object(Bucket=bucket, Key=key, Range=ranged)["Body"]
 
 
 def _join_partition(s3: Any, plan: Plan, partition: int, unknown: Disposition) -> None:
-    folder = f"{plan.prefix}scatter/p{partition:05d}/"
+    folder = f"{plan.prefix}scatter/"
     keys = [source.key for source in list_sources(s3, plan.bucket, folder)]
     part_id = f"p{partition:05d}"
 
     def rows_of(side: str, parse: Any) -> Iterator:
         for key in keys:
             if key[len(folder) :].startswith(side + "-"):
-                body = s3.get_object(Bucket=plan.bucket, Key=key)["Body"]
-                with text_stream(body) as text:
-                    yield from parse(text)
+                body = _scattered_rows(s3, plan.bucket, key, partition, plan.partitions)
+                if body is not None:
+                    with text_stream(body) as text:
+                        yield from parse(text)
 
     absent = succeeded_row if plan.absent == "succeeded" else not_run_row(plan.notRunMessage)
     joined = Reconciliation(
@@ -653,29 +764,60 @@ def _check_tiles(documents: list[dict], files: list[FileRef], side: str, *, what
 def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_LIMITS) -> dict[str, Any]:
     """One bounded step of packing the parts' failure files under 5 MiB (which cannot be parts of a
     multipart upload but the last) into objects the merge then copies inside S3; the PackParts loop
-    runs it until ``done``.
+    runs it until ``done``, each step given the last one's cursor (``ref.packing``; none at first).
 
-    The groups are planned from a listing of the parts' outputs (key order: the same listing, the same
-    groups); the first group without its packed object is packed, at most ``budget`` bytes plus one
-    file read. The merge plans the same groups from the parts' tallies and takes a packed object only
-    where its key's digest matches its group (``multipart.packing_plan``).
+    The groups are those ``multipart.packing_groups`` cuts from the parts' outputs in key order, kind
+    by kind: a step lists from the cursor on until it has the next group (``next_packing_group``),
+    packs it - at most ``budget`` bytes plus one file read - and moves the cursor past it, so a loop
+    lists every part file once, not once per step. The merge plans the same groups from the parts'
+    tallies and takes a packed object only where its key's digest matches its group
+    (``multipart.packing_plan``); a retried step packs the same group into the same object.
     """
     plan = load_plan(s3, ref)
-    listed = list_sources(s3, plan.bucket, f"{plan.prefix}out/")
-    groups = []
-    for kind, name in KINDS.items():
-        sources = [source for source in listed if source.key.endswith(f"/{name}")]
-        groups.extend(_packing_plan(s3, plan, kind, sources, budget, limits))
-    packed_bytes, left = pack_next(
+    cursor = _at_next_group(s3, plan, ref.packing or PackingCursor(), limits)
+    packed_bytes = 0
+    if not cursor.done:
+        kind = list(KINDS)[cursor.kind]
+        group = _next_group(s3, plan, cursor, budget, limits)
+        concatenate(
+            s3,
+            bucket=plan.bucket,
+            key=packed_key(f"{plan.prefix}packed/{kind}/", cursor.index, group),
+            sources=group,
+            scratch_prefix=f"{plan.prefix}scratch/packing/",
+            limits=limits,
+            source_bucket=plan.bucket,
+        )
+        packed_bytes = sum(source.size for source in group)
+        update = {"groups": cursor.groups + 1, "index": cursor.index + 1, "after": group[-1].key}
+        cursor = _at_next_group(s3, plan, cursor.model_copy(update=update), limits)
+    logger.info(
+        "part files packed", extra={"groups": cursor.groups, "done": cursor.done, "bytesPacked": packed_bytes}
+    )
+    return cursor.model_dump() | {"bytesPacked": packed_bytes}
+
+
+def _next_group(s3: Any, plan: Plan, cursor: PackingCursor, budget: int, limits: Limits) -> list[Source]:
+    return next_packing_group(
         s3,
         bucket=plan.bucket,
-        plan=groups,
-        source_bucket=plan.bucket,
-        scratch_prefix=f"{plan.prefix}scratch/packing/",
+        prefix=f"{plan.prefix}out/",
+        suffix=f"/{list(KINDS.values())[cursor.kind]}",
+        after=cursor.after,
+        budget=budget,
         limits=limits,
     )
-    logger.info("part files packed", extra={"groups": len(groups), "left": left, "bytesPacked": packed_bytes})
-    return {"done": left == 0, "groups": len(groups), "bytesPacked": packed_bytes}
+
+
+def _at_next_group(s3: Any, plan: Plan, cursor: PackingCursor, limits: Limits) -> PackingCursor:
+    """``cursor`` moved past the kinds that have no group left to pack (``done`` when none has): the
+    next group's first file is looked for (a group of budget 1), so ``done`` comes with the step that
+    packs the last group, not one step later."""
+    while not cursor.done and not _next_group(s3, plan, cursor, 1, limits):
+        last = cursor.kind + 1 >= len(KINDS)
+        update = {"kind": cursor.kind + (not last), "index": 0, "after": None, "done": last}
+        cursor = cursor.model_copy(update=update)
+    return cursor
 
 
 def _packing_plan(

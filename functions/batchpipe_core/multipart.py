@@ -368,7 +368,7 @@ def packing_plan(
     written = {source.key: source for source in packed}
     plan = []
     for index, group in enumerate(packing_groups(sources, budget, limits)):
-        key = f"{packed_prefix}g{index:06d}-{_digest(group)}.csv"
+        key = packed_key(packed_prefix, index, group)
         plan.append(PackGroup(key, tuple(group), written.get(key)))
     return plan
 
@@ -384,6 +384,51 @@ def listed_packing_plan(
 ) -> list[PackGroup]:
     """``packing_plan`` with the packed objects found under ``packed_prefix`` in ``bucket``."""
     return packing_plan(sources, packed_prefix, list_sources(s3, bucket, packed_prefix), budget, limits)
+
+
+#: Keys per ListObjectsV2 page: S3's most (S3 API reference, ListObjectsV2: MaxKeys).
+LIST_PAGE_KEYS = 1000
+
+
+def next_packing_group(
+    s3: Any,
+    *,
+    bucket: str,
+    prefix: str,
+    suffix: str,
+    after: str | None,
+    budget: int,
+    limits: Limits = S3_LIMITS,
+) -> list[Source]:
+    """The ``packing_groups`` group of the objects under ``prefix`` whose keys end with ``suffix``
+    that follows the group ending at key ``after`` (None: the first group); [] when none is left.
+
+    Listed from ``after`` on (ListObjectsV2 ``StartAfter``) and only until the group is full, so a
+    loop that carries ``after`` from step to step lists each object once in all, instead of every
+    object at every step. Groups are cut where ``packing_groups`` cuts them over the whole listing:
+    a group ends at the first small source that brings it to ``budget``, so the next one starts right
+    after it.
+    """
+    group: list[Source] = []
+    size = 0
+    start = {"StartAfter": after} if after else {}
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, **start, PaginationConfig={"PageSize": LIST_PAGE_KEYS}
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith(suffix) or not 0 < item["Size"] < limits.min_part:
+                continue
+            group.append(Source(item["Key"], item["Size"], item.get("ETag")))
+            size += item["Size"]
+            if size >= budget:
+                return group
+    return group
+
+
+def packed_key(packed_prefix: str, index: int, group: Sequence[Source]) -> str:
+    """Where group ``index`` of a packing plan is packed: its position and a digest of its sources."""
+    return f"{packed_prefix}g{index:06d}-{_digest(group)}.csv"
 
 
 def _digest(group: Sequence[Source]) -> str:

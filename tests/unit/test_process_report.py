@@ -218,12 +218,26 @@ def run_parts(event: dict) -> dict:
 
 
 def pack_parts(ref: dict, max_steps: int = 1_000) -> list[dict]:
-    """The PackParts loop: steps until done."""
+    """The PackParts loop: steps until done, each given the last one's cursor as the state machine
+    passes it (ResultSelector into ``reportPlan.packing``)."""
     steps = []
     while not steps or not steps[-1]["done"]:
         steps.append(app.handler({"reportPlan": ref, "pack": True}, Context()))
+        ref = {**ref, "packing": packing_cursor(steps[-1])}
         assert len(steps) <= max_steps, "packing did not end"
     return steps
+
+
+def packing_cursor(step: dict) -> dict:
+    """What PackParts' ResultSelector keeps of a step's answer (template's state machine)."""
+    selector = pipeline_states()["PackParts"]["ResultSelector"]
+    return {name.removesuffix(".$"): step[path.removeprefix("$.Payload.")] for name, path in selector.items()}
+
+
+def pipeline_states() -> dict:
+    return json.loads(
+        (Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json").read_text()
+    )["States"]
 
 
 def read(s3, uri: str) -> bytes:
@@ -392,9 +406,9 @@ def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_reads
         ref = run_parts(event)
         while not seen["steps"] or not seen["steps"][-1][0]["done"]:
             reads.clear()
-            seen["steps"].append(
-                (app.handler({"reportPlan": ref, "pack": True}, Context()), part_file_reads(reads))
-            )
+            step = app.handler({"reportPlan": ref, "pack": True}, Context())
+            seen["steps"].append((step, part_file_reads(reads)))
+            ref = {**ref, "packing": packing_cursor(step)}
         reads.clear()
         processed = app.handler({**event, "reportPlan": ref}, Context())
         seen["merge"] = part_file_reads(reads)
@@ -432,6 +446,50 @@ def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_reads
     assert failures[0][0] == "bucket" and sorted(row[1] for row in failures[1:]) == [
         f"gone/{i:03d}" for i in range(12)
     ]
+
+
+@pytest.mark.parametrize("s3", ["many parts"], indirect=True)
+def test_the_packing_loop_lists_each_part_file_a_bounded_number_of_times_not_once_per_step(s3, monkeypatch):
+    """Issue 23 §5: the PackParts loop carries a cursor (reportPlan.packing), so a step lists only
+    from where the last one stopped: each part file is listed a few times in all (one pass per kind
+    of file, and a look-ahead), however many steps the loop takes. Listing pages are 5 keys here
+    instead of S3's 1,000, as the windows are 4 rows: a page holds fewer keys than the loop's files."""
+    from batchpipe_core import multipart
+    from batchpipe_core.fanout import KINDS
+
+    monkeypatch.setattr(multipart, "LIST_PAGE_KEYS", 5)
+
+    listed: list[str] = []
+
+    def record(parsed, **kwargs):
+        listed.extend(item["Key"] for item in parsed.get("Contents", []) if "/out/" in item["Key"])
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("after-call.s3.ListObjectsV2", record)
+    tasks = [
+        failed(SOURCE, f"slow/{i:03d}", 503, "SlowDown")
+        if i % 2
+        else failed(SOURCE, f"gone/{i:03d}", 404, "NoSuchKey")
+        for i in range(240)
+    ]
+    steps: list[dict] = []
+
+    def staged(event: dict) -> dict:
+        ref = run_parts(event)
+        listed.clear()
+        steps.extend(pack_parts(ref))
+        return app.handler({**event, "reportPlan": ref}, Context())
+
+    output = run_attempt(s3, tasks, stage=staged)
+
+    assert (output["failedRetriable"], output["failedPermanent"]) == (120, 120)
+    rows = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+    assert sorted(row[1] for row in rows) == [f"slow/{i:03d}" for i in range(1, 240, 2)]
+    part_files = {key for key in listed if not key.endswith("/tally.json")}
+    most = max(listed.count(key) for key in part_files)
+    # Re-listing per step would list some file once per step; the cursor bounds it by the kinds.
+    assert most <= 6 * len(KINDS) < len(steps), f"a part file was listed {most} times in {len(steps)} steps"
+    boto3.DEFAULT_SESSION = None
 
 
 def long_key(kind: str, i: int) -> str:
@@ -483,6 +541,54 @@ def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(s3, r
 
 
 # ------------------------------------------------------------------------------------ Failed / Cancelled
+
+
+@pytest.mark.parametrize("s3", ["one part"], indirect=True)
+def test_a_stopped_jobs_join_writes_one_object_per_window_past_the_part_size_and_spills(s3, monkeypatch):
+    """Issue 23 §3: a scatter window writes one object (an index, then its rows by partition), not
+    one per partition, so PUTs grow with the report and not with its square; the window's rows are
+    spilled to a local file in runs past SCATTER_SPILL_CHARS. Windows here are larger than the
+    upload's 8 MiB part (multipart, its first part past the 5 MiB minimum) and there are 40
+    partitions, so partitions' ranges lie in every part, across part boundaries too."""
+    from batchpipe_core import fanout
+
+    monkeypatch.setenv("REPORT_PART_ROWS", "12000")
+    monkeypatch.setenv("JOIN_PARTITION_ROWS", "800")  # 30,000 objects / (800 x 0.8) -> 47 partitions
+    monkeypatch.setattr(fanout, "SCATTER_SPILL_CHARS", 3 << 20)
+    tasks = [
+        failed(SOURCE, long_key("gone", i), 404, "NoSuchKey")
+        if i % 10 == 3
+        else failed(SOURCE, long_key("slow", i), 503, "SlowDown")
+        if i % 10 == 7
+        else succeeded(SOURCE, long_key("ok", i))
+        for i in range(30_000)
+    ]
+    ran = tasks[:26_000]  # the job failed before running the last 4,000
+    counts = {"total": len(tasks), "succeeded": 20_800, "failed": 5_200}
+
+    output = run_attempt(s3, tasks, status="Failed", reported=ran, job_counts=counts)
+
+    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        30_000,
+        20_800,
+        2_600 + 4_000,
+        2_600,
+    )
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-1/parts/join/")["Contents"]
+    scatter = [o for o in listed if "/scatter/" in o["Key"]]
+    windows = [o for o in listed if "/scattered/" in o["Key"]]
+    partitions = [o for o in listed if o["Key"].endswith("/tally.json")]
+    assert len(partitions) == 47 and len(windows) >= 6  # 3 windows of the manifest, 3+ of the report
+    assert len(scatter) == len(windows)  # one object per window, whatever the partitions
+    assert max(o["Size"] for o in scatter) > fanout.CsvUpload.PART_BYTES  # a multipart upload
+    failures = csv_rows(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv"))
+    assert sorted(row[1] for row in failures[1:]) == sorted(long_key("gone", i) for i in range(3, 26_000, 10))
+    retry = [row[1] for row in csv_rows(read(s3, output["next"]["manifest"]["location"]))]
+    expected = [encode_key(long_key("slow", i)) for i in range(7, 26_000, 10)] + [
+        encode_key(task.key) for task in tasks[26_000:]
+    ]
+    assert sorted(retry) == sorted(expected)
+    assert record_of(s3, output)["notRun"] == 4_000
 
 
 @pytest.mark.parametrize("status", ["Failed", "Cancelled"])
