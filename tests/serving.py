@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-#: How long the child may take to seed its objects and print its endpoint.
-START_SECONDS = 180
+#: How long the child may take to seed its objects and print its endpoint (on a loaded machine too).
+START_SECONDS = 300
 
 
 @dataclass

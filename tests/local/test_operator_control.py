@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 
 import boto3
 import pytest
 
 from batchpipe.cli import main
+
+from ..serving import serving
 
 OPERATION = {"S3PutObjectTagging": {"TagSet": [{"Key": "stage", "Value": "confirmed"}]}}
 STACK = "batchpipe"
@@ -28,26 +27,8 @@ pytestmark = pytest.mark.xdist_group("served-embedded-aws")
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
-    command = [sys.executable, "-m", "batchpipe.cli", "local", "serve", "--port", "0", "--objects", "200"]
-    command += ["--out", str(tmp / "out"), "--wait-timeout", "2"]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
-    try:
-        found, lines, deadline = None, [], time.monotonic() + 300
-        while found is None and time.monotonic() < deadline:
-            line = child.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
-        assert found, "local serve did not start:\n" + "".join(lines)
-        yield found[1]
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
+    with serving("--objects", 200, "--out", tmp / "out", "--wait-timeout", 2, cwd=tmp) as served:
+        yield served.endpoint
 
 
 @pytest.fixture
