@@ -97,21 +97,44 @@ def invocation_record(
     }
 
 
+def eventbridge_event(
+    *,
+    source: str,
+    detail_type: str,
+    account_id: str,
+    region: str,
+    time: str,
+    resources: list[str],
+    detail: dict,
+) -> dict:
+    """The envelope every event on an EventBridge bus has (EventBridge user guide, "Amazon EventBridge
+    events"), with a fresh ``id``."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": account_id,
+        "time": time,
+        "region": region,
+        "resources": resources,
+        "detail": detail,
+    }
+
+
 def scheduled_event(*, account_id: str, region: str, rule_arn: str, now: datetime | None = None) -> dict:
     """The event an EventBridge schedule rule sends its target (EventBridge user guide, "Creating a
     rule that runs on a schedule"): source ``aws.events``, detail-type ``Scheduled Event``."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": account_id,
-        "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [rule_arn],
-        "detail": {},
-    }
+    return eventbridge_event(
+        source="aws.events",
+        detail_type="Scheduled Event",
+        account_id=account_id,
+        region=region,
+        time=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        resources=[rule_arn],
+        detail={},
+    )
 
 
 def execution_status_change(
@@ -138,16 +161,14 @@ def execution_status_change(
     def millis(moment: datetime | None) -> int | None:
         return None if moment is None else epoch_millis(moment)
 
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": account_id,
-        "time": (stop or start).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [execution_arn],
-        "detail": {
+    return eventbridge_event(
+        source="aws.states",
+        detail_type="Step Functions Execution Status Change",
+        account_id=account_id,
+        region=region,
+        time=(stop or start).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        resources=[execution_arn],
+        detail={
             "executionArn": execution_arn,
             "stateMachineArn": state_machine_arn,
             "name": name,
@@ -161,7 +182,7 @@ def execution_status_change(
             "error": error,
             "cause": cause,
         },
-    }
+    )
 
 
 class EventRouter:

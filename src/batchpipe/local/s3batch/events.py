@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from ..events import eventbridge_event
+
 
 def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -28,16 +30,14 @@ def job_status_changed(
 ) -> dict:
     """A fresh event (new ids) for one status the job entered at ``at`` (UTC)."""
     moment = _timestamp(at)
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "AWS Service Event via CloudTrail",
-        "source": "aws.s3",
-        "account": account_id,
-        "time": moment,
-        "region": region,
-        "resources": [],
-        "detail": {
+    return eventbridge_event(
+        source="aws.s3",
+        detail_type="AWS Service Event via CloudTrail",
+        account_id=account_id,
+        region=region,
+        time=moment,
+        resources=[],
+        detail={
             "eventVersion": "1.05",
             "userIdentity": {"accountId": account_id, "invokedBy": "s3.amazonaws.com"},
             "eventTime": moment,
@@ -58,4 +58,4 @@ def job_status_changed(
                 "statusChangeReason": list(status_change_reasons),
             },
         },
-    }
+    )
