@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from batchpipe.local import template as tpl
-from batchpipe.local.stack import LocalStack
+from batchpipe.local.stack import LocalStack, seconds_per_long_wait
 from batchpipe.local.world import World
 
 EVENTS = tpl.REPO_ROOT / "events"
@@ -64,9 +64,14 @@ def real_payloads():
     a rerun (faults), the lost-event fallback (events dropped, job slower than the wait timeout)."""
     world = World()
     faults = [{"keyRegex": "^slow/", "httpStatus": 503, "errorCode": "SlowDown", "times": 1}]
-    parameters = world.parameters(JobWaitTimeoutSeconds="1")
+    parameters = world.parameters()
     payloads: dict[str, list] = {logical_id: [] for logical_id in FUNCTIONS}
-    with LocalStack(parameters=parameters, faults=faults, engine_options={"active_seconds": 1.5}) as stack:
+    with LocalStack(
+        parameters=parameters,
+        faults=faults,
+        engine_options={"active_seconds": 1.5},
+        timeout_scale=seconds_per_long_wait(1.0),
+    ) as stack:
         world.seed(stack.client("s3"), world.objects_with_keys(["a.txt", "slow/b.txt", "c d.txt"]))
         execution = stack.run(
             {"name": "events", "operation": {"S3DeleteObjectTagging": {}}}, name="events-shape"

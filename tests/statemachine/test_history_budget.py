@@ -15,7 +15,7 @@ import json
 from batchpipe.local.template import load_template
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from check_job.app import next_wait
-from tests.statemachine.test_pipeline import TAGGING, pipeline
+from tests.statemachine.test_pipeline import ONE_SECOND_WAITS, TAGGING, pipeline
 
 HISTORY_LIMIT = 25_000
 YEAR_SECONDS = 365 * 24 * 3600
@@ -33,7 +33,7 @@ def _entries(history: list[dict], state: str) -> list[int]:
 
 
 def _lost_events_run(polls_before_done: int = 1):
-    lost = {"event_delivery": "drop", "parameters": {"JobWaitTimeoutSeconds": "1"}}
+    lost = {"event_delivery": "drop", "timeout_scale": ONE_SECOND_WAITS}
     with pipeline(**lost, engine_options={"active_seconds": 3.5}) as stack:
         stack.athena.polls_before_done = polls_before_done
         return stack.run({"name": "budget", "operation": TAGGING}, name="budget")

@@ -25,7 +25,7 @@ from batchpipe.local.lambda_faults import (
 )
 from batchpipe_core.jobs import TAG_REF
 from batchpipe_core.runlock import RunLock
-from tests.statemachine.test_pipeline import TAGGING, jobs, pipeline, read_s3_uri
+from tests.statemachine.test_pipeline import ONE_SECOND_WAITS, TAGGING, jobs, pipeline, read_s3_uri
 
 KEYS = ["ok/a.bin", "ok/b c.bin", "gone/g.bin"]
 # A permanent failure, so that every run writes a failures file to compare.
@@ -45,7 +45,7 @@ SCENARIOS: dict[str, tuple[dict, list[Any]]] = {
     "lost-events": (
         {
             "event_delivery": "drop",
-            "parameters": {"JobWaitTimeoutSeconds": "1"},
+            "timeout_scale": ONE_SECOND_WAITS,
             "engine_options": {"active_seconds": 1.5},
         },
         [spec("lost")],

@@ -14,7 +14,7 @@ from urllib.parse import unquote, unquote_plus
 
 import pytest
 
-from batchpipe.local.stack import LocalStack
+from batchpipe.local.stack import LocalStack, seconds_per_long_wait
 from batchpipe.local.world import World
 from batchpipe_core.accounting import estimate_transitions
 from batchpipe_core.s3uri import split_s3_uri
@@ -48,6 +48,11 @@ HAPPY_PATH = [
     "GetQueryStatus",
     "QueryFinished?",
 ]
+
+
+# The job waits (JobWaitTimeoutSeconds, in range as on AWS) compressed to one real second each, for
+# the tests that go through the DescribeJob fallback.
+ONE_SECOND_WAITS = seconds_per_long_wait(1.0)
 
 
 @contextmanager
@@ -246,7 +251,7 @@ def test_a_job_failed_at_the_threshold_gives_its_untried_tasks_another_attempt()
 
 
 def test_a_run_finishes_through_describe_job_when_every_event_is_lost():
-    lost = {"event_delivery": "drop", "parameters": {"JobWaitTimeoutSeconds": "1"}}
+    lost = {"event_delivery": "drop", "timeout_scale": ONE_SECOND_WAITS}
     # The job is still Active when CreateJob looks, so only the fallback can see it finish.
     with pipeline(**lost, engine_options={"active_seconds": 1.5}) as stack:
         execution = stack.run({"name": "lost", "operation": TAGGING}, name="lost")
@@ -261,6 +266,16 @@ def test_a_run_finishes_through_describe_job_when_every_event_is_lost():
     assert [a["total"] for a in execution.output["attempts"]] == [len(KEYS)]
     assert delivered == []
     assert len(all_jobs) == 1
+    # The waits were compressed to a second (timeout_scale), not shortened: the history records the
+    # seconds the definition asked for, as AWS would.
+    scheduled = [
+        e["taskScheduledEventDetails"]
+        for e in execution.history
+        if e["type"] == "TaskScheduled"
+        and e["taskScheduledEventDetails"]["resource"] == "invoke.waitForTaskToken"
+    ]
+    assert scheduled[-1]["timeoutInSeconds"] == int(stack.parameter_values["JobWaitTimeoutSeconds"])
+    assert scheduled[0]["timeoutInSeconds"] == int(stack.parameter_values["JobCountWaitSeconds"])
 
 
 @pytest.mark.parametrize("mode", ["duplicate", "shuffle"])
@@ -316,7 +331,7 @@ def test_a_retried_create_job_lambda_creates_one_job():
 
 def test_confirmation_required_waits_until_the_job_is_confirmed():
     spec = {"name": "confirm", "operation": TAGGING, "confirmationRequired": True}
-    with pipeline(parameters={"JobWaitTimeoutSeconds": "1"}) as stack:
+    with pipeline(timeout_scale=ONE_SECOND_WAITS) as stack:
         arn = stack.start(spec, "confirm")
         s3control = stack.client("s3control")
         deadline = time.monotonic() + 60

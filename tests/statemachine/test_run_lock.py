@@ -13,7 +13,7 @@ import pytest
 
 from batchpipe.local.template import load_template
 from batchpipe_core.runlock import LOCK_POLL_SECONDS, LOCK_PREFIX, SCHEDULED_TIME_PLACEHOLDER, RunLock
-from tests.statemachine.test_pipeline import TAGGING, jobs, pipeline
+from tests.statemachine.test_pipeline import ONE_SECOND_WAITS, TAGGING, jobs, pipeline
 
 SKIPPED_PATH = ["ValidateSpec", "AcquireRunLock", "RunLockTaken?", "Summarize"]
 OTHER_RUN = "arn:aws:states:us-east-1:123456789012:execution:batchpipe-pipeline:still-running"
@@ -87,7 +87,7 @@ def first_to_end(stack, arns: list[str], timeout: float = 120) -> str:
 def test_two_runs_of_one_name_started_together_one_runs_and_one_is_skipped():
     # The job waits for confirmation, so whichever run takes the name still holds it when the other asks.
     spec = {"name": "nightly", "operation": TAGGING, "confirmationRequired": True}
-    with pipeline(parameters={"JobWaitTimeoutSeconds": "1"}) as stack:
+    with pipeline(timeout_scale=ONE_SECOND_WAITS) as stack:
         queue = subscribe_queue(stack)
         arns = [stack.start(spec, "nightly-a"), stack.start(spec, "nightly-b")]
         loser_arn = first_to_end(stack, arns)

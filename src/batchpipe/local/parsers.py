@@ -49,7 +49,8 @@ def add_local_commands(commands: Any) -> None:
         "--wait-timeout",
         type=whole_number(1),
         default=5,
-        help="seconds CreateJobAndWait waits for a status event before asking DescribeJob",
+        help="real seconds CreateJobAndWait waits for a status event before asking DescribeJob "
+        "(JobWaitTimeoutSeconds stays the template's; every task timeout is compressed in proportion)",
     )
     run.add_argument(
         "--name", type=execution_name, default="local-1", help="execution name (Step Functions' naming rules)"
@@ -134,7 +135,10 @@ def _add_serve(local_commands: Any) -> None:
     serve.add_argument("--versions", choices=["current", "all"], default="current")
     serve.add_argument("--faults", help="faults JSON for the S3 Batch engine; re-read when the file changes")
     serve.add_argument(
-        "--wait-timeout", type=int, default=5, help="JobWaitTimeoutSeconds of the served stack"
+        "--wait-timeout",
+        type=int,
+        default=5,
+        help="real seconds of the served stack's job waits (JobWaitTimeoutSeconds compressed to them)",
     )
     serve.add_argument(
         "--speed",

@@ -19,7 +19,7 @@ from .confirmation import OperatorStandIn
 from .lambda_faults import check_states, shipped_lambda_task_states
 from .outputs import lambda_logs_to, prepare_out, write_outputs, write_run_page
 from .s3batch.faults import FaultRuleError, parse_rules
-from .stack import LocalStack
+from .stack import LocalStack, seconds_per_long_wait
 from .world import INVENTORY_DEST_PREFIX, World
 
 #: The spec `local run` runs without --spec: tag every object.
@@ -196,8 +196,10 @@ def world_of(args: argparse.Namespace) -> tuple[World, Any]:
     return world, None
 
 
-def stack_parameters(world: World, layout: Any, wait_timeout: int) -> dict[str, Any]:
-    parameters = world.parameters(JobWaitTimeoutSeconds=str(wait_timeout))
+def stack_parameters(world: World, layout: Any) -> dict[str, Any]:
+    """The template parameters of the local stack: every one within what template.yaml accepts (the
+    job waits are compressed by the stack's ``timeout_scale``, not by an out-of-range value)."""
+    parameters = world.parameters()
     if layout is not None:
         # A real delivery may be of any date: a deployment for it would start the projection there.
         parameters["InventoryStartDate"] = layout.dt
@@ -238,7 +240,7 @@ def local_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
 
     world, layout = world_of(args)
-    parameters = stack_parameters(world, layout, args.wait_timeout)
+    parameters = stack_parameters(world, layout)
     started = time.monotonic()
     prepare_out(out)
     with (
@@ -248,6 +250,7 @@ def local_run(args: argparse.Namespace) -> int:
             event_delivery=args.event_delivery,
             faults=faults,
             key_decoding=args.key_decoding,
+            timeout_scale=seconds_per_long_wait(args.wait_timeout),
         ) as stack,
     ):
         count = populate(stack, world, layout, args, stream)

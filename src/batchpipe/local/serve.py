@@ -403,7 +403,7 @@ def check_host(host: str) -> str:
 def local_serve(args: argparse.Namespace) -> int:
     from .outputs import lambda_logs_to, prepare_out, write_outputs
     from .run import populate, read_faults, stack_parameters, world_of
-    from .stack import LocalStack
+    from .stack import LocalStack, seconds_per_long_wait
 
     host = check_host(args.host)
     if args.port > 65535:
@@ -416,7 +416,9 @@ def local_serve(args: argparse.Namespace) -> int:
     with (
         lambda_logs_to(out / "lambda-logs.jsonl"),
         LocalStack(
-            parameters=stack_parameters(world, layout, args.wait_timeout),
+            parameters=stack_parameters(world, layout),
+            # The job waits (JobWaitTimeoutSeconds) last --wait-timeout real seconds.
+            timeout_scale=seconds_per_long_wait(args.wait_timeout),
             stack_name=args.stack_name,
             faults=faults,
             # Waits take no time unless asked: then 1/speed of it (--speed 1 is real time).

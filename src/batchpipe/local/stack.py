@@ -94,11 +94,18 @@ class LocalStack:
 
     ``time_scale`` multiplies every Wait state and Retry interval (0 = no real sleeping), so the
     backoff and polling logic runs exactly as written, only faster.
+
+    ``timeout_scale`` multiplies every Task state's timeout (``TimeoutSeconds``/``TimeoutSecondsPath``)
+    while the interpreter waits on it; the execution history keeps the seconds the definition gave.
+    It is how a test or a local run compresses the job waits: the parameters themselves stay within
+    what template.yaml accepts (``LocalStack`` refuses any other value, as CloudFormation would), e.g.
+    ``timeout_scale=seconds_per_long_wait(1.0)`` makes the default ``JobWaitTimeoutSeconds`` one real second.
     """
 
     parameters: Mapping[str, Any] = field(default_factory=dict)
     stack_name: str = "batchpipe"
     time_scale: float = 0.0
+    timeout_scale: float = 1.0
     event_delivery: str = "normal"
     faults: list[dict] = field(default_factory=list)
     key_decoding: str = "percent"
@@ -166,6 +173,7 @@ class LocalStack:
         self._exit.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         self._exit.enter_context(self.functions.patched_moto())
         self._exit.enter_context(_scaled_sfn_time(self.time_scale))
+        self._exit.enter_context(_scaled_task_timeouts(self.timeout_scale))
         self._exit.enter_context(_atomic_dynamodb_writes())
         self._exit.enter_context(_whole_task_timeouts_in_history())
         self._exit.enter_context(_execution_status_events(self._put_execution_event))
@@ -867,6 +875,45 @@ def _scaled_sfn_time(scale: float) -> Iterator[None]:
         yield
 
 
+def seconds_per_long_wait(real_seconds: float) -> float:
+    """The ``timeout_scale`` that makes the template's default ``JobWaitTimeoutSeconds`` last
+    ``real_seconds`` (the other task timeouts shrink in proportion)."""
+    default = int(tpl.load_template()["Parameters"]["JobWaitTimeoutSeconds"]["Default"])
+    return real_seconds / default
+
+
+class ScaledSeconds(float):
+    """A task timeout as the interpreter waits on it (compressed by ``timeout_scale``), which still
+    knows the whole seconds the definition gave, for the execution history."""
+
+    declared: int
+
+    def __new__(cls, declared: int, scale: float) -> ScaledSeconds:
+        scaled = super().__new__(cls, declared * scale)
+        scaled.declared = declared
+        return scaled
+
+
+@contextmanager
+def _scaled_task_timeouts(scale: float) -> Iterator[None]:
+    """Scales every Task state's timeout in moto's interpreter (TimeoutSeconds, TimeoutSecondsPath);
+    the TaskScheduled event still records the declared seconds (``_whole_task_timeouts_in_history``)."""
+    if scale <= 0:
+        raise ValueError(f"timeout_scale must be above 0, not {scale}")
+    if scale == 1:
+        yield
+        return
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import Timeout
+
+    def eval_body(self: Any, env: Any) -> None:
+        seconds = self._eval_seconds(env=env)
+        # A Task without a timeout (moto's default, ~3 years) keeps it: only declared waits shrink.
+        env.stack.append(seconds if self.is_default_value() else ScaledSeconds(seconds, scale))
+
+    with mock.patch.object(Timeout, "_eval_body", eval_body):
+        yield
+
+
 @contextmanager
 def _whole_task_timeouts_in_history() -> Iterator[None]:
     """A Task state's TaskScheduled event carries its timeout in seconds, a whole number (Step
@@ -888,6 +935,8 @@ def _whole_task_timeouts_in_history() -> Iterator[None]:
         )
         if isinstance(scheduled, dict):
             for name in ("timeoutInSeconds", "heartbeatInSeconds"):
+                if isinstance(scheduled.get(name), ScaledSeconds):
+                    scheduled[name] = scheduled[name].declared  # compressed locally, declared in history
                 if name in scheduled and not isinstance(scheduled[name], int):
                     del scheduled[name]
         return original(self, context, event_type, event_details, *args, **kwargs)

@@ -205,11 +205,49 @@ def parameter_values(template: dict, overrides: Mapping[str, Any] | None = None)
             value = [item.strip() for item in value.split(",")]
         elif declaration.get("Type") == "Number":
             value = str(value)
-        allowed = declaration.get("AllowedValues")
-        if allowed and value not in [str(a) for a in allowed]:
-            raise UnresolvableError(f"parameter {name}={value!r} is not one of {allowed}")
+        problem = parameter_problem(declaration, value)
+        if problem is not None:
+            raise ParameterError(
+                f"parameter {name}: {problem} (template.yaml refuses it, as CloudFormation would)"
+            )
         values[name] = value
     return values
+
+
+class ParameterError(UnresolvableError):
+    """A parameter value the template's constraints refuse; ``str()`` is one line naming it."""
+
+
+def parameter_problem(declaration: Mapping[str, Any], value: Any) -> str | None:
+    """Why CloudFormation would refuse ``value`` for a parameter so declared, or None. CloudFormation
+    checks MinValue/MaxValue of a Number, MinLength/MaxLength and AllowedPattern (the whole value) of a
+    String, each item of a CommaDelimitedList, and AllowedValues (CloudFormation user guide,
+    "Parameters" syntax)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        text = str(item)
+        allowed = declaration.get("AllowedValues")
+        if allowed and text not in [str(a) for a in allowed]:
+            return f"{text!r} is not one of {', '.join(str(a) for a in allowed)}"
+        if declaration.get("Type") == "Number":
+            try:
+                number = float(text)
+            except ValueError:
+                return f"{text!r} is not a number"
+            if "MinValue" in declaration and number < float(declaration["MinValue"]):
+                return f"{text} is below its MinValue {declaration['MinValue']}"
+            if "MaxValue" in declaration and number > float(declaration["MaxValue"]):
+                return f"{text} is above its MaxValue {declaration['MaxValue']}"
+            continue
+        if "MinLength" in declaration and len(text) < int(declaration["MinLength"]):
+            return f"{text!r} is shorter than its MinLength {declaration['MinLength']}"
+        if "MaxLength" in declaration and len(text) > int(declaration["MaxLength"]):
+            return f"{text!r} is longer than its MaxLength {declaration['MaxLength']}"
+        pattern = declaration.get("AllowedPattern")
+        if pattern is not None and re.fullmatch(pattern, text) is None:
+            described = declaration.get("ConstraintDescription") or f"a value matching {pattern}"
+            return f"{text!r} is not {described}"
+    return None
 
 
 def substitute_definition(definition_text: str, substitutions: Mapping[str, Any]) -> str:

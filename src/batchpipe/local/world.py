@@ -68,8 +68,9 @@ class World:
             "SourceBuckets": self.source_bucket,
             "TargetBuckets": self.source_bucket,
             "AllowedOperations": every_operation(),
-            # Wait states are compressed locally but task timeouts are real seconds: the first wait
-            # for a job's count (no event announces it, as on AWS) is kept short.
+            # Wait states are compressed locally but task timeouts are real seconds unless the stack's
+            # timeout_scale compresses them: the first wait for a job's count (no event announces it,
+            # as on AWS) is kept short, at the template's MinValue.
             "JobCountWaitSeconds": "1",
             **overrides,
         }
