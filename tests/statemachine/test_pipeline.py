@@ -334,14 +334,31 @@ def test_confirmation_required_waits_until_the_job_is_confirmed():
     with pipeline(timeout_scale=ONE_SECOND_WAITS) as stack:
         arn = stack.start(spec, "confirm")
         s3control = stack.client("s3control")
+        sfn = stack.client("stepfunctions")
         deadline = time.monotonic() + 60
-        while not [j for j in jobs(stack) if j["Status"] == "Suspended"]:
-            assert time.monotonic() < deadline, "the job never reached Suspended"
+
+        def timeouts() -> int:
+            events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            return sum(e["type"] == "TaskTimedOut" for e in events)
+
+        # Counted and tagged for a person (ConfirmJob), however long a loaded machine takes.
+        while True:
+            suspended = [j for j in jobs(stack) if j["Status"] == "Suspended"]
+            tags = (
+                suspended
+                and s3control.get_job_tagging(AccountId=stack.account_id, JobId=suspended[0]["JobId"])["Tags"]
+            )
+            if tags and {"Key": "batchpipe:confirmation", "Value": "operator"} in tags:
+                break
+            assert time.monotonic() < deadline, "the job was never counted and left for a person"
             time.sleep(0.1)
-        time.sleep(2.5)  # more than one wait timeout: the run keeps waiting, it does not give up
-        assert stack.client("stepfunctions").describe_execution(executionArn=arn)["status"] == "RUNNING"
+        # A further wait times out (a second each): the run keeps waiting, it does not give up.
+        seen = timeouts()
+        while timeouts() <= seen:
+            assert time.monotonic() < deadline, "no wait timed out after the count"
+            time.sleep(0.1)
+        assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
         (job,) = jobs(stack)
-        tags = s3control.get_job_tagging(AccountId=stack.account_id, JobId=job["JobId"])["Tags"]
         assert {"Key": "batchpipe:confirmation", "Value": "operator"} in tags  # counted, left for a person
         assert {"Key": "batchpipe:attempt", "Value": "1"} in tags  # PutJobTagging kept the others
         s3control.update_job_status(
