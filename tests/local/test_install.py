@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
 import pytest
+
+from ..serving import serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,35 +86,9 @@ def test_the_installed_command_says_the_embedded_aws_needs_a_checkout(installed,
 
 
 def test_the_installed_command_runs_the_operators_loop_against_local_serve(installed, tmp_path):
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchpipe.cli",
-            "local",
-            "serve",
-            "--port",
-            "0",
-            "--objects",
-            "100",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
-        found, deadline = None, time.monotonic() + 300
-        while found is None and time.monotonic() < deadline:
-            line = serve.stdout.readline()
-            if not line:
-                break
-            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
-        assert found, "local serve did not start"
+    with serving("--objects", 100, "--out", tmp_path / "out", cwd=tmp_path) as served:
         shell = {
-            "AWS_ENDPOINT_URL": found[1],
+            "AWS_ENDPOINT_URL": served.endpoint,
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -138,9 +112,6 @@ def test_the_installed_command_runs_the_operators_loop_against_local_serve(insta
             cwd=tmp_path,
         )
         listed = _run(installed, "runs", "--stack", "batchpipe", "--json", env=shell, cwd=tmp_path)
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.communicate(timeout=60)
 
     assert started.returncode == 0, started.stderr
     assert [run["execution"] for run in json.loads(listed.stdout)] == ["installed-1"]
