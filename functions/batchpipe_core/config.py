@@ -43,6 +43,11 @@ class Config:
     report_part_rows: int
     join_partition_rows: int
     manifest_pack_bytes: int
+    # The general purpose bucket whose S3 Metadata live inventory table runs may read ("" = none), the
+    # table's namespace ("" = S3's usual b_<bucket>), and the source of a spec that names none.
+    metadata_table_bucket: str = ""
+    metadata_table_namespace: str = ""
+    default_source: str = "inventory"
 
     @classmethod
     def from_env(cls) -> Config:
@@ -75,6 +80,9 @@ class Config:
             report_part_rows=int(_env("REPORT_PART_ROWS", "10000000")),
             join_partition_rows=int(_env("JOIN_PARTITION_ROWS", "2000000")),
             manifest_pack_bytes=int(_env("MANIFEST_PACK_BYTES", str(1 << 30))),
+            metadata_table_bucket=_env("METADATA_TABLE_BUCKET", ""),
+            metadata_table_namespace=_env("METADATA_TABLE_NAMESPACE", ""),
+            default_source=_env("DEFAULT_SOURCE", "inventory"),
         )
 
 

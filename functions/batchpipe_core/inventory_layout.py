@@ -67,6 +67,19 @@ ALL_VERSIONS_COLUMNS: tuple[str, ...] = (
     CURRENT_VERSION_COLUMNS[:2] + VERSION_COLUMNS + CURRENT_VERSION_COLUMNS[2:]
 )
 
+# Values S3 Inventory writes in its StorageClass column (S3 user guide, "Amazon S3 Inventory list").
+INVENTORY_STORAGE_CLASSES: tuple[str, ...] = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+)
 INVENTORY_FORMATS = ("CSV", "Parquet", "ORC")
 INVENTORY_VERSIONS = ("Current", "All")
 # The spec's filter.versions: with an all-versions inventory, whether a job acts on the version the

@@ -74,6 +74,16 @@ _CSV_COLUMN_EXPRESSIONS = {
 }
 _CSV_STRING = "nullif({c}, '')"
 
+# The column each filter field compares (the same name in the S3 Metadata live inventory table).
+FILTER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("storageClasses", "storage_class"),
+    ("encryptionStatuses", "encryption_status"),
+    ("minSizeBytes", "size"),
+    ("maxSizeBytes", "size"),
+    ("modifiedAfter", "last_modified_date"),
+    ("modifiedBefore", "last_modified_date"),
+)
+
 UNLOAD_OPTIONS = "format = 'TEXTFILE', field_delimiter = ',', compression = 'NONE'"
 
 
@@ -143,7 +153,7 @@ def build_unload_sql(
     for index, condition in enumerate(conditions):
         lines.append(f"{'WHERE' if index == 0 else '  AND'} {condition}")
     query = "\n".join(lines)
-    _check_query(query, table=table, conditions=len(conditions))
+    check_query(query, table=table, conditions=len(conditions))
     statement = f"UNLOAD (\n{query}\n) TO {quote_literal(output_uri, 'outputUri')} WITH ({UNLOAD_OPTIONS})"
     size = len(statement.encode())
     if size > MAX_QUERY_BYTES:
@@ -155,8 +165,9 @@ def build_unload_sql(
     return statement
 
 
-def _check_query(query: str, *, table: str, conditions: int) -> None:
-    """The SELECT reads back as built: one SELECT over one table, with ``conditions`` AND-ed terms."""
+def check_query(query: str, *, table: str, conditions: int, windows: int = 0) -> None:
+    """The SELECT reads back as built: one SELECT over one table, with ``conditions`` AND-ed terms
+    and ``windows`` window functions (the metadata table's newest-version test), no more."""
     try:
         tokens = sqlglot.tokenize(query, read=_DIALECT)
         trees = [tree for tree in sqlglot.parse(query, read=_DIALECT) if tree is not None]
@@ -171,6 +182,8 @@ def _check_query(query: str, *, table: str, conditions: int) -> None:
     selects = list(tree.find_all(exp.Select))
     if tables != [table] or len(selects) != 2 or any(tree.find_all(exp.Union, exp.Join, exp.Lateral)):
         raise _unsafe("it reads something other than the inventory table")
+    if len(list(tree.find_all(exp.Window))) != windows:
+        raise _unsafe("it has a window function that was not built")
     where = tree.args.get("where")
     found = len(list(where.this.flatten())) if where is not None and isinstance(where.this, exp.And) else 0
     found = found or (1 if where is not None else 0)
@@ -230,14 +243,7 @@ def needed_columns(spec: dict, *, versions: str, columns: Sequence[str] | None =
             wanted.add("version_id")
         if filter_spec.get("latestOnly"):
             wanted.add("is_latest")
-    for field, column in (
-        ("storageClasses", "storage_class"),
-        ("encryptionStatuses", "encryption_status"),
-        ("minSizeBytes", "size"),
-        ("maxSizeBytes", "size"),
-        ("modifiedAfter", "last_modified_date"),
-        ("modifiedBefore", "last_modified_date"),
-    ):
+    for field, column in FILTER_COLUMNS:
         if filter_spec.get(field) not in (None, [], ""):
             wanted.add(column)
     where_text = _validated_where(filter_spec.get("where"), versions=versions)

@@ -236,6 +236,7 @@ def manifest_row(
         raise FailuresFileError(
             f"{source} line {line}: has version ID {version_id!r}, but this rerun's manifest has no "
             'VersionId field (rerun.versions "current", or InventoryVersions=Current); rerun it with '
-            'rerun.versions "pinned" on a stack whose InventoryVersions is All'
+            'rerun.versions "pinned" on a stack whose InventoryVersions is All or that reads an S3 Metadata '
+            "live inventory table (MetadataTableBucket)"
         )
     return (bucket, encode_key(key))

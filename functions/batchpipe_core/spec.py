@@ -12,13 +12,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from batchpipe_core import metadata_table
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.inventory_layout import VERSIONS_CURRENT, VERSIONS_PINNED
 from batchpipe_core.spec_document import document_problems
 from batchpipe_core.spec_fields import CONCURRENCY_MODES, DEFAULT_NAME, LATEST
 from batchpipe_core.spec_model import FilterSpec, InventorySpec, JobSpec, ReportSpec, RetrySpec, parse_spec
-from batchpipe_core.spec_stack import stack_problems, statement_problems
+from batchpipe_core.spec_stack import (
+    chosen_source,
+    metadata_table_location,
+    stack_problems,
+    statement_problems,
+)
 
 
 def normalize_spec(raw: Any, config: Config) -> dict[str, Any]:
@@ -36,6 +42,8 @@ def normalize_spec(raw: Any, config: Config) -> dict[str, Any]:
     if spec is None or problems:
         raise SpecValidationError("\n".join(dict.fromkeys(problems)))
     normalized = _source_selection(spec, _rerun_selection(spec, _with_defaults(spec, config)))
+    if chosen_source(raw, config) == metadata_table.SOURCE:
+        normalized = _metadata_table_selection(spec, normalized, config)
     statement = statement_problems(normalized, config)
     if statement:
         raise SpecValidationError("\n".join(dict.fromkeys(statement)))
@@ -108,13 +116,32 @@ def _rerun_selection(spec: JobSpec, normalized: dict[str, Any]) -> dict[str, Any
 def _source_selection(spec: JobSpec, normalized: dict[str, Any]) -> dict[str, Any]:
     """A source run lists its bucket: ``source`` takes the place of inventory; the generator's manifest
     names no version IDs, so each job acts on each key's current version ("current")."""
-    if spec.source is None:
+    if spec.source is None or spec.source.bucket is None:
         return normalized
     return {
         ("source" if name == "inventory" else name): (
             {"bucket": spec.source.bucket}
             if name == "inventory"
             else (value | {"versions": VERSIONS_CURRENT} if name == "filter" else value)
+        )
+        for name, value in normalized.items()
+    }
+
+
+def _metadata_table_selection(spec: JobSpec, normalized: dict[str, Any], config: Config) -> dict[str, Any]:
+    """A metadata-table run reads the stack's live inventory table: ``source.metadataTable`` takes the
+    place of inventory. The table lists every version with its ID, so filter.versions defaults to
+    "pinned" as on an all-versions inventory; tags and metadata are kept when given."""
+    filter_ = spec.filter or FilterSpec()
+    selected_filter = normalized["filter"] | {"versions": _given(filter_.versions, VERSIONS_PINNED)}
+    for name, value in (("tags", filter_.tags), ("metadata", filter_.metadata)):
+        if value is not None:
+            selected_filter[name] = value.model_dump(by_alias=True, exclude_none=True)
+    return {
+        ("source" if name == "inventory" else name): (
+            {metadata_table.SOURCE: metadata_table_location(config)}
+            if name == "inventory"
+            else (selected_filter if name == "filter" else value)
         )
         for name, value in normalized.items()
     }

@@ -21,27 +21,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from batchpipe_core.errors import shown
-from batchpipe_core.inventory_layout import VERSION_CHOICES
+from batchpipe_core.inventory_layout import INVENTORY_STORAGE_CLASSES, VERSION_CHOICES
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.query import MAX_BIGINT
 from batchpipe_core.s3uri import split_s3_uri
 
 DEFAULT_NAME = "batchpipe"
 LATEST = "latest"
-# Values S3 Inventory writes in its StorageClass and EncryptionStatus columns (S3 user guide,
-# "Amazon S3 Inventory list").
-INVENTORY_STORAGE_CLASSES: tuple[str, ...] = (
-    "STANDARD",
-    "REDUCED_REDUNDANCY",
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "INTELLIGENT_TIERING",
-    "GLACIER",
-    "DEEP_ARCHIVE",
-    "OUTPOSTS",
-    "GLACIER_IR",
-    "SNOW",
-)
+# Values S3 Inventory writes in its EncryptionStatus column (S3 user guide, "Amazon S3 Inventory
+# list"); its StorageClass values are batchpipe_core.inventory_layout's INVENTORY_STORAGE_CLASSES.
 INVENTORY_ENCRYPTION_STATUSES: tuple[str, ...] = ("SSE-S3", "SSE-C", "SSE-KMS", "DSSE-KMS", "NOT-SSE")
 REPORT_SCOPES: tuple[str, ...] = ("AllTasks", "FailedTasksOnly")
 # What a run does while another run of its name is active (batchpipe_core.runlock, docs/OPERATIONS.md).
@@ -50,6 +38,12 @@ CONCURRENCY_MODES: tuple[str, ...] = ("skip", "wait", "force")
 MAX_BACKOFF_SECONDS = 86_400
 MAX_PRIORITY = 2_147_483_647
 MAX_KEY_BYTES = 1024
+# Object tags: keys of 1-128 and values of 0-256 Unicode characters (S3 user guide, "Categorizing
+# your objects using tags"). User-defined metadata: at most 2 KB in the PUT request's headers, its
+# keys stored in lowercase (S3 user guide, "Working with object metadata", user-defined metadata).
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 256
+MAX_METADATA_BYTES = 2048
 # A key regex longer than this is a list of names in disguise, which prefixes express better.
 MAX_REGEX_LENGTH = 4096
 
@@ -280,3 +274,48 @@ BucketName = Annotated[StrictStr, _Rule(_bucket_name, _pattern(_BUCKET))]
 ErrorCode = Annotated[StrictStr, _Rule(_error_code, {"minLength": 1})]
 RunName = Annotated[StrictStr, _Rule(_run_name, _pattern(_NAME) | {"not": {"enum": [".", ".."]}})]
 NonEmptyUnique = _Rule(_non_empty_unique, {"minItems": 1})
+
+
+def _tag_key(value: str) -> str:
+    if not value or len(value) > MAX_TAG_KEY_CHARS:
+        raise problem(f"must be 1-{MAX_TAG_KEY_CHARS} characters (an S3 tag key), got {len(value)}")
+    return value
+
+
+def _tag_value(value: str) -> str:
+    if len(value) > MAX_TAG_VALUE_CHARS:
+        raise problem(f"must be at most {MAX_TAG_VALUE_CHARS} characters (an S3 tag value), got {len(value)}")
+    return value
+
+
+def _metadata_text(value: str) -> str:
+    if len(value.encode()) > MAX_METADATA_BYTES:
+        raise problem(f"is longer than S3's user-defined metadata can be ({MAX_METADATA_BYTES} bytes)")
+    return value
+
+
+def _metadata_key(value: str) -> str:
+    _metadata_text(value)
+    if not value:
+        raise problem("is empty; give the metadata name without its x-amz-meta- prefix")
+    if value.lower().startswith("x-amz-meta-"):
+        raise problem(f"give the name without its x-amz-meta- prefix, e.g. {shown(value[11:])}")
+    if value != value.lower():
+        raise problem(
+            f"S3 stores user-defined metadata names in lowercase, so {shown(value)} never matches; "
+            f"write {shown(value.lower())}"
+        )
+    return value
+
+
+def _unique_pairs(values: list[Any]) -> list[Any]:
+    if not values:
+        raise problem("is an empty list; omit the field (or use null) to apply no such condition")
+    return list(dict.fromkeys(values))
+
+
+TagKey = Annotated[StrictStr, _Rule(_tag_key, {"minLength": 1, "maxLength": MAX_TAG_KEY_CHARS})]
+TagValue = Annotated[StrictStr, _Rule(_tag_value, {"maxLength": MAX_TAG_VALUE_CHARS})]
+MetadataKey = Annotated[StrictStr, _Rule(_metadata_key, {"minLength": 1})]
+MetadataValue = Annotated[StrictStr, _Rule(_metadata_text)]
+UniquePairs = _Rule(_unique_pairs, {"minItems": 1})

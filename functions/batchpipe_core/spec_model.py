@@ -23,13 +23,15 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from batchpipe_core import metadata_table
 from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.generator import GENERATOR_STORAGE_CLASSES, INVENTORY_ONLY_FILTERS
-from batchpipe_core.inventory_layout import VERSIONS_PINNED
+from batchpipe_core.inventory_layout import INVENTORY_COLUMNS, VERSIONS_PINNED
 from batchpipe_core.operation import operation_errors, operation_names
 from batchpipe_core.spec_document import document_problems, field_path
 from batchpipe_core.spec_fields import (
@@ -48,6 +50,8 @@ from batchpipe_core.spec_fields import (
     FailuresUri,
     InventoryDate,
     KeyRegex,
+    MetadataKey,
+    MetadataValue,
     NonEmptyUnique,
     Prefix,
     Priority,
@@ -55,13 +59,18 @@ from batchpipe_core.spec_fields import (
     RunName,
     Seconds,
     StorageClass,
+    TagKey,
+    TagValue,
     Timestamp,
+    UniquePairs,
     Versions,
     problem,
     problem_lines,
 )
 from batchpipe_core.where import normalize_where
 
+# Where filter.where may name any column of either table; ValidateSpec then checks the run's own.
+_ANY_SOURCE_COLUMNS = tuple(dict.fromkeys(INVENTORY_COLUMNS + metadata_table.WHERE_COLUMNS))
 _EXAMPLE_OPERATION = '{"S3PutObjectTagging": {"TagSet": [{"Key": "project", "Value": "blue"}]}}'
 
 
@@ -101,13 +110,98 @@ class InventorySpec(_SpecModel):
     )
 
 
-class SourceSpec(_SpecModel):
-    """No inventory: S3 Batch Operations lists the bucket itself (batchpipe_core.generator)."""
+class MetadataTableSpec(_SpecModel):
+    """The bucket's S3 Metadata live inventory table (batchpipe_core.metadata_table). Every field
+    defaults to the stack's (MetadataTableBucket, MetadataTableNamespace); a value given must be it."""
 
-    bucket: BucketName = Field(
-        description="the bucket S3 Batch's manifest generator lists (the source bucket of the stack's "
+    bucket: BucketName | None = _about(
+        "the bucket whose table it is; default and only value: the stack's MetadataTableBucket"
+    )
+    catalog: StrictStr | None = _about(
+        "Athena's catalog of the table; default and only value: s3tablescatalog/aws-s3"
+    )
+    namespace: StrictStr | None = _about(
+        "the table's namespace; default and only value: the stack's MetadataTableNamespace (b_<bucket>)"
+    )
+    table: StrictStr | None = _about("the table's name; default and only value: inventory")
+
+
+def _given_as(part: str, kind: str) -> dict[str, Any]:
+    """JSON Schema's "this spec gives <part> as a <kind>" (null is "not given", as to the model)."""
+    return {"required": [part], "properties": {part: {"type": kind}}}
+
+
+class SourceSpec(_SpecModel):
+    """Where a run's objects come from instead of the S3 Inventory: the bucket itself, listed by S3
+    Batch Operations (batchpipe_core.generator), or its S3 Metadata live inventory table."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.update(
+            oneOf=[_given_as("bucket", "string"), _given_as("metadataTable", "object")]
+        )
+    )
+
+    bucket: BucketName | None = _about(
+        "the bucket S3 Batch's manifest generator lists (the source bucket of the stack's "
         "InventoryPrefix, within SourceBuckets); its name, not an ARN or s3:// URI"
     )
+    metadata_table: MetadataTableSpec | None = _about(
+        "instead of bucket: select from the bucket's S3 Metadata live inventory table ({} for the stack's), "
+        "with every filter field plus tags and metadata"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SourceSpec:
+        if (self.bucket is None) == (self.metadata_table is None):
+            raise problem(
+                'give exactly one of bucket (S3 Batch lists the bucket: {"bucket": "<name>"}) and '
+                'metadataTable (its S3 Metadata live inventory table: {"metadataTable": {}})'
+            )
+        return self
+
+
+class TagPair(_SpecModel):
+    """A tag: ``key`` with ``value``, or ``key`` alone for "present, whatever its value"."""
+
+    key: TagKey = Field(description="the tag's key, exactly (case-sensitive)")
+    value: TagValue | None = _about("the tag's value, exactly; omitted: any value (the key is present)")
+
+
+class MetadataPair(_SpecModel):
+    """A user-defined metadata entry: ``key`` with ``value``, or ``key`` alone for "present"."""
+
+    key: MetadataKey = Field(description="the metadata name in lowercase, without x-amz-meta-")
+    value: MetadataValue | None = _about("the value, exactly; omitted: any value (the name is present)")
+
+
+class _MapFilter(_SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.update(
+            anyOf=[_given_as("allOf", "array"), _given_as("anyOf", "array"), _given_as("absent", "array")]
+        )
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> _MapFilter:
+        if all(getattr(self, name) is None for name in ("all_of", "any_of", "absent")):
+            raise problem("give at least one of allOf, anyOf and absent (or omit the field)")
+        return self
+
+
+class TagFilterSpec(_MapFilter):
+    """filter.tags: every pair of allOf, at least one of anyOf, none of the keys in absent."""
+
+    all_of: Annotated[list[TagPair], UniquePairs] | None = _about("objects with every one of these tags")
+    any_of: Annotated[list[TagPair], UniquePairs] | None = _about("objects with at least one of these tags")
+    absent: Annotated[list[TagKey], NonEmptyUnique] | None = _about("objects with none of these tag keys")
+
+
+class MetadataFilterSpec(_MapFilter):
+    """filter.metadata: as filter.tags, over the object's user-defined metadata."""
+
+    all_of: Annotated[list[MetadataPair], UniquePairs] | None = _about("objects with every one of these")
+    any_of: Annotated[list[MetadataPair], UniquePairs] | None = _about("objects with at least one of these")
+    absent: Annotated[list[MetadataKey], NonEmptyUnique] | None = _about("objects with none of these names")
 
 
 class FilterSpec(_SpecModel):
@@ -144,6 +238,13 @@ class FilterSpec(_SpecModel):
         "a boolean SQL predicate over the inventory columns, e.g. size > 0 AND replication_status = 'FAILED' "
         "(no statements, subqueries, comments or ;)"
     )
+    tags: TagFilterSpec | None = _about(
+        "S3 Metadata source only (source.metadataTable): the object's tags, e.g. "
+        '{"allOf": [{"key": "project", "value": "atlas"}], "absent": ["legal hold"]}'
+    )
+    metadata: MetadataFilterSpec | None = _about(
+        "S3 Metadata source only (source.metadataTable): the object's user-defined metadata, as tags"
+    )
 
     @field_validator("max_size_bytes")
     @classmethod
@@ -169,7 +270,7 @@ class FilterSpec(_SpecModel):
         if value is None:
             return None
         try:
-            return normalize_where(value)
+            return normalize_where(value, _ANY_SOURCE_COLUMNS)
         except SpecValidationError as error:
             raise problem_lines(str(error).splitlines()) from None
 
@@ -261,8 +362,9 @@ class JobSpec(_SpecModel):
     def _source_replaces_inventory(cls, value: SourceSpec | None, info: ValidationInfo) -> SourceSpec | None:
         if value is not None and info.data.get("inventory") is not None:
             raise problem(
-                "cannot be combined with inventory: source.bucket lists the bucket with S3 Batch's manifest "
-                "generator, inventory selects from an S3 Inventory table; remove one of them"
+                "cannot be combined with inventory: source selects from the bucket itself (bucket) or its S3 "
+                "Metadata live inventory table (metadataTable), inventory from an S3 Inventory table; remove one "
+                "of them"
             )
         return value
 
@@ -287,12 +389,16 @@ class JobSpec(_SpecModel):
         return value
 
 
-def _given_as(part: str, kind: str) -> dict[str, Any]:
-    """JSON Schema's "this spec gives <part> as a <kind>" (null is "not given", as to the model)."""
-    return {"required": [part], "properties": {part: {"type": kind}}}
-
-
 _NOT_GIVEN = {"type": "null"}
+
+
+def _source_given_as(part: str, kind: str) -> dict[str, Any]:
+    """JSON Schema's "this spec gives source.<part> as a <kind>"."""
+    return _given_as("source", "object") | {
+        "properties": {"source": _given_as(part, kind) | {"type": "object"}}
+    }
+
+
 # The cross-field rules of JobSpec's validators and of spec_stack's source checks, as JSON Schema says them.
 _EXCLUSIONS: list[dict[str, Any]] = [
     {
@@ -300,7 +406,7 @@ _EXCLUSIONS: list[dict[str, Any]] = [
         "then": {"properties": dict.fromkeys(("inventory", "source", "filter"), _NOT_GIVEN)},
     },
     {
-        "if": _given_as("source", "object"),
+        "if": _source_given_as("bucket", "string"),
         "then": {
             "properties": {
                 "inventory": _NOT_GIVEN,
@@ -319,6 +425,23 @@ _EXCLUSIONS: list[dict[str, Any]] = [
             }
         },
     },
+    {"if": _given_as("source", "object"), "then": {"properties": {"inventory": _NOT_GIVEN}}},
+    # Tags and user metadata are only in the S3 Metadata live inventory table, whose storage classes
+    # are fewer than S3 Inventory's (batchpipe_core.metadata_table). A stack whose DefaultSource is the
+    # table also takes them without source: a schema cannot know a stack's parameters.
+    {
+        "if": _source_given_as("metadataTable", "object"),
+        "then": {
+            "properties": {
+                "filter": {
+                    "properties": {
+                        "storageClasses": {"items": {"enum": list(metadata_table.STORAGE_CLASSES)}}
+                    }
+                }
+            }
+        },
+        "else": {"properties": {"filter": {"properties": {"tags": _NOT_GIVEN, "metadata": _NOT_GIVEN}}}},
+    },
 ]
 
 
@@ -326,6 +449,9 @@ _SECTIONS: dict[tuple[str, ...], type[_SpecModel]] = {
     (): JobSpec,
     ("inventory",): InventorySpec,
     ("source",): SourceSpec,
+    ("source", "metadataTable"): MetadataTableSpec,
+    ("filter", "tags"): TagFilterSpec,
+    ("filter", "metadata"): MetadataFilterSpec,
     ("filter",): FilterSpec,
     ("report",): ReportSpec,
     ("retry",): RetrySpec,

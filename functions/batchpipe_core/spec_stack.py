@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from batchpipe_core import metadata_table
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.generator import generator_problems
@@ -24,6 +25,14 @@ _PLACEHOLDER_FOLDER = "x" * 512
 
 def statement_problems(normalized: dict[str, Any], config: Config) -> list[str]:
     """The Athena statement this spec will make: every value reads back as itself, within limits."""
+    if metadata_table.SOURCE in (normalized.get("source") or {}):
+        try:
+            metadata_table.build_metadata_unload_sql(
+                normalized, output_uri=f"s3://{config.pipeline_bucket}/{_PLACEHOLDER_FOLDER}/"
+            )
+        except SpecValidationError as error:
+            return str(error).splitlines()
+        return []
     if "filter" not in normalized or "source" in normalized:
         return []  # a rerun reads its failures file, a source run lists its bucket: no inventory
     try:
@@ -48,8 +57,70 @@ def stack_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
         + _versions_problems(raw, problems, config)
         + _rerun_problems(raw, problems, config)
         + _source_problems(raw, problems, config)
+        + _metadata_table_problems(raw, problems, config)
         + _allowed_operation_problems(raw, problems, config)
     )
+
+
+INVENTORY = "inventory"
+SOURCES = (INVENTORY, metadata_table.SOURCE)
+
+
+def chosen_source(raw: Any, config: Config) -> str:
+    """Where the spec's objects come from: "rerun", "bucket", "metadataTable" or "inventory" (the stack's
+    DefaultSource when the spec names none)."""
+    if not isinstance(raw, dict):
+        return INVENTORY
+    source = raw.get("source")
+    if isinstance(source, dict):
+        return metadata_table.SOURCE if metadata_table.SOURCE in source else "bucket"
+    if "rerun" in raw:
+        return "rerun"
+    if "inventory" in raw:
+        return INVENTORY
+    return config.default_source
+
+
+def _metadata_table_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
+    """filter.tags/metadata only with the metadata table; the table only as the stack allows it."""
+    source = chosen_source(raw, config)
+    filter_ = raw.get("filter") if isinstance(raw, dict) else None
+    if source != metadata_table.SOURCE:
+        if source == "rerun" or any(line.startswith("filter") for line in problems):
+            return []
+        named = {"bucket": "source.bucket", INVENTORY: "the S3 Inventory source"}[source]
+        return metadata_table.metadata_only_problems(filter_ if isinstance(filter_, dict) else None, named)
+    if any(line.startswith("source") for line in problems):
+        return []
+    found = []
+    if not config.metadata_table_bucket:
+        found.append(
+            "source.metadataTable: this stack reads no S3 Metadata live inventory table; deploy it with "
+            "MetadataTableBucket set to the bucket whose table to read (docs/DEPLOY.md), or omit source"
+        )
+    else:
+        given = ((raw.get("source") or {}).get(metadata_table.SOURCE) or {}) if "source" in raw else {}
+        for field, value in metadata_table_location(config).items():
+            if given.get(field) not in (None, value):
+                found.append(
+                    f"source.metadataTable.{field}: {shown(str(given[field]))} is not the table this stack may read "
+                    f"({value!r}: its MetadataTableBucket and MetadataTableNamespace parameters); omit "
+                    f"source.metadataTable.{field} or deploy a stack for that table"
+                )
+    if isinstance(filter_, dict) and not any(line.startswith("filter") for line in problems):
+        found += metadata_table.source_filter_problems(filter_)
+    return found
+
+
+def metadata_table_location(config: Config) -> dict[str, str]:
+    """The live inventory table the stack's parameters name (normalized spec's source.metadataTable)."""
+    return {
+        "bucket": config.metadata_table_bucket,
+        "catalog": metadata_table.CATALOG,
+        "namespace": config.metadata_table_namespace
+        or metadata_table.default_namespace(config.metadata_table_bucket),
+        "table": metadata_table.TABLE,
+    }
 
 
 def _source_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
@@ -140,7 +211,14 @@ def _versions_problems(raw: Any, problems: list[str], config: Config) -> list[st
         field = f"{part}.versions"
         if versions is None or any(line.startswith(f"{field}:") for line in problems):
             continue
-        if config.inventory_versions != "All":
+        # The live inventory table lists every version with its ID, whatever the S3 Inventory lists, and a
+        # stack that reads it reruns its runs' failures with their version IDs too.
+        has_versions = (
+            config.inventory_versions == "All"
+            or (part == "filter" and chosen_source(raw, config) == metadata_table.SOURCE)
+            or (part == "rerun" and bool(config.metadata_table_bucket))
+        )
+        if not has_versions:
             if versions != VERSIONS_CURRENT:  # "current" is what a current-versions inventory always does
                 found.append(
                     f'{field}: "{versions}" needs an inventory that lists version IDs, but the stack\'s '
@@ -176,8 +254,13 @@ def _where_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
     where = filter_.get("where") if isinstance(filter_, dict) else None
     if not isinstance(where, str) or any(line.startswith("filter.where:") for line in problems):
         return []
+    columns = (
+        metadata_table.WHERE_COLUMNS
+        if chosen_source(raw, config) == metadata_table.SOURCE
+        else known_columns(config.inventory_versions)
+    )
     try:
-        normalize_where(where, known_columns(config.inventory_versions))
+        normalize_where(where, columns)
     except SpecValidationError as error:
         return str(error).splitlines()
     return []

@@ -40,8 +40,15 @@ MAX_TREE_DEPTH = 64
 
 MAX_DECIMAL_PRECISION = 38
 PARTITION_COLUMN = "dt"
-# Boolean-typed in ORC/Parquet inventories, so they may stand alone as a condition there.
-BOOLEAN_COLUMNS: tuple[str, ...] = ("is_latest", "is_delete_marker", "is_multipart_uploaded")
+# Boolean-typed in ORC/Parquet inventories (and in the S3 Metadata live inventory table, whose own
+# names are the last two), so they may stand alone as a condition there.
+BOOLEAN_COLUMNS: tuple[str, ...] = (
+    "is_latest",
+    "is_delete_marker",
+    "is_multipart_uploaded",
+    "is_multipart",
+    "is_bucket_key_enabled",
+)
 
 # Scalar Trino functions that are deterministic or read only the clock: enough to express any
 # condition on one inventory row, and none that reaches outside the query. Each computes the same in
@@ -476,6 +483,12 @@ def _column_problems(column: exp.Column, columns: frozenset[str]) -> Iterator[st
         yield f"qualified column {_snippet(column)} is not allowed; write {shown(column.name)} alone"
     elif name == PARTITION_COLUMN:
         yield f"column {PARTITION_COLUMN!r} is the inventory partition; choose it with inventory.date instead"
+    elif name not in columns and name in INVENTORY_COLUMNS and "sequence_number" in columns:
+        # The columns are the S3 Metadata live inventory table's (batchpipe_core.metadata_table).
+        yield (
+            f"column {name!r} is an S3 Inventory column, not one of the S3 Metadata live inventory table's; "
+            f"use one of {', '.join(sorted(columns))}"
+        )
     elif name in VERSION_COLUMNS and name not in columns:
         yield (
             f"column {name!r} exists only in inventories that list all object versions, and this stack's "

@@ -31,6 +31,7 @@ from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
 from batchpipe_core.inventory_table import InventoryNotReadableError
 from batchpipe_core.jobs import RunRef, StatePart, is_transient, manifest_fields, transient_as_retryable
 from batchpipe_core.keys import as_folder, decode_key
+from batchpipe_core.metadata_table import SOURCE as METADATA_SOURCE
 from batchpipe_core.multipart import (
     S3_LIMITS,
     Limits,
@@ -68,6 +69,7 @@ class ManifestSpec(StatePart):
     maxObjects: int | None = None
     dryRun: bool = False
     filter: FilterPart | None = None
+    source: dict[str, Any] | None = None
 
 
 class QueryExecutionRef(StatePart):
@@ -128,7 +130,10 @@ def handler(event: dict, context: Any) -> dict:
 def import_failures(request: ImportFailuresInput, config: Config, *, s3: Any) -> dict:
     """The ``manifest`` state document of a rerun: the failures file's rows as a manifest."""
     rerun = request.spec.rerun
-    fields = manifest_fields(config.inventory_versions, rerun.versions)
+    # A stack that reads the S3 Metadata live inventory table reruns its runs' pinned versions too.
+    fields = manifest_fields(
+        "All" if config.metadata_table_bucket else config.inventory_versions, rerun.versions
+    )
     with transient_as_retryable("turning the failures file into a manifest"):
         manifest = manifest_from_failures(
             s3,
@@ -169,7 +174,9 @@ def build_manifest(request: BuildManifestInput, config: Config, *, s3: Any, athe
         "why": None,
         # The UNLOAD's columns (batchpipe_core.query): every later attempt's CreateJob names these.
         "fields": manifest_fields(
-            config.inventory_versions, request.spec.filter and request.spec.filter.versions
+            # The S3 Metadata live inventory table lists version IDs whatever the stack's inventory does.
+            "All" if METADATA_SOURCE in (request.spec.source or {}) else config.inventory_versions,
+            request.spec.filter and request.spec.filter.versions,
         ),
     }
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)

@@ -21,8 +21,13 @@ from batchpipe_core.inventory_layout import check_delivery, resolve_delivery
 from batchpipe_core.inventory_table import delivery_table
 from batchpipe_core.jobs import RunRef, StatePart, transient_as_retryable
 from batchpipe_core.keys import as_folder
+from batchpipe_core.metadata_table import SOURCE as METADATA_SOURCE
+from batchpipe_core.metadata_table import build_metadata_unload_sql
 from batchpipe_core.observability import instrumented, logger
 from batchpipe_core.query import build_unload_sql, needed_columns
+
+# Athena's name for the account's Glue Data Catalog, where the stack's inventory table lives.
+DEFAULT_CATALOG = "AwsDataCatalog"
 
 
 class InventoryChoice(StatePart):
@@ -35,6 +40,7 @@ class QuerySpec(StatePart):
     """The parts of the validated spec that shape the query (``filter`` is read by the SQL builder)."""
 
     inventory: InventoryChoice = Field(default_factory=InventoryChoice)
+    source: dict[str, Any] | None = None
     filter: dict[str, Any] | None = None
 
 
@@ -50,8 +56,13 @@ def handler(event: dict, context: Any) -> dict:
 
 
 def plan_query(request: PlanQueryInput, config: Config, s3: Any, glue: Any) -> dict:
-    """The ``query`` state document: sql, workGroup, database, table, partition, outputPrefix, delivery."""
+    """The ``query`` state document: sql, workGroup, catalog, database, table, partition, outputPrefix,
+    delivery."""
     spec = request.spec.model_dump()
+    output_prefix = f"s3://{config.pipeline_bucket}/{as_folder(request.run.prefix)}athena/"
+    table = (request.spec.source or {}).get(METADATA_SOURCE)
+    if table is not None:
+        return plan_metadata_table_query(spec, table, config, output_prefix)
     inventory = request.spec.inventory
     database = inventory.database or config.inventory_database
     table = inventory.table or config.inventory_table
@@ -79,7 +90,6 @@ def plan_query(request: PlanQueryInput, config: Config, s3: Any, glue: Any) -> d
             bucket=config.inventory_bucket,
             prefix=config.inventory_prefix,
         )
-    output_prefix = f"s3://{config.pipeline_bucket}/{as_folder(request.run.prefix)}athena/"
     sql = build_unload_sql(
         spec,
         database=database,
@@ -102,6 +112,7 @@ def plan_query(request: PlanQueryInput, config: Config, s3: Any, glue: Any) -> d
     return {
         "sql": sql,
         "workGroup": config.athena_workgroup,
+        "catalog": DEFAULT_CATALOG,
         "database": database,
         "table": delivery_table_name,
         "partition": delivery.partition,
@@ -112,4 +123,23 @@ def plan_query(request: PlanQueryInput, config: Config, s3: Any, glue: Any) -> d
             "files": delivery.files,
             "sizeBytes": delivery.size_bytes,
         },
+    }
+
+
+def plan_metadata_table_query(spec: dict, table: dict[str, Any], config: Config, output_prefix: str) -> dict:
+    """A ``source.metadataTable`` run: one statement over the live inventory table, which has no
+    deliveries to choose from (S3 keeps it current), so there is nothing to resolve first."""
+    sql = build_metadata_unload_sql(spec, output_uri=output_prefix)
+    logger.info("query planned", extra={"source": METADATA_SOURCE, "table": table})
+    return {
+        "sql": sql,
+        "workGroup": config.athena_workgroup,
+        # QueryExecutionContext as the S3 user guide says ("Querying metadata tables with AWS analytics
+        # services"): the catalog s3tablescatalog/aws-s3 and the table's namespace as database.
+        "catalog": table["catalog"],
+        "database": table["namespace"],
+        "table": table["table"],
+        "partition": None,
+        "outputPrefix": output_prefix,
+        "delivery": None,
     }

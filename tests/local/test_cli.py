@@ -196,3 +196,39 @@ def test_preview_of_a_rerun_spec_says_where_to_dry_run_it(tmp_path, capsys):
     assert 'a spec with rerun selects the rows of a failures file instead: start it with "dryRun": true' in (
         capsys.readouterr().err
     )
+
+
+def test_preview_counts_tag_matches_over_a_metadata_table_folder(tmp_path, capsys):
+    """A table folder (here one S3's backfill writes from a bucket of objects whose keys and tags need
+    encoding) is previewed with the pipeline's own statement; a tags filter without the table is refused."""
+    import boto3
+    from moto import mock_aws
+
+    from batchpipe.local.isolation import isolated_environment
+    from batchpipe.local.metadata_table import backfill
+
+    keys = {"a b/ü+.jpg": "atlas", "a b/100%.jpg": "atlas", "c/plain.txt": "other"}
+    with isolated_environment(), mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="my-tagged-bucket")
+        for key, project in keys.items():
+            s3.put_object(Bucket="my-tagged-bucket", Key=key, Body=b"x", Tagging=f"project={project}")
+        folder = backfill(s3, "my-tagged-bucket", tmp_path / "aws-s3")
+    spec = tmp_path / "by-tag.json"
+    spec.write_text(json.dumps({"filter": {"tags": {"allOf": [{"key": "project", "value": "atlas"}]}}}))
+
+    code = main(["preview", "--spec", str(spec), "--metadata-table", str(folder)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "objects selected: 2" in out
+    assert "S3 Metadata live inventory table: s3://my-tagged-bucket (3 rows" in out
+    assert {line.strip() for line in out.splitlines() if line.startswith("  ")} >= {
+        "a b/ü+.jpg",
+        "a b/100%.jpg",
+    }
+    assert '"s3tablescatalog/aws-s3"."b_my-tagged-bucket"."inventory"' in out
+
+    refused = main(["preview", "--spec", str(spec), "--inventory", str(tmp_path)])
+
+    assert refused == 2

@@ -51,6 +51,9 @@ STAR_RESOURCE_ACTIONS = {
     "logs:PutResourcePolicy": "Step Functions guide, logging IAM policy (Resource *)",
     "logs:DescribeResourcePolicies": "Step Functions guide, logging IAM policy (Resource *)",
     "logs:DescribeLogGroups": "Step Functions guide, logging IAM policy (Resource *)",
+    # SAR, AWS Lake Formation: no action has a resource type (Lake Formation grants decide access);
+    # GetDataAccess is what Athena needs to read a table under Lake Formation access control.
+    "lakeformation:GetDataAccess": "SAR, AWS Lake Formation: no resource types",
 }
 
 BATCH_OPERATIONS_PRINCIPAL = "batchoperations.s3.amazonaws.com"

@@ -107,3 +107,86 @@ REPORT_TEXT = st.text(
 def test_report_key_decodes_exactly_as_urllib_does(encoded):
     expected = unquote_plus(encoded) if "+" in encoded else unquote(encoded)
     assert report_key(encoded) == expected
+
+
+class _Store:
+    """tables.ObjectStore in memory: where the UNLOAD writes its files."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def list(self, bucket: str, prefix: str) -> list[str]:
+        return sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return self.objects[(bucket, key)]
+
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        self.objects[(bucket, key)] = body
+
+
+class _NoGlue:
+    def get_table(self, database: str, name: str) -> None:
+        return None
+
+    def get_partitions(self, database: str, name: str) -> list:
+        return []
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(any_key, min_size=1, max_size=8, unique=True), st.data())
+def test_metadata_table_manifest_keys_and_tag_matches_survive_any_text(tmp_path_factory, keys, data):
+    """The S3 Metadata source (keys stored as they are, no inventory decoding) writes each selected key
+    in the same manifest form as the inventory source, and a tag compared with any text (here each
+    object's own key as its tag value) matches exactly its object: through the statement PlanQuery
+    builds, run by the local Athena over a real Iceberg table."""
+    import pyarrow as pa
+
+    from batchpipe.local.athena.engine import run_query
+    from batchpipe.local.metadata_table import arrow_schema, write_table
+    from batchpipe_core.metadata_table import build_metadata_unload_sql
+
+    chosen = data.draw(st.sampled_from(keys))
+    rows = [
+        {
+            "bucket": "b",
+            "key": key,
+            "sequence_number": f"{i:04d}",
+            "version_id": None,
+            "is_delete_marker": False,
+            "object_tags": [("k", key)],
+            "user_metadata": [],
+        }
+        for i, key in enumerate(keys)
+    ]
+    root = tmp_path_factory.mktemp("aws-s3")
+    write_table(root, "b_b", pa.Table.from_pylist(rows, arrow_schema()))
+    spec = {
+        "source": {
+            "metadataTable": {"catalog": "s3tablescatalog/aws-s3", "namespace": "b_b", "table": "inventory"}
+        },
+        "filter": {"latestOnly": True, "versions": "current"},
+    }
+    store = _Store()
+    selected = {}
+    for name, filter_ in (("all", {}), ("tagged", {"tags": {"allOf": [{"key": "k", "value": chosen}]}})):
+        statement = build_metadata_unload_sql(
+            {**spec, "filter": spec["filter"] | filter_}, output_uri=f"s3://out/{name}/"
+        )
+        run_query(
+            statement,
+            query_id=name,
+            database="default",
+            catalog=_NoGlue(),
+            store=store,
+            output_location="s3://out/results/",
+            table_buckets={"aws-s3": root},
+        )
+        lines = b"".join(store.get("out", k) for k in store.list("out", f"{name}/")).decode().splitlines()
+        selected[name] = [next(csv.reader([line])) for line in lines]
+
+    assert sorted(unquote(row[1]) for row in selected["all"]) == sorted(keys)
+    assert all(unquote(row[1]) == unquote_plus(row[1]) and "+" not in row[1] for row in selected["all"])
+    # The inventory source writes its keys with the very same expression (the property above).
+    assert "SELECT bucket, replace(url_encode(key), '+', '%20') AS key\n" in statement
+    assert [unquote(row[1]) for row in selected["tagged"]] == [chosen]

@@ -337,7 +337,16 @@ def invoke(payload: dict) -> dict:
 
 def test_handler_returns_the_query_document(deliveries):
     result = invoke(event())
-    assert set(result) == {"sql", "workGroup", "database", "table", "partition", "outputPrefix", "delivery"}
+    assert set(result) == {
+        "sql",
+        "workGroup",
+        "catalog",
+        "database",
+        "table",
+        "partition",
+        "outputPrefix",
+        "delivery",
+    }
     assert result["delivery"] == {
         "folder": "2024-05-02T12-30Z",
         "manifest": f"s3://{INVENTORY_BUCKET}/{PREFIX}/2024-05-02T12-30Z/manifest.json",

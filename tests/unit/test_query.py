@@ -468,9 +468,9 @@ def test_a_statement_over_athenas_query_limit_is_refused_naming_the_limit():
     ],
 )
 def test_a_statement_that_does_not_read_back_as_built_is_refused(query):
-    from batchpipe_core.query import _check_query
+    from batchpipe_core.query import check_query
 
-    _check_query(
+    check_query(
         "SELECT bucket FROM (SELECT bucket FROM inventory) AS inventory WHERE a = 1",
         table="inventory",
         conditions=1,
@@ -478,4 +478,4 @@ def test_a_statement_that_does_not_read_back_as_built_is_refused(query):
     with pytest.raises(
         SpecValidationError, match=r"^filter: the Athena statement built from it does not read back"
     ):
-        _check_query(query, table="inventory", conditions=1)
+        check_query(query, table="inventory", conditions=1)

@@ -99,14 +99,19 @@ def add_local_commands(commands: Any) -> None:
 def add_preview_command(commands: Any) -> None:
     preview = commands.add_parser("preview", help="count and sample what a spec selects, without AWS cost")
     preview.add_argument("--spec", required=True)
-    preview.add_argument(
-        "--inventory", required=True, help="config-id folder on disk, or s3://bucket/prefix/config-id"
+    chosen = preview.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--inventory", help="config-id folder on disk, or s3://bucket/prefix/config-id")
+    chosen.add_argument(
+        "--metadata-table",
+        help="an S3 Metadata live inventory table's folder (Iceberg metadata/ and data/), e.g. one that "
+        "`batchpipe local run` wrote under <out>/s3tables/aws-s3/<namespace>/inventory",
     )
     preview.add_argument("--sample", type=whole_number(0), default=20)
     with_example(
         preview,
         "batchpipe preview --spec examples/tagging-replace.json --inventory my-inventory",
         "batchpipe preview --spec my-spec.json --inventory s3://inventory-bucket/source-bucket/config-id",
+        "batchpipe preview --spec by-tags.json --metadata-table local-run/s3tables/aws-s3/b_my-bucket/inventory",
     )
     preview.set_defaults(func=_preview)
 

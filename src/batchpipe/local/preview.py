@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -22,9 +23,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batchpipe.inputs import UsageError, read_spec
 from batchpipe.outcome import readable_cause
+from batchpipe_core.metadata_table import default_namespace
 from batchpipe_core.s3uri import split_s3_uri
 
 from . import inventory as inv
+from .metadata_table import MetadataTableError, read_table, table_folder
 from .outputs import lambda_logs_to
 from .stack import LocalStack
 from .world import INVENTORY_DEST_PREFIX, World
@@ -105,7 +108,20 @@ def preview(args: argparse.Namespace) -> int:
             "preview shows what a spec selects from an inventory; a spec with rerun selects the rows of a "
             'failures file instead: start it with "dryRun": true on the stack that wrote the file'
         )
-    if "source" in spec:
+    source = spec.get("source")
+    if args.metadata_table is not None:
+        if (isinstance(source, dict) and "metadataTable" not in source) or "inventory" in spec:
+            raise UsageError(
+                "--metadata-table previews a spec over an S3 Metadata live inventory table; this spec names "
+                'another source: give "source": {"metadataTable": {}} (or no source), or use --inventory'
+            )
+        spec = {**spec, "source": {"metadataTable": {}}}
+    elif isinstance(source, dict) and "metadataTable" in source:
+        raise UsageError(
+            "this spec selects from the S3 Metadata live inventory table: preview it with --metadata-table "
+            "<the table's folder> instead of --inventory"
+        )
+    elif "source" in spec:
         # The manifest generator lists the bucket only inside a job: there is nothing to run locally.
         raise UsageError(
             "preview shows what a spec selects from an inventory; a spec with source has S3 Batch list the "
@@ -114,18 +130,49 @@ def preview(args: argparse.Namespace) -> int:
         )
     spec = {**spec, "dryRun": True}
     spec.setdefault("operation", PLACEHOLDER_OPERATION)
-    steps = Steps(sys.stderr)
-    with steps, tempfile.TemporaryDirectory() as scratch:
-        directory = Path(args.inventory)
-        if args.inventory.startswith("s3://"):
-            steps.begin(f"downloading the newest delivery of {args.inventory}")
+    with Steps(sys.stderr) as steps:
+        if args.metadata_table is not None:
+            execution, described = _preview_metadata_table(spec, Path(args.metadata_table), steps)
+        else:
+            execution, described = _preview_inventory(spec, args.inventory, steps)
+
+    # The spec (its filter) is the only input here: a refusal or a failed query is bad input, exit
+    # status 2, printed as the one-line reason (never the Lambda error's JSON or a stack trace).
+    if execution.status != "SUCCEEDED":
+        raise UsageError(f"the spec was rejected: {execution.error}: {execution.message}")
+    summary = execution.output
+    if summary.get("status") == "FAILED":
+        raise UsageError(f"the query failed: {summary.get('error')}: {readable_cause(summary.get('cause'))}")
+    (planned,) = execution.task_outputs("PlanQuery")
+    manifest = summary.get("manifest", {})
+    print(f"objects selected: {manifest.get('objects')}")
+    print(described)
+    print(f"bytes Athena would scan (upper bound: whole data files): {manifest.get('bytesScanned')}")
+    print(f"estimated cost of the run (USD): {summary.get('estimatedCostUsd')}")
+    print(f"sample (up to {args.sample} keys):")
+    for key in manifest.get("sample", [])[: args.sample]:
+        print(f"  {key}")
+    print("SQL that Athena would run:")
+    print(planned["query"]["sql"])
+    return 0
+
+
+_STANDING_UP = "standing up the embedded stack (template.yaml's resources, the state machine)"
+_DRY_RUN = "running the dry run: ValidateSpec, the Athena query (DuckDB), the manifest"
+
+
+def _preview_inventory(spec: dict, inventory: str, steps: Steps) -> tuple[Any, str]:
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(inventory)
+        if inventory.startswith("s3://"):
+            steps.begin(f"downloading the newest delivery of {inventory}")
             try:
-                directory = download_inventory(args.inventory, Path(scratch))
+                directory = download_inventory(inventory, Path(scratch))
             except (BotoCoreError, ClientError) as exc:
-                raise UsageError(f"cannot read the inventory at {args.inventory}: {exc}") from None
+                raise UsageError(f"cannot read the inventory at {inventory}: {exc}") from None
         layout = inv.read_inventory(str(directory))
         world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
-        steps.begin("standing up the embedded stack (template.yaml's resources, the state machine)")
+        steps.begin(_STANDING_UP)
         with (
             lambda_logs_to(Path(os.devnull)),
             LocalStack(
@@ -147,27 +194,40 @@ def preview(args: argparse.Namespace) -> int:
                 )
             except inv.InventoryDirError as exc:
                 raise UsageError(str(exc)) from None
-            steps.begin("running the dry run: ValidateSpec, the Athena query (DuckDB), the manifest")
+            steps.begin(_DRY_RUN)
             execution = stack.run(spec, name="preview")
-
-    # The spec (its filter) is the only input here: a refusal or a failed query is bad input, exit
-    # status 2, printed as the one-line reason (never the Lambda error's JSON or a stack trace).
-    if execution.status != "SUCCEEDED":
-        raise UsageError(f"the spec was rejected: {execution.error}: {execution.message}")
-    summary = execution.output
-    if summary.get("status") == "FAILED":
-        raise UsageError(f"the query failed: {summary.get('error')}: {readable_cause(summary.get('cause'))}")
-    (planned,) = execution.task_outputs("PlanQuery")
-    manifest = summary.get("manifest", {})
-    print(f"objects selected: {manifest.get('objects')}")
-    print(
-        f"inventory: s3://{layout.source_bucket} ({world.fmt}, {world.versions.lower()} versions, delivery {layout.delivery})"
+    return execution, (
+        f"inventory: s3://{layout.source_bucket} ({world.fmt}, {world.versions.lower()} versions, "
+        f"delivery {layout.delivery})"
     )
-    print(f"bytes Athena would scan (upper bound: whole data files): {manifest.get('bytesScanned')}")
-    print(f"estimated cost of the run (USD): {summary.get('estimatedCostUsd')}")
-    print(f"sample (up to {args.sample} keys):")
-    for key in manifest.get("sample", [])[: args.sample]:
-        print(f"  {key}")
-    print("SQL that Athena would run:")
-    print(planned["query"]["sql"])
-    return 0
+
+
+def _preview_metadata_table(spec: dict, folder: Path, steps: Steps) -> tuple[Any, str]:
+    """The spec over a copy of the table folder, in the local table bucket aws-s3 under the namespace
+    of the one bucket its rows name."""
+    steps.begin(f"reading the table at {folder}")
+    try:
+        rows = read_table(folder)
+    except (MetadataTableError, OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the S3 Metadata table at {folder}: {exc}") from None
+    buckets = sorted(set(rows.column("bucket").to_pylist())) if "bucket" in rows.column_names else []
+    if len(buckets) != 1:
+        raise UsageError(
+            f"{folder}: an S3 Metadata live inventory table lists one bucket's objects; this one lists "
+            f"{len(buckets)} buckets"
+        )
+    (bucket,) = buckets
+    world = World(source_bucket=bucket)
+    with tempfile.TemporaryDirectory() as scratch:
+        table_bucket = Path(scratch)
+        # A copy in the local table bucket; its metadata still names the data files where they are.
+        shutil.copytree(folder, table_folder(table_bucket, default_namespace(bucket)))
+        steps.begin(_STANDING_UP)
+        with (
+            lambda_logs_to(Path(os.devnull)),
+            LocalStack(parameters=world.parameters(), table_bucket_dir=table_bucket) as stack,
+        ):
+            world.create_buckets(stack.client("s3"))
+            steps.begin(_DRY_RUN)
+            execution = stack.run(spec, name="preview")
+    return execution, f"S3 Metadata live inventory table: s3://{bucket} ({rows.num_rows} rows, {folder})"

@@ -233,6 +233,13 @@ def populate(stack: LocalStack, world: World, layout: Any, args: argparse.Namesp
     return n
 
 
+def reads_metadata_table(spec: Any) -> bool:
+    """A spec whose source is the bucket's S3 Metadata live inventory table (the demo stack's default
+    source is the inventory)."""
+    source = spec.get("source") if isinstance(spec, dict) else None
+    return isinstance(source, dict) and "metadataTable" in source
+
+
 def local_run(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec) if args.spec else DEFAULT_SPEC
     faults = read_faults(args.faults) if args.faults else []
@@ -251,9 +258,17 @@ def local_run(args: argparse.Namespace) -> int:
             faults=faults,
             key_decoding=args.key_decoding,
             timeout_scale=seconds_per_long_wait(args.wait_timeout),
+            # The AWS managed table bucket aws-s3 (a source.metadataTable run's table) in the run's folder.
+            table_bucket_dir=out / "s3tables" / "aws-s3",
         ) as stack,
     ):
         count = populate(stack, world, layout, args, stream)
+        if reads_metadata_table(spec):
+            folder = stack.write_metadata_table(world.source_bucket)
+            print(
+                f"wrote the S3 Metadata live inventory table of {world.source_bucket} to {folder}",
+                file=stream,
+            )
 
         execution_arn = stack.start(spec, args.name)
         with (

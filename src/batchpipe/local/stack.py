@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import tempfile
 import threading
 import time
 import types
@@ -20,6 +21,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -28,6 +30,7 @@ from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from batchpipe.outcome import readable_cause
+from batchpipe_core.metadata_table import TABLE_BUCKET
 
 from . import template as tpl
 from .events import (
@@ -110,6 +113,8 @@ class LocalStack:
     faults: list[dict] = field(default_factory=list)
     key_decoding: str = "percent"
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # extra BatchEngine settings
+    # The AWS managed table bucket aws-s3 (S3 Metadata tables) as a folder; a temporary one if None.
+    table_bucket_dir: Path | None = None
 
     account_id: str = DEFAULT_ACCOUNT_ID
     region: str = REGION
@@ -493,6 +498,9 @@ class LocalStack:
             install_athena = None
         if install_athena is not None:
             self.athena = self._exit.enter_context(install_athena())
+            if self.table_bucket_dir is None:
+                self.table_bucket_dir = Path(self._exit.enter_context(tempfile.TemporaryDirectory()))
+            self.athena.table_buckets[TABLE_BUCKET] = self.table_bucket_dir
         try:
             from .s3batch import BatchEngine
         except ImportError:
@@ -508,6 +516,16 @@ class LocalStack:
                 **self.engine_options,
             )
             self._exit.enter_context(self.engine.installed())
+
+    def write_metadata_table(self, bucket: str) -> Path:
+        """S3 Metadata's backfill of ``bucket``'s live inventory table, from what the bucket holds now
+        (batchpipe.local.metadata_table); the table's folder. Later changes need another call."""
+        from .metadata_table import backfill
+
+        if self.table_bucket_dir is None:
+            raise RuntimeError("the stack is not started (no table bucket folder yet)")
+        namespace = self.parameter_values.get("MetadataTableNamespace") or None
+        return backfill(self.client("s3"), bucket, self.table_bucket_dir, namespace)
 
     # ------------------------------------------------------------------ executions
     def start(self, spec: dict, name: str) -> str:

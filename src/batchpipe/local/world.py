@@ -67,6 +67,9 @@ class World:
             "InventoryVersions": self.versions,
             "SourceBuckets": self.source_bucket,
             "TargetBuckets": self.source_bucket,
+            # The demo stack may read the source bucket's S3 Metadata live inventory table, which
+            # LocalStack.write_metadata_table backfills (batchpipe.local.metadata_table).
+            "MetadataTableBucket": self.source_bucket,
             "AllowedOperations": every_operation(),
             # Wait states are compressed locally but task timeouts are real seconds unless the stack's
             # timeout_scale compresses them: the first wait for a job's count (no event announces it,

@@ -54,6 +54,7 @@ class Statement:
 class TableRef:
     database: str
     name: str
+    catalog: str = "awsdatacatalog"
 
 
 def parse_statement(sql: str) -> Statement:
@@ -188,16 +189,25 @@ def _cte_names(query: exp.Expression) -> set[str]:
     return {cte.alias_or_name.lower() for cte in query.find_all(exp.CTE)}
 
 
-def table_references(query: exp.Expression, default_database: str) -> list[tuple[exp.Table, TableRef]]:
+def table_references(
+    query: exp.Expression, default_database: str, default_catalog: str = "awsdatacatalog"
+) -> list[tuple[exp.Table, TableRef]]:
     """Every catalog table reference in the query (CTE names excluded), resolved like Athena: lower
-    case, the execution context's database when the name has none."""
+    case, the execution context's catalog and database when the name has none."""
     ctes = _cte_names(query)
     refs = []
     for table in query.find_all(exp.Table):
         if not table.name or (not table.db and table.name.lower() in ctes):
             continue
         refs.append(
-            (table, TableRef(database=(table.db or default_database).lower(), name=table.name.lower()))
+            (
+                table,
+                TableRef(
+                    database=(table.db or default_database).lower(),
+                    name=table.name.lower(),
+                    catalog=(table.catalog or default_catalog).lower(),
+                ),
+            )
         )
     return refs
 

@@ -31,7 +31,15 @@ from .dialect import (
     to_duckdb,
 )
 from .output import Column, athena_column, results_csv, text_query, unload_files
-from .tables import Catalog, ObjectStore, ScanStats, load_table, s3_location
+from .tables import (
+    Catalog,
+    ObjectStore,
+    ScanStats,
+    TableBuckets,
+    load_iceberg_table,
+    load_table,
+    s3_location,
+)
 
 
 @dataclass
@@ -88,8 +96,13 @@ def run_query(
     output_location: str,
     limits: Limits | None = None,
     now: datetime | None = None,
+    default_catalog: str = "AwsDataCatalog",
+    table_buckets: TableBuckets | None = None,
 ) -> QueryResult:
-    """Runs ``sql``; raises :class:`errors.AthenaQueryError` with Athena's failure shape."""
+    """Runs ``sql``; raises :class:`errors.AthenaQueryError` with Athena's failure shape.
+
+    ``table_buckets``: S3 table buckets by name (folders of Iceberg tables), which Athena names as the
+    catalogs ``s3tablescatalog/<table bucket>``."""
     limits = limits or Limits()
     started = time.monotonic()
     statement = parse_statement(sql)
@@ -98,7 +111,17 @@ def run_query(
         _require_empty(store, statement.unload_location or "")
     con = connect()
     try:
-        views = _load_tables(con, statement, database, catalog, store, result.scanned, now)
+        views = _load_tables(
+            con,
+            statement,
+            database,
+            catalog,
+            store,
+            result.scanned,
+            now,
+            default_catalog,
+            table_buckets or {},
+        )
         cutoff = limits.bytes_scanned_cutoff
         if cutoff is not None and result.scanned.bytes > cutoff:
             raise errors.bytes_scanned_exceeded(result.scanned.bytes, cutoff, limits.cutoff_state)
@@ -148,13 +171,26 @@ def _load_tables(
     store: ObjectStore,
     scanned: ScanStats,
     now: datetime | None,
+    default_catalog: str,
+    table_buckets: TableBuckets,
 ) -> dict[int, str]:
     """Loads every table once (partitions: the union of what its references need); maps each
     reference node to its view."""
-    references = table_references(statement.query, database)
+    references = table_references(statement.query, database, default_catalog.lower())
     tables: dict[TableRef, dict] = {}
     wanted: dict[TableRef, dict[str, set[str] | None]] = {}
+    names: dict[TableRef, str] = {}
     for node, ref in references:
+        if ref.catalog != "awsdatacatalog":
+            if ref not in names:
+                names[ref] = f"t{len(names) + len(tables)}"
+                stats = load_iceberg_table(
+                    con, names[ref], ref.catalog, ref.database, ref.name, table_buckets
+                )
+                scanned.files += stats.files
+                scanned.bytes += stats.bytes
+                scanned.rows += stats.rows
+            continue
         if ref not in tables:
             table = catalog.get_table(ref.database, ref.name)
             if table is None:
@@ -165,7 +201,7 @@ def _load_tables(
             values = partition_values(statement.query, node, key)
             seen = wanted[ref].get(key, set())
             wanted[ref][key] = None if values is None or seen is None else seen | values
-    names = {ref: f"t{i}" for i, ref in enumerate(tables)}
+    names |= {ref: f"g{i}" for i, ref in enumerate(tables)}
     for ref, table in tables.items():
         stats = load_table(con, names[ref], table, catalog, store, wanted[ref], now)
         scanned.files += stats.files

@@ -86,3 +86,9 @@ def query_failed(detail: str) -> AthenaQueryError:
 
 def data_error(detail: str) -> AthenaQueryError:
     return AthenaQueryError(f"HIVE_BAD_DATA: {detail}", error_type=1001)
+
+
+def catalog_not_found(catalog: str) -> AthenaQueryError:
+    # Trino's error name for a catalog the engine does not know (on Athena: an S3 table bucket not
+    # integrated with AWS analytics services); 1301, entity not found, as for a schema.
+    return AthenaQueryError(f"CATALOG_NOT_FOUND: Catalog '{catalog}' does not exist", error_type=1301)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -194,6 +195,8 @@ class AthenaSql:
     polls_before_done: int = 1
     unload_rows_per_file: int = 50_000
     cutoff_state: str = "FAILED"
+    # S3 table buckets (folders of Iceberg tables) by name: Athena's catalogs s3tablescatalog/<name>.
+    table_buckets: dict[str, Path] = field(default_factory=dict)
     executions: dict[str, QueryExecution] = field(default_factory=dict)
     _tokens: dict[str, str] = field(default_factory=dict)
     _clients: dict[tuple[str, str, bool], Any] = field(default_factory=dict)
@@ -265,6 +268,8 @@ class AthenaSql:
                 execution.query,
                 query_id=execution.id,
                 database=execution.context["Database"].lower(),
+                default_catalog=execution.context["Catalog"],
+                table_buckets=self.table_buckets,
                 catalog=GlueCatalog(self._client("glue", region)),
                 store=S3Store(self._client("s3", region)),
                 output_location=execution.output_directory,

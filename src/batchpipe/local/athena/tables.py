@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 
 from batchpipe_core.s3uri import split_s3_uri
 
-from .errors import data_error, not_supported
+from .errors import catalog_not_found, data_error, not_supported, table_not_found
 
 
 class ObjectStore(Protocol):
@@ -346,3 +347,35 @@ def load_table(
         f"CREATE VIEW {quote_identifier(view)} AS SELECT {projection} FROM {quote_identifier(raw)}"
     ).fetchall()
     return stats
+
+
+# ------------------------------------------------------------------------------- S3 table buckets
+# Athena names an S3 table bucket's tables "s3tablescatalog/<table bucket>"."<namespace>"."<table>"
+# (S3 user guide, "Querying metadata tables with AWS analytics services"). Locally a table bucket is a
+# folder of Iceberg tables (batchpipe.local.metadata_table).
+TableBuckets = dict[str, Path]
+S3_TABLES_CATALOG = "s3tablescatalog/"
+
+
+def load_iceberg_table(
+    con: duckdb.DuckDBPyConnection, view: str, catalog: str, namespace: str, name: str, buckets: TableBuckets
+) -> ScanStats:
+    """Registers ``view`` as the Iceberg table's current rows; scanned bytes are its data files' sizes
+    (an upper bound: Athena reads only the columns a query names)."""
+    from ..metadata_table import MetadataTableError, read_table, table_folder
+
+    root = (
+        buckets.get(catalog.removeprefix(S3_TABLES_CATALOG))
+        if catalog.startswith(S3_TABLES_CATALOG)
+        else None
+    )
+    if root is None:
+        raise catalog_not_found(catalog)
+    folder = table_folder(root, namespace, name)
+    try:
+        data = read_table(folder)
+    except MetadataTableError:
+        raise table_not_found(catalog, namespace, name) from None
+    files = list((folder / "data").rglob("*.parquet"))
+    con.register(view, data)
+    return ScanStats(files=len(files), bytes=sum(f.stat().st_size for f in files), rows=data.num_rows)

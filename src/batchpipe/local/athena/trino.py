@@ -217,6 +217,11 @@ def _rewrite(node: exp.Expression, source_kind: str | None) -> exp.Expression | 
         )
     if isinstance(node, exp.SplitPart):
         return _call("athena_split_part", this, node.args["delimiter"], node.args["part_index"])
+    if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and node.expressions[0].is_string:
+        # A map looked up by a string key (element_at(object_tags, 'k'): the S3 Metadata table's maps):
+        # DuckDB's m['k'] is the value or NULL, as Trino's element_at on a map (the arrays' rules are
+        # about integer indexes).
+        return None
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
         name = "athena_element_at" if node.args.get("safe") else "athena_subscript"
         return _call(name, this, _trino_index(node))
