@@ -86,10 +86,11 @@ test: venv $(TOOLS:%=%-venv) browser
 	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) \
 	  --durations=15 $(PYTEST_ARGS) tests
 
-# `sam local invoke` of every function against the served embedded AWS (tests/samlocal). The test
-# does its own set-up (apt docker.io, dockerd, the Lambda base image, sam build; README "Development").
+# `sam local invoke` of every function against the served embedded AWS (tests/samlocal) alone; `make test`
+# runs it too. The test does its own set-up (apt docker.io, dockerd, the Lambda base image, sam build;
+# README "Development"), each step skipped when already done.
 sam-local: venv sam-venv
-	BATCHPIPE_SAM_LOCAL=1 SAM_CLI="$(CURDIR)/.venv-sam/bin/sam" \
+	SAM_CLI="$(CURDIR)/.venv-sam/bin/sam" \
 	  $(VENV)/bin/pytest --durations=0 $(PYTEST_ARGS) tests/samlocal
 
 # The demo's injected faults leave some objects failed: it ends PARTIAL, exit status 3 (docs/LOCAL.md),

@@ -39,15 +39,54 @@ no_engine() {
 
 engine_up() { docker info >/dev/null 2>&1; }
 
+# APT's download sandbox user (_apt) cannot write to /dev/null on machines where its mode is 0644,
+# which breaks `apt-get update` there; as root the downloads need no sandbox. Each download is retried,
+# and another apt-get holding the package lock (another engineer's, a daily job) is waited for.
+apt=(apt-get -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Retries=3 -o DPkg::Lock::Timeout=300)
+
+apt_update() {
+  # The lists lock is not covered by DPkg::Lock::Timeout, and a mirror can fail for a moment: try
+  # again a few times before giving up.
+  local attempt
+  for attempt in 1 2 3 4; do
+    "${apt[@]}" update -qq && return 0
+    [ "$attempt" = 4 ] || { echo "apt-get update failed (attempt $attempt); retrying" >&2; sleep $((attempt * 10)); }
+  done
+  return 1
+}
+
 apt_install() {
-  # APT's download sandbox user (_apt) cannot write to /dev/null on machines where its mode is 0644,
-  # which breaks `apt-get update` there; as root the downloads need no sandbox.
-  local apt=(apt-get -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0)
-  "${apt[@]}" update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends "$@" >/dev/null
+  apt_update && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The Debian archive this machine's apt uses (its sources, as apt reads them: deb822 or one-line files,
+# any mirror or caching proxy in front of it), so the root filesystem comes from where the machine's
+# own packages come from. BATCHPIPE_DEBIAN_MIRROR overrides; deb.debian.org is the fallback for a machine
+# whose apt has no Debian archive (Ubuntu, say).
+debian_mirror() {
+  local found
+  if [ -n "${BATCHPIPE_DEBIAN_MIRROR:-}" ]; then echo "$BATCHPIPE_DEBIAN_MIRROR"; return; fi
+  # ORIGIN and LABEL come from each archive's Release file: "Debian" for the main archive, where the
+  # security archive says "Debian-Security". Known only once apt-get update has fetched them.
+  found=$(apt-get indextargets --format '$(ORIGIN) $(LABEL) $(REPO_URI)' 2>/dev/null | awk '$1 == "Debian" && $2 == "Debian" { print $3; exit }')
+  if [ -z "$found" ] && command -v apt-get >/dev/null && apt_update >&2; then
+    found=$(apt-get indextargets --format '$(ORIGIN) $(LABEL) $(REPO_URI)' 2>/dev/null | awk '$1 == "Debian" && $2 == "Debian" { print $3; exit }')
+  fi
+  echo "${found:-http://deb.debian.org/debian/}"
 }
 
 # ---------------------------------------------------------------- 1. the container engine
+dockerd_log=/var/log/batchpipe-dockerd.log
+dockerd_timeout=${BATCHPIPE_DOCKERD_TIMEOUT:-90}
+
+dockerd_failed() {
+  # The daemon's own words first (they say why), then the one line the test reports.
+  echo "---- last lines of $dockerd_log" >&2
+  tail -n 30 "$dockerd_log" >&2 || true
+  echo "----" >&2
+  no_engine "dockerd did not answer on /var/run/docker.sock within ${dockerd_timeout} s: $*; its log is $dockerd_log"
+}
+
 if ! engine_up; then
   if ! command -v dockerd >/dev/null; then
     [ "$(id -u)" = 0 ] || no_engine "dockerd is not installed, and installing docker.io needs root"
@@ -55,18 +94,33 @@ if ! engine_up; then
     echo "installing docker.io (apt)" >&2
     apt_install docker.io || no_engine "apt-get install docker.io failed"
   fi
-  if [ ! -S /var/run/docker.sock ] || ! engine_up; then
-    [ "$(id -u)" = 0 ] || no_engine "dockerd is not running, and starting it needs root"
-    # overlay2: the driver that works on the ext4/xfs roots of these machines without extra modules.
-    # setsid: the daemon outlives this script and the test session; later runs find it running.
-    echo "starting dockerd (log: /var/log/batchpipe-dockerd.log)" >&2
-    setsid dockerd --storage-driver=overlay2 >/var/log/batchpipe-dockerd.log 2>&1 </dev/null &
-    for _ in $(seq 1 60); do
-      engine_up && break
-      sleep 1
-    done
-    engine_up || no_engine "dockerd did not start: $(tail -n 3 /var/log/batchpipe-dockerd.log | tr '\n' ' ')"
+  [ "$(id -u)" = 0 ] || no_engine "dockerd is not running, and starting it needs root"
+  # A daemon that stopped uncleanly leaves its PID file; dockerd refuses to start while the PID in it
+  # names a live process, which after a restart can be any process that reused the number.
+  if [ -f /var/run/docker.pid ]; then
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
+      echo "dockerd (pid $pid) is running but not answering yet; waiting for it" >&2
+      started_pid=$pid
+    else
+      rm -f /var/run/docker.pid
+    fi
   fi
+  if [ -z "${started_pid:-}" ]; then
+    # By hand, not through systemd (these machines have none). overlay2: the driver that works on the
+    # ext4/xfs roots of these machines without extra modules. setsid: the daemon outlives this script
+    # and the test session, so later runs find it running.
+    echo "starting dockerd (log: $dockerd_log)" >&2
+    setsid dockerd --storage-driver=overlay2 >"$dockerd_log" 2>&1 </dev/null &
+    started_pid=$!
+  fi
+  waited=0
+  until engine_up; do
+    kill -0 "$started_pid" 2>/dev/null || dockerd_failed "it exited"
+    [ "$waited" -lt "$dockerd_timeout" ] || dockerd_failed "still starting"
+    sleep 1
+    waited=$((waited + 1))
+  done
 fi
 
 # ---------------------------------------------------------------- 2. the base image
@@ -81,15 +135,26 @@ if [ "$(docker image inspect --format '{{ index .Config.Labels "batchpipe.recipe
   exit 0
 fi
 
-command -v debootstrap >/dev/null || apt_install debootstrap
+# debootstrap runs as root (it chroots into the new system to configure its packages).
+[ "$(id -u)" = 0 ] || no_engine "building $image needs root (debootstrap)"
+if ! command -v debootstrap >/dev/null; then
+  command -v apt-get >/dev/null || no_engine "building $image needs debootstrap, and there is no apt-get to install it"
+  apt_install debootstrap || { echo "setup.sh: apt-get install debootstrap failed" >&2; exit 1; }
+fi
+mirror=$(debian_mirror)
+# A proxy apt is configured with (Acquire::http::Proxy) is debootstrap's too (it reads http_proxy).
+if [ -z "${http_proxy:-}" ] && command -v apt-config >/dev/null; then
+  eval "$(apt-config shell http_proxy Acquire::http::Proxy)"
+  [ -z "${http_proxy:-}" ] || export http_proxy
+fi
 scratch=$(mktemp -d /var/tmp/batchpipe-samlocal.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
-echo "building $image: debootstrap $suite (minbase + $runtime), ${runtime_packages[*]}" >&2
+echo "building $image: debootstrap $suite (minbase + $runtime) from $mirror, ${runtime_packages[*]}" >&2
 # The host's Debian archive keyring checks the suite's signatures.
 debootstrap --variant=minbase --include="$debian_packages" \
   --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-  "$suite" "$scratch/rootfs" http://deb.debian.org/debian >"$scratch/debootstrap.log" 2>&1 \
-  || { tail -n 20 "$scratch/debootstrap.log" >&2; exit 1; }
+  "$suite" "$scratch/rootfs" "$mirror" >"$scratch/debootstrap.log" 2>&1 \
+  || { tail -n 30 "$scratch/debootstrap.log" >&2; echo "setup.sh: debootstrap $suite from $mirror failed" >&2; exit 1; }
 # Downloaded packages, package lists, documentation and translations: never read by a function.
 rm -rf "$scratch"/rootfs/var/cache/apt/archives/*.deb "$scratch"/rootfs/var/lib/apt/lists/* \
   "$scratch"/rootfs/usr/share/doc/* "$scratch"/rootfs/usr/share/man/* "$scratch"/rootfs/usr/share/locale/*
