@@ -18,6 +18,7 @@ can be started (no root, no apt, no Docker) it skips, saying why; under CI=true 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -136,6 +137,44 @@ def built(engine: None, sam_cli: Path) -> Path:
     copy of the *built* template; what was built is template.yaml's own.
     """
     started = time.monotonic()
+    build_dir = WORK / "build"
+    # What the build is made from: when none of it changed since the last build, that build stands
+    # (even SAM's incremental build copies ~0.8 GB of dependencies again, minutes on a busy machine).
+    stamp = WORK / "build.inputs"
+    inputs = _build_inputs_hash()
+    if not (stamp.is_file() and stamp.read_text() == inputs and (build_dir / "template.yaml").is_file()):
+        stamp.unlink(missing_ok=True)
+        _sam_build(sam_cli, build_dir)
+        stamp.write_text(inputs)
+    SECONDS["sam build"] = time.monotonic() - started
+    built_template = yaml.safe_load((build_dir / "template.yaml").read_text())
+    variables = built_template["Globals"]["Function"]["Environment"]["Variables"]
+    variables["AWS_ENDPOINT_URL"] = ""
+    variables["AWS_CONFIG_FILE"] = ""
+    local = build_dir / "template-samlocal.json"
+    local.write_text(json.dumps(built_template, indent=1))
+    return local
+
+
+def _build_inputs_hash() -> str:
+    """A hash of everything `sam build` reads here: the template, the functions' and layers' folders
+    (code and requirements), SAM CLI's pins, the python3.X command and the base image it runs."""
+    files = [TEMPLATE, HERE / "python-in-image.sh", REPO / "requirements" / "sam-constraints.txt"]
+    for folder in ("functions", "layers"):
+        files += sorted(
+            path
+            for path in (REPO / folder).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(REPO)}\0".encode() + path.read_bytes() + b"\0")
+    image_id = _run(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE]).stdout.strip()
+    digest.update(f"{RUNTIME} {ARCH} {image_id}".encode())
+    return digest.hexdigest()
+
+
+def _sam_build(sam_cli: Path, build_dir: Path) -> None:
     shim_dir = WORK / "bin"
     shim_dir.mkdir(parents=True, exist_ok=True)
     shim = shim_dir / RUNTIME
@@ -147,7 +186,6 @@ def built(engine: None, sam_cli: Path) -> Path:
         BATCHPIPE_SAMLOCAL_IMAGE=IMAGE,
         BATCHPIPE_SAMLOCAL_ROOT=str(REPO),
     )
-    build_dir = WORK / "build"
     result = _run(
         [
             sam_cli,
@@ -167,14 +205,6 @@ def built(engine: None, sam_cli: Path) -> Path:
         timeout=900,
     )
     assert result.returncode == 0, _failed(result)
-    SECONDS["sam build"] = time.monotonic() - started
-    built_template = yaml.safe_load((build_dir / "template.yaml").read_text())
-    variables = built_template["Globals"]["Function"]["Environment"]["Variables"]
-    variables["AWS_ENDPOINT_URL"] = ""
-    variables["AWS_CONFIG_FILE"] = ""
-    local = build_dir / "template-samlocal.json"
-    local.write_text(json.dumps(built_template, indent=1))
-    return local
 
 
 # ---------------------------------------------------------------- the served embedded AWS
@@ -228,6 +258,12 @@ class Relay:
         self.server.close()
 
 
+def _bridge_interface() -> str:
+    """The host interface of the test's bridge: a name of ours (at most 15 characters, Linux's
+    limit), which the egress count matches on."""
+    return f"bpsl{os.getpid()}"[:15]
+
+
 @pytest.fixture(scope="module")
 def network(engine: None) -> Iterator[tuple[str, str]]:
     """A bridge network of this test's own (name, gateway address) for the function containers."""
@@ -238,7 +274,8 @@ def network(engine: None) -> Iterator[tuple[str, str]]:
     if leftovers:
         _run(["docker", "network", "rm", *leftovers])
     name = f"batchpipe-samlocal-{os.getpid()}"
-    created = _run(["docker", "network", "create", "--driver", "bridge", name])
+    option = f"com.docker.network.bridge.name={_bridge_interface()}"
+    created = _run(["docker", "network", "create", "--driver", "bridge", "--opt", option, name])
     assert created.returncode == 0, _failed(created)
     try:
         inspected = _run(["docker", "network", "inspect", "--format", "{{json .IPAM.Config}}", name])
@@ -246,6 +283,62 @@ def network(engine: None) -> Iterator[tuple[str, str]]:
         yield name, gateway
     finally:
         _run(["docker", "network", "rm", name])
+
+
+class EgressCount:
+    """Packets the function containers sent towards any other network while the tests ran.
+
+    SAM starts each function container on Docker's default bridge (its own port to the emulator) and
+    then joins it to the test's network, so both bridges are counted: one iptables rule per bridge in
+    DOCKER-USER (the chain Docker leaves to the administrator, first in FORWARD) matches a packet that
+    came in from the bridge and is routed out of it, to the machine's network or beyond; it counts and
+    lets it go on as before (RETURN). Packets for the host's own addresses (the relay on the gateway,
+    SAM's published port) are delivered locally, never forwarded, so they are not counted; nor is
+    traffic between containers of one bridge.
+    """
+
+    def __init__(self, interfaces: list[str]) -> None:
+        self.tag = f"batchpipe-samlocal-{os.getpid()}"
+        self.rules = [
+            ["DOCKER-USER", "-i", i, "!", "-o", i, "-m", "comment", "--comment", self.tag, "-j", "RETURN"]
+            for i in interfaces
+        ]
+        for rule in self.rules:
+            added = _run(["iptables", "-I", *rule])
+            assert added.returncode == 0, _failed(added)
+
+    def packets(self) -> int:
+        listed = _run(["iptables", "-L", "DOCKER-USER", "-v", "-x", "-n"])
+        assert listed.returncode == 0, _failed(listed)
+        return sum(int(line.split()[0]) for line in listed.stdout.splitlines() if f"/* {self.tag} */" in line)
+
+    def remove(self) -> None:
+        for rule in self.rules:
+            _run(["iptables", "-D", *rule])
+
+
+@pytest.fixture(scope="module")
+def egress(network: tuple[str, str]) -> Iterator[EgressCount]:
+    chain = _run(["iptables", "-L", "DOCKER-USER", "-n"])
+    if chain.returncode != 0:
+        _unavailable(f"cannot count the containers' packets (iptables DOCKER-USER): {_failed(chain, 3)}")
+    interfaces = [_bridge_interface()]
+    default_bridge = _run(
+        [
+            "docker",
+            "network",
+            "inspect",
+            "--format",
+            '{{index .Options "com.docker.network.bridge.name"}}',
+            "bridge",
+        ]
+    )
+    interfaces.append(default_bridge.stdout.strip() or "docker0")
+    count = EgressCount(interfaces)
+    try:
+        yield count
+    finally:
+        count.remove()
 
 
 @pytest.fixture(scope="module")
@@ -431,7 +524,12 @@ class Invoker:
 
 @pytest.fixture(scope="module")
 def invoke(
-    sam_cli: Path, built: Path, network: tuple[str, str], endpoint_for_containers: str, served: str
+    sam_cli: Path,
+    built: Path,
+    network: tuple[str, str],
+    endpoint_for_containers: str,
+    served: str,
+    egress: EgressCount,
 ) -> Invoker:
     return Invoker(sam_cli, built, network, endpoint_for_containers, served)
 
@@ -660,3 +758,10 @@ def test_sweep_jobs_lists_the_served_stacks_jobs(invoke: Invoker, reference: Ref
     job_id = reference.summary["attempts"][0]["jobId"]
     job = _s3control(reference.endpoint).describe_job(AccountId=ACCOUNT, JobId=job_id)["Job"]
     assert job["Status"] == "Complete"  # an ended job is never listed, never touched
+
+
+def test_no_packet_left_for_another_network(invoke: Invoker, egress: EgressCount) -> None:
+    """Last in this file: every invocation above addressed only the relay (the served endpoint) on
+    the test's bridge, so no function container sent a packet anywhere else, not even a DNS query."""
+    assert len(INVOCATIONS) >= len(FUNCTIONS)
+    assert egress.packets() == 0
