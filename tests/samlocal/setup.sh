@@ -4,10 +4,12 @@
 #   2. the Lambda base image for RUNTIME and ARCH, built locally (image/Dockerfile says what is in it)
 #      from a Debian root filesystem made by debootstrap, tagged IMAGE.
 # Each step is skipped when its result is already there (a running engine, an image whose recipe
-# label matches), so only the first run pays for it (about 3 minutes; README, "Tests").
+# label matches), so only the first run pays for it (about 4 minutes; docs/LOCAL.md, "sam local invoke").
 #
 # Usage: setup.sh RUNTIME ARCH IMAGE      e.g. setup.sh python3.13 x86_64 batchpipe-samlocal/python:3.13-x86_64
-# Environment: PYTHON, a Python with pip (the host's) to install the runtime interface client with.
+# Environment: PYTHON, a Python with pip (the host's) to install the runtime interface client with;
+# BATCHPIPE_DEBIAN_MIRROR, the Debian archive to debootstrap from (default: the one apt uses here);
+# BATCHPIPE_DOCKERD_TIMEOUT, seconds to wait for a started dockerd to answer (default 90).
 # Exit status 0: ready. 10: no container engine can run here (the reason is the last line on stderr);
 # tests/samlocal skips on 10 locally and fails under CI. Anything else: a set-up step failed.
 set -euo pipefail

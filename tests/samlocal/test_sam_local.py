@@ -200,7 +200,9 @@ def _sam_build(sam_cli: Path, build_dir: Path) -> None:
             "--parameter-overrides",
             f"Architecture={ARCH}",
         ],
-        cwd=REPO,
+        # SAM keeps the dependencies of its incremental builds in .aws-sam/deps under the working
+        # directory: here, with the rest of this test's build.
+        cwd=WORK,
         env=env,
         timeout=900,
     )
