@@ -28,8 +28,8 @@ PIP_QUIET := --disable-pip-version-check --no-input --progress-bar off --quiet
 
 help:
 	@echo "make demo          run the local end-to-end job on an embedded, emulated AWS"
-	@echo "make test          run every test (unit, template, state machine), building environments first"
-	@echo "make sam-local     sam local invoke of every function in Lambda containers (Debian, root: sets up Docker)"
+	@echo "make test          run every test (unit, template, state machine, sam local invoke), building environments first"
+	@echo "make sam-local     only the sam local invoke of every function in Lambda containers (Debian, root: sets up Docker)"
 	@echo "make lint          ruff check + ruff format --check"
 	@echo "make venv          .venv with the pinned dev dependencies and batchpipe (editable)"
 	@echo "make <tool>-venv   .venv-<tool> for a tool with pins of its own: $(TOOLS)"
@@ -79,7 +79,9 @@ browser:
 
 # The tests find each tool through an environment variable (SAM_CLI, CHECKOV).
 # --dist loadgroup: tests that share something (a port, a directory) carry
-# @pytest.mark.xdist_group("name") and then run on one worker, one after the other.
+# @pytest.mark.xdist_group("name") and then run on one worker, one after the other. The largest groups
+# start first: tests/samlocal (group sam-local) holds one worker for its minutes of set-up and
+# container starts, mostly waiting (about one CPU-minute once set up), while the other worker runs the rest.
 test: venv $(TOOLS:%=%-venv) browser
 	SAM_CLI="$(CURDIR)/.venv-sam/bin/sam" CHECKOV="$(CURDIR)/.venv-checkov/bin/checkov" \
 	  $(VENV)/bin/pytest \
