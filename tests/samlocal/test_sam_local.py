@@ -260,6 +260,16 @@ class Relay:
         self.server.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _bridge_interface() -> str:
     """The host interface of the test's bridge: a name of ours (at most 15 characters, Linux's
     limit), which the egress count matches on."""
@@ -269,10 +279,10 @@ def _bridge_interface() -> str:
 @pytest.fixture(scope="module")
 def network(engine: None) -> Iterator[tuple[str, str]]:
     """A bridge network of this test's own (name, gateway address) for the function containers."""
-    # Networks an interrupted run left behind: Docker has room for a few dozen bridge networks.
-    leftovers = _run(
-        ["docker", "network", "ls", "--quiet", "--filter", "name=batchpipe-samlocal-"]
-    ).stdout.split()
+    # Networks an interrupted run left behind (Docker has room for a few dozen bridge networks): those
+    # whose process (the number in the name) is gone, never another live run's.
+    names = _run(["docker", "network", "ls", "--format", "{{.Name}}", "--filter", "name=batchpipe-samlocal-"])
+    leftovers = [n for n in names.stdout.split() if not _alive(int(n.rsplit("-", 1)[-1]))]
     if leftovers:
         _run(["docker", "network", "rm", *leftovers])
     name = f"batchpipe-samlocal-{os.getpid()}"
