@@ -213,13 +213,16 @@ def test_a_bad_spec_never_reaches_aws(aws_env, tmp_path, capsys):
     ("argv", "message"),
     [
         (["runs", "--stack", "no-such-stack"], "stack 'no-such-stack' not found in us-east-1"),
-        (["watch", "nope"], "also pass --stack"),
+        (["watch", "nope"], "no stack: pass --stack, set BATCHPIPE_STACK"),
         (["summary", "no-such-run", "--stack", "batchpipe"], "no execution arn:aws:states:"),
         (["watch", "arn:aws:states:us-east-1:123:execution:x"], "is not a Step Functions execution ARN"),
         (["start", "--stack", "batchpipe", "--spec", "/nonexistent.json"], "spec file not found"),
     ],
 )
-def test_user_errors_are_one_line(aws_env, capsys, argv, message):
+def test_user_errors_are_one_line(aws_env, capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no samconfig.toml to name a stack
+    monkeypatch.delenv("BATCHPIPE_STACK", raising=False)
+
     code = main(argv)
 
     err = capsys.readouterr().err

@@ -403,3 +403,24 @@ def test_start_takes_the_schedules_own_input_and_checks_the_spec_inside(tmp_path
     assert commands.default_execution_name(commands.read_spec(str(wrapped))).startswith("weekly-")
     with pytest.raises(OperatorError, match="priorty: unknown field"):
         commands.read_spec(str(bad))
+
+
+def test_the_stack_defaults_to_the_environment_then_samconfig(tmp_path, monkeypatch):
+    monkeypatch.delenv("BATCHPIPE_STACK", raising=False)
+    with pytest.raises(OperatorError, match="no stack: pass --stack"):
+        stack.default_stack_name(tmp_path)
+
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "everywhere"\n'
+    )
+    assert stack.default_stack_name(tmp_path) == "everywhere"
+    (tmp_path / "samconfig.toml").write_text(
+        '[default.global.parameters]\nstack_name = "everywhere"\n[default.deploy.parameters]\nstack_name = "prod"\n'
+    )
+    assert stack.default_stack_name(tmp_path) == "prod"
+    monkeypatch.setenv("BATCHPIPE_STACK", "from-env")
+    assert stack.default_stack_name(tmp_path) == "from-env"
+
+
+def test_the_repositorys_samconfig_names_the_stack_local_serve_serves():
+    assert stack.default_stack_name(REPO) == build_parser().parse_args(["local", "serve"]).stack_name

@@ -130,7 +130,13 @@ def _add_serve(local_commands: Any) -> None:
     serve.add_argument(
         "--port", type=whole_number(0), default=4566, help="TCP port (default 4566; 0 picks a free one)"
     )
-    serve.add_argument("--stack-name", default="batchpipe", help="name the served stack answers to")
+    serve.add_argument(
+        "--stack",
+        "--stack-name",
+        dest="stack_name",
+        default="batchpipe",
+        help="name the served stack answers to (default batchpipe, as this repository's samconfig.toml)",
+    )
     source = serve.add_mutually_exclusive_group()
     source.add_argument(
         "--objects", type=whole_number(0), default=2000, help="generate N objects and their S3 Inventory"

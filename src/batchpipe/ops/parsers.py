@@ -13,6 +13,10 @@ EXIT_CODES_HELP = (
     "without a summary); 6 SKIPPED; 2 bad input or an AWS error (one line on stderr)"
 )
 CONTROL_EXIT_HELP = "exit status: 0 done; 2 bad input (no such run, nothing to act on) or an AWS error"
+STACK_HELP = (
+    "CloudFormation stack name (what `sam deploy` created); default: $BATCHPIPE_STACK, else the "
+    "stack_name of ./samconfig.toml"
+)
 ENDPOINT_HELP = (
     "AWS endpoint to call instead of AWS's (e.g. http://127.0.0.1:4566 of `batchpipe local serve`); "
     "boto3's AWS_ENDPOINT_URL does the same"
@@ -62,7 +66,7 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
 def _execution_arguments(parser: argparse.ArgumentParser) -> None:
     """The run a command is about: an execution ARN, or its name and the stack it ran on."""
     parser.add_argument("execution", help="execution ARN, or its name with --stack")
-    parser.add_argument("--stack", help="stack name (needed when EXECUTION is a name)")
+    parser.add_argument("--stack", help=STACK_HELP)
 
 
 def add_operator_commands(commands: Any) -> None:
@@ -73,7 +77,7 @@ def add_operator_commands(commands: Any) -> None:
         "batchpipe start --stack batchpipe --spec examples/tagging-replace.json --watch",
         _start,
     )
-    start.add_argument("--stack", required=True, help="CloudFormation stack name (what `sam deploy` created)")
+    start.add_argument("--stack", help=STACK_HELP)
     start.add_argument("--spec", required=True, help="job spec JSON (the execution input)")
     start.add_argument("--name", type=execution_name, help="execution name (default: <spec name>-<UTC time>)")
     start.add_argument("--watch", action="store_true", help="follow the run until it ends (see `watch`)")
@@ -97,7 +101,7 @@ def add_operator_commands(commands: Any) -> None:
         "batchpipe runs --stack batchpipe --json",
         _runs,
     )
-    runs.add_argument("--stack", required=True)
+    runs.add_argument("--stack", help=STACK_HELP)
     runs.add_argument(
         "--max",
         type=whole_number(1),
@@ -208,6 +212,12 @@ def _spec_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack(args: argparse.Namespace, needed: bool = True) -> str | None:
+    from .stack import default_stack_name
+
+    return args.stack or (default_stack_name() if needed else None)
+
+
 def _aws(args: argparse.Namespace) -> Any:
     from .aws import Aws
 
@@ -219,7 +229,7 @@ def _start(args: argparse.Namespace) -> int:
 
     return start(
         _aws(args),
-        stack_name=args.stack,
+        stack_name=_stack(args),
         spec_path=args.spec,
         name=args.name,
         watch_it=args.watch,
@@ -232,14 +242,19 @@ def _watch(args: argparse.Namespace) -> int:
     from .stack import execution_arn
 
     aws = _aws(args)
-    return watch(aws, execution_arn(aws, args.execution, args.stack), out=sys.stdout, interval=args.interval)
+    return watch(
+        aws,
+        execution_arn(aws, args.execution, _stack(args, needed=not args.execution.startswith("arn:"))),
+        out=sys.stdout,
+        interval=args.interval,
+    )
 
 
 def _on_run(args: argparse.Namespace) -> tuple[Any, str]:
     from .stack import execution_arn
 
     aws = _aws(args)
-    return aws, execution_arn(aws, args.execution, args.stack)
+    return aws, execution_arn(aws, args.execution, _stack(args, needed=not args.execution.startswith("arn:")))
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -273,7 +288,7 @@ def _jobs(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from .commands import runs
 
-    return runs(_aws(args), stack_name=args.stack, limit=args.max, as_json=args.json, out=sys.stdout)
+    return runs(_aws(args), stack_name=_stack(args), limit=args.max, as_json=args.json, out=sys.stdout)
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -282,7 +297,7 @@ def _summary(args: argparse.Namespace) -> int:
     return show_summary(
         _aws(args),
         execution=args.execution,
-        stack_name=args.stack,
+        stack_name=_stack(args),
         failures=args.failures,
         out=sys.stdout,
         html=args.html,
@@ -296,7 +311,7 @@ def _rerun(args: argparse.Namespace) -> int:
     return rerun(
         _aws(args),
         execution=args.execution,
-        stack_name=args.stack,
+        stack_name=_stack(args),
         error_codes=args.error_codes,
         operation_path=args.operation,
         name=args.name,

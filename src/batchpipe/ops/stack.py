@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -29,6 +32,29 @@ class Stack:
     def execution_arn(self, name: str) -> str:
         partition, region, account, machine = _STATE_MACHINE_ARN.match(self.state_machine_arn).groups()
         return f"arn:{partition}:states:{region}:{account}:execution:{machine}:{name}"
+
+
+STACK_ENV = "BATCHPIPE_STACK"
+SAM_CONFIG = "samconfig.toml"
+
+
+def default_stack_name(folder: Path | None = None) -> str:
+    """The stack when --stack is not given: $BATCHPIPE_STACK, else the one `sam deploy` would deploy
+    from this folder (samconfig.toml's default environment: its deploy, then its global stack_name)."""
+    if os.environ.get(STACK_ENV):
+        return os.environ[STACK_ENV]
+    config = (folder or Path.cwd()) / SAM_CONFIG
+    try:
+        environment = tomllib.loads(config.read_text(encoding="utf-8")).get("default", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        environment = {}
+    for command in ("deploy", "global"):
+        name = (environment.get(command) or {}).get("parameters", {}).get("stack_name")
+        if isinstance(name, str) and name:
+            return name
+    raise OperatorError(
+        f"no stack: pass --stack, set {STACK_ENV}, or run where the stack's {SAM_CONFIG} names it (stack_name)"
+    )
 
 
 def find_stack(aws: Aws, name: str) -> Stack:
