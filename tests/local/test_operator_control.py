@@ -7,6 +7,7 @@ confirmation, so each waits, counted, for the command under test.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -153,3 +154,52 @@ def test_version(capsys):
     assert main(["--version"]) == 0
 
     assert re.fullmatch(r"batchpipe \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def test_debug_prints_each_aws_call_and_its_answer(shell, capsys):
+    assert main(["runs", "--stack", STACK, "--max", "1", "--debug"]) == 0
+
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == 'aws: cloudformation DescribeStacks {"StackName": "batchpipe"}'
+    assert re.fullmatch(r"aws: cloudformation DescribeStacks -> HTTP 200 in \d+\.\d\d s", err[1])
+    assert any(line.startswith("aws: stepfunctions ListExecutions {") for line in err)
+
+
+def test_watch_stamps_each_line_hides_choices_unless_verbose_and_tells_each_job(shell, tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps({"name": "watched", "filter": {"prefixes": ["logs/"]}, "operation": OPERATION})
+    )
+    assert main(["start", "--stack", STACK, "--spec", str(spec), "--name", "watched-1", "--watch"]) == 0
+    quiet = capsys.readouterr().out.splitlines()
+    assert main(["watch", "watched-1", "--stack", STACK, "--verbose"]) == 0
+    verbose = capsys.readouterr().out.splitlines()
+
+    told = [line for line in quiet if re.match(r"\d\d:\d\d:\d\dZ \+\d+:\d\d:\d\d ", line)]
+    assert told and told == [line for line in quiet if not line.startswith(("started ", "console: "))]
+    assert not any("AnythingToDo?" in line for line in quiet)
+    assert any("▶ AnythingToDo?" in line for line in verbose)
+    assert any(re.search(r"manifest written: Athena scanned [\d,]+ bytes", line) for line in quiet)
+    assert any(re.search(r"job \S+ Complete: \[#+\] \d+/\d+ tasks", line) for line in quiet)
+
+
+def test_watch_tells_a_confirmation_wait_with_its_command_and_a_skip_names_the_holder(
+    shell, tmp_path, capsys
+):
+    from batchpipe.ops.aws import Aws
+    from batchpipe.ops.commands import watch
+
+    _start_waiting_run(tmp_path, capsys, "held")
+    holder = _arn(shell, "held")
+    out = io.StringIO()
+    assert watch(Aws(), holder, out=out, interval=0.5, timeout=5) == 0
+    assert f"waits for a person to confirm it: batchpipe confirm {holder}" in out.getvalue()
+
+    skipped = tmp_path / "skip.json"
+    skipped.write_text(json.dumps({"name": "held", "operation": OPERATION}))
+    assert main(["start", "--stack", STACK, "--spec", str(skipped), "--name", "held-again", "--watch"]) == 6
+    headline = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.search(
+        rf"SKIPPED \(busy\): .+; the run holding the name: {re.escape(holder)} \(since ", headline
+    )
+    assert main(["cancel", "held", "--stack", STACK]) == 0

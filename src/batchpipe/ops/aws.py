@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ class Aws:
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
+    debug: bool = False  # --debug: each AWS call on stderr, as it is made and as it is answered
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,8 +76,27 @@ class Aws:
                 # (inject_host_prefix=False does not stop them); a local endpoint has no such name.
                 # Rewritten before signing, so the signature covers the host actually called.
                 client.meta.events.register("before-sign.s3-control", _without_account_host)
+            if self.debug:
+                client.meta.events.register("before-parameter-build", _show_call)
+                client.meta.events.register("after-call", _show_answer)
             self._clients[service] = client
         return self._clients[service]
+
+
+def _show_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context["batchpipe_started"] = time.monotonic()
+    shown = json.dumps(params, default=str, ensure_ascii=False)
+    shown = shown if len(shown) <= 300 else shown[:300] + "..."
+    print(f"aws: {model.service_model.service_name} {model.name} {shown}", file=sys.stderr, flush=True)
+
+
+def _show_answer(http_response: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
+    took = time.monotonic() - context.get("batchpipe_started", time.monotonic())
+    print(
+        f"aws: {model.service_model.service_name} {model.name} -> HTTP {http_response.status_code} in {took:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _without_account_host(request: Any, **_: Any) -> None:

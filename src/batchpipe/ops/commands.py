@@ -16,6 +16,7 @@ from batchpipe import inputs
 from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
 from batchpipe.progress import LiveLine, bar
 from batchpipe_core.errors import FailuresFileError, SpecValidationError
+from batchpipe_core.jobs import CONFIRM_BY_OPERATOR, TAG_CONFIRMATION
 from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.rerun import failure_rows
 from batchpipe_core.runlock import unwrap_scheduled_input
@@ -27,7 +28,9 @@ from batchpipe_core.summary import read_records, s3_console_url
 from .aws import Aws, OperatorError, aws_errors
 from .stack import console_url, describe, execution_arn, find_stack, summary_of
 
-ACTIVE_JOB_STATUSES = ["New", "Preparing", "Suspended", "Ready", "Active", "Pausing", "Paused", "Completing"]
+# Ctrl-C in a watch: the shell's convention for SIGINT (128 + 2); the run itself goes on.
+EXIT_INTERRUPTED = 130
+ENDED_JOB_STATUSES = ("Complete", "Failed", "Cancelled")
 # Keys of the spec that a rerun keeps from the run it reruns; the selection is the failures file.
 _RERUN_DROPS = ("inventory", "filter", "rerun", "dryRun")
 
@@ -83,8 +86,8 @@ def start(aws: Aws, *, stack_name: str, spec_path: str, name: str | None, watch_
 class Watcher:
     """Follows one execution: the states it enters, its Athena query, its batch jobs' progress."""
 
-    def __init__(self, aws: Aws, arn: str, out: TextIO) -> None:
-        self.aws, self.arn, self.out = aws, arn, out
+    def __init__(self, aws: Aws, arn: str, out: TextIO, verbose: bool = False) -> None:
+        self.aws, self.arn, self.out, self.verbose = aws, arn, out, verbose
         self.sfn = aws.client("stepfunctions")
         self.last_event_id = 0
         self.query_id: str | None = None
@@ -94,10 +97,39 @@ class Watcher:
         self.live = LiveLine(out)
         self.account = arn.split(":")[4]
         self.execution_name = arn.rsplit(":", 1)[1]
+        self.started: datetime | None = None
+        self.now: datetime | None = None  # the time of the event being told, else of the poll
+        self._choices: set[str] | None = None
 
     def say(self, text: str) -> None:
+        """One line, stamped with its UTC time and the time since the run started."""
         self.live.clear()
-        print(text, file=self.out, flush=True)
+        moment = self.now or datetime.now(UTC)
+        stamp = moment.astimezone(UTC).strftime("%H:%M:%SZ")
+        if self.started is not None:
+            elapsed = int(max(0.0, (moment - self.started).total_seconds()))
+            stamp += f" +{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
+        print(f"{stamp} {text}", file=self.out, flush=True)
+
+    def choices(self) -> set[str]:
+        """The definition's Choice states (shown only with --verbose): read once, Map children included."""
+        if self._choices is None:
+            with aws_errors(f"reading the state machine of {self.arn}"):
+                definition = _json(
+                    self.sfn.describe_state_machine_for_execution(executionArn=self.arn)["definition"]
+                )
+            self._choices = set()
+            pending = [definition]
+            while pending:
+                node = pending.pop()
+                for name, state in (node.get("States") or {}).items():
+                    if state.get("Type") == "Choice":
+                        self._choices.add(name)
+                    for nested in ("ItemProcessor", "Iterator"):
+                        if isinstance(state.get(nested), dict):
+                            pending.append(state[nested])
+                    pending.extend(b for b in state.get("Branches") or [] if isinstance(b, dict))
+        return self._choices
 
     def poll(self) -> None:
         with aws_errors(f"reading the history of {self.arn}"):
@@ -107,15 +139,29 @@ class Watcher:
         if new and page.get("nextToken") and min(e["id"] for e in new) > self.last_event_id + 1:
             self.say("  … (earlier events skipped)")
         for event in sorted(new, key=lambda e: e["id"]):
+            self.now = event.get("timestamp")
             self.describe_event(event)
             self.last_event_id = event["id"]
+        self.now = None
         self.progress()
 
     def describe_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
+        if kind == "ExecutionStarted" and self.started is None:
+            self.started = event.get("timestamp")
         if kind.endswith("StateEntered"):
             details = event["stateEnteredEventDetails"]
             self.current_state = details["name"]
+            if details["name"] in self.choices() and not self.verbose:
+                return
+            if details["name"] == "WaitForRunLock":
+                lock = _json(details.get("input")).get("lock") or {}
+                self.say(
+                    f"▶ waiting for the run's name: {lock.get('activeExecution')} holds it (since "
+                    f"{lock.get('activeSince')}); asking again in {lock.get('pollSeconds')} s, "
+                    f"{lock.get('waitedSeconds')} s waited"
+                )
+                return
             extra = ""
             if self.current_state == "CreateJobAndWait":
                 current = _json(details.get("input")).get("current") or {}
@@ -127,6 +173,17 @@ class Watcher:
             output = _json(details.get("output"))
             if details["name"] == "StartQuery":
                 self.query_id = ((output.get("query") or {}).get("execution") or {}).get("id")
+            elif details["name"] == "BuildManifest" and isinstance(output.get("manifest"), dict):
+                manifest = output["manifest"]
+                scanned = manifest.get("bytesScanned")
+                self.say(
+                    f"  manifest written: Athena scanned {scanned or 0:,} bytes"
+                    + (f", {manifest['objects']} objects" if manifest.get("objects") is not None else "")
+                )
+            elif details["name"] in ("CreateJobAndWait", "UseCheckedJob") and isinstance(
+                output.get("job"), dict
+            ):
+                self._job_ended(output["job"])
             elif details["name"] == "ProcessReport" and isinstance(output.get("processed"), dict):
                 p = output["processed"]
                 self.say(
@@ -142,7 +199,10 @@ class Watcher:
     def progress(self) -> None:
         if self.current_state in ("StartQuery", "WaitForQuery", "GetQueryStatus") and self.query_id:
             self._query_progress()
-        elif self.current_state in ("CreateJobAndWait", "CheckJob", "JobFinished?"):
+        elif self.current_state in ("CreateJobAndWait", "CheckJob", "ConfirmJob", "JobFinished?") or any(
+            status not in ENDED_JOB_STATUSES for status in self.reported_jobs.values()
+        ):
+            # Until every job seen has ended: a job that ends between two polls is still told.
             self._job_progress()
 
     def _query_progress(self) -> None:
@@ -155,9 +215,8 @@ class Watcher:
     def _job_progress(self) -> None:
         s3control = self.aws.client("s3control")
         with aws_errors("listing batch jobs"):
-            jobs = s3control.list_jobs(AccountId=self.account, JobStatuses=ACTIVE_JOB_STATUSES).get(
-                "Jobs", []
-            )
+            # Every status, not only the active ones: a job that ended since the last poll shows its end.
+            jobs = s3control.list_jobs(AccountId=self.account).get("Jobs", [])
         ours = [j for j in jobs if f"({self.execution_name})" in (j.get("Description") or "")]
         for job in ours:
             summary = job.get("ProgressSummary") or {}
@@ -170,23 +229,59 @@ class Watcher:
             if self.reported_jobs.get(job["JobId"]) != job["Status"]:
                 self.reported_jobs[job["JobId"]] = job["Status"]
                 self.say(line)
+                if job["Status"] == "Suspended" and self._left_for_a_person(job["JobId"]):
+                    self.say(
+                        f"  job {job['JobId']} waits for a person to confirm it: "
+                        f"batchpipe confirm {self.arn}   (or cancel it: batchpipe cancel {self.arn})"
+                    )
             else:
                 self.live.show(line)
 
+    def _job_ended(self, job: dict[str, Any]) -> None:
+        """The job outcome a wait hands on: told once, even when the job ran and ended between polls."""
+        if not job.get("terminal") or self.reported_jobs.get(job.get("jobId")) == job.get("status"):
+            return
+        self.reported_jobs[job["jobId"]] = job["status"]
+        total, failed = job.get("total") or 0, job.get("failed") or 0
+        self.say(
+            f"  job {job['jobId']} {job['status']}: {bar((job.get('succeeded') or 0) + failed, total, 'tasks')} ({failed} failed)"
+        )
 
-def watch(aws: Aws, arn: str, *, out: TextIO, interval: float = 2.0, timeout: float | None = None) -> int:
-    watcher = Watcher(aws, arn, out)
+    def _left_for_a_person(self, job_id: str) -> bool:
+        with aws_errors(f"reading the tags of job {job_id}"):
+            tags = self.aws.client("s3control").get_job_tagging(AccountId=self.account, JobId=job_id)
+        return any(
+            t["Key"] == TAG_CONFIRMATION and t["Value"] == CONFIRM_BY_OPERATOR for t in tags.get("Tags", [])
+        )
+
+
+def watch(
+    aws: Aws,
+    arn: str,
+    *,
+    out: TextIO,
+    interval: float = 2.0,
+    timeout: float | None = None,
+    verbose: bool = False,
+) -> int:
+    watcher = Watcher(aws, arn, out, verbose=verbose)
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        described = describe(aws, arn)
-        watcher.poll()
-        if described["status"] != "RUNNING":
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            watcher.say(f"still running after {timeout:.0f}s; stopped watching (the run goes on)")
-            return 0
-        time.sleep(interval)
+    try:
+        while True:
+            described = describe(aws, arn)
+            watcher.poll()
+            if described["status"] != "RUNNING":
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                watcher.say(f"still running after {timeout:.0f}s; stopped watching (the run goes on)")
+                return 0
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        # Watching is only reading: the execution runs in the account whatever this terminal does.
+        watcher.say(f"stopped watching; the run goes on. Re-attach: batchpipe watch {arn}")
+        return EXIT_INTERRUPTED
     summary = summary_of(described)
+    watcher.now = described.get("stopDate")
     watcher.say(headline(summary, described))
     if summary is None:
         return EXIT_NO_SUMMARY
@@ -212,7 +307,11 @@ def headline(summary: dict[str, Any] | None, described: dict[str, Any]) -> str:
     if status == "FAILED":
         return f"FAILED: {summary.get('error')}: {readable_cause(summary.get('cause'), 500)}"
     if status == "SKIPPED":
-        return f"SKIPPED: {summary.get('reason') or summary.get('cause') or 'another run of this name is active'}"
+        skipped = summary.get("skipped") or {}
+        return (
+            f"SKIPPED ({skipped.get('reason')}): {skipped.get('message') or 'another run of this name is active'}; "
+            f"the run holding the name: {skipped.get('activeExecution')} (since {skipped.get('activeSince')})"
+        )
     return f"{status}: {(summary.get('manifest') or {}).get('objects')} objects selected."
 
 
@@ -225,7 +324,8 @@ def runs(aws: Aws, *, stack_name: str, limit: int, as_json: bool, out: TextIO) -
     with aws_errors(f"listing executions of {stack.state_machine_arn}"):
         # ListExecutions returns at most 1,000 a page, newest first: as many pages as --max needs.
         pages = sfn.get_paginator("list_executions").paginate(
-            stateMachineArn=stack.state_machine_arn, PaginationConfig={"MaxItems": limit, "PageSize": 1000}
+            stateMachineArn=stack.state_machine_arn,
+            PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 1000)},
         )
         executions = [execution for page in pages for execution in page["executions"]][:limit]
     rows = []

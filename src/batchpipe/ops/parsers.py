@@ -61,6 +61,7 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", help="AWS region of the stack (default: AWS_REGION / your profile's)")
     group.add_argument("--profile", help="named AWS profile (default: AWS_PROFILE / the default chain)")
     group.add_argument("--endpoint-url", type=endpoint_url, help=ENDPOINT_HELP)
+    group.add_argument("--debug", action="store_true", help="print each AWS call on stderr as it is made")
 
 
 def _execution_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +93,7 @@ def add_operator_commands(commands: Any) -> None:
     )
     _execution_arguments(watch)
     watch.add_argument("--interval", type=interval, default=2.0, help="seconds between polls (default 2)")
+    watch.add_argument("--verbose", action="store_true", help="also the Choice states the run passes")
     watch.epilog += f"\n\n{EXIT_CODES_HELP}"
 
     runs = command(
@@ -221,7 +223,7 @@ def _stack(args: argparse.Namespace, needed: bool = True) -> str | None:
 def _aws(args: argparse.Namespace) -> Any:
     from .aws import Aws
 
-    return Aws(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
+    return Aws(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile, debug=args.debug)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -247,6 +249,7 @@ def _watch(args: argparse.Namespace) -> int:
         execution_arn(aws, args.execution, _stack(args, needed=not args.execution.startswith("arn:"))),
         out=sys.stdout,
         interval=args.interval,
+        verbose=args.verbose,
     )
 
 
