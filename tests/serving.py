@@ -20,6 +20,8 @@ START_SECONDS = 300
 @dataclass
 class Served:
     endpoint: str
+    #: What serve printed before serving: the endpoint, the exports, the pace of waits.
+    banner: str = ""
     #: Set once the child has stopped: its exit status and what it printed after its start-up lines.
     returncode: int | None = None
     output: str = ""
@@ -33,17 +35,17 @@ def serving(*args: object, cwd: Path) -> Iterator[Served]:
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     assert child.stdout is not None
     try:
-        endpoint, lines = None, []
+        lines: list[str] = []
         deadline = time.monotonic() + START_SECONDS
-        while endpoint is None and time.monotonic() < deadline:
+        # The banner's last line is the pace of waits (batchpipe.local.serve): then it serves.
+        while time.monotonic() < deadline and not (lines and "Wait states" in lines[-1]):
             line = child.stdout.readline()
             if not line:
                 break
             lines.append(line)
-            found = re.search(r"at (http://127\.0\.0\.1:\d+) ", line)
-            endpoint = found and found[1]
-        assert endpoint, "local serve did not start:\n" + "".join(lines)
-        served = Served(endpoint)
+        found = re.search(r"at (http://127\.0\.0\.1:\d+) ", "".join(lines))
+        assert found, "local serve did not start:\n" + "".join(lines)
+        served = Served(found[1], banner="".join(lines))
         yield served
     finally:
         child.send_signal(signal.SIGTERM)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 
 import boto3
@@ -20,6 +17,8 @@ from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
 from batchpipe.local.serve import Refused, origin_form
+
+from ..serving import serving
 
 ACCOUNT = "123456789012"
 SPEED = 100
@@ -32,39 +31,9 @@ pytestmark = pytest.mark.xdist_group("served-embedded-aws")
 def served(tmp_path_factory):
     """Yields (endpoint, the lines serve printed before serving)."""
     tmp = tmp_path_factory.mktemp("serve")
-    command = [
-        sys.executable,
-        "-m",
-        "batchpipe.cli",
-        "local",
-        "serve",
-        "--port",
-        "0",
-        "--objects",
-        "200",
-    ]
-    command += ["--out", str(tmp / "out"), "--wait-timeout", "2", "--speed", str(SPEED)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
-    try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not any(
-            "--speed" in line or "1/" in line for line in lines[2:]
-        ):
-            line = child.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-        found = re.search(r"at (http://127\.0\.0\.1:\d+) ", "".join(lines))
-        assert found, "local serve did not start:\n" + "".join(lines)
-        yield found[1], "".join(lines)
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
+    args = ("--objects", 200, "--out", tmp / "out", "--wait-timeout", 2, "--speed", SPEED)
+    with serving(*args, cwd=tmp) as child:
+        yield child.endpoint, child.banner
 
 
 def _client(service: str, endpoint: str, **config: object) -> object:

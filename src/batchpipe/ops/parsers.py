@@ -152,46 +152,43 @@ def add_operator_commands(commands: Any) -> None:
     for parser in (start, watch, runs, summary, rerun):
         _aws_options(parser)
 
-    stop = command(
-        commands,
-        "stop",
-        "stop a run (StopExecution); the pipeline cancels its jobs that are still going",
-        'batchpipe stop retag-prod-20261202T030000Z --stack batchpipe --reason "wrong tag value"',
-        _stop,
+    acting = {}
+    for name, what, example, func in (
+        (
+            "stop",
+            "stop a run (StopExecution); the pipeline cancels its jobs that are still going",
+            'batchpipe stop retag-prod-20261202T030000Z --stack batchpipe --reason "wrong tag value"',
+            _stop,
+        ),
+        (
+            "confirm",
+            "confirm the run's job that waits for a person (confirmationRequired), after checking its count",
+            "batchpipe confirm legal-hold-case-4711-20261202T030000Z --stack batchpipe",
+            _confirm,
+        ),
+        (
+            "cancel",
+            "cancel the run's job as a person: the run ends CANCELLED, its objects not run listed for a rerun",
+            "batchpipe cancel retag-prod-20261202T030000Z --stack batchpipe",
+            _cancel,
+        ),
+        (
+            "jobs",
+            "every S3 Batch Operations job of a run: attempt, job ID, status, counts, times",
+            "batchpipe jobs retag-prod-20261202T030000Z --stack batchpipe --output json",
+            _jobs,
+        ),
+    ):
+        acting[name] = command(commands, name, what, example, func)
+        _execution_arguments(acting[name])
+    acting["stop"].add_argument(
+        "--reason", required=True, help="why: the execution's abort cause, kept in its history"
     )
-    _execution_arguments(stop)
-    stop.add_argument("--reason", required=True, help="why: the execution's abort cause, kept in its history")
-
-    confirm = command(
-        commands,
-        "confirm",
-        "confirm the run's job that waits for a person (confirmationRequired), after checking its count",
-        "batchpipe confirm legal-hold-case-4711-20261202T030000Z --stack batchpipe",
-        _confirm,
+    acting["jobs"].add_argument(
+        "--output", choices=["text", "json"], default="text", help="a table (default) or JSON"
     )
-    _execution_arguments(confirm)
-
-    cancel = command(
-        commands,
-        "cancel",
-        "cancel the run's job as a person: the run ends CANCELLED, its objects not run listed for a rerun",
-        "batchpipe cancel retag-prod-20261202T030000Z --stack batchpipe",
-        _cancel,
-    )
-    _execution_arguments(cancel)
-
-    jobs = command(
-        commands,
-        "jobs",
-        "every S3 Batch Operations job of a run: attempt, job ID, status, counts, times",
-        "batchpipe jobs retag-prod-20261202T030000Z --stack batchpipe --output json",
-        _jobs,
-    )
-    _execution_arguments(jobs)
-    jobs.add_argument("--output", choices=["text", "json"], default="text", help="a table (default) or JSON")
-    for parser in (stop, confirm, cancel, jobs):
+    for parser in acting.values():
         parser.epilog += f"\n\n{CONTROL_EXIT_HELP}"
-    for parser in (stop, confirm, cancel, jobs):
         _aws_options(parser)
 
 
