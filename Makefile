@@ -82,9 +82,9 @@ browser:
 # @pytest.mark.xdist_group("name") and then run on one worker, one after the other.
 # tests/samlocal runs in a pytest process of its own, beside the others rather than after them: it is
 # minutes of set-up and container starts, mostly waiting (about one CPU-minute once set up; README,
-# "Development"). Its own process, because its module fixtures (a served engine, a Docker network)
-# must exist once: xdist_group does not keep a group on one worker under pytest 9 (xdist 3.8 renames
-# items through an attribute pytest 9 no longer reads). Its output follows the others'.
+# "Development"). Its own process, so that it waits on containers without holding one of the two
+# xdist workers, and its module fixtures (a served engine, a Docker network) exist once. Its output
+# follows the others'. (xdist_group needs pytest 8.4: requirements/dev.txt says why.)
 SAM_LOCAL_LOG := .aws-sam/sam-local-test.log
 test: venv $(TOOLS:%=%-venv) browser
 	mkdir -p $(dir $(SAM_LOCAL_LOG))
