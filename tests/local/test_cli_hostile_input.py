@@ -200,7 +200,16 @@ CASES = [
     ),
     (
         "summary-failures-missing-folder",
-        lambda u, t: ["summary", "x", "--region", "us-east-1", "--failures", str(t / "nowhere" / "f.csv")],
+        lambda u, t: [
+            "summary",
+            "x",
+            "--stack",
+            "s",
+            "--region",
+            "us-east-1",
+            "--failures",
+            str(t / "nowhere" / "f.csv"),
+        ],
         ("--failures ", "/nowhere does not exist; create it"),
     ),
     ("faults-object", lambda u, t: _faults(t, {"keyRegex": "a"}), "must hold a JSON list of rules"),
