@@ -248,7 +248,13 @@ def manifest_reads(small_files: int, large_files: int, pack_mib: int) -> dict:
         steps = []
         while True:
             reads.clear()
-            done = build_manifest.pack_step(request, config, s3=s3)["done"]
+            step = build_manifest.pack_step(request, config, s3=s3)
+            done = step["done"]
+            # The state carries the loop's cursor into the next step (query.packing).
+            cursor = build_manifest.ManifestPackingCursor.model_validate(step)
+            request = request.model_copy(
+                update={"query": request.query.model_copy(update={"packing": cursor})}
+            )
             steps.append(sum(reads))
             if done:
                 break

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -411,19 +411,28 @@ def next_packing_group(
     """
     group: list[Source] = []
     size = 0
+    for source in sources_after(s3, bucket=bucket, prefix=prefix, after=after):
+        if not source.key.endswith(suffix) or not 0 < source.size < limits.min_part:
+            continue
+        group.append(source)
+        size += source.size
+        if size >= budget:
+            return group
+    return group
+
+
+def sources_after(s3: Any, *, bucket: str, prefix: str, after: str | None) -> Iterator[Source]:
+    """The objects under ``prefix`` whose keys follow ``after`` (None: all), in key order, listed
+    lazily a page at a time: ListObjectsV2 returns keys in ascending UTF-8 binary order and
+    ``StartAfter`` starts the listing after that key (S3 API reference, ListObjectsV2), so a caller
+    that stops early lists no further page."""
     start = {"StartAfter": after} if after else {}
     pages = s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix, **start, PaginationConfig={"PageSize": LIST_PAGE_KEYS}
     )
     for page in pages:
         for item in page.get("Contents", []):
-            if not item["Key"].endswith(suffix) or not 0 < item["Size"] < limits.min_part:
-                continue
-            group.append(Source(item["Key"], item["Size"], item.get("ETag")))
-            size += item["Size"]
-            if size >= budget:
-                return group
-    return group
+            yield Source(item["Key"], item["Size"], item.get("ETag"))
 
 
 def packed_key(packed_prefix: str, index: int, group: Sequence[Source]) -> str:
@@ -446,30 +455,3 @@ def with_packed(
     for group in plan:
         joined.extend([group.packed] if group.packed is not None else group.sources)
     return joined
-
-
-def pack_next(
-    s3: Any,
-    *,
-    bucket: str,
-    plan: Sequence[PackGroup],
-    source_bucket: str,
-    scratch_prefix: str,
-    limits: Limits = Limits(),
-) -> tuple[int, int]:
-    """Packs the first group of ``plan`` not yet packed into its object in ``bucket``: one bounded
-    step (a retried step rewrites the same object). Returns (bytes read, groups still to pack)."""
-    todo = [group for group in plan if group.packed is None]
-    if not todo:
-        return 0, 0
-    group = todo[0]
-    concatenate(
-        s3,
-        bucket=bucket,
-        key=group.key,
-        sources=group.sources,
-        scratch_prefix=scratch_prefix,
-        limits=limits,
-        source_bucket=source_bucket,
-    )
-    return sum(source.size for source in group.sources), len(todo) - 1

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError
+from pydantic import Field
 
 from batchpipe_core.config import Config
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
@@ -39,7 +41,8 @@ from batchpipe_core.multipart import (
     concatenate,
     list_sources,
     listed_packing_plan,
-    pack_next,
+    packed_key,
+    sources_after,
     with_packed,
 )
 from batchpipe_core.observability import instrumented, logger, metrics
@@ -110,9 +113,24 @@ class ImportFailuresInput(StatePart):
     run: RunRef
 
 
+class ManifestPackingCursor(StatePart):
+    """Where the PackManifest loop is: the state carries it from step to step (``query.packing``), so
+    each step lists Athena's output only from where the last one stopped (one key, whatever the
+    number of files: the state stays far under its 256 KiB)."""
+
+    done: bool = False
+    groups: int = Field(default=0, ge=0)  # groups packed so far
+    decompressed: bool = False  # every gzip output file has its plain copy
+    after: str | None = None  # the last output file dealt with (ListObjectsV2 StartAfter)
+
+
+class PackingQueryRef(QueryRef):
+    packing: ManifestPackingCursor | None = None  # the PackManifest loop's cursor, once it has run a step
+
+
 class PackManifestInput(StatePart):
     run: RunRef
-    query: QueryRef
+    query: PackingQueryRef
     pack: bool
 
 
@@ -286,41 +304,111 @@ def pack_step(request: PackManifestInput, config: Config, *, s3: Any, limits: Li
     """One bounded step of packing Athena's small output files (under 5 MiB, which cannot be parts
     of a multipart upload but the last) into objects BuildManifest can copy inside S3.
 
-    The groups are planned anew from the listing each time (the same listing, the same groups); the
-    first group without its packed object is packed - at most ``ManifestPackBytes`` plus one file
-    read - and ``done`` says whether any is left. A retried step rewrites the same object.
+    The state runs it until ``done``, each step given the last one's cursor (``query.packing``; none
+    at first). First the gzip output files are decompressed, at most ``ManifestPackBytes`` of them
+    (and at least one) a step; then the groups are those ``multipart.packing_groups`` cuts from the
+    output files in key order (gzip ones by their plain copies): a step lists from the cursor until
+    it has the next group, packs it - at most ``ManifestPackBytes`` plus one file read - and moves
+    the cursor past it. So each output file is listed a bounded number of times in all, not once per
+    step. BuildManifest finds the packed objects by their keys (``multipart.packing_plan``); a
+    retried step packs the same group into the same object.
     """
+    cursor = request.query.packing or ManifestPackingCursor()
     output_bucket, output_prefix = split_s3_uri(request.query.outputPrefix)
-    packed_prefix = f"{as_folder(request.run.prefix)}{PACKED_FOLDER}"
     if output_bucket != config.pipeline_bucket:  # BuildManifest then joins the files as they are
-        return {"done": True, "groups": 0, "bytesPacked": 0}
-    run_prefix = as_folder(request.run.prefix)
-    with transient_as_retryable("decompressing Athena's gzip output files"):
-        readable, pending = readable_sources(s3, output_bucket, output_prefix, run_prefix)
-        if pending:
-            left = decompress_step(s3, output_bucket, pending, run_prefix, config.manifest_pack_bytes)
-            return {"done": False, "groups": 0, "bytesPacked": 0, "gzipLeft": left}
+        return ManifestPackingCursor(done=True).model_dump() | {"bytesPacked": 0}
+    outputs = OutputFiles(s3, output_bucket, output_prefix, as_folder(request.run.prefix), limits)
+    budget = config.manifest_pack_bytes
+    if not cursor.decompressed:
+        with transient_as_retryable("decompressing Athena's gzip output files"):
+            after = outputs.decompress_from(cursor.after, budget)
+        cursor = cursor.model_copy(update={"after": after, "decompressed": after is None})
+        if not cursor.decompressed:
+            return cursor.model_dump() | {"bytesPacked": 0}
+    packed_bytes = 0
     with transient_as_retryable("packing Athena's small output files"):
-        plan = listed_packing_plan(
-            s3,
-            bucket=config.pipeline_bucket,
-            sources=readable,
-            packed_prefix=packed_prefix,
-            budget=config.manifest_pack_bytes,
-            limits=limits,
-        )
-        packed_bytes, left = pack_next(
-            s3,
-            bucket=config.pipeline_bucket,
-            plan=plan,
-            source_bucket=output_bucket,
-            scratch_prefix=f"{packed_prefix}scratch/",
-            limits=limits,
-        )
+        group, last = outputs.next_group(cursor.after, budget)
+        if group:
+            concatenate(
+                s3,
+                bucket=config.pipeline_bucket,
+                key=packed_key(outputs.packed_prefix, cursor.groups, group),
+                sources=group,
+                scratch_prefix=f"{outputs.packed_prefix}scratch/",
+                limits=limits,
+                source_bucket=output_bucket,
+            )
+            packed_bytes = sum(source.size for source in group)
+            cursor = cursor.model_copy(update={"groups": cursor.groups + 1, "after": last})
+        # The next group's first file looked for, so ``done`` comes with the step packing the last.
+        cursor = cursor.model_copy(update={"done": not group or not outputs.next_group(cursor.after, 1)[0]})
     logger.info(
-        "manifest files packed", extra={"groups": len(plan), "left": left, "bytesPacked": packed_bytes}
+        "manifest files packed",
+        extra={"groups": cursor.groups, "done": cursor.done, "bytesPacked": packed_bytes},
     )
-    return {"done": left == 0, "groups": len(plan), "bytesPacked": packed_bytes}
+    return cursor.model_dump() | {"bytesPacked": packed_bytes}
+
+
+@dataclass(frozen=True)
+class OutputFiles:
+    """Athena's output files under ``output_prefix``, listed from a cursor on (``sources_after``)."""
+
+    s3: Any
+    bucket: str
+    output_prefix: str
+    run_prefix: str
+    limits: Limits
+
+    @property
+    def packed_prefix(self) -> str:
+        return f"{self.run_prefix}{PACKED_FOLDER}"
+
+    def decompress_from(self, after: str | None, budget: int) -> str | None:
+        """Decompresses the gzip files after key ``after`` until ``budget`` compressed bytes are read
+        (at least one file, so every step makes progress); returns the last key dealt with, or None
+        once every file is."""
+        read, last = 0, after
+        for source in sources_after(self.s3, bucket=self.bucket, prefix=self.output_prefix, after=after):
+            if source.size and is_gzip(self.s3, self.bucket, source):
+                if read and read + source.size > budget:
+                    return last
+                written = decompress(self.s3, self.bucket, source, plain_key(self.run_prefix, source))
+                read += source.size
+                logger.info(
+                    "gzip output decompressed",
+                    extra={"key": source.key, "bytes": source.size, "plainBytes": written},
+                )
+            last = source.key
+        return None
+
+    def next_group(self, after: str | None, budget: int) -> tuple[list[Source], str | None]:
+        """The ``packing_groups`` group of the readable output files that follows the one ending at
+        output key ``after``, and the output key it ends at: cut where ``packing_groups`` cuts them
+        over the whole listing (a group ends at the first small file that brings it to ``budget``)."""
+        group: list[Source] = []
+        size, last = 0, after
+        for source in sources_after(self.s3, bucket=self.bucket, prefix=self.output_prefix, after=after):
+            readable = self.readable(source)
+            if not 0 < readable.size < self.limits.min_part:
+                continue
+            group.append(readable)
+            size, last = size + readable.size, source.key
+            if size >= budget:
+                break
+        return group, last
+
+    def readable(self, source: Source) -> Source:
+        """``source``, or its plain copy if it is gzip (decompressed by the steps before)."""
+        if source.size == 0 or not is_gzip(self.s3, self.bucket, source):
+            return source
+        key = plain_key(self.run_prefix, source)
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            raise BatchPipeError(f"the gzip output file {source.key} was not decompressed") from error
+        return Source(key, head["ContentLength"], head.get("ETag"))
 
 
 # ------------------------------------------------------------------ gzip output, decompressed
@@ -387,21 +475,6 @@ def decompress(s3: Any, bucket: str, source: Source, key: str) -> int:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
         raise
     return total
-
-
-def decompress_step(s3: Any, bucket: str, pending: list[Source], run_prefix: str, budget: int) -> int:
-    """Decompresses pending files in order until ``budget`` compressed bytes are read (at least one
-    file per step, so every step makes progress); returns how many are left."""
-    read = 0
-    for index, source in enumerate(pending):
-        if index and read + source.size > budget:
-            return len(pending) - index
-        written = decompress(s3, bucket, source, plain_key(run_prefix, source))
-        read += source.size
-        logger.info(
-            "gzip output decompressed", extra={"key": source.key, "bytes": source.size, "plainBytes": written}
-        )
-    return 0
 
 
 def manifest_sources(

@@ -251,10 +251,7 @@ def test_gzip_output_is_decompressed_streamed_and_bounded_into_a_plain_manifest(
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}0.gz", Body=two_members)
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}1", Body=rows(KEYS))
     s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}2.gz", Body=gzip.compress(rows(["z/last"])))
-    steps = 1
-    while not pack(query_id)["done"]:
-        steps += 1
-        assert steps < 20, "PackManifest never finished"
+    steps = len(pack_loop(query_id, most=19))
     assert steps >= 3  # each gzip file in a step of its own, then the packing
     manifest = invoke(event(query_id, max_objects=None, dry_run=True))
     assert body(s3, manifest["key"]) == rows(many) + rows(KEYS) + rows(["z/last"])
@@ -264,8 +261,27 @@ def test_gzip_output_is_decompressed_streamed_and_bounded_into_a_plain_manifest(
     assert len(plain) == 2 and max(o["Size"] for o in plain) > 5 * MiB  # a multipart-uploaded copy
 
 
-def pack(query_id: str) -> dict:
-    return invoke({"run": event(query_id)["run"], "query": event(query_id)["query"], "pack": True})
+ASL = Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json"
+
+
+def carried(step: dict) -> dict:
+    """What the state keeps of a PackManifest step for the next one: its ResultSelector's fields."""
+    selector = json.loads(ASL.read_text())["States"]["PackManifest"]["ResultSelector"]
+    return {name.removesuffix(".$"): step[path.removeprefix("$.Payload.")] for name, path in selector.items()}
+
+
+def pack(query_id: str, packing: dict | None = None) -> dict:
+    query = event(query_id)["query"] | ({"packing": packing} if packing is not None else {})
+    return invoke({"run": event(query_id)["run"], "query": query, "pack": True})
+
+
+def pack_loop(query_id: str, most: int) -> list[dict]:
+    """The PackManifest loop as the state machine runs it: each step given the last one's cursor."""
+    steps: list[dict] = []
+    while not steps or not steps[-1]["done"]:
+        steps.append(pack(query_id, carried(steps[-1]) if steps else None))
+        assert len(steps) <= most, "PackManifest never finished"
+    return steps
 
 
 def test_small_outputs_are_packed_a_bounded_group_per_step_then_only_copied(aws, reads, monkeypatch):
@@ -277,11 +293,12 @@ def test_small_outputs_are_packed_a_bounded_group_per_step_then_only_copied(aws,
     for n, data in enumerate(small):
         s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}b{n}", Body=data)
 
-    steps, per_step = [], []
+    steps, per_step, probed = [], [], []
     while not steps or not steps[-1]["done"]:
         reads.clear()
-        steps.append(pack(query_id))
-        per_step.append(sum(size for _, size in reads))
+        steps.append(pack(query_id, carried(steps[-1]) if steps else None))
+        probed.extend(key for key, size in reads if size == len(app.GZIP_MAGIC))
+        per_step.append(sum(size for _, size in reads if size != len(app.GZIP_MAGIC)))
         assert len(steps) <= 5, "packing did not end"
     reads.clear()
     result = invoke(event(query_id))
@@ -289,11 +306,13 @@ def test_small_outputs_are_packed_a_bounded_group_per_step_then_only_copied(aws,
 
     # 9 files of 1.5 MiB: groups of 4 (6 MiB >= the 5 MiB budget), 4, and the last 1, which is
     # copied as it is (a lone small source may be the last part).
-    assert [s["groups"] for s in steps] == [3, 3, 3]
+    assert [s["groups"] for s in steps] == [1, 2, 3]
     outputs = [f"{OUTPUT}a", *(f"{OUTPUT}b{n}" for n in range(9))]
-    probed = sum(size for _, size in probes(outputs))  # every step tells gzip files by their content
-    assert per_step == [sum(map(len, small[:4])) + probed, sum(map(len, small[4:8])) + probed, probed]
-    assert max(per_step) <= 5 * MiB + 3 * MiB // 2 + 8 + probed  # the budget and one file
+    assert per_step == [sum(map(len, small[:4])), sum(map(len, small[4:8])), 0]
+    assert max(per_step) <= 5 * MiB + 3 * MiB // 2 + 8  # the budget and one file
+    # Gzip or not is told by a file's first 2 bytes: a few looks per file in all (the gzip pass,
+    # its group's and the look-ahead for the next group), not one per step and file.
+    assert set(probed) == set(outputs) and max(map(probed.count, outputs)) <= 3
     # The rest copied in S3.
     assert sorted(final_reads) == sorted([*probes(outputs), (f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES)])
     assert sorted(body(s3, result["key"]).splitlines()) == sorted(b"".join([big, *small]).splitlines())
@@ -310,3 +329,50 @@ def test_a_manifest_built_without_packing_still_has_every_row(aws, monkeypatch):
     result = invoke(event(query_id))
 
     assert sorted(body(s3, result["key"]).splitlines()) == sorted(b"".join(small).splitlines())
+
+
+def test_the_packing_loop_lists_each_output_file_a_bounded_number_of_times_not_once_per_step(
+    aws, reads, monkeypatch
+):
+    """Issue 23 §5: the PackManifest loop carries a cursor (query.packing), so a step lists Athena's
+    output only from where the last one stopped (ListObjectsV2 StartAfter): each file is listed a few
+    times in all (the gzip pass, its group's listing, a look-ahead and the rest of a page), however
+    many steps the loop takes. Pages are 5 keys here instead of S3's 1,000, so that 90 files make 18
+    pages, and some files are gzip (decompressed first, then packed by their plain copies)."""
+    from batchpipe_core import multipart
+
+    monkeypatch.setattr(multipart, "LIST_PAGE_KEYS", 5)
+    monkeypatch.setenv("MANIFEST_PACK_BYTES", "15000")
+    s3, query_id = aws
+    files = [[f"photos/ünïcødé 日本+{n:02d}/{i:03d} {'y' * 80}.jpg" for i in range(40)] for n in range(90)]
+    for n, keys in enumerate(files):
+        data = gzip.compress(rows(keys)) if n % 30 == 7 else rows(keys)
+        s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_{n:03d}_q", Body=data)
+    listed: list[str] = []
+    calls = []
+
+    def record(parsed, **kwargs):
+        calls.append(1)
+        listed.extend(item["Key"] for item in parsed.get("Contents", []) if item["Key"].startswith(OUTPUT))
+
+    boto3.DEFAULT_SESSION.events.register("after-call.s3.ListObjectsV2", record)  # `reads`' session
+    steps = pack_loop(query_id, most=90)
+    outputs = sorted(set(listed))
+    per_file, loop_calls = max(map(listed.count, outputs)), len(calls)
+    reads.clear()
+    manifest = invoke(event(query_id, max_objects=None, dry_run=True))
+    # BuildManifest found every packed object (gzip files' groups too): it joined those (small here,
+    # so read), never an output file or a plain copy.
+    joined = sorted(key for key, size in reads if size > len(app.GZIP_MAGIC) and key != manifest["key"])
+
+    everything = [key for keys in files for key in keys]
+    assert body(s3, manifest["key"]) == rows(everything)  # the files' rows, in the files' key order
+    assert manifest["objects"] == len(everything) == 3600
+    # The 3 gzip files (a few KB) decompressed in the first step, which then packs the first group.
+    assert len(outputs) == 90 and steps[-1]["groups"] == len(steps) == 30  # groups of 3 files (~16 KB)
+    packed = s3.list_objects_v2(Bucket=PIPELINE, Prefix=f"{RUN_PREFIX}{app.PACKED_FOLDER}g")["Contents"]
+    assert joined == [item["Key"] for item in packed] and len(packed) == steps[-1]["groups"]
+    # Re-listing at every step would list every file once per step (and 18 pages per step).
+    assert per_file <= 5 < len(steps), f"an output file was listed {per_file} times in {len(steps)} steps"
+    assert loop_calls <= 18 + 3 * len(steps), f"{loop_calls} ListObjectsV2 calls in {len(steps)} steps"
+    print(f"{len(steps)} steps: {loop_calls} ListObjectsV2 calls, each file listed at most {per_file} times")
