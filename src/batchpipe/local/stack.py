@@ -741,7 +741,24 @@ def _stop_at_any_moment_with_its_cause() -> Iterator[None]:
             ),
         )
 
+    # An ExecutionAborted event ends the history: the Task a stop interrupts does not go on writing
+    # (TaskSubmitted after ExecutionAborted, as moto's Lambda thread did), until a redrive reopens it.
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    original_add_event = EventManager.add_event
+
+    def add_event(self: Any, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> int:
+        if event_type == HistoryEventType.ExecutionRedriven:
+            self.aborted = False
+        elif getattr(self, "aborted", False):
+            return context.last_published_event_id
+        event_id = original_add_event(self, context, event_type, *args, **kwargs)
+        if event_type == HistoryEventType.ExecutionAborted:
+            self.aborted = True
+        return event_id
+
     with (
+        mock.patch.object(EventManager, "add_event", add_event),
         mock.patch.object(StepFunctionResponse, "stop_execution", stop_execution),
         mock.patch.object(Execution, "stop", stop),
         mock.patch.object(ExecutionWorker, "_get_evaluation_environment", environment),
