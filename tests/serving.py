@@ -55,3 +55,18 @@ def serving(*args: object, cwd: Path) -> Iterator[Served]:
             child.kill()
             rest, _ = child.communicate()
     served.returncode, served.output = child.returncode, rest
+
+
+def point_shell_at(endpoint: str, monkeypatch) -> None:
+    """The environment of a user's shell after `local serve`'s exports: boto3's own AWS_ENDPOINT_URL,
+    a region and test credentials, and no profile or session token from the real shell."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)

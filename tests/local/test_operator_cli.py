@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from batchpipe.cli import main
 from batchpipe_core.s3uri import split_s3_uri
 
-from ..serving import serving
+from ..serving import point_shell_at, serving
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_BUCKET = "batchpipe-demo-source"
@@ -68,16 +68,7 @@ def served(tmp_path_factory):
 @pytest.fixture
 def aws_env(served, monkeypatch):
     endpoint, _ = served
-    for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+    point_shell_at(endpoint, monkeypatch)
     return endpoint
 
 

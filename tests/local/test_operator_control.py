@@ -17,7 +17,7 @@ import pytest
 
 from batchpipe.cli import main
 
-from ..serving import serving
+from ..serving import point_shell_at, serving
 
 OPERATION = {"S3PutObjectTagging": {"TagSet": [{"Key": "stage", "Value": "confirmed"}]}}
 STACK = "batchpipe"
@@ -34,15 +34,7 @@ def endpoint(tmp_path_factory):
 
 @pytest.fixture
 def shell(endpoint, monkeypatch):
-    for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    point_shell_at(endpoint, monkeypatch)
     return boto3.client("stepfunctions", region_name="us-east-1")
 
 
