@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
-def _env(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, default)
-    if value is None:
-        raise RuntimeError(f"environment variable {name} is not set (template.yaml Globals declares it)")
-    return value
+def _getter(environment: Mapping[str, str]) -> Callable[..., str]:
+    def _env(name: str, default: str | None = None) -> str:
+        value = environment.get(name, default)
+        if value is None:
+            raise RuntimeError(f"environment variable {name} is not set (template.yaml Globals declares it)")
+        return value
+
+    return _env
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,13 @@ class Config:
     @classmethod
     def from_env(cls) -> Config:
         """Read at call time, not import time: one process may host several stacks (tests, local run)."""
+        return cls.from_mapping(os.environ)
+
+    @classmethod
+    def from_mapping(cls, environment: Mapping[str, str]) -> Config:
+        """From a function's environment variables: this process's, or a deployed function's as Lambda's
+        GetFunctionConfiguration returns them (`batchpipe start` checks a spec with ValidateSpec's)."""
+        _env = _getter(environment)
         return cls(
             account_id=_env("ACCOUNT_ID"),
             pipeline_bucket=_env("PIPELINE_BUCKET"),
@@ -66,7 +77,7 @@ class Config:
             batch_role_arn=_env("BATCH_ROLE_ARN"),
             notification_topic_arn=_env("NOTIFICATION_TOPIC_ARN"),
             source_buckets=tuple(b for b in _env("SOURCE_BUCKETS", "").split(",") if b),
-            allowed_operations=_allowed_operations(),
+            allowed_operations=_allowed_operations(environment),
             default_max_attempts=int(_env("DEFAULT_MAX_ATTEMPTS", "3")),
             default_backoff_seconds=int(_env("DEFAULT_BACKOFF_SECONDS", "300")),
             default_priority=int(_env("DEFAULT_PRIORITY", "10")),
@@ -86,9 +97,9 @@ class Config:
         )
 
 
-def _allowed_operations() -> tuple[str, ...] | None:
+def _allowed_operations(environment: Mapping[str, str]) -> tuple[str, ...] | None:
     """Only ValidateSpecFunction is given ALLOWED_OPERATIONS (the other functions never decide it)."""
-    value = os.environ.get("ALLOWED_OPERATIONS")
+    value = environment.get("ALLOWED_OPERATIONS")
     if value is None:
         return None
     return tuple(name.strip() for name in value.split(",") if name.strip())

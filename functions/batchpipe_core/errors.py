@@ -3,6 +3,11 @@
 The state machine's Retry/Catch match on these names, so renaming one is a contract change.
 """
 
+from __future__ import annotations
+
+import json
+from typing import Any
+
 
 class BatchPipeError(Exception):
     """Base class: a failure the pipeline reports by name."""
@@ -47,3 +52,24 @@ def shown(value: object, limit: int = 60) -> str:
     length said, so that a message never repeats all of a 10 MB field."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"
+
+
+def readable_cause(cause: Any, limit: int | None = None) -> str:
+    """One line a person reads from a failure's cause, never an error's JSON or a stack trace.
+
+    Used by the command line and the run summary's e-mail. A failed Lambda task's cause is its error as
+    JSON (errorMessage, errorType, stackTrace); an AWS SDK task's and a failed Athena query's status are
+    JSON too; other causes (ASL errors, timeouts) are plain text already.
+    """
+    text = "" if cause is None else str(cause)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        # A Lambda error, an SDK error, or an Athena query's status (AthenaQueryFailed).
+        keys = ("errorMessage", "Message", "message", "StateChangeReason")
+        found = next((document[k] for k in keys if k in document), None)
+        text = str(found) if found is not None else ""
+    text = " ".join(text.split())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

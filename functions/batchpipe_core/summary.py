@@ -23,7 +23,7 @@ from batchpipe_core.accounting import (
     run_totals,
     trim_errors,
 )
-from batchpipe_core.errors import AccountingError, BatchPipeError
+from batchpipe_core.errors import AccountingError, BatchPipeError, readable_cause
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import Limits, Source, concatenate
@@ -356,12 +356,13 @@ def notification_subject(summary: dict[str, Any]) -> str:
     return subject[:99]
 
 
-def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
+def notification_message(summary: dict[str, Any], summary_uri: str | None) -> str:
+    """The SNS e-mail's body, and `batchpipe summary`'s text view (which has no summary location)."""
     lines = [
-        f"batchpipe run {summary['name']} finished: {summary['status']}",
-        f"Execution: {summary['executionId']}",
+        f"batchpipe run {summary.get('name')} finished: {summary['status']}",
+        f"Execution: {summary.get('executionId')}",
     ]
-    console = _console_url(summary["executionId"])
+    console = _console_url(summary.get("executionId") or "")
     if console:
         lines.append(f"Console: {console}")
     if summary.get("rerunOf"):
@@ -377,7 +378,7 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
             + (f", not run {totals['notRun']}" if "notRun" in totals else "")
             + (f", unresolved {totals['unresolved']}" if totals.get("unresolved") else "")
         )
-    for attempt in summary["attempts"]:
+    for attempt in summary.get("attempts") or []:
         top = (
             ", ".join(f"{label} x{count}" for label, count in list(attempt["errors"].items())[:5])
             or "no errors"
@@ -404,7 +405,7 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
             '["NotRun"]}}.'
         )
     if summary["status"] == "FAILED":
-        lines.append(f"Error: {summary.get('error')}: {(summary.get('cause') or '')[:500]}")
+        lines.append(f"Error: {summary.get('error')}: {readable_cause(summary.get('cause'), 500)}")
     skipped = summary.get("skipped")
     if skipped:
         lines.append(f"Skipped ({skipped['reason']}): {skipped['message']}")
@@ -413,10 +414,12 @@ def notification_message(summary: dict[str, Any], summary_uri: str) -> str:
         lines.append(f'Forced past the active run {summary["forcedPast"]} (concurrency "force")')
     if summary["status"] == "DRY_RUN" and manifest:
         lines.append("Sample: " + ", ".join(manifest.get("sample", [])[:5]))
-    lines.append(f"Estimated cost: ${summary['estimatedCostUsd']:.4f}")
-    lines.append(f"Summary: {summary_uri}")
+    if summary.get("estimatedCostUsd") is not None:
+        lines.append(f"Estimated cost: ${summary['estimatedCostUsd']:.4f}")
+    if summary_uri:
+        lines.append(f"Summary: {summary_uri}")
     if summary.get("report"):
-        page = s3_console_url(summary["report"], _region(summary["executionId"]))
+        page = s3_console_url(summary["report"], _region(summary.get("executionId") or ""))
         lines.append(f"Run page: {page or summary['report']} (in the S3 console: Open)")
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from batchpipe.cli import main
+from batchpipe.outcome import readable_cause
 from batchpipe_core.s3uri import split_s3_uri
 
 from ..serving import point_shell_at, serving
@@ -101,15 +102,30 @@ def test_rehearsal_start_watch_list_fix_and_rerun(aws_env, served, tmp_path, cap
     gone = [k for k in _keys(aws_env) if re.search(GONE, k)]
     assert gone and all("stage" not in _tags(aws_env, k) for k in gone)
 
-    assert main(["runs", "--stack", "batchpipe", "--json"]) == 0
+    assert main(["runs", "--stack", "batchpipe", "--counts", "--output", "json"]) == 0
     (row,) = [r for r in json.loads(capsys.readouterr().out) if r["execution"] == "rehearsal-1"]
-    assert row["status"] == "PARTIAL" and row["objects"] == OBJECTS and row["failed"] >= len(gone)
+    assert row["status"] == "SUCCEEDED" and row["outcome"] == "PARTIAL"  # the execution, then the run
+    assert row["name"] == "retag-all" and row["objects"] == OBJECTS and row["failed"] >= len(gone)
     assert row["succeeded"] == OBJECTS - row["failed"]
+    assert main(["runs", "--stack", "batchpipe"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == ["execution", "status", "start", "stop"]
+    assert re.search(
+        r"^rehearsal-1 +SUCCEEDED +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +\S+Z$", "\n".join(lines), re.M
+    )
 
     failures = tmp_path / "failed.csv"
     assert main(["summary", "rehearsal-1", "--stack", "batchpipe", "--failures", str(failures)]) == 0
+    text = capsys.readouterr().out
+    assert main(["summary", "rehearsal-1", "--stack", "batchpipe", "--output", "json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["status"] == "PARTIAL"
+    # The text view: the headline, the counts per outcome and per error code, the cost, the files.
+    assert text.startswith(f"PARTIAL: {row['succeeded']} of {OBJECTS} objects succeeded in 2 attempt(s); ")
+    assert f"Objects: {OBJECTS} - succeeded {row['succeeded']}, failed permanently " in text
+    assert re.search(r"Attempt 1: job \S+ Complete, \d+/300 succeeded \(.*404 NoSuchKey x\d+", text)
+    assert f"Failures: {summary['permanentFailures']}" in text
+    assert f"Estimated cost: ${summary['estimatedCostUsd']:.4f}" in text and "Run page: https://" in text
     rows = failures.read_text().splitlines()[1:]
     assert set(gone) <= {r.split(",")[1] for r in rows} and len(rows) == row["failed"]
     assert all(",404,NoSuchKey," in r for r in rows)
@@ -153,7 +169,7 @@ def test_rerun_of_a_failures_file_that_is_not_one_says_so_in_one_line(aws_env, s
         faults.write_text(kept)
     assert code == 3, capsys.readouterr()
     capsys.readouterr()
-    assert main(["summary", "planted-1", "--stack", "batchpipe"]) == 0
+    assert main(["summary", "planted-1", "--stack", "batchpipe", "--output", "json"]) == 0
     uri = json.loads(capsys.readouterr().out)["permanentFailures"]
     bucket, key = split_s3_uri(uri)
     s3 = boto3.client("s3")
@@ -198,6 +214,49 @@ def test_a_bad_spec_never_reaches_aws(aws_env, tmp_path, capsys):
     assert "priorty" in err and "Traceback" not in err
     assert main(["runs", "--stack", "batchpipe", "--json"]) == 0
     assert "never-started" not in capsys.readouterr().out
+
+
+# Specs the model accepts and this stack refuses (its SourceBuckets and InventoryPrefix, its current-version
+# inventory, its pipeline bucket): what ValidateSpec finds with the stack's settings.
+REFUSED_BY_THE_STACK = {
+    "source-bucket": (
+        {"source": {"bucket": "someone-elses-bucket"}},
+        "source.bucket: 'someone-elses-bucket'",
+    ),
+    "versions": ({"filter": {"versions": "pinned"}}, 'filter.versions: "pinned" needs an inventory'),
+    "rerun-elsewhere": (
+        {"rerun": {"failures": "s3://someone-elses-bucket/failures.csv"}},
+        "rerun.failures: is in bucket 'someone-elses-bucket'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_BY_THE_STACK))
+def test_start_refuses_what_the_stack_would_refuse_in_validate_specs_words(aws_env, tmp_path, capsys, case):
+    change, says = REFUSED_BY_THE_STACK[case]
+    spec = {**TAG_ALL, "name": f"stack-{case}", **change}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+
+    code = main(["start", "--stack", "batchpipe", "--spec", str(path), "--name", f"never-{case}"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"batchpipe: spec {path} is not valid: {says}")
+    # The same spec started past the command line: ValidateSpec fails it with the same words.
+    sfn = boto3.client("stepfunctions")
+    (machine,) = sfn.list_state_machines()["stateMachines"]
+    arn = sfn.start_execution(
+        stateMachineArn=machine["stateMachineArn"], name=f"direct-{case}", input=json.dumps(spec)
+    )["executionArn"]
+    deadline = time.monotonic() + 120
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert described["status"] == "FAILED" and described["error"] == "SpecValidationError"
+    assert err.strip() == f"batchpipe: spec {path} is not valid: {readable_cause(described['cause'])}"
+    assert main(["runs", "--stack", "batchpipe", "--output", "json"]) == 0
+    assert f"never-{case}" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

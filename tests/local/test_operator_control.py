@@ -18,6 +18,7 @@ import pytest
 from batchpipe.cli import main
 
 from ..serving import point_shell_at, serving
+from .conftest import S3BATCH_ACCOUNT
 
 OPERATION = {"S3PutObjectTagging": {"TagSet": [{"Key": "stage", "Value": "confirmed"}]}}
 STACK = "batchpipe"
@@ -172,20 +173,38 @@ def test_watch_stamps_each_line_hides_choices_unless_verbose_and_tells_each_job(
     assert not any("AnythingToDo?" in line for line in quiet)
     assert any("▶ AnythingToDo?" in line for line in verbose)
     assert any(re.search(r"manifest written: Athena scanned [\d,]+ bytes", line) for line in quiet)
-    assert any(re.search(r"job \S+ Complete: \[#+\] \d+/\d+ tasks", line) for line in quiet)
+    assert any(re.search(r"job \S+ \(attempt 1\) Complete: \[#+\] \d+/\d+ tasks", line) for line in quiet)
 
 
 def test_watch_tells_a_confirmation_wait_with_its_command_and_a_skip_names_the_holder(
     shell, tmp_path, capsys
 ):
     from batchpipe.ops.aws import Aws
-    from batchpipe.ops.commands import watch
+    from batchpipe.ops.commands import Watcher, watch
+    from batchpipe.ops.stack import stack_of
 
     _start_waiting_run(tmp_path, capsys, "held")
     holder = _arn(shell, "held")
     out = io.StringIO()
-    assert watch(Aws(), holder, out=out, interval=0.5, timeout=5) == 0
+    assert watch(Aws(debug=True), holder, out=out, interval=0.5, timeout=5) == 0
+    calls = [line.split(" {")[0] for line in capsys.readouterr().err.splitlines() if " -> " not in line]
     assert f"waits for a person to confirm it: batchpipe confirm {holder}" in out.getvalue()
+    # The job's status and count come from DescribeJob, by the job ID the run's history and attempt
+    # record give, not from listing every job of the account.
+    assert re.search(r"job \S+ \(attempt 1\) Suspended: \[\.+\] 0/0 tasks", out.getvalue())
+    assert "aws: s3control DescribeJob" in calls and "aws: s3control ListJobs" not in calls
+    # Before the pipeline first checks a new job, only the attempt's record in the stack's TokenTable
+    # names it: a watcher that knows the waiting attempt and nothing else finds the job there.
+    (waiting,) = [
+        json.loads(e["stateEnteredEventDetails"]["input"])
+        for e in shell.get_execution_history(executionArn=holder)["events"]
+        if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == "CreateJobAndWait"
+    ][:1]
+    fresh = io.StringIO()
+    watcher = Watcher(Aws(), holder, fresh, token_table=stack_of(Aws(), holder).token_table)
+    watcher.current_state, watcher.waiting = "CreateJobAndWait", (waiting["run"]["runId"], 1)
+    watcher.progress()
+    assert re.search(r"job \S+ \(attempt 1\) Suspended: ", fresh.getvalue()), fresh.getvalue()
 
     skipped = tmp_path / "skip.json"
     skipped.write_text(json.dumps({"name": "held", "operation": OPERATION}))
@@ -195,3 +214,30 @@ def test_watch_tells_a_confirmation_wait_with_its_command_and_a_skip_names_the_h
         rf"SKIPPED \(busy\): .+; the run holding the name: {re.escape(holder)} \(since ", headline
     )
     assert main(["cancel", "held", "--stack", STACK]) == 0
+
+
+def test_watch_takes_a_new_jobs_not_found_for_not_visible_yet(s3batch_env):
+    """S3 may not find a job right after CreateJob (the embedded engine's first DescribeJob of a job
+    answers NotFound, as AWS's troubleshooting guide allows): watch says so and reads it next poll."""
+    from batchpipe.ops.aws import Aws
+    from batchpipe.ops.commands import Watcher
+
+    s3batch_env.bucket("src-bkt")
+    s3batch_env.put("src-bkt", "photo.jpg")
+    manifest = s3batch_env.manifest([["src-bkt", "photo.jpg"]])
+    job_id = s3batch_env.create_job(OPERATION, manifest, ConfirmationRequired=True)
+    assert s3batch_env.engine.wait_idle(30)
+    out = io.StringIO()
+    arn = f"arn:aws:states:us-east-1:{S3BATCH_ACCOUNT}:execution:batchpipe-pipeline:new-job"
+    watcher = Watcher(Aws(region="us-east-1"), arn, out)
+    watcher.jobs[job_id] = 1
+
+    watcher.progress()
+    watcher.progress()
+    watcher.progress()
+
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == [
+        f"  job {job_id} created; S3 does not show it yet",
+        f"  job {job_id} (attempt 1) Suspended: [{'.' * 30}] 0/0 tasks (0 failed)",
+    ]

@@ -57,6 +57,15 @@ def test_the_outputs_the_commands_need_are_template_outputs():
     template = yaml.load((REPO / "template.yaml").read_text(), Loader=yaml.BaseLoader)
 
     assert set(stack.REQUIRED_OUTPUTS) <= set(template["Outputs"])
+    from batchpipe.local.template import load_template
+
+    template = load_template()
+    # What `start` checks a spec with, and where `watch` finds a new job: the stack's own outputs.
+    assert template["Outputs"][stack.VALIDATE_SPEC_OUTPUT]["Value"] == {"Ref": "ValidateSpecFunction"}
+    assert template["Outputs"][stack.TOKEN_TABLE_OUTPUT]["Value"] == {"Ref": "TokenTable"}
+    # `watch` of an execution ARN finds its stack by the state machine's name.
+    name = template["Resources"]["PipelineStateMachine"]["Properties"]["Name"]
+    assert name == {"Fn::Sub": "${AWS::StackName}" + stack.PIPELINE_SUFFIX}
 
 
 def test_access_denied_is_one_line_with_what_to_do(aws):
@@ -368,8 +377,9 @@ def test_summary_html_into_a_missing_folder_is_refused_before_any_aws_call(aws, 
         )
 
 
-def test_runs_pages_past_a_thousand_executions_newest_first_with_iso_times(monkeypatch, capsys):
-    """ListExecutions gives at most 1,000 a page; --max 1005 reads the second page too."""
+def test_runs_pages_past_a_thousand_executions_in_one_call_per_thousand(monkeypatch, capsys):
+    """ListExecutions gives at most 1,000 a page; --max 1005 reads the second page too, and nothing
+    else: no call per run unless --counts asks for the runs' summaries."""
     from moto import mock_aws
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -387,14 +397,50 @@ def test_runs_pages_past_a_thousand_executions_newest_first_with_iso_times(monke
         monkeypatch.setattr(commands, "find_stack", lambda aws, name: stack.Stack(name, machine, "bucket"))
 
         out = io.StringIO()
+        listed = commands.runs(
+            Aws(region="eu-west-1", debug=True),
+            stack_name="prod",
+            limit=1005,
+            counts=False,
+            output="json",
+            out=out,
+        )
+        calls = [line for line in capsys.readouterr().err.splitlines() if " -> " not in line]
+        table = io.StringIO()
         assert (
-            commands.runs(Aws(region="eu-west-1"), stack_name="prod", limit=1005, as_json=True, out=out) == 0
+            commands.runs(
+                Aws(region="eu-west-1"), stack_name="prod", limit=3, counts=True, output="text", out=table
+            )
+            == 0
         )
 
+    assert listed == 0
+    assert [line.split(" {")[0] for line in calls] == ["aws: stepfunctions ListExecutions"] * 2
     rows = json.loads(out.getvalue())
     assert len(rows) == 1005
     assert {row["execution"] for row in rows} == {f"run-{n:04d}" for n in range(1005)}
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["start"]) for row in rows)
+    assert {row["status"] for row in rows} <= {"RUNNING", "SUCCEEDED"}  # moto runs none of them
+    header, *lines = table.getvalue().splitlines()
+    assert header.split() == [
+        "execution",
+        "status",
+        "start",
+        "stop",
+        "name",
+        "outcome",
+        "objects",
+        "succeeded",
+        "failed",
+        "costUsd",
+    ]
+    assert len(lines) == 3  # these executions have no summary: their counts are unknown, shown "-"
+    assert all(line.split()[4:] == ["-"] * 6 for line in lines)
+
+
+def test_runs_counts_are_bounded_to_what_one_burst_of_calls_reads(aws):
+    with pytest.raises(OperatorError, match=r"--counts reads each run's summary .* --max 100 or fewer"):
+        commands.runs(aws, stack_name="prod", limit=101, counts=True, output="text", out=io.StringIO())
 
 
 def test_start_takes_the_schedules_own_input_and_checks_the_spec_inside(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -12,21 +13,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from botocore.exceptions import ClientError
+
 from batchpipe import inputs
 from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
 from batchpipe.progress import LiveLine, bar
+from batchpipe_core.config import Config
 from batchpipe_core.errors import FailuresFileError, SpecValidationError
-from batchpipe_core.jobs import CONFIRM_BY_OPERATOR, TAG_CONFIRMATION
+from batchpipe_core.jobs import CONFIRM_BY_OPERATOR, JOB_GONE_ERRORS, TAG_CONFIRMATION, token_key
 from batchpipe_core.report import FAILURE_HEADER
 from batchpipe_core.rerun import failure_rows
 from batchpipe_core.runlock import unwrap_scheduled_input
 from batchpipe_core.runpage import RunPage, parse_time, render
 from batchpipe_core.s3uri import split_s3_uri
 from batchpipe_core.spec_model import check_spec_model
-from batchpipe_core.summary import read_records, s3_console_url
+from batchpipe_core.summary import notification_message, read_records, s3_console_url
 
 from .aws import Aws, OperatorError, aws_errors
-from .stack import console_url, describe, execution_arn, find_stack, summary_of
+from .output import JSON, TEXT, iso_time, print_json, print_table
+from .stack import (
+    VALIDATE_SPEC_OUTPUT,
+    Stack,
+    console_url,
+    describe,
+    execution_arn,
+    find_stack,
+    stack_of,
+    summary_of,
+)
 
 # Ctrl-C in a watch: the shell's convention for SIGINT (128 + 2); the run itself goes on.
 EXIT_INTERRUPTED = 130
@@ -46,8 +60,62 @@ def read_spec(path: str) -> dict[str, Any]:
         inner, _ = unwrap_scheduled_input(spec)
         check_spec_model(inner)
     except SpecValidationError as exc:
-        raise OperatorError(f"spec {path} is not valid:\n  " + "\n  ".join(str(exc).splitlines())) from None
+        raise OperatorError(_not_valid(f"spec {path}", exc)) from None
     return spec
+
+
+def _not_valid(what: str, exc: SpecValidationError) -> str:
+    """ValidateSpec's problems, one per line as it gives them (the command line prints them as one)."""
+    return f"{what} is not valid:\n  " + "\n  ".join(str(exc).splitlines())
+
+
+def stack_settings(aws: Aws, stack: Stack, *, notes: TextIO) -> Config | None:
+    """The settings ValidateSpec checks specs with: its function's environment variables (Lambda
+    GetFunctionConfiguration), read by the same Config the function builds from them, so nothing of
+    template.yaml's mapping from parameters to settings is repeated here. None, with a note, when they
+    cannot be read: the stack's checks then run in ValidateSpec, as they always do."""
+    later = "the stack's own checks run when the run starts (ValidateSpec)"
+    if not stack.validate_spec_function:
+        print(
+            f"batchpipe: note: stack {stack.name} has no {VALIDATE_SPEC_OUTPUT} output (deployed before "
+            f"it; `sam deploy` adds it): {later}",
+            file=notes,
+        )
+        return None
+    try:
+        with aws_errors(f"reading the settings of {stack.validate_spec_function}"):
+            configuration = aws.client("lambda").get_function_configuration(
+                FunctionName=stack.validate_spec_function
+            )
+    except OperatorError as exc:
+        print(f"batchpipe: note: {exc}; {later}", file=notes)
+        return None
+    variables = (configuration.get("Environment") or {}).get("Variables") or {}
+    try:
+        return Config.from_mapping(variables)
+    except (RuntimeError, ValueError) as exc:  # a missing variable, a number that is not one
+        raise OperatorError(
+            f"stack {stack.name}: function {stack.validate_spec_function} does not have ValidateSpec's "
+            f"settings ({exc}); redeploy the stack from this repository's template.yaml"
+        ) from None
+
+
+def check_on_stack(spec: Any, what: str, config: Config | None) -> None:
+    """The spec through ValidateSpec's own checks with the stack's settings: what the stack would
+    refuse (a bucket it may not act on, an operation it does not allow, a source it lacks, ...) is
+    refused here, with ValidateSpec's words, before StartExecution."""
+    if config is None:
+        return
+    # Here, not at the top: it brings sqlglot (the Athena statement), which the other commands never need.
+    from batchpipe_core.spec import normalize_spec
+
+    try:
+        inner, _ = unwrap_scheduled_input(spec)
+        normalize_spec(inner, config)
+    except SpecValidationError as exc:
+        raise OperatorError(_not_valid(what, exc)) from None
+    except RuntimeError as exc:  # the stack's own defaults make an invalid spec: a deployment fault
+        raise OperatorError(f"{what}: {exc}; fix the stack's parameters and redeploy") from None
 
 
 def default_execution_name(spec: dict[str, Any], now: datetime | None = None) -> str:
@@ -57,7 +125,9 @@ def default_execution_name(spec: dict[str, Any], now: datetime | None = None) ->
     return f"{base}-{stamp}"
 
 
-def start_execution(aws: Aws, state_machine_arn: str, spec: dict[str, Any], name: str, out: TextIO) -> str:
+def start_execution(
+    aws: Aws, state_machine_arn: str, spec: dict[str, Any], name: str, out: TextIO, output: str = TEXT
+) -> str:
     with aws_errors(f"starting {name} on {state_machine_arn}"):
         try:
             arn = aws.client("stepfunctions").start_execution(
@@ -67,17 +137,30 @@ def start_execution(aws: Aws, state_machine_arn: str, spec: dict[str, Any], name
             raise OperatorError(
                 f"an execution named {name!r} already exists (names are unique for 90 days): pass another --name"
             ) from None
-    print(f"started {arn}", file=out)
-    print(f"console: {console_url(arn)}", file=out)
+    if output == JSON:
+        print_json({"executionArn": arn, "executionName": name, "console": console_url(arn)}, out)
+    else:
+        print(f"started {arn}", file=out)
+        print(f"console: {console_url(arn)}", file=out)
     return arn
 
 
-def start(aws: Aws, *, stack_name: str, spec_path: str, name: str | None, watch_it: bool, out: TextIO) -> int:
+def start(
+    aws: Aws,
+    *,
+    stack_name: str,
+    spec_path: str,
+    name: str | None,
+    watch_it: bool,
+    out: TextIO,
+    output: str = TEXT,
+) -> int:
     spec = read_spec(spec_path)
     name = name or default_execution_name(spec)
     stack = find_stack(aws, stack_name)
-    arn = start_execution(aws, stack.state_machine_arn, spec, name, out)
-    return watch(aws, arn, out=out) if watch_it else 0
+    check_on_stack(spec, f"spec {spec_path}", stack_settings(aws, stack, notes=sys.stderr))
+    arn = start_execution(aws, stack.state_machine_arn, spec, name, out, output)
+    return watch(aws, arn, out=out, stack=stack) if watch_it else 0
 
 
 # ------------------------------------------------------------------ watch
@@ -86,13 +169,22 @@ def start(aws: Aws, *, stack_name: str, spec_path: str, name: str | None, watch_
 class Watcher:
     """Follows one execution: the states it enters, its Athena query, its batch jobs' progress."""
 
-    def __init__(self, aws: Aws, arn: str, out: TextIO, verbose: bool = False) -> None:
+    def __init__(
+        self, aws: Aws, arn: str, out: TextIO, verbose: bool = False, token_table: str | None = None
+    ) -> None:
         self.aws, self.arn, self.out, self.verbose = aws, arn, out, verbose
         self.sfn = aws.client("stepfunctions")
         self.last_event_id = 0
         self.query_id: str | None = None
         self.current_state: str | None = None
+        # Every job of the run by ID, with its attempt, from the history and the pipeline's attempt
+        # records; each is read with DescribeJob until its end has been told.
+        self.jobs: dict[str, int | None] = {}
         self.reported_jobs: dict[str, str] = {}
+        # The attempt CreateJobAndWait waits for, and the run's identity: the key of the attempt's
+        # record in the stack's TokenTable, which holds the job ID from the moment the job is created.
+        self.waiting: tuple[str, int] | None = None
+        self.token_table = token_table
         # The live line: the current Athena query or batch job, redrawn in place on a terminal.
         self.live = LiveLine(out)
         self.account = arn.split(":")[4]
@@ -163,14 +255,20 @@ class Watcher:
                 )
                 return
             extra = ""
+            state_input = _json(details.get("input"))
+            self._learn_jobs(state_input)
             if self.current_state == "CreateJobAndWait":
-                current = _json(details.get("input")).get("current") or {}
+                current = state_input.get("current") or {}
                 objects = (current.get("manifest") or {}).get("objects")
                 extra = f"  attempt {current.get('attempt')}" + (f": {objects} objects" if objects else "")
+                run_id = (state_input.get("run") or {}).get("runId")
+                if isinstance(run_id, str) and isinstance(current.get("attempt"), int):
+                    self.waiting = (run_id, current["attempt"])
             self.say(f"▶ {self.current_state}{extra}")
         elif kind.endswith("StateExited"):
             details = event["stateExitedEventDetails"]
             output = _json(details.get("output"))
+            self._learn_jobs(output)
             if details["name"] == "StartQuery":
                 self.query_id = ((output.get("query") or {}).get("execution") or {}).get("id")
             elif details["name"] == "BuildManifest" and isinstance(output.get("manifest"), dict):
@@ -199,11 +297,47 @@ class Watcher:
     def progress(self) -> None:
         if self.current_state in ("StartQuery", "WaitForQuery", "GetQueryStatus") and self.query_id:
             self._query_progress()
-        elif self.current_state in ("CreateJobAndWait", "CheckJob", "ConfirmJob", "JobFinished?") or any(
-            status not in ENDED_JOB_STATUSES for status in self.reported_jobs.values()
-        ):
-            # Until every job seen has ended: a job that ends between two polls is still told.
-            self._job_progress()
+        if self.current_state == "CreateJobAndWait" and self.waiting:
+            self._job_of_waiting_attempt()
+        # Until every job known has been told ended: a job that ends between two polls is still told.
+        for job_id in [j for j in self.jobs if self.reported_jobs.get(j) not in ENDED_JOB_STATUSES]:
+            self._job_progress(job_id)
+
+    def _learn_jobs(self, document: dict[str, Any]) -> None:
+        """Job IDs a state's input or output carries: the job a wait ended with (``job``), the one
+        CheckJob found (``current.checked``), the one ConfirmJob is given (``job``)."""
+        current = document.get("current") if isinstance(document.get("current"), dict) else {}
+        for job in (document.get("job"), current.get("checked")):
+            if isinstance(job, dict) and isinstance(job.get("jobId"), str) and job["jobId"]:
+                attempt = job.get("attempt", current.get("attempt"))
+                self.jobs.setdefault(job["jobId"], attempt if isinstance(attempt, int) else None)
+
+    def _job_of_waiting_attempt(self) -> None:
+        """The job of the attempt CreateJobAndWait waits for, from the pipeline's record of the attempt
+        (TokenTable, written as the job is created): its progress shows from the first poll, not only
+        once the pipeline checks the job."""
+        run_id, attempt = self.waiting or ("", 0)
+        if not self.token_table or attempt in self.jobs.values():
+            return
+        dynamodb = self.aws.client("dynamodb")
+        try:
+            with aws_errors(f"reading attempt {attempt}'s record in {self.token_table}"):
+                item = (
+                    dynamodb.get_item(
+                        TableName=self.token_table,
+                        Key={"pk": {"S": token_key(run_id, attempt)}},
+                        ProjectionExpression="jobId",
+                    ).get("Item")
+                    or {}
+                )
+        except OperatorError as exc:
+            # Without dynamodb:GetItem the job still shows, once the pipeline has checked it.
+            self.say(f"  (the job's progress shows once the pipeline checks the job: {exc})")
+            self.token_table = None
+            return
+        job_id = (item.get("jobId") or {}).get("S")
+        if job_id:
+            self.jobs.setdefault(job_id, attempt)
 
     def _query_progress(self) -> None:
         with aws_errors("reading the Athena query"):
@@ -212,30 +346,42 @@ class Watcher:
         scanned = (query.get("Statistics") or {}).get("DataScannedInBytes") or 0
         self.live.show(f"  athena {query['Status']['State']}: {scanned / 1e9:.2f} GB scanned")
 
-    def _job_progress(self) -> None:
+    def _job_progress(self, job_id: str) -> None:
+        """The job's status and progress bar from DescribeJob; told as a line when its status changes."""
         s3control = self.aws.client("s3control")
-        with aws_errors("listing batch jobs"):
-            # Every status, not only the active ones: a job that ended since the last poll shows its end.
-            jobs = s3control.list_jobs(AccountId=self.account).get("Jobs", [])
-        ours = [j for j in jobs if f"({self.execution_name})" in (j.get("Description") or "")]
-        for job in ours:
-            summary = job.get("ProgressSummary") or {}
-            total = summary.get("TotalNumberOfTasks") or 0
-            done = (summary.get("NumberOfTasksSucceeded") or 0) + (summary.get("NumberOfTasksFailed") or 0)
-            line = (
-                f"  job {job['JobId']} {job['Status']}: {bar(done, total, 'tasks')} "
-                f"({summary.get('NumberOfTasksFailed') or 0} failed)"
-            )
-            if self.reported_jobs.get(job["JobId"]) != job["Status"]:
-                self.reported_jobs[job["JobId"]] = job["Status"]
-                self.say(line)
-                if job["Status"] == "Suspended" and self._left_for_a_person(job["JobId"]):
-                    self.say(
-                        f"  job {job['JobId']} waits for a person to confirm it: "
-                        f"batchpipe confirm {self.arn}   (or cancel it: batchpipe cancel {self.arn})"
-                    )
-            else:
-                self.live.show(line)
+        with aws_errors(f"describing batch job {job_id}"):
+            try:
+                job = s3control.describe_job(AccountId=self.account, JobId=job_id)["Job"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in JOB_GONE_ERRORS:
+                    raise
+                job = None
+        if job is None:
+            # Moments after CreateJob S3 may not find the job yet (S3 user guide, "Troubleshooting Batch
+            # Operations", timing issues): not visible yet, so asked again at the next poll.
+            if job_id not in self.reported_jobs:
+                self.reported_jobs[job_id] = "(not visible yet)"
+                self.say(f"  job {job_id} created; S3 does not show it yet")
+            return
+        summary = job.get("ProgressSummary") or {}
+        total = summary.get("TotalNumberOfTasks") or 0
+        failed = summary.get("NumberOfTasksFailed") or 0
+        done = (summary.get("NumberOfTasksSucceeded") or 0) + failed
+        attempt = self.jobs.get(job_id)
+        line = (
+            f"  job {job_id}{f' (attempt {attempt})' if attempt else ''} {job['Status']}: "
+            f"{bar(done, total, 'tasks')} ({failed} failed)"
+        )
+        if self.reported_jobs.get(job_id) != job["Status"]:
+            self.reported_jobs[job_id] = job["Status"]
+            self.say(line)
+            if job["Status"] == "Suspended" and self._left_for_a_person(job_id):
+                self.say(
+                    f"  job {job_id} waits for a person to confirm it: "
+                    f"batchpipe confirm {self.arn}   (or cancel it: batchpipe cancel {self.arn})"
+                )
+        else:
+            self.live.show(line)
 
     def _job_ended(self, job: dict[str, Any]) -> None:
         """The job outcome a wait hands on: told once, even when the job ran and ended between polls."""
@@ -243,8 +389,10 @@ class Watcher:
             return
         self.reported_jobs[job["jobId"]] = job["status"]
         total, failed = job.get("total") or 0, job.get("failed") or 0
+        attempt = self.jobs.get(job["jobId"])
         self.say(
-            f"  job {job['jobId']} {job['status']}: {bar((job.get('succeeded') or 0) + failed, total, 'tasks')} ({failed} failed)"
+            f"  job {job['jobId']}{f' (attempt {attempt})' if attempt else ''} {job['status']}: "
+            f"{bar((job.get('succeeded') or 0) + failed, total, 'tasks')} ({failed} failed)"
         )
 
     def _left_for_a_person(self, job_id: str) -> bool:
@@ -263,8 +411,10 @@ def watch(
     interval: float = 2.0,
     timeout: float | None = None,
     verbose: bool = False,
+    stack: Stack | None = None,
 ) -> int:
-    watcher = Watcher(aws, arn, out, verbose=verbose)
+    stack = stack or stack_of(aws, arn)
+    watcher = Watcher(aws, arn, out, verbose=verbose, token_table=stack.token_table if stack else None)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
@@ -318,7 +468,28 @@ def headline(summary: dict[str, Any] | None, described: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ runs, summary
 
 
-def runs(aws: Aws, *, stack_name: str, limit: int, as_json: bool, out: TextIO) -> int:
+def summary_text(summary: dict[str, Any], described: dict[str, Any]) -> str:
+    """`summary`'s text view: the headline `watch` ends with, then the run's SNS message (counts per
+    outcome, each attempt's job and error codes, the failures file, the cost, the run page)."""
+    return f"{headline(summary, described)}\n{notification_message(summary, None)}"
+
+
+#: The most runs `runs --counts` reads the counts of: one DescribeExecution each. Step Functions
+#: throttles DescribeExecution per account and region with a token bucket (developer guide, "Step
+#: Functions service quotas", quotas related to API action throttling), shared with every other
+#: caller (the console, other tools): a bounded listing stays a burst the retries absorb.
+MAX_COUNTED_RUNS = 100
+
+
+def runs(aws: Aws, *, stack_name: str, limit: int, counts: bool, output: str, out: TextIO) -> int:
+    """The newest executions from ListExecutions, one call per 1,000 runs: each one's name, Step
+    Functions status and times. A run's counts are its execution's output, which only
+    DescribeExecution returns: with ``counts``, one call per run listed, for at most MAX_COUNTED_RUNS."""
+    if counts and limit > MAX_COUNTED_RUNS:
+        raise OperatorError(
+            f"--counts reads each run's summary (one DescribeExecution per run): give --max "
+            f"{MAX_COUNTED_RUNS} or fewer, or leave out --counts to list up to any --max"
+        )
     stack = find_stack(aws, stack_name)
     sfn = aws.client("stepfunctions")
     with aws_errors(f"listing executions of {stack.state_machine_arn}"):
@@ -328,42 +499,41 @@ def runs(aws: Aws, *, stack_name: str, limit: int, as_json: bool, out: TextIO) -
             PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 1000)},
         )
         executions = [execution for page in pages for execution in page["executions"]][:limit]
-    rows = []
-    for execution in executions:
-        summary = summary_of(describe(aws, execution["executionArn"])) or {}
-        totals = summary.get("totals") or {}
-        failed = sum(totals.get(k) or 0 for k in ("failedPermanent", "failedRetriesExhausted", "notRun"))
-        rows.append(
-            {
-                "execution": execution["name"],
-                "name": summary.get("name"),
-                "start": execution["startDate"]
-                .astimezone(UTC)
-                .isoformat(timespec="seconds")
-                .replace("+00:00", "Z"),
-                "status": summary.get("status") or execution["status"],
-                "objects": totals.get("objects", (summary.get("manifest") or {}).get("objects")),
-                "succeeded": totals.get("succeeded"),
-                "failed": failed if totals else None,
-                "costUsd": summary.get("estimatedCostUsd"),
-            }
-        )
-    if as_json:
-        print(json.dumps(rows, indent=2), file=out)
-        return 0
-    columns = ["execution", "name", "start", "status", "objects", "succeeded", "failed", "costUsd"]
-    cells = [[_cell(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), file=out)
-    for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)), file=out)
-    if not rows:
+    rows = [
+        {
+            "execution": execution["name"],
+            "status": execution["status"],
+            "start": iso_time(execution.get("startDate")),
+            "stop": iso_time(execution.get("stopDate")),
+        }
+        for execution in executions
+    ]
+    columns = ["execution", "status", "start", "stop"]
+    if counts:
+        columns += ["name", "outcome", "objects", "succeeded", "failed", "costUsd"]
+        for row, execution in zip(rows, executions, strict=True):
+            row.update(_counts(summary_of(describe(aws, execution["executionArn"])) or {}))
+    if output == JSON:
+        print_json(rows, out)
+    elif rows:
+        print_table(rows, columns, out)
+    else:
         print(f"(no runs of {stack.name} yet)", file=out)
     return 0
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """A run's name, outcome and counts from its summary (all unknown while it runs)."""
+    totals = summary.get("totals") or {}
+    failed = sum(totals.get(k) or 0 for k in ("failedPermanent", "failedRetriesExhausted", "notRun"))
+    return {
+        "name": summary.get("name"),
+        "outcome": summary.get("status"),
+        "objects": totals.get("objects", (summary.get("manifest") or {}).get("objects")),
+        "succeeded": totals.get("succeeded"),
+        "failed": failed if totals else None,
+        "costUsd": summary.get("estimatedCostUsd"),
+    }
 
 
 def show_summary(
@@ -375,6 +545,7 @@ def show_summary(
     out: TextIO,
     html: str | None = None,
     open_page: bool = False,
+    output: str = TEXT,
 ) -> int:
     if failures:
         writable_target(Path(failures))  # before any AWS call: a typo costs nothing
@@ -386,9 +557,23 @@ def show_summary(
     if summary is None:
         if described["status"] == "RUNNING":
             raise OperatorError(f"{arn} is still running: `batchpipe watch` follows it")
-        print(headline(None, described), file=out)
+        if output == JSON:
+            print_json(
+                {
+                    "status": described["status"],
+                    "error": described.get("error"),
+                    "cause": readable_cause(described.get("cause")) or None,
+                    "summary": None,
+                },
+                out,
+            )
+        else:
+            print(headline(None, described), file=out)
         return EXIT_NO_SUMMARY
-    print(json.dumps(summary, indent=2), file=out)
+    if output == JSON:
+        print_json(summary, out)
+    else:
+        print(summary_text(summary, described), file=out)
     if failures:
         download_failures(aws, summary, Path(failures), out=sys.stderr)
     if html is not None or open_page:
@@ -533,16 +718,22 @@ def rerun(
     watch_it: bool,
     out: TextIO,
     answer: Any = input,
+    output: str = TEXT,
 ) -> int:
-
+    if output == JSON and not assume_yes:
+        raise OperatorError("--output json prints for a script, which cannot answer: pass --yes as well")
     arn = execution_arn(aws, execution, stack_name)
     described = describe(aws, arn)
     summary = summary_of(described)
     if summary is None:
         raise OperatorError(f"{arn} has no summary yet (status {described['status']}); nothing to rerun")
     failures = summary.get("permanentFailures")
+    report: dict[str, Any] = {"rerunOf": arn, "failures": failures, "objects": 0, "executionArn": None}
     if not failures:
-        print(f"{arn}: no failures file (status {summary['status']}): nothing to rerun", file=out)
+        if output == JSON:
+            print_json(report, out)
+        else:
+            print(f"{arn}: no failures file (status {summary['status']}): nothing to rerun", file=out)
         return 0
     operation = None
     if operation_path:
@@ -550,16 +741,24 @@ def rerun(
         if isinstance(operation, dict) and set(operation) == {"operation"}:
             operation = operation["operation"]  # a whole spec's operation block is accepted too
     spec = rerun_spec(_json(described.get("input")), failures, error_codes, operation)
+    stack = stack_of(aws, arn)
+    if stack is not None:  # an operation the stack does not allow is refused before counting anything
+        check_on_stack(spec, "the rerun spec", stack_settings(aws, stack, notes=sys.stderr))
     counts, buckets = count_failures(aws, failures, error_codes)
     total = sum(counts.values())
-    by_code = ", ".join(f"{n} {code or '(no code)'}" for code, n in counts.most_common())
-    print(f"rerun of {failures}: {total} objects ({by_code or 'none'})", file=out)
-    if buckets:
-        # The buckets the jobs will act on, before asking: a changed failures file shows here first.
-        shown_buckets = ", ".join(f"{_printable(b)} ({n})" for b, n in sorted(buckets.items()))
-        print(f"in buckets: {shown_buckets}", file=out)
+    report.update(objects=total, errorCodes=dict(counts.most_common()), buckets=dict(sorted(buckets.items())))
+    if output == TEXT:
+        by_code = ", ".join(f"{n} {code or '(no code)'}" for code, n in counts.most_common())
+        print(f"rerun of {failures}: {total} objects ({by_code or 'none'})", file=out)
+        if buckets:
+            # The buckets the jobs will act on, before asking: a changed failures file shows here first.
+            shown_buckets = ", ".join(f"{_printable(b)} ({n})" for b, n in sorted(buckets.items()))
+            print(f"in buckets: {shown_buckets}", file=out)
     if total == 0:
-        print("nothing to rerun with these error codes", file=out)
+        if output == JSON:
+            print_json(report, out)
+        else:
+            print("nothing to rerun with these error codes", file=out)
         return 0
     if not assume_yes:
         if not sys.stdin.isatty():
@@ -569,8 +768,13 @@ def rerun(
             return 0
     state_machine_arn = arn.rsplit(":", 1)[0].replace(":execution:", ":stateMachine:")
     new_name = name or default_execution_name({"name": f"{spec.get('name') or 'run'}-rerun"})
+    if output == JSON:
+        report["executionArn"] = start_execution(aws, state_machine_arn, spec, new_name, io.StringIO())
+        report.update(executionName=new_name, console=console_url(report["executionArn"]))
+        print_json(report, out)
+        return 0
     new_arn = start_execution(aws, state_machine_arn, spec, new_name, out)
-    return watch(aws, new_arn, out=out) if watch_it else 0
+    return watch(aws, new_arn, out=out, stack=stack) if watch_it else 0
 
 
 def _printable(text: str) -> str:

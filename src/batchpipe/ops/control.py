@@ -8,14 +8,13 @@ ListJobs returns it with the job's status and progress, so one listing serves ev
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC
 from typing import Any, TextIO
 
 from batchpipe_core.jobs import CONFIRM_BY_OPERATOR, TAG_CONFIRMATION, TAG_OBJECTS
 
 from .aws import Aws, OperatorError, aws_errors
+from .output import JSON, TEXT, iso_time, print_json, print_table
 from .stack import describe
 
 # A job the pipeline created for an execution: its Description (batchpipe_core.jobs.create_job_request).
@@ -67,20 +66,16 @@ def _left_for_a_person(aws: Aws, account: str, job: dict[str, Any]) -> dict[str,
     }
 
 
-def jobs(aws: Aws, execution_arn: str, *, as_json: bool, out: TextIO) -> int:
+def jobs(aws: Aws, execution_arn: str, *, output: str, out: TextIO) -> int:
     rows = [_job_row(job) for job in run_jobs(aws, execution_arn)]
-    if as_json:
-        print(json.dumps(rows, indent=2), file=out)
-        return 0
-    if not rows:
+    if output == JSON:
+        print_json(rows, out)
+    elif rows:
+        print_table(
+            rows, ["attempt", "jobId", "status", "total", "succeeded", "failed", "created", "ended"], out
+        )
+    else:
         print(f"(no S3 Batch Operations job of {execution_arn.rsplit(':', 1)[1]} yet)", file=out)
-        return 0
-    columns = ["attempt", "jobId", "status", "total", "succeeded", "failed", "created", "ended"]
-    cells = [["-" if row[c] is None else str(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), file=out)
-    for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)), file=out)
     return 0
 
 
@@ -94,17 +89,13 @@ def _job_row(job: dict[str, Any]) -> dict[str, Any]:
         "total": progress.get("TotalNumberOfTasks", job["counted"]),
         "succeeded": progress.get("NumberOfTasksSucceeded"),
         "failed": progress.get("NumberOfTasksFailed"),
-        "created": _iso(job.get("CreationTime")),
-        "ended": _iso(job.get("TerminationDate")),
+        "created": iso_time(job.get("CreationTime")),
+        "ended": iso_time(job.get("TerminationDate")),
         "waitsForPerson": job["waitsForPerson"],
     }
 
 
-def _iso(moment: Any) -> str | None:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
-
-
-def stop(aws: Aws, execution_arn: str, *, reason: str, out: TextIO) -> int:
+def stop(aws: Aws, execution_arn: str, *, reason: str, out: TextIO, output: str = TEXT) -> int:
     """StopExecution with the reason as its cause; the pipeline then cancels the run's jobs that are
     still going (CancelJobsFunction takes the ABORTED status event) and frees the run's name."""
     described = describe(aws, execution_arn)
@@ -114,16 +105,19 @@ def stop(aws: Aws, execution_arn: str, *, reason: str, out: TextIO) -> int:
         stopped = aws.client("stepfunctions").stop_execution(
             executionArn=execution_arn, error="StoppedByOperator", cause=reason
         )
-    when = _iso(stopped.get("stopDate")) or "now"
+    when = iso_time(stopped.get("stopDate"))
+    if output == JSON:
+        print_json({"executionArn": execution_arn, "stopDate": when, "reason": reason}, out)
+        return 0
     print(
-        f"stopped {described['name']} at {when} ({reason}); the pipeline cancels its jobs that are "
-        "still going and frees the run's name",
+        f"stopped {described['name']} at {when or 'now'} ({reason}); the pipeline cancels its jobs that "
+        "are still going and frees the run's name",
         file=out,
     )
     return 0
 
 
-def confirm(aws: Aws, execution_arn: str, *, out: TextIO) -> int:
+def confirm(aws: Aws, execution_arn: str, *, out: TextIO, output: str = TEXT) -> int:
     """Confirms the run's job that waits for a person (confirmationRequired): UpdateJobStatus Ready."""
     # Only a job the pipeline left for a person: every job starts Suspended until the pipeline has
     # checked S3's count against maxObjects, and confirming it before that would skip the check.
@@ -132,6 +126,9 @@ def confirm(aws: Aws, execution_arn: str, *, out: TextIO) -> int:
         raise OperatorError(_none_that(aws, execution_arn, "waits for confirmation"))
     job = waiting[-1]
     _set_status(aws, execution_arn, job, "Ready", "confirmed with batchpipe confirm")
+    if output == JSON:
+        print_json({"jobId": job["JobId"], "attempt": job["attempt"], "objects": job["counted"]}, out)
+        return 0
     print(
         f"confirmed job {job['JobId']} (attempt {job['attempt']}, {job['counted']} objects): it runs now",
         file=out,
@@ -139,7 +136,7 @@ def confirm(aws: Aws, execution_arn: str, *, out: TextIO) -> int:
     return 0
 
 
-def cancel(aws: Aws, execution_arn: str, *, out: TextIO) -> int:
+def cancel(aws: Aws, execution_arn: str, *, out: TextIO, output: str = TEXT) -> int:
     """Cancels the run's job as a person: the run then ends CANCELLED and counts the objects the job
     never ran as not run (its failures file lists them for a rerun)."""
     going = [job for job in run_jobs(aws, execution_arn) if job.get("Status") in CANCELLABLE]
@@ -147,7 +144,14 @@ def cancel(aws: Aws, execution_arn: str, *, out: TextIO) -> int:
         raise OperatorError(_none_that(aws, execution_arn, "can still be cancelled"))
     for job in going:
         _set_status(aws, execution_arn, job, "Cancelled", "cancelled by a person with batchpipe cancel")
-        print(f"cancelled job {job['JobId']} (attempt {job['attempt']}, was {job.get('Status')})", file=out)
+        if output == TEXT:
+            print(
+                f"cancelled job {job['JobId']} (attempt {job['attempt']}, was {job.get('Status')})", file=out
+            )
+    if output == JSON:
+        print_json(
+            [{"jobId": j["JobId"], "attempt": j["attempt"], "was": j.get("Status")} for j in going], out
+        )
     return 0
 
 

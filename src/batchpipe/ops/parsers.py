@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from batchpipe.inputs import command, execution_name, whole_number
+from batchpipe.inputs import UsageError, command, execution_name, whole_number
 
 EXIT_CODES_HELP = (
     "exit status: 0 SUCCEEDED, NOTHING_TO_DO or DRY_RUN; 3 PARTIAL; 4 CANCELLED; 5 FAILED (or ended "
@@ -64,6 +64,14 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--debug", action="store_true", help="print each AWS call on stderr as it is made")
 
 
+def _output_option(parser: argparse.ArgumentParser, text: str) -> None:
+    from .output import OUTPUTS, TEXT
+
+    parser.add_argument(
+        "--output", choices=OUTPUTS, default=TEXT, help=f"{text} (text, the default), or JSON for scripts"
+    )
+
+
 def _execution_arguments(parser: argparse.ArgumentParser) -> None:
     """The run a command is about: an execution ARN, or its name and the stack it ran on."""
     parser.add_argument("execution", help="execution ARN, or its name with --stack")
@@ -82,6 +90,7 @@ def add_operator_commands(commands: Any) -> None:
     start.add_argument("--spec", required=True, help="job spec JSON (the execution input)")
     start.add_argument("--name", type=execution_name, help="execution name (default: <spec name>-<UTC time>)")
     start.add_argument("--watch", action="store_true", help="follow the run until it ends (see `watch`)")
+    _output_option(start, "the started run's ARN and console link")
     start.epilog += f"\n\nwith --watch, {EXIT_CODES_HELP}"
 
     watch = command(
@@ -99,8 +108,8 @@ def add_operator_commands(commands: Any) -> None:
     runs = command(
         commands,
         "runs",
-        "recent runs of a stack: name, start, status, objects, succeeded, failed, cost",
-        "batchpipe runs --stack batchpipe --json",
+        "recent runs of a stack: execution, status, start and stop (ListExecutions); --counts adds each run's counts",
+        "batchpipe runs --stack batchpipe --max 50 --counts --output json",
         _runs,
     )
     runs.add_argument("--stack", help=STACK_HELP)
@@ -108,9 +117,17 @@ def add_operator_commands(commands: Any) -> None:
         "--max",
         type=whole_number(1),
         default=20,
-        help="how many runs, newest first (default 20; more than 1,000 are read page by page)",
+        help="how many runs, newest first (default 20; one ListExecutions call per 1,000)",
     )
-    runs.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    runs.add_argument(
+        "--counts",
+        action="store_true",
+        help="also each run's name, outcome, objects, succeeded, failed and cost, from its summary "
+        "(one DescribeExecution per run: --max 100 at most)",
+    )
+    _output_option(runs, "a table")
+    # The flag of earlier releases, kept for the scripts that use it.
+    runs.add_argument("--json", dest="output", action="store_const", const="json", help=argparse.SUPPRESS)
 
     summary = command(
         commands,
@@ -131,6 +148,7 @@ def add_operator_commands(commands: Any) -> None:
         help="save the run page (report.html) to FILE (must not exist; default report-<execution>.html)",
     )
     summary.add_argument("--open", action="store_true", help="open the saved run page in a browser")
+    _output_option(summary, "the headline, counts, error codes, cost and where the files are")
 
     rerun = command(
         commands,
@@ -147,6 +165,7 @@ def add_operator_commands(commands: Any) -> None:
     rerun.add_argument("--name", type=execution_name, help="execution name of the rerun")
     rerun.add_argument("--yes", action="store_true", help="start without asking")
     rerun.add_argument("--watch", action="store_true", help="follow the rerun until it ends")
+    _output_option(rerun, "the failures counted and the started run")
 
     # Every operator command reaches AWS (or `local serve`) the same way: the AWS options come last.
     for parser in (start, watch, runs, summary, rerun):
@@ -184,9 +203,9 @@ def add_operator_commands(commands: Any) -> None:
     acting["stop"].add_argument(
         "--reason", required=True, help="why: the execution's abort cause, kept in its history"
     )
-    acting["jobs"].add_argument(
-        "--output", choices=["text", "json"], default="text", help="a table (default) or JSON"
-    )
+    _output_option(acting["jobs"], "a table")
+    for name in ("stop", "confirm", "cancel"):
+        _output_option(acting[name], "one line of what was done")
     for parser in acting.values():
         parser.epilog += f"\n\n{CONTROL_EXIT_HELP}"
         _aws_options(parser)
@@ -226,6 +245,7 @@ def _aws(args: argparse.Namespace) -> Any:
 def _start(args: argparse.Namespace) -> int:
     from .commands import start
 
+    _watch_or_json(args)
     return start(
         _aws(args),
         stack_name=_stack(args),
@@ -233,7 +253,17 @@ def _start(args: argparse.Namespace) -> int:
         name=args.name,
         watch_it=args.watch,
         out=sys.stdout,
+        output=args.output,
     )
+
+
+def _watch_or_json(args: argparse.Namespace) -> None:
+    """A watch is lines for a person: JSON for a script comes from the commands that print a document."""
+    if args.watch and args.output == "json":
+        raise UsageError(
+            "--watch prints lines for a person, --output json one document for a script: use one "
+            "(then `batchpipe watch`, or `batchpipe summary --output json` once the run ended)"
+        )
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -261,34 +291,41 @@ def _stop(args: argparse.Namespace) -> int:
     from .control import stop
 
     aws, arn = _on_run(args)
-    return stop(aws, arn, reason=args.reason, out=sys.stdout)
+    return stop(aws, arn, reason=args.reason, out=sys.stdout, output=args.output)
 
 
 def _confirm(args: argparse.Namespace) -> int:
     from .control import confirm
 
     aws, arn = _on_run(args)
-    return confirm(aws, arn, out=sys.stdout)
+    return confirm(aws, arn, out=sys.stdout, output=args.output)
 
 
 def _cancel(args: argparse.Namespace) -> int:
     from .control import cancel
 
     aws, arn = _on_run(args)
-    return cancel(aws, arn, out=sys.stdout)
+    return cancel(aws, arn, out=sys.stdout, output=args.output)
 
 
 def _jobs(args: argparse.Namespace) -> int:
     from .control import jobs
 
     aws, arn = _on_run(args)
-    return jobs(aws, arn, as_json=args.output == "json", out=sys.stdout)
+    return jobs(aws, arn, output=args.output, out=sys.stdout)
 
 
 def _runs(args: argparse.Namespace) -> int:
     from .commands import runs
 
-    return runs(_aws(args), stack_name=_stack(args), limit=args.max, as_json=args.json, out=sys.stdout)
+    return runs(
+        _aws(args),
+        stack_name=_stack(args),
+        limit=args.max,
+        counts=args.counts,
+        output=args.output,
+        out=sys.stdout,
+    )
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -302,12 +339,14 @@ def _summary(args: argparse.Namespace) -> int:
         out=sys.stdout,
         html=args.html,
         open_page=args.open,
+        output=args.output,
     )
 
 
 def _rerun(args: argparse.Namespace) -> int:
     from .commands import rerun
 
+    _watch_or_json(args)
     return rerun(
         _aws(args),
         execution=args.execution,
@@ -318,4 +357,5 @@ def _rerun(args: argparse.Namespace) -> int:
         assume_yes=args.yes,
         watch_it=args.watch,
         out=sys.stdout,
+        output=args.output,
     )

@@ -18,6 +18,13 @@ from .aws import Aws, OperatorError, aws_errors
 STATE_MACHINE_OUTPUT = "StateMachineArn"
 PIPELINE_BUCKET_OUTPUT = "PipelineBucketName"
 REQUIRED_OUTPUTS = (STATE_MACHINE_OUTPUT, PIPELINE_BUCKET_OUTPUT)
+# The spec checker's function: `start` checks a spec with its settings. A stack deployed before this
+# output existed lacks it, and `start` then leaves the stack's checks to ValidateSpec.
+VALIDATE_SPEC_OUTPUT = "ValidateSpecFunctionName"
+# The table of each attempt's record (its job ID among them): `watch` finds a new job there.
+TOKEN_TABLE_OUTPUT = "TokenTableName"  # noqa: S105 - an output name, not a secret
+# template.yaml names the state machine "${AWS::StackName}-pipeline" (a test holds it to that).
+PIPELINE_SUFFIX = "-pipeline"
 
 _EXECUTION_ARN = re.compile(r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[^:]+:[^:]+$")
 _STATE_MACHINE_ARN = re.compile(r"^arn:(aws[a-z-]*):states:([a-z0-9-]+):(\d{12}):stateMachine:([^:]+)$")
@@ -28,6 +35,8 @@ class Stack:
     name: str
     state_machine_arn: str
     pipeline_bucket: str
+    validate_spec_function: str | None = None
+    token_table: str | None = None
 
     def execution_arn(self, name: str) -> str:
         partition, region, account, machine = _STATE_MACHINE_ARN.match(self.state_machine_arn).groups()
@@ -78,7 +87,26 @@ def find_stack(aws: Aws, name: str) -> Stack:
         )
     if not _STATE_MACHINE_ARN.match(outputs[STATE_MACHINE_OUTPUT]):
         raise OperatorError(f"stack {name!r}: output {STATE_MACHINE_OUTPUT} is not a state machine ARN")
-    return Stack(name, outputs[STATE_MACHINE_OUTPUT], outputs[PIPELINE_BUCKET_OUTPUT])
+    return Stack(
+        name,
+        outputs[STATE_MACHINE_OUTPUT],
+        outputs[PIPELINE_BUCKET_OUTPUT],
+        outputs.get(VALIDATE_SPEC_OUTPUT),
+        outputs.get(TOKEN_TABLE_OUTPUT),
+    )
+
+
+def stack_of(aws: Aws, execution_arn: str) -> Stack | None:
+    """The stack whose state machine ran an execution (``<stack>-pipeline``), or None when no such
+    batchpipe stack answers: what needs it then does without."""
+    machine = execution_arn.split(":")[6]
+    if not machine.endswith(PIPELINE_SUFFIX):
+        return None
+    try:
+        stack = find_stack(aws, machine[: -len(PIPELINE_SUFFIX)])
+    except OperatorError:
+        return None
+    return stack if stack.execution_arn(execution_arn.rsplit(":", 1)[1]) == execution_arn else None
 
 
 def execution_arn(aws: Aws, execution: str, stack_name: str | None) -> str:

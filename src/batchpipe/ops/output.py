@@ -1,0 +1,31 @@
+"""What the operator commands print: text for a person (the default, like the AWS CLI's text and table
+views) or JSON for a script (``--output json``), one document on stdout and nothing else there."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+TEXT, JSON = "text", "json"
+OUTPUTS = (TEXT, JSON)
+
+
+def print_json(data: Any, out: TextIO) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str), file=out)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+    """Rows under a header, each column as wide as its widest cell; an unknown value is ``-``."""
+    cells = [["-" if row.get(c) is None else str(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    for line in [list(columns), *cells]:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip(), file=out)
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """A time as ISO 8601 in UTC to the second (``2026-12-02T03:00:00Z``)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
