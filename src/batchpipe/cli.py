@@ -18,6 +18,12 @@ from .ops.parsers import add_operator_commands, add_schema_command
 # `batchpipe` console script (and tests); each room's parsers say what its commands are.
 
 
+#: Set to any value: an unexpected error shows its traceback (as --debug does on the operator commands).
+DEBUG_ENV = "BATCHPIPE_DEBUG"
+#: A failure nothing names: a bug to report (bad input and AWS errors are 2, a run's outcome its own).
+EXIT_UNEXPECTED = 1
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (and status 2) like every other bad input."""
 
@@ -82,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         # point stdout at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception as exc:
+        # A failure nothing above names (a bug, or an AWS answer no command expects): still one line
+        # a person reads; --debug (or BATCHPIPE_DEBUG=1) shows the traceback to report.
+        if getattr(args, "debug", False) or os.environ.get(DEBUG_ENV):
+            raise
+        what = " ".join(str(exc).split())[:500]
+        print(
+            f"batchpipe: unexpected error: {type(exc).__name__}: {what} (run again with --debug or "
+            f"{DEBUG_ENV}=1 for the traceback to report)",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

@@ -477,3 +477,20 @@ def test_the_stack_defaults_to_the_environment_then_samconfig(tmp_path, monkeypa
 
 def test_the_repositorys_samconfig_names_the_stack_local_serve_serves():
     assert stack.default_stack_name(REPO) == build_parser().parse_args(["local", "serve"]).stack_name
+
+
+def test_an_unexpected_failure_is_one_line_and_debug_shows_its_traceback(aws, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ValueError("a field\nno command expects")
+
+    monkeypatch.setattr(commands, "runs", broken)
+    monkeypatch.delenv("BATCHPIPE_DEBUG", raising=False)
+
+    assert main(["runs", "--stack", "prod", "--region", "eu-west-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "batchpipe: unexpected error: ValueError: a field no command expects (run again with --debug"
+    )
+    with pytest.raises(ValueError, match="no command expects"):
+        main(["runs", "--stack", "prod", "--region", "eu-west-1", "--debug"])

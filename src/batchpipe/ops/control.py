@@ -57,7 +57,8 @@ def _left_for_a_person(aws: Aws, account: str, job: dict[str, Any]) -> dict[str,
     says so, and the count the pipeline checked (S3 may withhold its own until the job runs)."""
     if job.get("Status") != "Suspended":
         return {"waitsForPerson": False, "counted": None}
-    tags = aws.client("s3control").get_job_tagging(AccountId=account, JobId=job["JobId"])
+    with aws_errors(f"reading the tags of job {job['JobId']}"):
+        tags = aws.client("s3control").get_job_tagging(AccountId=account, JobId=job["JobId"])
     values = {tag["Key"]: tag["Value"] for tag in tags.get("Tags", [])}
     counted = values.get(TAG_OBJECTS)
     return {
