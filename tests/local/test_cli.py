@@ -232,3 +232,32 @@ def test_preview_counts_tag_matches_over_a_metadata_table_folder(tmp_path, capsy
     refused = main(["preview", "--spec", str(spec), "--inventory", str(tmp_path)])
 
     assert refused == 2
+
+
+def test_preview_output_json_is_one_document_with_the_count_sample_and_sql(tmp_path, capsys):
+    objects = inv.generate_objects(200, seed=3, bucket="their-bucket")
+    inv.write_inventory_dir(
+        tmp_path / "inv",
+        source_bucket="their-bucket",
+        dest_bucket="dest",
+        dest_prefix="inv",
+        config_id="cfg",
+        objects=objects,
+        fmt="CSV",
+        versions="Current",
+        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    (tmp_path / "spec.json").write_text(
+        json.dumps({"filter": {"prefixes": ["logs/"]}, "operation": {"S3PutObjectTagging": {"TagSet": []}}})
+    )
+
+    spec, inventory = str(tmp_path / "spec.json"), str(tmp_path / "inv")
+    code = main(["preview", "--spec", spec, "--inventory", inventory, "--sample", "3", "--output", "json"])
+
+    shown = json.loads(capsys.readouterr().out)  # stdout holds the document and nothing else
+    expected = {o.key for o in objects if o.key.startswith("logs/")}
+    assert code == 0
+    assert shown["objects"] == len(expected) > 3
+    assert len(shown["sample"]) == 3 and set(shown["sample"]) <= expected
+    assert shown["sql"].startswith("UNLOAD (") and shown["source"].startswith("inventory: s3://their-bucket")
+    assert shown["estimatedCostUsd"] > 0 and shown["bytesScanned"] > 0

@@ -15,7 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 CODE_ROOTS = (REPO / "src", REPO / "functions")
 FRONT_DOOR = "batchpipe.cli"
 ROOMS = ("batchpipe.ops", "batchpipe.local")
-SHARED_FLOOR = ("batchpipe.inputs", "batchpipe.outcome", "batchpipe.progress", "batchpipe.spec_schema")
+SHARED_FLOOR = (
+    "batchpipe.inputs",
+    "batchpipe.outcome",
+    "batchpipe.output",
+    "batchpipe.progress",
+    "batchpipe.spec_schema",
+)
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

@@ -15,6 +15,7 @@ from batchpipe.inputs import (
     whole_number,
     with_example,
 )
+from batchpipe.output import output_option
 
 
 def add_local_commands(commands: Any) -> None:
@@ -107,6 +108,7 @@ def add_preview_command(commands: Any) -> None:
         "`batchpipe local run` wrote under <out>/s3tables/aws-s3/<namespace>/inventory",
     )
     preview.add_argument("--sample", type=whole_number(0), default=20)
+    output_option(preview, "the count, the source, the bytes scanned, the cost, the sample and the SQL")
     with_example(
         preview,
         "batchpipe preview --spec examples/tagging-replace.json --inventory my-inventory",

@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batchpipe.inputs import UsageError, read_spec
 from batchpipe.outcome import readable_cause
+from batchpipe.output import JSON, print_json
 from batchpipe_core.metadata_table import default_namespace
 from batchpipe_core.s3uri import split_s3_uri
 
@@ -145,6 +146,19 @@ def preview(args: argparse.Namespace) -> int:
         raise UsageError(f"the query failed: {summary.get('error')}: {readable_cause(summary.get('cause'))}")
     (planned,) = execution.task_outputs("PlanQuery")
     manifest = summary.get("manifest", {})
+    if args.output == JSON:
+        print_json(
+            {
+                "objects": manifest.get("objects"),
+                "source": described,
+                "bytesScanned": manifest.get("bytesScanned"),
+                "estimatedCostUsd": summary.get("estimatedCostUsd"),
+                "sample": manifest.get("sample", [])[: args.sample],
+                "sql": planned["query"]["sql"],
+            },
+            sys.stdout,
+        )
+        return 0
     print(f"objects selected: {manifest.get('objects')}")
     print(described)
     print(f"bytes Athena would scan (upper bound: whole data files): {manifest.get('bytesScanned')}")

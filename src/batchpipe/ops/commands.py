@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from batchpipe import inputs
 from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
+from batchpipe.output import JSON, TEXT, iso_time, print_json, print_table
 from batchpipe.progress import LiveLine, bar
 from batchpipe_core.config import Config
 from batchpipe_core.errors import FailuresFileError, SpecValidationError
@@ -30,7 +31,6 @@ from batchpipe_core.spec_model import check_spec_model
 from batchpipe_core.summary import notification_message, read_records, s3_console_url
 
 from .aws import Aws, OperatorError, aws_errors
-from .output import JSON, TEXT, iso_time, print_json, print_table
 from .stack import (
     VALIDATE_SPEC_OUTPUT,
     Stack,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any, TextIO
 
+from batchpipe.output import JSON, TEXT, iso_time, print_json, print_table
 from batchpipe_core.jobs import CONFIRM_BY_OPERATOR, TAG_CONFIRMATION, TAG_OBJECTS
 
 from .aws import Aws, OperatorError, aws_errors
-from .output import JSON, TEXT, iso_time, print_json, print_table
 from .stack import describe
 
 # A job the pipeline created for an execution: its Description (batchpipe_core.jobs.create_job_request).

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from batchpipe.inputs import UsageError, command, execution_name, whole_number
+from batchpipe.output import output_option
 
 EXIT_CODES_HELP = (
     "exit status: 0 SUCCEEDED, NOTHING_TO_DO or DRY_RUN; 3 PARTIAL; 4 CANCELLED; 5 FAILED (or ended "
@@ -64,14 +65,6 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--debug", action="store_true", help="print each AWS call on stderr as it is made")
 
 
-def _output_option(parser: argparse.ArgumentParser, text: str) -> None:
-    from .output import OUTPUTS, TEXT
-
-    parser.add_argument(
-        "--output", choices=OUTPUTS, default=TEXT, help=f"{text} (text, the default), or JSON for scripts"
-    )
-
-
 def _execution_arguments(parser: argparse.ArgumentParser) -> None:
     """The run a command is about: an execution ARN, or its name and the stack it ran on."""
     parser.add_argument("execution", help="execution ARN, or its name with --stack")
@@ -90,7 +83,7 @@ def add_operator_commands(commands: Any) -> None:
     start.add_argument("--spec", required=True, help="job spec JSON (the execution input)")
     start.add_argument("--name", type=execution_name, help="execution name (default: <spec name>-<UTC time>)")
     start.add_argument("--watch", action="store_true", help="follow the run until it ends (see `watch`)")
-    _output_option(start, "the started run's ARN and console link")
+    output_option(start, "the started run's ARN and console link")
     start.epilog += f"\n\nwith --watch, {EXIT_CODES_HELP}"
 
     watch = command(
@@ -125,7 +118,7 @@ def add_operator_commands(commands: Any) -> None:
         help="also each run's name, outcome, objects, succeeded, failed and cost, from its summary "
         "(one DescribeExecution per run: --max 100 at most)",
     )
-    _output_option(runs, "a table")
+    output_option(runs, "a table")
     # The flag of earlier releases, kept for the scripts that use it.
     runs.add_argument("--json", dest="output", action="store_const", const="json", help=argparse.SUPPRESS)
 
@@ -148,7 +141,7 @@ def add_operator_commands(commands: Any) -> None:
         help="save the run page (report.html) to FILE (must not exist; default report-<execution>.html)",
     )
     summary.add_argument("--open", action="store_true", help="open the saved run page in a browser")
-    _output_option(summary, "the headline, counts, error codes, cost and where the files are")
+    output_option(summary, "the headline, counts, error codes, cost and where the files are")
 
     rerun = command(
         commands,
@@ -165,7 +158,7 @@ def add_operator_commands(commands: Any) -> None:
     rerun.add_argument("--name", type=execution_name, help="execution name of the rerun")
     rerun.add_argument("--yes", action="store_true", help="start without asking")
     rerun.add_argument("--watch", action="store_true", help="follow the rerun until it ends")
-    _output_option(rerun, "the failures counted and the started run")
+    output_option(rerun, "the failures counted and the started run")
 
     # Every operator command reaches AWS (or `local serve`) the same way: the AWS options come last.
     for parser in (start, watch, runs, summary, rerun):
@@ -203,9 +196,9 @@ def add_operator_commands(commands: Any) -> None:
     acting["stop"].add_argument(
         "--reason", required=True, help="why: the execution's abort cause, kept in its history"
     )
-    _output_option(acting["jobs"], "a table")
+    output_option(acting["jobs"], "a table")
     for name in ("stop", "confirm", "cancel"):
-        _output_option(acting[name], "one line of what was done")
+        output_option(acting[name], "one line of what was done")
     for parser in acting.values():
         parser.epilog += f"\n\n{CONTROL_EXIT_HELP}"
         _aws_options(parser)
@@ -268,16 +261,9 @@ def _watch_or_json(args: argparse.Namespace) -> None:
 
 def _watch(args: argparse.Namespace) -> int:
     from .commands import watch
-    from .stack import execution_arn
 
-    aws = _aws(args)
-    return watch(
-        aws,
-        execution_arn(aws, args.execution, _stack(args, needed=not args.execution.startswith("arn:"))),
-        out=sys.stdout,
-        interval=args.interval,
-        verbose=args.verbose,
-    )
+    aws, arn = _on_run(args)
+    return watch(aws, arn, out=sys.stdout, interval=args.interval, verbose=args.verbose)
 
 
 def _on_run(args: argparse.Namespace) -> tuple[Any, str]:

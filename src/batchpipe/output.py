@@ -1,8 +1,10 @@
-"""What the operator commands print: text for a person (the default, like the AWS CLI's text and table
-views) or JSON for a script (``--output json``), one document on stdout and nothing else there."""
+"""What the commands print: text for a person (the default, like the AWS CLI's text and table views)
+or JSON for a script (``--output json``), one document on stdout and nothing else there. Shared by the
+operator's commands and `preview`."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,6 +12,13 @@ from typing import Any, TextIO
 
 TEXT, JSON = "text", "json"
 OUTPUTS = (TEXT, JSON)
+
+
+def output_option(parser: argparse.ArgumentParser, text: str) -> None:
+    """``--output text|json``; ``text`` says what the text view shows."""
+    parser.add_argument(
+        "--output", choices=OUTPUTS, default=TEXT, help=f"{text} (text, the default), or JSON for scripts"
+    )
 
 
 def print_json(data: Any, out: TextIO) -> None:
