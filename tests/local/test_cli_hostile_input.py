@@ -212,6 +212,17 @@ CASES = [
         ],
         ("--failures ", "/nowhere does not exist; create it"),
     ),
+    (
+        "output-json-with-watch",
+        lambda u, t: ["rerun", "x", "--stack", "s", "--yes", "--watch", "--output", "json"],
+        "--watch prints lines for a person, --output json one document for a script: use one",
+    ),
+    ("output-yaml", lambda u, t: ["runs", "--stack", "s", "--output", "yaml"], "argument --output: invalid"),
+    (
+        "runs-counts-too-many",
+        lambda u, t: ["runs", "--stack", "s", "--counts", "--max", "101"],
+        "--max 100 or",
+    ),
     ("faults-object", lambda u, t: _faults(t, {"keyRegex": "a"}), "must hold a JSON list of rules"),
     (
         "faults-status",

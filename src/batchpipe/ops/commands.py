@@ -481,15 +481,20 @@ def summary_text(summary: dict[str, Any], described: dict[str, Any]) -> str:
 MAX_COUNTED_RUNS = 100
 
 
-def runs(aws: Aws, *, stack_name: str, limit: int, counts: bool, output: str, out: TextIO) -> int:
-    """The newest executions from ListExecutions, one call per 1,000 runs: each one's name, Step
-    Functions status and times. A run's counts are its execution's output, which only
-    DescribeExecution returns: with ``counts``, one call per run listed, for at most MAX_COUNTED_RUNS."""
+def check_counted(limit: int, counts: bool) -> None:
+    """--counts within its bound: refused before any AWS call."""
     if counts and limit > MAX_COUNTED_RUNS:
         raise OperatorError(
             f"--counts reads each run's summary (one DescribeExecution per run): give --max "
             f"{MAX_COUNTED_RUNS} or fewer, or leave out --counts to list up to any --max"
         )
+
+
+def runs(aws: Aws, *, stack_name: str, limit: int, counts: bool, output: str, out: TextIO) -> int:
+    """The newest executions from ListExecutions, one call per 1,000 runs: each one's name, Step
+    Functions status and times. A run's counts are its execution's output, which only
+    DescribeExecution returns: with ``counts``, one call per run listed, for at most MAX_COUNTED_RUNS."""
+    check_counted(limit, counts)
     stack = find_stack(aws, stack_name)
     sfn = aws.client("stepfunctions")
     with aws_errors(f"listing executions of {stack.state_machine_arn}"):

@@ -302,8 +302,9 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from .commands import runs
+    from .commands import check_counted, runs
 
+    check_counted(args.max, args.counts)
     return runs(
         _aws(args),
         stack_name=_stack(args),
