@@ -494,3 +494,39 @@ def test_an_unexpected_failure_is_one_line_and_debug_shows_its_traceback(aws, mo
     )
     with pytest.raises(ValueError, match="no command expects"):
         main(["runs", "--stack", "prod", "--region", "eu-west-1", "--debug"])
+
+
+SPEC = {"name": "retag", "operation": {"S3PutObjectTagging": {"TagSet": []}}}
+
+
+@pytest.mark.parametrize("case", ["older-stack", "no-permission"])
+def test_start_without_the_stacks_settings_notes_it_and_leaves_the_check_to_validate_spec(
+    aws, tmp_path, capsys, case
+):
+    """A stack deployed before the ValidateSpecFunctionName output, or credentials without
+    lambda:GetFunctionConfiguration: one note on stderr, and the run starts (ValidateSpec checks it)."""
+    outputs = {"StateMachineArn": STATE_MACHINE, "PipelineBucketName": "pipe"}
+    if case == "no-permission":
+        outputs["ValidateSpecFunctionName"] = "prod-ValidateSpecFunction"
+        stubbed(aws, "lambda").add_client_error(
+            "get_function_configuration", "AccessDeniedException", "not authorized", http_status_code=403
+        )
+    stubbed(aws, "cloudformation").add_response("describe_stacks", _stack(outputs), {"StackName": "prod"})
+    stubbed(aws, "stepfunctions").add_response(
+        "start_execution",
+        {"executionArn": EXECUTION, "startDate": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"stateMachineArn": STATE_MACHINE, "name": "run-1", "input": json.dumps(SPEC)},
+    )
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    out = io.StringIO()
+
+    code = commands.start(aws, stack_name="prod", spec_path=str(spec), name="run-1", watch_it=False, out=out)
+
+    note = capsys.readouterr().err
+    assert code == 0 and out.getvalue().startswith(f"started {EXECUTION}")
+    assert note.count("\n") == 1 and note.startswith("batchpipe: note: ")
+    assert note.rstrip().endswith("the stack's own checks run when the run starts (ValidateSpec)")
+    assert {"older-stack": "no ValidateSpecFunctionName output", "no-permission": "AccessDeniedException"}[
+        case
+    ] in note
