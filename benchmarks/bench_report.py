@@ -80,6 +80,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -404,6 +405,7 @@ def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callab
     mock.start()
     import boto3
 
+    from batchpipe_core.fanout import PackingCursor
     from plan_report import app as plan_app
     from process_report import app as process_app
     from report_part import app as part_app
@@ -454,7 +456,15 @@ def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callab
         },
     }
 
+    # Every S3 request the handlers make, by operation: they create their clients from boto3's
+    # default session, whose event handlers each new client copies.
+    requests: Counter[str] = Counter()
+    boto3.DEFAULT_SESSION.events.register(
+        "before-call.s3", lambda model, **_: requests.update([model.name]), unique_id="bench-requests"
+    )
+
     def stage() -> dict:
+        requests.clear()
         context = _Context()
         ref = plan_app.handler(event, context)
         for items in (ref["readItems"], ref["joinItems"]):
@@ -464,13 +474,17 @@ def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callab
                     offset = part_app.handler({"plan": ref, "item": item, "offset": offset}, context)[
                         "offset"
                     ]
-        while not process_app.handler({"reportPlan": ref, "pack": True}, context)["done"]:
-            pass
+        packed = False
+        while not packed:  # the PackParts loop: the state carries each step's cursor into the next
+            step = process_app.handler({"reportPlan": ref, "pack": True}, context)
+            ref = ref | {"packing": {name: step[name] for name in PackingCursor.model_fields}}
+            packed = step["done"]
         done = process_app.handler({**event, "reportPlan": ref}, context)
         outcomes = {
             "succeeded": done["succeeded"],
             "retriable": done["failedRetriable"],
             "permanent": done["failedPermanent"],
+            "requests": dict(sorted(requests.items())),
         }
         if ref["mode"] != "join":
             return outcomes
