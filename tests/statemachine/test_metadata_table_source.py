@@ -12,7 +12,17 @@ import csv
 import io
 from urllib.parse import unquote
 
-from tests.statemachine.test_pipeline import HAPPY_PATH, KEYS, TAGGING, pipeline, read_s3_uri, tags_by_key
+from batchpipe.local.metadata_table import read_table
+from batchpipe_core.accounting import estimate_cost_usd, estimate_transitions
+from tests.statemachine.test_pipeline import (
+    HAPPY_PATH,
+    KEYS,
+    TAGGING,
+    jobs,
+    pipeline,
+    read_s3_uri,
+    tags_by_key,
+)
 
 ATLAS = {
     "photos/2023/a b.jpg",
@@ -46,7 +56,7 @@ def label(stack) -> None:
             Metadata={"owner": "team a+b 100%"},
             MetadataDirective="REPLACE",
         )
-    stack.write_metadata_table(bucket)
+    return stack.write_metadata_table(bucket)
 
 
 def spec(name: str, filter_: dict, **fields) -> dict:
@@ -98,7 +108,7 @@ def test_a_metadata_filter_with_a_dry_run_counts_and_samples_without_a_job():
         "prefixes": ["photos/", "docs/"],
     }
     with pipeline() as stack:
-        label(stack)
+        table = read_table(label(stack))
         dry = stack.run(spec("bymeta", filter_, dryRun=True), name="bymeta-dry")
         execution = stack.run(spec("bymeta", filter_), name="bymeta")
         tags = tags_by_key(stack)
@@ -107,6 +117,11 @@ def test_a_metadata_filter_with_a_dry_run_counts_and_samples_without_a_job():
     assert dry.output["status"] == "DRY_RUN"
     assert dry.output["manifest"]["objects"] == len(selected) == 2
     assert sorted(dry.output["manifest"]["sample"]) == selected
+    # The estimate is the inventory's: one job, its objects, Athena's scan of the table's data files.
+    assert 0 < dry.output["manifest"]["bytesScanned"] == table.bytes
+    assert dry.output["estimatedCostUsd"] == estimate_cost_usd(
+        jobs=1, objects_processed=2, athena_bytes_scanned=table.bytes, transitions=estimate_transitions(1)
+    )
     assert execution.output["totals"]["succeeded"] == 2
     assert {k for k, t in tags.items() if t == {"batchpipe": "done"}} == set(selected)
     assert set(KEYS) - set(selected) == {k for k, t in tags.items() if t != {"batchpipe": "done"}}
@@ -151,3 +166,66 @@ def test_latest_only_skips_deleted_keys_and_old_versions_and_pins_the_version_it
     assert [(unquote(row[1]), row[2]) for row in rows] == [("photos/2023/a b.jpg", newest)]
     # Every version tagged atlas: both of a b.jpg, the old readme and the deleted key's last version.
     assert every.output["manifest"]["objects"] == 4
+
+
+def test_max_objects_stops_the_run_on_s3s_count_before_any_object_is_touched():
+    with pipeline() as stack:
+        label(stack)
+        execution = stack.run(
+            spec(
+                "toomany",
+                {"tags": {"allOf": [{"key": "project", "value": "atlas"}]}},
+                maxObjects=len(ATLAS) - 1,
+            ),
+            name="toomany",
+        )
+        (job,) = jobs(stack)
+        status = stack.client("s3control").describe_job(AccountId=stack.account_id, JobId=job["JobId"])["Job"]
+        tags = tags_by_key(stack)
+
+    assert execution.output["status"] == "FAILED"
+    assert execution.output["error"] == "TooManyObjectsError"
+    assert f"the pipeline counted {len(ATLAS)} objects" in execution.output["cause"]
+    assert status["Status"] == "Cancelled"
+    assert not any(t.get("batchpipe") for t in tags.values())
+
+
+def test_a_rerun_of_its_failures_acts_on_exactly_the_pinned_versions_that_failed():
+    """A metadata-table run pins versions, so its failures file carries them; the rerun (no query)
+    tags exactly the failed keys (which need encoding) at those versions."""
+    denied = sorted(ATLAS - {"photos/2023/a b.jpg"})
+    faults = [
+        {"keyRegex": "^photos/2023/(plus|100|ü)", "httpStatus": 403, "errorCode": "AccessDenied", "times": 1}
+    ]
+    rerun_tagging = {"S3PutObjectTagging": {"TagSet": [{"Key": "batchpipe", "Value": "rerun"}]}}
+    with pipeline(faults=faults) as stack:
+        label(stack)
+        first = stack.run(
+            spec("first", {"tags": {"allOf": [{"key": "project", "value": "atlas"}]}}), name="first"
+        )
+        failures = list(csv.DictReader(io.StringIO(read_s3_uri(stack, first.output["permanentFailures"]))))
+        # The stack's inventory is Current: the rerun asks for the failures' versions by name.
+        rerun = {
+            "failures": first.output["permanentFailures"],
+            "errorCodes": ["AccessDenied"],
+            "versions": "pinned",
+        }
+        second = stack.run({"name": "fix", "rerun": rerun, "operation": rerun_tagging}, name="fix")
+        rows = list(csv.reader(io.StringIO(read_s3_uri(stack, second.output["manifest"]["location"]))))
+        tags = tags_by_key(stack)
+
+    assert first.output["status"] == "PARTIAL"
+    assert first.output["totals"]["failedPermanent"] == len(denied)
+    assert sorted(f["key"] for f in failures) == denied
+    assert all(f["versionId"] for f in failures)
+    assert second.output["status"] == "SUCCEEDED"
+    assert "PlanQuery" not in second.states_entered
+    assert second.output["totals"] == {
+        "objects": len(denied),
+        "succeeded": len(denied),
+        "failedPermanent": 0,
+        "failedRetriesExhausted": 0,
+    }
+    assert sorted((unquote(r[1]), r[2]) for r in rows) == sorted((f["key"], f["versionId"]) for f in failures)
+    assert {k for k, t in tags.items() if t.get("batchpipe") == "rerun"} == set(denied)
+    assert tags["photos/2023/a b.jpg"]["batchpipe"] == "done"

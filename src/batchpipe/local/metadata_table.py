@@ -16,10 +16,13 @@ again, the least helpful of the answers that documentation allows (docs/LOCAL.md
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -53,28 +56,47 @@ def table_folder(root: Path, namespace: str, table: str = TABLE) -> Path:
     return root / namespace / table
 
 
-def write_table(root: Path, namespace: str, rows: pa.Table, table: str = TABLE) -> Path:
-    """Replaces ``namespace.table`` in the table bucket folder ``root`` with ``rows``; its folder."""
+def write_table(
+    root: Path, namespace: str, rows: pa.Table, table: str = TABLE, location: str | None = None
+) -> Path:
+    """Replaces ``namespace.table`` in the table bucket folder ``root`` with ``rows``; its folder.
+
+    ``location`` is the table's location as its metadata names it: the folder's own ``file://`` URI by
+    default, or, for a table laid out as one downloaded from S3 Tables, its ``s3://`` warehouse
+    location (the files are still written to the folder, at the same relative paths)."""
     from pyiceberg.catalog.sql import SqlCatalog
 
+    from .iceberg_folder import folder_io
+
     root.mkdir(parents=True, exist_ok=True)
+    folder = table_folder(root, namespace, table)
+    location = location or folder.as_uri()
     catalog = SqlCatalog(
-        TABLE_BUCKET, uri=f"sqlite:///{root / 'catalog.db'}", warehouse=(root / "warehouse").as_uri()
+        TABLE_BUCKET,
+        uri=f"sqlite:///{root / 'catalog.db'}",
+        warehouse=(root / "warehouse").as_uri(),
+        **folder_io(location, folder, writable=True),
     )
     catalog.create_namespace_if_not_exists(namespace)
     identifier = (namespace, table)
     if catalog.table_exists(identifier):
         catalog.purge_table(identifier)
-    folder = table_folder(root, namespace, table)
-    created = catalog.create_table(identifier, schema=arrow_schema(), location=folder.as_uri())
+    created = catalog.create_table(identifier, schema=arrow_schema(), location=location)
     created.append(rows.cast(arrow_schema()))
     return folder
 
 
-def read_table(folder: Path) -> pa.Table:
-    """The table's current rows, from its newest metadata file (no catalog needed)."""
-    from pyiceberg.table import StaticTable
+@dataclass(frozen=True)
+class TableRead:
+    """A table's current rows and the data files they came from (what Athena would scan at most)."""
 
+    rows: pa.Table
+    files: int
+    bytes: int
+
+
+def newest_metadata_file(folder: Path) -> Path:
+    """The table's current metadata file: the highest-numbered ``metadata/<n>-<uuid>.metadata.json``."""
     metadata = folder / "metadata"
     versions = sorted(
         (int(match.group(1)), path)
@@ -84,9 +106,123 @@ def read_table(folder: Path) -> pa.Table:
     if not versions:
         raise MetadataTableError(
             f"{folder} holds no Iceberg table (no metadata/<n>-<uuid>.metadata.json); give the table's folder, "
-            "e.g. the one `batchpipe local metadata-table` writes"
+            "e.g. the one `batchpipe local run` writes or one downloaded as docs/FILTERS.md shows"
         )
-    return StaticTable.from_metadata(versions[-1][1].as_uri()).scan().to_arrow()
+    newest = versions[-1][1]
+    if not newest.resolve().is_relative_to(folder.resolve()):
+        raise MetadataTableError(f"{newest} leads outside {folder} (a symbolic link): refused")
+    return newest
+
+
+def table_location(metadata_file: Path) -> str:
+    """The ``location`` a metadata file gives its table: an ``s3://`` (S3 Tables' warehouse location)
+    or ``file://`` URI; every file of the table lies under it."""
+    try:
+        location = json.loads(metadata_file.read_bytes()).get("location")
+    except (ValueError, AttributeError, RecursionError):
+        raise MetadataTableError(
+            f"{metadata_file} is not an Iceberg metadata file (JSON with a location)"
+        ) from None
+    parsed = urlsplit(location) if isinstance(location, str) else None
+    if parsed is None or parsed.scheme not in ("s3", "file") or (parsed.scheme == "s3" and not parsed.netloc):
+        raise MetadataTableError(
+            f"{metadata_file}: the table's location must be an s3:// or file:// URI, not {str(location)[:200]!r}"
+        )
+    return location
+
+
+def unreadable(where: object, exc: Exception) -> MetadataTableError:
+    return MetadataTableError(
+        f"{where} is not a readable Iceberg table: {type(exc).__name__}: {str(exc)[:300]}"
+    )
+
+
+def read_table(folder: Path, fetch: Any = None) -> TableRead:
+    """The table's current rows, from its newest metadata file (no catalog needed), every file the
+    metadata names read from ``folder`` at its path under the table's location (batchpipe.local.
+    iceberg_folder); ``fetch(location, path)`` brings a file the folder lacks (a download)."""
+    from .iceberg_folder import TableFolderError, open_table
+
+    metadata_file = newest_metadata_file(folder)
+    location = table_location(metadata_file)
+    try:
+        table = open_table(location, f"metadata/{metadata_file.name}", folder, fetch)
+        scan = table.scan()
+        tasks = list(scan.plan_files())
+        rows = scan.to_arrow()
+    except TableFolderError as exc:
+        raise MetadataTableError(str(exc)) from None
+    except MetadataTableError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt or hostile file fails anywhere in pyiceberg or Avro
+        raise unreadable(folder, exc) from None
+    return TableRead(rows=rows, files=len(tasks), bytes=sum(task.file.file_size_in_bytes for task in tasks))
+
+
+# A table in S3 Tables, as `batchpipe preview --metadata-table` takes it: s3tables://<table bucket>/
+# <namespace>/<table>, the table bucket one of the caller's account and Region (aws-s3 for S3 Metadata).
+TABLE_URI = re.compile(
+    r"^s3tables://([a-z0-9][a-z0-9-]{1,61}[a-z0-9])/([a-z0-9_.-]{1,255})/([a-z0-9_]{1,255})$"
+)
+
+
+def download_table(uri: str, target: Path, *, s3tables: Any = None, s3: Any = None, sts: Any = None) -> Path:
+    """Copies the current snapshot of the table ``s3tables://<table bucket>/<namespace>/<table>`` into
+    ``target``, each file at its path under the table's warehouse location; ``target``.
+
+    S3 Tables serves a table's files to GetObject and HeadObject but has no ListObjects (S3 API
+    reference, "Supported Amazon S3 object-level API operations for S3 Tables"), so the files are found
+    the way a reader finds them: GetTableMetadataLocation names the current metadata file, which names
+    the manifest list, which names the manifests, which name the data files."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from batchpipe_core.s3uri import split_s3_uri
+
+    from .iceberg_folder import TableFolderError, open_table
+
+    match = TABLE_URI.match(uri)
+    if not match:
+        raise MetadataTableError(
+            f"{uri[:200]!r} is not a table of S3 Tables: give s3tables://<table bucket>/<namespace>/<table>, "
+            "e.g. s3tables://aws-s3/b_my-bucket/inventory"
+        )
+    table_bucket, namespace, name = match.groups()
+    session = boto3.session.Session()
+    region = (s3tables.meta.region_name if s3tables else None) or session.region_name
+    if not region:
+        raise MetadataTableError(
+            "no AWS Region: set AWS_REGION (or AWS_DEFAULT_REGION) to the table's Region"
+        )
+    s3tables = s3tables or session.client("s3tables", region_name=region)
+    s3 = s3 or session.client("s3", region_name=region)
+    account = (sts or session.client("sts", region_name=region)).get_caller_identity()["Account"]
+    arn = f"arn:{session.get_partition_for_region(region)}:s3tables:{region}:{account}:bucket/{table_bucket}"
+    answer = s3tables.get_table_metadata_location(tableBucketARN=arn, namespace=namespace, name=name)
+    warehouse = answer.get("warehouseLocation", "").rstrip("/")
+    metadata = answer.get("metadataLocation") or ""
+    if not warehouse.startswith("s3://") or not metadata.startswith(f"{warehouse}/metadata/"):
+        raise MetadataTableError(
+            f"{uri}: S3 Tables names its metadata file {metadata[:200]!r}, not one under {warehouse}/metadata/"
+        )
+
+    def fetch(location: str, path: Path) -> None:
+        bucket, key = split_s3_uri(location)
+        s3.download_file(bucket, key, str(path))
+
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        table = open_table(warehouse, metadata[len(warehouse) + 1 :], target, fetch)
+        for task in table.scan().plan_files():  # the manifest list and manifests are fetched here
+            for data_file in (task.file, *task.delete_files):
+                table.io.local_path(data_file.file_path)
+    except TableFolderError as exc:
+        raise MetadataTableError(f"{uri}: {exc}") from None
+    except (BotoCoreError, ClientError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt or hostile file fails anywhere in pyiceberg or Avro
+        raise unreadable(uri, exc) from None
+    return target
 
 
 def backfill(s3: Any, bucket: str, root: Path, namespace: str | None = None) -> Path:

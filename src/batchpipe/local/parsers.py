@@ -104,8 +104,9 @@ def add_preview_command(commands: Any) -> None:
     chosen.add_argument("--inventory", help="config-id folder on disk, or s3://bucket/prefix/config-id")
     chosen.add_argument(
         "--metadata-table",
-        help="an S3 Metadata live inventory table's folder (Iceberg metadata/ and data/), e.g. one that "
-        "`batchpipe local run` wrote under <out>/s3tables/aws-s3/<namespace>/inventory",
+        help="an S3 Metadata live inventory table: s3tables://aws-s3/<namespace>/inventory (downloaded "
+        "first), or a table's folder (Iceberg metadata/ and data/), downloaded or one that `batchpipe local "
+        "run` wrote under <out>/s3tables/aws-s3/<namespace>/inventory",
     )
     preview.add_argument("--sample", type=whole_number(0), default=20)
     output_option(preview, "the count, the source, the bytes scanned, the cost, the sample and the SQL")
@@ -114,6 +115,7 @@ def add_preview_command(commands: Any) -> None:
         "batchpipe preview --spec examples/tagging-replace.json --inventory my-inventory",
         "batchpipe preview --spec my-spec.json --inventory s3://inventory-bucket/source-bucket/config-id",
         "batchpipe preview --spec by-tags.json --metadata-table local-run/s3tables/aws-s3/b_my-bucket/inventory",
+        "batchpipe preview --spec by-tags.json --metadata-table s3tables://aws-s3/b_my-bucket/inventory",
     )
     preview.set_defaults(func=_preview)
 

@@ -28,7 +28,7 @@ from batchpipe_core.metadata_table import default_namespace
 from batchpipe_core.s3uri import split_s3_uri
 
 from . import inventory as inv
-from .metadata_table import MetadataTableError, read_table, table_folder
+from .metadata_table import MetadataTableError, download_table, read_table, table_folder
 from .outputs import lambda_logs_to
 from .stack import LocalStack
 from .world import INVENTORY_DEST_PREFIX, World
@@ -133,7 +133,7 @@ def preview(args: argparse.Namespace) -> int:
     spec.setdefault("operation", PLACEHOLDER_OPERATION)
     with Steps(sys.stderr) as steps:
         if args.metadata_table is not None:
-            execution, described = _preview_metadata_table(spec, Path(args.metadata_table), steps)
+            execution, described = _preview_metadata_table(spec, args.metadata_table, steps)
         else:
             execution, described = _preview_inventory(spec, args.inventory, steps)
 
@@ -216,25 +216,32 @@ def _preview_inventory(spec: dict, inventory: str, steps: Steps) -> tuple[Any, s
     )
 
 
-def _preview_metadata_table(spec: dict, folder: Path, steps: Steps) -> tuple[Any, str]:
-    """The spec over a copy of the table folder, in the local table bucket aws-s3 under the namespace
-    of the one bucket its rows name."""
-    steps.begin(f"reading the table at {folder}")
-    try:
-        rows = read_table(folder)
-    except (MetadataTableError, OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the S3 Metadata table at {folder}: {exc}") from None
-    buckets = sorted(set(rows.column("bucket").to_pylist())) if "bucket" in rows.column_names else []
-    if len(buckets) != 1:
-        raise UsageError(
-            f"{folder}: an S3 Metadata live inventory table lists one bucket's objects; this one lists "
-            f"{len(buckets)} buckets"
-        )
-    (bucket,) = buckets
-    world = World(source_bucket=bucket)
+def _preview_metadata_table(spec: dict, source: str, steps: Steps) -> tuple[Any, str]:
+    """The spec over a copy of the table (a folder, or a table of S3 Tables downloaded first), in the
+    local table bucket aws-s3 under the namespace of the one bucket its rows name."""
     with tempfile.TemporaryDirectory() as scratch:
-        table_bucket = Path(scratch)
-        # A copy in the local table bucket; its metadata still names the data files where they are.
+        folder = Path(source)
+        try:
+            if source.startswith("s3tables://"):
+                steps.begin(f"downloading the current snapshot of {source}")
+                folder = download_table(source, Path(scratch) / "download")
+            steps.begin(f"reading the table at {folder}")
+            rows = read_table(folder).rows
+        except (BotoCoreError, ClientError) as exc:
+            raise UsageError(f"cannot read the S3 Metadata table at {source}: {exc}") from None
+        except (MetadataTableError, OSError) as exc:
+            raise UsageError(f"cannot read the S3 Metadata table at {source}: {exc}") from None
+        buckets = sorted(set(rows.column("bucket").to_pylist())) if "bucket" in rows.column_names else []
+        if len(buckets) != 1:
+            raise UsageError(
+                f"{source}: an S3 Metadata live inventory table lists one bucket's objects; this one lists "
+                f"{len(buckets)} buckets"
+            )
+        (bucket,) = buckets
+        world = World(source_bucket=bucket)
+        table_bucket = Path(scratch) / "aws-s3"
+        # A copy in the local table bucket (the user's folder is only read); its metadata still names
+        # the files under the table's own location, which the copy holds at the same paths.
         shutil.copytree(folder, table_folder(table_bucket, default_namespace(bucket)))
         steps.begin(_STANDING_UP)
         with (
@@ -244,4 +251,4 @@ def _preview_metadata_table(spec: dict, folder: Path, steps: Steps) -> tuple[Any
             world.create_buckets(stack.client("s3"))
             steps.begin(_DRY_RUN)
             execution = stack.run(spec, name="preview")
-    return execution, f"S3 Metadata live inventory table: s3://{bucket} ({rows.num_rows} rows, {folder})"
+    return execution, f"S3 Metadata live inventory table: s3://{bucket} ({rows.num_rows} rows, {source})"

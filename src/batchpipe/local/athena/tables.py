@@ -360,8 +360,8 @@ S3_TABLES_CATALOG = "s3tablescatalog/"
 def load_iceberg_table(
     con: duckdb.DuckDBPyConnection, view: str, catalog: str, namespace: str, name: str, buckets: TableBuckets
 ) -> ScanStats:
-    """Registers ``view`` as the Iceberg table's current rows; scanned bytes are its data files' sizes
-    (an upper bound: Athena reads only the columns a query names)."""
+    """Registers ``view`` as the Iceberg table's current rows; scanned bytes are its current data
+    files' sizes (an upper bound: Athena reads only the columns a query names)."""
     from ..metadata_table import MetadataTableError, read_table, table_folder
 
     root = (
@@ -373,9 +373,8 @@ def load_iceberg_table(
         raise catalog_not_found(catalog)
     folder = table_folder(root, namespace, name)
     try:
-        data = read_table(folder)
+        table = read_table(folder)
     except MetadataTableError:
         raise table_not_found(catalog, namespace, name) from None
-    files = list((folder / "data").rglob("*.parquet"))
-    con.register(view, data)
-    return ScanStats(files=len(files), bytes=sum(f.stat().st_size for f in files), rows=data.num_rows)
+    con.register(view, table.rows)
+    return ScanStats(files=table.files, bytes=table.bytes, rows=table.rows.num_rows)
