@@ -227,9 +227,7 @@ def _preview_metadata_table(spec: dict, source: str, steps: Steps) -> tuple[Any,
                 folder = download_table(source, Path(scratch) / "download")
             steps.begin(f"reading the table at {folder}")
             rows = read_table(folder).rows
-        except (BotoCoreError, ClientError) as exc:
-            raise UsageError(f"cannot read the S3 Metadata table at {source}: {exc}") from None
-        except (MetadataTableError, OSError) as exc:
+        except (BotoCoreError, ClientError, MetadataTableError, OSError) as exc:
             raise UsageError(f"cannot read the S3 Metadata table at {source}: {exc}") from None
         buckets = sorted(set(rows.column("bucket").to_pylist())) if "bucket" in rows.column_names else []
         if len(buckets) != 1:
