@@ -231,3 +231,17 @@ def test_a_table_that_is_not_bucket_namespace_table_is_refused_before_any_aws_ca
 
     assert code == 2
     assert "give s3tables://<table bucket>/<namespace>/<table>" in err
+
+
+@pytest.mark.parametrize("pattern", ["metadata/snap-*.avro", "metadata/*-m0.avro", "data/*.parquet"])
+def test_a_corrupt_file_of_the_table_is_one_line_not_a_traceback(tmp_path, capsys, pattern):
+    folder = downloaded(tmp_path)
+    (victim,) = folder.glob(pattern)
+    victim.write_bytes(b"Obj\x01" + bytes(range(256)) * 4)
+
+    code, out, err = preview(tmp_path, str(folder), capsys)
+
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "is not a readable Iceberg table" in err
