@@ -21,6 +21,7 @@ holds both equal on hostile keys).
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import functools
 import string
@@ -56,26 +57,44 @@ def decoded_keys(keys: Any) -> Any:
         raw = raw.replace(b"+", b" ")
     if b"%" not in raw:
         return _with_data(keys, pc.subtract(offsets, pa.scalar(start, pa.int32())), raw)
-    # Escapes decoded by the C codec for Python's ``\xhh`` (``codecs.escape_decode``: what pickle's
-    # protocol 0 reads strings with), over all the batch's keys at once: 5 times fewer CPU seconds
-    # than splitting at ``%``. Each ``%`` becomes ``\x`` (backslashes already there doubled, so they
-    # stay literal); a ``%`` that does not start an escape within its own key (followed by anything
-    # but two hex digits, or in a key's last two bytes, where the next key's bytes would follow)
-    # leaves the codec, and is decoded piece by piece instead.
+    # Escapes decoded by a C codec over all the batch's keys at once: 5 times fewer CPU seconds than
+    # splitting at ``%``. A ``%`` that does not start an escape within its own key (followed by
+    # anything but two hex digits, or in a key's last two bytes, where the next key's bytes would
+    # follow) leaves the codecs, and is decoded piece by piece instead.
     tails = pc.binary_slice(pc.cast(keys, pa.binary()), -2)
     if pc.any(pc.match_substring(tails, "%")).as_py():
         return _piecewise(keys)
-    if b"\\" in raw:
-        raw = raw.replace(b"\\", b"\\\\")
-    try:
-        data = codecs.escape_decode(raw.replace(b"%", b"\\x"))[0]
-    except ValueError:  # a "%" followed by something other than two hex digits
+    data = _unescaped(raw)
+    if data is None:  # a "%" followed by something other than two hex digits
         return _piecewise(keys)
     # Every "%" consumed two digits: each key is two bytes shorter per "%" it holds.
     shorter = pc.multiply(pc.count_substring(keys, "%"), 2)
     lengths = pc.subtract(pc.binary_length(keys), shorter)
     decoded_offsets = pc.cumulative_sum(pa.concat_arrays([_ZERO, pc.cast(lengths, pa.int32())]))
     return _with_data(keys, decoded_offsets, data)
+
+
+def _unescaped(raw: bytes) -> bytes | None:
+    """``raw`` (ASCII) with every ``%`` and the two hex digits after it replaced by their byte, or
+    None when some ``%`` is not followed by two hex digits.
+
+    Quoted-printable decoding (``binascii.a2b_qp``) is the same rule with ``=`` for ``%``, one C pass
+    (half the CPU of rewriting each ``%`` as ``\\x`` for ``codecs.escape_decode``). Where it differs
+    it is not used: a ``=`` already in the keys, a line break (``=`` before one is a soft line break).
+    An ``=`` it does not decode as an escape is kept (or, doubled or last, shortened by one), so the
+    bytes shrink by exactly two per ``%`` only when every ``%`` was an escape."""
+    if b"=" in raw or b"\n" in raw or b"\r" in raw:
+        if b"\\" in raw:  # kept literal by the escape codec
+            raw = raw.replace(b"\\", b"\\\\")
+        try:
+            return codecs.escape_decode(raw.replace(b"%", b"\\x"))[0]
+        except ValueError:
+            return None
+    data = binascii.a2b_qp(raw.translate(_PERCENT_AS_EQUALS))
+    return data if len(raw) - len(data) == 2 * raw.count(b"%") else None
+
+
+_PERCENT_AS_EQUALS = bytes.maketrans(b"%", b"=")
 
 
 def _with_data(keys: Any, offsets: Any, data: bytes) -> Any:

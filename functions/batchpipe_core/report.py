@@ -259,10 +259,41 @@ def count_successes(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -> 
     rows = 0
     with batches:
         for batch in batches:
-            if odd or not pc.all(pc.equal(batch.column(0), SUCCEEDED)).as_py():
+            if odd or not _all_succeeded(batch.column(0)):
                 return None
             rows += batch.num_rows
     return None if odd else rows
+
+
+def _all_succeeded(status: Any) -> bool:
+    """Whether every value of a string array is ``succeeded``: its offsets step by 9 from 0 and its
+    bytes are ``succeeded`` repeated, two memory comparisons against a template where a comparison
+    kernel looks at each value (a fifth of the count's CPU)."""
+    rows = len(status)
+    if status.offset or status.null_count:  # not how the reader builds a column; compared value by value
+        return bool(pc.all(pc.equal(status, SUCCEEDED)).as_py())
+    offsets, data = _succeeded_template(rows)
+    _, status_offsets, status_data = status.buffers()
+    offset_bytes, data_bytes = 4 * (rows + 1), len(SUCCEEDED) * rows
+    return (
+        status_offsets.size >= offset_bytes
+        and status_offsets.slice(0, offset_bytes).equals(offsets.slice(0, offset_bytes))
+        and (rows == 0 or status_data.size >= data_bytes)
+        and (rows == 0 or status_data.slice(0, data_bytes).equals(data.slice(0, data_bytes)))
+    )
+
+
+_templates: list[Any] = []
+
+
+def _succeeded_template(rows: int) -> tuple[Any, Any]:
+    """(int32 offsets 0, 9, 18, ..., ``succeeded`` repeated) for at least ``rows`` values, grown by
+    doubling and kept for the process: a batch is at most a block's records."""
+    if not _templates or len(_templates[1]) < len(SUCCEEDED) * rows:
+        size = max(rows, 2 * len(_templates[1]) // len(SUCCEEDED) if _templates else 8192)
+        offsets = pa.array(range(0, len(SUCCEEDED) * (size + 1), len(SUCCEEDED)), pa.int32()).buffers()[1]
+        _templates[:] = [offsets, pa.py_buffer(SUCCEEDED.encode() * size)]
+    return _templates[0], _templates[1]
 
 
 def _open_arrow(

@@ -52,6 +52,13 @@ PIECES = [
     "%4",
     "%00",
     "%5C",
+    # what quoted-printable decoding (failure_columns._unescaped) reads differently from "%" escapes
+    "=",
+    "=41",
+    "%3D",
+    "%%41",
+    "%\n",
+    "%\r",
     "\\",
     "\\x41",
     "41",
