@@ -50,7 +50,9 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
             if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
                 metrics.clear_metrics()
 
-    wrapped = _tracer().capture_lambda_handler(correlated, capture_response=False)
+    wrapped = correlated
+    if not _tracing_disabled():
+        wrapped = _tracer().capture_lambda_handler(correlated, capture_response=False)
     wrapped = logger.inject_lambda_context(wrapped, clear_state=True)
     wrapped = metrics.log_metrics(wrapped)
 
@@ -60,6 +62,16 @@ def instrumented(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
         return wrapped(event, context)
 
     return serviced
+
+
+def _tracing_disabled() -> bool:
+    """POWERTOOLS_TRACE_DISABLED, read as Powertools reads it. A disabled Tracer's wrapper only calls
+    the handler, and making the Tracer imports the X-Ray SDK (a third of a second): a local run or a
+    preview, which disable tracing (batchpipe.local.isolation), skip both."""
+    from aws_lambda_powertools.shared import constants
+    from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
+
+    return resolve_truthy_env_var_choice(env=os.getenv(constants.TRACER_DISABLED_ENV, "false"))
 
 
 @functools.cache

@@ -298,17 +298,24 @@ def _string_problems(value: str, shape: Shape) -> Iterator[str]:
     if maximum is not None and len(value) > maximum:
         yield f"length {len(value)} exceeds the maximum {maximum}"
     pattern = shape.metadata.get("pattern")
-    compiled = _compiled_pattern(pattern) if pattern else None
+    compiled = _compiled_pattern(pattern, value.isascii()) if pattern else None
     # Model patterns are unanchored (Smithy semantics), hence search rather than fullmatch.
     if compiled is not None and not compiled.search(value):
         yield f"{shown(value)} does not match the pattern {pattern} that S3 requires"
 
 
 @functools.cache
-def _compiled_pattern(pattern: str) -> re.Pattern[str] | None:
-    """The model's (Java-style) pattern in Python syntax, or None when it cannot be translated."""
+def _compiled_pattern(pattern: str, ascii_only: bool = False) -> re.Pattern[str] | None:
+    """The model's (Java-style) pattern in Python syntax, or None when it cannot be translated.
+
+    ``ascii_only``: the pattern for ASCII values, its Unicode categories limited to their ASCII
+    members, which decides an ASCII value exactly as the whole pattern does; listing a category's
+    every code point takes about a second, paid only when a value needs it."""
+    limit = 0x80 if ascii_only else sys.maxunicode + 1
     try:
-        return re.compile(_PROPERTY_ESCAPE.sub(_expand_property, pattern))
+        return re.compile(
+            _PROPERTY_ESCAPE.sub(lambda match: _category_ranges(match.group(1), limit), pattern)
+        )
     except (re.error, KeyError):
         return None
 
@@ -317,17 +324,13 @@ def _compiled_pattern(pattern: str) -> re.Pattern[str] | None:
 _PROPERTY_ESCAPE = re.compile(r"\\p\{([A-Z][a-z]?)\}")
 
 
-def _expand_property(match: re.Match[str]) -> str:
-    # Only ever used inside a character class by the model (e.g. [\p{L}\p{Z}\p{N}_.:/=+\-@]).
-    return _category_ranges(match.group(1))
-
-
 @functools.cache
-def _category_ranges(category: str) -> str:
-    """Character-class ranges of every code point in a Unicode general category (built once)."""
+def _category_ranges(category: str, limit: int) -> str:
+    r"""Character-class ranges of every code point below ``limit`` in a Unicode general category
+    (built once). The model uses them only inside a character class (e.g. [\p{L}\p{Z}\p{N}_.:/=+\-@])."""
     ranges: list[str] = []
     start = previous = None
-    for code in range(sys.maxunicode + 1):
+    for code in range(limit):
         if unicodedata.category(chr(code)).startswith(category):
             if start is None:
                 start = code
@@ -337,6 +340,8 @@ def _category_ranges(category: str) -> str:
             start = None
     if start is not None:
         ranges.append(_char_range(start, previous))
+    if not ranges and limit <= sys.maxunicode:
+        return _category_ranges(category, sys.maxunicode + 1)  # none below the limit: all of it
     if not ranges:
         raise KeyError(category)
     return "".join(ranges)

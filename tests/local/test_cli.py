@@ -125,7 +125,7 @@ def test_preview_counts_what_the_filter_selects(tmp_path, capsys, monkeypatch):
     # On a terminal each step is announced as it starts, with how long it took: never a silent wait.
     steps = sys.stderr.getvalue().splitlines()
     assert [line.split("...")[0] for line in steps] == [
-        "preview: standing up the embedded stack (template.yaml's resources, the state machine)",
+        "preview: standing up what evaluates the filter (template.yaml's buckets, tables, Athena on DuckDB)",
         "preview: loading the inventory delivery 2026-11-01T00-00Z of s3://their-bucket",
         "preview: running the dry run: ValidateSpec, the Athena query (DuckDB), the manifest",
     ]

@@ -77,11 +77,15 @@ def _modules_after(code: str, env: dict[str, str] | None = None) -> set[str]:
 def test_the_spec_checks_load_no_xray_sdk_and_a_wrapped_handler_does():
     """The `batchpipe` command imports the spec's checks, which import the handlers' logger; only a
     handler (wrapped at a Lambda's init) makes the Tracer, whose X-Ray SDK builds a client on import
-    (a 40-line traceback under an unknown AWS_PROFILE)."""
+    (a 40-line traceback under an unknown AWS_PROFILE), and only when tracing is on: with
+    POWERTOOLS_TRACE_DISABLED (local runs, preview) the disabled Tracer would only pass the call on."""
     unknown_profile = {"AWS_PROFILE": "no-such-profile", "AWS_DEFAULT_REGION": "us-east-1"}
+    tracing = {"POWERTOOLS_TRACE_DISABLED": "false", "AWS_DEFAULT_REGION": "us-east-1"}
 
     checks = _modules_after("import batchpipe_core.spec", unknown_profile)
-    handler = _modules_after("import validate_spec.app", {"POWERTOOLS_TRACE_DISABLED": "true"})
+    traced = _modules_after("import validate_spec.app", tracing)
+    untraced = _modules_after("import validate_spec.app", {"POWERTOOLS_TRACE_DISABLED": "true"})
 
     assert not {m for m in checks if m.startswith("aws_xray_sdk")}
-    assert "aws_xray_sdk.core" in handler
+    assert "aws_xray_sdk.core" in traced
+    assert not {m for m in untraced if m.startswith("aws_xray_sdk")}

@@ -9,6 +9,8 @@ import botocore.session
 import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.model import Shape
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchpipe_core.errors import SpecValidationError
 from batchpipe_core.operation import (
@@ -464,3 +466,24 @@ def test_every_timestamp_member_of_every_operation_is_range_checked():
             line.startswith("operation." + ".".join(path) + ": '1e308' is out of range")
             for line in operation_errors(operation)
         ), path
+
+
+UNICODE_PATTERNS = sorted(
+    {
+        pattern
+        for name in MODEL.shape_names
+        if "\\p{" in (pattern := MODEL.shape_for(name).metadata.get("pattern") or "")
+    }
+)
+
+
+@pytest.mark.parametrize("pattern", UNICODE_PATTERNS)
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
+def test_an_ascii_value_is_decided_as_the_whole_unicode_pattern_decides_it(pattern, value):
+    """The ASCII-only translation (categories limited to their ASCII members, no listing of every code
+    point) accepts and refuses an ASCII value exactly as the full translation does."""
+    ascii_only, full = _compiled_pattern(pattern, True), _compiled_pattern(pattern, False)
+
+    assert ascii_only is not None and full is not None
+    assert bool(ascii_only.search(value)) == bool(full.search(value))

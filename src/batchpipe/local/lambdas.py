@@ -20,12 +20,13 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
-from moto.awslambda.models import LambdaFunction
-
 from .template import REPO_ROOT
+
+if TYPE_CHECKING:
+    from moto.awslambda.models import LambdaFunction
 
 
 @dataclass
@@ -120,6 +121,9 @@ class FunctionRegistry:
 
     @contextmanager
     def patched_moto(self):
+        # Imported here: moto's Lambda (~0.5 s) is not needed by a preview, which calls the handlers itself.
+        from moto.awslambda.models import LambdaFunction
+
         registry = self
 
         def invoke(fn: LambdaFunction, body: str, request_headers: Any, response_headers: Any) -> bytes:

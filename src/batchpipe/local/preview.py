@@ -2,8 +2,9 @@
 
 It is the pipeline's own dry run: the real ValidateSpec, PlanQuery and BuildManifest handlers, with
 the Athena SQL run by DuckDB over the inventory files, so the count, the sample and the SQL printed are
-exactly what a deployed run would produce. An `s3://` inventory is downloaded first (the newest
-delivery only, with the caller's AWS credentials); nothing else touches AWS.
+exactly what a deployed run would produce. It stands up only what evaluates the filter
+(filter_stack.FilterStack): no state machine, job engine or event router. An `s3://` inventory is
+downloaded first (the newest delivery only, with the caller's AWS credentials); nothing else touches AWS.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from batchpipe_core.metadata_table import default_namespace
 from batchpipe_core.s3uri import split_s3_uri
 
 from . import inventory as inv
+from .filter_stack import FilterStack
 from .metadata_table import MetadataTableError, download_table, read_table, table_folder
 from .outputs import lambda_logs_to
-from .stack import LocalStack
 from .world import INVENTORY_DEST_PREFIX, World
 
 _DELIVERY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
@@ -75,9 +76,9 @@ def download_inventory(uri: str, target: Path, s3: Any = None) -> Path:
 
 
 class Steps:
-    """One line per step on a terminal's stderr as it starts, with how long it took, so a preview that
-    stands a whole stack up is never a silent wait. stdout keeps only the result, and logs and pipes
-    get nothing (as TerminalBar): a refused spec stays one line there."""
+    """One line per step on a terminal's stderr as it starts, with how long it took, so a preview is
+    never a silent wait. stdout keeps only the result, and logs and pipes get nothing (as
+    TerminalBar): a refused spec stays one line there."""
 
     def __init__(self, stream: Any) -> None:
         self.stream, self.started = stream, None
@@ -171,7 +172,7 @@ def preview(args: argparse.Namespace) -> int:
     return 0
 
 
-_STANDING_UP = "standing up the embedded stack (template.yaml's resources, the state machine)"
+_STANDING_UP = "standing up what evaluates the filter (template.yaml's buckets, tables, Athena on DuckDB)"
 _DRY_RUN = "running the dry run: ValidateSpec, the Athena query (DuckDB), the manifest"
 
 
@@ -189,7 +190,7 @@ def _preview_inventory(spec: dict, inventory: str, steps: Steps) -> tuple[Any, s
         steps.begin(_STANDING_UP)
         with (
             lambda_logs_to(Path(os.devnull)),
-            LocalStack(
+            FilterStack(
                 # A delivery may be of any date: a stack deployed for it starts its projection there.
                 parameters=world.parameters(InventoryStartDate=layout.dt)
             ) as stack,
@@ -244,7 +245,7 @@ def _preview_metadata_table(spec: dict, source: str, steps: Steps) -> tuple[Any,
         steps.begin(_STANDING_UP)
         with (
             lambda_logs_to(Path(os.devnull)),
-            LocalStack(parameters=world.parameters(), table_bucket_dir=table_bucket) as stack,
+            FilterStack(parameters=world.parameters(), table_bucket_dir=table_bucket) as stack,
         ):
             world.create_buckets(stack.client("s3"))
             steps.begin(_DRY_RUN)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
@@ -33,20 +33,16 @@ from batchpipe.outcome import readable_cause
 from batchpipe_core.metadata_table import TABLE_BUCKET
 
 from . import template as tpl
-from .events import (
-    LAMBDA_ASYNC_RETRIES,
-    EventRouter,
-    Rule,
-    execution_status_change,
-    invocation_record,
-    scheduled_event,
-)
 from .isolation import REGION, isolated_environment
-from .lambda_faults import LambdaTimeouts, check_states, lambda_task_states
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
 from .s3_rules import documented_part_copies
-from .s3batch.faults import LambdaTimeoutRule, parse_rules
 from .world import required_parameters
+
+if TYPE_CHECKING:
+    from .events import EventRouter, Rule
+
+# The S3 Batch engine, EventBridge, the fault rules and moto's Step Functions are imported where a
+# LocalStack starts them: a FilterStack (preview) needs none of them, and they cost seconds to import.
 
 TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -120,6 +116,14 @@ class LocalStack:
     region: str = REGION
 
     def __post_init__(self) -> None:
+        self._load_template()
+        self._parse_faults()
+        self.engine: Any = None
+        self.athena: Any = None
+        self.router: EventRouter | None = None
+
+    def _load_template(self) -> None:
+        """The template, its parameters resolved, and the functions' registry (still empty)."""
         self.template = tpl.load_template()
         self.parameter_values = tpl.parameter_values(
             self.template, {**required_parameters(self.template), **self.parameters}
@@ -144,6 +148,11 @@ class LocalStack:
             },
             attr=self._attr,
         )
+
+    def _parse_faults(self) -> None:
+        from .lambda_faults import LambdaTimeouts
+        from .s3batch.faults import LambdaTimeoutRule, parse_rules
+
         # Rules given as JSON are parsed here, once, so that an error names the rule's index in the list.
         given = [rule for rule in self.faults if isinstance(rule, Mapping)]
         parsed = iter(parse_rules(given))
@@ -153,9 +162,6 @@ class LocalStack:
             [rule for rule in self.fault_rules if isinstance(rule, LambdaTimeoutRule)],
             timeout_of=lambda name: self.functions.resolve(name).timeout_seconds,
         )
-        self.engine: Any = None
-        self.athena: Any = None
-        self.router: EventRouter | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalStack:
@@ -315,16 +321,19 @@ class LocalStack:
         self._execution_role = iam.create_role(
             RoleName=f"{self.stack_name}-execution", AssumeRolePolicyDocument=trust
         )["Role"]["Arn"]
+        self._create_template_resources()
+        # The state machine last: its definition refers to everything else.
+        self._create_state_machine()
+        os.environ.update(self.function_environment())
 
+    def _create_template_resources(self) -> None:
+        """Each resource whose type has a ``_create_<type>`` method, its condition permitting."""
         for logical_id, resource in self.template["Resources"].items():
             if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
                 continue
             creator = getattr(self, "_create_" + resource["Type"].replace("::", "_").lower(), None)
             if creator is not None:
                 creator(logical_id, self.resolver.resolve(resource.get("Properties", {})))
-        # The state machine last: its definition refers to everything else.
-        self._create_state_machine()
-        os.environ.update(self.function_environment())
 
     def _create_aws_iam_role(self, logical_id: str, props: dict) -> None:
         iam = self.client("iam")
@@ -392,10 +401,9 @@ class LocalStack:
         )
 
     def _create_aws_serverless_function(self, logical_id: str, props: dict) -> None:
-        merged = self.resolver.resolve(tpl.function_properties(self.template, logical_id))
-        name = self.ref(logical_id)
+        merged = self._register_function(logical_id)
         self.client("lambda").create_function(
-            FunctionName=name,
+            FunctionName=self.ref(logical_id),
             Runtime=merged["Runtime"],
             Role=self._execution_role,
             Handler=merged["Handler"],
@@ -404,6 +412,11 @@ class LocalStack:
             MemorySize=int(merged.get("MemorySize", 128)),
             Environment={"Variables": {k: str(v) for k, v in merged["Environment"]["Variables"].items()}},
         )
+
+    def _register_function(self, logical_id: str) -> dict:
+        """The function's handler, run in this process when the function is invoked; its properties."""
+        merged = self.resolver.resolve(tpl.function_properties(self.template, logical_id))
+        name = self.ref(logical_id)
         self.functions.add(
             InProcessFunction(
                 logical_id=logical_id,
@@ -415,8 +428,10 @@ class LocalStack:
                 timeout_seconds=int(merged.get("Timeout", 3)),
             )
         )
+        return merged
 
-    def _create_state_machine(self) -> None:
+    def _substituted_definition(self) -> tuple[str, str]:
+        """The state machine's logical ID and its definition with the template's substitutions."""
         ((logical_id, resource),) = tpl.resources_of_type(
             self.template, "AWS::Serverless::StateMachine"
         ).items()
@@ -426,6 +441,12 @@ class LocalStack:
             (tpl.REPO_ROOT / props["DefinitionUri"]).read_text(), substitutions
         )
         self.definition = json.loads(definition)
+        return logical_id, definition
+
+    def _create_state_machine(self) -> None:
+        from .lambda_faults import check_states, lambda_task_states
+
+        logical_id, definition = self._substituted_definition()
         check_states(self.fault_rules, lambda_task_states(self.definition))
         self.client("stepfunctions").create_state_machine(
             name=self._attr(logical_id, "Name"), definition=definition, roleArn=self._execution_role
@@ -436,6 +457,8 @@ class LocalStack:
         """One rule per EventBridgeRule or Schedule event of a function (SAM names the rule it makes
         <function logical ID><event name>), with the target's asynchronous invocation settings: its
         EventInvokeConfig's retries (Lambda's default 2 without one) and on-failure destination."""
+        from .events import LAMBDA_ASYNC_RETRIES, Rule
+
         rules = []
         for logical_id, resource in tpl.resources_of_type(self.template, "AWS::Serverless::Function").items():
             invoke_config = self.resolver.resolve(resource.get("Properties", {}).get("EventInvokeConfig", {}))
@@ -459,6 +482,8 @@ class LocalStack:
     def fire_schedule(self, rule_name: str) -> None:
         """One tick of a function's Schedule event (``<function logical ID><event name>``): its target
         is invoked asynchronously, as EventBridge does; ``router.flush()`` waits for it."""
+        from .events import scheduled_event
+
         assert self.router is not None
         rule_arn = f"arn:aws:events:{self.region}:{self.account_id}:rule/{self.stack_name}-{rule_name}"
         self.router.fire(
@@ -469,6 +494,8 @@ class LocalStack:
         self, rule: Rule, event: dict, error: BaseException, invocations: int
     ) -> None:
         """Lambda's on-failure destination: the invocation record goes to the SQS queue the ARN names."""
+        from .events import invocation_record
+
         assert rule.on_failure is not None
         _, _, service, _, account, name = rule.on_failure.split(":", 5)
         if service != "sqs":
@@ -486,21 +513,16 @@ class LocalStack:
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
 
     def _start_emulation(self) -> None:
+        from .events import EventRouter
+        from .s3batch.faults import LambdaTimeoutRule
+
         self.router = EventRouter(
             self.event_rules(),
             self.functions.invoke,
             mode=self.event_delivery,
             on_failure=self._send_invocation_record,
         )
-        try:
-            from .athena import install_athena
-        except ImportError:
-            install_athena = None
-        if install_athena is not None:
-            self.athena = self._exit.enter_context(install_athena())
-            if self.table_bucket_dir is None:
-                self.table_bucket_dir = Path(self._exit.enter_context(tempfile.TemporaryDirectory()))
-            self.athena.table_buckets[TABLE_BUCKET] = self.table_bucket_dir
+        self._install_athena()
         try:
             from .s3batch import BatchEngine
         except ImportError:
@@ -516,6 +538,19 @@ class LocalStack:
                 **self.engine_options,
             )
             self._exit.enter_context(self.engine.installed())
+
+    def _install_athena(self, step_functions: bool = True) -> bool:
+        """Athena's query operations, on DuckDB, with the table bucket aws-s3 as a folder; False
+        without the Athena stand-in's dependencies."""
+        try:
+            from .athena import install_athena
+        except ImportError:
+            return False
+        self.athena = self._exit.enter_context(install_athena(step_functions=step_functions))
+        if self.table_bucket_dir is None:
+            self.table_bucket_dir = Path(self._exit.enter_context(tempfile.TemporaryDirectory()))
+        self.athena.table_buckets[TABLE_BUCKET] = self.table_bucket_dir
+        return True
 
     def write_metadata_table(self, bucket: str) -> Path:
         """S3 Metadata's backfill of ``bucket``'s live inventory table, from what the bucket holds now
@@ -615,6 +650,8 @@ def _execution_status_events(sink: Any) -> Iterator[None]:
     """Step Functions sends an execution status change event when an execution ends (Step Functions
     developer guide, EventBridge events); moto's interpreter sends none, so its end hook does here."""
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    from .events import execution_status_change
 
     original = BaseExecutionWorkerCommunication.terminated
 

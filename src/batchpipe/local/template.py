@@ -41,7 +41,7 @@ _SHORT_TAGS = {
 }
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's: 7x faster, same documents
     """SafeLoader that turns `!Tag value` into `{"Fn::Tag": value}` like CloudFormation does."""
 
 

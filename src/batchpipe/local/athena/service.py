@@ -421,7 +421,7 @@ _OPERATIONS = (
 )
 
 
-def _sfn_timestamps(value: Any) -> Any:
+def sfn_timestamps(value: Any) -> Any:
     """Step Functions hands aws-sdk results to the state machine as JSON, timestamps as ISO strings
     (``2024-01-02T03:04:05.000Z``); moto's interpreter keeps boto3's datetimes, which then break
     ``States.JsonToString`` (the pipeline's QueryFailed state uses it on the query status)."""
@@ -429,9 +429,9 @@ def _sfn_timestamps(value: Any) -> Any:
         moment = value.astimezone(UTC) if value.tzinfo else value
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     if isinstance(value, dict):
-        return {k: _sfn_timestamps(v) for k, v in value.items()}
+        return {k: sfn_timestamps(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_sfn_timestamps(v) for v in value]
+        return [sfn_timestamps(v) for v in value]
     return value
 
 
@@ -445,14 +445,15 @@ def _athena_sdk_task_patch() -> Any:
     def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
         original(self, env, *args, **kwargs)
         if self._get_boto_service_name() == "athena":
-            env.stack.append(_sfn_timestamps(env.stack.pop()))
+            env.stack.append(sfn_timestamps(env.stack.pop()))
 
     return mock.patch.object(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task)
 
 
 @contextmanager
-def install_athena(**settings: Any) -> Iterator[AthenaSql]:
-    """Inside a moto mock: Athena's query operations run SQL until the block exits.
+def install_athena(step_functions: bool = True, **settings: Any) -> Iterator[AthenaSql]:
+    """Inside a moto mock: Athena's query operations run SQL until the block exits, and (with
+    ``step_functions``) moto's interpreter hands their results to a state machine as Step Functions does.
 
     ``settings``: ``polls_before_done`` (GetQueryExecution calls that report QUEUED/RUNNING first,
     default 1), ``unload_rows_per_file`` (default 50,000), ``cutoff_state`` (state of a query over the
@@ -467,5 +468,6 @@ def install_athena(**settings: Any) -> Iterator[AthenaSql]:
                     AthenaResponse, name, lambda response, _h=handler: _h(response), create=True
                 )
             )
-        stack.enter_context(_athena_sdk_task_patch())
+        if step_functions:
+            stack.enter_context(_athena_sdk_task_patch())
         yield service
