@@ -133,6 +133,17 @@ def _walk(definition: dict, document: dict, name: str, task=None):
     return Walk(definition, context, task or (lambda resource, parameters: None)).run(document)
 
 
+def _task_machine(**work) -> dict:
+    """One Lambda Task state, ``Work``, with the given fields, then a Pass state ``After``."""
+    return {
+        "StartAt": "Work",
+        "States": {
+            "Work": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", **work},
+            "After": {"Type": "Pass", "End": True},
+        },
+    }
+
+
 @pytest.mark.parametrize("case", DEFINITIONS)
 def test_the_walk_ends_as_motos_interpreter_does(case):
     definition, document = DEFINITIONS[case]
@@ -172,23 +183,15 @@ def test_a_task_is_retried_then_caught_into_its_result_path():
         calls.append(parameters)
         raise StatesError("Custom.Flaky", '{"errorMessage": "no"}')
 
-    definition = {
-        "StartAt": "Work",
-        "States": {
-            "Work": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"Payload.$": "$.input"},
-                "Retry": [
-                    {"ErrorEquals": ["Other"], "MaxAttempts": 5},
-                    {"ErrorEquals": ["Custom.Flaky"], "MaxAttempts": 2},
-                ],
-                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "After"}],
-                "Next": "After",
-            },
-            "After": {"Type": "Pass", "End": True},
-        },
-    }
+    definition = _task_machine(
+        Parameters={"Payload.$": "$.input"},
+        Retry=[
+            {"ErrorEquals": ["Other"], "MaxAttempts": 5},
+            {"ErrorEquals": ["Custom.Flaky"], "MaxAttempts": 2},
+        ],
+        Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "After"}],
+        Next="After",
+    )
 
     walked = _walk(definition, {"input": {"k": 1}}, "retried", task)
 
@@ -202,20 +205,13 @@ def test_a_task_is_retried_then_caught_into_its_result_path():
 
 
 def test_a_task_result_goes_through_result_selector_and_result_path():
-    definition = {
-        "StartAt": "Work",
-        "States": {
-            "Work": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"Payload.$": "$"},
-                "ResultSelector": {"count.$": "$.Payload.count"},
-                "ResultPath": "$.result",
-                "OutputPath": "$.result",
-                "End": True,
-            }
-        },
-    }
+    definition = _task_machine(
+        Parameters={"Payload.$": "$"},
+        ResultSelector={"count.$": "$.Payload.count"},
+        ResultPath="$.result",
+        OutputPath="$.result",
+        End=True,
+    )
 
     walked = _walk(
         definition, {"a": 1}, "selected", lambda resource, parameters: {"Payload": {"count": 7, "x": 1}}
@@ -227,19 +223,11 @@ def test_a_task_result_goes_through_result_selector_and_result_path():
 
 
 def test_states_all_does_not_catch_a_runtime_error():
-    definition = {
-        "StartAt": "Work",
-        "States": {
-            "Work": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "ResultSelector": {"x.$": "$.Payload.absent"},
-                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "After"}],
-                "Next": "After",
-            },
-            "After": {"Type": "Pass", "End": True},
-        },
-    }
+    definition = _task_machine(
+        ResultSelector={"x.$": "$.Payload.absent"},
+        Catch=[{"ErrorEquals": ["States.ALL"], "Next": "After"}],
+        Next="After",
+    )
 
     walked = _walk(definition, {}, "runtime", lambda resource, parameters: {"Payload": {}})
 

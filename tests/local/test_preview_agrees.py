@@ -10,6 +10,8 @@ job, which no dry run can show (test_cli.py: preview says so).
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import re
 from pathlib import Path
@@ -19,9 +21,9 @@ import pytest
 
 from batchpipe.cli import main
 from batchpipe.local import inventory as inv
-from batchpipe.local.run import stack_parameters
+from batchpipe.local.run import populate, stack_parameters
 from batchpipe.local.stack import LocalStack
-from batchpipe.local.world import INVENTORY_DEST_PREFIX, World
+from batchpipe.local.world import World
 from batchpipe.outcome import readable_cause
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -86,15 +88,8 @@ def dry_runs(folders) -> dict[str, dict]:
     world = World(source_bucket=layout.source_bucket, fmt=layout.file_format, versions=layout.versions)
     results: dict[str, dict] = {}
     with LocalStack(parameters=stack_parameters(world, layout), table_bucket_dir=folders["tables"]) as stack:
+        populate(stack, world, layout, argparse.Namespace(), io.StringIO())  # as `local run --inventory`
         s3 = stack.client("s3")
-        world.create_buckets(s3)
-        inv.load_inventory_dir(
-            s3,
-            layout,
-            dest_bucket=world.inventory_bucket,
-            dest_prefix=INVENTORY_DEST_PREFIX,
-            config_id=world.config_id,
-        )
         tagged = s3.list_objects_v2(Bucket=world.source_bucket, Prefix=TAGGED_PREFIX)["Contents"][::2]
         assert tagged
         for entry in tagged:
