@@ -7,13 +7,33 @@ import io
 import json
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from batchpipe.local import inventory as inv
 from batchpipe.local.s3batch import BatchEngine
+
+
+def write_their_inventory(folder: Path, objects: Sequence[Any]) -> None:
+    """A user's S3 Inventory folder as S3 delivers it: the objects of their-bucket, CSV, current
+    versions, delivered 2026-11-01 (what `preview --inventory` and `local run --inventory` read)."""
+    inv.write_inventory_dir(
+        folder,
+        source_bucket="their-bucket",
+        dest_bucket="dest",
+        dest_prefix="inv",
+        config_id="cfg",
+        objects=objects,
+        fmt="CSV",
+        versions="Current",
+        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+
 
 S3BATCH_ACCOUNT = "123456789012"
 S3BATCH_REGION = "us-east-1"

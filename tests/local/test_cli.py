@@ -16,6 +16,8 @@ from batchpipe.local import inventory as inv
 from batchpipe.outcome import EXIT_STATUS
 from batchpipe_core.s3uri import split_s3_uri
 
+from .conftest import write_their_inventory
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -97,17 +99,7 @@ class _Terminal(io.StringIO):
 
 def test_preview_counts_what_the_filter_selects(tmp_path, capsys, monkeypatch):
     objects = inv.generate_objects(400, seed=9, bucket="their-bucket")
-    inv.write_inventory_dir(
-        tmp_path / "inv",
-        source_bucket="their-bucket",
-        dest_bucket="dest",
-        dest_prefix="inv",
-        config_id="cfg",
-        objects=objects,
-        fmt="CSV",
-        versions="Current",
-        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    write_their_inventory(tmp_path / "inv", objects)
     spec = {
         "filter": {"prefixes": ["logs/"], "minSizeBytes": 1000},
         "operation": {"S3DeleteObjectTagging": {}},
@@ -236,17 +228,7 @@ def test_preview_counts_tag_matches_over_a_metadata_table_folder(tmp_path, capsy
 
 def test_preview_output_json_is_one_document_with_the_count_sample_and_sql(tmp_path, capsys):
     objects = inv.generate_objects(200, seed=3, bucket="their-bucket")
-    inv.write_inventory_dir(
-        tmp_path / "inv",
-        source_bucket="their-bucket",
-        dest_bucket="dest",
-        dest_prefix="inv",
-        config_id="cfg",
-        objects=objects,
-        fmt="CSV",
-        versions="Current",
-        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    write_their_inventory(tmp_path / "inv", objects)
     (tmp_path / "spec.json").write_text(
         json.dumps({"filter": {"prefixes": ["logs/"]}, "operation": {"S3PutObjectTagging": {"TagSet": []}}})
     )

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,8 @@ import pytest
 from batchpipe.cli import main
 from batchpipe.local import inventory as inv
 from batchpipe.local.world import World
+
+from .conftest import write_their_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("BATCHPIPE_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -130,17 +131,7 @@ def inventory_with_hostile_keys(folder: Path) -> list[str]:
     keys = [f"{name}/photo.jpg" for name in HOSTILE_FOLDERS] + [f"{LONG_FOLDER}/{'k' * 23}"]
     assert len(keys[-1].encode()) == 1024
     objects = inv.generate_objects(200, seed=3, bucket="their-bucket") + world.objects_with_keys(keys)
-    inv.write_inventory_dir(
-        folder,
-        source_bucket="their-bucket",
-        dest_bucket="dest",
-        dest_prefix="inv",
-        config_id="cfg",
-        objects=objects,
-        fmt="CSV",
-        versions="Current",
-        delivery_time=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    write_their_inventory(folder, objects)
     return keys
 
 
