@@ -530,3 +530,36 @@ def test_start_without_the_stacks_settings_notes_it_and_leaves_the_check_to_vali
     assert {"older-stack": "no ValidateSpecFunctionName output", "no-permission": "AccessDeniedException"}[
         case
     ] in note
+
+
+def test_start_refuses_an_operation_the_deployed_stack_does_not_allow(aws, tmp_path, monkeypatch):
+    """The stack's settings are its ValidateSpec function's environment (never this shell's): an
+    operation its AllowedOperations leaves out is refused before StartExecution (none is stubbed)."""
+    from .test_spec import STACK_ENV
+
+    for name in (*STACK_ENV, "ALLOWED_OPERATIONS"):
+        monkeypatch.delenv(name, raising=False)
+    outputs = {
+        "StateMachineArn": STATE_MACHINE,
+        "PipelineBucketName": "pipe",
+        "ValidateSpecFunctionName": "prod-ValidateSpecFunction",
+    }
+    stubbed(aws, "cloudformation").add_response("describe_stacks", _stack(outputs), {"StackName": "prod"})
+    stubbed(aws, "lambda").add_response(
+        "get_function_configuration",
+        {"Environment": {"Variables": {**STACK_ENV, "ALLOWED_OPERATIONS": "S3PutObjectTagging"}}},
+        {"FunctionName": "prod-ValidateSpecFunction"},
+    )
+    stubbed(aws, "stepfunctions")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": "untag", "operation": {"S3DeleteObjectTagging": {}}}))
+
+    with pytest.raises(OperatorError) as refused:
+        commands.start(
+            aws, stack_name="prod", spec_path=str(spec), name="run-1", watch_it=False, out=io.StringIO()
+        )
+
+    assert str(refused.value).startswith(
+        f"spec {spec} is not valid:\n  operation: S3DeleteObjectTagging is not allowed by this stack "
+        "(AllowedOperations: S3PutObjectTagging); redeploy the stack with S3DeleteObjectTagging added"
+    )
