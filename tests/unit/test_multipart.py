@@ -18,6 +18,7 @@ from batchpipe_core.multipart import (
     UploadPart,
     concatenate,
     group_parts,
+    joined_order,
     packing_plan,
     plan_parts,
     with_packed,
@@ -321,6 +322,34 @@ def test_a_header_in_front_of_a_source_of_at_least_5_mib_reads_only_what_it_need
     first = max(sizes, key=lambda name: sizes[name] >= 5 * MiB)
     assert all(key == f"athena/{first}" for key, _ in reads if key != "athena/small")
     assert sum(size for key, size in reads if key == f"athena/{first}") < 2 * 5 * MiB
+
+
+@pytest.mark.parametrize("offset", [0, 51], ids=["whole-sources", "sources-skip-51-bytes"])
+def test_past_the_part_limit_a_header_goes_in_front_of_the_intermediates(s3, reads, offset):
+    """Issue 23 §1 at the 10,000-part rule (here 3 parts): the parts are first joined into
+    intermediates, then the header takes the first 5 MiB of the first intermediate by a ranged read
+    (a GET without Range would return the whole intermediate and the join would refuse it)."""
+    limits = Limits(max_parts=3, max_part=16 * MiB)
+    sizes = {"a": 6 * MiB, "b": 5 * MiB + 7, "c": 5 * MiB, "d": 7 * MiB, "e": 100}
+    put, _ = put_sources(s3, sizes)
+    sources = [Source(s.key, s.size - offset, s.etag, offset=offset) for s in put]
+    bodies = {s.key: row_bytes(s.key.removeprefix("athena/"), s.size + s.offset)[s.offset :] for s in sources}
+    head = b"bucket,key,versionId,httpStatus,errorCode,message\n"
+    result = concatenate(
+        s3,
+        bucket=BUCKET,
+        sources=sources,
+        key="joined.csv",
+        scratch_prefix="scratch/",
+        head=head,
+        limits=limits,
+    )
+    assert joined_body("joined.csv") == head + b"".join(bodies[s.key] for s in joined_order(sources, limits))
+    assert result.parts <= 3 and result.intermediates
+    # Read: the sources under 5 MiB, and at most 10 MiB (the part behind the header) of an intermediate.
+    small = {s.key for s in sources if s.size < 5 * MiB}
+    assert all(key in small or key.startswith("scratch/") for key, _ in reads)
+    assert sum(n for key, n in reads if key.startswith("scratch/")) <= 10 * MiB
 
 
 def test_the_emulator_refuses_a_range_of_an_object_of_5_mib_or_less(s3):

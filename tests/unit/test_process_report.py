@@ -23,6 +23,7 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(FUNCTIONS))
 
+from batchpipe_core import fanout  # noqa: E402
 from batchpipe_core.errors import (  # noqa: E402
     AccountingError,
     BatchPipeError,
@@ -31,6 +32,7 @@ from batchpipe_core.errors import (  # noqa: E402
 )
 from batchpipe_core.jobs import token_key  # noqa: E402
 from batchpipe_core.keys import encode_key  # noqa: E402
+from batchpipe_core.multipart import Limits, MiB  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
 from batchpipe_core.tokens import TokenTable  # noqa: E402
 from plan_report import app as plan_app  # noqa: E402
@@ -498,12 +500,23 @@ def long_key(kind: str, i: int) -> str:
 
 
 @pytest.mark.parametrize("s3", ["one part"], indirect=True)
-@pytest.mark.parametrize("status", ["Complete", "Failed"])
-def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(s3, reads, monkeypatch, status):
+@pytest.mark.parametrize(
+    ("status", "max_parts"),
+    [("Complete", 10_000), ("Failed", 10_000), ("Complete", 2)],
+    ids=["Complete", "Failed", "Complete-past-the-part-limit"],
+)
+def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(
+    s3, reads, monkeypatch, status, max_parts
+):
     """Issue 23 §1: a part's permanent-failures file of 5 MiB or more is copied into the attempt's
     file behind the header; the header's part takes its first 5 MiB by a ranged read. Two windows per
-    results file give part files on both sides of the minimum (the small ones are packed)."""
+    results file give part files on both sides of the minimum (the small ones are packed). With a
+    part limit of 2 (S3's is 10,000) the merge joins the parts into intermediates first and puts the
+    header in front of the first one."""
     monkeypatch.setenv("REPORT_PART_ROWS", "11000")
+    if max_parts != 10_000:  # the merge's limits, as ProcessReport's handler leaves them to default
+        limits = Limits(max_parts=max_parts, max_part=16 * MiB)
+        monkeypatch.setitem(fanout.merge_parts.__kwdefaults__, "limits", limits)
     tasks = [
         failed(SOURCE, long_key("gone", i), 404, "NoSuchKey")
         if i % 2
@@ -527,6 +540,9 @@ def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(s3, r
         if o["Key"].endswith("/permanent-failures.csv") and "/out/" in o["Key"]
     ]
     assert max(part_files) >= 5 * 1024**2  # the boundary this test is about was crossed
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-1/parts/")["Contents"]
+    intermediates = [o["Key"] for o in listed if "/scratch/permanent/" in o["Key"]]
+    assert bool(intermediates) == (max_parts != 10_000)  # and so was the part limit, where it is 2
     body = read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv")
     failures = csv_rows(body)
     assert failures[0] == ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]

@@ -77,6 +77,27 @@ def test_large_failure_files_are_joined_in_s3_with_one_header(s3, reads):
     assert sum(n for _, n in reads) <= 4 * 4096 + 100 + len(HEADER) + 5 * MiB + 4096 < total / 4
 
 
+def test_past_the_part_limit_the_run_failures_keep_one_header_and_every_row(s3, reads):
+    """The same join where the parts outnumber S3's part limit (here 3): intermediates first, the
+    header in front of the first one, each file's own header still skipped."""
+    prefix = "runs/r/e/20261120T150000.000Z/"
+    names = [f"attempt-{n}/permanent-failures.csv" for n in (1, 2, 3, 4)]
+    bodies = [
+        failures_file(s3, prefix + name, size, tag)
+        for name, size, tag in zip(names, (6 * MiB, 5 * MiB + 9, 7 * MiB, 300), "abcd", strict=True)
+    ]
+    records = [record(f"s3://{BUCKET}/{prefix}{name}") for name in names]
+
+    write_run_failures(s3, BUCKET, prefix, records, limits=Limits(max_parts=3, max_part=16 * MiB))
+
+    lines = test_multipart.joined_body(prefix + "permanent-failures.csv").splitlines(keepends=True)
+    assert lines[0] == HEADER and lines.count(HEADER) == 1
+    assert sorted(lines[1:]) == sorted(line for body in bodies for line in body.splitlines(keepends=True)[1:])
+    # The scratch intermediates are removed once the file is whole.
+    left = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    assert all(not o["Key"].startswith(prefix + "failures-parts/") for o in left["Contents"])
+
+
 def test_no_failures_gives_the_header_alone(s3):
     prefix = "runs/r/e/s/"
     failures_file(s3, prefix + "attempt-1/permanent-failures.csv", 0, "x")
