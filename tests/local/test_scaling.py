@@ -22,17 +22,22 @@ SLACK = 2.0
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_local_run.py"
 
 
-def test_time_and_memory_of_a_local_run_grow_linearly_with_the_objects(tmp_path):
+def bench_runs(folder: Path, *arguments: str) -> list[dict]:
+    """The runs ``bench_local_run.py --json`` measured (and checked: it exits 0 only if they passed)."""
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--same-process", "--warmup", "300", str(SMALL), str(LARGE), "--json"],
+        [sys.executable, str(BENCH), *arguments, "--json"],
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
-        cwd=tmp_path,
+        cwd=folder,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    small, large = json.loads(result.stdout)["runs"]
+    return json.loads(result.stdout)["runs"]
+
+
+def test_time_and_memory_of_a_local_run_grow_linearly_with_the_objects(tmp_path):
+    small, large = bench_runs(tmp_path, "--same-process", "--warmup", "300", str(SMALL), str(LARGE))
     print(json.dumps([small, large], indent=1))  # the figures, for the log
     assert large["cpu_per_object_ratio"] < SLACK, (small, large)
     assert large["memory_per_object_ratio"] < SLACK, (small, large)
@@ -43,16 +48,7 @@ def test_a_run_where_five_percent_fail_for_good_ends_partial_with_exact_totals(t
     objects fail for good and 2% once, and exits 0 only if the run ended PARTIAL after a second
     attempt with every count exact and the failures file listing exactly the keys made to fail
     (the benchmark's own checks; docs/PERFORMANCE.md has the 1,000,000-object run)."""
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--failures", "--json", "2000"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = json.loads(result.stdout)["runs"]
+    (run,) = bench_runs(tmp_path, "--failures", "2000")
     assert 60 <= run["failed_permanent"] <= 140 and 20 <= run["failed_once"] <= 60, run
     assert set(run["errors"]) == {"404 NoSuchKey", "403 AccessDenied", "503 SlowDown"}
     assert run["stages"]["job active, attempt 1"]["cpu_s"] >= 0
