@@ -14,7 +14,8 @@ fresh process so peak memory is its own:
                       S3 before the timer (moto's own request handling is in the figure)
 * ``handlers-join``   the same handlers for a job that failed before running 5% of its manifest's
                       objects: the manifest and the report scattered into hash partitions
-                      (``JOIN_PARTITION_ROWS`` in the environment sets their size) and joined
+                      (``JOIN_PARTITION_ROWS`` in the environment sets their size) and joined;
+                      both handler modes report the stage's S3 requests by operation (``requests``)
 * ``process-pyarrow`` ReportPart's work for a Complete job without S3: every window through
                       ``accounting.tally_results``; files of successes only counted, failed rows
                       classified, decoded, counted by prefix and written column-wise
