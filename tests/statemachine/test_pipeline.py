@@ -141,6 +141,33 @@ def test_happy_path_tags_exactly_the_selected_objects(fmt):
     assert all(tags[k] == {} for k in KEYS if k not in selected)
 
 
+def test_history_after_gives_the_events_get_execution_history_gives_from_where_it_is_asked():
+    """The local run's progress lines read only the events since their last poll
+    (LocalStack.history_after): the same events, in the same order, as the API's history."""
+    spec = {"name": "retag", "filter": {"prefixes": ["photos/2023/"]}, "operation": TAGGING}
+
+    with pipeline() as stack:
+        execution = stack.run(spec, name="history-after")
+        direct = stack.history_after(execution.arn, 0)
+        later = stack.history_after(execution.arn, 10)
+        none_new = stack.history_after(execution.arn, len(direct))
+
+    def shown(events: list[dict]) -> list[tuple]:
+        return [
+            (
+                e["id"],
+                e["type"],
+                json.dumps({k: v for k, v in e.items() if k.endswith("EventDetails")}, sort_keys=True),
+            )
+            for e in events
+        ]
+
+    assert len(execution.history) > 10
+    assert shown(direct) == shown(execution.history)
+    assert shown(later) == shown(execution.history[10:])
+    assert none_new == []
+
+
 def test_manifest_and_report_keys_decode_back_to_the_exact_keys():
     with pipeline() as stack:
         execution = stack.run({"name": "keys", "operation": TAGGING}, name="keys")

@@ -67,11 +67,12 @@ class Progress:
             self._poll()
 
     def _poll(self) -> None:
-        sfn = self.stack.client("stepfunctions")
-        events = sfn.get_execution_history(executionArn=self.execution_arn, maxResults=1000)["events"]
-        for event in events[self._seen :]:
+        # Only the events since the last poll: reading the whole history five times a second cost
+        # CPU growing with it, quadratic in a long job's wait (LocalStack.history_after).
+        events = self.stack.history_after(self.execution_arn, self._seen)
+        for event in events:
             self._describe(event)
-        self._seen = len(events)
+        self._seen += len(events)
         self._job_progress()
 
     def _describe(self, event: dict) -> None:

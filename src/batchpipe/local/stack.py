@@ -8,6 +8,7 @@ change to what the tests and the local run exercise.
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import json
@@ -591,6 +592,26 @@ class LocalStack:
             cause=described.get("cause"),
             history=history,
         )
+
+    def history_after(self, execution_arn: str, seen: int) -> list[dict]:
+        """The execution's history events after its first ``seen``, oldest first, as
+        GetExecutionHistory gives them, read from the emulator in this process.
+
+        For the local run's progress lines, which follow the history as it grows: moto's
+        GetExecutionHistory deep-copies and serialises the whole history on every call (it ignores
+        maxResults and nextToken), so polling it five times a second cost CPU in proportion to the
+        history, which grows with every round of a job's wait: quadratic in the job's duration (issue
+        23 §5). Here only the new events are copied."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[self.account_id][self.region]
+        execution = backend.describe_execution(execution_arn)
+        environment = execution.exec_worker.env if execution.exec_worker is not None else None
+        if environment is None:  # not started yet
+            return []
+        events = environment.event_manager
+        with events._mutex:  # the list the emulator appends to; get_event_history copies it whole
+            return copy.deepcopy(events._history_event_list[seen:])
 
     def forget_execution(self, execution_arn: str) -> None:
         """What Step Functions does once an ended execution's history expires (90 days after the end):
