@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from batchpipe.local.lambdas import LambdaContext
 from batchpipe_core.errors import BatchPipeError, TooManyObjectsError
-from batchpipe_core.multipart import MiB
+from batchpipe_core.multipart import Limits, MiB, concatenate
 from batchpipe_core.observability import metrics
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
@@ -202,6 +202,35 @@ def test_no_row_passes_through_the_lambda_when_outputs_are_at_least_5_mib(aws, r
         ]
     )
     assert result["sample"] == [f"part0/key {i:07d}" for i in range(20)]
+
+
+def test_past_the_part_limit_outputs_are_joined_into_intermediates_and_still_not_read(
+    aws, reads, monkeypatch
+):
+    """The 10,000-part rule (here 2 parts): Athena's output files are first joined into intermediate
+    objects inside S3, the manifest from those, and the intermediates removed; no row passes."""
+    s3, query_id = aws
+    big = [rows(f"part{p}/key {i:07d}" for i in range(200_000))[: 5 * MiB + 11 * p] for p in range(3)]
+    for index, data in enumerate(big):
+        s3.put_object(Bucket=PIPELINE, Key=f"{OUTPUT}20240501_{index}", Body=data)
+    monkeypatch.setitem(concatenate.__kwdefaults__, "limits", Limits(max_parts=2, max_part=16 * MiB))
+    deleted: list[str] = []
+    remove = app._delete_quietly
+    monkeypatch.setattr(
+        app, "_delete_quietly", lambda s3, bucket, keys: (deleted.extend(keys), remove(s3, bucket, keys))
+    )
+    reads.clear()
+    result = invoke(event(query_id))
+    lambda_reads = list(reads)
+    assert body(s3, result["key"]) == b"".join(big)
+    assert deleted and all(key.startswith(f"{RUN_PREFIX}manifest-parts/") for key in deleted)
+    assert "Contents" not in s3.list_objects_v2(Bucket=PIPELINE, Prefix=f"{RUN_PREFIX}manifest-parts/")
+    assert sorted(lambda_reads) == sorted(
+        [
+            *probes([f"{OUTPUT}20240501_{n}" for n in range(3)]),
+            (f"{RUN_PREFIX}manifest.csv", app.SAMPLE_BYTES),
+        ]
+    )
 
 
 def test_small_outputs_are_read_and_nothing_else(aws, reads):
