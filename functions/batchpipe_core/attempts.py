@@ -74,6 +74,8 @@ class ManifestRef(StatePart):
     # S3's count (ConfirmJob); null only when the job ended before the pipeline could check it.
     objects: int | None = Field(default=None, ge=0)
     fields: list[str] | None = None  # the manifest's columns (BuildManifest); a retry manifest keeps them
+    # A spec.source run's manifest that S3 generated and ConfirmJob could not copy yet (PlanReport does).
+    generated: bool = False
 
 
 class Current(StatePart):

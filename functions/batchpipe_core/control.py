@@ -15,7 +15,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batchpipe_core.errors import AccountingError, ManifestCountIncomplete, TooManyObjectsError
+from batchpipe_core.errors import (
+    AccountingError,
+    ManifestCountIncomplete,
+    TooManyObjectsError,
+    UncountedJobError,
+)
 from batchpipe_core.jobs import (
     CONFIRM_BY_OPERATOR,
     COUNTED_STATUSES,
@@ -100,6 +105,7 @@ def check_count(
     current: CurrentAttempt,
     max_objects: int,
     leave_for_operator: bool,
+    dry_run: bool = False,
     s3: Any = None,
     remaining_seconds: Callable[[], float] = lambda: float("inf"),
 ) -> int:
@@ -109,8 +115,11 @@ def check_count(
     member is optional (S3 API reference, JobProgressSummary), so when it is absent the count comes
     from the pipeline instead, never from reading absence as 0: the rows it wrote itself (a retry or a
     rerun manifest), else its own count of the manifest's rows (``s3``; resumable, see
-    count_manifest_rows). Returns the count. Over the limit (or, for a retry, an S3 count other than
-    the rows the pipeline wrote) the job is cancelled and the error raised.
+    count_manifest_rows). A manifest S3 generated (spec.source) is counted by ConfirmJob's copy of it
+    (``current.manifest.objects``); when neither S3's count nor that copy exists, nothing can hold
+    maxObjects and the job is cancelled (UncountedJobError). Returns the count. Over the limit (or an
+    S3 count other than the rows the pipeline wrote or copied) the job is cancelled and the error
+    raised. ``dry_run``: a counted job is cancelled instead of confirmed.
     """
     job = describe(s3control, account_id, job_id)
     status = job.get("Status")
@@ -125,11 +134,10 @@ def check_count(
     elif manifest.objects is not None:
         total, counted = manifest.objects, f"the manifest the pipeline wrote has {manifest.objects} objects"
     elif manifest.generated:
-        # Not implemented yet: the count of a manifest S3 generated (its own inventory-style files).
-        raise AccountingError(
-            f"job {job_id}: S3 Batch Operations gave no count for the manifest it generated, and the "
-            "pipeline cannot count a generated manifest yet; the job was left unconfirmed"
-        )
+        # A spec.source run whose job neither S3 counted nor wrote its manifest for yet (ConfirmJob
+        # copies and counts the generated manifest when DescribeJob names it): nothing to check
+        # maxObjects against, and confirming would act on an unknown number of objects.
+        total, counted = -1, ""
     else:
         if s3 is None:
             raise AccountingError(f"job {job_id}: S3 gave no count and no manifest reader was given")
@@ -140,8 +148,15 @@ def check_count(
             f"S3 Batch Operations gave no count; the pipeline counted {total} objects in the manifest"
             + (" before it stopped counting" if total > max_objects else "")
         )
-    problem = None
-    if total > max_objects:
+    problem: Exception | None = None
+    if total < 0:
+        problem = UncountedJobError(
+            f"job {job_id}: S3 Batch Operations gave neither its count (TotalNumberOfTasks) nor the manifest it "
+            f"generated (GeneratedManifestDescriptor) before confirmation, so maxObjects ({max_objects}) cannot be "
+            "checked; the job was cancelled before it touched any object. Use the inventory or S3 Metadata source, "
+            "whose selection the pipeline counts before any job runs"
+        )
+    elif total > max_objects:
         problem = TooManyObjectsError(
             f"{counted}, more than maxObjects ({max_objects}); the job was cancelled before it touched "
             "any object. Narrow the filter (prefixes, keyRegex, sizes, dates) or raise maxObjects in the spec."
@@ -157,7 +172,17 @@ def check_count(
         raise problem
 
     table.record_count(key, total)
-    if status == "Suspended":
+    if status == "Suspended" and dry_run:
+        # A dry run stops here: counted (and its manifest read) before any object is touched.
+        cancel_job(
+            s3control,
+            table,
+            account_id=account_id,
+            key=key,
+            job_id=job_id,
+            reason=f"dry run: {total} objects counted, none touched",
+        )
+    elif status == "Suspended":
         if leave_for_operator:
             _tag_for_operator(s3control, account_id, job_id, total)
         else:

@@ -43,6 +43,11 @@ class InventoryNotFoundError(BatchPipeError):
     """No complete inventory delivery matches the spec's inventory.date."""
 
 
+class UncountedJobError(BatchPipeError):
+    """S3 gave neither a count nor the manifest it generated before confirmation: maxObjects cannot be
+    checked, so the job is not confirmed."""
+
+
 class AccountingError(BatchPipeError):
     """An attempt's counts do not add up: an object would be lost or counted twice."""
 

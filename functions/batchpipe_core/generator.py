@@ -5,8 +5,13 @@ with a ``JobManifestGeneratorFilter``; S3 API reference). The generator can expr
 filter, so every other field is refused by name, naming the source that supports it, rather than
 silently widened. Translations keep the spec's meaning exactly:
 
-* ``prefixes`` -> ``KeyNameConstraint.MatchAnyPrefix``, which "accepts an array of strings with a length
-  of 1 string" (API reference, KeyNameConstraint): one prefix per run.
+* ``prefixes``/``suffixes``/``substrings`` -> ``KeyNameConstraint.MatchAnyPrefix``/``MatchAnySuffix``/
+  ``MatchAnySubstring``; each "accepts an array of strings with a length of 1 string" (API reference,
+  KeyNameConstraint; strings of 1-1,024 characters in its model): one of each per run. The generator
+  compares the key as stored, case-sensitively, as every other source compares the decoded key.
+* ``replicationStatuses`` -> ``ObjectReplicationStatuses`` (COMPLETED, FAILED, REPLICA, NONE: no
+  PENDING, which only the inventory can select); ``eligibleForReplication`` -> ``EligibleForReplication``,
+  which only the generator has.
 * ``minSizeBytes``/``maxSizeBytes`` are inclusive; ``ObjectSizeGreaterThanBytes``/``LessThanBytes`` are
   strict, so the bounds move by one byte.
 * ``modifiedAfter`` is inclusive and ``CreatedAfter`` strict ("created after this time"): the bound moves
@@ -40,7 +45,10 @@ from batchpipe_core.jobs import (
     build_create_job_request,
     transient_as_retryable,
 )
+from batchpipe_core.keys import decode_key
 
+# Keys shown by a dry run (as BuildManifest shows an inventory run's).
+SAMPLE_KEYS = 20
 GENERATED_MANIFEST_FORMAT = "S3InventoryReport_CSV_20211130"
 # API reference, JobManifestGeneratorFilter.MatchAnyStorageClass (S3StorageClass).
 GENERATOR_STORAGE_CLASSES = (
@@ -61,6 +69,20 @@ GENERATOR_ENCRYPTIONS = {
     "NOT-SSE": "NOTSSE",
 }
 INVENTORY_SOURCE = "the inventory source (omit source)"
+GENERATOR_SOURCE = 'source.bucket (S3 Batch\'s manifest generator: "source": {"bucket": "<name>"})'
+# API reference, JobManifestGeneratorFilter.ObjectReplicationStatuses (ReplicationStatus).
+GENERATOR_REPLICATION_STATUSES = ("COMPLETED", "FAILED", "REPLICA", "NONE")
+# KeyNameConstraint members: spec field -> member; each list holds exactly one string.
+GENERATOR_KEY_CONSTRAINTS = {
+    "prefixes": "MatchAnyPrefix",
+    "suffixes": "MatchAnySuffix",
+    "substrings": "MatchAnySubstring",
+}
+_SINGULAR = {"prefixes": "prefix", "suffixes": "suffix", "substrings": "substring"}
+# Filter fields only the manifest generator can evaluate: no inventory or table column says them.
+GENERATOR_ONLY_FILTERS = {
+    "eligibleForReplication": "eligibility under the bucket's replication configuration",
+}
 # Filter fields only an inventory (through Athena) can evaluate.
 INVENTORY_ONLY_FILTERS = {
     "keyRegex": "a regular expression",
@@ -73,15 +95,25 @@ def generator_problems(filter_spec: dict[str, Any] | None) -> list[str]:
     filter_spec = filter_spec or {}
     problems = [
         f"filter.{name}: {what} needs {INVENTORY_SOURCE}; S3 Batch's manifest generator (source.bucket) "
-        "filters only by prefix, size, storage class, creation time and encryption"
+        "filters only by key prefix, suffix and substring, size, storage class, creation time, encryption "
+        "and replication"
         for name, what in INVENTORY_ONLY_FILTERS.items()
         if filter_spec.get(name) is not None
     ]
-    prefixes = filter_spec.get("prefixes") or []
-    if len(prefixes) > 1:
+    for field, member in GENERATOR_KEY_CONSTRAINTS.items():
+        values = filter_spec.get(field) or []
+        if len(values) > 1:
+            problems.append(
+                f"filter.{field}: the manifest generator takes one {_SINGULAR[field]} (KeyNameConstraint.{member}), "
+                f"got {len(values)}; run once per {_SINGULAR[field]}, or use {INVENTORY_SOURCE}"
+            )
+    statuses = [
+        s for s in filter_spec.get("replicationStatuses") or [] if s not in GENERATOR_REPLICATION_STATUSES
+    ]
+    if statuses:
         problems.append(
-            f"filter.prefixes: the manifest generator takes one prefix (KeyNameConstraint.MatchAnyPrefix), got "
-            f"{len(prefixes)}; run once per prefix, or use {INVENTORY_SOURCE}"
+            f"filter.replicationStatuses: the manifest generator cannot select {', '.join(statuses)}; use one of "
+            f"{', '.join(GENERATOR_REPLICATION_STATUSES)}, or {INVENTORY_SOURCE}"
         )
     classes = [c for c in filter_spec.get("storageClasses") or [] if c not in GENERATOR_STORAGE_CLASSES]
     if classes:
@@ -109,6 +141,17 @@ def generator_problems(filter_spec: dict[str, Any] | None) -> list[str]:
     return problems
 
 
+def generator_only_problems(filter_spec: dict[str, Any] | None, source: str) -> list[str]:
+    """Filter fields only the manifest generator applies, on another ``source``: one line each."""
+    filter_spec = filter_spec or {}
+    return [
+        f"filter.{name}: {what} is known only to S3 Batch's manifest generator; use {GENERATOR_SOURCE}, "
+        f"not {source}"
+        for name, what in GENERATOR_ONLY_FILTERS.items()
+        if filter_spec.get(name) is not None
+    ]
+
+
 def generator_filter(filter_spec: dict[str, Any] | None) -> dict[str, Any]:
     """The ``JobManifestGeneratorFilter`` of a filter that ``generator_problems`` accepts."""
     filter_spec = filter_spec or {}
@@ -117,8 +160,13 @@ def generator_filter(filter_spec: dict[str, Any] | None) -> dict[str, Any]:
         result["CreatedAfter"] = _instant(filter_spec["modifiedAfter"]) - timedelta(milliseconds=1)
     if filter_spec.get("modifiedBefore") is not None:
         result["CreatedBefore"] = _instant(filter_spec["modifiedBefore"])
-    if filter_spec.get("prefixes"):
-        result["KeyNameConstraint"] = {"MatchAnyPrefix": list(filter_spec["prefixes"])}
+    constraint = {
+        member: list(filter_spec[field])
+        for field, member in GENERATOR_KEY_CONSTRAINTS.items()
+        if filter_spec.get(field)
+    }
+    if constraint:
+        result["KeyNameConstraint"] = constraint
     if filter_spec.get("minSizeBytes"):  # at least 0 bytes: every object, no condition
         result["ObjectSizeGreaterThanBytes"] = filter_spec["minSizeBytes"] - 1
     if filter_spec.get("maxSizeBytes") is not None:
@@ -129,6 +177,10 @@ def generator_filter(filter_spec: dict[str, Any] | None) -> dict[str, Any]:
         result["MatchAnyObjectEncryption"] = [
             {GENERATOR_ENCRYPTIONS[status]: {}} for status in filter_spec["encryptionStatuses"]
         ]
+    if filter_spec.get("replicationStatuses"):
+        result["ObjectReplicationStatuses"] = list(filter_spec["replicationStatuses"])
+    if filter_spec.get("eligibleForReplication"):
+        result["EligibleForReplication"] = True
     return result
 
 
@@ -188,31 +240,42 @@ def create_job_request(
     )
 
 
-def copy_generated_manifest(
-    s3: Any, s3control: Any, *, account_id: str, job_id: str, manifest: ManifestRef, objects: int
-) -> dict[str, Any]:
-    """The job's generated manifest as the run's own CSV manifest (at ``manifest``'s key); its ManifestRef.
+def generated_manifest_location(s3control: Any, *, account_id: str, job_id: str) -> tuple[str, str] | None:
+    """(bucket, key) of the job's generated manifest.json, or None while DescribeJob names none.
 
-    S3 writes the generated manifest in S3InventoryReport_CSV_20211130 form (a manifest.json naming
-    CSV.gz files), which the report stage does not read and a later CreateJob cannot take as its
-    Manifest (JobManifestSpec knows only the 20161130 inventory format). Copied once, after S3 counted
-    the job, into the plain Bucket,Key CSV every other run has, the report join, the retry manifests
-    and the failures file work on it as on any run. Keys are copied as S3 wrote them (encoded), so
-    report rows and manifest rows spell each key alike. The rows must add up to S3's count.
+    The API reference (S3GeneratedManifestDescriptor) says only that jobs with a ManifestGenerator
+    "populate details of this descriptor after execution of the ManifestGenerator", not whether that
+    is before a ConfirmationRequired job is confirmed: callers handle both answers.
     """
     with transient_as_retryable("DescribeJob"):
         job = s3control.describe_job(AccountId=account_id, JobId=job_id)["Job"]
     location = (job.get("GeneratedManifestDescriptor") or {}).get("Location") or {}
     if not location.get("ObjectArn"):
-        raise AccountingError(
-            f"job {job_id} was counted but names no generated manifest (GeneratedManifestDescriptor)"
-        )
+        return None
     bucket, _, key = location["ObjectArn"].split(":::", 1)[1].partition("/")
+    return bucket, key
+
+
+def copy_generated_manifest(
+    s3: Any, *, job_id: str, at: tuple[str, str], manifest: ManifestRef, objects: int | None
+) -> dict[str, Any]:
+    """The job's generated manifest (its manifest.json ``at``) as the run's own CSV manifest (at
+    ``manifest``'s key); its ManifestRef, with the first SAMPLE_KEYS decoded keys as ``sample``.
+
+    S3 writes the generated manifest in S3InventoryReport_CSV_20211130 form (a manifest.json naming
+    CSV.gz files), which the report stage does not read and a later CreateJob cannot take as its
+    Manifest (JobManifestSpec knows only the 20161130 inventory format). Copied into the plain
+    Bucket,Key CSV every other run has, the report join, the retry manifests and the failures file
+    work on it as on any run. Keys are copied as S3 wrote them (encoded), so report rows and manifest
+    rows spell each key alike. The rows are the count; they must add up to S3's when S3 gave one.
+    """
+    bucket, key = at
     with transient_as_retryable("GetObject"):
         document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     schema = [name.strip() for name in document["fileSchema"].split(",")]
     at_bucket, at_key = schema.index("Bucket"), schema.index("Key")
     upload = CsvUpload(s3, manifest.bucket, manifest.key)
+    sample: list[str] = []
     try:
         for entry in document["files"]:
             # Streamed: a data file is never held whole, compressed or not.
@@ -222,21 +285,25 @@ def copy_generated_manifest(
                     for row in csv.reader(text):
                         if row:
                             upload.writerow([row[at_bucket], row[at_key]])
+                            if len(sample) < SAMPLE_KEYS:
+                                sample.append(decode_key(row[at_key]))
     except BaseException:
         upload.abort()
         raise
-    if upload.rows != objects:
+    if objects is not None and upload.rows != objects:
         upload.abort()
         raise AccountingError(
             f"the generated manifest of job {job_id} lists {upload.rows} objects; S3 counted {objects}"
         )
+    rows = upload.rows
     written = upload.close()
     assert written is not None  # never skipped: skip_if_empty is off
     return {
         "bucket": written.bucket,
         "key": written.key,
         "etag": written.etag,
-        "objects": objects,
+        "objects": rows,
         "fields": ["Bucket", "Key"],
         "generated": False,
+        "sample": sample,
     }

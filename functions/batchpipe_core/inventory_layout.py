@@ -350,3 +350,11 @@ def check_delivery(
             f"the stack's InventoryFormat parameter is {inventory_format}: make them the same."
         )
     check_schema(delivery.columns, versions=versions, needed=needed)
+
+
+# filter.replicationStatuses: what S3 Inventory writes in its ReplicationStatus column (S3 user guide,
+# "Amazon S3 Inventory list": PENDING, COMPLETED, FAILED, REPLICA, empty when the object is not part of
+# any replication), with NONE for that empty value, which is also the manifest generator's word for it
+# (S3 API reference, JobManifestGeneratorFilter.ObjectReplicationStatuses: COMPLETED, FAILED, REPLICA, NONE).
+REPLICATION_STATUSES: tuple[str, ...] = ("COMPLETED", "PENDING", "FAILED", "REPLICA", "NONE")
+REPLICATION_NONE = "NONE"

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchpipe_core.errors import SpecValidationError
+from batchpipe_core.generator import GENERATOR_SOURCE, generator_only_problems
 from batchpipe_core.inventory_layout import INVENTORY_STORAGE_CLASSES, VERSIONS_CURRENT
 from batchpipe_core.query import (
     FILTER_COLUMNS,
@@ -104,15 +105,22 @@ def metadata_only_problems(filter_spec: dict[str, Any] | None, source: str) -> l
 
 
 def source_filter_problems(filter_spec: dict[str, Any] | None) -> list[str]:
-    """Inventory filter values this table cannot hold (its storage classes are fewer)."""
+    """Inventory filter values this table cannot hold (its storage classes are fewer, it has no
+    replication status) and the manifest generator's own filters."""
     filter_spec = filter_spec or {}
+    problems = []
     classes = [c for c in filter_spec.get("storageClasses") or [] if c not in STORAGE_CLASSES]
-    if not classes:
-        return []
-    return [
-        f"filter.storageClasses: the S3 Metadata live inventory table never lists {', '.join(classes)}; "
-        f"use one of {', '.join(STORAGE_CLASSES)}, or the inventory source (omit source)"
-    ]
+    if classes:
+        problems.append(
+            f"filter.storageClasses: the S3 Metadata live inventory table never lists {', '.join(classes)}; "
+            f"use one of {', '.join(STORAGE_CLASSES)}, or the inventory source (omit source)"
+        )
+    if filter_spec.get("replicationStatuses") is not None:
+        problems.append(
+            "filter.replicationStatuses: the S3 Metadata live inventory table has no replication status column; "
+            f"use the inventory source (omit source) or {GENERATOR_SOURCE}"
+        )
+    return problems + generator_only_problems(filter_spec, "the S3 Metadata source")
 
 
 def map_conditions(filter_spec: dict[str, Any]) -> list[str]:
@@ -188,7 +196,8 @@ def build_metadata_unload_sql(spec: dict, *, output_uri: str) -> str:
     inventory_filter = {
         name: value
         for name, value in filter_spec.items()
-        if name not in ("latestOnly", "versions", "where", "encryptionStatuses", *MAP_COLUMNS)
+        if name
+        not in ("latestOnly", "versions", "where", "encryptionStatuses", "replicationStatuses", *MAP_COLUMNS)
     }
     built, _ = filter_conditions(inventory_filter, versions="Current")
     conditions += built

@@ -41,6 +41,7 @@ from batchpipe_core.errors import SpecValidationError, shown
 from batchpipe_core.inventory_layout import (
     INVENTORY_FORMATS,
     INVENTORY_VERSIONS,
+    REPLICATION_NONE,
     VERSIONS_CURRENT,
     is_partition,
     known_columns,
@@ -78,6 +79,7 @@ _CSV_STRING = "nullif({c}, '')"
 FILTER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("storageClasses", "storage_class"),
     ("encryptionStatuses", "encryption_status"),
+    ("replicationStatuses", "replication_status"),
     ("minSizeBytes", "size"),
     ("maxSizeBytes", "size"),
     ("modifiedAfter", "last_modified_date"),
@@ -209,7 +211,17 @@ def filter_conditions(filter_spec: dict, *, versions: str) -> tuple[list[str], s
     prefixes = filter_spec.get("prefixes") or []
     if prefixes:
         alternatives = [f"starts_with(key, {quote_literal(p, 'filter.prefixes')})" for p in prefixes]
-        conditions.append(alternatives[0] if len(alternatives) == 1 else f"({' OR '.join(alternatives)})")
+        conditions.append(_any_of(alternatives))
+    suffixes = filter_spec.get("suffixes") or []
+    if suffixes:
+        # Trino has no ends_with: the key's last len(suffix) code points (substr counts code points; a
+        # start before the key's first gives '', so a shorter key never matches).
+        alternatives = [f"substr(key, -{len(s)}) = {quote_literal(s, 'filter.suffixes')}" for s in suffixes]
+        conditions.append(_any_of(alternatives))
+    substrings = filter_spec.get("substrings") or []
+    if substrings:
+        alternatives = [f"strpos(key, {quote_literal(s, 'filter.substrings')}) > 0" for s in substrings]
+        conditions.append(_any_of(alternatives))
     if filter_spec.get("keyRegex"):
         conditions.append(f"regexp_like(key, {quote_literal(filter_spec['keyRegex'], 'filter.keyRegex')})")
     if filter_spec.get("storageClasses"):
@@ -218,6 +230,15 @@ def filter_conditions(filter_spec: dict, *, versions: str) -> tuple[list[str], s
     if filter_spec.get("encryptionStatuses"):
         statuses = _literal_list(filter_spec["encryptionStatuses"], "filter.encryptionStatuses")
         conditions.append(f"encryption_status IN ({statuses})")
+    if filter_spec.get("replicationStatuses"):
+        # NONE is the inventory's empty ReplicationStatus (NULL in the typed view): not replicated.
+        named = [s for s in filter_spec["replicationStatuses"] if s != REPLICATION_NONE]
+        parts = (
+            [f"replication_status IN ({_literal_list(named, 'filter.replicationStatuses')})"] if named else []
+        )
+        if REPLICATION_NONE in filter_spec["replicationStatuses"]:
+            parts.append("replication_status IS NULL")
+        conditions.append(_any_of(parts))
     if filter_spec.get("minSizeBytes") is not None:
         conditions.append(f"size >= {_integer(filter_spec['minSizeBytes'], 'minSizeBytes')}")
     if filter_spec.get("maxSizeBytes") is not None:
@@ -227,6 +248,10 @@ def filter_conditions(filter_spec: dict, *, versions: str) -> tuple[list[str], s
     if filter_spec.get("modifiedBefore") is not None:
         conditions.append(f"last_modified_date < {timestamp_literal(filter_spec['modifiedBefore'])}")
     return conditions, _validated_where(filter_spec.get("where"), versions=versions)
+
+
+def _any_of(alternatives: list[str]) -> str:
+    return alternatives[0] if len(alternatives) == 1 else f"({' OR '.join(alternatives)})"
 
 
 def needed_columns(spec: dict, *, versions: str, columns: Sequence[str] | None = None) -> list[str]:

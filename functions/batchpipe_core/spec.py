@@ -80,6 +80,17 @@ def _with_defaults(spec: JobSpec, config: Config) -> dict[str, Any]:
                 filter_.versions, VERSIONS_PINNED if config.inventory_versions == "All" else VERSIONS_CURRENT
             ),
             "where": filter_.where,
+        }
+        # Kept only when given: the sources that cannot apply them refuse them (docs/FILTERS.md).
+        | {
+            name: value
+            for name, value in (
+                ("suffixes", filter_.suffixes),
+                ("substrings", filter_.substrings),
+                ("replicationStatuses", filter_.replication_statuses),
+                ("eligibleForReplication", filter_.eligible_for_replication),
+            )
+            if value is not None
         },
         "operation": copy.deepcopy(spec.operation),
         "report": {"scope": _given(report.scope, config.default_report_scope)},

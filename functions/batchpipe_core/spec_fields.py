@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from batchpipe_core.errors import shown
-from batchpipe_core.inventory_layout import INVENTORY_STORAGE_CLASSES, VERSION_CHOICES
+from batchpipe_core.inventory_layout import INVENTORY_STORAGE_CLASSES, REPLICATION_STATUSES, VERSION_CHOICES
 from batchpipe_core.jobs import MAX_ATTEMPTS_LIMIT
 from batchpipe_core.query import MAX_BIGINT
 from batchpipe_core.s3uri import split_s3_uri
@@ -137,12 +137,17 @@ def _inventory_date(value: str) -> str:
     )
 
 
-def _prefix(value: str) -> str:
-    if not value:
-        raise problem("is empty; remove it (omit filter.prefixes to select every key)")
-    if len(value.encode()) > MAX_KEY_BYTES:
-        raise problem(f"is longer than an S3 key can be ({MAX_KEY_BYTES} bytes); shorten it")
-    return value
+def _key_part(field: str) -> Callable[[str], str]:
+    """A part of a key (filter.prefixes, suffixes, substrings): non-empty, no longer than a key."""
+
+    def check(value: str) -> str:
+        if not value:
+            raise problem(f"is empty; remove it (omit filter.{field} to select every key)")
+        if len(value.encode()) > MAX_KEY_BYTES:
+            raise problem(f"is longer than an S3 key can be ({MAX_KEY_BYTES} bytes); shorten it")
+        return value
+
+    return check
 
 
 def _bucket_name(value: str) -> str:
@@ -254,7 +259,11 @@ InventoryDate = Annotated[
     _Rule(_inventory_date, {"pattern": f"^(?:{LATEST}|{_DATE.pattern}|{_PARTITION.pattern})$"}),
 ]
 # At most 1,024 bytes is at most 1,024 characters: the schema's bound is the necessary half.
-Prefix = Annotated[StrictStr, _Rule(_prefix, {"minLength": 1, "maxLength": MAX_KEY_BYTES})]
+_KEY_PART_SCHEMA = {"minLength": 1, "maxLength": MAX_KEY_BYTES}
+Prefix = Annotated[StrictStr, _Rule(_key_part("prefixes"), _KEY_PART_SCHEMA)]
+Suffix = Annotated[StrictStr, _Rule(_key_part("suffixes"), _KEY_PART_SCHEMA)]
+Substring = Annotated[StrictStr, _Rule(_key_part("substrings"), _KEY_PART_SCHEMA)]
+ReplicationStatus = Annotated[StrictStr, _one_of(REPLICATION_STATUSES, "a replication status")]
 StorageClass = Annotated[StrictStr, _one_of(INVENTORY_STORAGE_CLASSES, "an inventory storage class")]
 EncryptionStatus = Annotated[
     StrictStr, _one_of(INVENTORY_ENCRYPTION_STATUSES, "an inventory encryption status")

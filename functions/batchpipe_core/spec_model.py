@@ -30,7 +30,13 @@ from pydantic_core import ErrorDetails
 
 from batchpipe_core import metadata_table
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.generator import GENERATOR_STORAGE_CLASSES, INVENTORY_ONLY_FILTERS
+from batchpipe_core.generator import (
+    GENERATOR_KEY_CONSTRAINTS,
+    GENERATOR_ONLY_FILTERS,
+    GENERATOR_REPLICATION_STATUSES,
+    GENERATOR_STORAGE_CLASSES,
+    INVENTORY_ONLY_FILTERS,
+)
 from batchpipe_core.inventory_layout import INVENTORY_COLUMNS, VERSIONS_PINNED
 from batchpipe_core.operation import operation_errors, operation_names
 from batchpipe_core.spec_document import document_problems, field_path
@@ -55,10 +61,13 @@ from batchpipe_core.spec_fields import (
     NonEmptyUnique,
     Prefix,
     Priority,
+    ReplicationStatus,
     ReportScope,
     RunName,
     Seconds,
     StorageClass,
+    Substring,
+    Suffix,
     TagKey,
     TagValue,
     Timestamp,
@@ -209,6 +218,12 @@ class FilterSpec(_SpecModel):
 
     # Field order matters: a cross-field check runs on the later field of the pair.
     prefixes: Annotated[list[Prefix], NonEmptyUnique] | None = _about("keys starting with any of these")
+    suffixes: Annotated[list[Suffix], NonEmptyUnique] | None = _about(
+        "keys ending with any of these, compared as the key reads (case-sensitive), e.g. .jpg"
+    )
+    substrings: Annotated[list[Substring], NonEmptyUnique] | None = _about(
+        "keys containing any of these anywhere, compared as the key reads (case-sensitive)"
+    )
     key_regex: KeyRegex | None = _about(
         "Java-style regular expression the decoded key must match (Athena's regexp_like), e.g. \\.jpe?g$"
     )
@@ -225,6 +240,16 @@ class FilterSpec(_SpecModel):
     )
     encryption_statuses: Annotated[list[EncryptionStatus], NonEmptyUnique] | None = _about(
         "objects with any of these inventory encryption statuses"
+    )
+    replication_statuses: Annotated[list[ReplicationStatus], NonEmptyUnique] | None = _about(
+        "objects with any of these replication statuses (NONE: not part of any replication); the inventory "
+        "and source.bucket only"
+    )
+    eligible_for_replication: StrictBool | None = Field(
+        None,
+        description="source.bucket only: objects the source bucket's replication configuration would "
+        "replicate (the manifest generator's EligibleForReplication); true, or omit it",
+        json_schema_extra={"const": True},
     )
     latest_only: StrictBool | None = _about(
         "versioned inventories: only current versions (delete markers are never selected)", True
@@ -261,6 +286,16 @@ class FilterSpec(_SpecModel):
         if value is not None and before is not None and _instant(value) >= _instant(before):
             raise problem(
                 f"{value} is not earlier than filter.modifiedBefore ({before}); swap them or widen the range"
+            )
+        return value
+
+    @field_validator("eligible_for_replication")
+    @classmethod
+    def _only_true(cls, value: bool | None) -> bool | None:
+        if value is False:
+            raise problem(
+                "false is not a condition the manifest generator can apply (it selects eligible objects only); "
+                "omit eligibleForReplication to select objects whatever their eligibility"
             )
         return value
 
@@ -324,7 +359,7 @@ class JobSpec(_SpecModel):
     inventory: InventorySpec | None = _about("the S3 Inventory table to select from; default: the stack's")
     source: SourceSpec | None = _about(
         "instead of an inventory: S3 Batch's manifest generator lists this bucket inside the job "
-        "(a subset of filter; no inventory, no dryRun)"
+        "(a subset of filter; no inventory), or its S3 Metadata live inventory table"
     )
     filter: FilterSpec | None = _about("which inventory rows to act on (omitted: every object)")
     rerun: RerunSpec | None = _about(
@@ -410,20 +445,22 @@ _EXCLUSIONS: list[dict[str, Any]] = [
         "then": {
             "properties": {
                 "inventory": _NOT_GIVEN,
-                "dryRun": {"not": {"const": True}},
                 # What S3 Batch's manifest generator can filter by (batchpipe_core.generator).
                 "filter": {
                     "properties": {
                         **dict.fromkeys(INVENTORY_ONLY_FILTERS, _NOT_GIVEN),
-                        "prefixes": {"maxItems": 1},
+                        **{field: {"maxItems": 1} for field in GENERATOR_KEY_CONSTRAINTS},
                         "storageClasses": {"items": {"enum": list(GENERATOR_STORAGE_CLASSES)}},
                         "encryptionStatuses": {"maxItems": 1},
+                        "replicationStatuses": {"items": {"enum": list(GENERATOR_REPLICATION_STATUSES)}},
                         "latestOnly": {"not": {"const": False}},
                         "versions": {"not": {"const": VERSIONS_PINNED}},
                     }
                 },
             }
         },
+        # Only the generator knows a bucket's replication eligibility.
+        "else": {"properties": {"filter": {"properties": dict.fromkeys(GENERATOR_ONLY_FILTERS, _NOT_GIVEN)}}},
     },
     {"if": _given_as("source", "object"), "then": {"properties": {"inventory": _NOT_GIVEN}}},
     # Tags and user metadata are only in the S3 Metadata live inventory table, whose storage classes
@@ -435,7 +472,8 @@ _EXCLUSIONS: list[dict[str, Any]] = [
             "properties": {
                 "filter": {
                     "properties": {
-                        "storageClasses": {"items": {"enum": list(metadata_table.STORAGE_CLASSES)}}
+                        "storageClasses": {"items": {"enum": list(metadata_table.STORAGE_CLASSES)}},
+                        "replicationStatuses": _NOT_GIVEN,
                     }
                 }
             }

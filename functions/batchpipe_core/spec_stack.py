@@ -10,7 +10,7 @@ from typing import Any
 from batchpipe_core import metadata_table
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.generator import generator_problems
+from batchpipe_core.generator import generator_only_problems, generator_problems
 from batchpipe_core.inventory_layout import VERSIONS_CURRENT, known_columns
 from batchpipe_core.query import build_unload_sql
 from batchpipe_core.rerun import rerun_buckets
@@ -89,7 +89,9 @@ def _metadata_table_problems(raw: Any, problems: list[str], config: Config) -> l
         if source == "rerun" or any(line.startswith("filter") for line in problems):
             return []
         named = {"bucket": "source.bucket", INVENTORY: "the S3 Inventory source"}[source]
-        return metadata_table.metadata_only_problems(filter_ if isinstance(filter_, dict) else None, named)
+        filter_ = filter_ if isinstance(filter_, dict) else None
+        found = metadata_table.metadata_only_problems(filter_, named)
+        return found if source == "bucket" else found + generator_only_problems(filter_, named)
     if any(line.startswith("source") for line in problems):
         return []
     found = []
@@ -124,7 +126,7 @@ def metadata_table_location(config: Config) -> dict[str, str]:
 
 
 def _source_problems(raw: Any, problems: list[str], config: Config) -> list[str]:
-    """source.bucket: a bucket the stack may act on, a filter the manifest generator can apply, no dry run."""
+    """source.bucket: a bucket the stack may act on, a filter the manifest generator can apply."""
     source = raw.get("source") if isinstance(raw, dict) else None
     bucket = source.get("bucket") if isinstance(source, dict) else None
     if not isinstance(bucket, str) or any(line.startswith("source") for line in problems):
@@ -143,14 +145,6 @@ def _source_problems(raw: Any, problems: list[str], config: Config) -> list[str]
     filter_ = raw.get("filter")
     if isinstance(filter_, dict) and not any(line.startswith("filter") for line in problems):
         found += generator_problems(filter_)
-    if raw.get("dryRun") is True:
-        # The generator lists the bucket only inside a job, while it prepares: there is no count or
-        # sample to show without creating a job (docs/FILTERS.md, "Sources").
-        found.append(
-            "dryRun: a source.bucket run has no dry run: S3 Batch lists the bucket only while its job "
-            "prepares; remove dryRun and set confirmationRequired: true, which stops the job after S3 has "
-            "counted it and before it touches any object"
-        )
     return found
 
 

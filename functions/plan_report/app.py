@@ -12,7 +12,9 @@ from aws_lambda_powertools.utilities.parser import event_parser
 
 from batchpipe_core.attempts import ProcessReportInput
 from batchpipe_core.config import Config
+from batchpipe_core.errors import AccountingError
 from batchpipe_core.fanout import plan_report
+from batchpipe_core.generator import copy_generated_manifest, generated_manifest_location
 from batchpipe_core.jobs import token_key, transient_as_retryable
 from batchpipe_core.observability import instrumented
 from batchpipe_core.runlock import renew_in_report_stage
@@ -35,6 +37,8 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
             # Whether the pipeline confirmed a Failed job: one nobody confirmed is never rerun.
             item = table.get(key)
             confirmed = item is not None and item.confirmed
+    if event.current.manifest.generated:
+        event = _with_generated_manifest(event, config)
     with transient_as_retryable("planning the report's parts"):
         return plan_report(
             boto3.client("s3"),
@@ -46,3 +50,26 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
             join_rows=config.join_partition_rows,
             confirmed=confirmed,
         )
+
+
+def _with_generated_manifest(event: ProcessReportInput, config: Config) -> ProcessReportInput:
+    """A spec.source job whose generated manifest S3 wrote only once it ran (ConfirmJob found none at
+    Suspended and held maxObjects on S3's count): the run's manifest is copied from it now, and its
+    rows must add up to that count (batchpipe_core.generator)."""
+    job_id = event.job.jobId
+    at = generated_manifest_location(boto3.client("s3control"), account_id=config.account_id, job_id=job_id)
+    if at is None:
+        raise AccountingError(
+            f"job {job_id} is {event.job.status} and names no generated manifest (GeneratedManifestDescriptor): "
+            "the objects it selected cannot be accounted for"
+        )
+    copied = copy_generated_manifest(
+        boto3.client("s3"),
+        job_id=job_id,
+        at=at,
+        manifest=event.current.manifest,
+        objects=event.current.manifest.objects,
+    )
+    copied.pop("sample")
+    manifest = event.current.manifest.model_copy(update=copied)
+    return event.model_copy(update={"current": event.current.model_copy(update={"manifest": manifest})})

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
+from batchpipe.local.s3batch import KIND_ANSWERS
 from batchpipe_core.generator import manifest_generator, with_manifest_generator
 from batchpipe_core.jobs import CurrentAttempt, JobRunRef, JobSettings, SpecView, build_create_job_request
 from batchpipe_core.keys import decode_key, encode_key
@@ -190,17 +191,116 @@ def test_creation_time_bounds_follow_the_spec(s3batch_env):
     assert created < datetime.now(UTC) + timedelta(seconds=5)
 
 
-def test_confirmation_required_counts_before_anything_runs(s3batch_env):
+def test_by_default_a_suspended_generator_job_shows_neither_count_nor_manifest(s3batch_env):
+    # The least S3 documents: GeneratedManifestDescriptor is filled "after execution of the
+    # ManifestGenerator" and TotalNumberOfTasks is optional; both appear once the job runs.
     s3batch_env.bucket("src-bkt")
     for key in KEYS:
         s3batch_env.put("src-bkt", key)
 
-    job = _run(s3batch_env, _request({"prefixes": ["photos/"]}, confirm=True))
+    suspended = _run(s3batch_env, _request({"prefixes": ["photos/"]}, confirm=True))
+
+    assert suspended["Status"] == "Suspended"
+    assert "TotalNumberOfTasks" not in suspended["ProgressSummary"]
+    assert "GeneratedManifestDescriptor" not in suspended
+    written = s3batch_env.s3.list_objects_v2(Bucket=PIPELINE_BUCKET, Prefix=f"{RUN_PREFIX}generated-manifest")
+    assert written["KeyCount"] == 0
+    assert _tagged(s3batch_env) == set()
+
+    s3batch_env.s3control.update_job_status(
+        AccountId=S3BATCH_ACCOUNT, JobId=suspended["JobId"], RequestedJobStatus="Ready"
+    )
+    assert s3batch_env.engine.wait_idle(60)
+    done = s3batch_env.describe(suspended["JobId"])
+    assert done["Status"] == "Complete"
+    assert done["ProgressSummary"]["TotalNumberOfTasks"] == 5
+    assert len(_generated_keys(s3batch_env, done)) == 5
+
+
+def test_kind_answers_count_and_write_the_manifest_before_confirmation(s3batch_world):
+    s3batch_world.start(**KIND_ANSWERS)
+    s3batch_world.bucket("src-bkt")
+    for key in KEYS:
+        s3batch_world.put("src-bkt", key)
+
+    job = _run(s3batch_world, _request({"prefixes": ["photos/"]}, confirm=True))
 
     assert job["Status"] == "Suspended"
     assert job["ProgressSummary"]["TotalNumberOfTasks"] == 5
-    assert len(_generated_keys(s3batch_env, job)) == 5
-    assert _tagged(s3batch_env) == set()
+    assert len(_generated_keys(s3batch_world, job)) == 5
+    assert _tagged(s3batch_world) == set()
+
+
+@pytest.mark.parametrize(
+    ("filter_spec", "expected"),
+    [
+        ({"suffixes": ["%done.jpg"]}, {"photos/100%done.jpg"}),
+        ({"suffixes": [" café.jpg"]}, {"photos/日本 café.jpg"}),
+        ({"suffixes": ["A.JPG"]}, set()),  # case-sensitive
+        ({"substrings": ["+"]}, {"photos/a+b.jpg"}),
+        ({"substrings": ["%2F"]}, {"photos%2Fencoded.jpg"}),  # the raw key's characters, not decoded
+        ({"substrings": ["hotos/"]}, {k for k in KEYS if "hotos/" in k}),
+        (
+            {"prefixes": ["photos/"], "suffixes": [".jpg"], "substrings": ["a"]},
+            {"photos/a+b.jpg", "photos/plain.jpg", "photos/日本 café.jpg"},
+        ),
+        ({"replicationStatuses": ["NONE"]}, set(KEYS)),
+        ({"replicationStatuses": ["COMPLETED", "FAILED", "REPLICA"]}, set()),
+    ],
+)
+def test_suffixes_substrings_and_replication_statuses_match_as_documented(s3batch_env, filter_spec, expected):
+    s3batch_env.bucket("src-bkt")
+    for key in KEYS:
+        s3batch_env.put("src-bkt", key)
+
+    job = _run(s3batch_env, _request(filter_spec))
+
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == len(expected)
+    assert _tagged(s3batch_env) == expected
+
+
+def test_eligible_for_replication_follows_the_buckets_enabled_rules(s3batch_env):
+    s3batch_env.bucket("src-bkt", versioned=True)
+    s3batch_env.bucket("replica-bkt", versioned=True)
+    for key in KEYS:
+        s3batch_env.put("src-bkt", key)
+    s3batch_env.s3.put_object_tagging(
+        Bucket="src-bkt",
+        Key="other/photos/a.jpg",
+        Tagging={"TagSet": [{"Key": "copy me", "Value": "yes 1"}]},
+    )
+    off = {"Status": "Disabled"}
+    to_replica = {"DeleteMarkerReplication": off, "Destination": {"Bucket": "arn:aws:s3:::replica-bkt"}}
+    rules = [
+        {"ID": "a", "Priority": 1, "Status": "Enabled", "Filter": {"Prefix": "photos/a"}} | to_replica,
+        {
+            "ID": "b",
+            "Priority": 2,
+            "Status": "Enabled",
+            "Filter": {"And": {"Prefix": "other/", "Tags": [{"Key": "copy me", "Value": "yes 1"}]}},
+        }
+        | to_replica,
+        {"ID": "c", "Priority": 3, "Status": "Disabled", "Filter": {"Prefix": "Photos/"}} | to_replica,
+    ]
+    s3batch_env.s3.put_bucket_replication(
+        Bucket="src-bkt",
+        ReplicationConfiguration={"Role": f"arn:aws:iam::{S3BATCH_ACCOUNT}:role/replication", "Rules": rules},
+    )
+
+    job = _run(s3batch_env, _request({"eligibleForReplication": True}))
+
+    assert _tagged(s3batch_env) == {"photos/a+b.jpg", "other/photos/a.jpg"}
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == 2
+
+
+def test_a_bucket_without_replication_configuration_has_nothing_eligible(s3batch_env):
+    s3batch_env.bucket("src-bkt")
+    s3batch_env.put("src-bkt", "a")
+
+    job = _run(s3batch_env, _request({"eligibleForReplication": True}))
+
+    assert job["Status"] == "Complete"
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == 0
 
 
 def test_an_empty_selection_writes_an_empty_manifest_and_runs_nothing(s3batch_env):
@@ -240,9 +340,9 @@ def test_a_missing_source_bucket_fails_the_job_while_preparing(s3batch_env):
         ),
         (
             lambda r: r["ManifestGenerator"]["S3JobManifestGenerator"].update(
-                Filter={"EligibleForReplication": True}
+                Filter={"KeyNameConstraint": {"MatchAnySuffix": ["x" * 1025]}}
             ),
-            "EligibleForReplication",
+            "1 to 1024 characters",
         ),
         (
             lambda r: r["ManifestGenerator"]["S3JobManifestGenerator"].pop("ManifestOutputLocation"),

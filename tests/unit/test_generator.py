@@ -13,6 +13,10 @@ def test_every_supported_field_keeps_its_meaning():
     conditions = generator_filter(
         {
             "prefixes": ["photos/日本 a+b%"],
+            "suffixes": [".JPG"],
+            "substrings": [" +%é/"],
+            "replicationStatuses": ["FAILED", "NONE"],
+            "eligibleForReplication": True,
             "minSizeBytes": 10,
             "maxSizeBytes": 20,
             "modifiedAfter": "2024-01-01T00:00:00Z",
@@ -26,7 +30,13 @@ def test_every_supported_field_keeps_its_meaning():
 
     assert conditions == {
         # The raw key, not an encoding of it: the generator compares object keys as stored.
-        "KeyNameConstraint": {"MatchAnyPrefix": ["photos/日本 a+b%"]},
+        "KeyNameConstraint": {
+            "MatchAnyPrefix": ["photos/日本 a+b%"],
+            "MatchAnySuffix": [".JPG"],
+            "MatchAnySubstring": [" +%é/"],
+        },
+        "ObjectReplicationStatuses": ["FAILED", "NONE"],
+        "EligibleForReplication": True,
         # Inclusive spec bounds as the generator's strict ones.
         "ObjectSizeGreaterThanBytes": 9,
         "ObjectSizeLessThanBytes": 21,
@@ -49,6 +59,9 @@ def test_no_filter_and_a_zero_minimum_add_no_condition():
         ({"keyRegex": "\\.jpg$"}, "filter.keyRegex", "the inventory source"),
         ({"where": "size > 0"}, "filter.where", "the inventory source"),
         ({"prefixes": ["a/", "b/"]}, "filter.prefixes", "run once per prefix"),
+        ({"suffixes": [".jpg", ".png"]}, "filter.suffixes", "run once per suffix"),
+        ({"substrings": ["a", "b"]}, "filter.substrings", "run once per substring"),
+        ({"replicationStatuses": ["FAILED", "PENDING"]}, "filter.replicationStatuses", "PENDING"),
         ({"storageClasses": ["STANDARD", "OUTPOSTS"]}, "filter.storageClasses", "OUTPOSTS"),
         ({"encryptionStatuses": ["SSE-S3", "NOT-SSE"]}, "filter.encryptionStatuses", "run once per status"),
         ({"latestOnly": False}, "filter.latestOnly", "remove latestOnly: false"),

@@ -208,6 +208,18 @@ FIELDS = [
         "storage_class",
     ),
     ("encryptionStatuses", ["SSE-KMS"], "WHERE encryption_status IN ('SSE-KMS')", "encryption_status"),
+    # Suffixes by code points (Trino's substr), never encoded: 'é.jpg' is 5 characters, 6 bytes.
+    ("suffixes", ["é.jpg"], "WHERE substr(key, -5) = 'é.jpg'", "key"),
+    ("suffixes", ["a", "it's"], "WHERE (substr(key, -1) = 'a' OR substr(key, -4) = 'it''s')", "key"),
+    ("substrings", [" +%"], "WHERE strpos(key, ' +%') > 0", "key"),
+    ("replicationStatuses", ["FAILED"], "WHERE replication_status IN ('FAILED')", "replication_status"),
+    (
+        "replicationStatuses",
+        ["COMPLETED", "NONE"],
+        "WHERE (replication_status IN ('COMPLETED') OR replication_status IS NULL)",
+        "replication_status",
+    ),
+    ("replicationStatuses", ["NONE"], "WHERE replication_status IS NULL", "replication_status"),
     ("minSizeBytes", 0, "WHERE size >= 0", "size"),
     ("maxSizeBytes", 1024, "WHERE size <= 1024", "size"),
     (
@@ -234,6 +246,7 @@ INNER = {
         ),
         "storage_class": "nullif(storage_class, '') AS storage_class",
         "encryption_status": "nullif(encryption_status, '') AS encryption_status",
+        "replication_status": "nullif(replication_status, '') AS replication_status",
         "e_tag": "nullif(e_tag, '') AS e_tag",
         "is_multipart_uploaded": "lower(is_multipart_uploaded) = 'true' AS is_multipart_uploaded",
     },

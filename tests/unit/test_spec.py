@@ -347,8 +347,9 @@ def test_an_unknown_versions_choice_names_the_choices(config):
 
 STORAGE_CLASSES = ", ".join(INVENTORY_STORAGE_CLASSES)
 FILTER_FIELDS = (
-    "prefixes, keyRegex, storageClasses, minSizeBytes, maxSizeBytes, modifiedBefore, modifiedAfter, "
-    "encryptionStatuses, latestOnly, versions, where, tags, metadata"
+    "prefixes, suffixes, substrings, keyRegex, storageClasses, minSizeBytes, maxSizeBytes, modifiedBefore, "
+    "modifiedAfter, encryptionStatuses, replicationStatuses, eligibleForReplication, latestOnly, versions, where, "
+    "tags, metadata"
 )
 TOP_FIELDS = "name, inventory, source, filter, rerun, operation, report, retry, priority, confirmationRequired, dryRun, maxObjects, concurrency"
 TIMESTAMP_FORMAT = "must be an ISO 8601 UTC timestamp ending in Z, e.g. 2024-01-01T00:00:00Z"

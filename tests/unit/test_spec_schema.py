@@ -147,6 +147,8 @@ SPECS = _object(
     filter=_maybe(
         _object(
             prefixes=_maybe(_lists(st.sampled_from(["photos/", "logs/2024/", "", "k" * 1025, 5]))),
+            suffixes=_maybe(_lists(st.sampled_from([".jpg", " +%é", "", "k" * 1025, 5]))),
+            substrings=_maybe(_lists(st.sampled_from(["/raw/", "a b", "", 5]))),
             keyRegex=_maybe(st.sampled_from(["\\.jpe?g$", "^logs/", "", "a" * 4097, 5])),
             storageClasses=_maybe(_lists(_enums(("STANDARD", "GLACIER", "OUTPOSTS", "SNOW")))),
             minSizeBytes=_maybe(_ints(0, 1000)),
@@ -154,6 +156,8 @@ SPECS = _object(
             modifiedBefore=_maybe(st.sampled_from([*TIMESTAMPS[2:], "2024-01-01", "2024-01-01 00:00:00Z"])),
             modifiedAfter=_maybe(st.sampled_from([*TIMESTAMPS[:2], "2020-01-01T00:00:00+00:00", 0])),
             encryptionStatuses=_maybe(_lists(_enums(("NOT-SSE", "SSE-KMS")))),
+            replicationStatuses=_maybe(_lists(_enums(("NONE", "FAILED", "PENDING")))),
+            eligibleForReplication=_maybe(st.sampled_from([True, False, "true", 1])),
             latestOnly=_maybe(st.sampled_from([True, False, "true", 1])),
             versions=_maybe(st.sampled_from(["pinned", "current", "Pinned", "all"])),
             where=_maybe(st.sampled_from(["size > 0", "storage_class = 'GLACIER'", 1])),
@@ -257,7 +261,6 @@ def test_the_schema_accepts_exactly_what_validate_spec_accepts(
             {"operation": TAGGING, "rerun": {"failures": "s3://b/f.csv"}, "filter": {"prefixes": ["a/"]}},
             "rerun replaces filter",
         ),
-        ({"operation": TAGGING, "source": {"bucket": "b-1"}, "dryRun": True}, "a source run has no dry run"),
     ],
 )
 def test_the_schema_refuses_what_the_issue_found_it_accepting(validator, spec, why):

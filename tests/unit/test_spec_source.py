@@ -56,7 +56,6 @@ def test_an_all_versions_stack_still_runs_a_source_on_current_versions(config, s
             {"source": {"bucket": BUCKET}, "inventory": {"table": "t"}},
             "source: cannot be combined with inventory",
         ),
-        ({"source": {"bucket": BUCKET}, "dryRun": True}, "dryRun: a source.bucket run has no dry run"),
         ({"source": {}}, "source: give exactly one of bucket"),
         ({"source": {"bucket": BUCKET, "prefix": "x"}}, "source.prefix: unknown field"),
     ],

@@ -15,6 +15,7 @@ from batchpipe.inputs import (
     whole_number,
     with_example,
 )
+from batchpipe.local.answers import SUSPENDED_GENERATOR_ANSWERS
 from batchpipe.output import output_option
 
 
@@ -45,6 +46,13 @@ def add_local_commands(commands: Any) -> None:
         choices=["percent", "form"],
         default="percent",
         help="how the emulated S3 Batch engine decodes manifest keys ('+' as '+' or as space)",
+    )
+    run.add_argument(
+        "--suspended-generator",
+        choices=sorted(SUSPENDED_GENERATOR_ANSWERS),
+        default="neither",
+        help="what a Suspended source.bucket job shows before confirmation (AWS documents neither): its "
+        "generated manifest, its count, both, or neither (the default, which ConfirmJob refuses to confirm)",
     )
     run.add_argument(
         "--wait-timeout",

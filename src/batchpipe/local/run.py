@@ -15,6 +15,7 @@ from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
 from batchpipe.progress import LiveLine, TerminalBar, bar
 
 from . import inventory as inv
+from .answers import SUSPENDED_GENERATOR_ANSWERS
 from .confirmation import OperatorStandIn
 from .lambda_faults import check_states, shipped_lambda_task_states
 from .outputs import lambda_logs_to, prepare_out, write_outputs, write_run_page
@@ -258,6 +259,7 @@ def local_run(args: argparse.Namespace) -> int:
             event_delivery=args.event_delivery,
             faults=faults,
             key_decoding=args.key_decoding,
+            engine_options=SUSPENDED_GENERATOR_ANSWERS[args.suspended_generator],
             timeout_scale=seconds_per_long_wait(args.wait_timeout),
             # The AWS managed table bucket aws-s3 (a source.metadataTable run's table) in the run's folder.
             table_bucket_dir=out / "s3tables" / "aws-s3",

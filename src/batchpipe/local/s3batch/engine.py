@@ -10,7 +10,8 @@ sees each job's statuses in order.
 
 By default the engine answers as unkindly as AWS documents it may (docs/LOCAL.md, "Unkind answers"):
 a new job is not found by its first DescribeJob, ``TotalNumberOfTasks`` is absent until the job runs,
-and no event says ``Suspended``. ``BatchEngine(**KIND_ANSWERS)`` gives the kind answers instead.
+a ``ManifestGenerator`` job's generated manifest is written (and described) only when it runs, and no
+event says ``Suspended``. ``BatchEngine(**KIND_ANSWERS)`` gives the kind answers instead.
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ SUSPENDED_EXPIRED_REASON = (
     "The job remained Suspended for over 30 days without being confirmed (local fault rule expireSuspended)"
 )
 #: The engine's settings that give the kind answers AWS does not promise (tests that need them).
-KIND_ANSWERS: dict[str, Any] = {"describe_not_found": 0, "withhold_total": False, "suspended_events": True}
+KIND_ANSWERS: dict[str, Any] = {
+    "describe_not_found": 0,
+    "withhold_total": False,
+    "suspended_events": True,
+    "generated_manifest_before_run": True,
+}
 CANCELLABLE = frozenset({jobs.NEW, jobs.PREPARING, jobs.SUSPENDED, jobs.READY, jobs.ACTIVE})
 _API = {
     "CreateJob": "create_job",
@@ -99,6 +105,7 @@ class BatchEngine:
         describe_not_found: int = 1,
         withhold_total: bool = True,
         suspended_events: bool = False,
+        generated_manifest_before_run: bool = False,
     ) -> None:
         if key_decoding not in KEY_DECODINGS:
             raise ValueError(f"key_decoding must be one of {KEY_DECODINGS}, not {key_decoding!r}")
@@ -123,6 +130,10 @@ class BatchEngine:
         # S3 user guide, "Tracking a job in EventBridge through CloudTrail": the statuses it lists as
         # emitted do not include Suspended, so by default no event says it.
         self.suspended_events = suspended_events
+        # S3 API reference, S3GeneratedManifestDescriptor: filled in "after execution of the
+        # ManifestGenerator", and no page says whether that is before a ConfirmationRequired job is
+        # confirmed; by default the generated manifest is written, and described, only once the job runs.
+        self.generated_manifest_before_run = generated_manifest_before_run
         self._jobs: dict[str, Job] = {}
         self._tokens: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._sequence = itertools.count()
@@ -265,9 +276,7 @@ class BatchEngine:
             return False
         if self.faults.answer(WithholdTotalRule, job.tags) is not None:
             return True
-        # Kinder than AWS for ManifestGenerator jobs only: the pipeline cannot count a generated
-        # manifest itself yet (batchpipe_core.control.check_count), so their count stays visible.
-        return self.withhold_total and not job.request.get("ManifestGenerator")
+        return self.withhold_total
 
     def list_jobs(self, params: dict, *, region: str | None = None) -> dict:
         statuses = set(params.get("JobStatuses") or [])
@@ -463,10 +472,11 @@ class BatchEngine:
         generated = None
         try:
             if job.request.get("ManifestGenerator"):
-                tasks = generator.generate(self._s3_client(), job.request["ManifestGenerator"])
-                generated = generator.write_output(
-                    self._s3_client(), job.request["ManifestGenerator"], job.job_id, tasks, _now()
+                tasks = generator.generate(
+                    self._s3_client(), job.request["ManifestGenerator"], account_id=job.account_id
                 )
+                if self.generated_manifest_before_run:
+                    generated = self._write_generated(job, tasks)
             else:
                 tasks = read_tasks(self._s3_client(), job.request["Manifest"], key_decoding=self.key_decoding)
         except ManifestError as exc:
@@ -489,6 +499,12 @@ class BatchEngine:
             if confirm and self.faults.answer(ExpireSuspendedRule, job.tags) is not None:
                 # S3 user guide, "Creating a job": a job left Suspended for over 30 days fails.
                 self._fail(job, SUSPENDED_EXPIRED, SUSPENDED_EXPIRED_REASON)
+
+    def _write_generated(self, job: Job, tasks: list) -> dict | None:
+        """The generated manifest's files and GeneratedManifestDescriptor (None without EnableManifestOutput)."""
+        return generator.write_output(
+            self._s3_client(), job.request["ManifestGenerator"], job.job_id, [t for t in tasks if t], _now()
+        )
 
     def _fail(self, job: Job, code: str, reason: str) -> None:
         with self._cond:
@@ -515,6 +531,10 @@ class BatchEngine:
             lambda_redrives=self.lambda_redrives,
         )
         runner = operations.build(job.request["Operation"], context)
+        if job.request.get("ManifestGenerator") and job.generated_manifest is None:
+            generated = self._write_generated(job, job.tasks or [])
+            with self._cond:
+                job.generated_manifest = generated
         with self._cond:
             job.started_active()
             job.ran = True

@@ -21,8 +21,12 @@ Where the documentation is silent, the choice here is the one that assumes least
   ``.../data/``, keys URL-encoded as in an S3 Inventory CSV (``batchpipe_core.keys.encode_key``, which
   never writes a bare ``+``). Callers must read the location from ``GeneratedManifestDescriptor``,
   never build it.
-* ``EligibleForReplication`` depends on replication rules this engine does not evaluate: CreateJob
-  refuses it rather than guess.
+* ``EligibleForReplication`` ("eligible for replication according to the Replication configuration on
+  the source bucket"): an object is eligible when an ``Enabled`` rule of the bucket's replication
+  configuration selects it (the rule's ``Filter``: ``Prefix``, ``Tag`` or ``And`` of both; or the older
+  rule-level ``Prefix``), whatever its replication status; a bucket without a configuration has none.
+* ``ObjectReplicationStatuses``: HeadObject's ``x-amz-replication-status`` (``COMPLETE`` read as
+  ``COMPLETED``, the API reference allowing both), ``NONE`` for an object that has none.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ STORAGE_CLASSES = frozenset(
 _ENCRYPTION_MEMBERS = ("SSES3", "SSEKMS", "DSSEKMS", "SSEC", "NOTSSE")
 _SSE_HEADER = {"AES256": "SSES3", "aws:kms": "SSEKMS", "aws:kms:dsse": "DSSEKMS"}
 _REPLICATION_STATUSES = frozenset({"COMPLETED", "FAILED", "REPLICA", "NONE"})
+# KeyNameConstraint's strings: NonEmptyMaxLength1024String in the API's model.
+MAX_KEY_CONSTRAINT_CHARS = 1024
 GENERATION_FAILED = "ManifestGenerationFailed"  # ours: no AWS source names this failure code
 
 
@@ -77,14 +83,13 @@ def validate(generator: dict) -> None:
         except ValueError as exc:
             raise BadRequestException(f"ManifestOutputLocation.Bucket: {exc}") from exc
     filter_ = spec.get("Filter") or {}
-    if filter_.get("EligibleForReplication"):
-        raise BadRequestException(
-            "Filter.EligibleForReplication is not supported by the local S3 Batch engine "
-            "(it does not evaluate replication rules)"
-        )
     for name, values in (filter_.get("KeyNameConstraint") or {}).items():
         if len(values) != 1:
             raise BadRequestException(f"KeyNameConstraint.{name} takes exactly 1 string, got {len(values)}")
+        if not 1 <= len(values[0]) <= MAX_KEY_CONSTRAINT_CHARS:
+            raise BadRequestException(
+                f"KeyNameConstraint.{name}: the string must be 1 to {MAX_KEY_CONSTRAINT_CHARS} characters"
+            )
     unknown = set(filter_.get("MatchAnyStorageClass") or ()) - STORAGE_CLASSES
     if unknown:
         raise BadRequestException(f"Filter.MatchAnyStorageClass: {sorted(unknown)} not valid storage classes")
@@ -96,16 +101,18 @@ def validate(generator: dict) -> None:
             raise BadRequestException("Filter.MatchAnyObjectEncryption: each entry names one encryption type")
 
 
-def generate(s3: Any, generator: dict) -> list[Task]:
+def generate(s3: Any, generator: dict, *, account_id: str) -> list[Task]:
     """The tasks of the generated manifest, in listing order (key order). Raises ManifestError."""
     spec = generator["S3JobManifestGenerator"]
     bucket = parse_bucket_arn(spec["SourceBucket"])
     filter_ = spec.get("Filter") or {}
     try:
+        rules = _replication_rules(bucket, account_id) if filter_.get("EligibleForReplication") else None
         return [
             Task(bucket, encode_key(key), "", key, None)
             for key, listed in _listing(s3, bucket)
             if _matches(s3, bucket, key, listed, filter_)
+            and (rules is None or _eligible(s3, bucket, key, rules))
         ]
     except ClientError as exc:
         error = exc.response.get("Error", {})
@@ -194,9 +201,63 @@ def _matches(s3: Any, bucket: str, key: str, listed: dict, filter_: dict) -> boo
         head = _head(s3, bucket, key)
         if encryptions and _encryption_of(head) not in {next(iter(entry)) for entry in encryptions}:
             return False
-        if statuses and head.get("ReplicationStatus", "NONE") not in statuses:
+        if statuses and _REPLICATION_AS.get(head.get("ReplicationStatus") or "NONE", "") not in statuses:
             return False
     return True
+
+
+_REPLICATION_AS = {
+    "COMPLETE": "COMPLETED",
+    "COMPLETED": "COMPLETED",
+    "PENDING": "PENDING",
+    "FAILED": "FAILED",
+    "REPLICA": "REPLICA",
+    "NONE": "NONE",
+}
+
+
+def _replication_rules(bucket: str, account_id: str) -> list[dict]:
+    """The Enabled rules of the bucket's replication configuration (none without one), each as
+    ``{"prefix", "tags"}``.
+
+    Read from moto's store, not through GetBucketReplication: moto 5's answer replaces every rule's
+    Filter with ``{"Prefix": ""}``, which would make every object eligible (kinder than AWS). The store
+    holds the request as parsed from its XML (a lone Tag is a dict, several a list).
+    """
+    from moto.s3.models import s3_backends
+
+    # The bucket's owner: the caller's account, else whichever account moto keeps it under.
+    owners = [account_id, *(account for account in s3_backends if account != account_id)]
+    backend = next((s3_backends[a]["aws"] for a in owners if bucket in s3_backends[a]["aws"].buckets), None)
+    configuration = (backend.get_bucket_replication(bucket) if backend else None) or {}
+    rules = configuration.get("Rule") or []
+    result = []
+    for rule in rules if isinstance(rules, list) else [rules]:
+        if rule.get("Status") != "Enabled":
+            continue
+        filter_ = rule.get("Filter")
+        if filter_ is None:  # the older form: a rule-level Prefix
+            result.append({"prefix": rule.get("Prefix") or "", "tags": {}})
+            continue
+        both = filter_.get("And") or {}
+        pairs = filter_.get("Tag", both.get("Tag")) or []
+        pairs = pairs if isinstance(pairs, list) else [pairs]
+        prefix = filter_.get("Prefix", both.get("Prefix")) or ""
+        result.append({"prefix": prefix, "tags": {pair["Key"]: pair.get("Value") or "" for pair in pairs}})
+    return result
+
+
+def _eligible(s3: Any, bucket: str, key: str, rules: list[dict]) -> bool:
+    tags: dict[str, str] | None = None
+    for rule in rules:
+        if not key.startswith(rule["prefix"]):
+            continue
+        if rule["tags"] and tags is None:
+            tag_set = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+            tags = {pair["Key"]: pair["Value"] for pair in tag_set}
+        if all((tags or {}).get(name) == value for name, value in rule["tags"].items()):
+            return True
+    return False
 
 
 def _head(s3: Any, bucket: str, key: str) -> dict:
