@@ -141,15 +141,28 @@ def generator_problems(filter_spec: dict[str, Any] | None) -> list[str]:
     return problems
 
 
-def generator_only_problems(filter_spec: dict[str, Any] | None, source: str) -> list[str]:
-    """Filter fields only the manifest generator applies, on another ``source``: one line each."""
+def one_source_problems(
+    filter_spec: dict[str, Any] | None, fields: dict[str, str], *, only: str, use: str, source: str
+) -> list[str]:
+    """Filter ``fields`` (name -> what it reads) that only one source has, given on another ``source``:
+    one line each, ``filter.<name>: <what> <only>; use <use>, not <source>``."""
     filter_spec = filter_spec or {}
     return [
-        f"filter.{name}: {what} is known only to S3 Batch's manifest generator; use {GENERATOR_SOURCE}, "
-        f"not {source}"
-        for name, what in GENERATOR_ONLY_FILTERS.items()
+        f"filter.{name}: {what} {only}; use {use}, not {source}"
+        for name, what in fields.items()
         if filter_spec.get(name) is not None
     ]
+
+
+def generator_only_problems(filter_spec: dict[str, Any] | None, source: str) -> list[str]:
+    """Filter fields only the manifest generator applies, on another ``source``."""
+    return one_source_problems(
+        filter_spec,
+        GENERATOR_ONLY_FILTERS,
+        only="is known only to S3 Batch's manifest generator",
+        use=GENERATOR_SOURCE,
+        source=source,
+    )
 
 
 def generator_filter(filter_spec: dict[str, Any] | None) -> dict[str, Any]:

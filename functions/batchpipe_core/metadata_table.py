@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchpipe_core.errors import SpecValidationError
-from batchpipe_core.generator import GENERATOR_SOURCE, generator_only_problems
+from batchpipe_core.generator import GENERATOR_SOURCE, generator_only_problems, one_source_problems
 from batchpipe_core.inventory_layout import INVENTORY_STORAGE_CLASSES, VERSIONS_CURRENT
 from batchpipe_core.query import (
     FILTER_COLUMNS,
@@ -95,13 +95,13 @@ def default_namespace(bucket: str) -> str:
 
 def metadata_only_problems(filter_spec: dict[str, Any] | None, source: str) -> list[str]:
     """filter.tags / filter.metadata on a source that has no such columns: one line each, naming the fix."""
-    filter_spec = filter_spec or {}
-    return [
-        f"filter.{name}: {what} are only in the S3 Metadata live inventory table; use "
-        f'"source": {{"metadataTable": {{}}}} (the stack\'s MetadataTableBucket), not {source}'
-        for name, what in METADATA_ONLY_FIELDS.items()
-        if filter_spec.get(name) is not None
-    ]
+    return one_source_problems(
+        filter_spec,
+        METADATA_ONLY_FIELDS,
+        only="are only in the S3 Metadata live inventory table",
+        use='"source": {"metadataTable": {}} (the stack\'s MetadataTableBucket)',
+        source=source,
+    )
 
 
 def source_filter_problems(filter_spec: dict[str, Any] | None) -> list[str]:

@@ -16,6 +16,16 @@ BUCKET = "their-bucket"
 SAMPLE = 50
 
 
+def _inventory(tmp_path: Path, count: int) -> list[inv.InventoryObject]:
+    """``count`` generated objects' CSV inventory in tmp_path/inv (keys with spaces, '+', '%', unicode)."""
+    objects = inv.generate_objects(count, seed=11, bucket=BUCKET, versioned=False)
+    inv.write_inventory_dir(
+        tmp_path / "inv", source_bucket=BUCKET, dest_bucket="dest", dest_prefix="inv", config_id="cfg",
+        objects=objects, fmt="CSV", versions="Current", delivery_time=datetime(2025, 3, 4, 5, 6, tzinfo=UTC),
+    )  # fmt: skip
+    return objects
+
+
 def _preview(tmp_path: Path, spec: dict, capsys) -> tuple[int, str, str]:
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
@@ -56,11 +66,7 @@ AFTER = datetime(2022, 1, 1, tzinfo=UTC)
     ids=["substring", "suffix-date", "prefix-encryption"],
 )
 def test_a_bucket_source_preview_selects_what_the_inventory_does(tmp_path, capsys, filter_, selects):
-    objects = inv.generate_objects(200, seed=11, bucket=BUCKET, versioned=False)
-    inv.write_inventory_dir(
-        tmp_path / "inv", source_bucket=BUCKET, dest_bucket="dest", dest_prefix="inv", config_id="cfg",
-        objects=objects, fmt="CSV", versions="Current", delivery_time=datetime(2025, 3, 4, 5, 6, tzinfo=UTC),
-    )  # fmt: skip
+    objects = _inventory(tmp_path, 200)
 
     code, from_inventory, err = _preview(tmp_path, {"filter": filter_}, capsys)
     assert code == 0, err
@@ -90,11 +96,7 @@ def test_a_bucket_source_preview_selects_what_the_inventory_does(tmp_path, capsy
     ],
 )
 def test_a_bucket_source_preview_refuses_what_it_cannot_show(tmp_path, capsys, filter_, line):
-    objects = inv.generate_objects(20, seed=11, bucket=BUCKET, versioned=False)
-    inv.write_inventory_dir(
-        tmp_path / "inv", source_bucket=BUCKET, dest_bucket="dest", dest_prefix="inv", config_id="cfg",
-        objects=objects, fmt="CSV", versions="Current", delivery_time=datetime(2025, 3, 4, 5, 6, tzinfo=UTC),
-    )  # fmt: skip
+    _inventory(tmp_path, 20)
 
     code, _, err = _preview(tmp_path, {"source": {"bucket": BUCKET}, "filter": filter_}, capsys)
 

@@ -131,9 +131,21 @@ def test_a_prefix_run_acts_on_exactly_the_raw_keys_it_names(s3batch_env):
         ({"prefixes": ["photos/with space/"]}, {"photos/with space/x.txt"}),
         ({"prefixes": ["photos%2F"]}, {"photos%2Fencoded.jpg"}),
         ({"prefixes": ["photos"]}, {k for k in KEYS if k.startswith("photos")}),
+        ({"suffixes": ["%done.jpg"]}, {"photos/100%done.jpg"}),
+        ({"suffixes": [" café.jpg"]}, {"photos/日本 café.jpg"}),
+        ({"suffixes": ["A.JPG"]}, set()),  # case-sensitive
+        ({"substrings": ["+"]}, {"photos/a+b.jpg"}),
+        ({"substrings": ["%2F"]}, {"photos%2Fencoded.jpg"}),  # the raw key's characters, not decoded
+        ({"substrings": ["hotos/"]}, {k for k in KEYS if "hotos/" in k}),
+        (
+            {"prefixes": ["photos/"], "suffixes": [".jpg"], "substrings": ["a"]},
+            {"photos/a+b.jpg", "photos/plain.jpg", "photos/日本 café.jpg"},
+        ),
+        ({"replicationStatuses": ["NONE"]}, set(KEYS)),
+        ({"replicationStatuses": ["COMPLETED", "FAILED", "REPLICA"]}, set()),
     ],
 )
-def test_prefixes_that_need_encoding_match_the_key_as_stored(s3batch_env, filter_spec, expected):
+def test_key_constraints_and_replication_statuses_match_the_key_as_stored(s3batch_env, filter_spec, expected):
     s3batch_env.bucket("src-bkt")
     for key in KEYS:
         s3batch_env.put("src-bkt", key)
@@ -229,34 +241,6 @@ def test_kind_answers_count_and_write_the_manifest_before_confirmation(s3batch_w
     assert job["ProgressSummary"]["TotalNumberOfTasks"] == 5
     assert len(_generated_keys(s3batch_world, job)) == 5
     assert _tagged(s3batch_world) == set()
-
-
-@pytest.mark.parametrize(
-    ("filter_spec", "expected"),
-    [
-        ({"suffixes": ["%done.jpg"]}, {"photos/100%done.jpg"}),
-        ({"suffixes": [" café.jpg"]}, {"photos/日本 café.jpg"}),
-        ({"suffixes": ["A.JPG"]}, set()),  # case-sensitive
-        ({"substrings": ["+"]}, {"photos/a+b.jpg"}),
-        ({"substrings": ["%2F"]}, {"photos%2Fencoded.jpg"}),  # the raw key's characters, not decoded
-        ({"substrings": ["hotos/"]}, {k for k in KEYS if "hotos/" in k}),
-        (
-            {"prefixes": ["photos/"], "suffixes": [".jpg"], "substrings": ["a"]},
-            {"photos/a+b.jpg", "photos/plain.jpg", "photos/日本 café.jpg"},
-        ),
-        ({"replicationStatuses": ["NONE"]}, set(KEYS)),
-        ({"replicationStatuses": ["COMPLETED", "FAILED", "REPLICA"]}, set()),
-    ],
-)
-def test_suffixes_substrings_and_replication_statuses_match_as_documented(s3batch_env, filter_spec, expected):
-    s3batch_env.bucket("src-bkt")
-    for key in KEYS:
-        s3batch_env.put("src-bkt", key)
-
-    job = _run(s3batch_env, _request(filter_spec))
-
-    assert job["ProgressSummary"]["TotalNumberOfTasks"] == len(expected)
-    assert _tagged(s3batch_env) == expected
 
 
 def test_eligible_for_replication_follows_the_buckets_enabled_rules(s3batch_env):

@@ -37,6 +37,10 @@ EITHER_ANSWER = pytest.mark.parametrize(
 )
 
 
+def all_succeeded(objects: int) -> dict:
+    return {"objects": objects, "succeeded": objects, "failedPermanent": 0, "failedRetriesExhausted": 0}
+
+
 def source_spec(stack, name: str, **fields) -> dict:
     return {"name": name, "source": {"bucket": stack.world.source_bucket}, "operation": TAGGING} | fields
 
@@ -57,12 +61,7 @@ def test_a_source_run_tags_exactly_the_keys_under_its_prefix_with_exact_totals(a
     summary = execution.output
     assert summary["status"] == "SUCCEEDED"
     assert summary["manifest"]["objects"] == len(selected) == 5
-    assert summary["totals"] == {
-        "objects": len(selected),
-        "succeeded": len(selected),
-        "failedPermanent": 0,
-        "failedRetriesExhausted": 0,
-    }
+    assert summary["totals"] == all_succeeded(len(selected))
     assert {k for k, t in tags.items() if t == {"batchpipe": "done"}} == set(selected)
     assert all(tags[k] == {} for k in KEYS if k not in selected)
     # The run's manifest is the one S3 generated, in the run's folder, keys encoded without a bare '+'.
@@ -115,16 +114,34 @@ def test_a_source_run_retries_retriable_failures_and_reports_permanent_ones():
     assert rerun.output["totals"]["failedPermanent"] == len(GONE)
 
 
-@EITHER_ANSWER
-def test_max_objects_cancels_a_source_run_on_its_count_before_any_object_is_touched(answers):
+@pytest.mark.parametrize(
+    ("answers", "fields", "error", "cause"),
+    [
+        *[
+            (
+                answers,
+                {"maxObjects": len(KEYS) - 1},
+                "TooManyObjectsError",
+                f"{len(KEYS)} objects, more than maxObjects ({len(KEYS) - 1})",
+            )
+            for answers in (MANIFEST_AT_SUSPENDED, COUNT_AT_SUSPENDED)
+        ],
+        # The engine's default, the least S3 promises: no count and no generated manifest while Suspended.
+        ({}, {}, "UncountedJobError", "maxObjects (1000000000) cannot be checked"),
+    ],
+    ids=["over-manifest-at-suspended", "over-count-at-suspended", "neither-count-nor-manifest"],
+)
+def test_a_job_that_breaks_max_objects_or_cannot_be_counted_is_cancelled_untouched(
+    answers, fields, error, cause
+):
     with pipeline(**answers) as stack:
-        execution = stack.run(source_spec(stack, "gentoomany", maxObjects=len(KEYS) - 1), name="gentoomany")
+        execution = stack.run(source_spec(stack, "gencount", **fields), name="gencount")
         (job,) = jobs(stack)
         tags = tags_by_key(stack)
 
     assert execution.output["status"] == "FAILED"
-    assert execution.output["error"] == "TooManyObjectsError"
-    assert f"{len(KEYS)} objects, more than maxObjects ({len(KEYS) - 1})" in execution.output["cause"]
+    assert execution.output["error"] == error
+    assert cause in execution.output["cause"]
     assert job["Status"] == "Cancelled"
     assert all(t == {} for t in tags.values())
 
@@ -141,26 +158,7 @@ def test_a_source_run_that_selects_nothing_ends_nothing_to_do(answers):
     assert execution.status == "SUCCEEDED"
     assert summary["status"] == "NOTHING_TO_DO"
     assert summary["manifest"]["objects"] == 0
-    assert summary["totals"] == {
-        "objects": 0,
-        "succeeded": 0,
-        "failedPermanent": 0,
-        "failedRetriesExhausted": 0,
-    }
-    assert all(t == {} for t in tags.values())
-
-
-def test_neither_count_nor_manifest_refuses_to_confirm():
-    # The engine's default, the least S3 promises: no count and no generated manifest while Suspended.
-    with pipeline() as stack:
-        execution = stack.run(source_spec(stack, "genblind"), name="genblind")
-        (job,) = jobs(stack)
-        tags = tags_by_key(stack)
-
-    assert execution.output["status"] == "FAILED"
-    assert execution.output["error"] == "UncountedJobError"
-    assert "maxObjects (1000000000) cannot be checked" in execution.output["cause"]
-    assert job["Status"] == "Cancelled"
+    assert summary["totals"] == all_succeeded(0)
     assert all(t == {} for t in tags.values())
 
 
@@ -202,21 +200,16 @@ def _replicated_photos(stack) -> None:
             "Role": "arn:aws:iam::123456789012:role/replication",
             "Rules": [
                 {
-                    "ID": "photos",
-                    "Priority": 1,
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": "photos/2023/"},
+                    "ID": prefix,
+                    "Priority": priority,
+                    "Status": status,
+                    "Filter": {"Prefix": prefix},
                     "DeleteMarkerReplication": {"Status": "Disabled"},
                     "Destination": {"Bucket": "arn:aws:s3:::replica-bucket"},
-                },
-                {
-                    "ID": "docs",
-                    "Priority": 2,
-                    "Status": "Disabled",
-                    "Filter": {"Prefix": "docs/"},
-                    "DeleteMarkerReplication": {"Status": "Disabled"},
-                    "Destination": {"Bucket": "arn:aws:s3:::replica-bucket"},
-                },
+                }
+                for priority, (prefix, status) in enumerate(
+                    [("photos/2023/", "Enabled"), ("docs/", "Disabled")], start=1
+                )
             ],
         },
     )
@@ -253,12 +246,7 @@ def test_each_generator_filter_selects_exactly_its_keys_end_to_end(filter_, sele
     assert execution.status == "SUCCEEDED"
     assert summary["status"] == ("SUCCEEDED" if selected else "NOTHING_TO_DO")
     assert summary["manifest"]["objects"] == len(selected)
-    assert summary["totals"] == {
-        "objects": len(selected),
-        "succeeded": len(selected),
-        "failedPermanent": 0,
-        "failedRetriesExhausted": 0,
-    }
+    assert summary["totals"] == all_succeeded(len(selected))
     assert sorted(k for k, t in tags.items() if t == {"batchpipe": "done"}) == selected
     assert job["Status"] == "Complete"
 
