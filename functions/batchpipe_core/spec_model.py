@@ -379,7 +379,9 @@ class JobSpec(_SpecModel):
         "the job waits in Suspended, counted, until a person confirms it", False
     )
     dry_run: StrictBool | None = _about(
-        "stop after the manifest: count, sample keys, estimated cost; no job", False
+        "stop after the manifest: count, sample keys, estimated cost; no job (source.bucket: the job S3 lists "
+        "the bucket in, cancelled before it touches any object)",
+        False,
     )
     max_objects: Count | None = _about(
         "fail before creating any job if the selection holds more objects; default: the stack's "
