@@ -163,22 +163,6 @@ def test_a_missing_spec_file_is_a_usage_error(tmp_path, capsys):
     assert "spec file not found" in capsys.readouterr().err
 
 
-def test_preview_of_a_source_spec_says_what_to_do_instead(tmp_path, capsys):
-    spec = tmp_path / "source.json"
-    spec.write_text(
-        json.dumps(
-            {"source": {"bucket": "batchpipe-demo-source"}, "operation": {"S3DeleteObjectTagging": {}}}
-        )
-    )
-
-    code = main(["preview", "--spec", str(spec), "--inventory", str(tmp_path)])
-
-    assert code == 2
-    error = capsys.readouterr().err
-    assert "a spec with source has S3 Batch list the bucket inside its job instead" in error
-    assert '"confirmationRequired": true' in error
-
-
 def test_preview_of_a_rerun_spec_says_where_to_dry_run_it(tmp_path, capsys):
     code = main(
         ["preview", "--spec", str(REPO / "examples" / "rerun-failures.json"), "--inventory", str(tmp_path)]

@@ -4,8 +4,8 @@ stands it up: moto's Step Functions interpreter over the same definition and han
 sample, bytes scanned, estimated cost and SQL, the same refusal and the same failed query, for specs
 over an inventory folder and over an S3 Metadata live inventory table.
 
-preview supports those two sources only: a `source.bucket` spec has S3 Batch list the bucket inside its
-job, which no dry run can show (test_cli.py: preview says so).
+A `source.bucket` spec's dry run is a job in which S3 Batch lists the bucket: preview runs it on the whole
+embedded stack (tests/local/test_preview_bucket_source.py).
 """
 
 from __future__ import annotations
