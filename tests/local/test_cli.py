@@ -227,3 +227,29 @@ def test_preview_output_json_is_one_document_with_the_count_sample_and_sql(tmp_p
     assert len(shown["sample"]) == 3 and set(shown["sample"]) <= expected
     assert shown["sql"].startswith("UNLOAD (") and shown["source"].startswith("inventory: s3://their-bucket")
     assert shown["estimatedCostUsd"] > 0 and shown["bytesScanned"] > 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "objects"),
+    [("manifest", "SUCCEEDED", 120), ("count", "SUCCEEDED", 120), ("neither", "FAILED", None)],
+)
+def test_local_run_of_a_bucket_source_with_each_suspended_generator_answer(
+    tmp_path, capsys, answer, status, objects
+):
+    spec = tmp_path / "source.json"
+    spec.write_text(
+        json.dumps(
+            {"source": {"bucket": "batchpipe-demo-source"}, "operation": {"S3DeleteObjectTagging": {}}}
+        )
+    )
+    args = ["local", "run", "--objects", "120", "--spec", str(spec), "--json", "--out", str(tmp_path / "out")]
+
+    code = main([*args, "--suspended-generator", answer, "--name", f"gen-{answer}"])
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == status
+    assert (code == 0) == (status == "SUCCEEDED")
+    if objects is None:
+        assert summary["error"] == "UncountedJobError"  # the default: AWS promises neither answer
+    else:
+        assert summary["totals"]["objects"] == summary["totals"]["succeeded"] == objects
