@@ -11,6 +11,7 @@ import boto3
 from aws_lambda_powertools.utilities.parser import event_parser
 
 from batchpipe_core.attempts import ProcessReportInput
+from batchpipe_core.clients import s3_client
 from batchpipe_core.config import Config
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.fanout import plan_report
@@ -41,7 +42,7 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
         event = _with_generated_manifest(event, config)
     with transient_as_retryable("planning the report's parts"):
         return plan_report(
-            boto3.client("s3"),
+            s3_client(),
             event,
             retry=retry,
             default_scope=config.default_report_scope,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.parser import parse
 
 from batchpipe_core.attempts import ProcessReportInput
+from batchpipe_core.clients import s3_client
 from batchpipe_core.config import Config
 from batchpipe_core.fanout import PlanRef, merge_parts, pack_parts_step
 from batchpipe_core.jobs import StatePart, transient_as_retryable
@@ -31,7 +31,7 @@ class PackPartsInput(StatePart):
 
 @instrumented
 def handler(event: dict, context: Any) -> dict[str, Any]:
-    config, s3 = Config.from_env(), boto3.client("s3")
+    config, s3 = Config.from_env(), s3_client()
     if event.get("pack"):  # the PackParts state
         request = parse(event=event, model=PackPartsInput)
         with transient_as_retryable("packing the report parts' small files"):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.parser import event_parser
 from pydantic import BaseModel, ConfigDict, Field
 
 from batchpipe_core.classification import policy_disposition
+from batchpipe_core.clients import s3_client
 from batchpipe_core.config import Config
 from batchpipe_core.fanout import PartItem, PlanRef, work_on_part
 from batchpipe_core.jobs import transient_as_retryable
@@ -32,7 +32,7 @@ def handler(event: ReportPartInput, context: Any) -> dict[str, Any]:
     config = Config.from_env()
     with transient_as_retryable("reading a part of the report"):
         next_offset = work_on_part(
-            boto3.client("s3"),
+            s3_client(),
             event.plan,
             event.item,
             event.offset,

@@ -1,0 +1,50 @@
+"""AWS SDK clients kept for the life of the execution environment, for the report stage's handlers.
+
+A report is read by many short invocations of the same functions (ReportPart once per window, the
+PackParts loop once per group), and a new S3 client builds S3's endpoint rule set each time: about
+a third of the report stage's CPU in ``benchmarks/bench_report.py``'s handler chain (issue 23).
+AWS's advice for Lambda is to create SDK clients outside the handler so warm invocations reuse them
+(Lambda Developer Guide, "Best practices for working with AWS Lambda functions": "Initialize SDK
+clients and database connections outside of the function handler"). botocore clients are
+thread-safe (boto3 docs, "Multithreading or multiprocessing with clients").
+
+A client is kept per configuration it was created under - the environment variables boto3 reads
+for region, endpoint and credentials, and the handlers botocore registers on every new client (a
+library that adds one, as moto does when imported, gets a client of its own) - so a process whose
+environment changes (the local engine, tests) never gets a client configured for another.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import boto3
+from botocore.handlers import BUILTIN_HANDLERS
+
+#: What boto3 reads from the environment when it creates a client (boto3 docs, "Configuration" and
+#: "Credentials": environment variables).
+_CLIENT_ENVIRONMENT = (
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+def s3_client() -> Any:
+    """The process's S3 client for the current configuration, created on first use."""
+    configuration = tuple(os.environ.get(name) for name in _CLIENT_ENVIRONMENT)
+    return _s3_client(configuration, len(BUILTIN_HANDLERS))
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client(configuration: tuple[str | None, ...], handlers: int) -> Any:
+    return boto3.client("s3")
