@@ -8,10 +8,11 @@ AWS's advice for Lambda is to create SDK clients outside the handler so warm inv
 clients and database connections outside of the function handler"). botocore clients are
 thread-safe (boto3 docs, "Multithreading or multiprocessing with clients").
 
-A client is kept per configuration it was created under - the environment variables boto3 reads
-for region, endpoint and credentials, and the handlers botocore registers on every new client (a
-library that adds one, as moto does when imported, gets a client of its own) - so a process whose
-environment changes (the local engine, tests) never gets a client configured for another.
+A client is kept per configuration it was created under - boto3's default session (a new one, with
+its own event handlers, gets its own client), the environment variables boto3 reads for region,
+endpoint and credentials, and the handlers botocore registers on every new client (a library that
+adds one, as moto does when imported, gets a client of its own) - so a process whose environment
+changes (the local engine, tests) never gets a client configured for another.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ _CLIENT_ENVIRONMENT = (
 
 
 def s3_client() -> Any:
-    """The process's S3 client for the current configuration, created on first use."""
+    """The process's S3 client for the current configuration, created on first use: what
+    ``boto3.client("s3")`` would make now."""
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
     configuration = tuple(os.environ.get(name) for name in _CLIENT_ENVIRONMENT)
-    return _s3_client(configuration, len(BUILTIN_HANDLERS))
+    return _s3_client(boto3.DEFAULT_SESSION, configuration, len(BUILTIN_HANDLERS))
 
 
 @functools.lru_cache(maxsize=4)
-def _s3_client(configuration: tuple[str | None, ...], handlers: int) -> Any:
-    return boto3.client("s3")
+def _s3_client(session: Any, configuration: tuple[str | None, ...], handlers: int) -> Any:
+    return session.client("s3")

@@ -24,3 +24,22 @@ def test_warm_invocations_share_one_client_and_a_changed_environment_gets_its_ow
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     assert s3_client() is first  # the earlier configuration's client again
+
+
+def test_a_new_default_session_gets_a_new_client_with_its_event_handlers(monkeypatch):
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    before = s3_client()
+    boto3.setup_default_session()
+    seen = []
+    boto3.DEFAULT_SESSION.events.register("batchpipe-test", lambda **kwargs: seen.append(1))
+    try:
+        after = s3_client()
+        assert after is not before and s3_client() is after
+        after.meta.events.emit("batchpipe-test")  # the session's handlers, copied into its clients
+        assert seen == [1]
+    finally:
+        boto3.DEFAULT_SESSION = None
