@@ -270,6 +270,8 @@ def _all_succeeded(status: Any) -> bool:
     bytes are ``succeeded`` repeated, two memory comparisons against a template where a comparison
     kernel looks at each value (a fifth of the count's CPU)."""
     rows = len(status)
+    if not rows:
+        return True
     if status.offset or status.null_count:  # not how the reader builds a column; compared value by value
         return bool(pc.all(pc.equal(status, SUCCEEDED)).as_py())
     offsets, data = _succeeded_template(rows)
@@ -278,8 +280,9 @@ def _all_succeeded(status: Any) -> bool:
     return (
         status_offsets.size >= offset_bytes
         and status_offsets.slice(0, offset_bytes).equals(offsets.slice(0, offset_bytes))
-        and (rows == 0 or status_data.size >= data_bytes)
-        and (rows == 0 or status_data.slice(0, data_bytes).equals(data.slice(0, data_bytes)))
+        and status_data is not None
+        and status_data.size >= data_bytes
+        and status_data.slice(0, data_bytes).equals(data.slice(0, data_bytes))
     )
 
 

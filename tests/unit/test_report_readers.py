@@ -328,3 +328,20 @@ def test_utf8_split_between_reads_is_accepted_and_bad_utf8_anywhere_is_not(step)
     for bad in (ASCII_ROWS + b"b,\xff,,succeeded,200,,ok\n", ASCII_ROWS + b"b,k,,succeeded,200,,ok\xe2\x82"):
         with pytest.raises((UnicodeDecodeError, pa.ArrowInvalid)):
             list(arrow_result_parts(io.BufferedReader(Trickle(bad, step), 64), block_bytes=1 << 10))
+
+
+def test_a_status_column_counts_as_successes_only_when_every_value_is_succeeded():
+    """The count's check compares the column's offsets and bytes with a template: lengths that add up
+    but split differently, a sliced column and an empty one are all decided right."""
+    from batchpipe_core.report import _all_succeeded
+
+    assert _all_succeeded(pa.array([], pa.string()))
+    assert _all_succeeded(pa.array(["succeeded"] * 20_000))  # more than the first template holds
+    assert _all_succeeded(pa.array(["failed", "succeeded", "succeeded"]).slice(1))
+    for values in (
+        ["succeededsucceeded", ""],
+        ["", ""],
+        ["succeeded", "Succeeded"],
+        ["succeeded", "succeede"],
+    ):
+        assert not _all_succeeded(pa.array(values))
