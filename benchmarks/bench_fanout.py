@@ -17,6 +17,7 @@ reads through the function against the manifest's size.
 
     .venv/bin/python benchmarks/bench_fanout.py                # 200,000 objects
     .venv/bin/python benchmarks/bench_fanout.py --objects 1000000 --json
+    .venv/bin/python benchmarks/bench_fanout.py --objects 1000000 --join-rows 1000000  # spilled join
     .venv/bin/python benchmarks/bench_fanout.py --manifest     # 40 small files + 2 large
 """
 
@@ -139,7 +140,7 @@ def whole_file(s3, ref, side: str, unknown) -> Callable[[], object]:
     return lambda: fanout.work_on_part(s3, ref, fanout.FileItem(side=side, file=0), 0, unknown=unknown)
 
 
-def run(objects: int) -> list[dict]:
+def run(objects: int, join_rows: int | None = None) -> list[dict]:
     unknown = policy_disposition("permanent")
     retry = RetrySettings(maxAttempts=3, backoffSeconds=0)
     results = []
@@ -161,7 +162,7 @@ def run(objects: int) -> list[dict]:
                     default_scope="AllTasks",
                     cancelled_by=None,
                     part_rows=objects,
-                    join_rows=max(1, objects // 4),
+                    join_rows=join_rows or max(1, objects // 4),
                 )
             )
             if ref.mode == fanout.COUNT:
@@ -292,6 +293,12 @@ def main() -> None:
     parser.add_argument(
         "--manifest", action="store_true", help="the manifest's assembly (PackManifest, BuildManifest)"
     )
+    parser.add_argument(
+        "--join-rows",
+        type=int,
+        help="JoinPartitionRows (default: a quarter of --objects, joined in memory; --objects itself "
+        "gives two partitions, each spilled to disk past 200,000 report rows)",
+    )
     parser.add_argument("--small-files", type=int, default=40)
     parser.add_argument("--pack-mib", type=int, default=16, help="ManifestPackBytes in MiB (deployed: 1024)")
     args = parser.parse_args()
@@ -305,7 +312,7 @@ def main() -> None:
             )
         )
         return
-    for result in run(args.objects):
+    for result in run(args.objects, args.join_rows):
         if args.json:
             print(json.dumps(result))
         else:

@@ -89,7 +89,7 @@ class Config:
             concurrency_wait_seconds=int(_env("CONCURRENCY_WAIT_SECONDS", "43200")),
             state_machine_name=_env("STATE_MACHINE_NAME", "batchpipe-pipeline"),
             report_part_rows=int(_env("REPORT_PART_ROWS", "10000000")),
-            join_partition_rows=int(_env("JOIN_PARTITION_ROWS", "2000000")),
+            join_partition_rows=int(_env("JOIN_PARTITION_ROWS", "4000000")),
             manifest_pack_bytes=int(_env("MANIFEST_PACK_BYTES", str(1 << 30))),
             metadata_table_bucket=_env("METADATA_TABLE_BUCKET", ""),
             metadata_table_namespace=_env("METADATA_TABLE_NAMESPACE", ""),

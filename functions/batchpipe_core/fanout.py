@@ -32,6 +32,8 @@ invocation overwrites its own output and nothing is counted twice.
 from __future__ import annotations
 
 import functools
+import io
+import itertools
 import json
 import math
 import os
@@ -106,17 +108,46 @@ KINDS = {
 }
 SAMPLE_KEYS = 20
 MERGE_READERS = 16  # parallel GETs of the parts' small tally documents
-#: A window also ends at the first record end past this many bytes: a scatter holds its window's
-#: rows in memory until it writes them (1,769 MB functions), and a window's stream time stays short.
-WINDOW_MAX_BYTES = 256 << 20
+#: A scattered window also ends at the first record end past this many bytes. A scatter holds at
+#: most SCATTER_SPILL_CHARS of rows in memory and spills the rest to /tmp, so its memory does not
+#: bound the window; this bounds its /tmp (the window's rows once, ~1 GiB of ReportPartFunction's
+#: 10 GiB) and its streaming time (1 GiB in and out: ~43 s at 50 MB/s). At the realistic rows of
+#: docs/PERFORMANCE.md (68-93 B) a window is then bound by its records (ReportPartRows, 10 million:
+#: 75 CPU-s at the measured scatter rate), not by bytes: the join's windows are 3x fewer than under
+#: the 256 MiB bound a scatter had while it held its window in memory (issue 23 §3).
+WINDOW_MAX_BYTES = 1 << 30
 #: A counted window's byte bound: 160 MiB holds at most 9,868,951 results records of the shortest
 #: kind (report.MIN_RESULT_RECORD_BYTES), fewer than the default ReportPartRows (10 million), so the
 #: window need not count its records (byte_window.ByteWindow): a third less CPU for the count.
 COUNT_WINDOW_MAX_BYTES = 160 << 20
-#: Join partitions are sized for this many rows on average, so that the hash's spread keeps every
-#: partition under ``joinRows`` (at 2 million rows a partition is 1.6 million +- 1,300: 280 standard
-#: deviations of headroom; at the tests' 1,000, 800 +- 28: 7).
+#: Join partitions are sized for ``partition_fill(joinRows)`` of ``joinRows`` rows on average, so
+#: that the hash's spread keeps every partition under ``joinRows``: at least this share's headroom
+#: (at the tests' 1,000 rows, 800 +- 28: 7 standard deviations) ...
 PARTITION_FILL = 0.8
+#: ... or, where that is less, this many standard deviations of the hash's spread (a partition's
+#: rows are binomial: sd <= sqrt(mean) <= sqrt(joinRows)). At 4 million rows a partition is planned
+#: for 3,980,000 +- 1,995, not 3.2 million: a fifth fewer partitions for the same bound.
+PARTITION_SPREAD_SDS = 10
+#: At most this many bytes of manifest and report (their CSV, as S3 stores them) per join partition
+#: on average: the join spills both sides to /tmp once (pickled rows, about their CSV's size), so
+#: with keys of S3's full 1,024 bytes a partition still fits ReportPartFunction's 10 GiB of /tmp
+#: with room. Realistic rows (68 B of manifest, 93 B of report, docs/PERFORMANCE.md) reach it only
+#: past 18 million rows, so ``joinRows`` bounds them first.
+JOIN_PARTITION_BYTES = 3 << 30
+
+
+def partition_fill(join_rows: int) -> float:
+    """The average share of ``join_rows`` a partition is planned for: PARTITION_FILL, or more where
+    PARTITION_SPREAD_SDS standard deviations of the spread still fit under ``join_rows``."""
+    return max(PARTITION_FILL, 1 - PARTITION_SPREAD_SDS / math.sqrt(join_rows))
+
+
+def join_partitions(rows: int, input_bytes: int, join_rows: int) -> int:
+    """How many hash partitions a join of ``rows`` manifest rows and ``input_bytes`` of manifest and
+    report takes: each holds ~``partition_fill(join_rows)`` of its row bound (the time one
+    invocation joins in, docs/PERFORMANCE.md) and at most JOIN_PARTITION_BYTES (its /tmp)."""
+    by_rows = math.ceil(rows / (join_rows * partition_fill(join_rows)))
+    return max(1, by_rows, math.ceil(input_bytes / JOIN_PARTITION_BYTES))
 
 
 class FileRef(BaseModel):
@@ -275,8 +306,14 @@ def plan_report(
     results = [FileRef(bucket=r.bucket, key=r.key, status=r.status) for r in report.results] if report else []
     partitions = 0
     if mode == JOIN:
-        rows = objects if objects is not None else _estimated_rows(s3, manifest.bucket, manifest.key)
-        partitions = max(1, math.ceil(rows / (join_rows * PARTITION_FILL)))
+        manifest_bytes = s3.head_object(Bucket=manifest.bucket, Key=manifest.key)["ContentLength"]
+        rows = (
+            objects
+            if objects is not None
+            else _estimated_rows(s3, manifest.bucket, manifest.key, manifest_bytes)
+        )
+        report_bytes = sum(s3.head_object(Bucket=r.bucket, Key=r.key)["ContentLength"] for r in results)
+        partitions = join_partitions(rows, manifest_bytes + report_bytes, join_rows)
     prefix = f"{attempt_prefix}parts/{mode}/"
     plan = Plan(
         mode=mode,
@@ -327,11 +364,10 @@ def plan_report(
     return ref.model_dump()
 
 
-def _estimated_rows(s3: Any, bucket: str, key: str) -> int:
+def _estimated_rows(s3: Any, bucket: str, key: str, size: int) -> int:
     """About how many rows a manifest S3 never counted has, from its size and its first 64 KiB.
 
     Only the number of join partitions depends on it, and only their size depends on that."""
-    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     head = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
     rows = max(1, head.count(b"\n"))
     return math.ceil(size / max(1, len(head)) * rows * 1.2)
@@ -430,9 +466,13 @@ def partition_of(row: tuple, partitions: int) -> int:
 
 def _scatter_window(s3: Any, plan: Plan, window: Window, side: str, part_id: str, extent: dict) -> None:
     """The window's rows, grouped by partition, into one object (manifest rows as 3 fields, report
-    rows as 7): ``scatter/<part>.bin`` is an index of ``partitions + 1`` offsets (little-endian
-    uint64, from the end of the index) followed by each partition's CSV rows in partition order, so a
-    partition's join reads its rows of every window with one ranged GET.
+    rows as 7), in partition order, so that a partition's join reads its rows of every window with
+    one ranged GET (issue 23 §3). Usually ``scatter/<part>.stride-<bytes>.bin``: every partition's
+    rows padded to one stretch of that many bytes (the longest partition's, plus 8), a little-endian
+    uint64 of its rows' length first and zeros after them, so partition p's rows are in the p-th
+    stretch: one GET, its range known from the key. A window whose padding would be too large (rows
+    crowded into few partitions) is ``scatter/<part>.indexed.bin``: ``partitions + 1`` offsets
+    (from the end of the index), then the rows: two GETs, the offsets, then the rows.
 
     One PUT (or one multipart upload) per window, whatever the number of partitions: requests grow
     with the report's size, not with its square. Rows wait in memory up to ``SCATTER_SPILL_CHARS``
@@ -449,9 +489,11 @@ def _scatter_window(s3: Any, plan: Plan, window: Window, side: str, part_id: str
                 fields = list(report_row)
                 fields[4] = "" if report_row.http_status is None else str(report_row.http_status)
                 spill.writer(partition_of(report_row, plan.partitions)).writerow(fields)
-        upload = CsvUpload(s3, plan.bucket, f"{plan.prefix}scatter/{part_id}.bin")
+        stride = spill.layout()
+        layout = "indexed" if stride is None else f"stride-{stride}"
+        upload = CsvUpload(s3, plan.bucket, f"{plan.prefix}scatter/{part_id}.{layout}.bin")
         try:
-            spill.write_to(upload)
+            spill.write_to(upload, stride)
             upload.close()
         except BaseException:
             upload.abort()
@@ -462,6 +504,12 @@ def _scatter_window(s3: Any, plan: Plan, window: Window, side: str, part_id: str
 
 #: How many characters of rows a scatter holds before it spills them to its local file (/tmp).
 SCATTER_SPILL_CHARS = 32 << 20
+#: A window is written strided (one ranged GET per partition) unless that pads it by more than this
+#: share of its rows' bytes plus SCATTER_PAD_BYTES; then indexed (two). A window's partitions hold
+#: binomially spread rows: at the default bounds (10 million rows into ~250 partitions, ~40,000
+#: rows each +- 200) the longest is ~1.5% above the mean.
+SCATTER_PAD_SHARE = 0.25
+SCATTER_PAD_BYTES = 1 << 20
 _OFFSET = struct.Struct("<Q")
 
 
@@ -512,20 +560,42 @@ class _ScatterSpill:
                 pieces.clear()
         self._held = 0
 
-    def write_to(self, upload: CsvUpload) -> None:
+    def layout(self) -> int | None:
+        """The window object's stride, or None for the indexed layout (``_scatter_window``), once
+        every row is in: strided unless padding every partition to the longest would add more than
+        SCATTER_PAD_SHARE of the rows' bytes plus SCATTER_PAD_BYTES (rows crowded into a few
+        partitions)."""
         self._spill()  # every row in the file, the last run too: one way to read them back
-        offsets, end = [0], 0
-        for runs in self._runs:
-            end += sum(length for _, length in runs)
-            offsets.append(end)
-        upload.write_bytes(b"".join(_OFFSET.pack(offset) for offset in offsets))
-        for runs in self._runs:
+        lengths = [sum(length for _, length in runs) for runs in self._runs]
+        stride = _OFFSET.size + max(lengths)
+        padding = stride * self._partitions - _OFFSET.size * self._partitions - sum(lengths)
+        return stride if padding <= sum(lengths) * SCATTER_PAD_SHARE + SCATTER_PAD_BYTES else None
+
+    def write_to(self, upload: CsvUpload, stride: int | None) -> None:
+        """The object in ``layout()``'s layout. Strided: each partition's stretch of ``stride``
+        bytes, its rows' length (uint64) first and zeros after its rows. Indexed: ``partitions + 1``
+        offsets, then every partition's rows."""
+        lengths = [sum(length for _, length in runs) for runs in self._runs]
+        if stride is None:
+            offsets = [0, *itertools.accumulate(lengths)]
+            upload.write_bytes(b"".join(_OFFSET.pack(offset) for offset in offsets))
+        for runs, total in zip(self._runs, lengths, strict=True):
+            if stride is not None:
+                upload.write_bytes(_OFFSET.pack(total))
             for offset, length in runs:
                 self._file.seek(offset)
                 while length:
                     chunk = self._file.read(min(length, READ_BUFFER_BYTES))
                     upload.write_bytes(chunk)
                     length -= len(chunk)
+            if stride is not None:
+                _write_zeros(upload, stride - _OFFSET.size - total)
+
+
+def _write_zeros(upload: CsvUpload, count: int) -> None:
+    while count > 0:
+        upload.write_bytes(bytes(min(count, READ_BUFFER_BYTES)))
+        count -= READ_BUFFER_BYTES
 
 
 class _Appender:
@@ -539,9 +609,46 @@ class _Appender:
         self._spill.appended(len(text))
 
 
+class _Limited(io.RawIOBase):
+    """The first ``length`` bytes of a body (a strided stretch's rows, not its padding)."""
+
+    def __init__(self, body: Any, length: int) -> None:
+        self._body, self._left = body, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(min(len(buffer), self._left)) if self._left else b""
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
 def _scattered_rows(s3: Any, bucket: str, key: str, partition: int, partitions: int) -> Any:
-    """The body of ``partition``'s rows in one scattered window object, or None when it has none:
-    its two offsets from the index, then those bytes (two ranged GETs)."""
+    """The body of ``partition``'s rows in one scattered window object, or None when it has none.
+    Strided (``.stride-<bytes>.bin``): its stretch, one ranged GET. Indexed (``.indexed.bin``): its
+    two offsets from the index, then those bytes (two ranged GETs)."""
+    layout = key.rsplit(".", 2)[-2]
+    if layout.startswith("stride-"):
+        stride = int(layout.removeprefix("stride-"))
+        first = partition * stride
+        body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{first + stride - 1}")["Body"]
+        head = body.read(_OFFSET.size)
+        if len(head) != _OFFSET.size:
+            raise BatchPipeError(f"s3://{bucket}/{key}: no stretch for partition {partition}")
+        (length,) = _OFFSET.unpack(head)
+        if length > stride - _OFFSET.size:
+            raise BatchPipeError(f"s3://{bucket}/{key}: partition {partition}'s stretch says {length} bytes")
+        if not length:
+            body.close()
+            return None
+        return _Limited(body, length)
     first = partition * _OFFSET.size
     index = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{first + 2 * _OFFSET.size - 1}")
     pair = index["Body"].read()

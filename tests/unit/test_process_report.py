@@ -559,37 +559,66 @@ def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(
 # ------------------------------------------------------------------------------------ Failed / Cancelled
 
 
+def stopped_job(objects: int, every: int, ran: int) -> tuple[list[Task], list[Task], dict]:
+    """A stopped job's tasks with long unicode keys: of every ``every``, one failed permanently (404)
+    and one retriably (503), the rest succeeded; the job ran the first ``ran`` and never the rest."""
+    tasks = [
+        failed(SOURCE, long_key("gone", i), 404, "NoSuchKey")
+        if i % every == 3
+        else failed(SOURCE, long_key("slow", i), 503, "SlowDown")
+        if i % every == 7
+        else succeeded(SOURCE, long_key("ok", i))
+        for i in range(objects)
+    ]
+    failures = 2 * len(range(3, ran, every))
+    return tasks, tasks[:ran], {"total": objects, "succeeded": ran - failures, "failed": failures}
+
+
+def assert_stopped_job_outcomes(s3, output: dict, tasks: list[Task], ran: int, every: int) -> None:
+    """Exact counts, failures file and retry manifest of ``stopped_job``'s attempt."""
+    gone, slow = range(3, ran, every), range(7, ran, every)
+    never = len(tasks) - ran
+    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        len(tasks),
+        ran - len(gone) - len(slow),
+        len(slow) + never,
+        len(gone),
+    )
+    assert record_of(s3, output)["notRun"] == never
+    failures = csv_rows(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv"))
+    assert sorted(row[1] for row in failures[1:]) == sorted(long_key("gone", i) for i in gone)
+    retry = [row[1] for row in csv_rows(read(s3, output["next"]["manifest"]["location"]))]
+    expected = [encode_key(long_key("slow", i)) for i in slow] + [
+        encode_key(task.key) for task in tasks[ran:]
+    ]
+    assert sorted(retry) == sorted(expected)
+
+
 @pytest.mark.parametrize("s3", ["one part"], indirect=True)
-def test_a_stopped_jobs_join_writes_one_object_per_window_past_the_part_size_and_spills(s3, monkeypatch):
-    """Issue 23 §3: a scatter window writes one object (an index, then its rows by partition), not
-    one per partition, so PUTs grow with the report and not with its square; the window's rows are
-    spilled to a local file in runs past SCATTER_SPILL_CHARS. Windows here are larger than the
-    upload's 8 MiB part (multipart, its first part past the 5 MiB minimum) and there are 40
-    partitions, so partitions' ranges lie in every part, across part boundaries too."""
+@pytest.mark.parametrize("layout", ["stride", "indexed"])
+def test_a_stopped_jobs_join_writes_one_object_per_window_past_the_part_size_and_spills(
+    s3, reads, monkeypatch, layout
+):
+    """Issue 23 §3: a scatter window writes one object (its rows by partition), not one per
+    partition, so PUTs grow with the report and not with its square; the window's rows are spilled
+    to a local file in runs past SCATTER_SPILL_CHARS. Windows here are larger than the upload's
+    8 MiB part (multipart, its first part past the 5 MiB minimum) and there are 47 partitions, so
+    partitions' ranges lie in every part, across part boundaries too. Strided (every partition's
+    rows padded to one stretch), a partition reads each window with one GET; indexed (the layout of
+    a window whose padding would be too large, forced here), with two."""
     from batchpipe_core import fanout
 
     monkeypatch.setenv("REPORT_PART_ROWS", "12000")
     monkeypatch.setenv("JOIN_PARTITION_ROWS", "800")  # 30,000 objects / (800 x 0.8) -> 47 partitions
     monkeypatch.setattr(fanout, "SCATTER_SPILL_CHARS", 3 << 20)
-    tasks = [
-        failed(SOURCE, long_key("gone", i), 404, "NoSuchKey")
-        if i % 10 == 3
-        else failed(SOURCE, long_key("slow", i), 503, "SlowDown")
-        if i % 10 == 7
-        else succeeded(SOURCE, long_key("ok", i))
-        for i in range(30_000)
-    ]
-    ran = tasks[:26_000]  # the job failed before running the last 4,000
-    counts = {"total": len(tasks), "succeeded": 20_800, "failed": 5_200}
+    if layout == "indexed":
+        monkeypatch.setattr(fanout, "SCATTER_PAD_SHARE", 0)
+        monkeypatch.setattr(fanout, "SCATTER_PAD_BYTES", 0)
+    tasks, ran, counts = stopped_job(30_000, every=10, ran=26_000)  # the job never ran the last 4,000
 
     output = run_attempt(s3, tasks, status="Failed", reported=ran, job_counts=counts)
 
-    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
-        30_000,
-        20_800,
-        2_600 + 4_000,
-        2_600,
-    )
+    assert_stopped_job_outcomes(s3, output, tasks, 26_000, every=10)
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-1/parts/join/")["Contents"]
     scatter = [o for o in listed if "/scatter/" in o["Key"]]
     windows = [o for o in listed if "/scattered/" in o["Key"]]
@@ -597,14 +626,74 @@ def test_a_stopped_jobs_join_writes_one_object_per_window_past_the_part_size_and
     assert len(partitions) == 47 and len(windows) >= 6  # 3 windows of the manifest, 3+ of the report
     assert len(scatter) == len(windows)  # one object per window, whatever the partitions
     assert max(o["Size"] for o in scatter) > fanout.CsvUpload.PART_BYTES  # a multipart upload
-    failures = csv_rows(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv"))
-    assert sorted(row[1] for row in failures[1:]) == sorted(long_key("gone", i) for i in range(3, 26_000, 10))
-    retry = [row[1] for row in csv_rows(read(s3, output["next"]["manifest"]["location"]))]
-    expected = [encode_key(long_key("slow", i)) for i in range(7, 26_000, 10)] + [
-        encode_key(task.key) for task in tasks[26_000:]
-    ]
-    assert sorted(retry) == sorted(expected)
-    assert record_of(s3, output)["notRun"] == 4_000
+    assert all(f".{layout}" in o["Key"] for o in scatter)
+    gets = sum(1 for key, _ in reads if "/scatter/" in key)
+    if layout == "stride":
+        assert gets == len(scatter) * len(partitions)
+        for o in scatter:  # P stretches of the key's stride, each its rows' length first; padded by little
+            stride = int(o["Key"].rsplit(".stride-", 1)[1].removesuffix(".bin"))
+            body = s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+            lengths = [int.from_bytes(body[p * stride : p * stride + 8], "little") for p in range(47)]
+            assert len(body) == 47 * stride and max(lengths) == stride - 8
+            assert len(body) - 8 * 47 - sum(lengths) <= sum(lengths) * fanout.SCATTER_PAD_SHARE + MiB
+    else:
+        assert len(scatter) * len(partitions) < gets <= 2 * len(scatter) * len(partitions)
+
+
+@pytest.mark.parametrize("s3", ["one part"], indirect=True)
+def test_a_stopped_jobs_join_past_its_byte_bounds_spills_and_stays_exact(s3, reads, monkeypatch):
+    """Issue 23 §3: the join's windows and partitions are bounded by time (records) and by what
+    they put in /tmp (bytes), not by memory. With keys of ~1 KiB the byte bounds bind first: every
+    window ends past WINDOW_MAX_BYTES (scaled down here), the plan makes as many partitions as
+    JOIN_PARTITION_BYTES of manifest and report need although one would hold every row, and each
+    partition's join spills to disk (memory_rows scaled down). Outcomes stay exact."""
+    from batchpipe_core import reconciliation
+
+    monkeypatch.setenv("REPORT_PART_ROWS", "1000000")
+    monkeypatch.setenv("JOIN_PARTITION_ROWS", "1000000")  # by rows: one partition
+    monkeypatch.setattr(fanout, "WINDOW_MAX_BYTES", 3 * MiB)
+    monkeypatch.setattr(fanout, "JOIN_PARTITION_BYTES", 2 * MiB)
+    monkeypatch.setitem(reconciliation.Reconciliation.__init__.__kwdefaults__, "memory_rows", 300)
+    spilled = []
+    partition = reconciliation._partition
+    monkeypatch.setattr(
+        reconciliation, "_partition", lambda *a, **k: spilled.append(a[1]) or partition(*a, **k)
+    )
+    tasks, ran, counts = stopped_job(12_000, every=20, ran=10_800)  # the job never ran the last 1,200
+
+    output = run_attempt(s3, tasks, status="Failed", reported=ran, job_counts=counts)
+
+    assert_stopped_job_outcomes(s3, output, tasks, 10_800, every=20)
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-1/parts/join/")["Contents"]
+    windows = [json.loads(read(s3, f"s3://{BUCKET}/{o['Key']}")) for o in listed if "/scattered/" in o["Key"]]
+    for window in windows:  # every window but each file's last ended at the byte bound, not the rows'
+        if window["end"] < window["size"]:
+            assert window["end"] - window["offset"] >= 3 * MiB and window["rows"] < 1_000_000
+    assert sum(1 for w in windows if w["side"] == "manifest") >= 4
+    plan = json.loads(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/parts/join/plan.json"))
+    inputs = sum(w["size"] for w in windows if w["offset"] == 0)  # each file's size, once
+    assert plan["partitions"] == -(-inputs // (2 * MiB)) > 1
+    tallies = [o for o in listed if o["Key"].endswith("/tally.json")]
+    assert len(tallies) == plan["partitions"]
+    assert len(spilled) >= 2 * plan["partitions"]  # every partition's join went to disk, both sides
+    scatter_gets = sum(1 for key, _ in reads if "/scatter/" in key)
+    assert scatter_gets == len(windows) * plan["partitions"]  # strided: one GET a window a partition
+
+
+def test_join_partitions_at_the_default_bounds():
+    """The plan's arithmetic (docs/PERFORMANCE.md, "At 1e9 and 2e10 objects"): 4 million rows a
+    partition (template.yaml's default), planned 10 standard deviations under the bound; bytes bound
+    it only past 3 GiB of manifest and report a partition."""
+    from batchpipe.local.template import load_template
+
+    rows = int(load_template()["Parameters"]["JoinPartitionRows"]["Default"])
+    assert rows == 4_000_000
+    mean = rows * fanout.partition_fill(rows)
+    assert mean + 10 * mean**0.5 <= rows and mean > 0.99 * rows
+    assert fanout.partition_fill(1_000) == fanout.PARTITION_FILL  # the tests' small bounds as before
+    assert fanout.join_partitions(10**9, 161 * 10**9, rows) == 252  # realistic rows: 68 B + 93 B
+    assert fanout.join_partitions(2 * 10**10, 3_220 * 10**9, rows) == 5_026
+    assert fanout.join_partitions(10**9, 2_200 * 10**9, rows) == 683  # 1 KiB keys: bound by /tmp
 
 
 @pytest.mark.parametrize("status", ["Failed", "Cancelled"])
