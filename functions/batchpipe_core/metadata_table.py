@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchpipe_core.errors import SpecValidationError
-from batchpipe_core.generator import GENERATOR_SOURCE, generator_only_problems, one_source_problems
+from batchpipe_core.generator_rules import GENERATOR_SOURCE, generator_only_problems, one_source_problems
 from batchpipe_core.inventory_layout import INVENTORY_STORAGE_CLASSES, VERSIONS_CURRENT
 from batchpipe_core.query import (
     FILTER_COLUMNS,

@@ -30,7 +30,7 @@ from pydantic_core import ErrorDetails
 
 from batchpipe_core import metadata_table
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.generator import (
+from batchpipe_core.generator_rules import (
     GENERATOR_KEY_CONSTRAINTS,
     GENERATOR_ONLY_FILTERS,
     GENERATOR_REPLICATION_STATUSES,

@@ -10,7 +10,7 @@ from typing import Any
 from batchpipe_core import metadata_table
 from batchpipe_core.config import Config
 from batchpipe_core.errors import SpecValidationError, shown
-from batchpipe_core.generator import generator_only_problems, generator_problems
+from batchpipe_core.generator_rules import generator_only_problems, generator_problems
 from batchpipe_core.inventory_layout import VERSIONS_CURRENT, known_columns
 from batchpipe_core.query import build_unload_sql
 from batchpipe_core.rerun import rerun_buckets

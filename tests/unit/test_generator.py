@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchpipe_core.generator import generator_filter, generator_problems
+from batchpipe_core.generator_rules import generator_filter, generator_problems
 
 
 def test_every_supported_field_keeps_its_meaning():

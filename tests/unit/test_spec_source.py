@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchpipe_core.generator import generator_problems
+from batchpipe_core.generator_rules import generator_problems
 from batchpipe_core.spec import normalize_spec
 
 from .test_spec import TAGGING, config, rejected, stack_env  # noqa: F401 - fixtures

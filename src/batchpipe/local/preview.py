@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batchpipe.inputs import UsageError, read_spec
 from batchpipe.outcome import readable_cause
 from batchpipe.output import JSON, print_json
-from batchpipe_core.generator import generator_filter
+from batchpipe_core.generator_rules import generator_filter
 from batchpipe_core.metadata_table import default_namespace
 from batchpipe_core.s3uri import split_s3_uri
 
