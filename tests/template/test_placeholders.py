@@ -227,7 +227,9 @@ def test_create_job_and_wait_waits_for_a_task_token_with_a_timeout(asl: dict) ->
     if after_confirm != "CreateJobAndWait":
         dry_run_choice = states[after_confirm]
         assert dry_run_choice["Type"] == "Choice" and dry_run_choice["Default"] == "CreateJobAndWait"
-        ends = reachable(states, [c["Next"] for c in dry_run_choice["Choices"]], stop=frozenset({"Summarize"}))
+        ends = reachable(
+            states, [c["Next"] for c in dry_run_choice["Choices"]], stop=frozenset({"Summarize"})
+        )
         assert "Summarize" in ends and not ends & {"CreateJobAndWait", "PlanReport", "ProcessReport"}
     fan_out = reachable(states, ["PlanReport"], stop=frozenset({"ProcessReport", "Summarize"}))
     assert fan_out == {
