@@ -478,12 +478,12 @@ _FIXED_TRANSITIONS = 11
 _QUERY_POLL_TRANSITIONS = 5
 ASSUMED_QUERY_POLLS = 4  # ~20 s of Athena; the state does not count polls
 # FirstAttempt, CreateJobAndWait (its short first wait times out: no event says the job was counted),
-# CheckJob, JobFinished?, UseCheckedJob, CountNeeded?, ConfirmJob, CreateJobAndWait (until the job
-# ends), CountNeeded?, PlanReport, ReadReportParts, JoinNeeded?, PackParts, PartsPacked?, ProcessReport,
+# CheckJob, JobFinished?, UseCheckedJob, CountNeeded?, ConfirmJob, DryRunCounted?, CreateJobAndWait
+# (until the job ends), CountNeeded?, PlanReport, ReadReportParts, JoinNeeded?, PackParts, PartsPacked?, ProcessReport,
 # MoreToRetry? (each further doubled wait for the count adds CreateJobAndWait, CheckJob, JobFinished?;
 # a joined report adds JoinPartitions; PackParts and PartsPacked? come once more per further group of
 # the parts' small failure files).
-_ATTEMPT_TRANSITIONS = 16
+_ATTEMPT_TRANSITIONS = 17
 _RETRY_TRANSITIONS = _ATTEMPT_TRANSITIONS + 1  # Backoff and NextAttempt instead of FirstAttempt
 # The report Maps' children, at least: two results files (one per task status) of one window each
 # (ReadPart, MoreOfFile?, FileRead); 3 more per further window, 1 per join partition.

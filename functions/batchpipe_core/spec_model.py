@@ -249,7 +249,7 @@ class FilterSpec(_SpecModel):
         None,
         description="source.bucket only: objects the source bucket's replication configuration would "
         "replicate (the manifest generator's EligibleForReplication); true, or omit it",
-        json_schema_extra={"const": True},
+        json_schema_extra={"anyOf": [{"type": "boolean", "const": True}, {"type": "null"}]},
     )
     latest_only: StrictBool | None = _about(
         "versioned inventories: only current versions (delete markers are never selected)", True

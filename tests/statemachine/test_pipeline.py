@@ -113,6 +113,7 @@ def test_happy_path_tags_exactly_the_selected_objects(fmt):
     assert entered[entered.index("ConfirmJob") - 1 :] == [
         "CountNeeded?",
         "ConfirmJob",  # maxObjects on the count, then Ready
+        "DryRunCounted?",  # no: not a source.bucket dry run
         "CreateJobAndWait",  # until the job ends
         "CountNeeded?",
         "PlanReport",  # a Complete job: its report's files, counted window by window
@@ -234,7 +235,13 @@ def test_retriable_failures_rerun_as_a_new_job_and_permanent_ones_are_reported()
     # The operation really happened to every retried object, and never to the missing ones.
     assert all(tags[k] == {"batchpipe": "done"} for k in SLOW)
     assert all(tags[k] == {} for k in GONE)
-    assert execution.states_entered.count("CreateJobAndWait") == 4  # per job: until counted, until ended
+    # Per job: waits until counted (a timed-out first wait, then as many doubled waits as the job's
+    # preparation takes under load: JobFinished? loops back), then one wait until it ended.
+    entered = execution.states_entered
+    came_from = {entered[i - 1] for i, name in enumerate(entered) if name == "CreateJobAndWait"}
+    assert came_from <= {"FirstAttempt", "NextAttempt", "JobFinished?", "DryRunCounted?"}
+    assert entered.count("ConfirmJob") == 2
+    assert entered.count("CreateJobAndWait") >= 4
     assert execution.states_entered.count("Backoff") == 1
 
 

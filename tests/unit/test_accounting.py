@@ -214,7 +214,7 @@ def test_errors_are_trimmed_to_the_most_frequent():
 
 def test_cost_of_one_job_on_a_million_objects():
     transitions = estimate_transitions(1)
-    assert transitions == 11 + (5 * 4 - 2) + 16 + 6
+    assert transitions == 11 + (5 * 4 - 2) + 17 + 6
     cost = estimate_cost_usd(
         jobs=1, objects_processed=1_000_000, athena_bytes_scanned=1_000, transitions=transitions
     )
@@ -223,7 +223,7 @@ def test_cost_of_one_job_on_a_million_objects():
 
 
 def test_cost_counts_every_attempt_and_athena_by_the_megabyte():
-    assert estimate_transitions(3) - estimate_transitions(1) == 2 * (17 + 6)
+    assert estimate_transitions(3) - estimate_transitions(1) == 2 * (18 + 6)
     assert estimate_transitions(0) == 11 + 18
     cost = estimate_cost_usd(jobs=3, objects_processed=0, athena_bytes_scanned=2 * 10**12, transitions=0)
     assert cost == 3 * PRICES.batch_per_job + 2 * PRICES.athena_per_tb_scanned
