@@ -15,6 +15,7 @@ import time
 import boto3
 import pytest
 
+from batchpipe import outcome
 from batchpipe.cli import main
 
 from ..serving import point_shell_at, serving
@@ -124,6 +125,12 @@ def test_stop_aborts_the_run_with_the_reason_and_its_job_is_cancelled(shell, tmp
     events = shell.get_execution_history(executionArn=_arn(shell, "stop-me"))["events"]
     (aborted,) = [e for e in events if e["type"] == "ExecutionAborted"]
     assert aborted["executionAbortedEventDetails"]["cause"] == "wrong tag value"
+    # The summary's headline gives the stop's reason, from the ExecutionAborted event when
+    # DescribeExecution (whose error and cause are optional) gives none.
+    assert main(["summary", "stop-me", "--stack", STACK]) == outcome.EXIT_NO_SUMMARY
+    assert capsys.readouterr().out.strip() == (
+        "ABORTED: the execution ended without a summary: StoppedByOperator wrong tag value"
+    )
     deadline = time.monotonic() + 120
     while True:  # the pipeline's cleanup (the ABORTED status event) cancels the job
         assert main(["jobs", "stop-me", "--stack", STACK, "--output", "json"]) == 0

@@ -432,17 +432,45 @@ def watch(
         return EXIT_INTERRUPTED
     summary = summary_of(described)
     watcher.now = described.get("stopDate")
+    if summary is None:
+        described = with_end_reason(aws, described)
     watcher.say(headline(summary, described))
     if summary is None:
         return EXIT_NO_SUMMARY
     return EXIT_STATUS.get(summary["status"], EXIT_NO_SUMMARY)
 
 
+#: History events that end an execution, and the member holding their error and cause.
+_END_EVENTS = {
+    "ExecutionAborted": "executionAbortedEventDetails",
+    "ExecutionFailed": "executionFailedEventDetails",
+    "ExecutionTimedOut": "executionTimedOutEventDetails",
+}
+
+
+def with_end_reason(aws: Aws, described: dict[str, Any]) -> dict[str, Any]:
+    """``described`` with the error and cause of the event that ended the execution when
+    DescribeExecution gives none: its ``error``/``cause`` are optional (Step Functions API reference,
+    DescribeExecution), and a StopExecution's reason (``batchpipe stop --reason``) is certain only in
+    the ExecutionAborted event. One GetExecutionHistory call, newest events first."""
+    if described.get("status") == "RUNNING" or described.get("error") or described.get("cause"):
+        return described
+    with aws_errors(f"reading how {described['executionArn']} ended"):
+        events = aws.client("stepfunctions").get_execution_history(
+            executionArn=described["executionArn"], reverseOrder=True, maxResults=10
+        )["events"]
+    for event in sorted(events, key=lambda e: e["id"], reverse=True):
+        details = event.get(_END_EVENTS.get(event["type"], ""))
+        if details is not None:
+            return {**described, "error": details.get("error"), "cause": details.get("cause")}
+    return described
+
+
 def headline(summary: dict[str, Any] | None, described: dict[str, Any]) -> str:
     if summary is None:
-        return (
-            f"{described['status']}: the execution ended without a summary: "
-            f"{described.get('error') or ''} {readable_cause(described.get('cause'), 300)}".rstrip()
+        why = f"{described.get('error') or ''} {readable_cause(described.get('cause'), 300)}".strip()
+        return f"{described['status']}: the execution ended without a summary" + (
+            f": {why}" if why else " (Step Functions recorded no error or cause)"
         )
     status, totals = summary["status"], summary.get("totals") or {}
     if status in ("SUCCEEDED", "PARTIAL", "CANCELLED"):
@@ -562,6 +590,7 @@ def show_summary(
     if summary is None:
         if described["status"] == "RUNNING":
             raise OperatorError(f"{arn} is still running: `batchpipe watch` follows it")
+        described = with_end_reason(aws, described)
         if output == JSON:
             print_json(
                 {
