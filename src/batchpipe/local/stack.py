@@ -805,14 +805,23 @@ def _stop_at_any_moment_with_its_cause() -> Iterator[None]:
 
     original_add_event = EventManager.add_event
 
+    # A Task that timed out has ended: the Lambda invocation moto's thread still runs for it must not
+    # write its TaskSubmitted into a later state's events (it did, pointing back at the old Task's
+    # events). Step Functions records TaskSubmitted only for the Task that is running, once.
     def add_event(self: Any, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> int:
         if event_type == HistoryEventType.ExecutionRedriven:
             self.aborted = False
         elif getattr(self, "aborted", False):
             return context.last_published_event_id
+        elif event_type == HistoryEventType.TaskSubmitted and context.source_event_id < getattr(
+            self, "last_task_entered", 0
+        ):
+            return context.last_published_event_id
         event_id = original_add_event(self, context, event_type, *args, **kwargs)
         if event_type == HistoryEventType.ExecutionAborted:
             self.aborted = True
+        elif event_type == HistoryEventType.TaskStateEntered:
+            self.last_task_entered = event_id
         return event_id
 
     with (
