@@ -8,14 +8,23 @@ writes them - and ``--fail-rate`` of the tasks failed (default 5%), half retriab
 Lambda TemporaryFailure), half permanent (404 NoSuchKey, 403 AccessDenied). Each mode runs in a
 fresh process so peak memory is its own:
 
-* ``handlers``        **what users run**: the report stage's real handlers in the state machine's
-                      order - PlanReport, ReportPart over every window of every results file, the
-                      PackParts loop, ProcessReport - over the report uploaded to an in-process moto
-                      S3 before the timer (moto's own request handling is in the figure)
-* ``handlers-join``   the same handlers for a job that failed before running 5% of its manifest's
-                      objects: the manifest and the report scattered into hash partitions
-                      (``JOIN_PARTITION_ROWS`` in the environment sets their size) and joined;
-                      both handler modes report the stage's S3 requests by operation (``requests``)
+* ``handlers``        **what users run, what Lambda bills**: the report stage's real handlers in
+                      the state machine's order - PlanReport, ReportPart over every window of every
+                      results file, the PackParts loop, ProcessReport - over the report uploaded
+                      before the timer to moto's S3 server in a child process (the handlers'
+                      clients reach it through ``AWS_ENDPOINT_URL``). The figure is this process's
+                      CPU alone (user + system: sending requests, reading bodies off the socket,
+                      as a function does); the server's is S3's work, shown apart (``S3 CPU s``,
+                      ``s3CpuSeconds``)
+* ``handlers-inprocess`` the same over moto's in-process mock (``mock_aws``): moto's request
+                      handling is inside the figure (the mode ``handlers`` was before issue 23's
+                      fourth pass, kept for continuity)
+* ``handlers-join``   the same handlers, S3 out of process as in ``handlers``, for a job that failed
+                      before running 5% of its manifest's objects: the manifest and the report
+                      scattered into hash partitions (``JOIN_PARTITION_ROWS`` in the environment
+                      sets their size) and joined. Every handler mode reports the handlers' S3
+                      requests by operation (``requests``; the benchmark's own, uploading the report
+                      and reading the Maps' item lists, are not in it)
 * ``process-pyarrow`` ReportPart's work for a Complete job without S3: every window through
                       ``accounting.tally_results``; files of successes only counted, failed rows
                       classified, decoded, counted by prefix and written column-wise
@@ -96,6 +105,7 @@ IN_MEMORY_JOIN_MAX_ROWS = 2_000_000
 REPORT_PART_ROWS = 10_000_000  # template.yaml's ReportPartRows default
 MODES = [
     "handlers",
+    "handlers-inprocess",
     "handlers-join",
     "process-pyarrow",
     "process-pyarrow-rows",
@@ -108,6 +118,8 @@ MODES = [
     "pyarrow-stream-threads",
     "pyarrow-table",
 ]
+#: The report stage's real handlers (handler_chain).
+HANDLER_MODES = ("handlers", "handlers-inprocess", "handlers-join")
 #: Run only when awswrangler, pandas and moto import (OPTIONAL_PACKAGES).
 OPTIONAL_MODES = ["pandas-stream", "pandas-chunked", "awswrangler-chunked", "parse-pyarrow-moto"]
 OPTIONAL_PACKAGES = ("awswrangler", "pandas", "moto")
@@ -392,18 +404,72 @@ def count_records(files: list[Path]) -> int:
     return sum(pacsv.read_csv(path, *options).num_rows for path in files)
 
 
-def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callable[[], dict], Any]:
+class S3Server:
+    """moto's S3 served from a child process (``ThreadedMotoServer``, run by this script's hidden
+    ``--serve-s3``), as S3 is to a Lambda function: its request handling - parsing requests, copying
+    the objects it serves, hashing uploads - is that process's CPU, not the handlers'. The child
+    answers each line on its stdin with its own CPU seconds so far (user + system, every thread)."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-s3"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        self.endpoint = self._stdout.readline().strip()
+        if not self.endpoint:
+            raise SystemExit(f"moto's server did not start (exit status {self._process.wait()})")
+
+    def cpu_seconds(self) -> float:
+        self._stdin.write("cpu\n")
+        self._stdin.flush()
+        return float(self._stdout.readline())
+
+    def stop(self) -> None:
+        self._stdin.close()  # the child stops when its stdin ends
+        self._process.wait(timeout=60)
+
+
+def serve_s3() -> None:
+    """The child of S3Server: moto's threaded server on a free local port, its URL on stdout, then
+    its CPU seconds for each line read, until stdin ends."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"http://{host}:{port}", flush=True)
+    for _ in sys.stdin:
+        print(time.process_time(), flush=True)
+    server.stop()
+
+
+def handler_chain(
+    manifest_json: Path, status: str = "Complete", *, in_process: bool = False
+) -> tuple[Callable[[], dict], Any]:
     """The report stage as the state machine runs it - PlanReport, ReportPart over every window of
     every results file, the PackParts loop, ProcessReport - with the real handlers, over the report
-    uploaded to an in-process moto S3 (before the timer: uploading is not part of the stage).
+    uploaded to moto's S3 before the timer (uploading is not part of the stage): served by a child
+    process (S3Server; every AWS endpoint of the handlers' clients pointed at it through
+    ``AWS_ENDPOINT_URL``), or with ``in_process`` by moto's mock in this process, inside the figure.
     ``status`` ``Failed``: the job stopped before running 5% of its manifest's objects, so the stage
     joins the manifest with the report (scatter windows, join partitions).
-    Returns the stage to time, and the mock to stop afterwards."""
+    Returns the stage to time, and the S3 (an S3Server, or the mock) to stop afterwards."""
     os.environ.update(HANDLER_ENV)
-    from moto import mock_aws
+    if in_process:
+        from moto import mock_aws
 
-    mock = mock_aws()
-    mock.start()
+        server: Any = mock_aws()
+        server.start()
+    else:
+        server = S3Server()
+        os.environ["AWS_ENDPOINT_URL"] = server.endpoint
     import boto3
 
     from batchpipe_core.fanout import PackingCursor
@@ -411,7 +477,9 @@ def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callab
     from process_report import app as process_app
     from report_part import app as part_app
 
-    s3 = boto3.client("s3", region_name="us-east-1")
+    # The benchmark's own requests (the upload, reading the Maps' item lists as Step Functions'
+    # ItemReader does) go through a session of their own, outside the handlers' request counts.
+    s3 = boto3.session.Session().client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=MOTO_BUCKET)
     document = json.loads(manifest_json.read_text())
     for entry in document["Results"]:
@@ -460,6 +528,8 @@ def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callab
     # Every S3 request the handlers make, by operation: they create their clients from boto3's
     # default session, whose event handlers each new client copies.
     requests: Counter[str] = Counter()
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
     boto3.DEFAULT_SESSION.events.register(
         "before-call.s3", lambda model, **_: requests.update([model.name]), unique_id="bench-requests"
     )
@@ -496,7 +566,7 @@ def handler_chain(manifest_json: Path, status: str = "Complete") -> tuple[Callab
         scatter = sum(page.get("KeyCount", 0) for page in pages)
         return outcomes | {"partitions": ref["partitions"], "scatterObjects": scatter}
 
-    return stage, mock
+    return stage, server
 
 
 def outcome_counts(counts) -> dict:
@@ -653,14 +723,17 @@ def measure(mode: str, manifest_json: Path) -> dict:
         import awswrangler  # noqa: F401
     if mode in ("awswrangler-chunked", "parse-pyarrow-moto"):
         mock, s3, keys = moto_s3(files)  # uploading is not part of reading
-    if mode in ("handlers", "handlers-join"):
-        stage, mock = handler_chain(manifest_json, "Complete" if mode == "handlers" else "Failed")
+    if mode in HANDLER_MODES:
+        status = "Failed" if mode == "handlers-join" else "Complete"
+        stage, mock = handler_chain(manifest_json, status, in_process=mode == "handlers-inprocess")
+    server = mock if isinstance(mock, S3Server) else None
     rss_before = _current_rss_bytes()
+    server_cpu_started = server.cpu_seconds() if server is not None else 0.0
     started, cpu_started = time.perf_counter(), time.process_time()
     detail: dict = {}
     if mode in ("parse-pyarrow", "parse-csv"):
         rows = sum(1 for _ in report_rows(files, mode.removeprefix("parse-")))
-    elif mode in ("handlers", "handlers-join"):
+    elif mode in HANDLER_MODES:
         detail = stage()
         rows = detail["succeeded"] + detail["retriable"] + detail["permanent"]
     elif mode in ("process-pyarrow", "process-pyarrow-rows", "process-csv"):
@@ -732,6 +805,8 @@ def measure(mode: str, manifest_json: Path) -> dict:
     else:
         raise SystemExit(f"unknown mode {mode}")
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    if server is not None:
+        detail["s3CpuSeconds"] = server.cpu_seconds() - server_cpu_started
     if mock is not None:
         mock.stop()
     return {
@@ -825,13 +900,14 @@ def run(
                 print(json.dumps(result), flush=True)
         say(
             f"{'mode':<23}{'rows':>12}{'wall s':>8}{'CPU s':>8}{'rows/CPU-s':>12}"
-            f"{'vs 1-thread':>12}{'vs threads':>11}{'peak MiB':>10}"
+            f"{'vs 1-thread':>12}{'vs threads':>11}{'peak MiB':>10}{'S3 CPU s':>10}"
         )
         for r in results:
+            s3_cpu = f"{r['s3CpuSeconds']:>10.2f}" if "s3CpuSeconds" in r else f"{'-':>10}"
             say(
                 f"{r['mode']:<23}{r['rows']:>12,}{r['seconds']:>8.2f}{r['cpuSeconds']:>8.2f}"
                 f"{r['rows_per_cpu_s']:>12,}{r.get('vs_pyarrow_stream', float('nan')):>11.2f}x"
-                f"{r.get('vs_pyarrow_stream_threads', float('nan')):>10.2f}x{r['peak_mib']:>10.1f}"
+                f"{r.get('vs_pyarrow_stream_threads', float('nan')):>10.2f}x{r['peak_mib']:>10.1f}{s3_cpu}"
             )
         return results
     finally:
@@ -874,7 +950,11 @@ def main() -> None:
     )
     parser.add_argument("--modes", help="comma-separated modes to run (default: all that can run)")
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "MANIFEST_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-s3", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_s3:
+        serve_s3()
+        return
     if args.measure:
         print(json.dumps(measure(args.measure[0], Path(args.measure[1]))))
         return
