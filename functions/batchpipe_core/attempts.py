@@ -30,7 +30,7 @@ from batchpipe_core.classification import NOT_RUN
 from batchpipe_core.csv_upload import CsvUpload, Uploaded
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import StatePart
-from batchpipe_core.keys import encode_key
+from batchpipe_core.keys import manifest_key
 from batchpipe_core.observability import logger, metrics
 from batchpipe_core.prefixes import DEPTHS, MAX_PREFIX_CHARS, PrefixTally
 from batchpipe_core.report import FAILURE_HEADER, ManifestRow, ReportRow
@@ -172,15 +172,17 @@ class AttemptOutputs:
             return
         if not self._field_count:
             self._field_count = self._fields()
-        # Re-encoded from the decoded key: the report may spell it differently from our manifests
-        # (keys.report_key), and the next job must get the one encoding S3 reads unambiguously.
-        key = encode_key(row.decoded_key)
+        # The report spells the key as this attempt's manifest did: written again as it is when
+        # percent- and form-decoding read it alike, else re-encoded from the decoded key, so the next
+        # job gets a spelling S3 reads unambiguously (keys.manifest_key; on_columns does the same).
+        decoded = row.decoded_key
+        key = manifest_key(row.key, decoded)
         if self._field_count == 3:
             self.retry.writerow((row.bucket, key, row.version_id or "null"))
         else:
             self.retry.writerow((row.bucket, key))
         if len(self.sample) < SAMPLE_KEYS:
-            self.sample.append(row.decoded_key)
+            self.sample.append(decoded)
 
     def on_columns(self, failed: FailedColumns, retriable: bool) -> None:
         """``on_retriable`` or ``on_permanent`` for a batch's rows at once, column-wise: the same
@@ -205,7 +207,7 @@ class AttemptOutputs:
             return
         if not self._field_count:
             self._field_count = self._fields()
-        fields = [failed.bucket, columns.encoded_keys(decoded)]
+        fields = [failed.bucket, columns.manifest_keys(failed.key, decoded)]
         if self._field_count == 3:
             fields.append(
                 columns.pc.if_else(columns.pc.equal(failed.version_id, ""), "null", failed.version_id)

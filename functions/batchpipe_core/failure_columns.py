@@ -1,8 +1,8 @@
 """A report's failed rows written column by column (Arrow compute), not row by row.
 
 Every failed row has its key decoded (``keys.report_key``), its prefixes counted (``prefixes``), and
-a CSV line written: the failures file's (key decoded) or the retry manifest's (key re-encoded with
-``keys.encode_key``). Done per row in Python that is 10-13 us a row, about 60 times what a
+a CSV line written: the failures file's (key decoded) or the retry manifest's (``keys.manifest_key``:
+the report's spelling, or the key re-encoded with ``keys.encode_key``). Done per row in Python that is 10-13 us a row, about 60 times what a
 successful row costs, so a report with a few percent of failures spent most of its time on them
 (issue 23). Here each step is a handful of Arrow kernels over a record batch's failed rows:
 
@@ -152,6 +152,28 @@ def encoded_keys(decoded: Any) -> Any:
     data = pa.Array.from_buffers(pa.uint8(), end - start, [None, decoded.buffers()[2]], offset=start)
     pieces = pa.ListArray.from_arrays(pc.subtract(offsets, start), pc.take(quoted, data))
     return pc.binary_join(pieces, "")
+
+
+def manifest_keys(keys: Any, decoded: Any) -> Any:
+    """``[keys.manifest_key(k, d) for k, d in zip(keys, decoded)]`` as a string array: the report's
+    spelling where it is ASCII, holds no ``+`` and every ``%`` starts an escape, else ``encoded_keys``.
+
+    ``decoded`` (``decoded_keys(keys)``) is never shorter than a key's bytes less two per ``%``, and
+    equal exactly where the key is reused (``manifest_key``), so one comparison of the batch's totals
+    settles the usual batch - every key as BuildManifest's query spelled it - without a kernel per
+    row; another batch is decided row by row, and only the rows that need it are encoded."""
+    _, start, end = _offsets(keys)
+    _, decoded_start, decoded_end = _offsets(decoded)
+    raw = keys.buffers()[2][start:end].to_pybytes() if end > start else b""
+    if raw.isascii() and b"+" not in raw and decoded_end - decoded_start == len(raw) - 2 * raw.count(b"%"):
+        return keys
+    shorter = pc.multiply(pc.count_substring(keys, "%"), 2)
+    reused = pc.and_(
+        pc.and_(pc.string_is_ascii(keys), pc.invert(pc.match_substring(keys, "+"))),
+        pc.equal(pc.binary_length(decoded), pc.subtract(pc.binary_length(keys), shorter)),
+    )
+    encoded = pc.invert(reused)
+    return pc.replace_with_mask(keys, encoded, encoded_keys(decoded.filter(encoded)))
 
 
 def _offsets(values: Any) -> tuple[Any, int, int]:

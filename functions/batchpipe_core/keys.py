@@ -4,6 +4,13 @@ S3 Batch Operations wants URL-encoded keys in CSV manifests; whether it decodes 
 unverified, so we emit an encoding on which percent-decoding and form-decoding agree: never a bare
 ``+`` (space -> ``%20``, ``+`` -> ``%2B``). Athena's equivalent is
 ``replace(url_encode(key), '+', '%20')``.
+
+A retry manifest's keys come from a completion report, which spells each key as the job's manifest
+gave it (S3 User Guide, "Examples: S3 Batch Operations completion reports",
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/batch-ops-examples-reports.html). Such a
+spelling that is ASCII, holds no ``+`` and whose every ``%`` starts a two-hex-digit escape already
+names its key under either decoding, so ``manifest_key`` writes it again byte for byte (``%2F`` stays
+``%2F`` where ``encode_key`` writes ``/``) and re-encodes only other spellings.
 """
 
 from __future__ import annotations
@@ -14,6 +21,24 @@ from urllib.parse import quote, unquote, unquote_plus
 def encode_key(key: str) -> str:
     """Manifest form of an S3 key; ``unquote`` and ``unquote_plus`` both give ``key`` back."""
     return quote(key, safe="/")
+
+
+def manifest_key(spelled: str, decoded: str) -> str:
+    """A retry manifest's key for a report key ``spelled`` whose ``report_key`` is ``decoded``:
+    ``spelled`` itself when it is ASCII, holds no ``+`` and every ``%`` in it starts an escape, else
+    ``encode_key(decoded)``; ``unquote`` and ``unquote_plus`` both give ``decoded`` back either way.
+
+    The escapes are checked by length: decoding takes exactly two bytes off per ``%`` when every one
+    is an escape, a ``%`` that is none keeps its two bytes, and bytes that are not UTF-8 never decode
+    shorter (U+FFFD is three bytes). ``failure_columns.manifest_keys`` applies the same rule per batch.
+    """
+    if (
+        spelled.isascii()
+        and "+" not in spelled
+        and len(decoded.encode()) == len(spelled) - 2 * spelled.count("%")
+    ):
+        return spelled
+    return encode_key(decoded)
 
 
 def decode_key(encoded: str, *, plus_is_space: bool = False) -> str:

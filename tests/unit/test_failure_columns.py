@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 from pathlib import Path
+from urllib.parse import unquote, unquote_plus, unquote_to_bytes
 
 import pyarrow as pa
 from hypothesis import given, settings
@@ -21,8 +23,14 @@ from batchpipe_core.accounting import tally_results  # noqa: E402
 from batchpipe_core.attempts import AttemptOutputs  # noqa: E402
 from batchpipe_core.classification import Disposition  # noqa: E402
 from batchpipe_core.csv_upload import CsvWriter  # noqa: E402
-from batchpipe_core.failure_columns import csv_lines, decoded_keys, encoded_keys, prefix_counts  # noqa: E402
-from batchpipe_core.keys import encode_key, report_key  # noqa: E402
+from batchpipe_core.failure_columns import (  # noqa: E402
+    csv_lines,
+    decoded_keys,
+    encoded_keys,
+    manifest_keys,
+    prefix_counts,
+)
+from batchpipe_core.keys import encode_key, manifest_key, report_key  # noqa: E402
 from batchpipe_core.prefixes import MAX_PREFIX_CHARS, PrefixTally  # noqa: E402
 from batchpipe_core.report import PYARROW  # noqa: E402
 
@@ -102,6 +110,47 @@ def test_ascii_keys_decode_as_report_key_does_in_any_slice(values, cut):
 def test_keys_encode_as_encode_key_does(values):
     values = [v.encode("utf-8", "replace").decode("utf-8") for v in values]  # strings Arrow holds
     assert encoded_keys(pa.array(values, pa.string())).to_pylist() == [encode_key(v) for v in values]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(encoded_report_keys, ascii_report_keys), st.integers(0, 3))
+def test_retry_manifest_keys_are_manifest_key_row_by_row_and_decode_to_the_report_key(values, cut):
+    """The report's spelling is kept exactly where ``manifest_key`` keeps it, whole batches and mixed
+    ones, in any slice; every key written decodes to the report key's ``report_key`` whether S3 reads
+    ``+`` as a space or not."""
+    array = pa.array(["x%41", *values], pa.string()).slice(1 + min(cut, len(values) - 1))
+    written = manifest_keys(array, decoded_keys(array)).to_pylist()
+    spelled = array.to_pylist()
+    assert written == [manifest_key(k, report_key(k)) for k in spelled]
+    for key, spelling in zip(written, spelled, strict=True):
+        assert unquote(key) == unquote_plus(key) == report_key(spelling)
+        if not (spelling.isascii() and ESCAPED.fullmatch(spelling)):
+            assert key == encode_key(report_key(spelling))
+        elif _is_utf8(unquote_to_bytes(spelling)):
+            assert key == spelling
+
+
+#: ASCII spellings both decodings read alike: no ``+``, every ``%`` an escape.
+ESCAPED = re.compile("(?:[^%+]|%[0-9A-Fa-f]{2})*", re.DOTALL)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def test_a_retry_manifest_key_is_the_reports_spelling_when_both_decodings_agree():
+    assert manifest_key("a%2Fb%20c%C3%A9", "a/b cé") == "a%2Fb%20c%C3%A9"  # %2F stays %2F
+    assert manifest_key("a%2fb", "a/b") == "a%2fb"
+    assert manifest_key("a+b", "a b") == "a%20b"  # form-style space: re-encoded
+    assert manifest_key("100%", "100%") == "100%25"  # a % that is no escape
+    assert manifest_key("%4", "%4") == "%254"
+    assert manifest_key("caf\u00e9", "caf\u00e9") == "caf%C3%A9"  # raw non-ASCII
+    keys = pa.array(["a%2Fb", "a+b", "x%2Fy"], pa.string())
+    assert manifest_keys(keys, decoded_keys(keys)).to_pylist() == ["a%2Fb", "a%20b", "x%2Fy"]
 
 
 def test_a_sliced_array_encodes_only_its_own_rows():

@@ -9,7 +9,9 @@ import os
 import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, unquote_plus
 
 import boto3
 import pytest
@@ -952,3 +954,75 @@ def test_a_job_s3_failed_while_preparing_ends_the_run_naming_s3s_reason(s3):
     counts = {"total": None, "succeeded": None, "failed": None}  # never Suspended: failed in Preparing
     with pytest.raises(JobPreparationFailedError, match="TaskFailureThresholdExceeded: more than 50% failed"):
         run_attempt(s3, tasks, status="Failed", write=False, job_counts=counts)
+
+
+# ------------------------------------------------------------------ retry manifests keep the report's spelling
+
+
+@dataclass(frozen=True)
+class SpelledTask(Task):
+    """A task whose manifest (and so its report) spells the key ``spelled``, not ``encode_key``'s way."""
+
+    spelled: str = ""
+
+    @property
+    def encoded_key(self) -> str:
+        return self.spelled
+
+
+def athena_spelling(key: str) -> str:
+    """BuildManifest's spelling: Athena's ``replace(url_encode(key), '+', '%20')`` (``/`` as ``%2F``)."""
+    return quote(key, safe="-_.*")
+
+
+def spelled(task: Task, spelling: str) -> SpelledTask:
+    return SpelledTask(**{**task.__dict__, "spelled": spelling})
+
+
+def test_a_retry_manifest_keeps_the_reports_spelling_and_attempt_2_joins_against_it(s3):
+    """Attempt 1's retry manifest writes each key as its report spelled it when percent- and
+    form-decoding read that alike (``%2F`` stays), else re-encodes it (a form-style ``+`` for a
+    space, a bare ``%``); attempt 2 runs that manifest, stops early, and its report is joined
+    against it: every key matches (decoded on both sides), the tasks never run are NotRun."""
+    keys = [f"slow/{k}" for k in SPECIAL_KEYS]
+    first = [spelled(failed(SOURCE, k, 503, "SlowDown"), athena_spelling(k)) for k in keys]
+    first += [
+        spelled(failed(SOURCE, "lower/é.txt", 500, "InternalError"), "lower%2f%c3%a9.txt"),
+        spelled(failed(SOURCE, "form/a b.txt", 503, "SlowDown"), "form/a+b.txt"),
+        spelled(failed(SOURCE, "bare/100%.txt", 503, "SlowDown"), "bare%2F100%.txt"),
+        spelled(succeeded(SOURCE, "ok/a b"), athena_spelling("ok/a b")),
+        spelled(failed(SOURCE, "gone/x", 404, "NoSuchKey"), "gone%2Fx"),
+    ]
+    output = run_attempt(s3, first)
+    retry = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+    retriable = [t for t in first if t.status == "failed" and t.code != "NoSuchKey"]
+    assert sorted(row[1] for row in retry) == sorted(
+        [athena_spelling(k) for k in keys]
+        + ["lower%2f%c3%a9.txt", encode_key("form/a b.txt"), encode_key("bare/100%.txt")]
+    )
+    for _, key in retry:
+        assert unquote(key) == unquote_plus(key) and unquote(key) in {t.key for t in retriable}
+
+    # Attempt 2 runs the retry manifest as written; its job stops after the first half of the tasks.
+    second = [succeeded(SOURCE, unquote(key)) for _, key in retry]
+    second = [spelled(t, key) for t, (_, key) in zip(second, retry, strict=True)]
+    ran = len(second) // 2
+    reported = [spelled(failed(SOURCE, second[0].key, 503, "SlowDown"), second[0].spelled), *second[1:ran]]
+    output = run_attempt(
+        s3,
+        second,
+        attempt=2,
+        status="Failed",
+        reported=reported,
+        job_counts={"total": len(second), "succeeded": ran - 1, "failed": 1},
+    )
+    record = record_of(s3, output)
+    assert record["unmatchedReportRows"] == 0
+    assert (output["total"], output["succeeded"], output["failedRetriable"]) == (
+        len(second),
+        ran - 1,
+        len(second) - ran + 1,
+    )
+    assert record["notRun"] == len(second) - ran
+    again = [row[1] for row in csv_rows(read(s3, output["next"]["manifest"]["location"]))]
+    assert sorted(again) == sorted(key for _, key in [retry[0], *retry[ran:]])
