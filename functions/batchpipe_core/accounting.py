@@ -28,7 +28,7 @@ from batchpipe_core.report import (
     ReportRow,
     arrow_result_parts,
     batch_rows,
-    count_successes,
+    count_succeeded_records,
     pa,
     pc,
     read_result_rows,
@@ -160,12 +160,13 @@ def tally_results(
     on_columns: ColumnSink | None = None,
 ) -> AttemptTally:
     """One results CSV (or a window of one), from ``open_stream``: a file the report's manifest says
-    holds successes is only counted (``report.count_successes``); any other file, or one whose
-    records say otherwise, is opened again and tallied batch by batch (``tally_parts``)."""
+    holds successes is only counted (``report.count_succeeded_records``: its record ends, or Arrow
+    where the bytes need parsing); any other file, or one whose records say otherwise, is opened
+    again and tallied batch by batch (``tally_parts``)."""
     counts = counts if counts is not None else AttemptTally()
     if reader == PYARROW:
         if status == SUCCEEDED:
-            successes = count_successes(open_stream())
+            successes = count_succeeded_records(open_stream())
             if successes is not None:
                 counts.rows += successes
                 counts.succeeded += successes

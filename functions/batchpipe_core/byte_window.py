@@ -30,6 +30,10 @@ class ByteWindow(io.RawIOBase):
     third of what parsing costs. When every record is at least ``min_record_bytes`` long and
     ``max_bytes`` cannot hold ``max_rows`` of them, the byte bound alone keeps the window under
     ``max_rows`` records: then only quotes are counted and ``rows`` stays 0.
+
+    A reader of the window may use ``quotes`` and ``rows`` instead of scanning the bytes again
+    (``report.count_succeeded_records``): while no quote has passed, ``rows`` (when counted) is the
+    number of newlines passed.
     """
 
     def __init__(
@@ -39,7 +43,7 @@ class ByteWindow(io.RawIOBase):
         self._max_rows = max_rows
         self._max_bytes = max_bytes
         self._pending = b""
-        self._quotes = 0
+        self.quotes = 0  # quotes passed so far: their parity says whether a quoted field is open
         self._cut = False
         self.consumed = 0
         # The window ends at the first record end at or past byte max_bytes - 1: at most that many
@@ -71,7 +75,7 @@ class ByteWindow(io.RawIOBase):
         over_bytes = self._max_bytes is not None and self.consumed + len(chunk) >= self._max_bytes
         if self.rows + rows < self._max_rows and not over_bytes:
             self.rows += rows
-            self._quotes += quotes
+            self.quotes += quotes
             self.consumed += len(chunk)
             return chunk
         return self._cut_in(chunk)
@@ -79,19 +83,19 @@ class ByteWindow(io.RawIOBase):
     def _records_in(self, chunk: bytes) -> tuple[int, int]:
         """(newlines outside quotes, quotes) in ``chunk``, given the quotes before it."""
         if b'"' not in chunk:
-            return (0 if self._quotes % 2 else chunk.count(b"\n")), 0
+            return (0 if self.quotes % 2 else chunk.count(b"\n")), 0
         pieces = chunk.split(b'"')
-        outside = pieces[self._quotes % 2 :: 2]  # piece i is outside quotes when quotes before it are even
+        outside = pieces[self.quotes % 2 :: 2]  # piece i is outside quotes when quotes before it are even
         return sum(piece.count(b"\n") for piece in outside), len(pieces) - 1
 
     def _cut_in(self, chunk: bytes) -> bytes:
         """The chunk up to the record end where the window stops; the whole chunk if none is in it."""
         byte_limit = None if self._max_bytes is None else self._max_bytes - 1 - self.consumed
-        position, quotes = 0, self._quotes
+        position, quotes = 0, self.quotes
         while True:
             newline = chunk.find(b"\n", position)
             if newline < 0:
-                self._quotes = quotes + chunk.count(b'"', position)
+                self.quotes = quotes + chunk.count(b'"', position)
                 self.consumed += len(chunk)
                 return chunk
             quotes += chunk.count(b'"', position, newline)
@@ -101,6 +105,7 @@ class ByteWindow(io.RawIOBase):
                     byte_limit is not None and newline >= byte_limit
                 ):
                     self._cut, self._pending = True, b""
+                    self.quotes = quotes
                     self.consumed += newline + 1
                     return chunk[: newline + 1]
             position = newline + 1

@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -389,6 +390,80 @@ def test_a_complete_report_missing_a_row_reruns_that_object(s3):
     output = run_attempt(s3, tasks, reported=tasks[:1])
     assert (output["succeeded"], output["failedRetriable"]) == (1, 1)
     assert csv_rows(read(s3, output["next"]["manifest"]["location"])) == [[SOURCE, "b"]]
+
+
+def test_a_blank_line_in_a_file_of_successes_is_joined_and_the_totals_stay_exact(s3):
+    """The count of a file of successes counts newlines (report.count_succeeded_records), so a
+    blank line - which Arrow skips and S3 is not documented to write - counts as one more record:
+    more records than the job's objects, which the merge refuses, and the attempt is joined, where
+    every row is parsed."""
+    tasks = [succeeded(SOURCE, f"ok/{i}") for i in range(10)] + [
+        failed(SOURCE, "slow", 503, "SlowDown"),
+        failed(SOURCE, "gone", 404, "NoSuchKey"),
+    ]
+    rejoined = []
+
+    def with_a_blank_line(event: dict) -> dict:
+        report = event["job"]["report"]
+        manifest = json.loads(read(s3, f"s3://{BUCKET}/{report['prefix']}/job-job-1/manifest.json"))
+        first = next(r for r in manifest["Results"] if r["TaskExecutionStatus"] == "succeeded")
+        body = s3.get_object(Bucket=first["Bucket"], Key=first["Key"])["Body"].read()
+        s3.put_object(Bucket=first["Bucket"], Key=first["Key"], Body=b"\n" + body)
+        ref = run_parts(event)
+        pack_parts(ref)
+        rejoined.append(app.handler({**event, "reportPlan": ref}, Context())["rejoin"])
+        return run_stage({**event, "current": {**event["current"], "joinReport": True}})
+
+    output = run_attempt(s3, tasks, stage=with_a_blank_line)
+
+    assert rejoined == [True]
+    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        12,
+        10,
+        1,
+        1,
+    )
+    assert csv_rows(read(s3, output["next"]["manifest"]["location"])) == [[SOURCE, "slow"]]
+
+
+def test_quoted_lambda_results_in_a_file_of_successes_are_counted_by_arrow(s3):
+    """What the local engine writes for a LambdaInvoke job whose function returns result strings
+    with commas, quotes, line breaks and a carriage return (ResultMessage is the function's
+    resultString: S3 User Guide, "Invoke AWS Lambda function" and "Examples: S3 Batch Operations
+    completion reports"): the succeeded file holds quoted fields, so its count falls back to Arrow
+    from the first quote, and the Complete job is counted exactly, without a join."""
+    from batchpipe.local.s3batch.report import ResultSpool
+    from batchpipe.local.s3batch.report import write_report as engine_report
+    from batchpipe.local.s3batch.tasks import Task as EngineTask
+    from batchpipe.local.s3batch.tasks import TaskOutcome
+
+    messages = ["Successful", "moved, then tagged", 'said "done"', "two\nlines", "cr\rhere", "ünïcode ✓"]
+    tasks = [succeeded(SOURCE, f"lambda/{i}") for i in range(30)] + [failed(SOURCE, "gone", 404, "NoSuchKey")]
+    report = {"Enabled": True, "Bucket": f"arn:aws:s3:::{BUCKET}", "Prefix": f"{PREFIX}attempt-1/report"}
+    spool = ResultSpool({**report, "ReportScope": "AllTasks"})
+    for i, task in enumerate(tasks):
+        outcome = (
+            TaskOutcome.success(messages[i % len(messages)])
+            if task.status == "succeeded"
+            else TaskOutcome.failure(404, "NoSuchKey", "gone")
+        )
+        spool.add(EngineTask(task.bucket, task.encoded_key, "", task.key, None), outcome)
+    engine_report(s3, job_id="job-1", report=report, results=spool, created_at=datetime(2026, 1, 1))
+    spool.close()
+    manifest = json.loads(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/report/job-job-1/manifest.json"))
+    (successes,) = [r for r in manifest["Results"] if r["TaskExecutionStatus"] == "succeeded"]
+    assert b'"' in read(s3, f"s3://{BUCKET}/{successes['Key']}")
+
+    def counted(event: dict) -> dict:
+        ref = run_parts(event)
+        pack_parts(ref)
+        processed = app.handler({**event, "reportPlan": ref}, Context())
+        assert not processed["rejoin"]
+        return processed
+
+    output = run_attempt(s3, tasks, write=False, stage=counted)
+
+    assert (output["total"], output["succeeded"], output["failedPermanent"]) == (31, 30, 1)
 
 
 def part_file_reads(reads: list[tuple[str, int]]) -> list[tuple[str, int]]:
