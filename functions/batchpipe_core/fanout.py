@@ -72,13 +72,13 @@ from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import (
     S3_LIMITS,
     Limits,
-    PackGroup,
     Source,
     concatenate,
     list_sources,
-    listed_packing_plan,
     next_packing_group,
     packed_key,
+    packing_groups,
+    packing_plan,
     with_packed,
 )
 from batchpipe_core.observability import logger
@@ -269,7 +269,8 @@ def plan_report(
     ``count`` when the job is Complete, S3 counted it and no earlier merge found its report wanting;
     else ``join``. A job that never invoked a task has no report: a join with nothing on the report
     side, so every object is NotRun. Items: ``{"side", "file"}`` per file to read in windows
-    (``read-items.json``), ``{"partition"}`` per partition to join (``join-items.json``, join only).
+    (``read-items.json``), ``{"partition"}`` per partition to join (``join-items.json``, written only
+    for a join: the state machine reads it only when there are partitions).
     """
     job, current, run = event.job, event.current, event.run
     if job.status not in TERMINAL_STATUSES:
@@ -354,9 +355,9 @@ def plan_report(
     )
     _put_json(s3, run.bucket, f"{prefix}plan.json", plan.model_dump())
     _put_json(s3, run.bucket, ref.readItems, [item.model_dump() for item in read_items])
-    _put_json(
-        s3, run.bucket, ref.joinItems, [PartitionItem(partition=p).model_dump() for p in range(partitions)]
-    )
+    if partitions:  # JoinPartitions runs only then (JoinNeeded?): a count writes no join items
+        partition_items = [PartitionItem(partition=p).model_dump() for p in range(partitions)]
+        _put_json(s3, run.bucket, ref.joinItems, partition_items)
     logger.info(
         "report planned",
         extra={"mode": mode, "files": len(read_items), "partitions": partitions, "objects": objects},
@@ -796,7 +797,8 @@ def merge_parts(
         raise AccountingError(
             f"attempt {plan.attempt}: {counts.total} outcomes for a manifest of {objects} objects"
         )
-    join = functools.partial(_join_files, s3, plan, tallies, budget=pack_bytes, limits=limits)
+    packed = _packed_objects(s3, plan, tallies, pack_bytes, limits)
+    join = functools.partial(_join_files, s3, plan, tallies, packed=packed, budget=pack_bytes, limits=limits)
     files = AttemptFiles(
         permanent=join("permanent", header=True, always=True),
         retry=join("retry", header=False),
@@ -876,16 +878,18 @@ def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_L
     The groups are those ``multipart.packing_groups`` cuts from the parts' outputs in key order, kind
     by kind: a step lists from the cursor on until it has the next group (``next_packing_group``),
     packs it - at most ``budget`` bytes plus one file read - and moves the cursor past it, so a loop
-    lists every part file once, not once per step. The merge plans the same groups from the parts'
-    tallies and takes a packed object only where its key's digest matches its group
-    (``multipart.packing_plan``); a retried step packs the same group into the same object.
+    lists every part file once, not once per step. A group of one file is passed over: packed, it
+    would be a copy of that file, which the merge takes as it is (``multipart.with_packed``), so
+    packing it would cost three requests and a copy inside S3 for the same bytes. The merge plans
+    the same groups from the parts' tallies and takes a packed object only where its key's digest
+    matches its group (``multipart.packing_plan``); a retried step packs the same group into the
+    same object.
     """
     plan = load_plan(s3, ref)
-    cursor = _at_next_group(s3, plan, ref.packing or PackingCursor(), limits)
+    cursor, group = _at_next_group(s3, plan, ref.packing or PackingCursor(), budget, limits)
     packed_bytes = 0
-    if not cursor.done:
+    if group:
         kind = list(KINDS)[cursor.kind]
-        group = _next_group(s3, plan, cursor, budget, limits)
         concatenate(
             s3,
             bucket=plan.bucket,
@@ -897,7 +901,7 @@ def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_L
         )
         packed_bytes = sum(source.size for source in group)
         update = {"groups": cursor.groups + 1, "index": cursor.index + 1, "after": group[-1].key}
-        cursor = _at_next_group(s3, plan, cursor.model_copy(update=update), limits)
+        cursor, _ = _at_next_group(s3, plan, cursor.model_copy(update=update), budget, limits)
     logger.info(
         "part files packed", extra={"groups": cursor.groups, "done": cursor.done, "bytesPacked": packed_bytes}
     )
@@ -916,29 +920,41 @@ def _next_group(s3: Any, plan: Plan, cursor: PackingCursor, budget: int, limits:
     )
 
 
-def _at_next_group(s3: Any, plan: Plan, cursor: PackingCursor, limits: Limits) -> PackingCursor:
-    """``cursor`` moved past the kinds that have no group left to pack (``done`` when none has): the
-    next group's first file is looked for (a group of budget 1), so ``done`` comes with the step that
-    packs the last group, not one step later."""
-    while not cursor.done and not _next_group(s3, plan, cursor, 1, limits):
+def _at_next_group(
+    s3: Any, plan: Plan, cursor: PackingCursor, budget: int, limits: Limits
+) -> tuple[PackingCursor, list[Source]]:
+    """``cursor`` moved to the next group worth packing - of two files or more - and that group, or
+    past every kind (``done``) and no group: a step looks ahead this way after packing, so ``done``
+    comes with the step that packs the last group, not one step later, and the next step packs the
+    group it finds without listing for it twice. A group of one file is passed over (its position
+    still counts: ``packed_key``)."""
+    while not cursor.done:
+        group = _next_group(s3, plan, cursor, budget, limits)
+        if len(group) > 1:
+            return cursor, group
+        if group and group[0].size >= budget:  # a full group: more may follow it
+            cursor = cursor.model_copy(update={"index": cursor.index + 1, "after": group[-1].key})
+            continue
+        # No group, or a last one (under budget: the listing ended) of a single file.
         last = cursor.kind + 1 >= len(KINDS)
         update = {"kind": cursor.kind + (not last), "index": 0, "after": None, "done": last}
         cursor = cursor.model_copy(update=update)
-    return cursor
+    return cursor, []
 
 
-def _packing_plan(
-    s3: Any, plan: Plan, kind: str, sources: list[Source], budget: int, limits: Limits
-) -> list[PackGroup]:
-    """The groups of the parts' ``kind`` files, in key order, with what PackParts packed of them."""
-    return listed_packing_plan(
-        s3,
-        bucket=plan.bucket,
-        sources=sorted(sources, key=lambda source: source.key),
-        packed_prefix=f"{plan.prefix}packed/{kind}/",
-        budget=budget,
-        limits=limits,
-    )
+def _part_files(tallies: list[dict], kind: str) -> list[Source]:
+    """The parts' ``kind`` files, in key order (the order PackParts lists them in)."""
+    parts = (d["files"][kind] for d in tallies if d["files"][kind])
+    return sorted((Source(p["key"], p["size"], p["etag"]) for p in parts), key=lambda source: source.key)
+
+
+def _packed_objects(s3: Any, plan: Plan, tallies: list[dict], budget: int, limits: Limits) -> list[Source]:
+    """What PackParts packed, every kind in one listing of ``packed/``; nothing is listed when no
+    kind has a group of two files or more, the only groups PackParts packs (``pack_parts_step``)."""
+    for kind in KINDS:
+        if any(len(group) > 1 for group in packing_groups(_part_files(tallies, kind), budget, limits)):
+            return list_sources(s3, plan.bucket, f"{plan.prefix}packed/")
+    return []
 
 
 def _join_files(
@@ -948,21 +964,23 @@ def _join_files(
     kind: str,
     *,
     header: bool,
+    packed: list[Source],
     budget: int,
     limits: Limits = S3_LIMITS,
     always: bool = False,
 ) -> Uploaded | None:
     """The parts' ``kind`` files as one object of the attempt, joined inside S3 (UploadPartCopy),
-    with PackParts' objects in place of the groups of small files it packed (what is left unpacked
-    is read and uploaded by the join itself: multipart.py)."""
+    with PackParts' objects (``packed``) in place of the groups of small files it packed (what is
+    left unpacked is read and uploaded by the join itself: multipart.py)."""
     parts = [d["files"][kind] for d in tallies if d["files"][kind]]
-    sources = sorted((Source(p["key"], p["size"], p["etag"]) for p in parts), key=lambda source: source.key)
+    sources = _part_files(tallies, kind)
     key = f"{plan.attemptPrefix}{KINDS[kind]}"
     head = (",".join(FAILURE_HEADER) + "\n").encode() if header else b""
+    groups = packing_plan(sources, f"{plan.prefix}packed/{kind}/", packed, budget, limits)
     joined = concatenate(
         s3,
         bucket=plan.bucket,
-        sources=with_packed(sources, _packing_plan(s3, plan, kind, sources, budget, limits), limits),
+        sources=with_packed(sources, groups, limits),
         key=key,
         scratch_prefix=f"{plan.prefix}scratch/{kind}/",
         limits=limits,

@@ -13,7 +13,9 @@ of a small object cannot be copied). When the plan needs more than 10,000 parts,
 are first joined (the same way) into intermediate objects of at most 5 GiB, each of which is then
 one part.
 
-A ``head`` (a CSV header) can lead the result; a source's ``offset`` skips its own header.
+A ``head`` (a CSV header) can lead the result; a source's ``offset`` skips its own header. A result
+of one part takes one request instead of a multipart upload's three: PutObject of what was read, or
+CopyObject of a whole source object.
 
 The planning is pure (:func:`plan_parts`, :func:`group_parts`, :func:`with_head`); :func:`concatenate`
 does the requests.
@@ -243,8 +245,41 @@ def concatenate(
         parts = plan_parts(joined, limits)
         level += 1
     parts = with_head(head, parts, limits)
-    etag, size = _upload(s3, bucket, key, source_bucket, parts, limits)
+    if len(parts) == 1 and _one_request(parts[0]):
+        etag, size = _write_one(s3, bucket, key, source_bucket, parts[0])
+    else:
+        etag, size = _upload(s3, bucket, key, source_bucket, parts, limits)
     return Concatenated(bucket, key, etag, size, len(parts), intermediates)
+
+
+#: The largest object CopyObject copies in one request: "up to 5 GB" (S3 API reference, CopyObject),
+#: read as decimal gigabytes, the smaller reading.
+COPY_OBJECT_MAX = 5 * 1000**3
+
+
+def _one_request(part: Part) -> bool:
+    """Whether ``part``, the only one, can be written without a multipart upload: bytes read here
+    (PutObject), or a whole object CopyObject can copy."""
+    return isinstance(part, UploadPart) or (part.whole and part.size <= COPY_OBJECT_MAX)
+
+
+def _write_one(s3: Any, bucket: str, key: str, source_bucket: str, part: Part) -> tuple[str, int]:
+    """The object of one part in one request instead of three (CreateMultipartUpload, the part,
+    CompleteMultipartUpload): the same bytes, by PutObject of what was read or by CopyObject inside
+    S3. ``MetadataDirective`` ``REPLACE`` with no metadata gives the copy what a multipart upload
+    without metadata gets, not the source's content type and metadata (the default, ``COPY``)."""
+    if isinstance(part, CopyPart):
+        condition = {"CopySourceIfMatch": part.source.etag} if part.source.etag else {}
+        copied = s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": source_bucket, "Key": part.source.key},
+            MetadataDirective="REPLACE",
+            **condition,
+        )
+        return copied["CopyObjectResult"]["ETag"].strip('"'), part.size
+    body = part.head + b"".join(_read(s3, source_bucket, source) for source in part.sources)
+    return s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"'), part.size
 
 
 def _upload(

@@ -239,6 +239,24 @@ def test_a_single_small_file_is_copied_not_read(s3, reads):
     assert reads == []
 
 
+@pytest.mark.parametrize("head", [b"", b"bucket,key\n"], ids=["copied", "with-header"])
+def test_an_object_of_one_part_takes_one_request_not_a_multipart_upload(s3, head):
+    """One part needs no multipart upload (three requests): a lone small file is copied whole by
+    CopyObject, or read and put after a header by PutObject; the object is the same bytes."""
+    operations: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    sources, expected = put_sources(s3, {"only": 3 * MiB})
+    s3.put_object(Bucket=BUCKET, Key="manifest.csv", Body=b"an older object: replaced")
+    operations.clear()
+    result = concatenate(
+        s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="scratch/", head=head
+    )
+    assert joined_body() == head + expected
+    assert operations == (["CopyObject"] if not head else ["GetObject", "PutObject"])
+    assert (result.parts, result.size) == (1, len(head + expected))
+    assert result.etag == s3.head_object(Bucket=BUCKET, Key="manifest.csv")["ETag"].strip('"')
+
+
 def test_only_empty_files_make_no_object(s3):
     sources, _ = put_sources(s3, {"a": 0, "b": 0})
     assert concatenate(s3, bucket=BUCKET, sources=sources, key="manifest.csv", scratch_prefix="s/") is None

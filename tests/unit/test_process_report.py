@@ -214,7 +214,8 @@ def run_parts(event: dict) -> dict:
     """PlanReport, then every part of its plan; the plan's reference."""
     ref = plan_app.handler(event, Context())
     s3 = boto3.client("s3", region_name="us-east-1")
-    for items in (ref["readItems"], ref["joinItems"]):
+    # JoinPartitions runs (and its items were written) only when there are partitions: JoinNeeded?
+    for items in [ref["readItems"]] + ([ref["joinItems"]] if ref["partitions"] else []):
         for item in json.loads(s3.get_object(Bucket=ref["bucket"], Key=items)["Body"].read()):
             offset = 0
             while offset is not None:
@@ -498,7 +499,15 @@ def part_file_reads(reads: list[tuple[str, int]]) -> list[tuple[str, int]]:
 
 
 @pytest.mark.parametrize("status", ["Complete", "Failed"])
-def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_reads_none(s3, reads, status):
+def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_only_files_left_alone(
+    s3, reads, status
+):
+    """PackParts packs groups of two part files or more; a file alone in its group is not packed (its
+    packed object would be its copy) and the merge reads it instead, if it must (the permanent
+    failures' header goes in front of it). Either way each part file's bytes pass through a function
+    once in the whole stage."""
+    from batchpipe_core.fanout import KINDS
+
     tasks = (
         [failed(SOURCE, f"slow/{i:03d}", 503, "SlowDown") for i in range(12)]
         + [failed(SOURCE, f"gone/{i:03d}", 404, "NoSuchKey") for i in range(12)]
@@ -532,8 +541,10 @@ def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_reads
     budget = int(os.environ.get("MANIFEST_PACK_BYTES", 1 << 30))
     packed_reads = [read for _, step_reads in seen["steps"] for read in step_reads]
     assert len(seen["steps"]) >= (3 if budget < 1_000 else 1)  # tiny budgets: several steps
-    assert seen["merge"] == []  # the merge copies inside S3
-    assert len(packed_reads) == len(set(packed_reads))  # each part file read once, by one step
+    every_read = packed_reads + seen["merge"]
+    assert len(every_read) == len(set(every_read))  # each part file read once, by one step or the merge
+    # Files under the budget: only a kind's last group can be a file alone, which the merge reads.
+    assert len(seen["merge"]) <= len(KINDS)
     largest_file = max((size for _, size in packed_reads), default=0)
     assert all(sum(size for _, size in step) < budget + largest_file for _, step in seen["steps"])
     not_run = len(tasks) - len(ran)
@@ -553,6 +564,60 @@ def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_reads
     ]
 
 
+@pytest.mark.parametrize("s3", ["one part"], indirect=True)
+def test_a_part_file_alone_in_its_group_is_not_packed_and_the_loop_is_one_step_without_a_copy(s3):
+    """One part file per kind (each kind's failures in one results file): packing a group of one
+    would copy the file to an object of the same bytes, which the merge can take the file for. The
+    PackParts loop is one step that lists and copies nothing; the merge lists no packed objects and
+    joins the part files themselves into the same attempt files. (A count has no join partitions:
+    PlanReport writes no join items.)"""
+    requests: list[tuple[str, str]] = []
+
+    def record(model, params, **kwargs):
+        requests.append((model.name, params.get("Key") or params.get("Prefix") or ""))
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("provide-client-params.s3", record)
+    # The report's two results files of failed tasks (write_report's shards) hold one kind each.
+    tasks = [
+        failed(SOURCE, f"slow/{i // 2:03d}", 503, "SlowDown")
+        if i % 2 == 0
+        else failed(SOURCE, f"gone/é {i // 2:03d}", 404, "NoSuchKey")
+        for i in range(10)
+    ]
+    steps: list[dict] = []
+    merge_requests: list[tuple[str, str]] = []
+
+    def staged(event: dict) -> dict:
+        ref = run_parts(event)
+        requests.clear()
+        steps.extend(pack_parts(ref))
+        step_requests = list(requests)
+        requests.clear()
+        processed = app.handler({**event, "reportPlan": ref}, Context())
+        merge_requests.extend(requests)
+        steps[0]["requests"] = step_requests
+        return processed
+
+    try:
+        output = run_attempt(s3, tasks, stage=staged)
+    finally:
+        boto3.DEFAULT_SESSION = None
+
+    assert len(steps) == 1 and steps[0]["done"] and steps[0]["groups"] == 0
+    assert {name for name, _ in steps[0]["requests"]} == {"GetObject", "ListObjectsV2"}
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"]]
+    assert not [key for key in keys if "/packed/" in key]
+    assert not [key for key in keys if key.endswith("/join-items.json")]  # a count has no partitions
+    assert not [prefix for name, prefix in merge_requests if name == "ListObjectsV2" and "/packed/" in prefix]
+    rows = csv_rows(read(s3, output["next"]["manifest"]["location"]))
+    assert sorted(row[1] for row in rows) == [f"slow/{i:03d}" for i in range(5)]
+    failures = csv_rows(read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv"))
+    assert failures[0][0] == "bucket" and sorted(row[1] for row in failures[1:]) == [
+        f"gone/é {i:03d}" for i in range(5)
+    ]
+
+
 @pytest.mark.parametrize("s3", ["many parts"], indirect=True)
 def test_the_packing_loop_lists_each_part_file_a_bounded_number_of_times_not_once_per_step(s3, monkeypatch):
     """Issue 23 §5: the PackParts loop carries a cursor (reportPlan.packing), so a step lists only
@@ -563,6 +628,9 @@ def test_the_packing_loop_lists_each_part_file_a_bounded_number_of_times_not_onc
     from batchpipe_core.fanout import KINDS
 
     monkeypatch.setattr(multipart, "LIST_PAGE_KEYS", 5)
+    # Part files of 2 rows are under 500 bytes: groups of two, so the loop takes many steps (a
+    # file alone in its group is not packed).
+    monkeypatch.setenv("MANIFEST_PACK_BYTES", "500")
 
     listed: list[str] = []
 
