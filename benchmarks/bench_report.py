@@ -515,6 +515,7 @@ def handler_chain(
                 "key": "run/manifest.csv",
                 "etag": manifest["ETag"].strip('"'),
                 "objects": rows,
+                "fields": ["Bucket", "Key"],  # BuildManifest's, as the state carries them
             },
         },
         "job": {

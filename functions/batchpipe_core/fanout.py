@@ -67,7 +67,7 @@ from batchpipe_core.byte_window import Window, open_window
 from batchpipe_core.classification import Disposition
 from batchpipe_core.csv_upload import CsvUpload, CsvWriter, Uploaded
 from batchpipe_core.errors import AccountingError, BatchPipeError, JobPreparationFailedError, TransientError
-from batchpipe_core.jobs import TERMINAL_STATUSES
+from batchpipe_core.jobs import TERMINAL_STATUSES, ManifestRef
 from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import (
     S3_LIMITS,
@@ -324,9 +324,7 @@ def plan_report(
         attempt=current.attempt,
         lastAttempt=last_attempt,
         # An empty manifest (a source run that selected nothing) has no first row to count columns in.
-        fields=None
-        if last_attempt or objects == 0
-        else manifest_field_count(s3, manifest.bucket, manifest.key),
+        fields=None if last_attempt or objects == 0 else _manifest_field_count(s3, manifest),
         scope=scope,
         cancelledBy=cancelled_by if job.status == "Cancelled" else None,
         neverConfirmed=never_confirmed,
@@ -363,6 +361,14 @@ def plan_report(
         extra={"mode": mode, "files": len(read_items), "partitions": partitions, "objects": objects},
     )
     return ref.model_dump()
+
+
+def _manifest_field_count(s3: Any, manifest: ManifestRef) -> int:
+    """The manifest's columns: as the state names them when it does (the fields CreateJob gave S3,
+    which a retry manifest keeps), else counted in its first record (one ranged GET)."""
+    if manifest.fields:
+        return len(manifest.fields)
+    return manifest_field_count(s3, manifest.bucket, manifest.key)
 
 
 def _estimated_rows(s3: Any, bucket: str, key: str, size: int) -> int:

@@ -325,15 +325,26 @@ def test_complete_job_splits_outcomes_into_files(s3, order):
     assert record["jobStatus"] == "Complete" and record["jobId"] == "job-1"
 
 
-def test_versioned_manifest_keeps_versions_and_null(s3):
+@pytest.mark.parametrize("named", [True, False], ids=["fields-in-state", "fields-read"])
+def test_versioned_manifest_keeps_versions_and_null(s3, reads, named):
+    """The retry manifest has the manifest's columns: as the state names them (the fields CreateJob
+    gave S3), without reading the manifest; in a state without them, as its first record has them
+    (one ranged GET)."""
     tasks = [
         failed(SOURCE, "a b", 503, "SlowDown", version="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"),
         failed(SOURCE, "c", 500, "InternalError", version="null"),
         succeeded(SOURCE, "d", version="v2"),
     ]
-    output = run_attempt(s3, tasks, versions=True)
+
+    def stage(event: dict) -> dict:
+        if not named:
+            del event["current"]["manifest"]["fields"]
+        return run_stage(event)
+
+    output = run_attempt(s3, tasks, versions=True, stage=stage)
     rows = csv_rows(read(s3, output["next"]["manifest"]["location"]))
     assert sorted(rows) == [[SOURCE, "a%20b", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"], [SOURCE, "c", "null"]]
+    assert [key for key, _ in reads].count(f"{PREFIX}manifest.csv") == (0 if named else 1)
 
 
 def test_last_attempt_reports_retries_exhausted(s3):
