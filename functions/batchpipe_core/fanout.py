@@ -70,15 +70,17 @@ from batchpipe_core.errors import AccountingError, BatchPipeError, JobPreparatio
 from batchpipe_core.jobs import TERMINAL_STATUSES, ManifestRef
 from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import (
+    LIST_PAGE_KEYS,
     S3_LIMITS,
     Limits,
     Source,
     concatenate,
+    first_packing_group,
     list_sources,
-    next_packing_group,
     packed_key,
     packing_groups,
     packing_plan,
+    sources_after,
     with_packed,
 )
 from batchpipe_core.observability import logger
@@ -878,18 +880,19 @@ def _check_tiles(documents: list[dict], files: list[FileRef], side: str, *, what
 
 def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_LIMITS) -> dict[str, Any]:
     """One bounded step of packing the parts' failure files under 5 MiB (which cannot be parts of a
-    multipart upload but the last) into objects the merge then copies inside S3; the PackParts loop
-    runs it until ``done``, each step given the last one's cursor (``ref.packing``; none at first).
+        multipart upload but the last) into objects the merge then copies inside S3; the PackParts loop
+        runs it until ``done``, each step given the last one's cursor (``ref.packing``; none at first).
 
-    The groups are those ``multipart.packing_groups`` cuts from the parts' outputs in key order, kind
-    by kind: a step lists from the cursor on until it has the next group (``next_packing_group``),
-    packs it - at most ``budget`` bytes plus one file read - and moves the cursor past it, so a loop
-    lists every part file once, not once per step. A group of one file is passed over: packed, it
-    would be a copy of that file, which the merge takes as it is (``multipart.with_packed``), so
-    packing it would cost three requests and a copy inside S3 for the same bytes. The merge plans
-    the same groups from the parts' tallies and takes a packed object only where its key's digest
-    matches its group (``multipart.packing_plan``); a retried step packs the same group into the
-    same object.
+        The groups are those ``multipart.packing_groups`` cuts from the parts' outputs in key order, kind
+        by kind: a step lists from the cursor on until it has the next group (``first_packing_group``),
+        packs it - at most ``budget`` bytes plus one file read - and moves the cursor past it, so a loop
+        lists every part file once, not once per step (a listing from the first key read to its end is
+    kept for the step's next kinds: ``_ListedOnce``). A group of one file is passed over: packed, it
+        would be a copy of that file, which the merge takes as it is (``multipart.with_packed``), so
+        packing it would cost three requests and a copy inside S3 for the same bytes. The merge plans
+        the same groups from the parts' tallies and takes a packed object only where its key's digest
+        matches its group (``multipart.packing_plan``); a retried step packs the same group into the
+        same object.
     """
     plan = load_plan(s3, ref)
     cursor, group = _at_next_group(s3, plan, ref.packing or PackingCursor(), budget, limits)
@@ -914,16 +917,33 @@ def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_L
     return cursor.model_dump() | {"bytesPacked": packed_bytes}
 
 
-def _next_group(s3: Any, plan: Plan, cursor: PackingCursor, budget: int, limits: Limits) -> list[Source]:
-    return next_packing_group(
-        s3,
-        bucket=plan.bucket,
-        prefix=f"{plan.prefix}out/",
-        suffix=f"/{list(KINDS.values())[cursor.kind]}",
-        after=cursor.after,
-        budget=budget,
-        limits=limits,
-    )
+#: The most part files a packing step keeps from a listing of them all, to look for the next kind's
+#: group without listing again (one ListObjectsV2 page).
+LISTED_ONCE_KEYS = LIST_PAGE_KEYS
+
+
+class _ListedOnce:
+    """The part files under ``prefix`` after a key, listed lazily (``multipart.sources_after``). A
+    listing from the first key read to its end, of at most LISTED_ONCE_KEYS files, is kept, so the
+    step's next kinds, each looked for from the first key, take it instead of a listing of their own."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str) -> None:
+        self._s3, self._bucket, self._prefix = s3, bucket, prefix
+        self._all: list[Source] | None = None
+
+    def after(self, key: str | None) -> Iterator[Source]:
+        if key is None and self._all is not None:
+            yield from self._all
+            return
+        seen: list[Source] = []
+        keep = key is None
+        for source in sources_after(self._s3, bucket=self._bucket, prefix=self._prefix, after=key):
+            if keep:
+                seen.append(source)
+                keep = len(seen) <= LISTED_ONCE_KEYS
+            yield source
+        if keep:  # reached only when the caller read the listing to its end
+            self._all = seen
 
 
 def _at_next_group(
@@ -934,8 +954,10 @@ def _at_next_group(
     comes with the step that packs the last group, not one step later, and the next step packs the
     group it finds without listing for it twice. A group of one file is passed over (its position
     still counts: ``packed_key``)."""
+    listed = _ListedOnce(s3, plan.bucket, f"{plan.prefix}out/")
     while not cursor.done:
-        group = _next_group(s3, plan, cursor, budget, limits)
+        suffix = f"/{list(KINDS.values())[cursor.kind]}"
+        group = first_packing_group(listed.after(cursor.after), suffix=suffix, budget=budget, limits=limits)
         if len(group) > 1:
             return cursor, group
         if group and group[0].size >= budget:  # a full group: more may follow it

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -444,9 +444,22 @@ def next_packing_group(
     a group ends at the first small source that brings it to ``budget``, so the next one starts right
     after it.
     """
+    return first_packing_group(
+        sources_after(s3, bucket=bucket, prefix=prefix, after=after),
+        suffix=suffix,
+        budget=budget,
+        limits=limits,
+    )
+
+
+def first_packing_group(
+    sources: Iterable[Source], *, suffix: str, budget: int, limits: Limits = S3_LIMITS
+) -> list[Source]:
+    """The first ``packing_groups`` group of ``sources`` (in key order) whose keys end with
+    ``suffix``, taken from ``sources`` only until it is full: under ``budget`` only when they ran out."""
     group: list[Source] = []
     size = 0
-    for source in sources_after(s3, bucket=bucket, prefix=prefix, after=after):
+    for source in sources:
         if not source.key.endswith(suffix) or not 0 < source.size < limits.min_part:
             continue
         group.append(source)
