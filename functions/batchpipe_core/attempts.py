@@ -32,7 +32,7 @@ from batchpipe_core.errors import AccountingError
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import manifest_key
 from batchpipe_core.observability import logger, metrics
-from batchpipe_core.prefixes import DEPTHS, MAX_PREFIX_CHARS, PrefixTally
+from batchpipe_core.prefixes import DEPTHS, PrefixTally
 from batchpipe_core.report import FAILURE_HEADER, ManifestRow, ReportRow
 from batchpipe_core.s3uri import s3_uri
 
@@ -188,9 +188,7 @@ class AttemptOutputs:
         """``on_retriable`` or ``on_permanent`` for a batch's rows at once, column-wise: the same
         bytes in the same files, the same prefixes and sample (tests/unit/test_failure_columns.py)."""
         decoded = columns.decoded_keys(failed.key)
-        self.prefixes.add_counts(
-            columns.prefix_counts(decoded, DEPTHS, MAX_PREFIX_CHARS), retriable=retriable
-        )
+        self.prefixes.add_counts(columns.prefix_counts(decoded, DEPTHS), retriable=retriable)
         if not retriable or self.retry is None:
             upload = self.permanent if not retriable else self.exhausted
             assert upload is not None

@@ -6,9 +6,10 @@ the report's spelling, or the key re-encoded with ``keys.encode_key``). Done per
 successful row costs, so a report with a few percent of failures spent most of its time on them
 (issue 23). Here each step is a handful of Arrow kernels over a record batch's failed rows:
 
-* decoding: ``+`` becomes a space, the key is split at ``%``, each piece that starts with two hex
-  digits has them replaced by their byte (a 484-entry lookup), the pieces are joined again and the
-  result is checked as UTF-8 by the cast to string;
+* decoding: the batch's keys joined, ``+`` made a space and ``%`` quoted-printable's ``=`` by one
+  table lookup, unescaped by one C call (``binascii.a2b_qp``), split into keys again and checked as
+  UTF-8 by the cast to string (``decoded_keys``); keys that call cannot take are split at ``%``,
+  each piece that starts with two hex digits has them replaced by their byte (a 484-entry lookup);
 * encoding: the decoded key's bytes are viewed as one uint8 column and each byte is looked up in a
   256-entry table (itself, when ``quote`` leaves it alone, else ``%XX``), then the row's pieces joined;
 * CSV: a field is quoted exactly when the csv module (``csv_upload.CsvWriter``) would quote it.
@@ -33,7 +34,6 @@ from batchpipe_core.report import pa, pc
 _HEX_DIGITS = "0123456789ABCDEFabcdef"
 #: What ``urllib.parse.quote(key, safe="/")`` leaves as it is (its always-safe set, and ``/``).
 _UNQUOTED = frozenset((string.ascii_letters + string.digits + "_.-~/").encode())
-_ZERO = pa.array([0], pa.int32()) if pa is not None else None
 _TRUE = pa.array([True]) if pa is not None else None
 
 
@@ -48,65 +48,110 @@ def _tables() -> tuple[Any, Any, Any]:
 
 
 def decoded_keys(keys: Any) -> Any:
-    """``[keys.report_key(k) for k in keys]`` as a string array (``keys``: a string array)."""
-    offsets, start, end = _offsets(keys)
-    raw = keys.buffers()[2][start:end].to_pybytes() if end > start else b""
-    if not raw.isascii():
-        return _row_by_row(keys, report_key)
-    if b"+" in raw:
-        raw = raw.replace(b"+", b" ")
-    if b"%" not in raw:
-        return _with_data(keys, pc.subtract(offsets, pa.scalar(start, pa.int32())), raw)
-    # Escapes decoded by a C codec over all the batch's keys at once: 5 times fewer CPU seconds than
-    # splitting at ``%``. A ``%`` that does not start an escape within its own key (followed by
-    # anything but two hex digits, or in a key's last two bytes, where the next key's bytes would
-    # follow) leaves the codecs, and is decoded piece by piece instead.
-    tails = pc.binary_slice(pc.cast(keys, pa.binary()), -2)
-    if pc.any(pc.match_substring(tails, "%")).as_py():
-        return _piecewise(keys)
-    data = _unescaped(raw)
-    if data is None:  # a "%" followed by something other than two hex digits
-        return _piecewise(keys)
-    # Every "%" consumed two digits: each key is two bytes shorter per "%" it holds.
-    shorter = pc.multiply(pc.count_substring(keys, "%"), 2)
-    lengths = pc.subtract(pc.binary_length(keys), shorter)
-    decoded_offsets = pc.cumulative_sum(pa.concat_arrays([_ZERO, pc.cast(lengths, pa.int32())]))
-    return _with_data(keys, decoded_offsets, data)
+    """``[keys.report_key(k) for k in keys]`` as a string array (``keys``: a string array).
 
-
-def _unescaped(raw: bytes) -> bytes | None:
-    """``raw`` (ASCII) with every ``%`` and the two hex digits after it replaced by their byte, or
-    None when some ``%`` is not followed by two hex digits.
-
-    Quoted-printable decoding (``binascii.a2b_qp``) is the same rule with ``=`` for ``%``, one C pass
-    (half the CPU of rewriting each ``%`` as ``\\x`` for ``codecs.escape_decode``). Where it differs
-    it is not used: a ``=`` already in the keys, a line break (``=`` before one is a soft line break).
-    An ``=`` it does not decode as an escape is kept (or, doubled or last, shortened by one), so the
-    bytes shrink by exactly two per ``%`` only when every ``%`` was an escape."""
-    if b"=" in raw or b"\n" in raw or b"\r" in raw:
-        if b"\\" in raw:  # kept literal by the escape codec
-            raw = raw.replace(b"\\", b"\\\\")
-        try:
-            return codecs.escape_decode(raw.replace(b"%", b"\\x"))[0]
-        except ValueError:
-            return None
-    data = binascii.a2b_qp(raw.translate(_PERCENT_AS_EQUALS))
-    return data if len(raw) - len(data) == 2 * raw.count(b"%") else None
-
-
-_PERCENT_AS_EQUALS = bytes.maketrans(b"%", b"=")
-
-
-def _with_data(keys: Any, offsets: Any, data: bytes) -> Any:
-    """A string array of ``keys``' rows over ``data`` at ``offsets`` (int32, from 0): the bytes are
-    checked as UTF-8 by the cast, and where they are not, decoded row by row (``report_key`` puts
-    U+FFFD in)."""
-    assert offsets.type == pa.int32() and not offsets.offset
-    values = pa.Array.from_buffers(pa.binary(), len(keys), [None, offsets.buffers()[1], pa.py_buffer(data)])
+    The batch's keys are joined into one text with a NUL between them (one copy, in Arrow) and read
+    into Python by one table lookup (``codecs.charmap_decode`` over Arrow's buffer) that makes every
+    ``%`` an ``=`` and every ``+`` a space, and raises on the bytes it does not map: non-ASCII, and
+    what quoted-printable reads otherwise. The text is then unescaped by one C call, quoted-printable
+    decoding (``binascii.a2b_qp``: the same rule for ``=XX`` as URL decoding for ``%XX``), and split
+    at NUL in Arrow (as many pieces as keys, else some key held a NUL); the bytes are checked as UTF-8
+    only when some are not ASCII. Two C passes over the bytes in Python and two in Arrow: half the
+    CPU of copying the bytes out, translating ``%``, and counting every key's ``%`` for its offsets.
+    What these passes cannot decode as ``report_key`` does is decoded piece by piece
+    (``_piecewise``), or row by row for raw non-ASCII keys."""
+    if not len(keys):
+        return keys
+    text = _joined(keys)
     try:
-        return pc.cast(values, pa.string())
+        data = _unescaped(codecs.charmap_decode(text, "strict", _AS_QUOTED_PRINTABLE)[0])
+    except UnicodeDecodeError:  # "=", CR or LF in a key (quoted-printable reads them otherwise), non-ASCII
+        try:
+            data = _escape_decoded(codecs.charmap_decode(text, "strict", _AS_TEXT)[0])
+        except UnicodeDecodeError:  # raw non-ASCII
+            return _row_by_row(keys, report_key)
+    if data is None:  # some "%" starts no escape
+        return _piecewise(keys)
+    decoded = pc.split_pattern(_one_value(data), _SEPARATOR).flatten()
+    if len(decoded) != len(keys):  # a NUL in a key, or an escape decoded to one
+        return _piecewise(keys)
+    if data.isascii():
+        return decoded.view(pa.string())
+    try:
+        return pc.cast(decoded, pa.string())  # the cast checks the bytes are UTF-8
     except pa.ArrowInvalid:
-        return _row_by_row(keys, report_key)
+        return _row_by_row(keys, report_key)  # some escape decodes to invalid UTF-8: U+FFFD per row
+
+
+def _joined(keys: Any) -> Any:
+    """The keys' bytes, one after another with a NUL between them (an Arrow buffer)."""
+    one_list = pa.ListArray.from_arrays(pa.array([0, len(keys)], pa.int32()), keys)
+    return _text_buffer(pc.binary_join(one_list, _SEPARATOR))
+
+
+#: Between the keys of a batch while they are decoded as one text: a byte quoted-printable and the
+#: escape codec copy as it is (a line feed they would not, after an ``=`` or a backslash), and that
+#: keys hardly ever hold (a batch where one does is decoded piece by piece).
+_SEPARATOR = "\x00"
+
+
+def _unescaped(text: str) -> bytes | None:
+    """``text`` (ASCII, ``%`` made ``=``, no CR or LF, no ``=`` of its own, the keys separated by NUL)
+    with every ``=`` and the two hex digits after it replaced by their byte, or None when some ``=``
+    is not followed by two hex digits within its key.
+
+    An ``=`` that does not start an escape is kept by ``a2b_qp`` (or, doubled, made one; before a line
+    break it would be removed with it, but there are none), except at the end of the text (dropped):
+    looked for first. So decoded bytes without ``=`` had every ``=`` an escape; with some (``%3D``
+    decodes to one), the bytes shrink by exactly two per ``=`` only when every ``=`` was."""
+    if text.endswith("="):
+        return None
+    if "=" not in text:
+        return text.encode("ascii")
+    data = binascii.a2b_qp(text)
+    if b"=" in data and len(text) - len(data) != 2 * text.count("="):
+        return None
+    return data
+
+
+def _escape_decoded(text: str) -> bytes | None:
+    """``_unescaped`` for keys that hold ``=`` or CR: every ``%`` made ``\\x`` (a backslash doubled, so
+    it stays one) and decoded by ``codecs.escape_decode``, which refuses a ``\\x`` without two hex
+    digits after it (the NUL ending a key included); twice the CPU of ``a2b_qp``."""
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    try:
+        return codecs.escape_decode(text.replace("%", "\\x"))[0]
+    except ValueError:
+        return None
+
+
+def _charmap(mapped: dict[str, str], refused: str) -> str:
+    """A ``codecs.charmap_decode`` table: ASCII as itself but ``mapped``, ``refused`` and every byte
+    above 0x7F undefined (U+FFFE), so that decoding raises on them."""
+    table = [mapped.get(chr(b), chr(b)) for b in range(128)] + ["\ufffe"] * 128
+    for character in refused:
+        table[ord(character)] = "\ufffe"
+    return "".join(table)
+
+
+#: The keys' text for ``_unescaped``: ``%`` as quoted-printable's ``=``, ``+`` a space; refused: what
+#: quoted-printable reads otherwise (``=``, CR, LF) and non-ASCII.
+_AS_QUOTED_PRINTABLE = _charmap({"%": "=", "+": " "}, "=\r\n")
+#: The keys' text for ``_escape_decoded``: ``+`` a space; refused: non-ASCII.
+_AS_TEXT = _charmap({"+": " "}, "")
+
+
+def _text_buffer(values: Any) -> Any:
+    """The bytes of a string or binary array's values, one after another (an Arrow buffer, not copied)."""
+    _, start, end = _offsets(values)
+    return values.buffers()[2][start:end] if end > start else b""
+
+
+def _one_value(data: bytes) -> Any:
+    """A binary array of one value, ``data`` (not copied)."""
+    offsets = pa.array([0, len(data)], pa.int32()).buffers()[1]
+    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
 
 
 def _piecewise(keys: Any) -> Any:
@@ -237,38 +282,52 @@ def _text_bytes(lines: Any) -> bytes:
     return lines.buffers()[2][start:end].to_pybytes()
 
 
-def prefix_counts(decoded: Any, depths: int, max_chars: int) -> list[list[tuple[str, int]]]:
-    """Per depth 1..``depths``: (prefix, failures) in the order each prefix first occurs, as
-    ``prefixes.PrefixTally.add`` finds them row by row: the key up to and including its d-th ``/``
-    (or its last, or "" without one), cut at ``max_chars`` characters.
-
-    Each key's prefix at the deepest depth is found once (``_deepest_prefixes``); every shallower prefix is a prefix
-    of it, so the rest is worked out once per distinct deepest prefix (a few per thousand keys), in
-    the order they first occur (``value_counts`` lists values so: a hash table's insertion order).
-    The first occurrence of a shallower prefix is that of the first deepest prefix under it."""
+def prefix_counts(decoded: Any, depths: int) -> list[tuple[str, int]]:
+    """Each distinct deepest prefix of the keys (``_deepest_prefixes``) and how many keys it is the
+    deepest prefix of, in the order each first occurs (``value_counts`` lists values so: a hash
+    table's insertion order), for ``prefixes.PrefixTally.add_counts``. Every shallower prefix of a key
+    is one of its deepest prefix, so the tally works them out once per distinct deepest prefix (a
+    few per hundred keys)."""
     counts = pc.value_counts(_deepest_prefixes(decoded, depths))
-    counted: list[dict[str, int]] = [{} for _ in range(depths)]
-    for prefix, rows in zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(), strict=True):
-        end = -1
-        for depth in range(depths):
-            found = prefix.find("/", end + 1)
-            if found >= 0:
-                end = found
-            cut = prefix[: min(end + 1, max_chars)]
-            counted[depth][cut] = counted[depth].get(cut, 0) + rows
-    return [list(by_prefix.items()) for by_prefix in counted]
+    return list(zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(), strict=True))
 
 
 def _deepest_prefixes(keys: Any, depths: int) -> Any:
-    """Each key up to and including its ``depths``-th ``/`` (or its last; "" without one): the key
-    split at its first ``depths`` slashes, the last piece (the name, or the rest past the deepest
-    slash) emptied, joined again. A third less than the regex ``^(?:[^/]*/){0,depths}``."""
+    """Each key up to and including its ``depths``-th ``/`` (or its last; "" without one): as long as
+    the key less the piece after its first ``depths`` slashes (one split), cut from the keys' own bytes
+    (``_heads``). A fifth less than splitting, emptying the last piece and joining again."""
     parts = pc.split_pattern(keys, "/", max_splits=depths)
-    pieces = parts.flatten()
-    if not len(pieces):
-        return keys
-    parents = pc.list_parent_indices(parts)
-    last = len(pieces) - 1
-    is_last = pa.concat_arrays([pc.not_equal(parents.slice(0, last), parents.slice(1)), _TRUE])
-    emptied = pc.if_else(is_last, "", pieces)
-    return pc.binary_join(pa.ListArray.from_arrays(parts.offsets, emptied), "/")
+    last_pieces = pc.subtract(parts.offsets.slice(1), 1)
+    last_lengths = pc.take(pc.binary_length(parts.flatten()), last_pieces)
+    return _heads(keys, pc.subtract(pc.binary_length(keys), last_lengths))
+
+
+def _heads(values: Any, lengths: Any) -> Any:
+    """Each of ``values`` (a string array) cut to its first ``lengths`` bytes (int32).
+
+    The values' bytes are read as twice as many values, each value's head then its rest: offsets
+    that interleave where each value starts and where its head ends (two int32 in each int64 of
+    ``start | end << 32``, little-endian as Arrow's buffers are); the heads are every other one."""
+    offsets, _, _ = _offsets(values)
+    count = len(values)
+    starts = pc.cast(offsets.slice(0, count), pa.int64())
+    ends = pc.add(starts, pc.cast(lengths, pa.int64()))
+    both = pc.bit_wise_or(starts, pc.shift_left(ends, 32))
+    interleaved = pa.concat_arrays(
+        [pa.Array.from_buffers(pa.int32(), 2 * count, [None, both.buffers()[1]]), offsets.slice(count)]
+    )
+    halves = pa.Array.from_buffers(
+        pa.string(), 2 * count, [None, interleaved.buffers()[1], values.buffers()[2]]
+    )
+    return pc.take(halves, _even_numbers(count))
+
+
+def _even_numbers(count: int) -> Any:
+    """0, 2, 4, ... (``count`` of them, int32), sliced from one array grown as needed."""
+    global _EVEN_NUMBERS
+    if len(_EVEN_NUMBERS) < count:
+        _EVEN_NUMBERS = pa.array(range(0, 4 * count, 2), pa.int32())
+    return _EVEN_NUMBERS.slice(0, count)
+
+
+_EVEN_NUMBERS = pa.array([], pa.int32()) if pa is not None else None

@@ -36,23 +36,52 @@ DEPTHS = 4
 TRACKED = 200
 KEPT = 25
 MAX_PREFIX_CHARS = 200
+#: Deepest prefixes whose entries a tally keeps (``add_counts``): a few hundred kilobytes at most.
+KNOWN = 1000000
 
 
 class PrefixTally:
     """One part's failures by prefix, row by row; ``as_document`` for its tally."""
 
-    def __init__(self, depths: int = DEPTHS, tracked: int = TRACKED) -> None:
+    def __init__(self, depths: int = DEPTHS, tracked: int = TRACKED, known: int = KNOWN) -> None:
         self._tracked = tracked
+        self._most_known = known
         # Per depth: prefix -> [permanent, retriable].
         self._counts: list[dict[str, list[int]]] = [{} for _ in range(depths)]
         self._other: list[list[int]] = [[0, 0] for _ in range(depths)]
+        self._known: dict[str, list[list[int]]] = {}  # a deepest prefix's entries (add_counts)
 
     def add(self, key: str, *, retriable: bool) -> None:
-        # Once per failed row where rows go one by one (joins; the count path counts a batch at once,
-        # add_counts): locals and one slice per depth keep it cheap.
         column = 1 if retriable else 0
+        for entry in self._entries(key):
+            entry[column] += 1
+
+    def add_counts(self, counted: list[tuple[str, int]], *, retriable: bool) -> None:
+        """What ``add`` does for many keys at once, from their deepest prefixes (a key up to its
+        ``DEPTHS``-th ``/``, or its last: what every prefix of the key is a prefix of) counted in the
+        order each first occurs (``failure_columns.prefix_counts``): the same prefixes are tracked (the
+        first ``tracked`` met), the same rows go to ``other``.
+
+        Where a deepest prefix's rows go is kept (``_entries``): a tracked prefix stays tracked, and a
+        prefix not tracked because its depth was full stays so, so a deepest prefix met again in a
+        later batch costs one lookup (a report's failures fall in a few folders, met batch after
+        batch)."""
+        column = 1 if retriable else 0
+        known = self._known
+        for prefix, rows in counted:
+            entries = known.get(prefix)
+            if entries is None:
+                if len(known) >= self._most_known:
+                    known.clear()  # bounded: the prefixes met since are found again as they come
+                entries = known[prefix] = self._entries(prefix)
+            for entry in entries:
+                entry[column] += rows
+
+    def _entries(self, key: str) -> list[list[int]]:
+        """Per depth, the counts ``key`` adds to: its prefix's (tracked from here on if the depth has
+        room: the first ``tracked`` prefixes met), else the depth's ``other``."""
+        entries = []
         end = 0
-        tracked, other = self._tracked, self._other
         for depth, counts in enumerate(self._counts):
             found = key.find("/", end)
             if found >= 0:
@@ -60,26 +89,12 @@ class PrefixTally:
             prefix = key[: min(end, MAX_PREFIX_CHARS)]
             entry = counts.get(prefix)
             if entry is None:
-                if len(counts) >= tracked:
-                    other[depth][column] += 1
-                    continue
-                entry = counts[prefix] = [0, 0]
-            entry[column] += 1
-
-    def add_counts(self, counted: list[list[tuple[str, int]]], *, retriable: bool) -> None:
-        """What ``add`` does for many keys at once, from their prefixes counted per depth in the
-        order each first occurs (``failure_columns.prefix_counts``): the same prefixes are tracked
-        (the first ``tracked`` met), the same rows go to ``other``."""
-        column = 1 if retriable else 0
-        for depth, (counts, prefixes) in enumerate(zip(self._counts, counted, strict=True)):
-            for prefix, rows in prefixes:
-                entry = counts.get(prefix)
-                if entry is None:
-                    if len(counts) >= self._tracked:
-                        self._other[depth][column] += rows
-                        continue
+                if len(counts) >= self._tracked:
+                    entry = self._other[depth]
+                else:
                     entry = counts[prefix] = [0, 0]
-                entry[column] += rows
+            entries.append(entry)
+        return entries
 
     def as_document(self) -> dict[str, Any]:
         return {

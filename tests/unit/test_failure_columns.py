@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, unquote_plus, unquote_to_bytes
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,6 +70,13 @@ PIECES = [
     "%\r",
     "\\",
     "\\x41",
+    # what joining a batch's keys with NUL between them (failure_columns.decoded_keys) must not confuse
+    "\x00",
+    "%00",
+    "%0A",
+    "%0a",
+    "%3d",
+    "%%",
     "41",
     "é",
     "日本",
@@ -172,24 +180,81 @@ def test_csv_lines_are_what_the_csv_writer_writes(rows):
     assert csv_lines(columns) == expected.getvalue().encode()
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.lists(st.sampled_from(["a/", "b/", "é/", "c", "/", "x" * 120 + "/", "%41/"]), max_size=7).map(
-            "".join
-        ),
-        min_size=1,
-        max_size=40,
-    ),
-    st.integers(1, 5),
+@pytest.mark.parametrize(
+    "batch",
+    [
+        ["a%41", "b%2"],  # a "%" in the batch's last key without its two digits
+        ["a%", "41"],  # a "%" ending a key, before a key that starts with hex digits
+        ["a%", ""],
+        ["%%41", "x"],
+        ["a=b%41", "c\\x41%2F"],  # "=" (quoted-printable's escape) and backslashes: the escape codec
+        ["a=b%4", "c"],
+        ["a\rb%41", "c%"],
+        ["a\nb%41", "a%\nb"],  # LF: quoted-printable's soft line break after an "="
+        ["a\x00b", "c%41"],  # NUL, the keys' separator while they are decoded at once
+        ["a%00b", "c%0Ad", "e%0a"],  # escapes of NUL and LF
+        ["%C3%A9/é", "%FF", "é%41"],  # raw non-ASCII
+        ["%C3%A9", "%FF"],  # an escape of invalid UTF-8
+        ["%3D", "%zz"],  # a decoded "=" beside one that starts no escape
+        ["%e6%97%a5/%3d", "+%2B+", "", "/%2F%2f/"],
+    ],
 )
-def test_prefixes_count_as_the_tally_does_row_by_row(values, tracked):
+def test_hostile_batches_decode_as_report_key_does(batch):
+    assert decoded_keys(pa.array(batch, pa.string())).to_pylist() == [report_key(v) for v in batch]
+
+
+#: Keys for the prefix tally: many slashes, empty folders, and folders longer than MAX_PREFIX_CHARS
+#: in characters of one to four bytes (the cut is in characters).
+PREFIX_PIECES = [
+    "a/",
+    "b/",
+    "é/",
+    "c",
+    "/",
+    "x" * 120 + "/",
+    "%41/",
+    "é" * 120 + "/",
+    "日" * 90,
+    "😀" * 70 + "/",
+]
+batches_of_keys = st.lists(
+    st.lists(st.lists(st.sampled_from(PREFIX_PIECES), max_size=9).map("".join), min_size=1, max_size=40),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches_of_keys, st.integers(1, 5), st.integers(1, 8), st.lists(st.booleans(), min_size=4, max_size=4))
+def test_prefixes_count_as_the_tally_does_row_by_row(batches, tracked, known, retriable):
+    """Batch after batch into one tally (the deepest prefixes' entries it keeps across batches, and
+    forgets when more than ``known`` are kept), permanent and retriable rows alike."""
     by_row = PrefixTally(tracked=tracked)
-    for value in values:
-        by_row.add(value, retriable=True)
-    by_column = PrefixTally(tracked=tracked)
-    by_column.add_counts(prefix_counts(pa.array(values, pa.string()), 4, MAX_PREFIX_CHARS), retriable=True)
+    by_column = PrefixTally(tracked=tracked, known=known)
+    for values, is_retriable in zip(batches, retriable, strict=False):  # one flag per batch
+        for value in values:
+            by_row.add(value, retriable=is_retriable)
+        by_column.add_counts(prefix_counts(pa.array(values, pa.string()), 4), retriable=is_retriable)
     assert by_column.as_document() == by_row.as_document()
+
+
+def test_a_sliced_array_counts_only_its_own_prefixes():
+    array = pa.array(["x/y/z", "é/a/b", "q/r"], pa.string()).slice(1, 2)
+    assert prefix_counts(array, 4) == [("é/a/", 1), ("q/", 1)]
+
+
+def test_prefixes_are_cut_at_max_prefix_chars_characters():
+    key = "é" * (MAX_PREFIX_CHARS + 5) + "/name"
+    tally = PrefixTally()
+    tally.add_counts(prefix_counts(pa.array([key, key], pa.string()), 4), retriable=False)
+    (entry,) = tally.as_document()["depths"][0]["prefixes"]
+    assert entry == {
+        "prefix": "é" * MAX_PREFIX_CHARS,
+        "permanent": 2,
+        "retriable": 0,
+        "exact": True,
+        "cut": True,
+    }
 
 
 # ------------------------------------------------------------------ the whole failure path, both ways
