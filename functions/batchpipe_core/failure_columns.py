@@ -26,6 +26,7 @@ import binascii
 import codecs
 import functools
 import string
+import sys
 from typing import Any
 
 from batchpipe_core.keys import report_key
@@ -34,7 +35,6 @@ from batchpipe_core.report import pa, pc
 _HEX_DIGITS = "0123456789ABCDEFabcdef"
 #: What ``urllib.parse.quote(key, safe="/")`` leaves as it is (its always-safe set, and ``/``).
 _UNQUOTED = frozenset((string.ascii_letters + string.digits + "_.-~/").encode())
-_TRUE = pa.array([True]) if pa is not None else None
 
 
 @functools.cache
@@ -293,26 +293,28 @@ def prefix_counts(decoded: Any, depths: int) -> list[tuple[str, int]]:
 
 
 def _deepest_prefixes(keys: Any, depths: int) -> Any:
-    """Each key up to and including its ``depths``-th ``/`` (or its last; "" without one): as long as
-    the key less the piece after its first ``depths`` slashes (one split), cut from the keys' own bytes
-    (``_heads``). A fifth less than splitting, emptying the last piece and joining again."""
+    """Each key up to and including its ``depths``-th ``/`` (or its last; "" without one): the key
+    without the piece after its first ``depths`` slashes (one split), cut from the keys' own bytes
+    (``_without_tails``). A fifth less than splitting, emptying the last piece and joining again."""
     parts = pc.split_pattern(keys, "/", max_splits=depths)
     last_pieces = pc.subtract(parts.offsets.slice(1), 1)
-    last_lengths = pc.take(pc.binary_length(parts.flatten()), last_pieces)
-    return _heads(keys, pc.subtract(pc.binary_length(keys), last_lengths))
+    return _without_tails(keys, pc.take(pc.binary_length(parts.flatten()), last_pieces))
 
 
-def _heads(values: Any, lengths: Any) -> Any:
-    """Each of ``values`` (a string array) cut to its first ``lengths`` bytes (int32).
+def _without_tails(values: Any, tails: Any) -> Any:
+    """Each of ``values`` (a string array) without its last ``tails`` bytes (int32).
 
-    The values' bytes are read as twice as many values, each value's head then its rest: offsets
-    that interleave where each value starts and where its head ends (two int32 in each int64 of
-    ``start | end << 32``, little-endian as Arrow's buffers are); the heads are every other one."""
+    The values' bytes are read as twice as many values, each value's head then its tail: offsets
+    that interleave where each value starts and where its tail starts (two int32 in each int64,
+    in the machine's byte order, as Arrow's buffers are); the heads are every other one."""
     offsets, _, _ = _offsets(values)
     count = len(values)
     starts = pc.cast(offsets.slice(0, count), pa.int64())
-    ends = pc.add(starts, pc.cast(lengths, pa.int64()))
-    both = pc.bit_wise_or(starts, pc.shift_left(ends, 32))
+    tail_starts = pc.cast(pc.subtract(offsets.slice(1), tails), pa.int64())
+    if sys.byteorder == "little":
+        both = pc.bit_wise_or(starts, pc.shift_left(tail_starts, 32))
+    else:
+        both = pc.bit_wise_or(pc.shift_left(starts, 32), tail_starts)
     interleaved = pa.concat_arrays(
         [pa.Array.from_buffers(pa.int32(), 2 * count, [None, both.buffers()[1]]), offsets.slice(count)]
     )
