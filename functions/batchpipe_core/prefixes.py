@@ -82,17 +82,15 @@ class PrefixTally:
         room: the first ``tracked`` prefixes met), else the depth's ``other``."""
         entries = []
         end = 0
-        for depth, counts in enumerate(self._counts):
+        tracked = self._tracked
+        for counts, other in zip(self._counts, self._other, strict=True):
             found = key.find("/", end)
             if found >= 0:
                 end = found + 1
-            prefix = key[: min(end, MAX_PREFIX_CHARS)]
+            prefix = key[:end] if end <= MAX_PREFIX_CHARS else key[:MAX_PREFIX_CHARS]
             entry = counts.get(prefix)
             if entry is None:
-                if len(counts) >= self._tracked:
-                    entry = self._other[depth]
-                else:
-                    entry = counts[prefix] = [0, 0]
+                entry = other if len(counts) >= tracked else counts.setdefault(prefix, [0, 0])
             entries.append(entry)
         return entries
 
