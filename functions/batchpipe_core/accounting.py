@@ -19,20 +19,21 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchpipe_core.classification import NOT_RUN, Disposition, classify, classify_arrays, error_label
+from batchpipe_core.classification import NOT_RUN, Disposition, classify, error_label
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.report import (
     CSV_MODULE,
     PYARROW,
     SUCCEEDED,
     ReportRow,
+    _status_and_code,
     arrow_result_parts,
     batch_rows,
     count_succeeded_records,
     pa,
     pc,
+    plain_strings,
     read_result_rows,
-    status_and_code_arrays,
 )
 
 MAX_BACKOFF_SECONDS = 86_400  # one day: a longer wait helps nothing an operator would not rather decide
@@ -72,7 +73,7 @@ class FailedColumns:
     bucket: Any
     key: Any  # as the report spells it (URL-encoded)
     version_id: Any
-    http_status: Any  # int16, null when none
+    http_status: Any  # as the failures file writes it: the digits, "" when none
     error_code: Any
     message: Any
 
@@ -133,8 +134,8 @@ def tally_parts(
 ) -> AttemptTally:
     """``tally`` over ``report.iter_report_parts``: record batches are counted in Arrow.
 
-    Per batch, successes are counted without leaving Arrow, failures are classified with
-    ``classify_arrays`` and counted by error label per distinct (HTTP status, error code), and only
+    Per batch, successes are counted without leaving Arrow, failures are classified and counted by
+    error label once per distinct pair of the 5th and 6th columns (``_Outcomes``), and only
     the failed rows become ReportRows, for the sinks - or, with ``on_columns``, stay columns, handed
     over once per batch and disposition. Row iterables go through ``tally``. Both give the same counts
     and hand the sinks the same rows in the same order (tests/unit/test_report_readers.py).
@@ -171,7 +172,7 @@ def tally_results(
                 counts.rows += successes
                 counts.succeeded += successes
                 return counts
-        parts: Iterable[Any] = arrow_result_parts(open_stream())
+        parts: Iterable[Any] = arrow_result_parts(open_stream(), dictionaries=True)
     else:
         parts = [read_result_rows(open_stream(), CSV_MODULE)]
     return tally_parts(
@@ -194,57 +195,113 @@ def _tally_batch(
 ) -> None:
     rows = batch.num_rows
     counts.rows += rows
-    succeeded = pc.equal(batch.column(3), SUCCEEDED)
-    successes = pc.sum(succeeded).as_py() or 0
-    counts.succeeded += successes
-    if successes == rows:
-        return
-    failed = batch.filter(pc.invert(succeeded))
-    succeeded = pc.equal(pc.utf8_lower(failed.column(3)), SUCCEEDED)  # "Succeeded": a success too
-    if pc.any(succeeded).as_py():
-        counts.succeeded += pc.sum(succeeded).as_py()
-        failed = failed.filter(pc.invert(succeeded))
-    http_statuses, error_codes = status_and_code_arrays(failed.column(4), failed.column(5))
-    retriable, _ = classify_arrays(http_statuses, error_codes, unknown)
-    # Counted per distinct (status, code) spelled as one string: value_counts is a hash kernel of
-    # its own, where a group_by would load Arrow's query engine on the first failed batch.
-    pairs = pc.binary_join_element_wise(
-        pc.cast(http_statuses, pa.string()), error_codes, "\t", null_handling="replace", null_replacement=""
-    )
-    for pair in pc.value_counts(pairs).to_pylist():
-        status, code = pair["values"].split("\t", 1)
-        http_status = int(status) if status else None
-        label = error_label(http_status, code)
-        counts.errors[label] += pair["counts"]
-        if not classify(http_status, code, unknown).known:
-            counts.unknown_errors[label] += pair["counts"]
-    retriable_rows = pc.sum(retriable).as_py() or 0
+    failed = batch
+    status = batch.column(3)
+    # A file of failures has no success to take out: every status is shorter than "succeeded" (9
+    # characters; lower-casing maps each character to one, so no shorter value is one in any
+    # casing). A dictionary column is looked at in its dictionary: a superset of its rows' values.
+    values = status.dictionary if pa.types.is_dictionary(status.type) else status
+    if (pc.max(pc.binary_length(values)).as_py() or 0) >= len(SUCCEEDED):
+        status = plain_strings(status)
+        succeeded = pc.equal(status, SUCCEEDED)
+        successes = pc.sum(succeeded).as_py() or 0
+        counts.succeeded += successes
+        if successes == rows:
+            return
+        if successes:
+            failed = batch.filter(pc.invert(succeeded))
+            status = status.filter(pc.invert(succeeded))
+        succeeded = pc.equal(pc.utf8_lower(status), SUCCEEDED)  # "Succeeded": a success too
+        if pc.any(succeeded).as_py():
+            counts.succeeded += pc.sum(succeeded).as_py()
+            failed = failed.filter(pc.invert(succeeded))
+    outcomes = _Outcomes(failed.column(4), failed.column(5), unknown, counts)
+    retriable = outcomes.retriable
+    retriable_rows = outcomes.retriable_rows
     counts.failed_retriable += retriable_rows
     counts.failed_permanent += failed.num_rows - retriable_rows
-    counts.not_run += pc.sum(pc.and_(retriable, pc.equal(error_codes, NOT_RUN))).as_py() or 0
     for chosen, wanted, sink in (
         (True, retriable_rows, on_retriable),
         (False, failed.num_rows - retriable_rows, on_permanent),
     ):
         if not wanted:
             continue
-        mask = retriable if chosen else pc.invert(retriable)
+        mask = None if wanted == failed.num_rows else retriable if chosen else pc.invert(retriable)
+        rows_of = failed if mask is None else failed.filter(mask)
         if on_columns is None:
-            for row in batch_rows(failed.filter(mask)):
+            for row in batch_rows(rows_of):
                 sink(row)
             continue
-        rows = failed.filter(mask)
+        outcome = outcomes.index if mask is None else outcomes.index.filter(mask)
         on_columns(
             FailedColumns(
-                bucket=rows.column(0),
-                key=rows.column(1),
-                version_id=rows.column(2),
-                http_status=http_statuses.filter(mask),
-                error_code=error_codes.filter(mask),
-                message=rows.column(6),
+                bucket=rows_of.column(0),
+                key=rows_of.column(1),
+                version_id=rows_of.column(2),
+                http_status=pa.DictionaryArray.from_arrays(outcome, outcomes.http_statuses),
+                error_code=pa.DictionaryArray.from_arrays(outcome, outcomes.error_codes),
+                message=rows_of.column(6),
             ),
             chosen,
         )
+
+
+class _Outcomes:
+    """A batch's failed rows classified once per distinct (5th, 6th column) pair, not per row.
+
+    Each row's pair is a number (its 5th column's dictionary index times the 6th's dictionary size,
+    plus its 6th's index); the distinct pairs are counted by ``value_counts`` and each is read,
+    classified and labelled in Python by the per-row functions (``report._status_and_code``,
+    ``classify``, ``error_label``), so the counts, the unknown codes and the dispositions are theirs.
+    The rows then take their disposition, HTTP status and error code from the pairs' tables by index.
+    """
+
+    #: Pairs numbered densely (a table entry for every combination) up to this many combinations;
+    #: past it, each row's pair is looked up among the distinct ones (a hash per row).
+    DENSE_PAIRS = 4096
+
+    def __init__(self, fifth: Any, sixth: Any, unknown: Disposition, counts: AttemptTally) -> None:
+        fifth, sixth = _dictionary(fifth), _dictionary(sixth)
+        width = len(sixth.dictionary)
+        pairs = pc.add(
+            pc.multiply(pc.cast(fifth.indices, pa.int64()), width), pc.cast(sixth.indices, pa.int64())
+        )
+        distinct = pc.value_counts(pairs)
+        numbers, seen = distinct.field(0), distinct.field(1).to_pylist()
+        fifths, sixths = fifth.dictionary.to_pylist(), sixth.dictionary.to_pylist()
+        dense = len(fifths) * width <= self.DENSE_PAIRS
+        size = len(fifths) * width if dense else len(seen)
+        retriable, http_statuses, error_codes = [False] * size, [""] * size, [""] * size
+        retriable_rows = 0
+        for position, (number, rows) in enumerate(zip(numbers.to_pylist(), seen, strict=True)):
+            http_status, error_code = _status_and_code(*_pair(fifths, sixths, number, width))
+            label = error_label(http_status, error_code)
+            verdict = classify(http_status, error_code, unknown)
+            counts.errors[label] += rows
+            if not verdict.known:
+                counts.unknown_errors[label] += rows
+            if verdict.retriable:
+                retriable_rows += rows
+                counts.not_run += rows if error_code == NOT_RUN else 0
+            at = number if dense else position
+            retriable[at] = verdict.retriable
+            http_statuses[at] = "" if http_status is None else str(http_status)
+            error_codes[at] = error_code
+        #: Each row's index into the tables below.
+        self.index = pairs if dense else pc.index_in(pairs, value_set=numbers)
+        self.retriable = pc.take(pa.array(retriable, pa.bool_()), self.index)
+        self.retriable_rows = retriable_rows
+        self.http_statuses = pa.array(http_statuses, pa.string())  # as the failures file writes it
+        self.error_codes = pa.array(error_codes, pa.string())
+
+
+def _dictionary(column: Any) -> Any:
+    return column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+
+
+def _pair(fifths: list[str], sixths: list[str], number: int, width: int) -> tuple[str, str]:
+    at_fifth, at_sixth = divmod(number, width)
+    return fifths[at_fifth], sixths[at_sixth]
 
 
 def preferred_outcome(unknown: Disposition) -> Callable[[ReportRow, ReportRow], ReportRow]:

@@ -192,12 +192,11 @@ class AttemptOutputs:
         if not retriable or self.retry is None:
             upload = self.permanent if not retriable else self.exhausted
             assert upload is not None
-            http_status = columns.pc.fill_null(columns.pc.cast(failed.http_status, columns.pa.string()), "")
             fields = [
                 failed.bucket,
                 decoded,
                 failed.version_id,
-                http_status,
+                failed.http_status,
                 failed.error_code,
                 failed.message,
             ]

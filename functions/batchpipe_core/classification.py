@@ -11,15 +11,7 @@ code (``TemporaryFailure`` / ``PermanentFailure``). What neither table knows fol
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass
-from typing import Any
-
-try:  # pyarrow comes with the function's layer; classify_arrays is only called where it imported
-    import pyarrow as pa
-    import pyarrow.compute as pc
-except ImportError:  # pragma: no cover - the csv-module fallback classifies row by row
-    pa = pc = None
 
 
 class Disposition(enum.StrEnum):
@@ -106,32 +98,6 @@ def classify(http_status: int | None, error_code: str, unknown: Disposition = _P
         if by_status is not None:
             return _KNOWN[by_status]
     return _UNKNOWN[unknown]
-
-
-@functools.cache
-def _arrow_tables() -> tuple[Any, Any, Any, Any]:
-    """BY_ERROR_CODE and BY_HTTP_STATUS as Arrow value sets and "retriable?" columns, built once."""
-    codes = pa.array(list(BY_ERROR_CODE), pa.string())
-    code_retriable = pa.array([d is _R for d in BY_ERROR_CODE.values()], pa.bool_())
-    statuses = pa.array(list(BY_HTTP_STATUS), pa.int16())
-    status_retriable = pa.array([d is _R for d in BY_HTTP_STATUS.values()], pa.bool_())
-    return codes, code_retriable, statuses, status_retriable
-
-
-def classify_arrays(http_statuses: Any, error_codes: Any, unknown: Disposition = _P) -> tuple[Any, Any]:
-    """``classify`` over Arrow columns at once: (retriable, known) boolean arrays, one value per row.
-
-    The same two tables in the same order - error code first, then 5xx, then the HTTP status table -
-    looked up with ``index_in`` instead of a dict per row; ``http_statuses`` is int16 (null: none).
-    """
-    codes, code_retriable, statuses, status_retriable = _arrow_tables()
-    by_code = pc.take(code_retriable, pc.index_in(error_codes, value_set=codes))
-    server_error = pc.and_(pc.greater_equal(http_statuses, 500), pc.less_equal(http_statuses, 599))
-    by_status = pc.take(status_retriable, pc.index_in(http_statuses, value_set=statuses))
-    by_status = pc.if_else(server_error, True, by_status)  # a null status stays null
-    retriable = pc.coalesce(by_code, by_status)
-    known = pc.is_valid(retriable)
-    return pc.fill_null(retriable, unknown is _R), known
 
 
 def error_label(http_status: int | None, error_code: str) -> str:

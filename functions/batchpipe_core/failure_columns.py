@@ -234,25 +234,33 @@ def _row_by_row(keys: Any, function: Any) -> Any:
 
 
 def csv_lines(columns: list[Any]) -> bytes:
-    """The rows of ``columns`` (string arrays, no nulls) as ``csv_upload.CsvWriter`` writes them: a field
-    with a comma, a quote or a newline quoted (quotes doubled), every field of a row that holds a
-    carriage return quoted, lines ended by ``\\n``."""
+    """The rows of ``columns`` (string or dictionary<string> arrays, no nulls) as
+    ``csv_upload.CsvWriter`` writes them: a field with a comma, a quote or a newline quoted (quotes
+    doubled), every field of a row that holds a carriage return quoted, lines ended by ``\\n``."""
     if not len(columns[0]):
         return b""
     # Each column's bytes are searched for what needs quotes (bytes.find: no kernel, no regex); only
-    # the columns that hold some (messages, mostly) are looked at row by row.
-    texts = [_text_bytes(column) for column in columns]
+    # the columns that hold some (messages, mostly) are looked at row by row. A dictionary column's
+    # values are searched instead of its rows (a superset: what a row needs is still decided exactly).
+    texts = [_text_bytes(_values(column)) for column in columns]
     carriage_returns = [
-        pc.match_substring(c, "\r") for c, text in zip(columns, texts, strict=True) if b"\r" in text
+        _per_row(column, lambda values: pc.match_substring(values, "\r"))
+        for column, text in zip(columns, texts, strict=True)
+        if b"\r" in text
     ]
     row_has_cr = functools.reduce(pc.or_, carriage_returns) if carriage_returns else None
     fields = []
     for column, text in zip(columns, texts, strict=True):
         special = [character in text for character in (b",", b'"', b"\n")]
-        if not any(special) and row_has_cr is None:
+        if row_has_cr is not None:
+            fields.append(_quoted(_plain(column), row_has_cr, quotes=any(special)))
+        elif _is_dictionary(column):
+            # Quoted once per distinct value; one value throughout (a bucket) is a scalar, not a column.
+            values = _quoted(column.dictionary, None) if any(special) else column.dictionary
+            fields.append(values[0] if len(values) == 1 else pc.take(values, column.indices))
+        elif not any(special):
             fields.append(column)  # nothing in this column needs quotes (most keys, codes, buckets)
-            continue
-        if row_has_cr is None:
+        else:
             # Which values need quotes depends on the value alone: decided once per distinct value
             # when there are few (a report's messages repeat per error code), else per row.
             encoded = pc.dictionary_encode(column)
@@ -260,10 +268,33 @@ def csv_lines(columns: list[Any]) -> bytes:
                 fields.append(pc.take(_quoted(encoded.dictionary, None), encoded.indices))
             else:
                 fields.append(_quoted(column, None))
-            continue
-        fields.append(_quoted(column, row_has_cr, quotes=any(special)))
+    if isinstance(fields[0], pa.Scalar):
+        # The line end goes in front of a first field that is one value (the bucket), so no column is
+        # copied for it: "\nb,k\nb,k" becomes "b,k\nb,k\n" by moving the first byte to the end.
+        fields[0] = pa.scalar("\n" + fields[0].as_py(), pa.string())
+        return _text_bytes(pc.binary_join_element_wise(*fields, ","))[1:] + b"\n"
     fields[-1] = pc.binary_join_element_wise(fields[-1], "\n", "")  # the line end, copying one column
     return _text_bytes(pc.binary_join_element_wise(*fields, ","))
+
+
+def _is_dictionary(column: Any) -> bool:
+    return pa.types.is_dictionary(column.type)
+
+
+def _values(column: Any) -> Any:
+    """A column's distinct values when it is a dictionary column (and maybe some it does not use)."""
+    return column.dictionary if _is_dictionary(column) else column
+
+
+def _plain(column: Any) -> Any:
+    return column.dictionary_decode() if _is_dictionary(column) else column
+
+
+def _per_row(column: Any, function: Any) -> Any:
+    """``function`` over a column's values, per row: over a dictionary's values, then by index."""
+    if _is_dictionary(column):
+        return pc.take(function(column.dictionary), column.indices)
+    return function(column)
 
 
 def _quoted(column: Any, row_has_cr: Any, quotes: bool = True) -> Any:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from batchpipe_core.classification import (
-    BY_ERROR_CODE,
     NOT_RUN,
     Disposition,
     classify,
-    classify_arrays,
     error_label,
     policy_disposition,
 )
@@ -79,24 +74,3 @@ def test_policy_setting_is_validated():
 )
 def test_error_labels(http, code, label):
     assert error_label(http, code) == label
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.none() | st.integers(100, 599),
-            st.sampled_from([*BY_ERROR_CODE, "Mystery", "", "slowdown"]) | st.text(max_size=8),
-        ),
-        min_size=1,
-        max_size=50,
-    ),
-    st.sampled_from(list(Disposition)),
-)
-def test_classifying_arrays_agrees_with_classifying_rows(pairs, unknown):
-    """The vectorised lookup ProcessReport uses per Arrow batch reads the same two tables the same way."""
-    http = pa.array([h for h, _ in pairs], pa.int16())
-    codes = pa.array([c for _, c in pairs], pa.string())
-    retriable, known = classify_arrays(http, codes, unknown)
-    expected = [classify(h, c, unknown) for h, c in pairs]
-    assert retriable.to_pylist() == [e.retriable for e in expected]
-    assert known.to_pylist() == [e.known for e in expected]

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, unquote_plus, unquote_to_bytes
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,14 +171,25 @@ fields = st.text(alphabet=st.sampled_from([*'ab,"\r\n é', "日"]), max_size=8)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(fields, fields, fields), min_size=1, max_size=20))
-def test_csv_lines_are_what_the_csv_writer_writes(rows):
+@given(
+    st.lists(st.tuples(fields, fields, fields), min_size=1, max_size=20),
+    st.lists(st.booleans(), min_size=3, max_size=3),
+    st.integers(0, 3),
+)
+def test_csv_lines_are_what_the_csv_writer_writes(rows, dictionaries, cut):
+    """Columns plain or dictionary-encoded (each quoted once per value; one value throughout taken
+    as a scalar), whole or a slice of a filtered batch whose dictionaries hold values it does not use."""
+    rows = [("é,\r\n", '"', "x"), ("", "", ""), *rows]  # before the slice: values the rows may not use
     expected = io.StringIO(newline="")
     writer = CsvWriter(expected)
-    for row in rows:
+    for row in rows[2 + cut :] or rows[-1:]:
         writer.writerow(row)
-    columns = [pa.array([row[i] for row in rows], pa.string()) for i in range(3)]
-    assert csv_lines(columns) == expected.getvalue().encode()
+    columns = []
+    for i, dictionary in enumerate(dictionaries):
+        column = pa.array([row[i] for row in rows], pa.string())
+        columns.append(pc.dictionary_encode(column) if dictionary else column)
+    start = min(2 + cut, len(rows) - 1)
+    assert csv_lines([c.slice(start) for c in columns]) == expected.getvalue().encode()
 
 
 @pytest.mark.parametrize(

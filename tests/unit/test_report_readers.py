@@ -97,13 +97,16 @@ def tallied(parts, unknown: Disposition):
     st.lists(outcome_records(), min_size=1, max_size=40),
     st.sampled_from(list(Disposition)),
     st.sampled_from([1 << 10, 1 << 20]),
+    st.booleans(),
 )
-def test_counting_in_arrow_agrees_with_counting_rows(rows, unknown, block_bytes):
-    """ProcessReport's Complete-job path (batches counted in Arrow, only failed rows converted)
-    against the csv-module fallback row by row: the same counts and the same rows to each sink, in
-    the same order except for records pyarrow set aside (they follow the batch they were read with)."""
+def test_counting_in_arrow_agrees_with_counting_rows(rows, unknown, block_bytes, dictionaries):
+    """ProcessReport's Complete-job path (batches counted in Arrow, only failed rows converted, the
+    repeating columns read as dictionaries or not) against the csv-module fallback row by row: the
+    same counts and the same rows to each sink, in the same order except for records pyarrow set
+    aside (they follow the batch they were read with)."""
     data = csv_bytes(rows)
-    arrow_counts, *arrow_sinks = tallied(arrow_result_parts(io.BytesIO(data), block_bytes), unknown)
+    parts = arrow_result_parts(io.BytesIO(data), block_bytes, dictionaries=dictionaries)
+    arrow_counts, *arrow_sinks = tallied(parts, unknown)
     fallback_counts, *fallback_sinks = tallied([read_result_rows(io.BytesIO(data), CSV_MODULE)], unknown)
     assert arrow_counts == fallback_counts
     assert arrow_counts.rows == len(rows)
