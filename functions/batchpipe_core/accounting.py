@@ -23,6 +23,7 @@ from batchpipe_core.classification import NOT_RUN, Disposition, classify, error_
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.report import (
     CSV_MODULE,
+    FULL_READ_BLOCK_BYTES,
     PYARROW,
     SUCCEEDED,
     ReportRow,
@@ -172,7 +173,7 @@ def tally_results(
                 counts.rows += successes
                 counts.succeeded += successes
                 return counts
-        parts: Iterable[Any] = arrow_result_parts(open_stream(), dictionaries=True)
+        parts: Iterable[Any] = arrow_result_parts(open_stream(), FULL_READ_BLOCK_BYTES, dictionaries=True)
     else:
         parts = [read_result_rows(open_stream(), CSV_MODULE)]
     return tally_parts(

@@ -45,6 +45,11 @@ FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "mess
 #: pyarrow's block: the unit it reads, parses and converts at a time, so what bounds its memory (a few
 #: blocks in flight). One record must fit in a block; a report row is at most a few KiB.
 ARROW_BLOCK_BYTES = 1 << 20
+#: The block of the full read of a file with failures (``arrow_result_parts`` from
+#: ``accounting.tally_results``): each batch's failed rows are classified, decoded, counted by prefix
+#: and written by a fixed number of kernels and Python calls, so 4 MiB batches cost a third less CPU
+#: than 1 MiB ones (docs/PERFORMANCE.md) for a few MiB more memory in flight.
+FULL_READ_BLOCK_BYTES = 4 << 20
 #: Whether pyarrow parses blocks on its thread pool. The function has one vCPU at 1,769 MB
 #: (docs/PERFORMANCE.md), where threads add coordination but no parallelism.
 ARROW_THREADS = False
