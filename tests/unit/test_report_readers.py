@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchpipe_core import report
+from batchpipe_core import accounting, report
 from batchpipe_core.accounting import tally_parts, tally_results
 from batchpipe_core.classification import BY_ERROR_CODE, Disposition
 from batchpipe_core.report import (
@@ -98,15 +98,21 @@ def tallied(parts, unknown: Disposition):
     st.sampled_from(list(Disposition)),
     st.sampled_from([1 << 10, 1 << 20]),
     st.booleans(),
+    st.sampled_from([accounting._Outcomes.DENSE_PAIRS, 0]),
 )
-def test_counting_in_arrow_agrees_with_counting_rows(rows, unknown, block_bytes, dictionaries):
+def test_counting_in_arrow_agrees_with_counting_rows(rows, unknown, block_bytes, dictionaries, dense_pairs):
     """ProcessReport's Complete-job path (batches counted in Arrow, only failed rows converted, the
-    repeating columns read as dictionaries or not) against the csv-module fallback row by row: the
-    same counts and the same rows to each sink, in the same order except for records pyarrow set
-    aside (they follow the batch they were read with)."""
+    repeating columns read as dictionaries or not, each row's (5th, 6th column) pair numbered densely
+    or looked up among the distinct ones) against the csv-module fallback row by row: the same counts
+    and the same rows to each sink, in the same order except for records pyarrow set aside (they
+    follow the batch they were read with)."""
     data = csv_bytes(rows)
     parts = arrow_result_parts(io.BytesIO(data), block_bytes, dictionaries=dictionaries)
-    arrow_counts, *arrow_sinks = tallied(parts, unknown)
+    dense, accounting._Outcomes.DENSE_PAIRS = accounting._Outcomes.DENSE_PAIRS, dense_pairs
+    try:
+        arrow_counts, *arrow_sinks = tallied(parts, unknown)
+    finally:
+        accounting._Outcomes.DENSE_PAIRS = dense
     fallback_counts, *fallback_sinks = tallied([read_result_rows(io.BytesIO(data), CSV_MODULE)], unknown)
     assert arrow_counts == fallback_counts
     assert arrow_counts.rows == len(rows)
