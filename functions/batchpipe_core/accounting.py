@@ -33,7 +33,6 @@ from batchpipe_core.report import (
     count_succeeded_records,
     pa,
     pc,
-    plain_strings,
     read_result_rows,
 )
 
@@ -173,7 +172,7 @@ def tally_results(
                 counts.rows += successes
                 counts.succeeded += successes
                 return counts
-        parts: Iterable[Any] = arrow_result_parts(open_stream(), FULL_READ_BLOCK_BYTES, dictionaries=True)
+        parts: Iterable[Any] = arrow_result_parts(open_stream(), FULL_READ_BLOCK_BYTES)
     else:
         parts = [read_result_rows(open_stream(), CSV_MODULE)]
     return tally_parts(
@@ -200,10 +199,8 @@ def _tally_batch(
     status = batch.column(3)
     # A file of failures has no success to take out: every status is shorter than "succeeded" (9
     # characters; lower-casing maps each character to one, so no shorter value is one in any
-    # casing). A dictionary column is looked at in its dictionary: a superset of its rows' values.
-    values = status.dictionary if pa.types.is_dictionary(status.type) else status
-    if (pc.max(pc.binary_length(values)).as_py() or 0) >= len(SUCCEEDED):
-        status = plain_strings(status)
+    # casing), one kernel where comparing, counting and filtering every column took five.
+    if (pc.max(pc.binary_length(status)).as_py() or 0) >= len(SUCCEEDED):
         succeeded = pc.equal(status, SUCCEEDED)
         successes = pc.sum(succeeded).as_py() or 0
         counts.succeeded += successes
@@ -262,7 +259,7 @@ class _Outcomes:
     DENSE_PAIRS = 4096
 
     def __init__(self, fifth: Any, sixth: Any, unknown: Disposition, counts: AttemptTally) -> None:
-        fifth, sixth = _dictionary(fifth), _dictionary(sixth)
+        fifth, sixth = pc.dictionary_encode(fifth), pc.dictionary_encode(sixth)
         width = len(sixth.dictionary)
         pairs = pc.add(
             pc.multiply(pc.cast(fifth.indices, pa.int64()), width), pc.cast(sixth.indices, pa.int64())
@@ -294,10 +291,6 @@ class _Outcomes:
         self.retriable_rows = retriable_rows
         self.http_statuses = pa.array(http_statuses, pa.string())  # as the failures file writes it
         self.error_codes = pa.array(error_codes, pa.string())
-
-
-def _dictionary(column: Any) -> Any:
-    return column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
 
 
 def _pair(fifths: list[str], sixths: list[str], number: int, width: int) -> tuple[str, str]:

@@ -259,7 +259,10 @@ def csv_lines(columns: list[Any]) -> bytes:
             values = _quoted(column.dictionary, None) if any(special) else column.dictionary
             fields.append(values[0] if len(values) == 1 else pc.take(values, column.indices))
         elif not any(special):
-            fields.append(column)  # nothing in this column needs quotes (most keys, codes, buckets)
+            # Nothing in this column needs quotes (most keys, codes, buckets); a first column of one
+            # value (the bucket) is that value, a scalar (min_max: one pass, no hash).
+            only = _only_value(column) if not fields else None
+            fields.append(column if only is None else only)
         else:
             # Which values need quotes depends on the value alone: decided once per distinct value
             # when there are few (a report's messages repeat per error code), else per row.
@@ -275,6 +278,12 @@ def csv_lines(columns: list[Any]) -> bytes:
         return _text_bytes(pc.binary_join_element_wise(*fields, ","))[1:] + b"\n"
     fields[-1] = pc.binary_join_element_wise(fields[-1], "\n", "")  # the line end, copying one column
     return _text_bytes(pc.binary_join_element_wise(*fields, ","))
+
+
+def _only_value(column: Any) -> Any:
+    """A plain column's value as a scalar when every row holds it, else None."""
+    smallest, largest = pc.min_max(column).values()
+    return smallest if smallest == largest else None
 
 
 def _is_dictionary(column: Any) -> bool:

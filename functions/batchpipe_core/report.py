@@ -181,11 +181,6 @@ def parse_result_rows(text: Iterable[str]) -> Iterator[ReportRow]:
 
 
 _RESULT_COLUMNS = ("bucket", "key", "version_id", "status", "fifth", "sixth", "message")
-#: The columns of a results file whose values repeat: a few buckets, statuses, HTTP statuses, error
-#: codes and messages in a batch of thousands of rows. Read as dictionaries (``arrow_result_parts``),
-#: a batch's failed rows are classified, counted and quoted once per distinct value, and filtered as
-#: indices; the parse costs a little more (about 0.05 us a row).
-DICTIONARY_COLUMNS = ("bucket", "status", "fifth", "sixth", "message")
 _HTTP_STATUS_PATTERN = "^[1-5][0-9][0-9]$"  # exactly the keys of _HTTP_STATUS
 _as_report_row = functools.partial(_new_tuple, ReportRow)
 
@@ -221,16 +216,13 @@ def arrow_result_rows(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -
         yield from batch_rows(part) if isinstance(part, pa.RecordBatch) else part
 
 
-def arrow_result_parts(
-    binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES, *, dictionaries: bool = False
-) -> Iterator[Any]:
+def arrow_result_parts(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -> Iterator[Any]:
     """One results CSV as pyarrow record batches and, between them, lists of ReportRows, in file order.
 
     Every column is read as a string (keys and versions must stay exactly as written) and quoted
     values may hold newlines. A record that is not 7 fields wide (an unquoted comma in a message, a
     short row) cannot go into a batch: pyarrow hands its text to ``set_aside`` and it is parsed like
-    the csv path does, into a list yielded after the batch it was read with. ``dictionaries``: the
-    columns whose values repeat (``DICTIONARY_COLUMNS``) are dictionary-encoded by the reader.
+    the csv path does, into a list yielded after the batch it was read with.
     """
     odd_records: list[str] = []
 
@@ -238,7 +230,7 @@ def arrow_result_parts(
         odd_records.append(row.text)
         return "skip"
 
-    batches = _open_arrow(binary, block_bytes, set_aside, dictionaries=dictionaries)
+    batches = _open_arrow(binary, block_bytes, set_aside)
     if batches is None:
         return
     with batches:
@@ -409,20 +401,11 @@ def _succeeded_template(rows: int) -> tuple[Any, Any]:
 
 
 def _open_arrow(
-    binary: IO[bytes],
-    block_bytes: int,
-    on_invalid: Callable[[Any], str],
-    include: Sequence[str] = (),
-    *,
-    dictionaries: bool = False,
+    binary: IO[bytes], block_bytes: int, on_invalid: Callable[[Any], str], include: Sequence[str] = ()
 ) -> Any:
     """pyarrow's streaming reader over a results CSV (None when it has no bytes): every column read
     as a string (keys and versions stay exactly as written), quoted values may hold newlines, and a
-    record that is not 7 fields wide goes to ``on_invalid``. ``dictionaries``: ``DICTIONARY_COLUMNS``
-    as dictionary<int32, string> columns, each batch its own dictionary of the values it holds."""
-    column_types = dict.fromkeys(_RESULT_COLUMNS, pa.string())
-    if dictionaries:
-        column_types.update(dict.fromkeys(DICTIONARY_COLUMNS, pa.dictionary(pa.int32(), pa.string())))
+    record that is not 7 fields wide goes to ``on_invalid``."""
     try:
         return pacsv.open_csv(
             _CarriageReturnsKept(binary),
@@ -431,7 +414,7 @@ def _open_arrow(
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
-                column_types=column_types,
+                column_types=dict.fromkeys(_RESULT_COLUMNS, pa.string()),
                 check_utf8=False,  # _CarriageReturnsKept checks it, for less
                 include_columns=list(include),
             ),
@@ -492,7 +475,7 @@ class _CarriageReturnsKept(io.RawIOBase):
 def batch_rows(batch: Any) -> Iterator[ReportRow]:
     """One record batch as ReportRows; a column that holds one value throughout is not converted per row."""
     rows = batch.num_rows
-    bucket, key, version_id, status, fifth, sixth, message = map(plain_strings, batch.columns)
+    bucket, key, version_id, status, fifth, sixth, message = batch.columns
     http_statuses, error_codes = status_and_code_arrays(fifth, sixth)
     columns = zip(
         _python_values(bucket, rows),
@@ -505,11 +488,6 @@ def batch_rows(batch: Any) -> Iterator[ReportRow]:
         strict=False,  # constant columns are endless repeats; the key list sets the length
     )
     return map(_as_report_row, columns)
-
-
-def plain_strings(column: Any) -> Any:
-    """A column as a plain string array: a dictionary column decoded, any other as it is."""
-    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
 
 
 def status_and_code_arrays(fifth: Any, sixth: Any) -> tuple[Any, Any]:

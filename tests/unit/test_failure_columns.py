@@ -193,14 +193,16 @@ def test_csv_lines_are_what_the_csv_writer_writes(rows, dictionaries, cut):
 
 
 @settings(max_examples=200, deadline=None)
-@given(fields, st.lists(st.tuples(fields, fields), min_size=1, max_size=20))
-def test_csv_lines_with_one_value_in_the_first_column(first, rows):
-    """A first column of one value (a bucket) joins as a scalar carrying the line end, quoted like any."""
+@given(fields, st.lists(st.tuples(fields, fields), min_size=1, max_size=20), st.booleans())
+def test_csv_lines_with_one_value_in_the_first_column(first, rows, dictionary):
+    """A first column of one value (a bucket), plain or a dictionary, joins as a scalar carrying the
+    line end, quoted like any."""
     expected = io.StringIO(newline="")
     writer = CsvWriter(expected)
     for row in rows:
         writer.writerow((first, *row))
-    columns = [pc.dictionary_encode(pa.array([first] * len(rows), pa.string()))]
+    column = pa.array([first] * len(rows), pa.string())
+    columns = [pc.dictionary_encode(column) if dictionary else column]
     columns += [pa.array([row[i] for row in rows], pa.string()) for i in range(2)]
     assert csv_lines(columns) == expected.getvalue().encode()
 

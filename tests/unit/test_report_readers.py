@@ -97,17 +97,15 @@ def tallied(parts, unknown: Disposition):
     st.lists(outcome_records(), min_size=1, max_size=40),
     st.sampled_from(list(Disposition)),
     st.sampled_from([1 << 10, 1 << 20]),
-    st.booleans(),
     st.sampled_from([accounting._Outcomes.DENSE_PAIRS, 0]),
 )
-def test_counting_in_arrow_agrees_with_counting_rows(rows, unknown, block_bytes, dictionaries, dense_pairs):
-    """ProcessReport's Complete-job path (batches counted in Arrow, only failed rows converted, the
-    repeating columns read as dictionaries or not, each row's (5th, 6th column) pair numbered densely
-    or looked up among the distinct ones) against the csv-module fallback row by row: the same counts
+def test_counting_in_arrow_agrees_with_counting_rows(rows, unknown, block_bytes, dense_pairs):
+    """ProcessReport's Complete-job path (batches counted in Arrow, only failed rows converted, each
+    row's (5th, 6th column) pair numbered densely or looked up among the distinct ones) against the csv-module fallback row by row: the same counts
     and the same rows to each sink, in the same order except for records pyarrow set aside (they
     follow the batch they were read with)."""
     data = csv_bytes(rows)
-    parts = arrow_result_parts(io.BytesIO(data), block_bytes, dictionaries=dictionaries)
+    parts = arrow_result_parts(io.BytesIO(data), block_bytes)
     dense, accounting._Outcomes.DENSE_PAIRS = accounting._Outcomes.DENSE_PAIRS, dense_pairs
     try:
         arrow_counts, *arrow_sinks = tallied(parts, unknown)
