@@ -161,17 +161,17 @@ def tally_results(
     on_columns: ColumnSink | None = None,
 ) -> AttemptTally:
     """One results CSV (or a window of one), from ``open_stream``: a file the report's manifest says
-    holds successes is only counted (``report.count_succeeded_records``: its record ends, or Arrow
-    where the bytes need parsing); any other file, or one whose records say otherwise, is opened
-    again and tallied batch by batch (``tally_parts``)."""
+    holds successes is only counted (``report.count_succeeded_records``: its record ends, or the
+    reader's count where the bytes need parsing); any other file, or one whose records say
+    otherwise, is opened again and tallied batch by batch (``tally_parts``)."""
     counts = counts if counts is not None else AttemptTally()
+    if status == SUCCEEDED:
+        successes = count_succeeded_records(open_stream(), reader=reader)
+        if successes is not None:
+            counts.rows += successes
+            counts.succeeded += successes
+            return counts
     if reader == PYARROW:
-        if status == SUCCEEDED:
-            successes = count_succeeded_records(open_stream())
-            if successes is not None:
-                counts.rows += successes
-                counts.succeeded += successes
-                return counts
         parts: Iterable[Any] = arrow_result_parts(open_stream(), FULL_READ_BLOCK_BYTES)
     else:
         parts = [read_result_rows(open_stream(), CSV_MODULE)]

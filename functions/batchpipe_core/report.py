@@ -270,10 +270,13 @@ def count_successes(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -> 
     return None if odd else rows
 
 
-def count_succeeded_records(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES) -> int | None:
+def count_succeeded_records(
+    binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BYTES, reader: str | None = None
+) -> int | None:
     """The number of records of a results CSV the report's manifest.json lists as ``succeeded``, by
-    counting record ends where the bytes allow it and with ``count_successes`` (Arrow) from the first
-    stretch they do not; None when that count refuses (the caller then reads the rows).
+    counting record ends where the bytes allow it and with ``count_successes`` (Arrow; with
+    ``reader`` ``csv``, ``count_successes_csv``) from the first stretch they do not; None when that
+    count refuses (the caller then reads the rows).
 
     S3 writes one set of results files per task status and names each file's status in manifest.json
     (S3 User Guide, "Examples: S3 Batch Operations completion reports",
@@ -298,6 +301,7 @@ def count_succeeded_records(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BY
       job's merge does not accept (``fanout.merge_parts``): the attempt is joined and its totals
       come from the rows (tests/unit/test_process_report.py).
     """
+    rest = count_successes if (reader or default_reader()) == PYARROW else count_successes_csv
     fused = getattr(binary, "quotes", None) == 0  # a ByteWindow counts quotes (and maybe newlines)
     counts_rows = fused and getattr(binary, "counts_rows", False)
     rows = 0
@@ -309,7 +313,7 @@ def count_succeeded_records(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BY
         else:
             quoted, newlines = b'"' in chunk, None
         if quoted or b"\r" in chunk or not chunk.isascii() or not _first_record_succeeded(chunk):
-            return _counted_by_arrow(rows, pending + chunk, binary, block_bytes)
+            return _counted_by(rest, rows, pending + chunk, binary, block_bytes)
         if newlines is None:
             newlines = chunk.count(b"\n")
         if newlines:
@@ -318,8 +322,8 @@ def count_succeeded_records(binary: IO[bytes], block_bytes: int = ARROW_BLOCK_BY
         else:
             pending += chunk
             if len(pending) > block_bytes:
-                return _counted_by_arrow(rows, pending, binary, block_bytes)
-    return _counted_by_arrow(rows, pending, binary, block_bytes) if pending else rows
+                return _counted_by(rest, rows, pending, binary, block_bytes)
+    return _counted_by(rest, rows, pending, binary, block_bytes) if pending else rows
 
 
 def _first_record_succeeded(chunk: bytes) -> bool:
@@ -333,12 +337,27 @@ def _first_record_succeeded(chunk: bytes) -> bool:
     return len(fields) == 5 and fields[3] == b"succeeded"
 
 
-def _counted_by_arrow(rows: int, head: bytes, binary: IO[bytes], block_bytes: int) -> int | None:
-    """``rows`` plus Arrow's count of ``head`` and the rest of ``binary`` (``head`` starts a record)."""
+def _counted_by(
+    count: Callable[[IO[bytes], int], int | None], rows: int, head: bytes, binary: IO[bytes], block_bytes: int
+) -> int | None:
+    """``rows`` plus ``count`` of ``head`` and the rest of ``binary`` (``head`` starts a record)."""
     if rows and head.startswith(codecs.BOM_UTF8):
-        return None  # Arrow would skip the mark at the start of what it reads; here it is inside a file
-    more = count_successes(_Prepended(head, binary), block_bytes)
+        return None  # both readers skip the mark at the start of what they read; here it is inside a file
+    more = count(_Prepended(head, binary), block_bytes)
     return None if more is None else rows + more
+
+
+def count_successes_csv(binary: IO[bytes], block_bytes: int = 0) -> int | None:
+    """``count_successes`` with the csv module (no pyarrow): the number of records when every one is
+    a plain ``succeeded`` record of 7 fields, else None. Blank lines carry nothing and are skipped."""
+    rows = 0
+    with text_stream(binary) as text:
+        for fields in csv.reader(text):
+            if fields:
+                if len(fields) != 7 or fields[3] != SUCCEEDED:
+                    return None
+                rows += 1
+    return rows
 
 
 class _Prepended(io.RawIOBase):
@@ -351,6 +370,11 @@ class _Prepended(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def read(self, size: int | None = -1) -> bytes:
         wanted = -1 if size is None or size < 0 else max(1, size)

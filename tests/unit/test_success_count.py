@@ -24,10 +24,11 @@ from batchpipe_core.byte_window import ByteWindow
 from batchpipe_core.classification import Disposition
 from batchpipe_core.csv_upload import CsvWriter
 from batchpipe_core.report import (
-    PYARROW,
+    READERS,
     arrow_result_parts,
     count_succeeded_records,
     count_successes,
+    count_successes_csv,
 )
 
 # Fields as hostile as a report may hold: the characters CSV must quote, unicode of 2 to 4 bytes.
@@ -96,15 +97,17 @@ def guarded_at(data: bytes) -> int:
 
 
 @settings(max_examples=400, deadline=None)
-@given(successes(), st.sampled_from(["\n", "\r\n"]), st.booleans(), READ_SIZES)
-def test_a_file_of_successes_counts_what_arrow_counts(records, line_end, last_newline, sizes):
+@given(successes(), st.sampled_from(["\n", "\r\n"]), st.booleans(), READ_SIZES, st.sampled_from(READERS))
+def test_a_file_of_successes_counts_what_arrow_counts(records, line_end, last_newline, sizes, reader):
+    """With either reader behind it (the csv module's count where pyarrow is missing)."""
     data = encoded(records, line_end)
     if not last_newline:
         data = data.removesuffix(b"\n")  # a \r left bare is its own line end to Arrow
 
-    fast = count_succeeded_records(Reads(data, sizes), block_bytes=1 << 10)
+    fast = count_succeeded_records(Reads(data, sizes), block_bytes=1 << 10, reader=reader)
 
-    assert fast == count_successes(io.BytesIO(data)) == tallied(data)[1]
+    assert fast == count_successes(io.BytesIO(data)) == count_successes_csv(io.BytesIO(data))
+    assert fast == tallied(data)[1] == len(records)
 
 
 @settings(max_examples=300, deadline=None)
@@ -117,9 +120,10 @@ def test_any_line_end_arrow_reads_is_one_the_count_reads(records, data, sizes):
         b",".join(f.encode() for f in record) + end for record, end in zip(records, ends, strict=True)
     )
 
-    fast = count_succeeded_records(Reads(file, sizes), block_bytes=1 << 10)
-
-    assert fast == count_successes(io.BytesIO(file)) == len(records)
+    for reader in READERS:
+        fast = count_succeeded_records(Reads(file, sizes), block_bytes=1 << 10, reader=reader)
+        assert fast == count_successes(io.BytesIO(file)) == count_successes_csv(io.BytesIO(file))
+        assert fast == len(records)
 
 
 @settings(max_examples=400, deadline=None)
@@ -133,13 +137,13 @@ def test_a_record_of_another_status_is_refused_once_the_bytes_need_parsing(befor
     file = encoded([*before, odd, *after], "\n")
     ends_at = len(encoded([*before, odd], "\n"))
 
-    fast = count_succeeded_records(Reads(file, sizes), block_bytes=1 << 10)
-
-    assert count_successes(io.BytesIO(file)) is None
-    if guarded_at(file) < ends_at:
-        assert fast is None
-    else:
-        assert fast in (None, tallied(file)[0])
+    assert count_successes(io.BytesIO(file)) is None is count_successes_csv(io.BytesIO(file))
+    for reader in READERS:
+        fast = count_succeeded_records(Reads(file, sizes), block_bytes=1 << 10, reader=reader)
+        if guarded_at(file) < ends_at:
+            assert fast is None
+        else:
+            assert fast in (None, tallied(file)[0])
 
 
 @settings(max_examples=300, deadline=None)
@@ -233,7 +237,8 @@ def test_what_the_count_assumes_of_a_file_labelled_succeeded():
     assert count_succeeded_records(io.BytesIO(ok + b"\n" + ok)) == 2  # the sample: Arrow reads on
 
 
-def test_tally_results_counts_a_plain_file_of_successes_in_one_read():
+@pytest.mark.parametrize("reader", READERS)
+def test_tally_results_counts_a_plain_file_of_successes_in_one_read(reader):
     data = b"".join(b"bkt,k%d,,succeeded,200,,Successful\n" % i for i in range(100))
     opened: list[io.BytesIO] = []
 
@@ -244,7 +249,7 @@ def test_tally_results_counts_a_plain_file_of_successes_in_one_read():
     counts = tally_results(
         open_stream,
         "succeeded",
-        reader=PYARROW,
+        reader=reader,
         unknown=Disposition.PERMANENT,
         on_retriable=lambda row: None,
         on_permanent=lambda row: None,
