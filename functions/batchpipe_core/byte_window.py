@@ -6,14 +6,13 @@ A report too large for one invocation is read by several workers, each over a wi
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import IO, Any
 
-from batchpipe_core.report import READ_BUFFER_BYTES
+from batchpipe_core.report import READ_BUFFER_BYTES, ReadOnly
 
 
-class ByteWindow(io.RawIOBase):
+class ByteWindow(ReadOnly):
     """The records of an object that start in one stretch of it: for a report too large for one
     invocation, each worker reads a window (docs/PERFORMANCE.md, "Fan-out").
 
@@ -50,14 +49,6 @@ class ByteWindow(io.RawIOBase):
         # bytes of whole records, and the one in progress.
         self.counts_rows = max_bytes is None or (max_bytes - 1) // min_record_bytes + 1 > max_rows
         self.rows = 0  # records ended so far, when counted (a last record without a newline is not)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def read(self, size: int | None = -1) -> bytes:
         if self._cut:

@@ -360,13 +360,9 @@ def count_successes_csv(binary: IO[bytes], block_bytes: int = 0) -> int | None:
     return rows
 
 
-class _Prepended(io.RawIOBase):
-    """``head``, then the rest of ``binary``, in reads as full as asked: Arrow takes each read as a
-    block, and a record may span at most two (a short read - the head, a network body's - would
-    make a block smaller than the record that straddles it)."""
-
-    def __init__(self, head: bytes, binary: IO[bytes]) -> None:
-        self._head, self._binary = head, binary
+class ReadOnly(io.RawIOBase):
+    """A raw byte stream defined by its ``read``: ``readinto`` (what ``io.BufferedReader`` calls)
+    copies a read into the caller's buffer."""
 
     def readable(self) -> bool:
         return True
@@ -375,6 +371,15 @@ class _Prepended(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class _Prepended(ReadOnly):
+    """``head``, then the rest of ``binary``, in reads as full as asked: Arrow takes each read as a
+    block, and a record may span at most two (a short read - the head, a network body's - would
+    make a block smaller than the record that straddles it)."""
+
+    def __init__(self, head: bytes, binary: IO[bytes]) -> None:
+        self._head, self._binary = head, binary
 
     def read(self, size: int | None = -1) -> bytes:
         wanted = -1 if size is None or size < 0 else max(1, size)
