@@ -832,10 +832,16 @@ def merge_parts(
 
 
 def _complete_report_adds_up(counts: AttemptTally, job_failed: int | None, scope: str, objects: int) -> bool:
+    """Whether a counted report accounts for the manifest one to one. S3's own count of failed tasks
+    (``NumberOfTasksFailed``; optional, so only when DescribeJob gave it) must equal the failures read:
+    files of successes are counted by their record ends and their records' statuses taken from
+    manifest.json (``report.count_succeeded_records``), so a failed record inside a file listed as
+    succeeded would otherwise pass as a success; with the check it sends the attempt to the join."""
     failures = counts.failed_retriable + counts.failed_permanent
+    failures_agree = job_failed is None or job_failed == failures
     if scope == "FailedTasksOnly":
-        return counts.rows <= objects and (job_failed is None or job_failed == failures)
-    return counts.rows == objects
+        return counts.rows <= objects and failures_agree
+    return counts.rows == objects and failures_agree
 
 
 def _add(counts: AttemptTally, document: dict[str, Any]) -> None:

@@ -436,6 +436,47 @@ def test_a_blank_line_in_a_file_of_successes_is_joined_and_the_totals_stay_exact
     assert csv_rows(read(s3, output["next"]["manifest"]["location"])) == [[SOURCE, "slow"]]
 
 
+def test_a_failed_record_inside_a_file_of_successes_is_joined_when_s3_counted_the_failures(s3):
+    """A file manifest.json lists as succeeded is counted by its record ends, its records' statuses
+    taken from the listing (one record per block sampled). A failed record elsewhere in it would pass
+    as a success; where DescribeJob gave S3's own NumberOfTasksFailed, the merge requires it to equal
+    the failures read, so the attempt is joined and every row parsed."""
+    tasks = [succeeded(SOURCE, f"ok/{i}") for i in range(40)] + [failed(SOURCE, "gone", 404, "NoSuchKey")]
+    rejoined = []
+
+    def with_the_failure_among_successes(event: dict) -> dict:
+        report = event["job"]["report"]
+        manifest_key = f"{report['prefix']}/job-{event['job']['jobId']}/manifest.json"
+        document = json.loads(read(s3, f"s3://{report['bucket']}/{manifest_key}"))
+        successes = [r for r in document["Results"] if r["TaskExecutionStatus"] == "succeeded"]
+        ok = successes[-1]
+        body = s3.get_object(Bucket=ok["Bucket"], Key=ok["Key"])["Body"].read()
+        # Unquoted, so the count's own checks pass it; last, so it is not the sampled record.
+        failure = f"{SOURCE},gone,,failed,404,NoSuchKey,The specified key does not exist.\n".encode()
+        s3.put_object(Bucket=ok["Bucket"], Key=ok["Key"], Body=body + failure)
+        document["Results"] = successes
+        s3.put_object(Bucket=report["bucket"], Key=manifest_key, Body=json.dumps(document).encode())
+        ref = run_parts(event)
+        pack_parts(ref)
+        rejoined.append(app.handler({**event, "reportPlan": ref}, Context())["rejoin"])
+        return run_stage({**event, "current": {**event["current"], "joinReport": True}})
+
+    output = run_attempt(
+        s3,
+        tasks,
+        stage=with_the_failure_among_successes,
+        job_counts={"total": 41, "succeeded": 40, "failed": 1},
+    )
+
+    assert rejoined == [True]
+    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        41,
+        40,
+        0,
+        1,
+    )
+
+
 def test_a_report_ended_by_crlf_is_counted_exactly_without_a_join(s3):
     """How a results record ends is not documented (the guide shows rows, not bytes); records ended
     by ``\r\n`` are counted by Arrow from the first carriage return, exactly."""
