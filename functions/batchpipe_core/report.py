@@ -295,7 +295,9 @@ def count_succeeded_records(
     - every record's status is ``succeeded``, as the file's manifest.json entry says: a search for
       ``,failed,`` costs 0.31-0.44 ns a byte (``re`` or ``bytes.find``), as much as the count. One
       record per block (the first that starts in it) is checked, which sends a file labelled wrongly
-      as a whole to Arrow for nothing; a lone record of another status is counted as a success.
+      as a whole to Arrow for nothing; a lone record of another status is counted as a success here,
+      and caught by the merge where DescribeJob gave S3's own ``NumberOfTasksFailed`` (optional):
+      the failures read must equal it, else the attempt is joined (``fanout._complete_report_adds_up``).
     - no line is blank (Arrow skips blank lines; finding ``\n\n`` costs 0.33-0.85 ns a byte). A
       blank line is counted as a record: more records than the job's objects, which a Complete
       job's merge does not accept (``fanout.merge_parts``): the attempt is joined and its totals
