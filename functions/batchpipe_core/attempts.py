@@ -187,7 +187,11 @@ class AttemptOutputs:
     def on_columns(self, failed: FailedColumns, retriable: bool) -> None:
         """``on_retriable`` or ``on_permanent`` for a batch's rows at once, column-wise: the same
         bytes in the same files, the same prefixes and sample (tests/unit/test_failure_columns.py)."""
-        decoded = columns.decoded_keys(failed.key)
+        spelled = None
+        if retriable and self.retry is not None:
+            decoded, spelled = columns.retry_keys(failed.key)
+        else:
+            decoded = columns.decoded_keys(failed.key)
         self.prefixes.add_counts(columns.prefix_counts(decoded, DEPTHS), retriable=retriable)
         if not retriable or self.retry is None:
             upload = self.permanent if not retriable else self.exhausted
@@ -204,7 +208,7 @@ class AttemptOutputs:
             return
         if not self._field_count:
             self._field_count = self._fields()
-        fields = [failed.bucket, columns.manifest_keys(failed.key, decoded)]
+        fields = [failed.bucket, spelled]
         if self._field_count == 3:
             fields.append(
                 columns.pc.if_else(columns.pc.equal(failed.version_id, ""), "null", failed.version_id)

@@ -60,27 +60,48 @@ def decoded_keys(keys: Any) -> Any:
     CPU of copying the bytes out, translating ``%``, and counting every key's ``%`` for its offsets.
     What these passes cannot decode as ``report_key`` does is decoded piece by piece
     (``_piecewise``), or row by row for raw non-ASCII keys."""
+    return _decoded(keys)[0]
+
+
+def retry_keys(keys: Any) -> tuple[Any, Any]:
+    """``(decoded_keys(keys), manifest_keys(keys, decoded_keys(keys)))`` for a retry manifest's rows.
+
+    The decode already settles the usual batch: when the codec path took every key (ASCII, each
+    ``%`` an escape, the bytes UTF-8) and no key holds a ``+`` (refused by the first table tried),
+    each key's decoded bytes are its bytes less two per ``%``, which is ``manifest_key``'s test for
+    reusing the spelling: the keys are written as they are, without another pass over their bytes."""
+    decoded, spelled = _decoded(keys, plus=False)
+    return decoded, keys if spelled else manifest_keys(keys, decoded)
+
+
+def _decoded(keys: Any, *, plus: bool = True) -> tuple[Any, bool]:
+    """``decoded_keys(keys)``, and whether the codec path decoded every key (with ``plus`` False:
+    and none holds a ``+``), so that every key's spelling is reused (``retry_keys``)."""
     if not len(keys):
-        return keys
+        return keys, True
+    spelled = not plus  # with plus True, whether the spelling is reused is not asked
     text = _joined(keys)
     try:
-        data = _unescaped(codecs.charmap_decode(text, "strict", _AS_QUOTED_PRINTABLE)[0])
+        table = _AS_QUOTED_PRINTABLE if plus else _AS_QUOTED_PRINTABLE_NO_PLUS
+        data = _unescaped(codecs.charmap_decode(text, "strict", table)[0])
     except UnicodeDecodeError:  # "=", CR or LF in a key (quoted-printable reads them otherwise), non-ASCII
+        if not plus:  # or a "+": the keys decoded as any others, their spelling decided per key
+            return _decoded(keys)[0], False
         try:
             data = _escape_decoded(codecs.charmap_decode(text, "strict", _AS_TEXT)[0])
         except UnicodeDecodeError:  # raw non-ASCII
-            return _row_by_row(keys, report_key)
+            return _row_by_row(keys, report_key), False
     if data is None:  # some "%" starts no escape
-        return _piecewise(keys)
+        return _piecewise(keys), False
     decoded = pc.split_pattern(_one_value(data), _SEPARATOR).flatten()
     if len(decoded) != len(keys):  # a NUL in a key, or an escape decoded to one
-        return _piecewise(keys)
+        return _piecewise(keys), False
     if data.isascii():
-        return decoded.view(pa.string())
+        return decoded.view(pa.string()), spelled
     try:
-        return pc.cast(decoded, pa.string())  # the cast checks the bytes are UTF-8
+        return pc.cast(decoded, pa.string()), spelled  # the cast checks the bytes are UTF-8
     except pa.ArrowInvalid:
-        return _row_by_row(keys, report_key)  # some escape decodes to invalid UTF-8: U+FFFD per row
+        return _row_by_row(keys, report_key), False  # an escape decodes to invalid UTF-8: U+FFFD per row
 
 
 def _joined(keys: Any) -> Any:
@@ -138,6 +159,8 @@ def _charmap(mapped: dict[str, str], refused: str) -> str:
 #: The keys' text for ``_unescaped``: ``%`` as quoted-printable's ``=``, ``+`` a space; refused: what
 #: quoted-printable reads otherwise (``=``, CR, LF) and non-ASCII.
 _AS_QUOTED_PRINTABLE = _charmap({"%": "=", "+": " "}, "=\r\n")
+#: The same, ``+`` refused too: for keys whose spelling a retry manifest reuses (``retry_keys``).
+_AS_QUOTED_PRINTABLE_NO_PLUS = _charmap({"%": "=", "+": " "}, "=\r\n+")
 #: The keys' text for ``_escape_decoded``: ``+`` a space; refused: non-ASCII.
 _AS_TEXT = _charmap({"+": " "}, "")
 

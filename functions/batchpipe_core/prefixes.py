@@ -79,18 +79,29 @@ class PrefixTally:
 
     def _entries(self, key: str) -> list[list[int]]:
         """Per depth, the counts ``key`` adds to: its prefix's (tracked from here on if the depth has
-        room: the first ``tracked`` prefixes met), else the depth's ``other``."""
+        room: the first ``tracked`` prefixes met), else the depth's ``other``.
+
+        A key's prefix at depth d+1 determines its prefix at depth d (the part up to its d-th ``/``,
+        or all of it when it holds fewer; a prefix cut at ``MAX_PREFIX_CHARS`` likewise, as the cut
+        keeps every ``/`` before it), so at every moment depth d+1 has met at least as many distinct
+        prefixes as depth d: it fills no later, and a prefix tracked at depth d+1 was met while depth
+        d had room too, its depth-d prefix then tracked. So once a depth is full, a key whose prefix
+        there is not tracked adds to ``other`` at that depth and every deeper one: no more finds
+        (tests/unit/test_prefixes.py holds it against the full walk)."""
         entries = []
         end = 0
         tracked = self._tracked
-        for counts, other in zip(self._counts, self._other, strict=True):
+        for depth, counts in enumerate(self._counts):
             found = key.find("/", end)
             if found >= 0:
                 end = found + 1
             prefix = key[:end] if end <= MAX_PREFIX_CHARS else key[:MAX_PREFIX_CHARS]
             entry = counts.get(prefix)
             if entry is None:
-                entry = other if len(counts) >= tracked else counts.setdefault(prefix, [0, 0])
+                if len(counts) >= tracked:
+                    entries.extend(self._other[depth:])
+                    return entries
+                entry = counts[prefix] = [0, 0]
             entries.append(entry)
         return entries
 

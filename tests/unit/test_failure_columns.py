@@ -31,6 +31,7 @@ from batchpipe_core.failure_columns import (  # noqa: E402
     encoded_keys,
     manifest_keys,
     prefix_counts,
+    retry_keys,
 )
 from batchpipe_core.keys import encode_key, manifest_key, report_key  # noqa: E402
 from batchpipe_core.prefixes import MAX_PREFIX_CHARS, PrefixTally  # noqa: E402
@@ -78,6 +79,9 @@ PIECES = [
     "%0a",
     "%3d",
     "%%",
+    "%252F",
+    "%F0%9F%98",  # an emoji's first three bytes: report_key makes them one U+FFFD, as long
+    "%E6",
     "41",
     "é",
     "日本",
@@ -137,6 +141,38 @@ def test_retry_manifest_keys_are_manifest_key_row_by_row_and_decode_to_the_repor
             assert key == encode_key(report_key(spelling))
         elif _is_utf8(unquote_to_bytes(spelling)):
             assert key == spelling
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(encoded_report_keys, ascii_report_keys), st.integers(0, 3))
+def test_retry_keys_decode_and_spell_as_the_row_by_row_functions_do(values, cut):
+    """``retry_keys`` (the decode telling which spellings are reused) equals ``report_key`` and
+    ``manifest_key`` row by row, on whole batches and slices, hostile keys among them."""
+    array = pa.array(["x%41", *values], pa.string()).slice(1 + min(cut, len(values) - 1))
+    decoded, written = retry_keys(array)
+    spelled = array.to_pylist()
+    assert decoded.to_pylist() == [report_key(k) for k in spelled]
+    assert written.to_pylist() == [manifest_key(k, report_key(k)) for k in spelled]
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        ["a%2Fb", "c%2fd%C3%A9"],  # every spelling reused, as it is
+        ["a%2Fb", "c+d"],  # a "+": re-encoded, the batch's others kept
+        ["a%2Fb", "100%"],  # a "%" that starts no escape
+        ["a%2Fb", "%F0%9F%98x"],  # invalid UTF-8 of one U+FFFD's length: manifest_key keeps it
+        ["a%2Fb", "%FFx"],  # invalid UTF-8, longer decoded: re-encoded
+        ["a=b%41", "c"],  # "=": the escape codec's path
+        ["é%41", "x"],  # raw non-ASCII
+        ["a%00b", "c"],  # an escaped NUL
+        [""],
+    ],
+)
+def test_hostile_retry_batches_spell_as_manifest_key_does(batch):
+    decoded, written = retry_keys(pa.array(batch, pa.string()))
+    assert decoded.to_pylist() == [report_key(k) for k in batch]
+    assert written.to_pylist() == [manifest_key(k, report_key(k)) for k in batch]
 
 
 #: ASCII spellings both decodings read alike: no ``+``, every ``%`` an escape.

@@ -161,3 +161,63 @@ def test_the_report_stage_records_failures_by_prefix_across_its_parts(s3):  # no
         "odd/": (1, 0, True),
     }
     assert table(document, 2)["logs/2024/"] == (0, 3, True)
+
+
+def reference_document(rows: list[tuple[str, bool]], tracked: int, depths: int = 4) -> dict:
+    """The tally as the module docstring states it, walked in full at every depth for every key: no
+    shortcut once a depth is full (``PrefixTally._entries`` stops at the first full depth where the
+    key's prefix is not tracked)."""
+    counts: list[dict[str, list[int]]] = [{} for _ in range(depths)]
+    other = [[0, 0] for _ in range(depths)]
+    for key, retriable in rows:
+        slashes = [i + 1 for i, character in enumerate(key) if character == "/"]
+        for depth in range(depths):
+            end = slashes[min(depth, len(slashes) - 1)] if slashes else 0
+            prefix = key[: min(end, MAX_PREFIX_CHARS)]
+            if prefix not in counts[depth] and len(counts[depth]) < tracked:
+                counts[depth][prefix] = [0, 0]
+            entry = counts[depth].get(prefix, other[depth])
+            entry[1 if retriable else 0] += 1
+    return {
+        "depths": [
+            {
+                "prefixes": [
+                    {"prefix": p, "permanent": c[0], "retriable": c[1], "exact": True}
+                    | ({"cut": True} if len(p) >= MAX_PREFIX_CHARS else {})
+                    for p, c in by_prefix.items()
+                ],
+                "other": {"permanent": o[0], "retriable": o[1]},
+            }
+            for by_prefix, o in zip(counts, other, strict=True)
+        ]
+    }
+
+
+#: Folders that fill the depths at different times: a few at depth 1 with many below them, keys with
+#: fewer slashes than the depths (counted under their own folder), empty folders, folders longer than
+#: MAX_PREFIX_CHARS in characters of one to four bytes (cut in characters, a "/" after the cut).
+FOLDERS = st.sampled_from(
+    ["a/", "b/", "", "/", "x/", "é/", "é" * 199 + "/", "日" * 120 + "/", "😀" * 210 + "/z/"]
+)
+prefix_rows = st.lists(
+    st.tuples(
+        st.lists(FOLDERS | st.integers(0, 40).map(lambda i: f"{i}/"), max_size=7).map("".join),
+        st.sampled_from(["", "k", "k.txt"]),
+        st.booleans(),
+    ).map(lambda row: (row[0] + row[1], row[2])),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix_rows, st.integers(1, 6))
+def test_once_a_depth_is_full_an_untracked_prefix_goes_to_other_at_every_deeper_depth(rows, tracked):
+    """The shortcut ``_entries`` takes at a full depth gives the tally of the full walk, row by row
+    (``add``) and by deepest prefixes (``add_counts``, which resolves a new deepest prefix the same
+    way), whichever depth fills first."""
+    expected = reference_document(rows, tracked)
+    assert tally(rows, tracked=tracked) == expected
+    by_counts = PrefixTally(tracked=tracked)
+    for key, retriable in rows:
+        by_counts.add_counts([(key, 1)], retriable=retriable)
+    assert by_counts.as_document() == expected
