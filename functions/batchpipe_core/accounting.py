@@ -9,6 +9,7 @@ rather than letting a wrong summary out.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -66,19 +67,55 @@ class AttemptTally:
 Sink = Callable[[ReportRow], None]
 
 
-@dataclass(frozen=True)
 class FailedColumns:
-    """A record batch's failed rows of one disposition, as Arrow columns, in file order."""
+    """A record batch's failed rows of one disposition, as Arrow columns, in file order.
 
-    bucket: Any
-    key: Any  # as the report spells it (URL-encoded)
-    version_id: Any
-    http_status: Any  # as the failures file writes it: the digits, "" when none
-    error_code: Any
-    message: Any
+    Each column is cut out of the batch (filtered to the disposition's rows) when first read, not
+    before: the retry manifest reads the bucket, the key and maybe the version, so the messages of
+    retriable rows - the widest column - and the status and the 5th and 6th columns (their HTTP
+    status and error code come from ``_Outcomes``' tables) are never copied."""
+
+    def __init__(self, batch: Any, mask: Any, rows: int, outcome: Any, http_statuses: Any, error_codes: Any):
+        self._batch, self._mask, self._rows = batch, mask, rows
+        self._outcome, self._http_statuses, self._error_codes = outcome, http_statuses, error_codes
+
+    def _column(self, position: int) -> Any:
+        column = self._batch.column(position)
+        return column if self._mask is None else column.filter(self._mask)
+
+    @functools.cached_property
+    def bucket(self) -> Any:
+        return self._column(0)
+
+    @functools.cached_property
+    def key(self) -> Any:
+        """As the report spells it (URL-encoded)."""
+        return self._column(1)
+
+    @functools.cached_property
+    def version_id(self) -> Any:
+        return self._column(2)
+
+    @functools.cached_property
+    def _outcomes(self) -> Any:
+        return self._outcome if self._mask is None else self._outcome.filter(self._mask)
+
+    @functools.cached_property
+    def http_status(self) -> Any:
+        """As the failures file writes it: the digits, "" when none (a dictionary column)."""
+        return pa.DictionaryArray.from_arrays(self._outcomes, self._http_statuses)
+
+    @functools.cached_property
+    def error_code(self) -> Any:
+        """A dictionary column whose indices are ``http_status``'s."""
+        return pa.DictionaryArray.from_arrays(self._outcomes, self._error_codes)
+
+    @functools.cached_property
+    def message(self) -> Any:
+        return self._column(6)
 
     def __len__(self) -> int:
-        return len(self.key)
+        return self._rows
 
 
 #: Takes a batch's retriable (True) or permanent (False) failures at once: what ``attempts.AttemptOutputs``
@@ -225,21 +262,12 @@ def _tally_batch(
         if not wanted:
             continue
         mask = None if wanted == failed.num_rows else retriable if chosen else pc.invert(retriable)
-        rows_of = failed if mask is None else failed.filter(mask)
         if on_columns is None:
-            for row in batch_rows(rows_of):
+            for row in batch_rows(failed if mask is None else failed.filter(mask)):
                 sink(row)
             continue
-        outcome = outcomes.index if mask is None else outcomes.index.filter(mask)
         on_columns(
-            FailedColumns(
-                bucket=rows_of.column(0),
-                key=rows_of.column(1),
-                version_id=rows_of.column(2),
-                http_status=pa.DictionaryArray.from_arrays(outcome, outcomes.http_statuses),
-                error_code=pa.DictionaryArray.from_arrays(outcome, outcomes.error_codes),
-                message=rows_of.column(6),
-            ),
+            FailedColumns(failed, mask, wanted, outcomes.index, outcomes.http_statuses, outcomes.error_codes),
             chosen,
         )
 

@@ -48,11 +48,20 @@ class CsvUpload:
     """A CSV object streamed to S3: rows are buffered into multipart parts, never all held.
 
     Parts start at 8 MiB and grow by 8 MiB every 1,000 parts, so the 10,000-part limit allows about
-    440 GB while a part (the memory bound) stays at most 80 MiB. An upload smaller than one part is a
-    single PutObject. With ``skip_if_empty`` nothing is written when no row came (close returns None).
+    440 GB while a part (the memory bound) stays at most 80 MiB. An upload of at most
+    ``SINGLE_PUT_BYTES`` is a single PutObject: the multipart upload starts only when the buffer
+    passes it, with that buffer as its first parts. With ``skip_if_empty`` nothing is written when
+    no row came (close returns None).
     """
 
     PART_BYTES = 8 << 20
+    #: The most an upload buffers before it starts a multipart upload. A multipart upload costs a
+    #: CreateMultipartUpload, a CompleteMultipartUpload and a request per 8 MiB part, each ~1.5 ms of
+    #: the function's CPU in botocore (docs/PERFORMANCE.md), where one PutObject takes up to 5 GB (S3
+    #: User Guide, "Uploading and copying objects using multipart upload"): a window's failure files
+    #: (17 MB each at 30% failed in the benchmark) go in one request each for 24 MiB more memory per
+    #: file at most. Under the local engine's 64 MiB body limit (docs/LOCAL.md).
+    SINGLE_PUT_BYTES = 32 << 20
 
     def __init__(
         self,
@@ -81,8 +90,11 @@ class CsvUpload:
     def write_bytes(self, data: bytes) -> None:
         self._buffer += data
         self.size += len(data)
-        if len(self._buffer) >= self._part_bytes():
-            self._flush_part()
+        if self._upload_id is None:
+            if len(self._buffer) > self.SINGLE_PUT_BYTES:
+                self._flush_parts()
+        elif len(self._buffer) >= self._part_bytes():
+            self._flush_parts()
 
     def writerow(self, fields: Iterable[Any]) -> None:
         self._writer.writerow(fields)
@@ -96,22 +108,28 @@ class CsvUpload:
     def _part_bytes(self) -> int:
         return self.PART_BYTES * (1 + len(self._parts) // 1000)
 
-    def _flush_part(self) -> None:
+    def _flush_parts(self, last: bool = False) -> None:
+        """The buffer as parts of ``_part_bytes`` each; what is left under one part stays in the
+        buffer (a part but the last must be at least 5 MiB), unless ``last``."""
         if self._upload_id is None:
             created = self._s3.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ContentType="text/csv"
             )
             self._upload_id = created["UploadId"]
+        start = 0
+        with memoryview(self._buffer) as buffer:
+            while len(buffer) - start >= self._part_bytes() or (last and start < len(buffer)):
+                end = start + self._part_bytes()
+                self._upload_part(bytes(buffer[start:end]))
+                start = min(end, len(buffer))
+        del self._buffer[:start]
+
+    def _upload_part(self, body: bytes) -> None:
         number = len(self._parts) + 1
         part = self._s3.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=bytes(self._buffer),
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
         )
         self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
-        self._buffer.clear()
 
     def close(self) -> Uploaded | None:
         if self.rows == 0 and self._skip_if_empty:
@@ -123,7 +141,7 @@ class CsvUpload:
             )
         else:
             if self._buffer:
-                self._flush_part()
+                self._flush_parts(last=True)
             response = self._s3.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,

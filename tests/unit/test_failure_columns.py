@@ -229,17 +229,48 @@ def test_csv_lines_are_what_the_csv_writer_writes(rows, dictionaries, cut):
 
 
 @settings(max_examples=200, deadline=None)
-@given(fields, st.lists(st.tuples(fields, fields), min_size=1, max_size=20), st.booleans())
-def test_csv_lines_with_one_value_in_the_first_column(first, rows, dictionary):
+@given(
+    fields,
+    st.lists(st.tuples(fields, fields), min_size=1, max_size=20),
+    st.booleans(),
+    st.sampled_from([1, 2]),
+)
+def test_csv_lines_with_one_value_in_the_first_column(first, rows, dictionary, others):
     """A first column of one value (a bucket), plain or a dictionary, joins as a scalar carrying the
-    line end, quoted like any."""
+    line end, quoted like any; with one other column (a retry manifest's lines) as one list."""
     expected = io.StringIO(newline="")
     writer = CsvWriter(expected)
     for row in rows:
-        writer.writerow((first, *row))
+        writer.writerow((first, *row[:others]))
     column = pa.array([first] * len(rows), pa.string())
     columns = [pc.dictionary_encode(column) if dictionary else column]
-    columns += [pa.array([row[i] for row in rows], pa.string()) for i in range(2)]
+    columns += [pa.array([row[i] for row in rows], pa.string()) for i in range(others)]
+    assert csv_lines(columns) == expected.getvalue().encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(fields, st.integers(0, 3), fields), min_size=1, max_size=20),
+    st.lists(fields, min_size=4, max_size=4),
+    st.lists(fields, min_size=4, max_size=4),
+    st.booleans(),
+)
+def test_csv_lines_gather_dictionary_columns_of_the_same_indices_as_one(rows, firsts, seconds, one_bucket):
+    """An HTTP status and an error code are two dictionary columns over one index array (by outcome,
+    accounting.FailedColumns): gathered as one field, the bytes are still the csv writer's, carriage
+    returns and quotes in either dictionary, or in the other columns, included."""
+    bucket = ["b"] * len(rows) if one_bucket else [row[0] for row in rows]
+    expected = io.StringIO(newline="")
+    writer = CsvWriter(expected)
+    for name, (_, outcome, message) in zip(bucket, rows, strict=True):
+        writer.writerow((name, firsts[outcome], seconds[outcome], message))
+    indices = pa.array([row[1] for row in rows], pa.int64())
+    columns = [
+        pa.array(bucket, pa.string()),
+        pa.DictionaryArray.from_arrays(indices, pa.array(firsts, pa.string())),
+        pa.DictionaryArray.from_arrays(indices, pa.array(seconds, pa.string())),
+        pa.array([row[2] for row in rows], pa.string()),
+    ]
     assert csv_lines(columns) == expected.getvalue().encode()
 
 

@@ -835,6 +835,7 @@ def test_a_stopped_jobs_join_writes_one_object_per_window_past_the_part_size_and
     monkeypatch.setenv("REPORT_PART_ROWS", "12000")
     monkeypatch.setenv("JOIN_PARTITION_ROWS", "800")  # 30,000 objects / (800 x 0.8) -> 47 partitions
     monkeypatch.setattr(fanout, "SCATTER_SPILL_CHARS", 3 << 20)
+    monkeypatch.setattr(fanout.CsvUpload, "SINGLE_PUT_BYTES", fanout.CsvUpload.PART_BYTES)  # multipart
     if layout == "indexed":
         monkeypatch.setattr(fanout, "SCATTER_PAD_SHARE", 0)
         monkeypatch.setattr(fanout, "SCATTER_PAD_BYTES", 0)

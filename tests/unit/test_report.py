@@ -241,6 +241,7 @@ def test_small_upload_is_one_put_with_its_etag(s3):
 
 def test_large_upload_is_multipart_and_complete(s3, monkeypatch):
     monkeypatch.setattr(CsvUpload, "PART_BYTES", 5 << 20)  # S3's minimum part size
+    monkeypatch.setattr(CsvUpload, "SINGLE_PUT_BYTES", 5 << 20)
     upload = CsvUpload(s3, BUCKET, "out/large.csv")
     row = ["bucket", "k" * 1000]
     for _ in range(12_000):  # ~12 MB: two full parts and a last one
@@ -251,9 +252,39 @@ def test_large_upload_is_multipart_and_complete(s3, monkeypatch):
     assert body == ("bucket," + "k" * 1000 + "\n").encode() * 12_000
 
 
+@pytest.mark.parametrize("extra", [0, 1, 5 << 20])
+def test_an_upload_is_one_put_up_to_its_single_put_size_and_parts_of_part_size_past_it(
+    s3, monkeypatch, extra
+):
+    """At SINGLE_PUT_BYTES exactly: one PutObject. One byte more: a multipart upload whose parts
+    are PART_BYTES each (S3's 5 MiB minimum for all but the last) and a last one of what is left."""
+    monkeypatch.setattr(CsvUpload, "PART_BYTES", 5 << 20)  # S3's minimum part size
+    monkeypatch.setattr(CsvUpload, "SINGLE_PUT_BYTES", 12 << 20)
+    parts: list[int] = []
+    s3.meta.events.register(
+        "provide-client-params.s3.UploadPart", lambda params, **_: parts.append(len(params["Body"]))
+    )
+    upload = CsvUpload(s3, BUCKET, "out/boundary.csv")
+    line = b"bucket," + b"k" * 1016 + b"\n"  # 1 KiB
+    total = (12 << 20) + extra
+    for _ in range(total // len(line)):
+        upload.write_block(line, 1)
+    upload.write_block(b"x" * (total % len(line)), 0)
+    done = upload.close()
+    assert done is not None and done.size == total
+    body = s3.get_object(Bucket=BUCKET, Key="out/boundary.csv")["Body"].read()
+    assert len(body) == total and body.startswith(line)
+    if not extra:
+        assert parts == [] and "-" not in done.etag
+    else:
+        assert parts[:-1] == [5 << 20] * (len(parts) - 1) and 0 < parts[-1] <= 5 << 20
+        assert sum(parts) == total and done.etag.endswith(f"-{len(parts)}")
+
+
 def test_empty_upload_can_be_skipped_and_aborted_uploads_leave_nothing(s3, monkeypatch):
     assert CsvUpload(s3, BUCKET, "out/empty.csv", header=["h"], skip_if_empty=True).close() is None
     monkeypatch.setattr(CsvUpload, "PART_BYTES", 5 << 20)
+    monkeypatch.setattr(CsvUpload, "SINGLE_PUT_BYTES", 5 << 20)
     upload = CsvUpload(s3, BUCKET, "out/aborted.csv")
     for _ in range(6_000):
         upload.writerow(["b", "k" * 1000])
