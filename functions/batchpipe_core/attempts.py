@@ -204,7 +204,7 @@ class AttemptOutputs:
                 failed.error_code,
                 failed.message,
             ]
-            upload.write_block(columns.csv_lines(fields), len(failed))
+            upload.write_block(columns.csv_pieces(fields), len(failed))
             return
         if not self._field_count:
             self._field_count = self._fields()
@@ -213,7 +213,7 @@ class AttemptOutputs:
             fields.append(
                 columns.pc.if_else(columns.pc.equal(failed.version_id, ""), "null", failed.version_id)
             )
-        self.retry.write_block(columns.csv_lines(fields), len(failed))
+        self.retry.write_block(columns.csv_pieces(fields), len(failed))
         if len(self.sample) < SAMPLE_KEYS:
             self.sample.extend(decoded.slice(0, SAMPLE_KEYS - len(self.sample)).to_pylist())
 

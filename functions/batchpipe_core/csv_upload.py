@@ -44,6 +44,10 @@ class CsvWriter:
             self._minimal.writerow(row)
 
 
+#: A write at least this long is kept as its own piece (not copied into the buffer of small writes).
+_BLOCK_BYTES = 64 << 10
+
+
 class CsvUpload:
     """A CSV object streamed to S3: rows are buffered into multipart parts, never all held.
 
@@ -55,6 +59,10 @@ class CsvUpload:
     """
 
     PART_BYTES = 8 << 20
+    # Bodies go to botocore as bytearrays, which it checksums, signs and sends as they are (its
+    # parameter validation takes bytes, bytearray or a file); bytes would be wrapped in a file that
+    # it reads in 1 MiB pieces for the CRC32 and the signature and sends 8 KiB at a time: 27 against
+    # 21 ms of CPU for a 17 MB PutObject (docs/PERFORMANCE.md).
     #: The most an upload buffers before it starts a multipart upload. A multipart upload costs a
     #: CreateMultipartUpload, a CompleteMultipartUpload and a request per 8 MiB part, each ~1.5 ms of
     #: the function's CPU in botocore (docs/PERFORMANCE.md), where one PutObject takes up to 5 GB (S3
@@ -73,7 +81,12 @@ class CsvUpload:
         skip_if_empty: bool = False,
     ) -> None:
         self._s3, self.bucket, self.key = s3, bucket, key
-        self._buffer = bytearray()
+        # What is buffered: blocks as they came (failure_columns' lines are views of Arrow's
+        # buffers), joined into one body when sent, so a block is copied once on its way to S3, not
+        # once more into a growing buffer; rows written one at a time gather in ``_small`` first.
+        self._pieces: list[Any] = []
+        self._small = bytearray()
+        self._buffered = 0
         self._writer = CsvWriter(self)
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -87,23 +100,46 @@ class CsvUpload:
         """csv.writer's file protocol."""
         self.write_bytes(text.encode("utf-8"))
 
-    def write_bytes(self, data: bytes) -> None:
-        self._buffer += data
+    def write_bytes(self, data: Any) -> None:
+        """Appends ``data`` (bytes-like, kept as it is until sent: it must not change afterwards)."""
+        if len(data) < _BLOCK_BYTES:
+            self._small += data
+        else:
+            self._take_small()
+            self._pieces.append(data)
+        self._buffered += len(data)
         self.size += len(data)
         if self._upload_id is None:
-            if len(self._buffer) > self.SINGLE_PUT_BYTES:
+            if self._buffered > self.SINGLE_PUT_BYTES:
                 self._flush_parts()
-        elif len(self._buffer) >= self._part_bytes():
+        elif self._buffered >= self._part_bytes():
             self._flush_parts()
 
     def writerow(self, fields: Iterable[Any]) -> None:
         self._writer.writerow(fields)
         self.rows += 1
 
-    def write_block(self, data: bytes, rows: int) -> None:
-        """``rows`` CSV lines written elsewhere (failure_columns.csv_lines), as ``writerow`` would."""
-        self.write_bytes(data)
+    def write_block(self, pieces: Iterable[Any], rows: int) -> None:
+        """``rows`` CSV lines written elsewhere (``failure_columns.csv_pieces``: bytes-like pieces that
+        together are the lines), as ``writerow`` would."""
+        for piece in pieces:
+            self.write_bytes(piece)
         self.rows += rows
+
+    def _take_small(self) -> None:
+        if self._small:
+            self._pieces.append(self._small)
+            self._small = bytearray()
+
+    def _joined(self) -> bytearray:
+        """Everything buffered as one bytearray (which botocore sends as it is), the buffer emptied."""
+        self._take_small()
+        pieces = self._pieces
+        body = (
+            pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytearray) else bytearray().join(pieces)
+        )
+        self._pieces, self._buffered = [], 0
+        return body
 
     def _part_bytes(self) -> int:
         return self.PART_BYTES * (1 + len(self._parts) // 1000)
@@ -116,15 +152,18 @@ class CsvUpload:
                 Bucket=self.bucket, Key=self.key, ContentType="text/csv"
             )
             self._upload_id = created["UploadId"]
+        buffer = self._joined()
         start = 0
-        with memoryview(self._buffer) as buffer:
-            while len(buffer) - start >= self._part_bytes() or (last and start < len(buffer)):
-                end = start + self._part_bytes()
-                self._upload_part(bytes(buffer[start:end]))
-                start = min(end, len(buffer))
-        del self._buffer[:start]
+        while len(buffer) - start >= self._part_bytes() or (last and start < len(buffer)):
+            end = start + self._part_bytes()
+            whole = start == 0 and end >= len(buffer)
+            self._upload_part(buffer if whole else buffer[start:end])
+            start = min(end, len(buffer))
+        if start < len(buffer):
+            self._pieces.append(buffer[start:] if start else buffer)
+            self._buffered = len(buffer) - start
 
-    def _upload_part(self, body: bytes) -> None:
+    def _upload_part(self, body: bytearray) -> None:
         number = len(self._parts) + 1
         part = self._s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
@@ -137,10 +176,10 @@ class CsvUpload:
             return None
         if self._upload_id is None:
             response = self._s3.put_object(
-                Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), ContentType="text/csv"
+                Bucket=self.bucket, Key=self.key, Body=self._joined(), ContentType="text/csv"
             )
         else:
-            if self._buffer:
+            if self._buffered:
                 self._flush_parts(last=True)
             response = self._s3.complete_multipart_upload(
                 Bucket=self.bucket,
@@ -148,7 +187,6 @@ class CsvUpload:
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},
             )
-        self._buffer.clear()
         return Uploaded(self.bucket, self.key, response["ETag"].strip('"'), self.size, self.rows)
 
     def abort(self) -> None:
@@ -156,4 +194,4 @@ class CsvUpload:
         if self._upload_id is not None:
             self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
             self._upload_id = None
-        self._buffer.clear()
+        self._pieces, self._small, self._buffered = [], bytearray(), 0

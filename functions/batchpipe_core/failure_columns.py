@@ -260,8 +260,15 @@ def csv_lines(columns: list[Any]) -> bytes:
     """The rows of ``columns`` (string or dictionary<string> arrays, no nulls) as
     ``csv_upload.CsvWriter`` writes them: a field with a comma, a quote or a newline quoted (quotes
     doubled), every field of a row that holds a carriage return quoted, lines ended by ``\\n``."""
+    return b"".join(csv_pieces(columns))
+
+
+def csv_pieces(columns: list[Any]) -> list[Any]:
+    """``csv_lines`` as the bytes-like pieces that make it up, in order: views of the Arrow buffer
+    the lines were joined into and a few bytes around them, not copied (``csv_upload.CsvUpload``
+    copies them once, into the body it sends)."""
     if not len(columns[0]):
-        return b""
+        return []
     # Each column's bytes are searched for what needs quotes (bytes.find: no kernel, no regex); only
     # the columns that hold some (messages, mostly) are looked at row by row. A dictionary column's
     # values are searched instead of its rows (a superset: what a row needs is still decided exactly).
@@ -309,14 +316,14 @@ def csv_lines(columns: list[Any]) -> bytes:
         # as one list with "\nb," between them, half the CPU of joining the columns row by row.
         head = fields[0].as_py() + ","
         one_list = pa.ListArray.from_arrays(pa.array([0, len(fields[1])], pa.int32()), fields[1])
-        return head.encode() + _text_bytes(pc.binary_join(one_list, "\n" + head)) + b"\n"
+        return [head.encode(), _text_view(pc.binary_join(one_list, "\n" + head)), b"\n"]
     if isinstance(fields[0], pa.Scalar):
         # The line end goes in front of a first field that is one value (the bucket), so no column is
         # copied for it: "\nb,k\nb,k" becomes "b,k\nb,k\n" by moving the first byte to the end.
         fields[0] = pa.scalar("\n" + fields[0].as_py(), pa.string())
-        return _text_bytes(pc.binary_join_element_wise(*fields, ","))[1:] + b"\n"
+        return [_text_view(pc.binary_join_element_wise(*fields, ","))[1:], b"\n"]
     fields[-1] = pc.binary_join_element_wise(fields[-1], "\n", "")  # the line end, copying one column
-    return _text_bytes(pc.binary_join_element_wise(*fields, ","))
+    return [_text_view(pc.binary_join_element_wise(*fields, ","))]
 
 
 def _same_indices(first: Any, second: Any) -> bool:
@@ -366,6 +373,12 @@ def _quoted(column: Any, row_has_cr: Any, quotes: bool = True) -> Any:
         quote = row_has_cr if quote is None else pc.or_(quote, row_has_cr)
     escaped = pc.replace_substring(column, '"', '""')
     return pc.if_else(quote, pc.binary_join_element_wise('"', escaped, '"', ""), column)
+
+
+def _text_view(lines: Any) -> memoryview:
+    """``_text_bytes`` as a view of the array's buffer (it keeps the buffer alive), not a copy."""
+    _, start, end = _offsets(lines)
+    return memoryview(lines.buffers()[2])[start:end] if end > start else memoryview(b"")
 
 
 def _text_bytes(lines: Any) -> bytes:

@@ -278,8 +278,9 @@ def _write_one(s3: Any, bucket: str, key: str, source_bucket: str, part: Part) -
             **condition,
         )
         return copied["CopyObjectResult"]["ETag"].strip('"'), part.size
-    body = part.head + b"".join(_read(s3, source_bucket, source) for source in part.sources)
-    return s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"'), part.size
+    return s3.put_object(Bucket=bucket, Key=key, Body=_body(s3, source_bucket, part))["ETag"].strip(
+        '"'
+    ), part.size
 
 
 def _upload(
@@ -314,10 +315,15 @@ def _part_writer(
                 condition["CopySourceRange"] = f"bytes={part.first}-{part.last}"
             result = s3.upload_part_copy(**common, CopySource=copy_source, **condition)
             return result["CopyPartResult"]["ETag"]
-        body = part.head + b"".join(_read(s3, source_bucket, source) for source in part.sources)
-        return s3.upload_part(**common, Body=body)["ETag"]
+        return s3.upload_part(**common, Body=_body(s3, source_bucket, part))["ETag"]
 
     return put
+
+
+def _body(s3: Any, source_bucket: str, part: UploadPart) -> bytearray:
+    """The bytes of a part read here: its head and its sources' bytes, copied once into a bytearray,
+    which botocore checksums, signs and sends as it is (csv_upload.CsvUpload)."""
+    return bytearray().join([part.head, *(_read(s3, source_bucket, source) for source in part.sources)])
 
 
 def _read(s3: Any, bucket: str, source: Source) -> bytes:

@@ -268,8 +268,8 @@ def test_an_upload_is_one_put_up_to_its_single_put_size_and_parts_of_part_size_p
     line = b"bucket," + b"k" * 1016 + b"\n"  # 1 KiB
     total = (12 << 20) + extra
     for _ in range(total // len(line)):
-        upload.write_block(line, 1)
-    upload.write_block(b"x" * (total % len(line)), 0)
+        upload.write_block([line], 1)
+    upload.write_block([b"x" * (total % len(line))], 0)
     done = upload.close()
     assert done is not None and done.size == total
     body = s3.get_object(Bucket=BUCKET, Key="out/boundary.csv")["Body"].read()
