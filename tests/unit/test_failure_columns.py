@@ -382,7 +382,8 @@ def report_records(draw):
     status = draw(st.sampled_from(["failed", "failed", "succeeded", "Failed"]))
     message = draw(HOSTILE_FIELD)
     version = draw(st.sampled_from(["", "", "v1", "3HL4kqtJ+lcp", "null"]))
-    record = ["bucket-1", key, version, status, http, code, message]
+    bucket = draw(st.sampled_from(["bucket-1", "bucket-1", "bucket-1", "b,2", 'q"3', "bucket-\r4"]))
+    record = [bucket, key, version, status, http, code, message]
     if draw(st.integers(0, 9)) == 0:
         record.append("an unquoted, extra field")  # pyarrow sets such a record aside: the row path
     return record
