@@ -26,6 +26,7 @@ from batchpipe_core.attempts import AttemptOutputs  # noqa: E402
 from batchpipe_core.classification import Disposition  # noqa: E402
 from batchpipe_core.csv_upload import CsvWriter  # noqa: E402
 from batchpipe_core.failure_columns import (  # noqa: E402
+    _NOT_SLASH,
     csv_lines,
     decoded_keys,
     encoded_keys,
@@ -330,6 +331,39 @@ def test_prefixes_count_as_the_tally_does_row_by_row(batches, tracked, known, re
             by_row.add(value, retriable=is_retriable)
         by_column.add_counts(prefix_counts(pa.array(values, pa.string()), 4), retriable=is_retriable)
     assert by_column.as_document() == by_row.as_document()
+
+
+#: Any text (NUL, every plane, one to four bytes a character) with slashes among it.
+any_keys = st.text(alphabet=st.characters(blacklist_categories=["Cs"]) | st.just("/"), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(any_keys | st.sampled_from(PREFIX_PIECES), min_size=1, max_size=30), min_size=1, max_size=3
+    ),
+    st.integers(1, 5),
+)
+def test_prefixes_of_any_text_count_as_the_tally_does_row_by_row(batches, tracked):
+    """A key's folder is trimmed off its end byte by byte (``ascii_rtrim`` over every byte but
+    ``/``): every byte of every character is trimmed, whatever its length."""
+    by_row = PrefixTally(tracked=tracked)
+    by_column = PrefixTally(tracked=tracked)
+    for values in batches:
+        for value in values:
+            by_row.add(value, retriable=False)
+        by_column.add_counts(prefix_counts(pa.array(values, pa.string()), 4), retriable=False)
+    assert by_column.as_document() == by_row.as_document()
+
+
+def test_the_bytes_trimmed_off_a_key_are_every_byte_of_utf8_but_the_slash():
+    possible = {b for c in range(0x110000) if not 0xD800 <= c < 0xE000 for b in chr(c).encode()}
+    assert set(_NOT_SLASH.encode()) == possible - {ord("/")}
+
+
+def test_folders_cut_to_one_deepest_prefix_are_added_up_in_the_order_first_met():
+    keys = ["d/1/2/3/4/x", "e/y", "d/1/2/3/5/6/z", "d/1/2/3/4/w", "d/1/2/3/"]
+    assert prefix_counts(pa.array(keys, pa.string()), 4) == [("d/1/2/3/", 4), ("e/", 1)]
 
 
 def test_a_sliced_array_counts_only_its_own_prefixes():
