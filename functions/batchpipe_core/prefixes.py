@@ -36,8 +36,12 @@ DEPTHS = 4
 TRACKED = 200
 KEPT = 25
 MAX_PREFIX_CHARS = 200
-#: Deepest prefixes whose entries a tally keeps (``add_counts``): a few hundred kilobytes at most.
-KNOWN = 1000000
+#: Deepest prefixes whose entries a tally keeps (``add_counts``), forgotten all at once when more
+#: are met, so that a part whose failures fall in many folders (a folder per failed key is a common
+#: layout) holds at most ~18 MB for them: a deepest prefix is at most a key, 1,024 bytes of UTF-8,
+#: which Python holds in up to ~4 KB (one character beyond U+FFFF makes every character four bytes),
+#: and its entries ~0.3 KB. A deepest prefix met again after a clear costs one more walk of its depths.
+KNOWN = 4096
 
 
 class PrefixTally:
