@@ -90,6 +90,7 @@ from batchpipe_core.report import (
     FAILURE_HEADER,
     MIN_RESULT_RECORD_BYTES,
     READ_BUFFER_BYTES,
+    SUCCEEDED,
     default_reader,
     manifest_field_count,
     parse_manifest_rows,
@@ -180,6 +181,8 @@ class Plan(BaseModel):
     objects: int | None  # S3's count of the manifest, when known
     partitions: int
     absent: str  # what a manifest row the report never mentions is: notRun, or succeeded
+    #: The report's files of successes are not read: S3's own counts stand for them (s3_counted_every_task).
+    successesUnread: bool = False
     notRunMessage: str
     partRows: int = Field(ge=1)
     joinRows: int = Field(ge=1)
@@ -303,9 +306,8 @@ def plan_report(
     mode = COUNT if complete_report and job.status == "Complete" and objects is not None else JOIN
     if current.joinReport:
         mode = JOIN
-    ran_every_task = job.status == "Complete" or (
-        job.succeeded is not None and job.failed is not None and job.succeeded + job.failed == objects
-    )
+    successes_unread = mode == COUNT and s3_counted_every_task(job, objects)
+    ran_every_task = job.status == "Complete" or s3_counted_every_task(job, objects)
     results = [FileRef(bucket=r.bucket, key=r.key, status=r.status) for r in report.results] if report else []
     partitions = 0
     if mode == JOIN:
@@ -340,8 +342,9 @@ def plan_report(
         + (f" ({job.statusUpdateReason})" if job.statusUpdateReason else ""),
         partRows=part_rows,
         joinRows=join_rows,
+        successesUnread=successes_unread,
     )
-    read_items = [FileItem(side=REPORT, file=i) for i in range(len(results))]
+    read_items = [FileItem(side=REPORT, file=i) for i in _read_files(plan)]
     if mode == JOIN:
         read_items.insert(0, FileItem(side=MANIFEST, file=0))
     ref = PlanRef(
@@ -360,9 +363,47 @@ def plan_report(
         _put_json(s3, run.bucket, ref.joinItems, partition_items)
     logger.info(
         "report planned",
-        extra={"mode": mode, "files": len(read_items), "partitions": partitions, "objects": objects},
+        extra={
+            "mode": mode,
+            "files": len(read_items),
+            "unread": len(results) - len(_read_files(plan)),
+            "partitions": partitions,
+            "objects": objects,
+        },
     )
     return ref.model_dump()
+
+
+def s3_counted_every_task(job: JobOutcome, objects: int | None) -> bool:
+    """Whether DescribeJob's counts say every task of the manifest's ``objects`` ended succeeded or
+    failed (``NumberOfTasksSucceeded`` + ``NumberOfTasksFailed``; S3 API reference,
+    ``JobProgressSummary``: every member "Required: No", so only where both are there).
+
+    Then a Complete job's files of successes are not read at all: the failures are read as always,
+    and every object the report's failure files do not name is a success - as a FailedTasksOnly
+    report's objects already are (``absent="succeeded"``). Counting those files (``tally_results``)
+    could only check the successes S3 counted, and the merge still checks both counts against what
+    was read (``_s3_counts_agree``): the failures read must be S3's ``NumberOfTasksFailed`` - a failure
+    file missing from manifest.json, a failed record inside a file of successes or a failure reported
+    twice makes them differ - and no more rows than objects. Where they disagree, the attempt is
+    joined, as a counted report that does not add up is; where the counts are absent or do not add
+    up to the manifest, the files of successes are counted as before."""
+    return (
+        objects is not None
+        and job.succeeded is not None
+        and job.failed is not None
+        and job.succeeded + job.failed == objects
+    )
+
+
+def _read_files(plan: Plan) -> list[int]:
+    """The report's files the parts read, by their place in ``plan.results``: every one, but those of
+    successes where S3's counts stand for them (``plan.successesUnread``)."""
+    return [
+        number
+        for number, result in enumerate(plan.results)
+        if not (plan.successesUnread and result.status == SUCCEEDED)
+    ]
 
 
 def _manifest_field_count(s3: Any, manifest: ManifestRef) -> int:
@@ -763,10 +804,15 @@ def merge_parts(
         _add(counts, document)
     objects = plan.objects
     if plan.mode == COUNT:
-        _check_tiles(tallies, plan.results, REPORT, what="report")
+        _check_tiles(tallies, plan.results, REPORT, what="report", numbers=_read_files(plan))
         assert objects is not None
         job = event.job
-        if not _complete_report_adds_up(counts, job.failed, plan.scope, objects):
+        adds_up = (
+            _s3_counts_agree(counts, job, objects)
+            if plan.successesUnread
+            else _complete_report_adds_up(counts, job.failed, plan.scope, objects)
+        )
+        if not adds_up:
             logger.warning(
                 "report does not match the manifest one to one; joining them",
                 extra={"rows": counts.rows, "objects": objects},
@@ -782,7 +828,7 @@ def merge_parts(
                 "next": None,
                 "backoffSeconds": 0,
             }
-        if plan.scope == "FailedTasksOnly":
+        if plan.scope == "FailedTasksOnly" or plan.successesUnread:
             counts.succeeded += objects - counts.rows
     else:
         scattered = _read_documents(s3, plan.bucket, f"{plan.prefix}scattered/", ".json")
@@ -844,6 +890,14 @@ def _complete_report_adds_up(counts: AttemptTally, job_failed: int | None, scope
     return counts.rows == objects and failures_agree
 
 
+def _s3_counts_agree(counts: AttemptTally, job: JobOutcome, objects: int) -> bool:
+    """Whether a report read without its files of successes agrees with S3's counts
+    (``s3_counted_every_task``): the failures read are S3's NumberOfTasksFailed, S3's two counts are
+    the manifest's objects, and no more rows were read than objects."""
+    failures = counts.failed_retriable + counts.failed_permanent
+    return s3_counted_every_task(job, objects) and job.failed == failures and counts.rows <= objects
+
+
 def _add(counts: AttemptTally, document: dict[str, Any]) -> None:
     counts.rows += document["rows"]
     counts.succeeded += document["succeeded"]
@@ -863,14 +917,17 @@ def _part_order(document: dict[str, Any]) -> tuple:
     )
 
 
-def _check_tiles(documents: list[dict], files: list[FileRef], side: str, *, what: str) -> None:
+def _check_tiles(
+    documents: list[dict], files: list[FileRef], side: str, *, what: str, numbers: list[int] | None = None
+) -> None:
     """Each file's windows start at 0, each where the last ended, and the last ends at the file's end:
-    every record was read, and once."""
+    every record was read, and once (of the files ``numbers`` names by their place: all by default)."""
     windows: dict[int, list[dict]] = {}
     for document in documents:
         if document.get("side") == side:
             windows.setdefault(document["file"], []).append(document)
-    for number, ref in enumerate(files):
+    for number in range(len(files)) if numbers is None else numbers:
+        ref = files[number]
         where = f"{what} s3://{ref.bucket}/{ref.key}"
         read = sorted(windows.get(number, []), key=lambda w: w["offset"])
         if not read:

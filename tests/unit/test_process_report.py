@@ -37,6 +37,7 @@ from batchpipe_core.jobs import token_key  # noqa: E402
 from batchpipe_core.keys import encode_key  # noqa: E402
 from batchpipe_core.multipart import Limits, MiB  # noqa: E402
 from batchpipe_core.observability import metrics  # noqa: E402
+from batchpipe_core.report import FAILURE_HEADER  # noqa: E402
 from batchpipe_core.tokens import TokenTable  # noqa: E402
 from plan_report import app as plan_app  # noqa: E402
 from process_report import app  # noqa: E402
@@ -436,11 +437,17 @@ def test_a_blank_line_in_a_file_of_successes_is_joined_and_the_totals_stay_exact
     assert csv_rows(read(s3, output["next"]["manifest"]["location"])) == [[SOURCE, "slow"]]
 
 
-def test_a_failed_record_inside_a_file_of_successes_is_joined_when_s3_counted_the_failures(s3):
+@pytest.mark.parametrize(
+    "job_counts",
+    [{"total": 41, "succeeded": 40, "failed": 1}, {"total": 41, "failed": 1}],
+    ids=["unread successes", "counted successes"],
+)
+def test_a_failed_record_inside_a_file_of_successes_is_joined_when_s3_counted_the_failures(s3, job_counts):
     """A file manifest.json lists as succeeded is counted by its record ends, its records' statuses
-    taken from the listing (one record per block sampled). A failed record elsewhere in it would pass
-    as a success; where DescribeJob gave S3's own NumberOfTasksFailed, the merge requires it to equal
-    the failures read, so the attempt is joined and every row parsed."""
+    taken from the listing (one record per block sampled), or with both of S3's counts not read at
+    all. A failed record in it would pass as a success; where DescribeJob gave S3's own
+    NumberOfTasksFailed, the merge requires it to equal the failures read, so the attempt is joined
+    and every row parsed."""
     tasks = [succeeded(SOURCE, f"ok/{i}") for i in range(40)] + [failed(SOURCE, "gone", 404, "NoSuchKey")]
     rejoined = []
 
@@ -465,7 +472,7 @@ def test_a_failed_record_inside_a_file_of_successes_is_joined_when_s3_counted_th
         s3,
         tasks,
         stage=with_the_failure_among_successes,
-        job_counts={"total": 41, "succeeded": 40, "failed": 1},
+        job_counts=job_counts,
     )
 
     assert rejoined == [True]
@@ -475,6 +482,185 @@ def test_a_failed_record_inside_a_file_of_successes_is_joined_when_s3_counted_th
         0,
         1,
     )
+
+
+# ------------------------------------------------- files of successes S3's counts stand for
+
+
+def five_percent_failed(objects: int = 200) -> list[Task]:
+    """A Complete job's tasks, one in twenty failed (retriable and permanent), with hostile keys."""
+    tasks = []
+    for i in range(objects):
+        key = f"{SPECIAL_KEYS[i % len(SPECIAL_KEYS)][:200]}/{i}"
+        if i % 20 == 3:
+            tasks.append(
+                failed(SOURCE, key, 503, "SlowDown") if i % 40 == 3 else failed(SOURCE, key, 404, "NoSuchKey")
+            )
+        else:
+            tasks.append(succeeded(SOURCE, key))
+    return tasks
+
+
+def s3_counts(tasks: list[Task], *, failed_off_by: int = 0, succeeded_off_by: int = 0) -> dict:
+    """DescribeJob's ProgressSummary of a Complete job of ``tasks``, as the job outcome carries it."""
+    failures = sum(task.status == "failed" for task in tasks)
+    return {
+        "total": len(tasks),
+        "succeeded": len(tasks) - failures + succeeded_off_by,
+        "failed": failures + failed_off_by,
+    }
+
+
+def success_files(s3, event: dict) -> set[str]:
+    return {r["Key"] for r in report_results(s3, event) if r["TaskExecutionStatus"] == "succeeded"}
+
+
+def outcomes(s3, output: dict, prefix: str) -> dict:
+    """Everything an attempt hands on - its output, record, failure files' bytes and retry manifest -
+    with its run prefix taken out and the record's time dropped, to compare attempts of two runs."""
+    record = record_of(s3, output)
+    files = {
+        name: read(s3, record[name]) if record[name] else None
+        for name in ("permanentFailures", "retryManifest", "retriesExhausted")
+    }
+    record.pop("recorded")
+    text = json.dumps({"output": output, "record": record}, sort_keys=True).replace(prefix, "<run>/")
+    return {"documents": json.loads(text), "files": files}
+
+
+def staged(
+    s3, reads: list, seen: dict, change: Callable[[dict], None] | None = None
+) -> Callable[[dict], dict]:
+    """The report stage, after ``change`` (to the report, say); records the files of successes, the
+    report files read and whether the merge asked for a join."""
+
+    def stage(event: dict) -> dict:
+        if change:
+            change(event)
+        seen["successes"] = success_files(s3, event)
+        del reads[:]
+        ref = run_parts(event)
+        pack_parts(ref)
+        processed = app.handler({**event, "reportPlan": ref}, Context())
+        seen["rejoin"] = processed["rejoin"]
+        seen["read"] = {key for key, _ in reads if "/results/" in key}
+        if processed["rejoin"]:
+            return run_stage({**event, "current": {**event["current"], "joinReport": True}})
+        return processed
+
+    return stage
+
+
+@pytest.mark.parametrize("scope", ["AllTasks", "FailedTasksOnly"])
+def test_a_complete_job_s3_counted_is_processed_without_reading_its_files_of_successes(s3, reads, scope):
+    """With both of S3's counts (DescribeJob's ProgressSummary) adding up to the manifest, the files of
+    successes are never fetched, and every output is byte for byte what counting them gives."""
+    tasks = five_percent_failed()
+    seen_counted: dict = {}
+    seen_unread: dict = {}
+
+    counted = run_attempt(
+        s3, tasks, scope=scope, prefix="runs/counted/", stage=staged(s3, reads, seen_counted)
+    )
+    unread = run_attempt(
+        s3,
+        tasks,
+        scope=scope,
+        prefix="runs/unread/",
+        job_counts=s3_counts(tasks),
+        stage=staged(s3, reads, seen_unread),
+    )
+
+    assert seen_unread["rejoin"] is seen_counted["rejoin"] is False
+    assert not seen_unread["read"] & seen_unread["successes"]
+    assert seen_unread["read"]  # the failures are read
+    if scope == "AllTasks":
+        assert seen_counted["successes"] <= seen_counted["read"]  # counted where S3 gave no count
+    assert outcomes(s3, unread, "runs/unread/") == outcomes(s3, counted, "runs/counted/")
+    assert (unread["total"], unread["succeeded"], unread["failedRetriable"], unread["failedPermanent"]) == (
+        200,
+        190,
+        5,
+        5,
+    )
+
+
+def without_a_failure_file(s3, dropped: list[list[str]]) -> Callable[[dict], None]:
+    """Takes the report's first failure file out of its manifest.json (its rows go to ``dropped``):
+    its failures are never read."""
+
+    def change(event: dict) -> None:
+        report = event["job"]["report"]
+        key = f"{report['prefix']}/job-{event['job']['jobId']}/manifest.json"
+        document = json.loads(read(s3, f"s3://{report['bucket']}/{key}"))
+        first = next(i for i, r in enumerate(document["Results"]) if r["TaskExecutionStatus"] == "failed")
+        gone = document["Results"].pop(first)
+        dropped.extend(csv_rows(read(s3, f"s3://{gone['Bucket']}/{gone['Key']}")))
+        s3.put_object(Bucket=report["bucket"], Key=key, Body=json.dumps(document).encode())
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "disagreement",
+    [
+        "a failure file missing from manifest.json",
+        "NumberOfTasksFailed one too many",
+        "NumberOfTasksFailed one too few",
+        "succeeded + failed is not the objects",
+    ],
+)
+def test_s3_counts_that_disagree_with_the_report_are_never_trusted_and_the_totals_stay_exact(
+    s3, reads, disagreement
+):
+    """Counts the failures read disagree with send the attempt to the join, as a count that does not
+    add up does; counts that do not add up to the manifest are not used: the files of successes are
+    counted. Either way the totals are exact: the report's own, a failure nobody reported not run."""
+    tasks = five_percent_failed()
+    dropped: list[list[str]] = []
+    change, counts = None, s3_counts(tasks)
+    if disagreement.startswith("a failure file"):
+        change = without_a_failure_file(s3, dropped)
+    elif disagreement.endswith("too many"):
+        counts = s3_counts(tasks, failed_off_by=1, succeeded_off_by=-1)
+    elif disagreement.endswith("too few"):
+        counts = s3_counts(tasks, failed_off_by=-1, succeeded_off_by=1)
+    else:
+        counts = s3_counts(tasks, succeeded_off_by=-1)
+    seen: dict = {}
+
+    output = run_attempt(s3, tasks, job_counts=counts, stage=staged(s3, reads, seen, change))
+
+    assert seen["rejoin"] is not disagreement.startswith("succeeded + failed")
+    if not seen["rejoin"]:
+        assert seen["successes"] <= seen["read"]
+    # A permanent failure the report does not name is not run: retried like a retriable one.
+    unreported = sum(row[5] == "NoSuchKey" for row in dropped)
+    assert change is None or dropped
+    totals = (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"])
+    assert totals == (200, 190, 5 + unreported, 5 - unreported)
+    assert record_of(s3, output)["notRun"] == len(dropped)
+    assert len(csv_rows(read(s3, output["next"]["manifest"]["location"]))) == 5 + unreported
+
+
+def test_a_complete_job_s3_counted_without_failures_reads_no_report_file(s3, reads):
+    """Nothing to read: the plan has no item (the Map runs over an empty list) and every object is a
+    success; the permanent-failures file is its header alone."""
+    tasks = [succeeded(SOURCE, f"{key}/{i}") for i, key in enumerate(SPECIAL_KEYS)]
+    seen: dict = {}
+
+    output = run_attempt(s3, tasks, job_counts=s3_counts(tasks), stage=staged(s3, reads, seen))
+
+    assert seen["read"] == set() and seen["successes"]
+    assert (output["total"], output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (
+        len(tasks),
+        len(tasks),
+        0,
+        0,
+    )
+    assert output["next"] is None
+    record = record_of(s3, output)
+    assert csv_rows(read(s3, record["permanentFailures"])) == [list(FAILURE_HEADER)]
 
 
 def test_a_report_ended_by_crlf_is_counted_exactly_without_a_join(s3):
