@@ -7,7 +7,8 @@ by line.
 
 from __future__ import annotations
 
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 
 def bar(done: int, total: int, unit: str, width: int = 30) -> str:
@@ -15,6 +16,17 @@ def bar(done: int, total: int, unit: str, width: int = 30) -> str:
     job's TotalNumberOfTasks only once it has read the manifest, so 0 there means "not known yet"."""
     filled = min(width, width * done // total) if total > 0 else 0
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}"
+
+
+def task_progress(summary: Mapping[str, Any]) -> str:
+    """A job's ProgressSummary (DescribeJob, ListJobs) as a bar of its tasks done. Every member is
+    optional (S3 API reference, ``JobProgressSummary``: "Required: No"), so where S3 leaves out the
+    counts of tasks that succeeded or failed the line says so rather than drawing 0 done."""
+    total = summary.get("TotalNumberOfTasks") or 0
+    succeeded, failed = summary.get("NumberOfTasksSucceeded"), summary.get("NumberOfTasksFailed")
+    if succeeded is None or failed is None:
+        return f"{total or '?'} tasks (S3 gives no count of those done)"
+    return f"{bar(succeeded + failed, total, 'tasks')} ({failed} failed)"
 
 
 class LiveLine:

@@ -180,7 +180,9 @@ def test_watch_stamps_each_line_hides_choices_unless_verbose_and_tells_each_job(
     assert not any("AnythingToDo?" in line for line in quiet)
     assert any("▶ AnythingToDo?" in line for line in verbose)
     assert any(re.search(r"manifest written: Athena scanned [\d,]+ bytes", line) for line in quiet)
-    assert any(re.search(r"job \S+ \(attempt 1\) Complete: \[#+\] \d+/\d+ tasks", line) for line in quiet)
+    # The embedded S3 withholds the counts of tasks done, as AWS may (docs/LOCAL.md, "Unkind answers").
+    done = r"job \S+ \(attempt 1\) Complete: \d+ tasks \(S3 gives no count of those done\)"
+    assert any(re.search(done, line) for line in quiet)
 
 
 def test_watch_tells_a_confirmation_wait_with_its_command_and_a_skip_names_the_holder(

@@ -169,7 +169,9 @@ def test_a_manifest_generator_without_output_runs_and_leaves_no_manifest(s3batch
     assert s3batch_env.tags("src-bkt", "photo.jpg") == {"batch": "done"}
 
 
-def test_by_default_a_new_job_answers_as_unkindly_as_aws_may(s3batch_env, one_object_manifest):
+def test_by_default_a_new_job_answers_as_unkindly_as_aws_may(s3batch_world, one_object_manifest):
+    s3batch_env = s3batch_world
+    s3batch_env.start(engine_defaults=True)
     job_id = s3batch_env.create_job(TAGGING, one_object_manifest, ConfirmationRequired=True)
     assert s3batch_env.engine.wait_idle(30)
 
@@ -189,6 +191,14 @@ def test_by_default_a_new_job_answers_as_unkindly_as_aws_may(s3batch_env, one_ob
     assert "TotalNumberOfTasks" not in suspended["ProgressSummary"]
     assert "TotalNumberOfTasks" not in listed[0]["ProgressSummary"]
     assert done["ProgressSummary"]["TotalNumberOfTasks"] == 1
+    # Nor are the tasks that succeeded and failed ever counted, not even once the job is Complete.
+    for summary in (
+        suspended,
+        listed[0],
+        done,
+        s3batch_env.s3control.list_jobs(AccountId=S3BATCH_ACCOUNT)["Jobs"][0],
+    ):
+        assert not {"NumberOfTasksSucceeded", "NumberOfTasksFailed"} & set(summary["ProgressSummary"])
     # No event says Suspended (the S3 guide does not list it among the statuses it emits).
     assert "Suspended" not in s3batch_env.statuses(job_id)
     assert s3batch_env.statuses(job_id)[-1] == "Complete"

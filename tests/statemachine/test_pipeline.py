@@ -245,6 +245,53 @@ def test_retriable_failures_rerun_as_a_new_job_and_permanent_ones_are_reported()
     assert execution.states_entered.count("Backoff") == 1
 
 
+def read_items(stack, execution, attempt: int = 1) -> list[dict]:
+    """The report files the attempt's counted report stage read (PlanReport's ReadReportParts items)."""
+    return json.loads(
+        read_s3_uri(stack, run_folder_uri(execution) + f"attempt-{attempt}/parts/count/read-items.json")
+    )
+
+
+def report_results(stack, report_uri: str) -> list[dict]:
+    return json.loads(read_s3_uri(stack, report_uri))["Results"]
+
+
+@pytest.mark.parametrize("counts", ["given", "withheld"])
+@pytest.mark.parametrize("failures", [True, False], ids=["some failed", "none failed"])
+def test_a_complete_jobs_files_of_successes_are_read_only_where_s3_gives_no_counts(counts, failures):
+    """Where DescribeJob gives NumberOfTasksSucceeded and NumberOfTasksFailed (optional; the embedded
+    S3 withholds them by default) a Complete job's files of successes are not read - with no failure,
+    no report file at all: ReadReportParts maps over no item - and the outcomes are the same."""
+    broken = GONE + SLOW if failures else []
+    faults = [{"keyRegex": "^(gone|slow)/", "httpStatus": 404, "errorCode": "NoSuchKey"}] if failures else []
+    options = {"engine_options": {"withhold_counts": False}} if counts == "given" else {}
+    with pipeline(faults=faults, **options) as stack:
+        execution = stack.run({"name": "counts", "operation": TAGGING}, name=f"counts-{counts}-{failures}")
+        (attempt,) = execution.output["attempts"]
+        items = read_items(stack, execution)
+        results = report_results(stack, attempt["report"])
+        listed = read_s3_uri(stack, execution.output["permanentFailures"])
+        tags = tags_by_key(stack)
+
+    assert execution.status == "SUCCEEDED"
+    assert execution.output["status"] == ("PARTIAL" if failures else "SUCCEEDED")
+    assert execution.output["totals"] == {
+        "objects": len(KEYS),
+        "succeeded": len(KEYS) - len(broken),
+        "failedPermanent": len(broken),
+        "failedRetriesExhausted": 0,
+    }
+    assert sorted(row["key"] for row in csv.DictReader(io.StringIO(listed))) == sorted(broken)
+    assert {k for k, t in tags.items() if t == {"batchpipe": "done"}} == set(KEYS) - set(broken)
+    read = [results[item["file"]]["TaskExecutionStatus"] for item in items]
+    statuses = [result["TaskExecutionStatus"] for result in results]
+    if counts == "given":
+        assert read == [status for status in statuses if status == "failed"]
+    else:
+        assert sorted(read) == sorted(statuses) and "succeeded" in read
+    assert execution.states_entered.count("ReadReportParts") == 1
+
+
 def test_when_attempts_run_out_the_remaining_keys_are_reported():
     faults = [{"keyRegex": "^slow/", "httpStatus": 503, "errorCode": "SlowDown"}]
     spec = {"name": "exhaust", "operation": TAGGING, "retry": {"maxAttempts": 2, "backoffSeconds": 1}}

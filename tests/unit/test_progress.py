@@ -7,7 +7,7 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchpipe.progress import LiveLine, TerminalBar, bar
+from batchpipe.progress import LiveLine, TerminalBar, bar, task_progress
 
 
 class Terminal(io.StringIO):
@@ -24,6 +24,16 @@ def test_a_bar_fills_with_the_share_done():
 def test_an_unknown_total_draws_an_empty_bar_not_a_full_one():
     # S3 Batch Operations reports TotalNumberOfTasks 0 until it has read the manifest.
     assert bar(0, 0, "tasks", width=4) == "[....] 0/0 tasks"
+
+
+def test_a_jobs_progress_is_drawn_only_from_the_counts_s3_gave():
+    counted = {"TotalNumberOfTasks": 4, "NumberOfTasksSucceeded": 2, "NumberOfTasksFailed": 1}
+    assert task_progress(counted) == f"{bar(3, 4, 'tasks')} (1 failed)"
+    # JobProgressSummary's members are all optional: no count of tasks done is not 0 done.
+    assert task_progress({"TotalNumberOfTasks": 4, "NumberOfTasksFailed": 1}) == (
+        "4 tasks (S3 gives no count of those done)"
+    )
+    assert task_progress({}) == "? tasks (S3 gives no count of those done)"
 
 
 @given(done=st.integers(0, 10**9), total=st.integers(0, 10**9))

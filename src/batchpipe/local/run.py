@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from batchpipe.inputs import FORMATS, UsageError, read_json, read_spec
 from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
-from batchpipe.progress import LiveLine, TerminalBar, bar
+from batchpipe.progress import LiveLine, TerminalBar, task_progress
 
 from . import inventory as inv
 from .answers import SUSPENDED_GENERATOR_ANSWERS
@@ -132,12 +132,11 @@ class Progress:
         except Exception:  # noqa: BLE001 - progress is best effort
             return
         for job in jobs:
-            summary = job.get("ProgressSummary", {})
-            total = summary.get("TotalNumberOfTasks", 0)
-            done = summary.get("NumberOfTasksSucceeded", 0) + summary.get("NumberOfTasksFailed", 0)
             if job["JobId"] in self._jobs_reported:
                 continue
-            line = f"  job {job['JobId'][:8]} {job['Status']}: {bar(done, total, 'tasks')}"
+            line = (
+                f"  job {job['JobId'][:8]} {job['Status']}: {task_progress(job.get('ProgressSummary', {}))}"
+            )
             if job["Status"] in ("Complete", "Failed", "Cancelled"):
                 self._jobs_reported.add(job["JobId"])
                 self.say(line)

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from batchpipe import inputs
 from batchpipe.outcome import EXIT_NO_SUMMARY, EXIT_STATUS, readable_cause
 from batchpipe.output import JSON, TEXT, iso_time, print_json, print_table
-from batchpipe.progress import LiveLine, bar
+from batchpipe.progress import LiveLine, task_progress
 from batchpipe_core.config import Config
 from batchpipe_core.errors import FailuresFileError, SpecValidationError
 from batchpipe_core.jobs import CONFIRM_BY_OPERATOR, JOB_GONE_ERRORS, TAG_CONFIRMATION, token_key
@@ -363,14 +363,10 @@ class Watcher:
                 self.reported_jobs[job_id] = "(not visible yet)"
                 self.say(f"  job {job_id} created; S3 does not show it yet")
             return
-        summary = job.get("ProgressSummary") or {}
-        total = summary.get("TotalNumberOfTasks") or 0
-        failed = summary.get("NumberOfTasksFailed") or 0
-        done = (summary.get("NumberOfTasksSucceeded") or 0) + failed
         attempt = self.jobs.get(job_id)
         line = (
             f"  job {job_id}{f' (attempt {attempt})' if attempt else ''} {job['Status']}: "
-            f"{bar(done, total, 'tasks')} ({failed} failed)"
+            f"{task_progress(job.get('ProgressSummary') or {})}"
         )
         if self.reported_jobs.get(job_id) != job["Status"]:
             self.reported_jobs[job_id] = job["Status"]
@@ -388,11 +384,16 @@ class Watcher:
         if not job.get("terminal") or self.reported_jobs.get(job.get("jobId")) == job.get("status"):
             return
         self.reported_jobs[job["jobId"]] = job["status"]
-        total, failed = job.get("total") or 0, job.get("failed") or 0
+        # The job outcome's counts are ProgressSummary's (jobs.job_outcome), None where S3 gave none.
+        progress = {
+            "TotalNumberOfTasks": job.get("total"),
+            "NumberOfTasksSucceeded": job.get("succeeded"),
+            "NumberOfTasksFailed": job.get("failed"),
+        }
         attempt = self.jobs.get(job["jobId"])
         self.say(
             f"  job {job['jobId']}{f' (attempt {attempt})' if attempt else ''} {job['status']}: "
-            f"{bar((job.get('succeeded') or 0) + failed, total, 'tasks')} ({failed} failed)"
+            f"{task_progress(progress)}"
         )
 
     def _left_for_a_person(self, job_id: str) -> bool:

@@ -10,7 +10,7 @@ sees each job's statuses in order.
 
 By default the engine answers as unkindly as AWS documents it may (docs/LOCAL.md, "Unkind answers"):
 a new job is not found by its first DescribeJob, ``TotalNumberOfTasks`` is absent until the job runs,
-a ``ManifestGenerator`` job's generated manifest is written (and described) only when it runs, and no
+``NumberOfTasksSucceeded`` and ``NumberOfTasksFailed`` are never given, a ``ManifestGenerator`` job's generated manifest is written (and described) only when it runs, and no
 event says ``Suspended``. ``BatchEngine(**KIND_ANSWERS)`` gives the kind answers instead.
 """
 
@@ -69,6 +69,7 @@ SUSPENDED_EXPIRED_REASON = (
 KIND_ANSWERS: dict[str, Any] = {
     "describe_not_found": 0,
     "withhold_total": False,
+    "withhold_counts": False,
     "suspended_events": True,
     "generated_manifest_before_run": True,
 }
@@ -104,6 +105,7 @@ class BatchEngine:
         active_seconds: float = 0.0,
         describe_not_found: int = 1,
         withhold_total: bool = True,
+        withhold_counts: bool = True,
         suspended_events: bool = False,
         generated_manifest_before_run: bool = False,
     ) -> None:
@@ -127,6 +129,10 @@ class BatchEngine:
         # S3 API reference, JobProgressSummary: every member is optional, and nothing says when
         # TotalNumberOfTasks is set; withheld, it appears only once the job runs (Active).
         self.withhold_total = withhold_total
+        # The same page: NumberOfTasksSucceeded and NumberOfTasksFailed are "Required: No" too, and
+        # the report stage reads fewer files where both are given (fanout.s3_counted_every_task), so
+        # by default neither is ever given: every path must work without them.
+        self.withhold_counts = withhold_counts
         # S3 user guide, "Tracking a job in EventBridge through CloudTrail": the statuses it lists as
         # emitted do not include Suspended, so by default no event says it.
         self.suspended_events = suspended_events
@@ -266,9 +272,16 @@ class BatchEngine:
                 # As the unknown job's answer (_find), so a client cannot tell the two apart.
                 raise NotFoundException(f"No such job: {params['JobId']}")
             descriptor = job.descriptor()
-            if self._withholds_total(job):
-                descriptor["ProgressSummary"].pop("TotalNumberOfTasks", None)
+            self._withhold(job, descriptor["ProgressSummary"])
             return {"Job": descriptor}
+
+    def _withhold(self, job: Job, progress: dict) -> None:
+        """Takes out of a job's ProgressSummary the counts the engine withholds (the unkind answers)."""
+        if self._withholds_total(job):
+            progress.pop("TotalNumberOfTasks", None)
+        if self.withhold_counts:
+            progress.pop("NumberOfTasksSucceeded", None)
+            progress.pop("NumberOfTasksFailed", None)
 
     def _withholds_total(self, job: Job) -> bool:
         """Whether DescribeJob omits the job's TotalNumberOfTasks: until it runs, when withheld."""
@@ -292,8 +305,7 @@ class BatchEngine:
             ]
             page = [job.list_descriptor() for job in listed[start : start + limit]]
             for job, entry in zip(listed[start : start + limit], page, strict=True):
-                if self._withholds_total(job):
-                    entry["ProgressSummary"].pop("TotalNumberOfTasks", None)
+                self._withhold(job, entry["ProgressSummary"])
         result: dict[str, Any] = {"Jobs": page}
         if start + limit < len(listed):
             result["NextToken"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
