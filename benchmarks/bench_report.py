@@ -15,7 +15,13 @@ fresh process so peak memory is its own:
                       clients reach it through ``AWS_ENDPOINT_URL``). The figure is this process's
                       CPU alone (user + system: sending requests, reading bodies off the socket,
                       as a function does); the server's is S3's work, shown apart (``S3 CPU s``,
-                      ``s3CpuSeconds``)
+                      ``s3CpuSeconds``). The job outcome has what DescribeJob gives for a Complete
+                      job (the S3 user guide's ``describe-job`` example, "Use DescribeJob with an
+                      AWS SDK or CLI": ``TotalNumberOfTasks``, ``NumberOfTasksSucceeded``,
+                      ``NumberOfTasksFailed``), counted in the generated report, so its files of
+                      successes are not read (``fanout.s3_counted_every_task``)
+* ``handlers-uncounted`` the same with S3's counts of tasks that succeeded and failed withheld (they
+                      are optional): the files of successes are counted, as before issue 23's fifth pass
 * ``handlers-inprocess`` the same over moto's in-process mock (``mock_aws``): moto's request
                       handling is inside the figure (the mode ``handlers`` was before issue 23's
                       fourth pass, kept for continuity)
@@ -105,6 +111,7 @@ IN_MEMORY_JOIN_MAX_ROWS = 2_000_000
 REPORT_PART_ROWS = 10_000_000  # template.yaml's ReportPartRows default
 MODES = [
     "handlers",
+    "handlers-uncounted",
     "handlers-inprocess",
     "handlers-join",
     "process-pyarrow",
@@ -119,7 +126,7 @@ MODES = [
     "pyarrow-table",
 ]
 #: The report stage's real handlers (handler_chain).
-HANDLER_MODES = ("handlers", "handlers-inprocess", "handlers-join")
+HANDLER_MODES = ("handlers", "handlers-uncounted", "handlers-inprocess", "handlers-join")
 #: Run only when awswrangler, pandas and moto import (OPTIONAL_PACKAGES).
 OPTIONAL_MODES = ["pandas-stream", "pandas-chunked", "awswrangler-chunked", "parse-pyarrow-moto"]
 OPTIONAL_PACKAGES = ("awswrangler", "pandas", "moto")
@@ -451,7 +458,7 @@ def serve_s3() -> None:
 
 
 def handler_chain(
-    manifest_json: Path, status: str = "Complete", *, in_process: bool = False
+    manifest_json: Path, status: str = "Complete", *, in_process: bool = False, counted: bool = True
 ) -> tuple[Callable[[], dict], Any]:
     """The report stage as the state machine runs it - PlanReport, ReportPart over every window of
     every results file, the PackParts loop, ProcessReport - with the real handlers, over the report
@@ -459,7 +466,8 @@ def handler_chain(
     process (S3Server; every AWS endpoint of the handlers' clients pointed at it through
     ``AWS_ENDPOINT_URL``), or with ``in_process`` by moto's mock in this process, inside the figure.
     ``status`` ``Failed``: the job stopped before running 5% of its manifest's objects, so the stage
-    joins the manifest with the report (scatter windows, join partitions).
+    joins the manifest with the report (scatter windows, join partitions). ``counted``: the Complete
+    job's outcome has S3's counts of tasks that succeeded and failed, as DescribeJob gives them.
     Returns the stage to time, and the S3 (an S3Server, or the mock) to stop afterwards."""
     os.environ.update(HANDLER_ENV)
     if in_process:
@@ -498,6 +506,10 @@ def handler_chain(
             Bucket=MOTO_BUCKET, Key="run/manifest.csv", Body=b"source-bucket-example,k\n"
         )
         job_counts = {"total": rows}
+        if counted:
+            successes = [path for path, status in result_entries(manifest_json) if status == "succeeded"]
+            succeeded = count_records(successes)
+            job_counts |= {"succeeded": succeeded, "failed": rows - succeeded}
     else:
         manifest_csv = manifest_json.parent.parent / "manifest.csv"
         s3.upload_file(str(manifest_csv), MOTO_BUCKET, "run/manifest.csv")
@@ -732,7 +744,12 @@ def measure(mode: str, manifest_json: Path) -> dict:
         mock, s3, keys = moto_s3(files)  # uploading is not part of reading
     if mode in HANDLER_MODES:
         status = "Failed" if mode == "handlers-join" else "Complete"
-        stage, mock = handler_chain(manifest_json, status, in_process=mode == "handlers-inprocess")
+        stage, mock = handler_chain(
+            manifest_json,
+            status,
+            in_process=mode == "handlers-inprocess",
+            counted=mode != "handlers-uncounted",
+        )
     server = mock if isinstance(mock, S3Server) else None
     rss_before = _current_rss_bytes()
     server_cpu_started = server.cpu_seconds() if server is not None else 0.0
