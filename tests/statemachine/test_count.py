@@ -27,7 +27,8 @@ def test_max_objects_is_enforced_on_s3s_count_and_the_job_is_cancelled_before_it
     assert f"the pipeline counted {len(KEYS)} objects" in summary["cause"]
     assert described["Status"] == "Cancelled"
     assert "TotalNumberOfTasks" not in described["ProgressSummary"]
-    assert described["ProgressSummary"]["NumberOfTasksSucceeded"] == 0
+    # Nor counts of tasks done (withheld as AWS may): the untouched objects show that none ran.
+    assert not {"NumberOfTasksSucceeded", "NumberOfTasksFailed"} & set(described["ProgressSummary"])
     assert described["StatusUpdateReason"].startswith("batchpipe: ")
     assert all(t == {} for t in tags.values())  # no object was touched
     assert "ConfirmJob" in execution.states_entered

@@ -68,7 +68,8 @@ def test_a_finished_job_gives_the_outcome_the_event_would_have(pipeline: Pipelin
 
     assert outcome == jobs.job_outcome(pipeline.describe(job_id))  # one builder for both paths
     assert outcome["terminal"] is True and outcome["status"] == "Complete"
-    assert (outcome["total"], outcome["succeeded"], outcome["failed"]) == (3, 3, 0)
+    # The embedded S3 withholds the counts of tasks done, as AWS may: unknown (None), never 0.
+    assert (outcome["total"], outcome["succeeded"], outcome["failed"]) == (3, None, None)
     assert outcome["report"]["prefix"] == "runs/retag/run-1/attempt-1/report"
     # The report is where ProcessReport will look for it.
     report_key = f"runs/retag/run-1/attempt-1/report/job-{job_id}/manifest.json"
@@ -87,7 +88,7 @@ def test_a_job_waiting_for_confirmation_is_not_terminal_until_it_ends(pipeline: 
     pipeline.s3control.update_job_status(AccountId=ACCOUNT, JobId=job_id, RequestedJobStatus="Ready")
     pipeline.run_jobs()
     confirmed = check(waiting)
-    assert (confirmed["status"], confirmed["terminal"], confirmed["succeeded"]) == ("Complete", True, 2)
+    assert (confirmed["status"], confirmed["terminal"], confirmed["total"]) == ("Complete", True, 2)
 
 
 def test_a_failed_job_is_terminal_with_its_reasons(pipeline: Pipeline) -> None:
