@@ -311,8 +311,9 @@ def test_reentry_after_the_job_ended_completes_the_new_token_itself(pipeline: Pi
         "terminal": True,
         "needsCount": False,
         "total": 2,
-        "succeeded": 2,
-        "failed": 0,
+        # The embedded S3 withholds the counts of tasks done, as AWS may: unknown, never 0.
+        "succeeded": None,
+        "failed": None,
         "failureReasons": [],
         "statusUpdateReason": "",
         "suspended": True,  # prepared, Suspended, then confirmed
@@ -415,5 +416,5 @@ def test_a_new_job_not_found_by_its_first_describe_job_is_waited_for(pipeline: P
     reentry = pipeline.reenter(waiting, "reentry")
     assert pipeline.create_job(reentry) == job_id
     outcome = json.loads(pipeline.finished(reentry)["output"])
-    assert (outcome["status"], outcome["total"], outcome["succeeded"]) == ("Complete", 2, 2)
+    assert (outcome["status"], outcome["total"]) == ("Complete", 2)
     assert pipeline.job_ids() == [job_id]
