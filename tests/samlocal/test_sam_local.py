@@ -723,7 +723,8 @@ def test_confirm_job_confirms_the_new_job_and_it_runs(
     # S3 Batch Operations' own count of the manifest, checked against maxObjects before confirming.
     assert result["attempt"] == create["current"]["attempt"] and result["manifest"]["objects"] == 40, result
     job = _job_ends(s3control, job_id)
-    assert job["Status"] == "Complete" and job["ProgressSummary"]["NumberOfTasksSucceeded"] == 40, job
+    # The counts of tasks done are withheld, as AWS may (docs/LOCAL.md, "Unkind answers"); the total stays.
+    assert job["Status"] == "Complete" and job["ProgressSummary"]["TotalNumberOfTasks"] == 40, job
 
 
 def test_job_status_takes_the_new_jobs_event(
