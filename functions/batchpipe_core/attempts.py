@@ -282,7 +282,10 @@ def finish_attempt(
     * A Complete job ran every task, so its report suffices and the manifest is not read:
       ``AllTasks`` lists every task; ``FailedTasksOnly`` lists the failures and the rest succeeded.
       Both are checked (row count = objects; failures = the job's failed count when known); a report
-      that disagrees - duplicate rows of a task run twice, a missing row - is joined instead.
+      that disagrees - duplicate rows of a task run twice, a missing row - is joined instead. Where
+      DescribeJob's succeeded and failed counts add up to the objects, the files of successes are not
+      read: the objects the failures do not name succeeded, once the failures read equal S3's count
+      (``fanout.s3_counted_every_task``).
     * Otherwise (Failed or Cancelled jobs) the report is joined with the manifest: a manifest row
       with no report row is ``NotRun`` (retriable). Under ``FailedTasksOnly`` a missing row may also
       be a success; that is only assumed when the job's ProgressSummary shows every task ran
