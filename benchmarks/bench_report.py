@@ -329,7 +329,7 @@ def process(entries: list[tuple[Path, str]], reader: str, out_dir: Path, *, colu
     for number, (path, status) in enumerate(entries):
         for window, open_window in enumerate(windows(path)):
             outputs = AttemptOutputs(
-                s3, "b", f"out/{number}-{window}/", last_attempt=False, fields=lambda: 2, headers=False
+                s3, "b", f"out/{number}-{window}/", last_attempt=False, fields=lambda: 2, part=True
             )
             tally_results(
                 open_window,
@@ -352,9 +352,7 @@ def process_rows(rows: Iterable, out_dir: Path) -> dict:
     from batchpipe_core.attempts import AttemptOutputs
     from batchpipe_core.classification import Disposition
 
-    outputs = AttemptOutputs(
-        DiskS3(out_dir), "b", "out/", last_attempt=False, fields=lambda: 2, headers=False
-    )
+    outputs = AttemptOutputs(DiskS3(out_dir), "b", "out/", last_attempt=False, fields=lambda: 2, part=True)
     counts = tally(
         rows,
         unknown=Disposition.PERMANENT,

@@ -140,18 +140,19 @@ class AttemptOutputs:
         *,
         last_attempt: bool,
         fields: Callable[[], int],
-        headers: bool = True,
+        part: bool = False,
     ):
-        # A part's files (headers=False) are pieces of the attempt's: no header, none when empty.
-        header = FAILURE_HEADER if headers else None
+        # A part's files (``part``) are pieces of the attempt's, none when empty. They carry the
+        # header too: the merge copies the first file's with its rows and skips the others' (a byte
+        # range each, inside S3), so it reads nothing to put a header in front (multipart.headed_order).
         self.permanent = CsvUpload(
-            s3, bucket, f"{prefix}permanent-failures.csv", header=header, skip_if_empty=not headers
+            s3, bucket, f"{prefix}permanent-failures.csv", header=FAILURE_HEADER, skip_if_empty=part
         )
         self.retry = (
             None if last_attempt else CsvUpload(s3, bucket, f"{prefix}retry-manifest.csv", skip_if_empty=True)
         )
         self.exhausted = (
-            CsvUpload(s3, bucket, f"{prefix}retries-exhausted.csv", header=header, skip_if_empty=True)
+            CsvUpload(s3, bucket, f"{prefix}retries-exhausted.csv", header=FAILURE_HEADER, skip_if_empty=True)
             if last_attempt
             else None
         )

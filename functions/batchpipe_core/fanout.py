@@ -40,7 +40,7 @@ import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -87,7 +87,7 @@ from batchpipe_core.observability import logger
 from batchpipe_core.prefixes import merge as merge_prefixes
 from batchpipe_core.reconciliation import Reconciliation, identity
 from batchpipe_core.report import (
-    FAILURE_HEADER,
+    FAILURE_HEADER_LINE,
     MIN_RESULT_RECORD_BYTES,
     READ_BUFFER_BYTES,
     SUCCEEDED,
@@ -109,6 +109,8 @@ KINDS = {
     "retry": "retry-manifest.csv",
     "exhausted": "retries-exhausted.csv",
 }
+#: The header each kind's files begin with, parts' and packed objects' alike (a retry manifest has none).
+HEADS = {"permanent": FAILURE_HEADER_LINE, "retry": b"", "exhausted": FAILURE_HEADER_LINE}
 SAMPLE_KEYS = 20
 MERGE_READERS = 16  # parallel GETs of the parts' small tally documents
 #: A scattered window also ends at the first record end past this many bytes. A scatter holds at
@@ -477,7 +479,7 @@ def _outputs(s3: Any, plan: Plan, part_id: str) -> AttemptOutputs:
         f"{plan.prefix}out/{part_id}/",
         last_attempt=plan.lastAttempt,
         fields=lambda: plan.fields or 2,
-        headers=False,
+        part=True,
     )
 
 
@@ -854,9 +856,9 @@ def merge_parts(
     packed = _packed_objects(s3, plan, tallies, pack_bytes, limits)
     join = functools.partial(_join_files, s3, plan, tallies, packed=packed, budget=pack_bytes, limits=limits)
     files = AttemptFiles(
-        permanent=join("permanent", header=True, always=True),
-        retry=join("retry", header=False),
-        exhausted=join("exhausted", header=True),
+        permanent=join("permanent", always=True),
+        retry=join("retry"),
+        exhausted=join("exhausted"),
     )
     sample = [key for d in sorted(tallies, key=_part_order) for key in d["sample"]][:SAMPLE_KEYS]
     return finish_attempt(
@@ -955,7 +957,8 @@ def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_L
         packing it would cost three requests and a copy inside S3 for the same bytes. The merge plans
         the same groups from the parts' tallies and takes a packed object only where its key's digest
         matches its group (``multipart.packing_plan``); a retried step packs the same group into the
-        same object.
+        same object. Files are grouped by what follows their header (``_bodies``), and a packed object
+        begins with its first file's header, like a part file, so the merge treats both alike.
     """
     plan = load_plan(s3, ref)
     cursor, group = _at_next_group(s3, plan, ref.packing or PackingCursor(), budget, limits)
@@ -970,6 +973,8 @@ def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_L
             scratch_prefix=f"{plan.prefix}scratch/packing/",
             limits=limits,
             source_bucket=plan.bucket,
+            head=HEADS[kind],
+            headed=True,
         )
         packed_bytes = sum(source.size for source in group)
         update = {"groups": cursor.groups + 1, "index": cursor.index + 1, "after": group[-1].key}
@@ -1019,8 +1024,10 @@ def _at_next_group(
     still counts: ``packed_key``)."""
     listed = _ListedOnce(s3, plan.bucket, f"{plan.prefix}out/")
     while not cursor.done:
-        suffix = f"/{list(KINDS.values())[cursor.kind]}"
-        group = first_packing_group(listed.after(cursor.after), suffix=suffix, budget=budget, limits=limits)
+        kind, name = list(KINDS.items())[cursor.kind]
+        suffix = f"/{name}"
+        files = _bodies((s for s in listed.after(cursor.after) if s.key.endswith(suffix)), kind)
+        group = first_packing_group(files, suffix=suffix, budget=budget, limits=limits)
         if len(group) > 1:
             return cursor, group
         if group and group[0].size >= budget:  # a full group: more may follow it
@@ -1034,9 +1041,17 @@ def _at_next_group(
 
 
 def _part_files(tallies: list[dict], kind: str) -> list[Source]:
-    """The parts' ``kind`` files, in key order (the order PackParts lists them in)."""
+    """The parts' ``kind`` files after their headers, in key order (the order PackParts lists them in)."""
     parts = (d["files"][kind] for d in tallies if d["files"][kind])
-    return sorted((Source(p["key"], p["size"], p["etag"]) for p in parts), key=lambda source: source.key)
+    return sorted(_bodies((Source(p["key"], p["size"], p["etag"]) for p in parts), kind), key=lambda s: s.key)
+
+
+def _bodies(objects: Iterable[Source], kind: str) -> Iterator[Source]:
+    """``kind``'s part files or packed objects (whole objects), each as what follows its header: the
+    sources of a headed join (``multipart.headed_order``)."""
+    skip = len(HEADS[kind])
+    for source in objects:
+        yield Source(source.key, source.size - skip, source.etag, offset=skip)
 
 
 def _packed_objects(s3: Any, plan: Plan, tallies: list[dict], budget: int, limits: Limits) -> list[Source]:
@@ -1054,7 +1069,6 @@ def _join_files(
     tallies: list[dict],
     kind: str,
     *,
-    header: bool,
     packed: list[Source],
     budget: int,
     limits: Limits = S3_LIMITS,
@@ -1062,12 +1076,16 @@ def _join_files(
 ) -> Uploaded | None:
     """The parts' ``kind`` files as one object of the attempt, joined inside S3 (UploadPartCopy),
     with PackParts' objects (``packed``) in place of the groups of small files it packed (what is
-    left unpacked is read and uploaded by the join itself: multipart.py)."""
+    left unpacked is read and uploaded by the join itself: multipart.py). Every file and packed
+    object begins with the kind's header: the first joined keeps it, the others' are skipped by
+    their copied byte ranges, so the header costs no read (``multipart.headed_order``)."""
     parts = [d["files"][kind] for d in tallies if d["files"][kind]]
     sources = _part_files(tallies, kind)
     key = f"{plan.attemptPrefix}{KINDS[kind]}"
-    head = (",".join(FAILURE_HEADER) + "\n").encode() if header else b""
-    groups = packing_plan(sources, f"{plan.prefix}packed/{kind}/", packed, budget, limits)
+    head = HEADS[kind]
+    packed_prefix = f"{plan.prefix}packed/{kind}/"
+    packed_bodies = list(_bodies((s for s in packed if s.key.startswith(packed_prefix)), kind))
+    groups = packing_plan(sources, packed_prefix, packed_bodies, budget, limits)
     joined = concatenate(
         s3,
         bucket=plan.bucket,
@@ -1076,6 +1094,7 @@ def _join_files(
         scratch_prefix=f"{plan.prefix}scratch/{kind}/",
         limits=limits,
         head=head,
+        headed=True,
     )
     rows = sum(p["rows"] for p in parts)
     if joined is not None:

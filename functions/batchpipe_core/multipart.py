@@ -13,9 +13,12 @@ of a small object cannot be copied). When the plan needs more than 10,000 parts,
 are first joined (the same way) into intermediate objects of at most 5 GiB, each of which is then
 one part.
 
-A ``head`` (a CSV header) can lead the result; a source's ``offset`` skips its own header. A result
-of one part takes one request instead of a multipart upload's three: PutObject of what was read, or
-CopyObject of a whole source object.
+A ``head`` (a CSV header) can lead the result; a source's ``offset`` skips its own header. Where
+every source's object begins with that very header (``headed``), the first source joined keeps its
+own, so the header is copied with it inside S3 and nothing is read for it (:func:`headed_order`);
+otherwise ``head`` joins the first part (:func:`with_head`), which reads up to 10 MiB of it. A
+result of one part takes one request instead of a multipart upload's three: PutObject of what was
+read, or CopyObject of a whole source object.
 
 The planning is pure (:func:`plan_parts`, :func:`group_parts`, :func:`with_head`); :func:`concatenate`
 does the requests.
@@ -200,6 +203,24 @@ def joined_order(sources: Sequence[Source], limits: Limits = Limits()) -> list[S
     ]
 
 
+def headed_order(sources: Sequence[Source], head_bytes: int, limits: Limits = Limits()) -> list[Source]:
+    """The non-empty ``sources`` in :func:`joined_order`, the first given back its header.
+
+    Each source's object begins with the same header of ``head_bytes``, which its ``offset`` skips
+    (its ``size`` is what follows). The joined object starts with the first source's header, copied
+    with the rest of that object, so no header is read and uploaded in front (``with_head``). The
+    order is :func:`joined_order`'s either way: the first source is first whatever its size becomes
+    (a small first one means every source is small).
+    """
+    if any(source.offset != head_bytes for source in sources):
+        raise ValueError("every source of a headed join skips exactly its header")
+    ordered = joined_order(sources, limits)
+    if not ordered or not head_bytes:
+        return ordered
+    first = ordered[0]
+    return [Source(first.key, first.size + head_bytes, first.etag), *ordered[1:]]
+
+
 def concatenate(
     s3: Any,
     *,
@@ -210,13 +231,18 @@ def concatenate(
     limits: Limits = Limits(),
     source_bucket: str | None = None,
     head: bytes = b"",
+    headed: bool = False,
 ) -> Concatenated | None:
     """Write the non-empty ``sources`` (objects in ``source_bucket``) as one object ``bucket/key``,
-    in :func:`joined_order`.
+    in :func:`joined_order`, after ``head``.
 
-    Returns None when every source is empty (S3 has no zero-part upload). Intermediate objects, needed
-    only past 10,000 parts, are written under ``scratch_prefix`` and listed in the result for cleanup.
+    With ``headed``, every source's object begins with ``head`` itself, which its ``offset`` skips:
+    the first source's is copied instead (:func:`headed_order`). Returns None when every source is
+    empty (S3 has no zero-part upload). Intermediate objects, needed only past 10,000 parts, are
+    written under ``scratch_prefix`` and listed in the result for cleanup.
     """
+    if headed:
+        sources, head = headed_order(sources, len(head), limits), b""
     source_bucket = source_bucket or bucket
     total = sum(source.size for source in sources)
     if total > limits.max_object:

@@ -42,6 +42,8 @@ READ_BUFFER_BYTES = 1 << 20
 MIN_RESULT_RECORD_BYTES = 17
 #: Header of the permanent-failures files (per attempt and per run): one row per object, key decoded.
 FAILURE_HEADER = ["bucket", "key", "versionId", "httpStatus", "errorCode", "message"]
+#: The header line of a failures file, as csv.writer writes FAILURE_HEADER (no field needs quoting).
+FAILURE_HEADER_LINE = (",".join(FAILURE_HEADER) + "\n").encode()
 #: pyarrow's block: the unit it reads, parses and converts at a time, so what bounds its memory (a few
 #: blocks in flight). One record must fit in a block; a report row is at most a few KiB.
 ARROW_BLOCK_BYTES = 1 << 20

@@ -28,7 +28,7 @@ from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import as_folder
 from batchpipe_core.multipart import Limits, Source, concatenate
 from batchpipe_core.observability import metrics
-from batchpipe_core.report import FAILURE_HEADER
+from batchpipe_core.report import FAILURE_HEADER_LINE
 from batchpipe_core.runpage import RunPage, parse_time, render
 from batchpipe_core.s3uri import s3_uri, split_s3_uri
 
@@ -272,21 +272,23 @@ def write_run_failures(
 
     That is each attempt's permanent failures plus the retriable failures left when no attempt
     remained. The files share one layout, so they are joined inside S3 (multipart ``UploadPartCopy``,
-    as the manifest is) with one header in front and each file's own header skipped: millions of
-    failure rows never pass through this function. Only files under 5 MiB (S3's smallest part) are
-    read, and the one header.
+    as the manifest is): the first file keeps its header, every other file's is skipped by a byte
+    range (``multipart.headed_order``), so millions of failure rows never pass through this function.
+    Only files under 5 MiB (S3's smallest part) are read, and each file's first line, to find its
+    header. A file whose header is not this version's gets this version's in front instead.
     """
     uris = [r.permanentFailures for r in records if r.permanentFailures]
     if records and records[-1].retriesExhausted:
         uris.append(records[-1].retriesExhausted)
-    header = (",".join(FAILURE_HEADER) + "\n").encode()
-    sources = []
+    header = FAILURE_HEADER_LINE
+    sources, headed = [], True
     for uri in uris:
         source_bucket, source_key = split_s3_uri(uri)
         if source_bucket != bucket:
             raise BatchPipeError(f"{uri} is not in the pipeline bucket {bucket}")
         head = s3.head_object(Bucket=bucket, Key=source_key)
-        skip = _header_length(s3, bucket, source_key, head["ContentLength"])
+        skip, own = _header(s3, bucket, source_key, head["ContentLength"])
+        headed = headed and own == header
         sources.append(Source(source_key, head["ContentLength"] - skip, head["ETag"], offset=skip))
     key = f"{prefix}permanent-failures.csv"
     joined = concatenate(
@@ -296,6 +298,7 @@ def write_run_failures(
         key=key,
         scratch_prefix=f"{prefix}failures-parts/",
         head=header,
+        headed=headed,
         limits=limits or Limits(),
     )
     if joined is None:  # no failure rows at all: the header alone
@@ -306,15 +309,15 @@ def write_run_failures(
     return s3_uri(bucket, key)
 
 
-def _header_length(s3: Any, bucket: str, key: str, size: int) -> int:
-    """Bytes of a failures file's header line (field names never hold a newline)."""
+def _header(s3: Any, bucket: str, key: str, size: int) -> tuple[int, bytes]:
+    """A failures file's header line: its length and its bytes (field names never hold a newline)."""
     if size == 0:
-        return 0
+        return 0, b""
     start = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{min(size, 4096) - 1}")["Body"].read()
     end = start.find(b"\n")
     if end < 0:
         raise BatchPipeError(f"s3://{bucket}/{key} has no header line")
-    return end + 1
+    return end + 1, start[: end + 1]
 
 
 def _cost(event: SummarizeInput, records: list[AttemptRecord], *, dry_run: bool) -> float:

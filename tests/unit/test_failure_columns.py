@@ -425,7 +425,7 @@ def report_records(draw):
 
 def outputs_of(data: bytes, *, columns: bool, last_attempt: bool, fields: int):
     s3 = PutOnlyS3()
-    outputs = AttemptOutputs(s3, "b", "out/", last_attempt=last_attempt, fields=lambda: fields, headers=False)
+    outputs = AttemptOutputs(s3, "b", "out/", last_attempt=last_attempt, fields=lambda: fields, part=True)
     counts = tally_results(
         lambda: io.BytesIO(data),
         "failed",

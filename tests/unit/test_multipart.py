@@ -18,6 +18,7 @@ from batchpipe_core.multipart import (
     UploadPart,
     concatenate,
     group_parts,
+    headed_order,
     joined_order,
     packing_plan,
     plan_parts,
@@ -389,3 +390,158 @@ def test_a_lone_small_source_that_skips_a_header_is_read_not_copied_by_range(s3,
     concatenate(s3, bucket=BUCKET, sources=skipped, key="manifest.csv", scratch_prefix="scratch/")
     assert joined_body() == expected[: 6 * MiB] + expected[6 * MiB + 20 :]
     assert reads == [("athena/small", 280)]
+
+
+# ---------------------------------------------------------------- files that carry the header (issue 23 §2)
+
+HEADER = b"bucket,key,versionId,httpStatus,errorCode,message\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes, st.integers(min_value=1, max_value=30))
+def test_a_headed_plan_copies_the_first_header_and_skips_the_others(object_sizes, head_bytes):
+    """Objects that each begin with a header of ``head_bytes``: the first joined is covered from byte
+    0, every other from after its header; S3's part rules hold; a range is copied only of an object
+    above the part minimum; and only objects whose rows are under the minimum are read."""
+    limits = SMALL_LIMITS
+    sources = [
+        Source(f"f{i}", size - head_bytes, offset=head_bytes)
+        for i, size in enumerate(object_sizes)
+        if size >= head_bytes
+    ]
+    ordered = headed_order(sources, head_bytes, limits)
+    parts = plan_parts(ordered, limits)
+    order = joined_order(sources, limits)
+    assert [s.key for s in ordered] == [s.key for s in order]
+    expected = [(s.key, s.offset, s.offset + s.size - 1) for s in order]
+    if expected:
+        expected[0] = (expected[0][0], 0, expected[0][2])  # the first keeps its header
+    covered = [
+        (part.source.key, part.first, part.last)
+        if isinstance(part, CopyPart)
+        else (s.key, s.offset, s.offset + s.size - 1)
+        for part in parts
+        for s in ([part.source] if isinstance(part, CopyPart) else part.sources)
+    ]
+    assert merged(covered) == expected
+    assert all(part.size >= limits.min_part for part in parts[:-1])
+    assert all(0 < part.size <= limits.max_part for part in parts)
+    for part in parts:
+        if isinstance(part, CopyPart) and not part.whole:
+            assert part.source.offset + part.source.size > limits.min_part  # S3 copies ranges of these only
+        if isinstance(part, UploadPart):
+            assert all(s.size < limits.min_part for s in part.sources)
+
+
+def put_headed(s3, sizes: dict[str, int]) -> dict[str, bytes]:
+    """Failure files that begin with HEADER, each exactly ``size`` bytes in all (header included)."""
+    bodies = {}
+    for name, size in sizes.items():
+        bodies[name] = HEADER + row_bytes(name, size - len(HEADER))
+        s3.put_object(Bucket=BUCKET, Key=f"parts/{name}", Body=bodies[name])
+    return bodies
+
+
+def headed_sources(s3, names) -> list[Source]:
+    """The files as a headed join takes them: each from after its header."""
+    sources = []
+    for name in names:
+        head = s3.head_object(Bucket=BUCKET, Key=f"parts/{name}")
+        sources.append(
+            Source(f"parts/{name}", head["ContentLength"] - len(HEADER), head["ETag"], len(HEADER))
+        )
+    return sources
+
+
+def headed_join(s3, sources, key="joined.csv", **kwargs):
+    return concatenate(
+        s3,
+        bucket=BUCKET,
+        sources=sources,
+        key=key,
+        scratch_prefix="scratch/",
+        head=HEADER,
+        headed=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sizes", "read"),
+    [
+        # The first file is exactly 5 MiB with its header (its rows are small, so every file is):
+        # copied whole, never read; the small file after it is read from after its header.
+        ({"a": 5 * MiB, "c": 300}, ["c"]),
+        # Rows of exactly 5 MiB (objects of 5 MiB and a header): copied, the second from after its
+        # header (a range of an object over 5 MiB), nothing read but the small file.
+        ({"a": 5 * MiB + len(HEADER), "b": 5 * MiB + len(HEADER), "c": 300}, ["c"]),
+        # Behind a larger file, a file of 5 MiB with its header has small rows: read, as a small file.
+        ({"a": 5 * MiB, "b": 6 * MiB}, ["a"]),
+        # One byte under 5 MiB with its header, behind a large file: its rows are read, as a small file's.
+        ({"a": 5 * MiB - 1, "b": 6 * MiB, "c": 300}, ["a", "c"]),
+        # One byte under and the first: its header and rows are the first part, read with the small one.
+        ({"a": 5 * MiB - 1, "c": 300}, ["a", "c"]),
+        # Rows one byte under 5 MiB but 5 MiB with the header, and first: copied whole, never read.
+        ({"a": 5 * MiB - 1 + len(HEADER), "c": 300}, ["c"]),
+        # A lone small file: copied whole with its header (CopyObject), nothing read.
+        ({"a": 300}, []),
+    ],
+    ids=[
+        "5MiB-with-header",
+        "5MiB-of-rows",
+        "5MiB-behind-a-larger",
+        "1-byte-under-behind",
+        "1-byte-under-first",
+        "rows-1-under",
+        "lone",
+    ],
+)
+def test_a_headed_join_reads_no_header_and_no_file_of_5_mib(s3, reads, sizes, read):
+    bodies = put_headed(s3, sizes)
+    sources = headed_sources(s3, sizes)
+    order = [s.key.removeprefix("parts/") for s in joined_order(sources)]
+
+    result = headed_join(s3, sources)
+
+    expected = HEADER + b"".join(bodies[name][len(HEADER) :] for name in order)
+    assert joined_body("joined.csv") == expected
+    assert result.size == len(expected)
+    assert sorted({key for key, _ in reads}) == [f"parts/{name}" for name in read]
+    # What is read is the small files' rows, or all of a small first file: never 5 MiB of anything.
+    assert all(size < 5 * MiB for _, size in reads)
+
+
+def test_a_packed_group_keeps_one_header_and_the_join_of_it_reads_nothing(s3, reads):
+    """PackParts packs small files (read, each from after its header but the first) into an object
+    that begins with the header like a part file; the merge then copies it and a large file inside
+    S3 without reading either."""
+    bodies = put_headed(s3, {"big": 6 * MiB, "s1": 3 * MiB, "s2": 2 * MiB + 500, "s3": 400})
+    small = headed_sources(s3, ["s1", "s2", "s3"])
+    packed = headed_join(s3, small, key="packed/g0.csv")
+    rows = b"".join(bodies[name][len(HEADER) :] for name in ("s1", "s2", "s3"))
+    assert joined_body("packed/g0.csv") == HEADER + rows
+    assert sum(size for _, size in reads) == sum(len(bodies[n]) for n in ("s1", "s2", "s3")) - 2 * len(HEADER)
+    reads.clear()
+
+    joined = [
+        *headed_sources(s3, ["big"]),
+        Source("packed/g0.csv", packed.size - len(HEADER), packed.etag, len(HEADER)),
+    ]
+    headed_join(s3, joined)
+
+    assert joined_body("joined.csv") == bodies["big"] + rows
+    assert reads == []
+
+
+def test_past_the_part_limit_a_headed_join_reads_nothing(s3, reads):
+    """Intermediates first (3 parts, here at most 2): the first keeps the first file's header."""
+    limits = Limits(max_parts=2, max_part=16 * MiB)
+    bodies = put_headed(s3, {"a": 6 * MiB, "b": 5 * MiB + 60, "c": 7 * MiB})
+    result = headed_join(s3, headed_sources(s3, bodies), limits=limits)
+    assert joined_body("joined.csv") == bodies["a"] + bodies["b"][len(HEADER) :] + bodies["c"][len(HEADER) :]
+    assert result.intermediates and reads == []
+
+
+def test_a_headed_join_refuses_a_source_that_does_not_skip_exactly_the_header():
+    with pytest.raises(ValueError, match="skips exactly its header"):
+        headed_order([Source("a", 10, offset=3)], len(HEADER))

@@ -741,9 +741,9 @@ def test_packing_reads_each_part_file_once_within_its_budget_and_the_merge_only_
     s3, reads, status
 ):
     """PackParts packs groups of two part files or more; a file alone in its group is not packed (its
-    packed object would be its copy) and the merge reads it instead, if it must (the permanent
-    failures' header goes in front of it). Either way each part file's bytes pass through a function
-    once in the whole stage."""
+    packed object would be its copy) and the merge reads it instead, if it must (a small file that is
+    not the first joined is read from after its header). Either way each part file's bytes pass
+    through a function once in the whole stage."""
     from batchpipe_core.fanout import KINDS
 
     tasks = (
@@ -919,11 +919,11 @@ def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(
     s3, reads, monkeypatch, status, max_parts
 ):
     """Issue 23 §1: a part's permanent-failures file of 5 MiB or more is copied into the attempt's
-    file behind the header; the header's part takes its first 5 MiB by a ranged read. Two windows per
-    results file give part files on both sides of the minimum (the small ones are packed). With a
-    part limit of 2 (S3's is 10,000) the merge joins the parts into intermediates first and puts the
-    header in front of the first one."""
-    monkeypatch.setenv("REPORT_PART_ROWS", "11000")
+    file, the first with its header, the others from after theirs, and never read. Several windows
+    per results file give part files on both sides of the minimum (the small ones are read). With a
+    part limit of 2 (S3's is 10,000) and three parts (windows of 5,000 rows: two files of ~5.05 MiB
+    and a small one) the merge joins the parts into intermediates first, the first one headed."""
+    monkeypatch.setenv("REPORT_PART_ROWS", "11000" if max_parts == 10_000 else "5000")
     if max_parts != 10_000:  # the merge's limits, as ProcessReport's handler leaves them to default
         limits = Limits(max_parts=max_parts, max_part=16 * MiB)
         monkeypatch.setitem(fanout.merge_parts.__kwdefaults__, "limits", limits)
@@ -950,6 +950,12 @@ def test_failure_files_past_the_5_mib_part_minimum_merge_with_their_header(
         if o["Key"].endswith("/permanent-failures.csv") and "/out/" in o["Key"]
     ]
     assert max(part_files) >= 5 * 1024**2  # the boundary this test is about was crossed
+    large = {
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-1/parts/")["Contents"]
+        if "/out/" in o["Key"] and o["Size"] >= 5 * 1024**2
+    }
+    assert not large & {key for key, _ in part_file_reads(reads)}  # copied inside S3, never read
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}attempt-1/parts/")["Contents"]
     intermediates = [o["Key"] for o in listed if "/scratch/permanent/" in o["Key"]]
     assert bool(intermediates) == (max_parts != 10_000)  # and so was the part limit, where it is 2
