@@ -163,17 +163,28 @@ class FileRef(BaseModel):
     status: str | None = None
 
 
-class Plan(BaseModel):
-    """``plan.json``: everything a part needs that the state does not carry."""
+class PartPlan(BaseModel):
+    """What a ReportPart invocation needs of the plan: PlanReport writes it into every Map item, so
+    no invocation reads ``plan.json`` (a GET per window; a retried invocation gets the same item)."""
 
     model_config = ConfigDict(extra="forbid")
     mode: str
     bucket: str
     prefix: str  # <attempt>/parts/<mode>/
-    attemptPrefix: str
-    attempt: int
     lastAttempt: bool
     fields: int | None  # the manifest's columns (2 or 3), for retry-manifest rows
+    partitions: int
+    absent: str  # what a manifest row the report never mentions is: notRun, or succeeded
+    notRunMessage: str
+    partRows: int = Field(ge=1)
+    joinRows: int = Field(ge=1)
+
+
+class Plan(PartPlan):
+    """``plan.json``: everything the parts and the merge need that the state does not carry."""
+
+    attemptPrefix: str
+    attempt: int
     scope: str
     cancelledBy: str | None
     neverConfirmed: bool = False  # the job failed unconfirmed in Suspended (30 days): final
@@ -181,13 +192,8 @@ class Plan(BaseModel):
     results: list[FileRef]  # the report's results files, in its manifest.json order
     report: str | None  # the report's manifest.json URI
     objects: int | None  # S3's count of the manifest, when known
-    partitions: int
-    absent: str  # what a manifest row the report never mentions is: notRun, or succeeded
     #: The report's files of successes are not read: S3's own counts stand for them (s3_counted_every_task).
     successesUnread: bool = False
-    notRunMessage: str
-    partRows: int = Field(ge=1)
-    joinRows: int = Field(ge=1)
 
 
 class PackingCursor(BaseModel):
@@ -218,18 +224,23 @@ class PlanRef(BaseModel):
 
 class FileItem(BaseModel):
     """A ReadReportParts item: a file read window by window (the job's manifest when joined, or one
-    of the report's results files, by its place in ``Plan.results``)."""
+    of the report's results files, by its place in ``Plan.results``): the file itself (``source``)
+    and the plan's fields a part needs (``plan``); an item without them (written before they were
+    carried) sends the part to ``plan.json``."""
 
     model_config = ConfigDict(extra="forbid")
     side: Literal["manifest", "report"]
     file: int = Field(ge=0)
+    source: FileRef | None = None
+    plan: PartPlan | None = None
 
 
 class PartitionItem(BaseModel):
-    """A JoinPartitions item: one hash partition to join."""
+    """A JoinPartitions item: one hash partition to join, and the plan's fields a part needs."""
 
     model_config = ConfigDict(extra="forbid")
     partition: int = Field(ge=0)
+    plan: PartPlan | None = None
 
 
 PartItem = FileItem | PartitionItem
@@ -346,9 +357,10 @@ def plan_report(
         joinRows=join_rows,
         successesUnread=successes_unread,
     )
-    read_items = [FileItem(side=REPORT, file=i) for i in _read_files(plan)]
+    part_plan = PartPlan(**plan.model_dump(include=set(PartPlan.model_fields)))
+    read_items = [FileItem(side=REPORT, file=i, source=results[i], plan=part_plan) for i in _read_files(plan)]
     if mode == JOIN:
-        read_items.insert(0, FileItem(side=MANIFEST, file=0))
+        read_items.insert(0, FileItem(side=MANIFEST, file=0, source=plan.manifest, plan=part_plan))
     ref = PlanRef(
         bucket=run.bucket,
         prefix=prefix,
@@ -361,7 +373,7 @@ def plan_report(
     _put_json(s3, run.bucket, f"{prefix}plan.json", plan.model_dump())
     _put_json(s3, run.bucket, ref.readItems, [item.model_dump() for item in read_items])
     if partitions:  # JoinPartitions runs only then (JoinNeeded?): a count writes no join items
-        partition_items = [PartitionItem(partition=p).model_dump() for p in range(partitions)]
+        partition_items = [PartitionItem(partition=p, plan=part_plan).model_dump() for p in range(partitions)]
         _put_json(s3, run.bucket, ref.joinItems, partition_items)
     logger.info(
         "report planned",
@@ -430,18 +442,22 @@ def _estimated_rows(s3: Any, bucket: str, key: str, size: int) -> int:
 
 def work_on_part(s3: Any, ref: PlanRef, item: PartItem, offset: int, *, unknown: Disposition) -> int | None:
     """One invocation's share of the plan: a window of a file, or a partition. Returns the offset of
-    the file's next window, or None when the item is done."""
-    plan = load_plan(s3, ref)
+    the file's next window, or None when the item is done. The plan's fields come with the item;
+    only an item without them (written by an earlier version) reads ``plan.json``."""
+    plan: PartPlan = item.plan or load_plan(s3, ref)
     if isinstance(item, PartitionItem):
         if item.partition >= plan.partitions:
             raise BatchPipeError(f"item: partition {item.partition} is not in the plan's {plan.partitions}")
         _join_partition(s3, plan, item.partition, unknown)
         return None
     side, number = item.side, item.file
-    files = [plan.manifest] if side == MANIFEST else plan.results
-    if number >= len(files):
-        raise BatchPipeError(f"item: {side} file {number} is not in the plan's {len(files)}")
-    source = files[number]
+    source = item.source
+    if source is None:  # an item written before items carried their file: plan.json names it
+        whole = plan if isinstance(plan, Plan) else load_plan(s3, ref)
+        files = [whole.manifest] if side == MANIFEST else whole.results
+        if number >= len(files):
+            raise BatchPipeError(f"item: {side} file {number} is not in the plan's {len(files)}")
+        source = files[number]
     part_id = f"{side}-{number:05d}-{offset:015d}"
     extent = {"side": side, "file": number, "offset": offset}
     opened: list[Window] = []
@@ -472,7 +488,7 @@ def load_plan(s3: Any, ref: PlanRef) -> Plan:
     return Plan.model_validate_json(body)
 
 
-def _outputs(s3: Any, plan: Plan, part_id: str) -> AttemptOutputs:
+def _outputs(s3: Any, plan: PartPlan, part_id: str) -> AttemptOutputs:
     return AttemptOutputs(
         s3,
         plan.bucket,
@@ -485,7 +501,7 @@ def _outputs(s3: Any, plan: Plan, part_id: str) -> AttemptOutputs:
 
 def _count_window(
     s3: Any,
-    plan: Plan,
+    plan: PartPlan,
     open_stream: Callable[[], Any],
     status: str | None,
     part_id: str,
@@ -516,7 +532,7 @@ def partition_of(row: tuple, partitions: int) -> int:
     return zlib.crc32(text) % partitions
 
 
-def _scatter_window(s3: Any, plan: Plan, window: Window, side: str, part_id: str, extent: dict) -> None:
+def _scatter_window(s3: Any, plan: PartPlan, window: Window, side: str, part_id: str, extent: dict) -> None:
     """The window's rows, grouped by partition, into one object (manifest rows as 3 fields, report
     rows as 7), in partition order, so that a partition's join reads its rows of every window with
     one ranged GET (issue 23 §3). Usually ``scatter/<part>.stride-<bytes>.bin``: every partition's
@@ -714,7 +730,7 @@ def _scattered_rows(s3: Any, bucket: str, key: str, partition: int, partitions: 
     return s3.get_object(Bucket=bucket, Key=key, Range=ranged)["Body"]
 
 
-def _join_partition(s3: Any, plan: Plan, partition: int, unknown: Disposition) -> None:
+def _join_partition(s3: Any, plan: PartPlan, partition: int, unknown: Disposition) -> None:
     folder = f"{plan.prefix}scatter/"
     keys = [source.key for source in list_sources(s3, plan.bucket, folder)]
     part_id = f"p{partition:05d}"
@@ -746,7 +762,7 @@ def _join_partition(s3: Any, plan: Plan, partition: int, unknown: Disposition) -
 
 def _write_tally(
     s3: Any,
-    plan: Plan,
+    plan: PartPlan,
     part_id: str,
     counts: AttemptTally,
     outputs: AttemptOutputs,
@@ -945,40 +961,40 @@ def _check_tiles(
 
 def pack_parts_step(s3: Any, ref: PlanRef, *, budget: int, limits: Limits = S3_LIMITS) -> dict[str, Any]:
     """One bounded step of packing the parts' failure files under 5 MiB (which cannot be parts of a
-        multipart upload but the last) into objects the merge then copies inside S3; the PackParts loop
-        runs it until ``done``, each step given the last one's cursor (``ref.packing``; none at first).
+    multipart upload but the last) into objects the merge then copies inside S3; the PackParts loop
+    runs it until ``done``, each step given the last one's cursor (``ref.packing``; none at first).
 
-        The groups are those ``multipart.packing_groups`` cuts from the parts' outputs in key order, kind
-        by kind: a step lists from the cursor on until it has the next group (``first_packing_group``),
-        packs it - at most ``budget`` bytes plus one file read - and moves the cursor past it, so a loop
-        lists every part file once, not once per step (a listing from the first key read to its end is
+    The groups are those ``multipart.packing_groups`` cuts from the parts' outputs in key order, kind
+    by kind: a step lists from the cursor on until it has the next group (``first_packing_group``),
+    packs it - at most ``budget`` bytes plus one file read - and moves the cursor past it, so a loop
+    lists every part file once, not once per step (a listing from the first key read to its end is
     kept for the step's next kinds: ``_ListedOnce``). A group of one file is passed over: packed, it
-        would be a copy of that file, which the merge takes as it is (``multipart.with_packed``), so
-        packing it would cost three requests and a copy inside S3 for the same bytes. The merge plans
-        the same groups from the parts' tallies and takes a packed object only where its key's digest
-        matches its group (``multipart.packing_plan``); a retried step packs the same group into the
-        same object. Files are grouped by what follows their header (``_bodies``), and a packed object
-        begins with its first file's header, like a part file, so the merge treats both alike.
+    would be a copy of that file, which the merge takes as it is (``multipart.with_packed``), so
+    packing it would cost three requests and a copy inside S3 for the same bytes. The merge plans
+    the same groups from the parts' tallies and takes a packed object only where its key's digest
+    matches its group (``multipart.packing_plan``); a retried step packs the same group into the
+    same object. Files are grouped by what follows their header (``_bodies``), and a packed object
+    begins with its first file's header, like a part file, so the merge treats both alike. A step
+    needs only the state's ``ref`` (its bucket and prefix), not ``plan.json``.
     """
-    plan = load_plan(s3, ref)
-    cursor, group = _at_next_group(s3, plan, ref.packing or PackingCursor(), budget, limits)
+    cursor, group = _at_next_group(s3, ref, ref.packing or PackingCursor(), budget, limits)
     packed_bytes = 0
     if group:
         kind = list(KINDS)[cursor.kind]
         concatenate(
             s3,
-            bucket=plan.bucket,
-            key=packed_key(f"{plan.prefix}packed/{kind}/", cursor.index, group),
+            bucket=ref.bucket,
+            key=packed_key(f"{ref.prefix}packed/{kind}/", cursor.index, group),
             sources=group,
-            scratch_prefix=f"{plan.prefix}scratch/packing/",
+            scratch_prefix=f"{ref.prefix}scratch/packing/",
             limits=limits,
-            source_bucket=plan.bucket,
+            source_bucket=ref.bucket,
             head=HEADS[kind],
             headed=True,
         )
         packed_bytes = sum(source.size for source in group)
         update = {"groups": cursor.groups + 1, "index": cursor.index + 1, "after": group[-1].key}
-        cursor, _ = _at_next_group(s3, plan, cursor.model_copy(update=update), budget, limits)
+        cursor, _ = _at_next_group(s3, ref, cursor.model_copy(update=update), budget, limits)
     logger.info(
         "part files packed", extra={"groups": cursor.groups, "done": cursor.done, "bytesPacked": packed_bytes}
     )
@@ -1015,14 +1031,14 @@ class _ListedOnce:
 
 
 def _at_next_group(
-    s3: Any, plan: Plan, cursor: PackingCursor, budget: int, limits: Limits
+    s3: Any, ref: PlanRef, cursor: PackingCursor, budget: int, limits: Limits
 ) -> tuple[PackingCursor, list[Source]]:
     """``cursor`` moved to the next group worth packing - of two files or more - and that group, or
     past every kind (``done``) and no group: a step looks ahead this way after packing, so ``done``
     comes with the step that packs the last group, not one step later, and the next step packs the
     group it finds without listing for it twice. A group of one file is passed over (its position
     still counts: ``packed_key``)."""
-    listed = _ListedOnce(s3, plan.bucket, f"{plan.prefix}out/")
+    listed = _ListedOnce(s3, ref.bucket, f"{ref.prefix}out/")
     while not cursor.done:
         kind, name = list(KINDS.items())[cursor.kind]
         suffix = f"/{name}"

@@ -843,8 +843,9 @@ def test_a_part_file_alone_in_its_group_is_not_packed_and_the_loop_is_one_step_w
         boto3.DEFAULT_SESSION = None
 
     assert len(steps) == 1 and steps[0]["done"] and steps[0]["groups"] == 0
-    # The plan, and one listing of the part files for every kind (read to its end, kept for the next).
-    assert [name for name, _ in steps[0]["requests"]] == ["GetObject", "ListObjectsV2"]
+    # One listing of the part files for every kind (read to its end, kept for the next), and no
+    # plan.json: the state's reportPlan holds all a step needs.
+    assert [name for name, _ in steps[0]["requests"]] == ["ListObjectsV2"]
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"]]
     assert not [key for key in keys if "/packed/" in key]
     assert not [key for key in keys if key.endswith("/join-items.json")]  # a count has no partitions
@@ -902,6 +903,68 @@ def test_the_packing_loop_lists_each_part_file_a_bounded_number_of_times_not_onc
     # Re-listing per step would list some file once per step; the cursor bounds it by the kinds.
     assert most <= 6 * len(KINDS) < len(steps), f"a part file was listed {most} times in {len(steps)} steps"
     boto3.DEFAULT_SESSION = None
+
+
+@pytest.mark.parametrize("status", ["Complete", "Failed"])
+def test_report_parts_read_no_plan_their_items_carry_what_they_need(s3, reads, status):
+    """ReportPart reads no plan.json (a GET per invocation): PlanReport writes the plan's fields a
+    part needs, and its file, into every Map item. The parts' outputs are byte for byte those of
+    items without them (items written before, which still read plan.json), and running every item
+    again - a retried invocation gets the same item - overwrites them with the same bytes."""
+    tasks = [
+        failed(SOURCE, long_key("gone", i), 404, "NoSuchKey")
+        if i % 10 == 3
+        else failed(SOURCE, long_key("slow", i), 503, "SlowDown")
+        if i % 10 == 7
+        else succeeded(SOURCE, long_key("ok", i))
+        for i in range(40)
+    ]
+    ran = tasks if status == "Complete" else tasks[:35]
+    passes: dict[str, tuple[int, int, dict]] = {}
+
+    def staged(event: dict) -> dict:
+        ref = plan_app.handler(event, Context())
+        names = [ref["readItems"]] + ([ref["joinItems"]] if ref["partitions"] else [])
+        items = [item for name in names for item in json.loads(read(s3, f"s3://{BUCKET}/{name}"))]
+        assert all(item["plan"]["bucket"] == ref["bucket"] for item in items)
+        for name, keep in [("with plan", None), ("bare", {"side", "file", "partition"}), ("again", None)]:
+            reads.clear()
+            invocations = 0
+            for item in items:
+                given = item if keep is None else {k: v for k, v in item.items() if k in keep}
+                offset = 0
+                while offset is not None:
+                    answer = part_app.handler({"plan": ref, "item": given, "offset": offset}, Context())
+                    offset, invocations = answer["offset"], invocations + 1
+            plans = sum(1 for key, _ in reads if key.endswith("/plan.json"))
+            listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{ref['prefix']}out/")["Contents"]
+            passes[name] = (
+                plans,
+                invocations,
+                {o["Key"]: read(s3, f"s3://{BUCKET}/{o['Key']}") for o in listed},
+            )
+        pack_parts(ref)
+        return app.handler({**event, "reportPlan": ref}, Context())
+
+    output = run_attempt(
+        s3,
+        tasks,
+        status=status,
+        reported=ran,
+        job_counts={
+            "total": 40,
+            "succeeded": len(ran) - (8 if status == "Complete" else 7),
+            "failed": 8 if status == "Complete" else 7,
+        },
+        stage=staged,
+    )
+
+    assert passes["with plan"][0] == passes["again"][0] == 0
+    assert passes["bare"][0] == passes["bare"][1] > 0  # the old items: one GET an invocation
+    assert passes["with plan"][2] == passes["bare"][2] == passes["again"][2]
+    # A Failed job never ran the last 5 (one of which had failed retriably): NotRun, retriable.
+    expected = (32, 4, 4) if status == "Complete" else (28, 3 + 5, 4)
+    assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == expected
 
 
 def long_key(kind: str, i: int) -> str:
