@@ -27,14 +27,10 @@ The generator lists current versions only and its manifest names no version: ``l
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
+from collections.abc import Callable
 from typing import Any
 
-from batchpipe_core.csv_upload import CsvUpload
-from batchpipe_core.errors import AccountingError
+from batchpipe_core.generated_copy import resumable_copy
 from batchpipe_core.generator_rules import generator_filter
 from batchpipe_core.jobs import (
     CurrentAttempt,
@@ -45,10 +41,7 @@ from batchpipe_core.jobs import (
     build_create_job_request,
     transient_as_retryable,
 )
-from batchpipe_core.keys import decode_key
 
-# Keys shown by a dry run (as BuildManifest shows an inventory run's).
-SAMPLE_KEYS = 20
 GENERATED_MANIFEST_FORMAT = "S3InventoryReport_CSV_20211130"
 
 
@@ -121,10 +114,16 @@ def generated_manifest_location(s3control: Any, *, account_id: str, job_id: str)
 
 
 def copy_generated_manifest(
-    s3: Any, *, job_id: str, at: tuple[str, str], manifest: ManifestRef, objects: int | None
+    s3: Any,
+    *,
+    job_id: str,
+    at: tuple[str, str],
+    manifest: ManifestRef,
+    objects: int | None,
+    remaining_seconds: Callable[[], float] = lambda: float("inf"),
 ) -> dict[str, Any]:
     """The job's generated manifest (its manifest.json ``at``) as the run's own CSV manifest (at
-    ``manifest``'s key); its ManifestRef, with the first SAMPLE_KEYS decoded keys as ``sample``.
+    ``manifest``'s key); its ManifestRef, with the first ``generated_copy.SAMPLE_KEYS`` decoded keys as ``sample``.
 
     S3 writes the generated manifest in S3InventoryReport_CSV_20211130 form (a manifest.json naming
     CSV.gz files), which the report stage does not read and a later CreateJob cannot take as its
@@ -132,42 +131,10 @@ def copy_generated_manifest(
     Bucket,Key CSV every other run has, the report join, the retry manifests and the failures file
     work on it as on any run. Keys are copied as S3 wrote them (encoded), so report rows and manifest
     rows spell each key alike. The rows are the count; they must add up to S3's when S3 gave one.
+
+    The copy goes in bounded pieces (batchpipe_core.generated_copy): when ``remaining_seconds`` runs
+    short it saves its progress and raises ManifestCountIncomplete, and the next call goes on.
     """
-    bucket, key = at
-    with transient_as_retryable("GetObject"):
-        document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    schema = [name.strip() for name in document["fileSchema"].split(",")]
-    at_bucket, at_key = schema.index("Bucket"), schema.index("Key")
-    upload = CsvUpload(s3, manifest.bucket, manifest.key)
-    sample: list[str] = []
-    try:
-        for entry in document["files"]:
-            # Streamed: a data file is never held whole, compressed or not.
-            with transient_as_retryable("GetObject"):
-                body = s3.get_object(Bucket=bucket, Key=entry["key"])["Body"]
-                with gzip.GzipFile(fileobj=body) as raw, io.TextIOWrapper(raw, "utf-8", newline="") as text:
-                    for row in csv.reader(text):
-                        if row:
-                            upload.writerow([row[at_bucket], row[at_key]])
-                            if len(sample) < SAMPLE_KEYS:
-                                sample.append(decode_key(row[at_key]))
-    except BaseException:
-        upload.abort()
-        raise
-    if objects is not None and upload.rows != objects:
-        upload.abort()
-        raise AccountingError(
-            f"the generated manifest of job {job_id} lists {upload.rows} objects; S3 counted {objects}"
-        )
-    rows = upload.rows
-    written = upload.close()
-    assert written is not None  # never skipped: skip_if_empty is off
-    return {
-        "bucket": written.bucket,
-        "key": written.key,
-        "etag": written.etag,
-        "objects": rows,
-        "fields": ["Bucket", "Key"],
-        "generated": False,
-        "sample": sample,
-    }
+    return resumable_copy(
+        s3, job_id=job_id, at=at, manifest=manifest, objects=objects, remaining_seconds=remaining_seconds
+    )

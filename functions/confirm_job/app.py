@@ -1,7 +1,8 @@
 """ConfirmJob: S3 has prepared the attempt's job (Suspended after Preparing); check its count and release it.
 
 ``maxObjects`` is enforced on the count (S3's own, or when S3 withholds it the pipeline's: the rows it
-wrote, the rows of the manifest S3 generated for a spec.source run, or its own count of the manifest,
+wrote, the rows of the manifest S3 generated for a spec.source run (copied in bounded, resumable pieces:
+batchpipe_core.generated_copy), or its own count of the manifest,
 see batchpipe_core.control.check_count; over: the job is cancelled, TooManyObjectsError; nothing to
 count: cancelled, UncountedJobError); a dry run's job is then cancelled, else
 the job is confirmed (UpdateJobStatus Ready) unless the spec asks a person to confirm it, in which
@@ -64,12 +65,19 @@ def handler(event: dict, context: Any) -> dict:
         # (batchpipe_core.generator), and its rows are a count that holds maxObjects whether or not S3
         # gives its own (which must then agree). S3 may write it only once the job runs (its docs are
         # silent): then S3's count alone holds maxObjects, and PlanReport copies it after the job.
+        # The copy goes in bounded pieces: short of time it saves its progress and raises
+        # ManifestCountIncomplete, and the state's Retry invokes this function again to go on.
         at = generated_manifest_location(
             boto3.client("s3control"), account_id=config.account_id, job_id=request.job.jobId
         )
         if at is not None:
             copied = copy_generated_manifest(
-                s3, job_id=request.job.jobId, at=at, manifest=current.manifest, objects=None
+                s3,
+                job_id=request.job.jobId,
+                at=at,
+                manifest=current.manifest,
+                objects=None,
+                remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
             )
             current = current.model_copy(
                 update={"manifest": current.manifest.model_copy(update={"objects": copied["objects"]})}

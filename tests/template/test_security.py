@@ -571,7 +571,8 @@ def test_the_report_reader_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_
 ) -> None:
     """No code from outside the repository's pins: ArrowLayer is built by `sam build` from a pinned
     requirements file for the functions' runtime and architecture; the AWS SDK for pandas managed layer
-    (AWS's account) replaces it only when a team names it. Only ReportPartFunction (the report reader) has a layer."""
+    (AWS's account) replaces it only when a team names it. Only ReportPartFunction (the report reader) and
+    ConfirmJobFunction (which converts a generated manifest) have a layer."""
     parameter = cfn["Parameters"]["AWSSDKPandasLayerArn"]
     pattern = parameter["AllowedPattern"]
     assert parameter["Default"] == ""  # deploys as is in any region, with ArrowLayer
@@ -608,12 +609,11 @@ def test_the_report_reader_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_
         for function_id in resources_of_type(cfn, "AWS::Serverless::Function")
         if "Layers" in function_properties(cfn, function_id)
     }
-    assert layers == {
-        "ReportPartFunction": {
-            "Fn::If": [
-                "HasAWSSDKPandasLayer",
-                [{"Ref": "AWSSDKPandasLayerArn"}],
-                {"Fn::If": ["UsesArrowLayer", [{"Ref": "ArrowLayer"}], []]},
-            ]
-        }
+    arrow = {
+        "Fn::If": [
+            "HasAWSSDKPandasLayer",
+            [{"Ref": "AWSSDKPandasLayerArn"}],
+            {"Fn::If": ["UsesArrowLayer", [{"Ref": "ArrowLayer"}], []]},
+        ]
     }
+    assert layers == {"ReportPartFunction": arrow, "ConfirmJobFunction": arrow}
