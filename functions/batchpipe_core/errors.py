@@ -22,8 +22,8 @@ class TransientError(BatchPipeError):
 
 
 class ManifestCountIncomplete(BatchPipeError):
-    """ConfirmJob ran out of time counting a manifest S3 has not counted; its progress is saved and the
-    state's Retry continues the count where it stopped."""
+    """ConfirmJob ran out of time counting a manifest S3 has not counted, or copying (and so counting)
+    the manifest S3 generated; its progress is saved and the state's Retry continues where it stopped."""
 
 
 class JobPreparationFailedError(BatchPipeError):

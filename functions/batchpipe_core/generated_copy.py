@@ -36,12 +36,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from batchpipe_core.csv_upload import CsvUpload
 from batchpipe_core.errors import AccountingError, ManifestCountIncomplete
 from batchpipe_core.failure_columns import csv_pieces
-from batchpipe_core.jobs import ManifestRef, error_code, transient_as_retryable
+from batchpipe_core.jobs import ManifestRef, transient_as_retryable
 from batchpipe_core.keys import decode_key
 from batchpipe_core.multipart import Source, concatenate
 from batchpipe_core.report import ARROW_BLOCK_BYTES, ARROW_THREADS, _CarriageReturnsKept, pa, pacsv
@@ -190,10 +188,8 @@ def _read_progress(
     try:
         with transient_as_retryable("reading the copy's progress"):
             body = s3.get_object(Bucket=bucket, Key=_progress_key(folder))["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404"):
-            return [], []
-        raise
+    except s3.exceptions.NoSuchKey:  # the first invocation (a 404 only with s3:ListBucket granted)
+        return [], []
     saved = json.loads(body)
     pieces = [Piece(**piece) for piece in saved["pieces"]]
     if [(piece.first, piece.end) for piece in pieces] != bounds[: len(pieces)]:

@@ -46,11 +46,16 @@ def s3():
 
 
 def data_file(rows: list[list[str]], *, quote_all: bool = True) -> bytes:
-    """One CSV.gz data file as an inventory writes it (every field quoted, or as the csv module)."""
+    """One CSV.gz data file as an inventory writes it (every field quoted), or quoted only where
+    needed (csv_upload.CsvWriter: the csv module's minimal quoting, a row with a ``\r`` quoted whole,
+    since an unquoted ``\r`` would end the line)."""
     text = io.StringIO()
-    csv.writer(
-        text, lineterminator="\n", quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL
-    ).writerows(rows)
+    if quote_all:
+        csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
+    else:
+        writer = CsvWriter(text)
+        for row in rows:
+            writer.writerow(row)
     return gzip.compress(text.getvalue().encode(), mtime=0)
 
 
