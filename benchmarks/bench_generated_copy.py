@@ -106,7 +106,7 @@ def measure(s3: Any, mode: str, at: tuple[str, str], run: int) -> tuple[float, f
         rows = copy_before(s3, at, manifest)
     else:
         reader = generated_copy.PYARROW if mode == "pyarrow" else generated_copy.CSV_MODULE
-        rows = generated_copy.resumable_copy(
+        rows = generated_copy.copy_generated_manifest(
             s3, job_id="1", at=at, manifest=manifest, objects=None, reader=reader
         )["objects"]
     return time.process_time() - cpu, time.perf_counter() - wall, rows

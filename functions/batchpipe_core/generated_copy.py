@@ -2,7 +2,7 @@
 
 S3 writes the manifest it generates for a spec.source run as a manifest.json naming CSV.gz data files
 (``S3InventoryReport_CSV_20211130``; S3 API reference, S3GeneratedManifestDescriptor). The run needs
-one plain ``Bucket,Key`` CSV (``batchpipe_core.generator.copy_generated_manifest`` says why), and a
+one plain ``Bucket,Key`` CSV (``copy_generated_manifest`` says why), and a
 selection of billions of objects takes far longer to convert than one Lambda invocation has. So:
 
 * The data files are cut into *pieces*: consecutive files, a new piece starting once the files of the
@@ -95,7 +95,7 @@ def piece_key(folder: str, first: int, end: int) -> str:
     return f"{folder}files-{first:06d}-{end:06d}.csv"
 
 
-def resumable_copy(
+def copy_generated_manifest(
     s3: Any,
     *,
     job_id: str,
@@ -105,8 +105,21 @@ def resumable_copy(
     remaining_seconds: Callable[[], float] = lambda: float("inf"),
     reader: str | None = None,
 ) -> dict[str, Any]:
-    """``generator.copy_generated_manifest``'s work, resumable (module docstring). Returns the run's
-    ManifestRef fields with ``sample``; raises ManifestCountIncomplete when time runs out first."""
+    """The job's generated manifest (its manifest.json ``at``) as the run's own CSV manifest (at
+    ``manifest``'s key); its ManifestRef, with the first SAMPLE_KEYS decoded keys as ``sample``.
+
+    S3 writes the generated manifest in S3InventoryReport_CSV_20211130 form (a manifest.json naming
+    CSV.gz files), which the report stage does not read and a later CreateJob cannot take as its
+    Manifest (JobManifestSpec knows only the 20161130 inventory format). Copied into the plain
+    Bucket,Key CSV every other run has, the report join, the retry manifests and the failures file
+    work on it as on any run. Keys are copied as S3 wrote them (encoded), so report rows and manifest
+    rows spell each key alike. The rows are the count; they must add up to S3's (``objects``) when
+    S3 gave one.
+
+    The copy goes in pieces (module docstring): when ``remaining_seconds`` runs short it saves its
+    progress and raises ManifestCountIncomplete, and the next call goes on. ``reader``: PYARROW or
+    CSV_MODULE (default: pyarrow when importable).
+    """
     started = time.monotonic()
     bucket, key = at
     with transient_as_retryable("GetObject"):

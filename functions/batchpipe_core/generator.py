@@ -27,16 +27,13 @@ The generator lists current versions only and its manifest names no version: ``l
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from batchpipe_core.generated_copy import resumable_copy
 from batchpipe_core.generator_rules import generator_filter
 from batchpipe_core.jobs import (
     CurrentAttempt,
     JobRunRef,
     JobSettings,
-    ManifestRef,
     SpecView,
     build_create_job_request,
     transient_as_retryable,
@@ -111,30 +108,3 @@ def generated_manifest_location(s3control: Any, *, account_id: str, job_id: str)
         return None
     bucket, _, key = location["ObjectArn"].split(":::", 1)[1].partition("/")
     return bucket, key
-
-
-def copy_generated_manifest(
-    s3: Any,
-    *,
-    job_id: str,
-    at: tuple[str, str],
-    manifest: ManifestRef,
-    objects: int | None,
-    remaining_seconds: Callable[[], float] = lambda: float("inf"),
-) -> dict[str, Any]:
-    """The job's generated manifest (its manifest.json ``at``) as the run's own CSV manifest (at
-    ``manifest``'s key); its ManifestRef, with the first ``generated_copy.SAMPLE_KEYS`` decoded keys as ``sample``.
-
-    S3 writes the generated manifest in S3InventoryReport_CSV_20211130 form (a manifest.json naming
-    CSV.gz files), which the report stage does not read and a later CreateJob cannot take as its
-    Manifest (JobManifestSpec knows only the 20161130 inventory format). Copied into the plain
-    Bucket,Key CSV every other run has, the report join, the retry manifests and the failures file
-    work on it as on any run. Keys are copied as S3 wrote them (encoded), so report rows and manifest
-    rows spell each key alike. The rows are the count; they must add up to S3's when S3 gave one.
-
-    The copy goes in bounded pieces (batchpipe_core.generated_copy): when ``remaining_seconds`` runs
-    short it saves its progress and raises ManifestCountIncomplete, and the next call goes on.
-    """
-    return resumable_copy(
-        s3, job_id=job_id, at=at, manifest=manifest, objects=objects, remaining_seconds=remaining_seconds
-    )

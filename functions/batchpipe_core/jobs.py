@@ -125,7 +125,7 @@ class ManifestRef(StatePart):
     # attempt's): CreateJob names exactly these, whatever the stack's inventory lists.
     fields: list[Literal["Bucket", "Key", "VersionId"]] | None = None
     # The first attempt of a spec.source run: S3 Batch's manifest generator lists the bucket inside
-    # the job, and ConfirmJob puts the manifest it wrote here (batchpipe_core.generator).
+    # the job, and ConfirmJob puts the manifest it wrote here (batchpipe_core.generated_copy).
     generated: bool = False
 
 

@@ -23,7 +23,8 @@ from pydantic import Field
 from batchpipe_core.config import Config
 from batchpipe_core.control import check_count
 from batchpipe_core.errors import AccountingError
-from batchpipe_core.generator import copy_generated_manifest, generated_manifest_location
+from batchpipe_core.generated_copy import copy_generated_manifest
+from batchpipe_core.generator import generated_manifest_location
 from batchpipe_core.jobs import CurrentAttempt, JobRunRef, StatePart, token_key
 from batchpipe_core.observability import instrumented, metrics
 from batchpipe_core.tokens import TokenTable
@@ -62,7 +63,7 @@ def handler(event: dict, context: Any) -> dict:
     copied: dict[str, Any] = {}
     if current.manifest.generated:
         # A spec.source run: when DescribeJob names the manifest S3 generated, it becomes the run's own
-        # (batchpipe_core.generator), and its rows are a count that holds maxObjects whether or not S3
+        # (batchpipe_core.generated_copy), and its rows are a count that holds maxObjects whether or not S3
         # gives its own (which must then agree). S3 may write it only once the job runs (its docs are
         # silent): then S3's count alone holds maxObjects, and PlanReport copies it after the job.
         # The copy goes in bounded pieces: short of time it saves its progress and raises

@@ -15,7 +15,8 @@ from batchpipe_core.clients import s3_client
 from batchpipe_core.config import Config
 from batchpipe_core.errors import AccountingError
 from batchpipe_core.fanout import plan_report
-from batchpipe_core.generator import copy_generated_manifest, generated_manifest_location
+from batchpipe_core.generated_copy import copy_generated_manifest
+from batchpipe_core.generator import generated_manifest_location
 from batchpipe_core.jobs import token_key, transient_as_retryable
 from batchpipe_core.observability import instrumented
 from batchpipe_core.runlock import renew_in_report_stage
@@ -56,7 +57,7 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
 def _with_generated_manifest(event: ProcessReportInput, config: Config) -> ProcessReportInput:
     """A spec.source job whose generated manifest S3 wrote only once it ran (ConfirmJob found none at
     Suspended and held maxObjects on S3's count): the run's manifest is copied from it now, and its
-    rows must add up to that count (batchpipe_core.generator)."""
+    rows must add up to that count (batchpipe_core.generated_copy)."""
     job_id = event.job.jobId
     at = generated_manifest_location(boto3.client("s3control"), account_id=config.account_id, job_id=job_id)
     if at is None:

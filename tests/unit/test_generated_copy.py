@@ -24,8 +24,7 @@ from moto import mock_aws
 from batchpipe_core import generated_copy
 from batchpipe_core.csv_upload import CsvWriter
 from batchpipe_core.errors import AccountingError, ManifestCountIncomplete
-from batchpipe_core.generated_copy import CSV_MODULE, PYARROW, piece_bounds
-from batchpipe_core.generator import copy_generated_manifest
+from batchpipe_core.generated_copy import CSV_MODULE, PYARROW, copy_generated_manifest, piece_bounds
 from batchpipe_core.jobs import ManifestRef
 from batchpipe_core.keys import encode_key
 from batchpipe_core.multipart import MiB
@@ -93,7 +92,7 @@ def read(s3, key: str = MANIFEST.key) -> bytes:
 
 
 def copy(s3, at, *, objects=None, remaining=lambda: float("inf"), reader=None):
-    return generated_copy.resumable_copy(
+    return generated_copy.copy_generated_manifest(
         s3, job_id=JOB, at=at, manifest=MANIFEST, objects=objects, remaining_seconds=remaining, reader=reader
     )
 
