@@ -40,6 +40,7 @@ def handler(event: ReportPartInput, context: Any) -> dict[str, Any]:
         )
     logger.info(
         "report part done",
-        extra={"item": event.item.model_dump(), "offset": event.offset, "next": next_offset},
+        # The item's file, not the plan's fields it carries (the same in every item of the plan).
+        extra={"item": event.item.model_dump(exclude={"plan"}), "offset": event.offset, "next": next_offset},
     )
     return {"offset": next_offset}
