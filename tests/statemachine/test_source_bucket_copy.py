@@ -4,7 +4,8 @@ Real pipeline.asl.json and handlers on the embedded AWS. The generated manifest 
 boundaries: its first data file converts into a piece past 5 MiB (joined by UploadPartCopy), the
 others into small pieces (read and sent together). ConfirmJob is given so little time that it copies
 one data file per invocation and the state's Retry (ManifestCountIncomplete) goes on; the run's
-manifest must come out byte for byte what one invocation writes, with exact totals.
+manifest must come out byte for byte what one invocation writes, with exact totals. A copy that needs
+more invocations than the Retry's MaxAttempts allows fails the run with its job cancelled untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import io
 import boto3
 import pytest
 
+from batchpipe.local.lambda_faults import all_states, shipped_definition
 from batchpipe.local.s3batch import generator as engine_generator
 from batchpipe_core import generated_copy
 from batchpipe_core.keys import encode_key
@@ -109,3 +111,38 @@ def test_a_copy_over_several_invocations_is_the_one_invocation_copy_with_exact_t
     assert in_one.output["manifest"]["objects"] == len(KEYS)
     assert in_one.output["manifest"]["sample"] == LONG[:20]
     assert statuses == ["Cancelled", "Complete"]
+
+
+def count_retries() -> int:
+    """The ConfirmJob state's MaxAttempts for ManifestCountIncomplete, as the shipped definition says."""
+    (retry,) = [
+        rule
+        for rule in all_states(shipped_definition())["ConfirmJob"]["Retry"]
+        if rule["ErrorEquals"] == ["ManifestCountIncomplete"]
+    ]
+    return retry["MaxAttempts"]
+
+
+def test_a_copy_longer_than_the_retries_allow_fails_with_its_job_cancelled_untouched(monkeypatch):
+    # One row per data file and one step per invocation: a selection of MaxAttempts objects takes
+    # every invocation the Retry allows (one per file, then the join); one more object is too many.
+    retries = count_retries()
+    monkeypatch.setattr(engine_generator, "ROWS_PER_FILE", 1)
+    monkeypatch.setattr(generated_copy, "PIECE_INPUT_BYTES", 1)
+    monkeypatch.setattr(generated_copy, "COPY_MARGIN_SECONDS", 10_000.0)
+    keys = [f"fits/{n:03d}+ü.txt" for n in range(retries)] + ["over/one.txt"]
+    with pipeline(keys, **MANIFEST_AT_SUSPENDED) as stack:
+        fits = source_run(stack, "copyfits", dryRun=True, filter={"prefixes": ["fits/"]})
+        over = source_run(stack, "copyover")
+        tags = tags_by_key(stack)
+        statuses = [job["Status"] for job in jobs(stack)]
+
+    assert fits.output["status"] == "DRY_RUN"
+    assert fits.output["manifest"]["objects"] == retries
+    assert confirm_invocations(fits) == retries + 1
+    assert over.output["status"] == "FAILED"
+    assert over.output["error"] == "ManifestCountIncomplete"
+    assert f"copied {retries + 1} rows" in over.output["cause"]
+    assert confirm_invocations(over) == retries + 1
+    assert statuses == ["Cancelled", "Cancelled"]
+    assert all(tag == {} for tag in tags.values())
