@@ -330,7 +330,7 @@ def plan_report(
             if objects is not None
             else _estimated_rows(s3, manifest.bucket, manifest.key, manifest_bytes)
         )
-        report_bytes = sum(s3.head_object(Bucket=r.bucket, Key=r.key)["ContentLength"] for r in results)
+        report_bytes = sum(_file_sizes(s3, results))
         partitions = join_partitions(rows, manifest_bytes + report_bytes, join_rows)
     prefix = f"{attempt_prefix}parts/{mode}/"
     plan = Plan(
@@ -386,6 +386,40 @@ def plan_report(
         },
     )
     return ref.model_dump()
+
+
+#: Keys a folder's listing may pass over before the files it is read for are asked for one by one.
+LISTING_SLACK_KEYS = 2 * LIST_PAGE_KEYS
+
+
+def _file_sizes(s3: Any, files: list[FileRef]) -> list[int]:
+    """The sizes of the report's results files: listed, a ListObjectsV2 page per 1,000 keys of the
+    folder S3 writes them in (``job-<id>/results/``), instead of a HeadObject each - a report of a
+    billion tasks has thousands. A listing returns keys in order (S3 API reference, ListObjectsV2),
+    so it stops at the last file wanted; a folder crowded with other keys (more than
+    LISTING_SLACK_KEYS besides the files), a key in no folder, or a file the listing did not show
+    (it then fails as before: NoSuchKey) is asked for by HeadObject."""
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for ref in files:
+        folder = ref.key.rpartition("/")[0]
+        if folder:
+            wanted.setdefault((ref.bucket, folder + "/"), set()).add(ref.key)
+    sizes: dict[tuple[str, str], int] = {}
+    for (bucket, folder), keys in wanted.items():
+        last, passed = max(keys), 0
+        for source in sources_after(s3, bucket=bucket, prefix=folder, after=None):
+            if source.key in keys:
+                sizes[(bucket, source.key)] = source.size
+            else:
+                passed += 1
+            if source.key >= last or passed > LISTING_SLACK_KEYS:
+                break
+    return [
+        sizes[(f.bucket, f.key)]
+        if (f.bucket, f.key) in sizes
+        else s3.head_object(Bucket=f.bucket, Key=f.key)["ContentLength"]
+        for f in files
+    ]
 
 
 def s3_counted_every_task(job: JobOutcome, objects: int | None) -> bool:

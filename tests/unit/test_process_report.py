@@ -1053,6 +1053,67 @@ def stopped_job(objects: int, every: int, ran: int) -> tuple[list[Task], list[Ta
     return tasks, tasks[:ran], {"total": objects, "succeeded": ran - failures, "failed": failures}
 
 
+@pytest.mark.parametrize("s3", ["one part"], indirect=True)
+def test_a_join_plan_lists_the_results_files_sizes_instead_of_a_head_each(s3):
+    """PlanReport sizes a join's partitions by the report's bytes: the results files are listed (one
+    ListObjectsV2 page for their folder) instead of one HeadObject each; only the manifest is HEADed."""
+    requests: list[tuple[str, str]] = []
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register(
+        "provide-client-params.s3",
+        lambda model, params, **_: requests.append((model.name, params.get("Key", ""))),
+    )
+    tasks, ran, counts = stopped_job(400, every=10, ran=300)
+    planned: list[dict] = []
+
+    def staged(event: dict) -> dict:
+        requests.clear()
+        planned.append(plan_app.handler(event, Context()))
+        planning = list(requests)
+        output = run_stage(event)
+        planned.append(planning)
+        return output
+
+    try:
+        output = run_attempt(s3, tasks, status="Failed", reported=ran, job_counts=counts, stage=staged)
+    finally:
+        boto3.DEFAULT_SESSION = None
+    ref, planning = planned
+    results = [r["key"] for r in json.loads(read(s3, f"s3://{BUCKET}/{ref['prefix']}plan.json"))["results"]]
+    assert ref["mode"] == "join" and len(results) > 1
+    heads = [key for name, key in planning if name == "HeadObject"]
+    assert len(heads) == 1 and not set(heads) & set(results)  # the manifest's alone
+    assert [name for name, _ in planning].count("ListObjectsV2") == 1
+    assert_stopped_job_outcomes(s3, output, tasks, 300, every=10)
+
+
+@pytest.mark.parametrize("s3", ["one part"], indirect=True)
+@pytest.mark.parametrize("case", ["listed", "crowded folder", "no folder", "missing"])
+def test_results_files_sizes_come_from_a_listing_or_a_head_each(s3, monkeypatch, case):
+    monkeypatch.setattr(fanout, "LISTING_SLACK_KEYS", 3)
+    folder = "report/job-1/results/" if case != "no folder" else ""
+    bodies = {f"{folder}{name}.csv": b"x" * size for name, size in (("b", 7), ("d", 11), ("f", 1))}
+    for key, body in bodies.items():
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    others = 5 if case == "crowded folder" else 1
+    for i in range(others):  # other keys among them (the listing passes over them)
+        s3.put_object(Bucket=BUCKET, Key=f"{folder}c{i}.csv", Body=b"y")
+    files = [fanout.FileRef(bucket=BUCKET, key=key) for key in sorted(bodies, reverse=True)]
+    if case == "missing":
+        files.append(fanout.FileRef(bucket=BUCKET, key=f"{folder}g.csv"))
+    operations: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+
+    if case == "missing":
+        with pytest.raises(s3.exceptions.ClientError, match=r"404|Not Found"):
+            fanout._file_sizes(s3, files)
+        return
+    assert fanout._file_sizes(s3, files) == [len(bodies[f.key]) for f in files]
+    heads = operations.count("HeadObject")
+    # Crowded: b is listed, then the listing passes 4 other keys (more than 3) and stops: d and f are HEADed.
+    assert heads == {"listed": 0, "crowded folder": 2, "no folder": 3}[case]
+
+
 def assert_stopped_job_outcomes(s3, output: dict, tasks: list[Task], ran: int, every: int) -> None:
     """Exact counts, failures file and retry manifest of ``stopped_job``'s attempt."""
     gone, slow = range(3, ran, every), range(7, ran, every)
