@@ -31,6 +31,7 @@ invocation overwrites its own output and nothing is counted twice.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import itertools
@@ -815,7 +816,15 @@ def _write_tally(
         files[kind] = (
             None
             if done is None
-            else {"key": done.key, "etag": done.etag, "size": done.size, "rows": done.rows}
+            # ``head``: the bytes of header the file begins with (a part written before part files
+            # carried the header has none, and no ``head``: _part_files).
+            else {
+                "key": done.key,
+                "etag": done.etag,
+                "size": done.size,
+                "rows": done.rows,
+                "head": len(HEADS[kind]),
+            }
         )
     document = {
         **extent,
@@ -1091,17 +1100,24 @@ def _at_next_group(
 
 
 def _part_files(tallies: list[dict], kind: str) -> list[Source]:
-    """The parts' ``kind`` files after their headers, in key order (the order PackParts lists them in)."""
+    """The parts' ``kind`` files after their headers, in key order (the order PackParts lists them in).
+    A file its tally gives no ``head`` was written without a header (before part files carried it,
+    e.g. by a part that ran before a deployment): it is taken whole."""
     parts = (d["files"][kind] for d in tallies if d["files"][kind])
-    return sorted(_bodies((Source(p["key"], p["size"], p["etag"]) for p in parts), kind), key=lambda s: s.key)
+    files = (Source(p["key"], p["size"] - p.get("head", 0), p["etag"], p.get("head", 0)) for p in parts)
+    return sorted(files, key=lambda source: source.key)
 
 
 def _bodies(objects: Iterable[Source], kind: str) -> Iterator[Source]:
-    """``kind``'s part files or packed objects (whole objects), each as what follows its header: the
+    """``kind``'s part files (whole objects, as listed), each as what follows its header: the
     sources of a headed join (``multipart.headed_order``)."""
-    skip = len(HEADS[kind])
     for source in objects:
-        yield Source(source.key, source.size - skip, source.etag, offset=skip)
+        yield _after(source, len(HEADS[kind]))
+
+
+def _after(whole: Source, skip: int) -> Source:
+    """An object from byte ``skip`` on (after its header)."""
+    return Source(whole.key, whole.size - skip, whole.etag, offset=skip)
 
 
 def _packed_objects(s3: Any, plan: Plan, tallies: list[dict], budget: int, limits: Limits) -> list[Source]:
@@ -1134,8 +1150,17 @@ def _join_files(
     key = f"{plan.attemptPrefix}{KINDS[kind]}"
     head = HEADS[kind]
     packed_prefix = f"{plan.prefix}packed/{kind}/"
-    packed_bodies = list(_bodies((s for s in packed if s.key.startswith(packed_prefix)), kind))
-    groups = packing_plan(sources, packed_prefix, packed_bodies, budget, limits)
+    # A packed object begins with the header as its group's files do: its key's digest names their
+    # offsets, so one packed from files without it (before they carried it) is taken from byte 0.
+    groups = [
+        dataclasses.replace(group, packed=_after(group.packed, group.sources[0].offset))
+        if group.packed
+        else group
+        for group in packing_plan(sources, packed_prefix, packed, budget, limits)
+    ]
+    # Every file begins with the header unless some part ran before part files carried it: then the
+    # header goes in front (multipart.with_head) and each file is taken from its own ``offset``.
+    headed = all(source.offset == len(head) for source in sources)
     joined = concatenate(
         s3,
         bucket=plan.bucket,
@@ -1144,7 +1169,7 @@ def _join_files(
         scratch_prefix=f"{plan.prefix}scratch/{kind}/",
         limits=limits,
         head=head,
-        headed=True,
+        headed=headed,
     )
     rows = sum(p["rows"] for p in parts)
     if joined is not None:

@@ -967,6 +967,52 @@ def test_report_parts_read_no_plan_their_items_carry_what_they_need(s3, reads, s
     assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == expected
 
 
+def test_part_files_written_without_a_header_before_a_deployment_still_merge_exactly(s3):
+    """A part that ran before part files carried the header (its tally gives no ``head``) wrote its
+    permanent failures without one: the merge takes such a file whole and puts the header in front,
+    and a packed object is taken only for a group its digest names (PackParts' objects assume the
+    header), so every row is there once and the header once, at the top."""
+    from batchpipe_core.report import FAILURE_HEADER_LINE
+
+    tasks = (
+        [failed(SOURCE, f"slow/{i:03d}", 503, "SlowDown") for i in range(12)]
+        + [failed(SOURCE, f"gone/{i:03d}", 404, "NoSuchKey") for i in range(12)]
+        + [succeeded(SOURCE, f"ok/{i:03d}") for i in range(12)]
+    )
+    stripped: list[str] = []
+
+    def staged(event: dict) -> dict:
+        ref = run_parts(event)
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{ref['prefix']}out/")["Contents"]
+        tallies = sorted(o["Key"] for o in listed if o["Key"].endswith("/tally.json"))
+        for key in tallies[::2]:  # every other part, as if it had run before the deployment
+            document = json.loads(read(s3, f"s3://{BUCKET}/{key}"))
+            entry = document["files"]["permanent"]
+            if entry is None:
+                continue
+            body = read(s3, f"s3://{BUCKET}/{entry['key']}")
+            assert body.startswith(FAILURE_HEADER_LINE)
+            put = s3.put_object(Bucket=BUCKET, Key=entry["key"], Body=body[len(FAILURE_HEADER_LINE) :])
+            del entry["head"]
+            entry.update(size=len(body) - len(FAILURE_HEADER_LINE), etag=put["ETag"].strip('"'))
+            s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(document).encode())
+            stripped.append(entry["key"])
+        pack_parts(ref)
+        return app.handler({**event, "reportPlan": ref}, Context())
+
+    output = run_attempt(
+        s3, tasks, job_counts={"total": len(tasks), "succeeded": 12, "failed": 24}, stage=staged
+    )
+
+    assert stripped
+    body = read(s3, f"s3://{BUCKET}/{PREFIX}attempt-1/permanent-failures.csv")
+    assert body.startswith(FAILURE_HEADER_LINE) and body.count(FAILURE_HEADER_LINE) == 1
+    rows = csv_rows(body)[1:]
+    assert sorted(row[1] for row in rows) == [f"gone/{i:03d}" for i in range(12)]
+    assert all(row[3:5] == ["404", "NoSuchKey"] for row in rows)
+    assert (output["succeeded"], output["failedRetriable"], output["failedPermanent"]) == (12, 12, 12)
+
+
 def long_key(kind: str, i: int) -> str:
     """A realistic long key: unicode, a space, a plus and ~990 bytes (S3 allows 1,024)."""
     return f"{kind}/ünïcødé 日本+{i:06d}/" + "x" * 960
