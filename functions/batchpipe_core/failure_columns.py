@@ -27,7 +27,7 @@ import codecs
 import functools
 import string
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchpipe_core.keys import report_key
 from batchpipe_core.report import pa, pc
@@ -266,51 +266,50 @@ def csv_lines(columns: list[Any]) -> bytes:
 def csv_pieces(columns: list[Any]) -> list[Any]:
     """``csv_lines`` as the bytes-like pieces that make it up, in order: views of the Arrow buffer
     the lines were joined into and a few bytes around them, not copied (``csv_upload.CsvUpload``
-    copies them once, into the body it sends)."""
-    if not len(columns[0]):
+    copies them once, into the body it sends). A column may be a string scalar, the value of every
+    row (``accounting.FailedColumns``: a batch's one bucket), as long as one column is an array."""
+    rows = next(len(column) for column in columns if not isinstance(column, pa.Scalar))
+    if not rows:
         return []
+    columns = [_one_value_column(column, rows) for column in columns]
     # Each column's bytes are searched for what needs quotes (bytes.find: no kernel, no regex); only
     # the columns that hold some (messages, mostly) are looked at row by row. A dictionary column's
     # values are searched instead of its rows (a superset: what a row needs is still decided exactly).
-    texts = [_text_bytes(_values(column)) for column in columns]
+    texts = [
+        column.as_py().encode() if isinstance(column, pa.Scalar) else _text_bytes(_values(column))
+        for column in columns
+    ]
     carriage_returns = [
         _per_row(column, lambda values: pc.match_substring(values, "\r"))
         for column, text in zip(columns, texts, strict=True)
         if b"\r" in text
     ]
     row_has_cr = functools.reduce(pc.or_, carriage_returns) if carriage_returns else None
-    fields = []
-    shared = None  # the last field, when it was a dictionary column: (column, its values quoted)
+    fields: list[Any] = []
     for column, text in zip(columns, texts, strict=True):
         special = [character in text for character in (b",", b'"', b"\n")]
         if row_has_cr is not None:
             fields.append(_quoted(_plain(column), row_has_cr, quotes=any(special)))
+        elif isinstance(column, pa.Scalar):
+            fields.append(_Table(None, pa.array([column.as_py()], pa.string())))  # needs no quotes
         elif _is_dictionary(column):
-            # Quoted once per distinct value; one value throughout (a bucket) is a scalar, not a column.
+            # Quoted once per distinct value.
             values = _quoted(column.dictionary, None) if any(special) else column.dictionary
-            if shared is not None and _same_indices(shared[0], column):
-                # The previous field's rows index their dictionary as this one's (an HTTP status and
-                # an error code, both by outcome): the two dictionaries are joined value by value
-                # and taken once, one column fewer to gather and to join.
-                values = pc.binary_join_element_wise(shared[1], values, ",")
-                fields.pop()
-            shared = (column, values)
-            fields.append(values[0] if len(values) == 1 else pc.take(values, column.indices))
-            continue
+            fields.append(_Table(column.indices, values))
         elif not any(special):
             # Nothing in this column needs quotes (most keys, codes, buckets); a first column of one
-            # value (the bucket) is that value, a scalar (min_max: one pass, no hash).
+            # value (the bucket) is that value (min_max: one pass, no hash).
             only = _only_value(column) if not fields else None
-            fields.append(column if only is None else only)
+            fields.append(column if only is None else _Table(None, pa.array([only.as_py()], pa.string())))
         else:
             # Which values need quotes depends on the value alone: decided once per distinct value
             # when there are few (a report's messages repeat per error code), else per row.
             encoded = pc.dictionary_encode(column)
             if len(encoded.dictionary) * 4 <= len(column):
-                fields.append(pc.take(_quoted(encoded.dictionary, None), encoded.indices))
+                fields.append(_Table(encoded.indices, _quoted(encoded.dictionary, None)))
             else:
                 fields.append(_quoted(column, None))
-        shared = None
+    fields = [field.gathered() if isinstance(field, _Table) else field for field in _merged(fields, rows)]
     if len(fields) == 2 and isinstance(fields[0], pa.Scalar) and not isinstance(fields[1], pa.Scalar):
         # "b,k\n" per row (the retry manifest's lines, one bucket): the second column's values joined
         # as one list with "\nb," between them, half the CPU of joining the columns row by row.
@@ -326,10 +325,78 @@ def csv_pieces(columns: list[Any]) -> list[Any]:
     return [_text_view(pc.binary_join_element_wise(*fields, ","))]
 
 
-def _same_indices(first: Any, second: Any) -> bool:
-    """Whether two dictionary columns' rows are the same indices (the same buffer, offset and length:
-    built from one index array, as ``accounting.FailedColumns`` builds its HTTP statuses and codes)."""
-    first_indices, second_indices = first.indices, second.indices
+def _one_value_column(column: Any, rows: int) -> Any:
+    """``column`` as it is, unless it is a scalar that needs quotes: then a dictionary column of that
+    one value (quoted like any, and with the rest of its row where another field holds a CR)."""
+    if not isinstance(column, pa.Scalar) or not any(c in column.as_py() for c in ',"\n\r'):
+        return column
+    indices = pa.repeat(pa.scalar(0, pa.int32()), rows)
+    return pa.DictionaryArray.from_arrays(indices, pa.array([column.as_py()], pa.string()))
+
+
+class _Table(NamedTuple):
+    """A field whose rows are few distinct values, ready to write (quoted where they need it): each
+    row's index into ``values``, or None when every row is ``values[0]``."""
+
+    indices: Any
+    values: Any
+
+    def gathered(self) -> Any:
+        """The field's rows: a scalar for one value, else the values taken by index."""
+        if self.indices is None or len(self.values) == 1:
+            return self.values[0]
+        return pc.take(self.values, self.indices)
+
+
+#: Fields of few values next to each other are joined into one while the table of their
+#: combinations has at most this many entries (and no more than the rows).
+MOST_COMBINATIONS = 4096
+
+
+def _merged(fields: list[Any], rows: int) -> list[Any]:
+    """``fields`` with each run of neighbouring ``_Table``s joined into one where it can be: one value
+    into every value of the other; two tables over the same indices (an HTTP status and an error code,
+    both by outcome) value by value; two others (those and a message) into the table of their
+    combinations, indexed by ``first index x second's size + second index``. Each join is a field
+    fewer to gather per row and to join into the lines: the work moves to the distinct values."""
+    merged: list[Any] = []
+    for field in fields:
+        previous = merged[-1] if merged else None
+        if isinstance(field, _Table) and isinstance(previous, _Table):
+            joined = _joined_tables(previous, field, rows)
+            if joined is not None:
+                merged[-1] = joined
+                continue
+        merged.append(field)
+    return merged
+
+
+def _joined_tables(first: _Table, second: _Table, rows: int) -> _Table | None:
+    if first.indices is None:
+        return _Table(second.indices, pc.binary_join_element_wise(first.values[0], second.values, ","))
+    if second.indices is None:
+        return _Table(first.indices, pc.binary_join_element_wise(first.values, second.values[0], ","))
+    if _same_indices(first.indices, second.indices):
+        return _Table(first.indices, pc.binary_join_element_wise(first.values, second.values, ","))
+    size = len(second.values)
+    combinations = len(first.values) * size
+    if combinations > min(MOST_COMBINATIONS, rows):
+        return None
+    values = pc.binary_join_element_wise(
+        first.values.take(pa.array([at // size for at in range(combinations)], pa.int32())),
+        second.values.take(pa.array([at % size for at in range(combinations)], pa.int32())),
+        ",",
+    )
+    indices = pc.add(
+        pc.multiply(pc.cast(first.indices, pa.int32()), pa.scalar(size, pa.int32())),
+        pc.cast(second.indices, pa.int32()),
+    )
+    return _Table(indices, values)
+
+
+def _same_indices(first_indices: Any, second_indices: Any) -> bool:
+    """Whether two index arrays are the same (the same buffer, offset and length: one index array,
+    as ``accounting.FailedColumns`` builds its HTTP statuses' and codes' dictionary columns from)."""
     return (
         first_indices.type == second_indices.type
         and first_indices.offset == second_indices.offset

@@ -21,7 +21,7 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 if str(FUNCTIONS) not in sys.path:
     sys.path.insert(0, str(FUNCTIONS))
 
-from batchpipe_core.accounting import tally_results  # noqa: E402
+from batchpipe_core.accounting import one_value, tally_results  # noqa: E402
 from batchpipe_core.attempts import AttemptOutputs  # noqa: E402
 from batchpipe_core.classification import Disposition  # noqa: E402
 from batchpipe_core.csv_upload import CsvWriter  # noqa: E402
@@ -229,24 +229,68 @@ def test_csv_lines_are_what_the_csv_writer_writes(rows, dictionaries, cut):
     assert csv_lines([c.slice(start) for c in columns]) == expected.getvalue().encode()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     fields,
     st.lists(st.tuples(fields, fields), min_size=1, max_size=20),
-    st.booleans(),
+    st.sampled_from(["plain", "dictionary", "scalar"]),
     st.sampled_from([1, 2]),
 )
-def test_csv_lines_with_one_value_in_the_first_column(first, rows, dictionary, others):
-    """A first column of one value (a bucket), plain or a dictionary, joins as a scalar carrying the
-    line end, quoted like any; with one other column (a retry manifest's lines) as one list."""
+def test_csv_lines_with_one_value_in_the_first_column(first, rows, form, others):
+    """A first column of one value (a bucket), plain, a dictionary or given as a scalar
+    (accounting.FailedColumns), joins as a scalar carrying the line end, quoted like any; with one
+    other column (a retry manifest's lines) as one list."""
     expected = io.StringIO(newline="")
     writer = CsvWriter(expected)
     for row in rows:
         writer.writerow((first, *row[:others]))
     column = pa.array([first] * len(rows), pa.string())
-    columns = [pc.dictionary_encode(column) if dictionary else column]
+    columns = [
+        {"plain": column, "dictionary": pc.dictionary_encode(column), "scalar": pa.scalar(first)}[form]
+    ]
     columns += [pa.array([row[i] for row in rows], pa.string()) for i in range(others)]
     assert csv_lines(columns) == expected.getvalue().encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["", "a", "b", "ab", "ba", "é", "aa"]), min_size=1, max_size=12),
+    st.integers(0, 3),
+)
+def test_one_value_is_the_value_of_every_row_or_none(values, cut):
+    """Rows of equal length that differ (``ab``/``ba``), empty strings, and a slice of a column
+    (its offsets start past 0): a scalar exactly when every row holds the same value."""
+    column = pa.array(["xyz", *values], pa.string()).slice(1 + min(cut, len(values) - 1))
+    rows = column.to_pylist()
+    found = one_value(column)
+    assert (found.as_py() if found is not None else None) == (rows[0] if len(set(rows)) == 1 else None)
+
+
+def test_one_value_of_nothing_or_of_nulls_is_none():
+    assert one_value(pa.array([], pa.string())) is None
+    assert one_value(pa.array(["a", None], pa.string())) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(fields, fields, fields), min_size=1, max_size=20),
+    st.lists(fields, min_size=3, max_size=3),
+)
+def test_csv_lines_with_scalar_columns_anywhere(rows, values):
+    """Any column may be a scalar (a batch's one version, "" without versions), beside array columns
+    whose rows hold carriage returns, quotes or commas: the bytes are the csv writer's."""
+    for position in range(3):
+        expected = io.StringIO(newline="")
+        writer = CsvWriter(expected)
+        columns = []
+        for i in range(3):
+            if i == position:
+                columns.append(pa.scalar(values[i]))
+            else:
+                columns.append(pa.array([row[i] for row in rows], pa.string()))
+        for row in rows:
+            writer.writerow([values[i] if i == position else row[i] for i in range(3)])
+        assert csv_lines(columns) == expected.getvalue().encode()
 
 
 @settings(max_examples=300, deadline=None)
