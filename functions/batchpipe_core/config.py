@@ -47,6 +47,7 @@ class Config:
     report_part_rows: int
     join_partition_rows: int
     manifest_pack_bytes: int
+    regroup_fan_in: int = 64
     # The general purpose bucket whose S3 Metadata live inventory table runs may read ("" = none), the
     # table's namespace ("" = S3's usual b_<bucket>), and the source of a spec that names none.
     metadata_table_bucket: str = ""
@@ -90,6 +91,7 @@ class Config:
             state_machine_name=_env("STATE_MACHINE_NAME", "batchpipe-pipeline"),
             report_part_rows=int(_env("REPORT_PART_ROWS", "10000000")),
             join_partition_rows=int(_env("JOIN_PARTITION_ROWS", "4000000")),
+            regroup_fan_in=int(_env("REGROUP_FAN_IN", "64")),
             manifest_pack_bytes=int(_env("MANIFEST_PACK_BYTES", str(1 << 30))),
             metadata_table_bucket=_env("METADATA_TABLE_BUCKET", ""),
             metadata_table_namespace=_env("METADATA_TABLE_NAMESPACE", ""),

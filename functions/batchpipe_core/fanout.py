@@ -142,6 +142,52 @@ PARTITION_SPREAD_SDS = 10
 JOIN_PARTITION_BYTES = 3 << 30
 
 
+#: The most windows a regroup invocation reads, and the most groups the partitions are cut into
+#: (issue 23 §3: ``regroup_fan_in``). Its reads are then at most this many ranged GETs (two per
+#: indexed window), and its input about one window's worth of bytes: a batch of k windows, of which
+#: it reads one group of k, ~1/k of each window's rows.
+REGROUP_FAN_IN = 64
+
+
+def join_reads(windows: int, partitions: int, fan_in: int | None) -> int:
+    """The join's ranged GETs of scattered rows (strided windows: one per range): every partition
+    reads every window (``fan_in`` None), or, regrouped with groups and batches of ``fan_in``, each
+    regroup invocation reads its group from each window of its batch (windows x k), writes one object
+    (k x batches), and each partition reads one range of each of its group's objects (partitions x
+    batches)."""
+    if fan_in is None:
+        return windows * partitions
+    batches = math.ceil(windows / fan_in)
+    return windows * fan_in + fan_in * batches + partitions * batches
+
+
+def regroup_fan_in(windows: int, partitions: int, fan_in: int = REGROUP_FAN_IN) -> int | None:
+    """How a join of ``windows`` scattered windows into ``partitions`` is regrouped: ``k`` groups of
+    adjacent partitions and batches of about ``k`` windows (the return), or None to read the windows
+    directly. k is about the square root of the partitions (W x k + P x W / k is least there), at
+    most ``fan_in``. There is no regroup for a join of at most ``fan_in`` windows (a partition then
+    reads no more ranges than a regroup invocation would: small jobs keep the one level), where
+    there would be one group, or where it reads no fewer ranges than the direct join
+    (``join_reads``)."""
+    k = min(fan_in, math.isqrt(partitions))
+    if k < 2 or windows <= fan_in:
+        return None
+    return k if join_reads(windows, partitions, k) < join_reads(windows, partitions, None) else None
+
+
+def group_partitions(group: int, groups: int, partitions: int) -> range:
+    """The adjacent partitions of regroup group ``group`` of ``groups``: contiguous stretches of a
+    strided window's object (and offsets of an indexed one), so one ranged GET reads them all."""
+    return range(group * partitions // groups, (group + 1) * partitions // groups)
+
+
+def group_of(partition: int, groups: int, partitions: int) -> int:
+    group = partition * groups // partitions
+    while partition >= group_partitions(group, groups, partitions).stop:
+        group += 1
+    return group
+
+
 def partition_fill(join_rows: int) -> float:
     """The average share of ``join_rows`` a partition is planned for: PARTITION_FILL, or more where
     PARTITION_SPREAD_SDS standard deviations of the spread still fit under ``join_rows``."""
@@ -164,6 +210,29 @@ class FileRef(BaseModel):
     status: str | None = None
 
 
+class Batch(BaseModel):
+    """A regroup batch: the scattered windows of one file that start in bytes ``start`` up to ``end``
+    (None: the file's end). Batches cut each file's bytes, not its windows, because the windows are
+    known only once they are read; the byte ranges tile every file, so each window is in exactly one."""
+
+    model_config = ConfigDict(extra="forbid")
+    side: Literal["manifest", "report"]
+    file: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int | None
+
+
+class Regroup(BaseModel):
+    """The join's second level (``regroup_fan_in``): ``groups`` groups of adjacent partitions, and
+    how many batches of windows (``plan.json`` lists them: ``Plan.batches``, in the order the direct
+    join reads windows - the manifest's, then each results file's, by offset - so a partition reads
+    its rows in the same order either way)."""
+
+    model_config = ConfigDict(extra="forbid")
+    groups: int = Field(ge=2)
+    batches: int = Field(ge=1)
+
+
 class PartPlan(BaseModel):
     """What a ReportPart invocation needs of the plan: PlanReport writes it into every Map item, so
     no invocation reads ``plan.json`` (a GET per window; a retried invocation gets the same item)."""
@@ -179,6 +248,8 @@ class PartPlan(BaseModel):
     notRunMessage: str
     partRows: int = Field(ge=1)
     joinRows: int = Field(ge=1)
+    #: A join's regroup level, or None: each partition reads every scattered window.
+    regroup: Regroup | None = None
 
 
 class Plan(PartPlan):
@@ -195,6 +266,8 @@ class Plan(PartPlan):
     objects: int | None  # S3's count of the manifest, when known
     #: The report's files of successes are not read: S3's own counts stand for them (s3_counted_every_task).
     successesUnread: bool = False
+    #: The regroup level's batches (``Regroup``), each given to its RegroupPartitions items.
+    batches: list[Batch] = []
 
 
 class PackingCursor(BaseModel):
@@ -219,6 +292,9 @@ class PlanRef(BaseModel):
     partitions: int
     readItems: str
     joinItems: str
+    #: The RegroupPartitions items, written only when the plan regroups (``regroups`` of them).
+    regroupItems: str | None = None
+    regroups: int = 0
     executionId: str | None = None  # the run's execution: the Maps' children log under it
     packing: PackingCursor | None = None  # the PackParts loop's cursor, once it has run a step
 
@@ -244,7 +320,18 @@ class PartitionItem(BaseModel):
     plan: PartPlan | None = None
 
 
-PartItem = FileItem | PartitionItem
+class RegroupItem(BaseModel):
+    """A RegroupPartitions item: partition group ``group`` of the windows of batch ``batch``
+    (``source``: which windows), and the plan's fields a part needs."""
+
+    model_config = ConfigDict(extra="forbid")
+    group: int = Field(ge=0)
+    batch: int = Field(ge=0)
+    source: Batch
+    plan: PartPlan | None = None
+
+
+PartItem = FileItem | PartitionItem | RegroupItem
 
 
 # ------------------------------------------------------------------------------------------- plan
@@ -281,6 +368,7 @@ def plan_report(
     cancelled_by: str | None,
     part_rows: int,
     join_rows: int,
+    fan_in: int = REGROUP_FAN_IN,
     confirmed: bool = True,
 ) -> dict[str, Any]:
     """Writes ``plan.json`` and the Maps' item lists; returns the PlanRef for the state.
@@ -323,7 +411,7 @@ def plan_report(
     successes_unread = mode == COUNT and s3_counted_every_task(job, objects)
     ran_every_task = job.status == "Complete" or s3_counted_every_task(job, objects)
     results = [FileRef(bucket=r.bucket, key=r.key, status=r.status) for r in report.results] if report else []
-    partitions = 0
+    partitions, regroup, batches = 0, None, []
     if mode == JOIN:
         manifest_bytes = s3.head_object(Bucket=manifest.bucket, Key=manifest.key)["ContentLength"]
         rows = (
@@ -331,8 +419,13 @@ def plan_report(
             if objects is not None
             else _estimated_rows(s3, manifest.bucket, manifest.key, manifest_bytes)
         )
-        report_bytes = sum(_file_sizes(s3, results))
-        partitions = join_partitions(rows, manifest_bytes + report_bytes, join_rows)
+        report_sizes = _file_sizes(s3, results)
+        partitions = join_partitions(rows, manifest_bytes + sum(report_sizes), join_rows)
+        sizes = [(MANIFEST, 0, manifest_bytes), *((REPORT, i, size) for i, size in enumerate(report_sizes))]
+        regrouped = plan_regroup(sizes, rows, partitions, part_rows=part_rows, fan_in=fan_in)
+        if regrouped is not None:
+            groups, batches = regrouped
+            regroup = Regroup(groups=groups, batches=len(batches))
     prefix = f"{attempt_prefix}parts/{mode}/"
     plan = Plan(
         mode=mode,
@@ -357,6 +450,8 @@ def plan_report(
         partRows=part_rows,
         joinRows=join_rows,
         successesUnread=successes_unread,
+        regroup=regroup,
+        batches=batches,
     )
     part_plan = PartPlan(**plan.model_dump(include=set(PartPlan.model_fields)))
     read_items = [FileItem(side=REPORT, file=i, source=results[i], plan=part_plan) for i in _read_files(plan)]
@@ -369,6 +464,8 @@ def plan_report(
         partitions=partitions,
         readItems=f"{prefix}read-items.json",
         joinItems=f"{prefix}join-items.json",
+        regroupItems=f"{prefix}regroup-items.json",
+        regroups=regroup.groups * regroup.batches if regroup else 0,
         executionId=run.executionId,
     )
     _put_json(s3, run.bucket, f"{prefix}plan.json", plan.model_dump())
@@ -376,6 +473,13 @@ def plan_report(
     if partitions:  # JoinPartitions runs only then (JoinNeeded?): a count writes no join items
         partition_items = [PartitionItem(partition=p, plan=part_plan).model_dump() for p in range(partitions)]
         _put_json(s3, run.bucket, ref.joinItems, partition_items)
+    if regroup:  # RegroupPartitions runs only then (JoinNeeded?)
+        regroup_items = [
+            RegroupItem(group=g, batch=b, source=batch, plan=part_plan).model_dump()
+            for g in range(regroup.groups)
+            for b, batch in enumerate(batches)
+        ]
+        _put_json(s3, run.bucket, ref.regroupItems, regroup_items)
     logger.info(
         "report planned",
         extra={
@@ -383,6 +487,7 @@ def plan_report(
             "files": len(read_items),
             "unread": len(results) - len(_read_files(plan)),
             "partitions": partitions,
+            "regroups": ref.regroups,
             "objects": objects,
         },
     )
@@ -421,6 +526,39 @@ def _file_sizes(s3: Any, files: list[FileRef]) -> list[int]:
         else s3.head_object(Bucket=f.bucket, Key=f.key)["ContentLength"]
         for f in files
     ]
+
+
+def plan_regroup(
+    sizes: list[tuple[str, int, int]], rows: int, partitions: int, *, part_rows: int, fan_in: int
+) -> tuple[int, list[Batch]] | None:
+    """The join's regroup level for files of ``sizes`` (side, number, bytes; in the order the join
+    reads them) and a manifest of about ``rows`` rows - its groups and batches - or None
+    (``regroup_fan_in``).
+
+    The windows are not known before they are read, so they are estimated: a window is ``part_rows``
+    records or WINDOW_MAX_BYTES, and a record is taken to be a manifest row's average length. A
+    results record is longer (the manifest's fields and four more), so the estimate errs towards
+    more windows, and each file's batches cut it into byte ranges of k such windows: a batch then
+    holds at most about k real windows. The estimate moves only the number of requests: the byte
+    ranges tile every file, so every window is in exactly one batch, and the bytes a regroup
+    invocation reads are its group's share (~1/k) of its batch's range (k windows' worth of bytes
+    as estimated), about one window's worth whatever the windows turn out to be."""
+    if rows < 1:
+        return None
+    manifest_bytes = sizes[0][2]
+    window_bytes = max(1, min(WINDOW_MAX_BYTES, part_rows * max(1, manifest_bytes // rows)))
+    windows = sum(max(1, math.ceil(size / window_bytes)) for _, _, size in sizes)
+    k = regroup_fan_in(windows, partitions, fan_in)
+    if k is None:
+        return None
+    span = k * window_bytes
+    batches = []
+    for side, number, size in sizes:
+        count = max(1, math.ceil(size / span))
+        for i in range(count):
+            end = None if i == count - 1 else (i + 1) * span
+            batches.append(Batch(side=side, file=number, start=i * span, end=end))
+    return k, batches
 
 
 def s3_counted_every_task(job: JobOutcome, objects: int | None) -> bool:
@@ -480,6 +618,9 @@ def work_on_part(s3: Any, ref: PlanRef, item: PartItem, offset: int, *, unknown:
     the file's next window, or None when the item is done. The plan's fields come with the item;
     only an item without them (written by an earlier version) reads ``plan.json``."""
     plan: PartPlan = item.plan or load_plan(s3, ref)
+    if isinstance(item, RegroupItem):
+        _regroup(s3, plan, item)
+        return None
     if isinstance(item, PartitionItem):
         if item.partition >= plan.partitions:
             raise BatchPipeError(f"item: partition {item.partition} is not in the plan's {plan.partitions}")
@@ -646,6 +787,19 @@ class _ScatterSpill:
         self.rows += 1
         return writer
 
+    def append_bytes(self, partition: int, data: bytes) -> None:
+        """Rows already encoded (a regroup's copy of a window's stretch) after the partition's rows
+        so far: straight to the file, as a run (merged with the partition's last one where they meet)."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="batchpipe-scatter-")
+        self._file.seek(0, os.SEEK_END)
+        at, runs = self._file.tell(), self._runs[partition]
+        if runs and sum(runs[-1]) == at:
+            runs[-1] = (runs[-1][0], runs[-1][1] + len(data))
+        else:
+            runs.append((at, len(data)))
+        self._file.write(data)
+
     def appended(self, characters: int) -> None:
         self._held += characters
         if self._held >= SCATTER_SPILL_CHARS:
@@ -765,15 +919,142 @@ def _scattered_rows(s3: Any, bucket: str, key: str, partition: int, partitions: 
     return s3.get_object(Bucket=bucket, Key=key, Range=ranged)["Body"]
 
 
+def _copy(body: Any, length: int, out: Callable[[bytes], None] | None) -> None:
+    """The next ``length`` bytes of ``body`` to ``out`` (None: skipped), a buffer at a time."""
+    while length > 0:
+        data = body.read(min(length, READ_BUFFER_BYTES))
+        if not data:
+            raise BatchPipeError(f"a scattered object ended {length} bytes early")
+        if out is not None:
+            out(data)
+        length -= len(data)
+
+
+def _regroup_window(
+    s3: Any, bucket: str, key: str, members: range, partitions: int, spill: _ScatterSpill
+) -> None:
+    """Partitions ``members`` (adjacent) of one scattered window into ``spill`` (as its partitions
+    0, 1, ...), streamed: one ranged GET of their stretches of a strided window; of an indexed one,
+    their offsets, then one GET of their rows."""
+    layout = key.rsplit(".", 2)[-2]
+    if layout.startswith("stride-"):
+        stride = int(layout.removeprefix("stride-"))
+        ranged = f"bytes={members.start * stride}-{members.stop * stride - 1}"
+        body = s3.get_object(Bucket=bucket, Key=key, Range=ranged)["Body"]
+        with body:
+            for local in range(len(members)):
+                head = body.read(_OFFSET.size)
+                if len(head) != _OFFSET.size:
+                    raise BatchPipeError(f"s3://{bucket}/{key}: no stretch for partition {members[local]}")
+                (length,) = _OFFSET.unpack(head)
+                if length > stride - _OFFSET.size:
+                    raise BatchPipeError(
+                        f"s3://{bucket}/{key}: partition {members[local]}'s stretch says {length} bytes"
+                    )
+                _copy(body, length, functools.partial(spill.append_bytes, local))
+                _copy(body, stride - _OFFSET.size - length, None)
+        return
+    first = members.start * _OFFSET.size
+    ranged = f"bytes={first}-{first + (len(members) + 1) * _OFFSET.size - 1}"
+    index = s3.get_object(Bucket=bucket, Key=key, Range=ranged)["Body"].read()
+    if len(index) != (len(members) + 1) * _OFFSET.size:
+        raise BatchPipeError(
+            f"s3://{bucket}/{key}: no index entries for partitions {members.start}..{members.stop - 1}"
+        )
+    offsets = struct.unpack(f"<{len(members) + 1}Q", index)
+    if offsets[-1] <= offsets[0]:
+        return
+    rows_from = (partitions + 1) * _OFFSET.size
+    ranged = f"bytes={rows_from + offsets[0]}-{rows_from + offsets[-1] - 1}"
+    with s3.get_object(Bucket=bucket, Key=key, Range=ranged)["Body"] as body:
+        for local in range(len(members)):
+            _copy(body, offsets[local + 1] - offsets[local], functools.partial(spill.append_bytes, local))
+
+
+def _regroup(s3: Any, plan: PartPlan, item: RegroupItem) -> None:
+    """Group ``item.group``'s partitions of the windows of batch ``item.batch``, in window order, into
+    one object in the scatter's layout (``_ScatterSpill``: strided, or indexed): the group's partitions
+    become its partitions 0, 1, ... A partition then reads one range of each of its group's objects
+    (one per batch) instead of one of every window (issue 23 §3).
+
+    Streamed: each window's stretch goes through a buffer to the spill's file in /tmp, so memory holds
+    one buffer, and /tmp and the upload the group's rows of the batch: ~1/k of k windows, about one
+    window's worth (``plan_regroup``). The key names the group and batch, the side and the windows
+    read (``regroup/g<group>-b<batch>.<side>.w<windows>.<layout>.bin``): a retried invocation writes
+    the same key,
+    and each partition checks that it read every batch's object and the merge that every partition
+    read every window."""
+    regroup, batch = plan.regroup, item.source
+    if regroup is None or item.group >= regroup.groups or item.batch >= regroup.batches:
+        raise BatchPipeError(f"item: regroup group {item.group}, batch {item.batch} is not in the plan")
+    members = group_partitions(item.group, regroup.groups, plan.partitions)
+    folder = f"{plan.prefix}scatter/{batch.side}-{batch.file:05d}-"
+    windows = 0
+    with _ScatterSpill(len(members)) as spill:
+        # Every window whose offset is in the batch's range, in offset order (zero-padded in the key):
+        # a window's key at offset ``start`` is that string and more, so it lists after it.
+        after = f"{folder}{batch.start:015d}" if batch.start else None
+        for source in sources_after(s3, bucket=plan.bucket, prefix=folder, after=after):
+            if batch.end is not None and int(source.key[len(folder) :].split(".", 1)[0]) >= batch.end:
+                break
+            _regroup_window(s3, plan.bucket, source.key, members, plan.partitions, spill)
+            windows += 1
+        stride = spill.layout()
+        layout = "indexed" if stride is None else f"stride-{stride}"
+        key = f"{plan.prefix}regroup/g{item.group:05d}-b{item.batch:05d}.{batch.side}.w{windows}.{layout}.bin"
+        upload = CsvUpload(s3, plan.bucket, key)
+        try:
+            spill.write_to(upload, stride)
+            upload.close()
+        except BaseException:
+            upload.abort()
+            raise
+    logger.info("regrouped", extra={"group": item.group, "batch": item.batch, "windows": windows})
+
+
+def _regrouped_sources(
+    s3: Any, plan: PartPlan, partition: int
+) -> tuple[list[tuple[str, str, int, int]], int]:
+    """The partition's group's regroup objects: (side, key, its place in them, their partitions), one
+    per batch in batch order, and the windows they hold; a missing or extra object fails loudly."""
+    regroup = plan.regroup
+    assert regroup is not None
+    group = group_of(partition, regroup.groups, plan.partitions)
+    members = group_partitions(group, regroup.groups, plan.partitions)
+    folder = f"{plan.prefix}regroup/g{group:05d}-b"
+    found: dict[int, tuple[str, str, int]] = {}
+    for source in list_sources(s3, plan.bucket, folder):
+        batch, side, windows = source.key[len(folder) :].split(".")[:3]
+        if int(batch) in found:
+            raise TransientError(f"s3://{plan.bucket}/{source.key}: a second regroup object of its batch")
+        found[int(batch)] = (side, source.key, int(windows.removeprefix("w")))
+    if sorted(found) != list(range(regroup.batches)):
+        raise TransientError(
+            f"partition {partition}: {len(found)} of group {group}'s {regroup.batches} regroup "
+            "objects written; run the attempt's parts again"
+        )
+    sources = [  # an object of no window holds no rows: not read
+        (found[b][0], found[b][1], partition - members.start, len(members))
+        for b in sorted(found)
+        if found[b][2]
+    ]
+    return sources, sum(windows for _, _, windows in found.values())
+
+
 def _join_partition(s3: Any, plan: PartPlan, partition: int, unknown: Disposition) -> None:
-    folder = f"{plan.prefix}scatter/"
-    keys = [source.key for source in list_sources(s3, plan.bucket, folder)]
     part_id = f"p{partition:05d}"
+    if plan.regroup is None:
+        folder = f"{plan.prefix}scatter/"
+        keys = [source.key for source in list_sources(s3, plan.bucket, folder)]
+        sources = [(key[len(folder) :].split("-", 1)[0], key, partition, plan.partitions) for key in keys]
+        windows = len(keys)
+    else:
+        sources, windows = _regrouped_sources(s3, plan, partition)
 
     def rows_of(side: str, parse: Any) -> Iterator:
-        for key in keys:
-            if key[len(folder) :].startswith(side + "-"):
-                body = _scattered_rows(s3, plan.bucket, key, partition, plan.partitions)
+        for of_side, key, place, places in sources:
+            if of_side == side:
+                body = _scattered_rows(s3, plan.bucket, key, place, places)
                 if body is not None:
                     with text_stream(body) as text:
                         yield from parse(text)
@@ -790,9 +1071,8 @@ def _join_partition(s3: Any, plan: PartPlan, partition: int, unknown: Dispositio
     counts = tally(
         joined, unknown=unknown, on_retriable=outputs.on_retriable, on_permanent=outputs.on_permanent
     )
-    _write_tally(
-        s3, plan, part_id, counts, outputs, extent={"partition": partition}, unmatched=joined.unmatched
-    )
+    extent = {"partition": partition, "windows": windows}
+    _write_tally(s3, plan, part_id, counts, outputs, extent=extent, unmatched=joined.unmatched)
 
 
 def _write_tally(
@@ -899,6 +1179,13 @@ def merge_parts(
         if joined != list(range(plan.partitions)):
             raise TransientError(
                 f"{len(joined)} of {plan.partitions} partitions joined; run the attempt's parts again"
+            )
+        # Every partition read every window, directly or through its group's regroup objects.
+        short = [d["partition"] for d in tallies if d["windows"] != len(scattered)]
+        if short:
+            raise TransientError(
+                f"partitions {short[:5]} read rows of fewer or more than the {len(scattered)} scattered "
+                "windows; run the attempt's parts again"
             )
         manifest_rows = sum(d["rows"] for d in scattered if d["side"] == MANIFEST)
         if objects is not None and manifest_rows != objects:

@@ -50,6 +50,7 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
             cancelled_by=cancelled_by,
             part_rows=config.report_part_rows,
             join_rows=config.join_partition_rows,
+            fan_in=config.regroup_fan_in,
             confirmed=confirmed,
         )
 

@@ -15,6 +15,8 @@ import json
 from collections import Counter
 from urllib.parse import unquote
 
+import boto3
+
 from batchpipe_core.s3uri import split_s3_uri
 from tests.statemachine.test_pipeline import TAGGING, pipeline, read_s3_uri, run_folder_uri
 
@@ -28,6 +30,8 @@ ODD = ["a b", "plus+sign", "100%", 'quote"comma,', "ünï/日本"]
 PACK_LOOP = ["PackParts", "PartsPacked?"]
 COUNT_STATES = ["PlanReport", "ReadReportParts", "JoinNeeded?", *PACK_LOOP, "ProcessReport"]
 JOIN_STATES = ["PlanReport", "ReadReportParts", "JoinNeeded?", "JoinPartitions", *PACK_LOOP, "ProcessReport"]
+# A join large enough to regroup (more windows than RegroupFanIn) runs its regroup Map first.
+REGROUP_STATES = [*JOIN_STATES[:3], "RegroupPartitions", *JOIN_STATES[3:]]
 
 
 def keys(bad: int = 0) -> list[str]:
@@ -293,3 +297,70 @@ def test_a_persons_cancel_is_joined_and_lists_every_object_that_did_not_succeed(
     assert sorted(failures) == sorted(set(all_keys) - ran_ok)
     assert_bounded(tallies, scattered)
     assert report_stage_transitions(execution) == [JOIN_STATES]
+
+
+def s3_gets() -> list[str]:
+    """The key of every GetObject made from now on by a client created from boto3's default session,
+    as the handlers' clients are (the embedded stack gives the process a fresh default session, and
+    a client created after the hook carries it)."""
+    keys_read: list[str] = []
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: keys_read.append(params.get("Key", ""))
+    )
+    return keys_read
+
+
+def test_a_cancelled_jobs_join_regrouped_has_the_same_outcomes_and_fewer_gets():
+    """Issue 23 §3: with a fan-in under its windows (RegroupFanIn 4: groups of partitions and
+    batches of windows of about four), the join goes through RegroupPartitions; its outcomes are
+    exactly those of the same run reading every window from every partition (the default fan-in,
+    64, over this job's ~25 windows: no regroup), with fewer GETs of scattered rows."""
+    all_keys = keys()
+    faults = [{"cancelJob": {"attempt": 1, "afterTasks": 5_000}}, *FAULTS]
+    spec = {"name": "fan-regroup", "operation": TAGGING, "retry": {"maxAttempts": 3, "backoffSeconds": 0}}
+    runs = {}
+    for fan_in in ("64", "4"):
+        with pipeline(all_keys, faults=faults, parameters=BOUNDS | {"RegroupFanIn": fan_in}) as stack:
+            gets = s3_gets()
+            execution = stack.run(spec, name=f"fan-regroup-{fan_in}", timeout=600)
+            (record,) = attempt_records(stack, execution)
+            tallies, scattered = parts(stack, record, "join")
+            bucket, key = split_s3_uri(record["uri"])
+            regrouped = list_keys(stack, bucket, key.rsplit("/", 1)[0] + "/parts/join/regroup/")
+            runs[fan_in] = {
+                "summary": execution.output,
+                "listed": sorted(failure_file_keys(stack, record["retriesExhausted"])),
+                "failures": sorted(failure_file_keys(stack, execution.output["permanentFailures"])),
+                "stages": report_stage_transitions(execution),
+                "windows": len(scattered),
+                "partitions": len(tallies),
+                "regrouped": regrouped,
+                "GetObject": len(gets),
+                "rows read": sum(
+                    1 for k in gets if "/parts/join/scatter/" in k or "/parts/join/regroup/" in k
+                ),
+            }
+    direct, regroup = runs["64"], runs["4"]
+    for field in ("totals", "status"):
+        assert regroup["summary"][field] == direct["summary"][field]
+    counts = ("total", "succeeded", "failedRetriable", "failedPermanent", "errors", "jobStatus")
+    (one,), (other,) = direct["summary"]["attempts"], regroup["summary"]["attempts"]
+    assert {c: one[c] for c in counts} == {c: other[c] for c in counts}
+    assert regroup["listed"] == direct["listed"] and regroup["failures"] == direct["failures"]
+    assert direct["stages"] == [JOIN_STATES] and not direct["regrouped"]
+    assert regroup["stages"] == [REGROUP_STATES]
+    windows, partitions = direct["windows"], direct["partitions"]
+    assert (regroup["windows"], regroup["partitions"]) == (windows, partitions)
+    assert direct["rows read"] == windows * partitions  # every partition, every (strided) window
+    # Four groups of adjacent partitions; each group reads each (strided) window once, and each
+    # partition one range of each of its group's objects (one a batch).
+    groups = {k.split("/regroup/")[1][:6] for k in regroup["regrouped"]}
+    batches = len(regroup["regrouped"]) // len(groups)
+    assert len(groups) == 4 and len(regroup["regrouped"]) == 4 * batches
+    assert regroup["rows read"] <= windows * 4 + partitions * batches < direct["rows read"]
+    print(
+        f"join of {windows} windows x {partitions} partitions, {batches} batches: GetObject of rows "
+        f"{direct['rows read']} -> {regroup['rows read']}, in all {direct['GetObject']} -> {regroup['GetObject']}"
+    )

@@ -236,6 +236,7 @@ def test_create_job_and_wait_waits_for_a_task_token_with_a_timeout(asl: dict) ->
         "PlanReport",
         "ReadReportParts",
         "JoinNeeded?",
+        "RegroupPartitions",
         "JoinPartitions",
         "PackParts",
         "PartsPacked?",

@@ -91,6 +91,14 @@ class Context:
 PART_BOUNDS = {
     "one part": {},
     "many parts": {"REPORT_PART_ROWS": "4", "JOIN_PARTITION_ROWS": "3", "MANIFEST_PACK_BYTES": "300"},
+    # The same, a join's partitions read through the regroup level (fan-in 2: groups of partitions
+    # and batches of windows of two).
+    "regrouped": {
+        "REPORT_PART_ROWS": "4",
+        "JOIN_PARTITION_ROWS": "3",
+        "MANIFEST_PACK_BYTES": "300",
+        "REGROUP_FAN_IN": "2",
+    },
 }
 
 
@@ -215,13 +223,20 @@ def run_parts(event: dict) -> dict:
     """PlanReport, then every part of its plan; the plan's reference."""
     ref = plan_app.handler(event, Context())
     s3 = boto3.client("s3", region_name="us-east-1")
-    # JoinPartitions runs (and its items were written) only when there are partitions: JoinNeeded?
-    for items in [ref["readItems"]] + ([ref["joinItems"]] if ref["partitions"] else []):
+    for items in map_items(ref):
         for item in json.loads(s3.get_object(Bucket=ref["bucket"], Key=items)["Body"].read()):
             offset = 0
             while offset is not None:
                 offset = part_app.handler({"plan": ref, "item": item, "offset": offset}, Context())["offset"]
     return ref
+
+
+def map_items(ref: dict) -> list[str]:
+    """The item files of the Maps the state machine runs, in order: ReadReportParts; then, as
+    JoinNeeded? chooses, RegroupPartitions (only when the plan regroups) and JoinPartitions (only
+    when there are partitions: their items are written only then)."""
+    regroup = [ref["regroupItems"]] if ref["regroups"] else []
+    return [ref["readItems"], *regroup, *([ref["joinItems"]] if ref["partitions"] else [])]
 
 
 def pack_parts(ref: dict, max_steps: int = 1_000) -> list[dict]:
