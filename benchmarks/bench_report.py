@@ -30,7 +30,12 @@ fresh process so peak memory is its own:
                       scattered into hash partitions (``JOIN_PARTITION_ROWS`` in the environment
                       sets their size) and joined. Every handler mode reports the handlers' S3
                       requests by operation (``requests``; the benchmark's own, uploading the report
-                      and reading the Maps' item lists, are not in it)
+                      and reading the Maps' item lists, are not in it). Its join is regrouped
+                      where the plan says so (``fanout.regroup_fan_in``; ``REGROUP_FAN_IN`` in the
+                      environment sets the fan-in)
+* ``handlers-join-direct`` the same join with every partition reading every scattered window (the
+                      fan-in past the windows: no regroup, the join before issue 23 §3's second
+                      level), for the ratio
 * ``process-pyarrow`` ReportPart's work for a Complete job without S3: every window through
                       ``accounting.tally_results``; files of successes only counted, failed rows
                       classified, decoded, counted by prefix and written column-wise
@@ -114,6 +119,7 @@ MODES = [
     "handlers-uncounted",
     "handlers-inprocess",
     "handlers-join",
+    "handlers-join-direct",
     "process-pyarrow",
     "process-pyarrow-rows",
     "process-csv",
@@ -126,7 +132,15 @@ MODES = [
     "pyarrow-table",
 ]
 #: The report stage's real handlers (handler_chain).
-HANDLER_MODES = ("handlers", "handlers-uncounted", "handlers-inprocess", "handlers-join")
+HANDLER_MODES = (
+    "handlers",
+    "handlers-uncounted",
+    "handlers-inprocess",
+    "handlers-join",
+    "handlers-join-direct",
+)
+#: A fan-in no join reaches: every partition reads every window (``handlers-join-direct``).
+DIRECT_FAN_IN = str(1 << 40)
 #: Run only when awswrangler, pandas and moto import (OPTIONAL_PACKAGES).
 OPTIONAL_MODES = ["pandas-stream", "pandas-chunked", "awswrangler-chunked", "parse-pyarrow-moto"]
 OPTIONAL_PACKAGES = ("awswrangler", "pandas", "moto")
@@ -554,8 +568,10 @@ def handler_chain(
         requests.clear()
         context = _Context()
         ref = plan_app.handler(event, context)
-        # JoinPartitions runs (and its items were written) only when there are partitions: JoinNeeded?
-        for items in [ref["readItems"]] + ([ref["joinItems"]] if ref["partitions"] else []):
+        # The Maps as JoinNeeded? chooses them: RegroupPartitions only when the plan regroups,
+        # JoinPartitions only when there are partitions (their items are written only then).
+        regroup = [ref["regroupItems"]] if ref["regroups"] else []
+        for items in [ref["readItems"], *regroup, *([ref["joinItems"]] if ref["partitions"] else [])]:
             for item in json.loads(s3.get_object(Bucket=MOTO_BUCKET, Key=items)["Body"].read()):
                 offset = 0
                 while offset is not None:
@@ -581,7 +597,11 @@ def handler_chain(
             Bucket=MOTO_BUCKET, Prefix=f"{ref['prefix']}scatter"
         )
         scatter = sum(page.get("KeyCount", 0) for page in pages)
-        return outcomes | {"partitions": ref["partitions"], "scatterObjects": scatter}
+        return outcomes | {
+            "partitions": ref["partitions"],
+            "scatterObjects": scatter,
+            "regroupObjects": ref["regroups"],
+        }
 
     return stage, server
 
@@ -741,7 +761,9 @@ def measure(mode: str, manifest_json: Path) -> dict:
     if mode in ("awswrangler-chunked", "parse-pyarrow-moto"):
         mock, s3, keys = moto_s3(files)  # uploading is not part of reading
     if mode in HANDLER_MODES:
-        status = "Failed" if mode == "handlers-join" else "Complete"
+        status = "Failed" if mode.startswith("handlers-join") else "Complete"
+        if mode == "handlers-join-direct":
+            os.environ["REGROUP_FAN_IN"] = DIRECT_FAN_IN
         stage, mock = handler_chain(
             manifest_json,
             status,

@@ -15,7 +15,9 @@ many workers of the same size, each finishing far inside its timeout:
   - ``join`` (a Failed or Cancelled job, or a report that does not add up: which manifest rows did the
     report never mention?): first each window of the manifest and of the report is *scattered* into
     ``partitions`` files by a stable hash of the object's identity, then one worker per partition
-    joins its two sides in memory (``reconciliation.Reconciliation``) and writes its outcomes;
+    joins its two sides in memory (``reconciliation.Reconciliation``) and writes its outcomes; a
+    join of many windows is *regrouped* between the two (``plan_regroup``, ``_regroup``), so that a
+    partition reads one object per batch of windows, not one per window;
 
 * **merge** (ProcessReportFunction) adds the parts' counts - exact integers, nothing estimated -
   checks that the windows tile every file and that every partition was joined, and joins the parts'
@@ -733,15 +735,7 @@ def _scatter_window(s3: Any, plan: PartPlan, window: Window, side: str, part_id:
                 fields = list(report_row)
                 fields[4] = "" if report_row.http_status is None else str(report_row.http_status)
                 spill.writer(partition_of(report_row, plan.partitions)).writerow(fields)
-        stride = spill.layout()
-        layout = "indexed" if stride is None else f"stride-{stride}"
-        upload = CsvUpload(s3, plan.bucket, f"{plan.prefix}scatter/{part_id}.{layout}.bin")
-        try:
-            spill.write_to(upload, stride)
-            upload.close()
-        except BaseException:
-            upload.abort()
-            raise
+        spill.upload(s3, plan.bucket, f"{plan.prefix}scatter/{part_id}")
     extent.update(end=window.end, size=window.size, rows=spill.rows)
     _put_json(s3, plan.bucket, f"{plan.prefix}scattered/{part_id}.json", extent)
 
@@ -827,6 +821,19 @@ class _ScatterSpill:
         stride = _OFFSET.size + max(lengths)
         padding = stride * self._partitions - _OFFSET.size * self._partitions - sum(lengths)
         return stride if padding <= sum(lengths) * SCATTER_PAD_SHARE + SCATTER_PAD_BYTES else None
+
+    def upload(self, s3: Any, bucket: str, stem: str) -> None:
+        """The object ``<stem>.<layout>.bin`` (``layout()``: ``stride-<bytes>`` or ``indexed``), one
+        PutObject or a multipart upload, aborted if it fails."""
+        stride = self.layout()
+        layout = "indexed" if stride is None else f"stride-{stride}"
+        upload = CsvUpload(s3, bucket, f"{stem}.{layout}.bin")
+        try:
+            self.write_to(upload, stride)
+            upload.close()
+        except BaseException:
+            upload.abort()
+            raise
 
     def write_to(self, upload: CsvUpload, stride: int | None) -> None:
         """The object in ``layout()``'s layout. Strided: each partition's stretch of ``stride``
@@ -999,16 +1006,8 @@ def _regroup(s3: Any, plan: PartPlan, item: RegroupItem) -> None:
                 break
             _regroup_window(s3, plan.bucket, source.key, members, plan.partitions, spill)
             windows += 1
-        stride = spill.layout()
-        layout = "indexed" if stride is None else f"stride-{stride}"
-        key = f"{plan.prefix}regroup/g{item.group:05d}-b{item.batch:05d}.{batch.side}.w{windows}.{layout}.bin"
-        upload = CsvUpload(s3, plan.bucket, key)
-        try:
-            spill.write_to(upload, stride)
-            upload.close()
-        except BaseException:
-            upload.abort()
-            raise
+        stem = f"{plan.prefix}regroup/g{item.group:05d}-b{item.batch:05d}.{batch.side}.w{windows}"
+        spill.upload(s3, plan.bucket, stem)
     logger.info("regrouped", extra={"group": item.group, "batch": item.batch, "windows": windows})
 
 
