@@ -939,14 +939,20 @@ def test_report_parts_read_no_plan_their_items_carry_what_they_need(s3, reads, s
 
     def staged(event: dict) -> dict:
         ref = plan_app.handler(event, Context())
-        names = [ref["readItems"]] + ([ref["joinItems"]] if ref["partitions"] else [])
-        items = [item for name in names for item in json.loads(read(s3, f"s3://{BUCKET}/{name}"))]
+        items = [item for name in map_items(ref) for item in json.loads(read(s3, f"s3://{BUCKET}/{name}"))]
         assert all(item["plan"]["bucket"] == ref["bucket"] for item in items)
-        for name, keep in [("with plan", None), ("bare", {"side", "file", "partition"}), ("again", None)]:
+        # A bare item: as written before items carried the plan (a regroup item always names its batch).
+        bare = {"side", "file", "partition", "group", "batch"}
+        for name, keep in [("with plan", None), ("bare", bare), ("again", None)]:
             reads.clear()
             invocations = 0
             for item in items:
-                given = item if keep is None else {k: v for k, v in item.items() if k in keep}
+                regroup = "group" in item
+                given = (
+                    item
+                    if keep is None
+                    else {k: v for k, v in item.items() if k in keep or (regroup and k == "source")}
+                )
                 offset = 0
                 while offset is not None:
                     answer = part_app.handler({"plan": ref, "item": given, "offset": offset}, Context())
