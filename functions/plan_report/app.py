@@ -40,7 +40,7 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
             item = table.get(key)
             confirmed = item is not None and item.confirmed
     if event.current.manifest.generated:
-        event = _with_generated_manifest(event, config)
+        event = _with_generated_manifest(event, config, context)
     with transient_as_retryable("planning the report's parts"):
         return plan_report(
             s3_client(),
@@ -55,7 +55,7 @@ def handler(event: ProcessReportInput, context: Any) -> dict[str, Any]:
         )
 
 
-def _with_generated_manifest(event: ProcessReportInput, config: Config) -> ProcessReportInput:
+def _with_generated_manifest(event: ProcessReportInput, config: Config, context: Any) -> ProcessReportInput:
     """A spec.source job whose generated manifest S3 wrote only once it ran (ConfirmJob found none at
     Suspended and held maxObjects on S3's count): the run's manifest is copied from it now, and its
     rows must add up to that count (batchpipe_core.generated_copy)."""
@@ -72,6 +72,8 @@ def _with_generated_manifest(event: ProcessReportInput, config: Config) -> Proce
         at=at,
         manifest=event.current.manifest,
         objects=event.current.manifest.objects,
+        # In pieces, as in ConfirmJob: ManifestCountIncomplete, and the state's Retry goes on.
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     copied.pop("sample")
     manifest = event.current.manifest.model_copy(update=copied)

@@ -616,4 +616,4 @@ def test_the_report_reader_gets_pyarrow_from_its_own_pinned_layer_unless_an_aws_
             {"Fn::If": ["UsesArrowLayer", [{"Ref": "ArrowLayer"}], []]},
         ]
     }
-    assert layers == {"ReportPartFunction": arrow, "ConfirmJobFunction": arrow}
+    assert layers == {"ReportPartFunction": arrow, "ConfirmJobFunction": arrow, "PlanReportFunction": arrow}
