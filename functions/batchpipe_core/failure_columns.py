@@ -310,6 +310,9 @@ def csv_pieces(columns: list[Any]) -> list[Any]:
             else:
                 fields.append(_quoted(column, None))
     fields = [field.gathered() if isinstance(field, _Table) else field for field in _merged(fields, rows)]
+    if all(isinstance(field, pa.Scalar) for field in fields):
+        # Every row is the same line (each field one value, quoted where it needs it): no array to join.
+        return [(",".join(field.as_py() for field in fields) + "\n").encode() * rows]
     if len(fields) == 2 and isinstance(fields[0], pa.Scalar) and not isinstance(fields[1], pa.Scalar):
         # "b,k\n" per row (the retry manifest's lines, one bucket): the second column's values joined
         # as one list with "\nb," between them, half the CPU of joining the columns row by row.

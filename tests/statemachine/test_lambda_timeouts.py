@@ -54,6 +54,16 @@ SCENARIOS: dict[str, tuple[dict, list[Any]]] = {
     "cancelled": ({"faults": [{"cancelJob": {"attempt": 1, "afterTasks": 1}}]}, [spec("cancelled")]),
     # S3 counts more objects than maxObjects: the run fails while its job exists and cancels it.
     "too-many": ({}, [spec("too-many", maxObjects=1)]),
+    # A cancelled job's join past the regroup fan-in (more windows than RegroupFanIn, several
+    # partitions): RegroupPartitions runs between the scatter and the join.
+    "regrouped": (
+        {
+            "keys": [f"many/{n:02d} ü+.bin" for n in range(40)] + ["gone/g.bin"],
+            "faults": [{"cancelJob": {"attempt": 1, "afterTasks": 10}}, *TASK_FAULTS],
+            "parameters": {"ReportPartRows": "2", "JoinPartitionRows": "2", "RegroupFanIn": "2"},
+        },
+        [spec("regrouped")],
+    ),
     # A rerun of the first run's failures: its manifest comes from the failures file.
     "rerun": (
         {"faults": TASK_FAULTS},
@@ -80,10 +90,12 @@ def comparable(value: Any) -> Any:
 
 def run_scenario(name: str, lambda_timeout: str | None = None) -> dict:
     options, runs = SCENARIOS[name]
+    keys = options.get("keys", KEYS)
     faults = list(options.get("faults", []))
     if lambda_timeout is not None:
         faults.append({"lambdaTimeout": {"state": lambda_timeout, "times": 1}})
-    with pipeline(KEYS, **{**options, "faults": faults}) as stack:
+    options = {option: value for option, value in options.items() if option != "keys"}
+    with pipeline(keys, **{**options, "faults": faults}) as stack:
         summaries, failures = [], []
         for index, run in enumerate(runs):
             document = run(summaries) if callable(run) else run
