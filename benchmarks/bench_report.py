@@ -423,15 +423,19 @@ def count_records(files: list[Path]) -> int:
     return sum(pacsv.read_csv(path, *options).num_rows for path in files)
 
 
+#: Set (by ``--tls``) for the ``--measure`` children: the handler modes' S3 server serves HTTPS.
+TLS_ENVIRONMENT = "BATCHPIPE_BENCH_TLS"
+
+
 class S3Server:
-    """moto's S3 served from a child process (``ThreadedMotoServer``, run by this script's hidden
+    """moto's S3 served from a child process (moto's server app under werkzeug, run by this script's hidden
     ``--serve-s3``), as S3 is to a Lambda function: its request handling - parsing requests, copying
     the objects it serves, hashing uploads - is that process's CPU, not the handlers'. The child
     answers each line on its stdin with its own CPU seconds so far (user + system, every thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, __file__, "--serve-s3"],
+            [sys.executable, __file__, "--serve-s3", *(["--tls"] if tls else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -441,6 +445,8 @@ class S3Server:
         self.endpoint = self._stdout.readline().strip()
         if not self.endpoint:
             raise SystemExit(f"moto's server did not start (exit status {self._process.wait()})")
+        #: With ``tls``, the server's self-signed certificate, for the clients to trust (``AWS_CA_BUNDLE``).
+        self.certificate = self._stdout.readline().strip() if tls else None
 
     def cpu_seconds(self) -> float:
         self._stdin.write("cpu\n")
@@ -452,21 +458,80 @@ class S3Server:
         self._process.wait(timeout=60)
 
 
-def serve_s3() -> None:
-    """The child of S3Server: moto's threaded server on a free local port, its URL on stdout, then
-    its CPU seconds for each line read, until stdin ends."""
+def serve_s3(tls: bool) -> None:
+    """The child of S3Server: moto's threaded server on a free local port, its URL (and with
+    ``tls`` the path of its certificate) on stdout, then its CPU seconds for each line read, until
+    stdin ends. With ``tls`` it serves HTTPS, as S3's endpoints do, from a self-signed certificate
+    for 127.0.0.1; werkzeug closes every connection after one response, so each request pays a TLS
+    handshake that S3 (which keeps connections open) would spare."""
     import logging
+    import ssl
+    import threading
 
-    from moto.server import ThreadedMotoServer
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    print(f"http://{host}:{port}", flush=True)
+    context = None
+    if tls:
+        directory = tempfile.mkdtemp(prefix="batchpipe-bench-tls-")
+        certificate, key = _self_signed_certificate(Path(directory))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certificate, key)
+    server = make_server(
+        "127.0.0.1",
+        0,
+        DomainDispatcherApplication(create_backend_app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+        ssl_context=context,
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    print(f"{'https' if tls else 'http'}://{host}:{port}", flush=True)
+    if tls:
+        print(certificate, flush=True)
     for _ in sys.stdin:
         print(time.process_time(), flush=True)
-    server.stop()
+    server.shutdown()
+
+
+def _self_signed_certificate(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_path, key_path = directory / "certificate.pem", directory / "key.pem"
+    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(certificate_path), str(key_path)
 
 
 def handler_chain(
@@ -488,8 +553,10 @@ def handler_chain(
         server: Any = mock_aws()
         server.start()
     else:
-        server = S3Server()
+        server = S3Server(tls=bool(os.environ.get(TLS_ENVIRONMENT)))
         os.environ["AWS_ENDPOINT_URL"] = server.endpoint
+        if server.certificate:
+            os.environ["AWS_CA_BUNDLE"] = server.certificate
     import boto3
 
     from batchpipe_core.clients import s3_client
@@ -604,6 +671,23 @@ def handler_chain(
         }
 
     return stage, server
+
+
+def report_part_runtime_environment() -> dict[str, str]:
+    """The variables of ReportPartFunction's environment (template.yaml) that are read when its
+    process starts - the allocators' settings - for the handler modes' processes, as Lambda starts
+    the function's with them. PlanReport and ProcessReport run in the same process here, so they
+    have them too."""
+    from batchpipe.local.template import function_properties, load_template
+
+    properties = function_properties(load_template(ROOT / "template.yaml"), "ReportPartFunction")
+    variables = properties["Environment"]["Variables"]
+    return {name: str(variables[name]) for name in RUNTIME_VARIABLES if name in variables}
+
+
+#: What the C libraries read from the environment when the process starts (setting them later,
+#: as HANDLER_ENV is set, would change nothing): glibc's malloc tunables, mimalloc's options.
+RUNTIME_VARIABLES = ("GLIBC_TUNABLES", "MIMALLOC_PURGE_DELAY")
 
 
 def outcome_counts(counts) -> dict:
@@ -920,6 +1004,7 @@ def run(
                     check=True,
                     capture_output=True,
                     text=True,
+                    env=os.environ | (report_part_runtime_environment() if mode in HANDLER_MODES else {}),
                 )
                 runs.setdefault(mode, []).append(json.loads(child.stdout.strip().splitlines()[-1]))
         results = []
@@ -994,11 +1079,19 @@ def main() -> None:
     )
     parser.add_argument("--modes", help="comma-separated modes to run (default: all that can run)")
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "MANIFEST_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="handler modes: serve S3 over HTTPS, as AWS does (a self-signed certificate; every "
+        "request pays a TLS handshake, as moto's server closes each connection)",
+    )
     parser.add_argument("--serve-s3", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_s3:
-        serve_s3()
+        serve_s3(args.tls)
         return
+    if args.tls:
+        os.environ[TLS_ENVIRONMENT] = "1"  # read by the --measure children
     if args.measure:
         print(json.dumps(measure(args.measure[0], Path(args.measure[1]))))
         return

@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.handlers import BUILTIN_HANDLERS
 
 #: What boto3 reads from the environment when it creates a client (boto3 docs, "Configuration" and
@@ -49,6 +50,19 @@ def s3_client() -> Any:
     return _s3_client(boto3.DEFAULT_SESSION, configuration, len(BUILTIN_HANDLERS))
 
 
+#: The report stage's uploads carry their own CRC32 (``csv_upload.CsvUpload``) and are sent unsigned
+#: (``UNSIGNED-PAYLOAD``), which S3 accepts over HTTPS (S3 API reference, "Authenticating Requests:
+#: Using the Authorization Header (AWS Signature Version 4)" - "Signature Calculations for the
+#: Authorization Header: Transferring Payload in a Single Chunk"); the pipeline bucket refuses any
+#: request that is not (``aws:SecureTransport``). botocore does the same by default over HTTPS for
+#: an upload without a checksum given (a trailing CRC32 after the body, re-framed in aws-chunked
+#: encoding: a copy of every body); given the checksum, it would instead SHA-256 the whole body to
+#: sign it unless payload signing is off (``botocore.auth.S3SigV4Auth``, boto3 docs "Config
+#: reference": ``s3.payload_signing_enabled``). So the body goes as it is: one CRC32 pass, no hash,
+#: no re-framing.
+UPLOAD_CONFIG = Config(s3={"payload_signing_enabled": False})
+
+
 @functools.lru_cache(maxsize=4)
 def _s3_client(session: Any, configuration: tuple[str | None, ...], handlers: int) -> Any:
-    return session.client("s3")
+    return session.client("s3", config=UPLOAD_CONFIG)

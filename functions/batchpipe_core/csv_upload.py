@@ -3,12 +3,21 @@ that streams rows to S3 as multipart parts of bounded size, never holding them a
 
 from __future__ import annotations
 
+import base64
 import csv
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from batchpipe_core.s3uri import s3_uri
+
+
+def _sends_payloads_unsigned(s3: Any) -> bool:
+    """Whether the client was made with ``s3.payload_signing_enabled`` off (clients.UPLOAD_CONFIG);
+    a stand-in without botocore's ``meta.config`` is taken as signing."""
+    config = getattr(getattr(s3, "meta", None), "config", None)
+    return (getattr(config, "s3", None) or {}).get("payload_signing_enabled") is False
 
 
 @dataclass(frozen=True)
@@ -59,10 +68,13 @@ class CsvUpload:
     """
 
     PART_BYTES = 8 << 20
-    # Bodies go to botocore as bytearrays, which it checksums, signs and sends as they are (its
-    # parameter validation takes bytes, bytearray or a file); bytes would be wrapped in a file that
-    # it reads in 1 MiB pieces for the CRC32 and the signature and sends 8 KiB at a time: 27 against
-    # 21 ms of CPU for a 17 MB PutObject (docs/PERFORMANCE.md).
+    # How a body goes to botocore depends on who checksums it. Where the client sends payloads
+    # unsigned (clients.UPLOAD_CONFIG, the report stage's), the upload gives the CRC32 itself and the
+    # body is bytes: botocore neither hashes nor re-frames it, and moto's in-process mock (the tests,
+    # the local engine) reads bytes bodies but not a bytearray that comes with its checksum. Otherwise
+    # a bytearray, which botocore checksums, signs and sends as it is; bytes would be wrapped in a
+    # file that it reads in 1 MiB pieces for the CRC32 and the signature: 27 against 21 ms of CPU
+    # for a 17 MB PutObject over HTTP (docs/PERFORMANCE.md).
     #: The most an upload buffers before it starts a multipart upload. A multipart upload costs a
     #: CreateMultipartUpload, a CompleteMultipartUpload and a request per 8 MiB part, each ~1.5 ms of
     #: the function's CPU in botocore (docs/PERFORMANCE.md), where one PutObject takes up to 5 GB (S3
@@ -91,6 +103,7 @@ class CsvUpload:
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._skip_if_empty = skip_if_empty
+        self._checksummed = _sends_payloads_unsigned(s3)
         self.rows = 0
         self.size = 0
         if header:
@@ -131,13 +144,17 @@ class CsvUpload:
             self._pieces.append(self._small)
             self._small = bytearray()
 
-    def _joined(self) -> bytearray:
-        """Everything buffered as one bytearray (which botocore sends as it is), the buffer emptied."""
+    def _joined(self) -> bytes | bytearray:
+        """Everything buffered as one body (bytes where the upload gives its checksum, else a
+        bytearray), the buffer emptied."""
         self._take_small()
         pieces = self._pieces
-        body = (
-            pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytearray) else bytearray().join(pieces)
-        )
+        if self._checksummed:
+            body: bytes | bytearray = b"".join(pieces)
+        elif len(pieces) == 1 and isinstance(pieces[0], bytearray):
+            body = pieces[0]
+        else:
+            body = bytearray().join(pieces)
         self._pieces, self._buffered = [], 0
         return body
 
@@ -163,10 +180,24 @@ class CsvUpload:
             self._pieces.append(buffer[start:] if start else buffer)
             self._buffered = len(buffer) - start
 
-    def _upload_part(self, body: bytearray) -> None:
+    def _checksum(self, body: Any) -> dict[str, str]:
+        """The body's CRC32 for S3 to check (``ChecksumCRC32``: base64 of its 4 big-endian bytes),
+        where the client sends payloads unsigned (``clients.UPLOAD_CONFIG``). A client that signs
+        them would SHA-256 a body whose checksum is given; without it, botocore computes the same
+        CRC32 itself and sends it after the body (over HTTPS a re-framed copy of the body)."""
+        if not self._checksummed:
+            return {}
+        return {"ChecksumCRC32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode("ascii")}
+
+    def _upload_part(self, body: bytes | bytearray) -> None:
         number = len(self._parts) + 1
         part = self._s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=body,
+            **self._checksum(body),
         )
         self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
 
@@ -175,8 +206,9 @@ class CsvUpload:
             self.abort()
             return None
         if self._upload_id is None:
+            body = self._joined()
             response = self._s3.put_object(
-                Bucket=self.bucket, Key=self.key, Body=self._joined(), ContentType="text/csv"
+                Bucket=self.bucket, Key=self.key, Body=body, ContentType="text/csv", **self._checksum(body)
             )
         else:
             if self._buffered:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import itertools
 import json
 import tracemalloc
+import zlib
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from batchpipe_core.clients import s3_client
 from batchpipe_core.csv_upload import CsvUpload
 from batchpipe_core.keys import encode_key
 from batchpipe_core.reconciliation import Reconciliation, identity
@@ -279,6 +283,48 @@ def test_an_upload_is_one_put_up_to_its_single_put_size_and_parts_of_part_size_p
     else:
         assert parts[:-1] == [5 << 20] * (len(parts) - 1) and 0 < parts[-1] <= 5 << 20
         assert sum(parts) == total and done.etag.endswith(f"-{len(parts)}")
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_the_report_client_uploads_give_their_crc32_and_send_the_body_unsigned(s3, monkeypatch, extra):
+    """Through the report stage's client (clients.UPLOAD_CONFIG): every PutObject and UploadPart
+    carries the CRC32 of exactly its body, which S3 checks (next test), and is sent unsigned, as it
+    is (no SHA-256 of the body, no aws-chunked re-framing); the object is every byte written."""
+    monkeypatch.setattr(CsvUpload, "PART_BYTES", 5 << 20)  # S3's minimum part size
+    monkeypatch.setattr(CsvUpload, "SINGLE_PUT_BYTES", 6 << 20)
+    client = s3_client()
+    assert client.meta.config.s3 == {"payload_signing_enabled": False}
+    sent: list[tuple[str, dict, bytes]] = []
+
+    def record(request, **_):
+        body = request.body if isinstance(request.body, bytes | bytearray) else request.body.getvalue()
+        sent.append((request.url, dict(request.headers), bytes(body)))
+
+    client.meta.events.register_first("before-send.s3.PutObject", record)
+    client.meta.events.register_first("before-send.s3.UploadPart", record)
+    upload = CsvUpload(client, BUCKET, "out/checksummed.csv", header=["bucket", "key"])
+    line = ("bucket,k\u00e9y " + "x" * 1000 + "\n").encode()
+    for _ in range((6 << 20) // len(line) + extra * 2_000):
+        upload.write_block([line], 1)
+    done = upload.close()
+    assert done is not None and ("-" in done.etag) == bool(extra)
+    assert len(sent) == (2 if extra else 1)
+    for _, headers, body in sent:
+        crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big"))
+        assert headers["x-amz-checksum-crc32"] in (crc, crc.decode())
+        assert headers["X-Amz-Content-SHA256"] in (b"UNSIGNED-PAYLOAD", "UNSIGNED-PAYLOAD")
+        assert "Content-Encoding" not in headers
+    stored = s3.get_object(Bucket=BUCKET, Key="out/checksummed.csv")["Body"].read()
+    assert stored == b"".join(body for _, _, body in sent) and len(stored) == done.size
+
+
+def test_an_upload_whose_crc32_does_not_match_its_body_is_refused(s3):
+    """What the checksum is for: S3 refuses a body that is not what its CRC32 says (moto, as S3
+    documents: "Checking object integrity in Amazon S3")."""
+    client = s3_client()
+    with pytest.raises(ClientError):
+        client.put_object(Bucket=BUCKET, Key="out/bad.csv", Body=b"a,b\n", ChecksumCRC32="AAAAAA==")
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="out/bad").get("KeyCount") == 0
 
 
 def test_empty_upload_can_be_skipped_and_aborted_uploads_leave_nothing(s3, monkeypatch):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import base64
+import hashlib
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from unittest import mock
 
@@ -15,6 +18,48 @@ RANGE_COPY_MIN_SOURCE_BYTES = 5 * 1024**2
 
 @contextmanager
 def documented_part_copies() -> Iterator[None]:
+    """The rules below, for the embedded AWS and the unit tests (the name is the first rule's)."""
+    with ExitStack() as rules:
+        rules.enter_context(_documented_range_copies())
+        rules.enter_context(_checked_checksums())
+        yield
+
+
+#: The checksums an upload may give in a header that the embedded S3 checks (PutObject and
+#: UploadPart, ``x-amz-checksum-*``: the base64 of the body's digest, big-endian for the CRCs).
+_CHECKSUMS: dict[str, Callable[[bytes], bytes]] = {
+    "crc32": lambda body: zlib.crc32(body).to_bytes(4, "big"),
+    "sha1": lambda body: hashlib.sha1(body).digest(),  # noqa: S324 - S3's checksum, not a signature
+    "sha256": lambda body: hashlib.sha256(body).digest(),
+}
+
+
+@contextmanager
+def _checked_checksums() -> Iterator[None]:
+    """moto keeps a checksum given with an upload without computing it (its own TODO says AWS
+    does); S3 computes it and refuses the body when they differ: 400 BadDigest (S3 API reference,
+    PutObject and UploadPart, ``x-amz-checksum-crc32``; "Error responses": BadDigest, "The Content-MD5
+    or checksum value that you specified did not match what the server received")."""
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.responses import S3Response
+
+    original = S3Response._get_checksum
+
+    def _get_checksum(self: Any, response_headers: dict[str, Any]) -> Any:
+        for name, digest in _CHECKSUMS.items():
+            given = self.headers.get(f"x-amz-checksum-{name}")
+            if given and given != base64.b64encode(digest(self.body or b"")).decode("ascii"):
+                raise S3ClientError(
+                    "BadDigest", f"The {name.upper()} you specified did not match the calculated checksum."
+                )
+        return original(self, response_headers)
+
+    with mock.patch.object(S3Response, "_get_checksum", _get_checksum):
+        yield
+
+
+@contextmanager
+def _documented_range_copies() -> Iterator[None]:
     """moto's UploadPartCopy copies any range of any object; S3 refuses a range of an object of
     5 MB or less, and a range that ends past the object (RFC 9110 would answer 416)."""
     from moto.s3.exceptions import S3ClientError
