@@ -5,13 +5,13 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from batchpipe.local.s3_rules import documented_part_copies
+from batchpipe.local.s3_rules import documented_s3_rules
 
 
 @pytest.fixture(autouse=True)
 def s3_as_documented():
     """moto S3 with the rules it lacks and the code relies on (batchpipe.local.s3_rules)."""
-    with documented_part_copies():
+    with documented_s3_rules():
         yield
 
 

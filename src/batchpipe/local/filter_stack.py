@@ -24,7 +24,7 @@ from moto import mock_aws
 from .asl_walk import StatesError, Walk, WalkUnsupported, now_iso
 from .isolation import isolated_environment
 from .lambdas import error_payload
-from .s3_rules import documented_part_copies
+from .s3_rules import documented_s3_rules
 from .stack import Execution, LocalStack, _snake
 
 _LAMBDA_INVOKE = ":states:::lambda:invoke"
@@ -50,7 +50,7 @@ class FilterStack(LocalStack):
     def _start(self) -> None:
         self._exit.enter_context(isolated_environment())
         self._exit.enter_context(mock_aws())
-        self._exit.enter_context(documented_part_copies())
+        self._exit.enter_context(documented_s3_rules())
         self._create_template_resources()
         self._substituted_definition()
         os.environ.update(self.function_environment())

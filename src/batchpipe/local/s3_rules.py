@@ -17,8 +17,8 @@ RANGE_COPY_MIN_SOURCE_BYTES = 5 * 1024**2
 
 
 @contextmanager
-def documented_part_copies() -> Iterator[None]:
-    """The rules below, for the embedded AWS and the unit tests (the name is the first rule's)."""
+def documented_s3_rules() -> Iterator[None]:
+    """The rules below, for the embedded AWS and the unit tests."""
     with ExitStack() as rules:
         rules.enter_context(_documented_range_copies())
         rules.enter_context(_checked_checksums())

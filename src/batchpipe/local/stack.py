@@ -36,7 +36,7 @@ from batchpipe_core.metadata_table import TABLE_BUCKET
 from . import template as tpl
 from .isolation import REGION, isolated_environment
 from .lambdas import FunctionRegistry, InProcessFunction, code_root
-from .s3_rules import documented_part_copies
+from .s3_rules import documented_s3_rules
 from .world import required_parameters
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class LocalStack:
         self._exit.enter_context(_stop_wakes_task_token_waits())
         self._exit.enter_context(_stop_at_any_moment_with_its_cause())
         self._exit.enter_context(_map_output_within_payload_limit())
-        self._exit.enter_context(documented_part_copies())
+        self._exit.enter_context(documented_s3_rules())
         self._exit.enter_context(self.lambda_timeouts.installed())
         self._exit.enter_context(_map_runs_fail_past_tolerance())
         self._create_resources()
