@@ -687,7 +687,7 @@ def report_part_runtime_environment() -> dict[str, str]:
 
 #: What the C libraries read from the environment when the process starts (setting them later,
 #: as HANDLER_ENV is set, would change nothing): glibc's malloc tunables, mimalloc's options.
-RUNTIME_VARIABLES = ("GLIBC_TUNABLES", "MIMALLOC_PURGE_DELAY")
+RUNTIME_VARIABLES = ("GLIBC_TUNABLES", "MIMALLOC_PURGE_DELAY", "MIMALLOC_ALLOW_THP")
 
 
 def outcome_counts(counts) -> dict:

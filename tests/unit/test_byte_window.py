@@ -28,11 +28,19 @@ def csv_bytes(records: list[list[str]]) -> bytes:
 
 
 def windows(
-    data: bytes, max_rows: int, max_bytes: int | None = None, min_record_bytes: int = 1
+    data: bytes,
+    max_rows: int,
+    max_bytes: int | None = None,
+    min_record_bytes: int = 1,
+    rest_known: bool = False,
 ) -> list[bytes]:
+    """The windows that tile ``data``; with ``rest_known`` each is told the bytes left from its start
+    (as ``open_window`` tells it the object's size), so the last may be ``whole`` and count nothing."""
     pieces, offset = [], 0
     while offset < len(data):
-        window = ByteWindow(io.BytesIO(data[offset:]), max_rows, max_bytes, min_record_bytes)
+        rest = len(data) - offset if rest_known else None
+        window = ByteWindow(io.BytesIO(data[offset:]), max_rows, max_bytes, min_record_bytes, rest=rest)
+        assert window.whole == (rest is not None and not window.counts_rows and rest < max_bytes)
         piece = b"".join(iter(functools.partial(window.read, 7), b""))
         assert window.consumed == len(piece) > 0
         pieces.append(piece)
@@ -49,11 +57,12 @@ def records(data: bytes) -> list[list[str]]:
     st.lists(st.lists(FIELD, min_size=1, max_size=7), max_size=30),
     st.integers(1, 12),
     st.one_of(st.none(), st.integers(1, 200)),
+    st.booleans(),
 )
-def test_windows_tile_the_object_and_split_only_between_records(rows, max_rows, max_bytes):
+def test_windows_tile_the_object_and_split_only_between_records(rows, max_rows, max_bytes, rest_known):
     data = csv_bytes(rows)
 
-    pieces = windows(data, max_rows, max_bytes)
+    pieces = windows(data, max_rows, max_bytes, rest_known=rest_known)
 
     assert b"".join(pieces) == data
     assert [r for piece in pieces for r in records(piece)] == records(data)
@@ -67,18 +76,21 @@ def test_windows_tile_the_object_and_split_only_between_records(rows, max_rows, 
     st.lists(st.lists(FIELD, min_size=2, max_size=7), max_size=30),
     st.integers(1, 120),
     st.integers(1, 6),
+    st.booleans(),
 )
-def test_a_window_whose_bytes_bound_its_records_need_not_count_them(rows, max_bytes, min_record_bytes):
+def test_a_window_whose_bytes_bound_its_records_need_not_count_them(
+    rows, max_bytes, min_record_bytes, rest_known
+):
     """Records of at least ``min_record_bytes`` and a ``max_bytes`` that cannot hold ``max_rows`` of
-    them: the window counts only quotes, and still tiles the object record by record within both
-    bounds."""
+    them: the window counts only quotes (nothing at all where it knows it is the object's rest), and
+    still tiles the object record by record within both bounds."""
     rows = [row for row in rows if len(csv_bytes([row])) >= min_record_bytes]
     data = csv_bytes(rows)
     max_rows = (max_bytes - 1) // min_record_bytes + 1  # the most the bytes can hold
 
     assert not ByteWindow(io.BytesIO(data), max_rows, max_bytes, min_record_bytes).counts_rows
     assert ByteWindow(io.BytesIO(data), max_rows - 1, max_bytes, min_record_bytes).counts_rows
-    pieces = windows(data, max_rows, max_bytes, min_record_bytes)
+    pieces = windows(data, max_rows, max_bytes, min_record_bytes, rest_known)
 
     assert b"".join(pieces) == data
     assert [r for piece in pieces for r in records(piece)] == records(data)

@@ -172,17 +172,20 @@ def test_a_blank_line_is_counted_unless_arrow_reads_it(records, blanks, sizes):
     st.integers(17, 400),
     st.sampled_from(["\n", "\r\n"]),
     READ_SIZES,
+    st.booleans(),
 )
 def test_windows_counted_as_their_bytes_pass_add_up_to_the_file(
-    records, max_rows, max_bytes, line_end, sizes
+    records, max_rows, max_bytes, line_end, sizes, rest_known
 ):
     """Through ``byte_window.ByteWindow`` the count takes the window's own quote check and, when the
     window counts its records, its newline count: each window's count is Arrow's count of the same
-    bytes, and the windows still tile the file."""
+    bytes, and the windows still tile the file. Where the window knows the object's rest and is all
+    of it (``whole``: it counts no quotes), the count checks its blocks itself, to the same total."""
     data = encoded(records, line_end)
     offset, total = 0, 0
     while offset < len(data):
-        window = ByteWindow(Reads(data[offset:], sizes), max_rows, max_bytes, min_record_bytes=17)
+        rest = len(data) - offset if rest_known else None
+        window = ByteWindow(Reads(data[offset:], sizes), max_rows, max_bytes, min_record_bytes=17, rest=rest)
         counted = count_succeeded_records(window, block_bytes=1 << 10)
         piece = data[offset : offset + window.consumed]
         assert window.consumed > 0
@@ -201,6 +204,19 @@ def test_a_window_that_counts_its_records_gives_its_count():
     assert window.counts_rows
 
     assert count_succeeded_records(window) == 1000 == window.rows
+
+
+def test_a_window_that_is_the_rest_of_the_object_counts_no_quotes_and_the_count_still_sees_them():
+    """A window that cannot be cut passes its bytes on uncounted (``quotes`` None), so a quoted record
+    in a file labelled as successes is still found by the count's own check and parsed by Arrow."""
+    plain = b"".join(b"bkt,k%d,,succeeded,200,,Successful\n" % i for i in range(100))
+    quoted = plain + b'bkt,"k,1",,succeeded,200,,Successful\n'
+    for data, rows in ((plain, 100), (quoted, 101)):
+        window = ByteWindow(io.BytesIO(data), 1_000, len(data) + 1, min_record_bytes=17, rest=len(data))
+        assert window.whole and window.quotes is None
+
+        assert count_succeeded_records(window, block_bytes=1 << 10) == rows
+        assert window.consumed == len(data)
 
 
 def test_the_edges_of_a_stream_are_arrows():
