@@ -125,3 +125,23 @@ def test_open_window_reads_from_an_offset_and_says_where_the_next_starts():
     assert b"".join(pieces) == data
     assert len(pieces) == 4  # 30 + 30 + 30 + 10 records
     assert empty.stream.read() == b"" and empty.next_offset is None
+
+
+def test_a_window_is_whole_only_when_the_rest_of_the_object_is_under_its_byte_bound():
+    """The boundary: ``read`` cuts once the bytes passed reach ``max_bytes``, so a rest of
+    ``max_bytes - 1`` bytes can never be cut (``whole``: nothing counted) and a rest of ``max_bytes``
+    can, and is cut at the first record end at or past byte ``max_bytes - 1``, as without ``rest``."""
+    # min_record_bytes as large as the data: the byte bound alone bounds the rows, so none are counted.
+    data = b'b,k1,,failed,500,InternalError,"a\nb"\nb,k2,,failed,500,InternalError,c\n'
+    for max_bytes, whole in ((len(data) + 1, True), (len(data), False), (20, False)):
+        window = ByteWindow(io.BytesIO(data), 10, max_bytes, min_record_bytes=len(data), rest=len(data))
+        assert not window.counts_rows and window.whole is whole
+        piece = b"".join(iter(functools.partial(window.read, 5), b""))
+        unknowing = ByteWindow(io.BytesIO(data), 10, max_bytes, min_record_bytes=len(data))
+        assert piece == b"".join(iter(functools.partial(unknowing.read, 5), b"")) and window.consumed == len(
+            piece
+        )
+        assert window.quotes is None if whole else window.quotes == unknowing.quotes
+    assert windows(data, 10, 20, min_record_bytes=len(data), rest_known=True) == windows(
+        data, 10, 20, len(data)
+    )
