@@ -18,6 +18,7 @@ import functools
 import io
 import itertools
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
@@ -55,6 +56,11 @@ FULL_READ_BLOCK_BYTES = 4 << 20
 #: Whether pyarrow parses blocks on its thread pool. The function has one vCPU at 1,769 MB
 #: (docs/PERFORMANCE.md), where threads add coordination but no parallelism.
 ARROW_THREADS = False
+#: Blocks Arrow's background reader may read ahead of the batches taken from it (``_Pacer``). Left to
+#: itself it queues up to 32 (``kDefaultBackgroundMaxQ`` in Arrow's async_generator.h), which from
+#: an S3 body that arrives faster than it is parsed is the whole window held in memory: 128 MiB of
+#: 4 MiB blocks, every byte of it memory touched for the first time in a fresh function.
+READ_AHEAD_BLOCKS = 2
 PYARROW, CSV_MODULE = "pyarrow", "csv"
 READERS = (PYARROW, CSV_MODULE)
 _ARN_PREFIX = "arn:aws:s3:::"
@@ -438,10 +444,12 @@ def _open_arrow(
 ) -> Any:
     """pyarrow's streaming reader over a results CSV (None when it has no bytes): every column read
     as a string (keys and versions stay exactly as written), quoted values may hold newlines, and a
-    record that is not 7 fields wide goes to ``on_invalid``."""
+    record that is not 7 fields wide goes to ``on_invalid``. Its reads are held to
+    ``READ_AHEAD_BLOCKS`` ahead of the batches taken (``_PacedBatches``); use it in a ``with``."""
+    pacer = _Pacer(READ_AHEAD_BLOCKS)
     try:
-        return pacsv.open_csv(
-            _CarriageReturnsKept(binary),
+        reader = pacsv.open_csv(
+            _CarriageReturnsKept(binary, pacer),
             read_options=pacsv.ReadOptions(
                 column_names=_RESULT_COLUMNS, block_size=block_bytes, use_threads=ARROW_THREADS
             ),
@@ -453,9 +461,90 @@ def _open_arrow(
             ),
         )
     except pa.ArrowInvalid as error:
+        pacer.finish()
         if str(error).startswith("Empty CSV file"):  # no bytes (or a BOM alone): no rows
             return None
         raise
+    except BaseException:
+        pacer.finish()
+        raise
+    return _PacedBatches(reader, pacer)
+
+
+class _Pacer:
+    """Holds the reads of Arrow's background reader to ``ahead`` blocks past the batches taken.
+
+    Arrow's streaming CSV reader reads its stream on an I/O thread and queues up to 32 blocks
+    before any is parsed; a block is parsed when its batch is asked for, on the asking thread. Here a
+    read waits while ``ahead`` blocks are read and not yet taken as batches, so the blocks in memory
+    stay a few, each freed (and its memory used again) once its batch is taken. A block holds whole
+    records (a record must fit in one: ``ARROW_BLOCK_BYTES``), so the batch asked for never needs a
+    block the wait holds back; even so no wait is unbounded: a read waits at most ``asking_seconds``
+    while a batch is being asked for and ``idle_seconds`` otherwise before it goes ahead, so a
+    reader that stops taking batches without closing slows the reads but never stops them."""
+
+    def __init__(self, ahead: int, asking_seconds: float = 0.05, idle_seconds: float = 0.5) -> None:
+        self._ahead = ahead
+        self._timeouts = (idle_seconds, asking_seconds)
+        self._changed = threading.Condition()
+        self._reads = 0
+        self._taken = 0
+        self._asking = False
+        self._finished = False
+        self.most_ahead = 0  # the most blocks read and not yet taken, for tests
+
+    def before_read(self) -> None:
+        with self._changed:
+            while not self._finished and self._reads - self._taken >= self._ahead:
+                state = (self._taken, self._asking)
+                if not self._changed.wait(self._timeouts[self._asking]) and state == (
+                    self._taken,
+                    self._asking,
+                ):
+                    break  # nothing moved: read anyway
+            self._reads += 1
+            self.most_ahead = max(self.most_ahead, self._reads - self._taken)
+
+    def asking(self) -> None:
+        with self._changed:
+            self._asking = True
+            self._changed.notify_all()
+
+    def taken(self) -> None:
+        with self._changed:
+            self._asking = False
+            self._taken += 1
+            self._changed.notify_all()
+
+    def finish(self) -> None:
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
+
+
+class _PacedBatches:
+    """Arrow's record batch reader, its batches counted as taken for the ``_Pacer`` of its stream; a
+    context manager that closes the reader and lets any held read go."""
+
+    def __init__(self, reader: Any, pacer: _Pacer) -> None:
+        self._reader, self.pacer = reader, pacer
+
+    def __iter__(self) -> _PacedBatches:
+        return self
+
+    def __next__(self) -> Any:
+        self.pacer.asking()
+        try:
+            return self._reader.read_next_batch()
+        finally:
+            self.pacer.taken()
+
+    def __enter__(self) -> _PacedBatches:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.pacer.finish()
+        self._reader.close()
 
 
 class _CarriageReturnsKept(io.RawIOBase):
@@ -474,8 +563,9 @@ class _CarriageReturnsKept(io.RawIOBase):
     between two blocks. One Python call per block: nothing per row.
     """
 
-    def __init__(self, binary: IO[bytes]) -> None:
+    def __init__(self, binary: IO[bytes], pacer: _Pacer | None = None) -> None:
         self._binary = binary
+        self._pacer = pacer
         self._held = b""
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._partial_character = False
@@ -484,6 +574,8 @@ class _CarriageReturnsKept(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        if self._pacer is not None:
+            self._pacer.before_read()
         while True:
             if size is None or size < 0:
                 chunk = self._binary.read()

@@ -8,7 +8,10 @@ column decided per batch, block boundaries inside quoted values, bounded memory,
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import threading
+import time
 import tracemalloc
 from collections import Counter
 
@@ -282,6 +285,83 @@ def test_arrow_reader_memory_does_not_grow_with_rows():
     # pyarrow's read-ahead (1 MiB blocks read through Python) fills up over the first blocks: ~4.5 MB
     # at 30,000 rows, ~7 MB from 150,000 to 600,000. Holding the rows would take ~50 MB here.
     assert large_python < 2 * small_python + (1 << 20), (small_python, large_python)
+
+
+class CountedReads(io.RawIOBase):
+    """A stream that notes, at each read, how many blocks it has given that the consumer has not
+    taken as batches yet (``taken`` is the consumer's count)."""
+
+    def __init__(self, binary) -> None:
+        self._binary, self.reads, self.taken, self.most_ahead = binary, 0, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size=-1) -> bytes:
+        chunk = self._binary.read(size)
+        if chunk:
+            self.reads += 1
+            self.most_ahead = max(self.most_ahead, self.reads - self.taken)
+        return chunk
+
+
+def _read_slowly(data: bytes) -> CountedReads:
+    """Every batch of ``data`` in 64 KiB blocks, taken by a consumer slower than the reads (as the
+    report stage is: its work on a batch costs more than reading the bytes)."""
+    stream = CountedReads(io.BytesIO(data))
+    rows = 0
+    for part in arrow_result_parts(stream, block_bytes=1 << 16):
+        stream.taken += 1
+        rows += len(part)
+        time.sleep(0.002)
+    assert rows == data.count(b"\n")
+    return stream
+
+
+def test_arrow_reads_stay_a_few_blocks_ahead_of_the_batches_taken(monkeypatch):
+    """Arrow's background reader queues up to 32 blocks of a stream before any is parsed (the whole
+    window, from an S3 body that arrives faster than it is parsed); the reads are held to
+    READ_AHEAD_BLOCKS ahead of the batches taken (one more while a taken batch is being counted)."""
+    data = b"".join(b"bkt,k%06d,,failed,404,NoSuchKey,Not found\n" % i for i in range(60_000))  # ~40 blocks
+    # Waits that never run out here, so the bound is exact however slow the machine.
+    monkeypatch.setattr(
+        report, "_Pacer", functools.partial(report._Pacer, asking_seconds=60, idle_seconds=60)
+    )
+
+    ahead = report.READ_AHEAD_BLOCKS
+    paced = _read_slowly(data)
+    monkeypatch.setattr(report, "READ_AHEAD_BLOCKS", 64)
+    unpaced = _read_slowly(data)
+
+    assert paced.reads == unpaced.reads >= 30
+    assert paced.most_ahead <= ahead + 1 < 10
+    assert unpaced.most_ahead >= 10  # what the test would see without the pacing
+
+
+def test_a_held_read_goes_ahead_when_a_batch_is_taken_when_nothing_moves_and_once_finished():
+    """No wait is unbounded: a consumer that stops taking batches without closing slows the reads
+    but never stops them (Arrow's reader thread is never left blocked)."""
+    held = report._Pacer(1, asking_seconds=60, idle_seconds=60)
+    held.before_read()
+    threading.Timer(0.05, held.taken).start()
+    started = time.monotonic()
+    held.before_read()  # released by the batch taken
+    assert 0.04 <= time.monotonic() - started < 30
+
+    stalled = report._Pacer(1, asking_seconds=0.02, idle_seconds=0.1)
+    stalled.before_read()
+    started = time.monotonic()
+    stalled.before_read()  # nothing taken, nobody asking: the idle bound, then the read
+    assert 0.09 <= time.monotonic() - started < 30
+    stalled.asking()
+    started = time.monotonic()
+    stalled.before_read()  # a batch asked for and none coming: the asking bound
+    assert 0.015 <= time.monotonic() - started < 30
+    stalled.finish()
+    started = time.monotonic()
+    for _ in range(5):
+        stalled.before_read()  # finished: no wait at all
+    assert time.monotonic() - started < 0.09
 
 
 def test_without_pyarrow_the_csv_module_reads_and_one_warning_is_logged(monkeypatch, caplog):
