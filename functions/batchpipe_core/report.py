@@ -491,7 +491,6 @@ class _Pacer:
         self._taken = 0
         self._asking = False
         self._finished = False
-        self.most_ahead = 0  # the most blocks read and not yet taken, for tests
 
     def before_read(self) -> None:
         with self._changed:
@@ -503,7 +502,6 @@ class _Pacer:
                 ):
                     break  # nothing moved: read anyway
             self._reads += 1
-            self.most_ahead = max(self.most_ahead, self._reads - self._taken)
 
     def asking(self) -> None:
         with self._changed:
@@ -527,23 +525,23 @@ class _PacedBatches:
     context manager that closes the reader and lets any held read go."""
 
     def __init__(self, reader: Any, pacer: _Pacer) -> None:
-        self._reader, self.pacer = reader, pacer
+        self._reader, self._pacer = reader, pacer
 
     def __iter__(self) -> _PacedBatches:
         return self
 
     def __next__(self) -> Any:
-        self.pacer.asking()
+        self._pacer.asking()
         try:
             return self._reader.read_next_batch()
         finally:
-            self.pacer.taken()
+            self._pacer.taken()
 
     def __enter__(self) -> _PacedBatches:
         return self
 
     def __exit__(self, *_: Any) -> None:
-        self.pacer.finish()
+        self._pacer.finish()
         self._reader.close()
 
 
