@@ -460,13 +460,10 @@ def _open_arrow(
                 include_columns=list(include),
             ),
         )
-    except pa.ArrowInvalid as error:
-        pacer.finish()
-        if str(error).startswith("Empty CSV file"):  # no bytes (or a BOM alone): no rows
-            return None
-        raise
-    except BaseException:
-        pacer.finish()
+    except BaseException as error:
+        pacer.finish()  # no batch will be taken: let any read Arrow started go
+        if isinstance(error, pa.ArrowInvalid) and str(error).startswith("Empty CSV file"):
+            return None  # no bytes (or a BOM alone): no rows
         raise
     return _PacedBatches(reader, pacer)
 
