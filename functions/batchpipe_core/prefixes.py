@@ -56,9 +56,7 @@ class PrefixTally:
         self._known: dict[str, list[list[int]]] = {}  # a deepest prefix's entries (add_counts)
 
     def add(self, key: str, *, retriable: bool) -> None:
-        column = 1 if retriable else 0
-        for entry in self._entries(key):
-            entry[column] += 1
+        self._add(key, 1 if retriable else 0, 1)
 
     def add_counts(self, counted: list[tuple[str, int]], *, retriable: bool) -> None:
         """What ``add`` does for many keys at once, from their deepest prefixes (a key up to its
@@ -66,28 +64,32 @@ class PrefixTally:
         order each first occurs (``failure_columns.prefix_counts``): the same prefixes are tracked (the
         first ``tracked`` met), the same rows go to ``other``.
 
-        Where a deepest prefix's rows go is kept (``_entries``): a tracked prefix stays tracked, and a
+        Where a deepest prefix's rows go is kept (``_add``): a tracked prefix stays tracked, and a
         prefix not tracked because its depth was full stays so, so a deepest prefix met again in a
         later batch costs one lookup (a report's failures fall in a few folders, met batch after
         batch). A deepest prefix of one row in its batch is not kept: a folder per failed key is a
         common layout, and keeping each such folder would only fill the bound and clear the
-        folders that do recur (15% of this step's CPU in the benchmark's 30% report)."""
+        folders that do recur (15% of this step's CPU in the benchmark's 30% report); its rows are
+        added as the walk finds each count, with no list of them made."""
         column = 1 if retriable else 0
         known = self._known
         for prefix, rows in counted:
             entries = known.get(prefix)
-            if entries is None:
-                entries = self._entries(prefix)
-                if rows > 1:
-                    if len(known) >= self._most_known:
-                        known.clear()  # bounded: the prefixes met since are found again as they come
-                    known[prefix] = entries
-            for entry in entries:
-                entry[column] += rows
+            if entries is not None:
+                for entry in entries:
+                    entry[column] += rows
+            elif rows == 1:
+                self._add(prefix, column, rows)
+            else:
+                if len(known) >= self._most_known:
+                    known.clear()  # bounded: the prefixes met since are found again as they come
+                known[prefix] = entries = []
+                self._add(prefix, column, rows, entries)
 
-    def _entries(self, key: str) -> list[list[int]]:
-        """Per depth, the counts ``key`` adds to: its prefix's (tracked from here on if the depth has
-        room: the first ``tracked`` prefixes met), else the depth's ``other``.
+    def _add(self, key: str, column: int, rows: int, kept: list[list[int]] | None = None) -> None:
+        """Adds ``rows`` to ``column`` of the counts ``key`` adds to, per depth: its prefix's (tracked
+        from here on if the depth has room: the first ``tracked`` prefixes met), else the depth's
+        ``other``; appends those counts to ``kept`` when given (``add_counts`` keeps them).
 
         A key's prefix at depth d+1 determines its prefix at depth d (the part up to its d-th ``/``,
         or all of it when it holds fewer; a prefix cut at ``MAX_PREFIX_CHARS`` likewise, as the cut
@@ -96,7 +98,6 @@ class PrefixTally:
         d had room too, its depth-d prefix then tracked. So once a depth is full, a key whose prefix
         there is not tracked adds to ``other`` at that depth and every deeper one: no more finds
         (tests/unit/test_prefixes.py holds it against the full walk)."""
-        entries = []
         end = 0
         tracked = self._tracked
         for depth, counts in enumerate(self._counts):
@@ -107,11 +108,15 @@ class PrefixTally:
             entry = counts.get(prefix)
             if entry is None:
                 if len(counts) >= tracked:
-                    entries.extend(self._other[depth:])
-                    return entries
+                    for other in self._other[depth:]:
+                        other[column] += rows
+                    if kept is not None:
+                        kept.extend(self._other[depth:])
+                    return
                 entry = counts[prefix] = [0, 0]
-            entries.append(entry)
-        return entries
+            entry[column] += rows
+            if kept is not None:
+                kept.append(entry)
 
     def as_document(self) -> dict[str, Any]:
         return {

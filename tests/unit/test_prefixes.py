@@ -165,7 +165,7 @@ def test_the_report_stage_records_failures_by_prefix_across_its_parts(s3):  # no
 
 def reference_document(rows: list[tuple[str, bool]], tracked: int, depths: int = 4) -> dict:
     """The tally as the module docstring states it, walked in full at every depth for every key: no
-    shortcut once a depth is full (``PrefixTally._entries`` stops at the first full depth where the
+    shortcut once a depth is full (``PrefixTally._add`` stops at the first full depth where the
     key's prefix is not tracked)."""
     counts: list[dict[str, list[int]]] = [{} for _ in range(depths)]
     other = [[0, 0] for _ in range(depths)]
@@ -212,7 +212,7 @@ prefix_rows = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(prefix_rows, st.integers(1, 6))
 def test_once_a_depth_is_full_an_untracked_prefix_goes_to_other_at_every_deeper_depth(rows, tracked):
-    """The shortcut ``_entries`` takes at a full depth gives the tally of the full walk, row by row
+    """The shortcut ``_add`` takes at a full depth gives the tally of the full walk, row by row
     (``add``) and by deepest prefixes (``add_counts``, which resolves a new deepest prefix the same
     way), whichever depth fills first."""
     expected = reference_document(rows, tracked)
