@@ -11,11 +11,14 @@ import zlib
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from batchpipe_core.clients import s3_client
-from batchpipe_core.csv_upload import CsvUpload
+from batchpipe_core.csv_upload import CsvUpload, PiecesBody
 from batchpipe_core.keys import encode_key
 from batchpipe_core.reconciliation import Reconciliation, identity
 from batchpipe_core.report import (
@@ -297,7 +300,12 @@ def test_the_report_client_uploads_give_their_crc32_and_send_the_body_unsigned(s
     sent: list[tuple[str, dict, bytes]] = []
 
     def record(request, **_):
-        body = request.body if isinstance(request.body, bytes | bytearray) else request.body.getvalue()
+        body = request.body
+        if not isinstance(body, bytes | bytearray):  # a file (botocore's BytesIO, or a PiecesBody)
+            position = body.tell()
+            body.seek(0)
+            body = body.read()
+            request.body.seek(position)  # as the connection will read it
         sent.append((request.url, dict(request.headers), bytes(body)))
 
     client.meta.events.register_first("before-send.s3.PutObject", record)
@@ -316,6 +324,73 @@ def test_the_report_client_uploads_give_their_crc32_and_send_the_body_unsigned(s
         assert "Content-Encoding" not in headers
     stored = s3.get_object(Bucket=BUCKET, Key="out/checksummed.csv")["Body"].read()
     assert stored == b"".join(body for _, _, body in sent) and len(stored) == done.size
+
+
+@given(
+    pieces=st.lists(st.binary(max_size=40), max_size=8),
+    sizes=st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20),
+    seeks=st.lists(st.integers(min_value=-10, max_value=400), max_size=4),
+)
+def test_a_pieces_body_reads_as_its_pieces_joined_from_wherever_it_is_sought(pieces, sizes, seeks):
+    """``PiecesBody`` is the file of its pieces joined: sized, each read at most what was asked and
+    never across two pieces (a view, not a copy), empty at the end; a seek anywhere (clamped to the
+    body) reads on from there, and ``read()`` joins what is left, as moto's mock reads it."""
+    whole = b"".join(pieces)
+    body = PiecesBody([bytearray(p) if i % 2 else p for i, p in enumerate(pieces)])
+    assert len(body) == len(whole) and body.tell() == 0
+    for position in [0, *seeks]:
+        at = body.seek(position)
+        assert at == body.tell() == min(max(position, 0), len(whole))
+        read = b""
+        for size in itertools.cycle(sizes):
+            chunk = body.read(size)
+            if not chunk:
+                break
+            assert 0 < len(chunk) <= size
+            read += bytes(chunk)
+        assert read == whole[at:] and body.tell() == len(whole) and body.read(5) == b""
+        body.seek(at)
+        assert body.read() == whole[at:] and body.read() == b""
+    assert body.seek(-3, io.SEEK_END) == max(len(whole) - 3, 0) and body.read() == whole[-3:]
+
+
+_SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+
+
+class _Raw:
+    """A response body as botocore reads one (``stream``)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+def test_a_put_retried_after_its_body_was_partly_sent_stores_every_byte():
+    """botocore rewinds a file body before it retries (a 503 after part of it went): the object S3
+    stores is the whole body once, its CRC32 the one the upload gave (the report client's uploads,
+    bodies of many pieces)."""
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        client = s3_client()
+        attempts: list[int] = []
+
+        def fail_first(request, **_):
+            attempts.append(request.body.tell())
+            if len(attempts) == 1:
+                request.body.read(100)  # part of the body went before the connection broke
+                return AWSResponse(request.url, 503, {}, _Raw(_SLOW_DOWN))
+            return None
+
+        client.meta.events.register_first("before-send.s3.PutObject", fail_first)
+        upload = CsvUpload(client, BUCKET, "out/retried.csv", header=["bucket", "key"])
+        lines = [(f"b,k\u00e9y-{i}-" + "x" * 70_000 + "\n").encode() for i in range(3)]
+        upload.write_block(lines, 3)  # pieces of at least _BLOCK_BYTES each, kept as they are
+        done = upload.close()
+        stored = client.get_object(Bucket=BUCKET, Key="out/retried.csv")["Body"].read()
+    assert attempts == [0, 0] and done is not None
+    assert stored == b"bucket,key\n" + b"".join(lines) and len(stored) == done.size
 
 
 def test_an_upload_whose_crc32_does_not_match_its_body_is_refused(s3):
