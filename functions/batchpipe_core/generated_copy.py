@@ -42,7 +42,7 @@ from batchpipe_core.failure_columns import csv_pieces
 from batchpipe_core.jobs import ManifestRef, transient_as_retryable
 from batchpipe_core.keys import decode_key
 from batchpipe_core.multipart import Source, concatenate
-from batchpipe_core.report import ARROW_BLOCK_BYTES, ARROW_THREADS, _CarriageReturnsKept, pa, pacsv
+from batchpipe_core.report import ARROW_BLOCK_BYTES, ARROW_THREADS, open_paced_csv, pa, pacsv
 
 # Keys shown by a dry run (as BuildManifest shows an inventory run's).
 SAMPLE_KEYS = 20
@@ -266,15 +266,15 @@ def _convert_arrow(raw: Any, schema: list[str], upload: CsvUpload, name: str) ->
     as S3 wrote them), quoted values may hold newlines, written by ``failure_columns.csv_pieces``
     exactly as the csv module writes them; yields the first keys it wrote."""
     try:
-        batches = pacsv.open_csv(
-            _CarriageReturnsKept(raw),
+        batches = open_paced_csv(
+            raw,
             read_options=pacsv.ReadOptions(
                 column_names=schema, block_size=ARROW_BLOCK_BYTES, use_threads=ARROW_THREADS
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(schema, pa.string()),
-                check_utf8=False,  # _CarriageReturnsKept checks it
+                check_utf8=False,  # open_paced_csv's stream checks it
                 include_columns=list(COPIED_COLUMNS),
             ),
         )
@@ -282,16 +282,17 @@ def _convert_arrow(raw: Any, schema: list[str], upload: CsvUpload, name: str) ->
         if str(error).startswith("Empty CSV file"):
             return
         raise _unreadable(name, error) from error
-    try:
-        for batch in batches:
-            if not batch.num_rows:
-                continue
-            keys = batch.column(1)
-            upload.write_block(csv_pieces([batch.column(0), keys]), batch.num_rows)
-            if upload.rows - batch.num_rows < SAMPLE_KEYS:
-                yield keys.slice(0, SAMPLE_KEYS).to_pylist()
-    except pa.ArrowInvalid as error:
-        raise _unreadable(name, error) from error
+    with batches:  # closed (and no read left held) however the caller stops taking keys
+        try:
+            for batch in batches:
+                if not batch.num_rows:
+                    continue
+                keys = batch.column(1)
+                upload.write_block(csv_pieces([batch.column(0), keys]), batch.num_rows)
+                if upload.rows - batch.num_rows < SAMPLE_KEYS:
+                    yield keys.slice(0, SAMPLE_KEYS).to_pylist()
+        except pa.ArrowInvalid as error:
+            raise _unreadable(name, error) from error
 
 
 def _bad_row(name: str, fields: int, schema: list[str]) -> AccountingError:

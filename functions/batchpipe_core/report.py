@@ -444,12 +444,10 @@ def _open_arrow(
 ) -> Any:
     """pyarrow's streaming reader over a results CSV (None when it has no bytes): every column read
     as a string (keys and versions stay exactly as written), quoted values may hold newlines, and a
-    record that is not 7 fields wide goes to ``on_invalid``. Its reads are held to
-    ``READ_AHEAD_BLOCKS`` ahead of the batches taken (``_PacedBatches``); use it in a ``with``."""
-    pacer = _Pacer(READ_AHEAD_BLOCKS)
+    record that is not 7 fields wide goes to ``on_invalid``; read as ``open_paced_csv`` reads."""
     try:
-        reader = pacsv.open_csv(
-            _CarriageReturnsKept(binary, pacer),
+        return open_paced_csv(
+            binary,
             read_options=pacsv.ReadOptions(
                 column_names=_RESULT_COLUMNS, block_size=block_bytes, use_threads=ARROW_THREADS
             ),
@@ -460,10 +458,22 @@ def _open_arrow(
                 include_columns=list(include),
             ),
         )
-    except BaseException as error:
-        pacer.finish()  # no batch will be taken: let any read Arrow started go
-        if isinstance(error, pa.ArrowInvalid) and str(error).startswith("Empty CSV file"):
+    except pa.ArrowInvalid as error:
+        if str(error).startswith("Empty CSV file"):
             return None  # no bytes (or a BOM alone): no rows
+        raise
+
+
+def open_paced_csv(binary: IO[bytes], **options: Any) -> Any:
+    """``pyarrow.csv.open_csv(binary, **options)`` over ``binary`` as ``_CarriageReturnsKept`` reads it
+    (every CRLF in one buffer, UTF-8 checked), its reads held to ``READ_AHEAD_BLOCKS`` ahead of the
+    batches taken (``_PacedBatches``); use it in a ``with``. Raises what ``open_csv`` raises (an
+    empty stream: ArrowInvalid "Empty CSV file"), with no read left held."""
+    pacer = _Pacer(READ_AHEAD_BLOCKS)
+    try:
+        reader = pacsv.open_csv(_CarriageReturnsKept(binary, pacer), **options)
+    except BaseException:
+        pacer.finish()  # no batch will be taken: let any read Arrow started go
         raise
     return _PacedBatches(reader, pacer)
 

@@ -261,3 +261,49 @@ def test_pyarrow_and_the_csv_module_write_the_same_manifest(s3, keys, encoded, q
     assert by_arrow == by_csv
     # Empty keys make no row in either (a blank line); every other key is one row, spelled as written.
     assert [key for _, key in _lines(csv_bytes)] == [k for k in spelled if k or len(names) > 1]
+
+
+def test_a_data_file_is_read_a_few_blocks_ahead_of_its_conversion(monkeypatch):
+    """The pyarrow conversion reads a data file as the report stage reads a results file
+    (``report.open_paced_csv``): Arrow's background reader, which queues up to 32 blocks, is held
+    to READ_AHEAD_BLOCKS ahead of the batches converted (one more while a batch is being written),
+    so a piece's memory stays a few blocks whatever its size."""
+    import functools
+    import time
+
+    from batchpipe_core import report
+    from tests.unit.test_report_readers import CountedReads
+
+    monkeypatch.setattr(
+        report, "_Pacer", functools.partial(report._Pacer, asking_seconds=60, idle_seconds=60)
+    )
+    monkeypatch.setattr(generated_copy, "ARROW_BLOCK_BYTES", 1 << 16)
+    data = b"".join(b"bkt,photos/k%07d.jpg\n" % i for i in range(80_000))  # ~30 blocks
+
+    class SlowUpload:
+        """A consumer slower than the reads, as the copy is (it writes each batch's lines)."""
+
+        rows = 0
+
+        def write_block(self, pieces, rows):
+            assert b"".join(bytes(piece) for piece in pieces).count(b"\n") == rows
+            self.rows += rows
+            stream.taken += 1
+            time.sleep(0.002)
+
+    def convert() -> CountedReads:
+        upload = SlowUpload()
+        keys = list(generated_copy._convert_arrow(stream, ["Bucket", "Key"], upload, "data.csv"))
+        assert upload.rows == 80_000 and keys[0][:2] == ["photos/k0000000.jpg", "photos/k0000001.jpg"]
+        return stream
+
+    ahead = report.READ_AHEAD_BLOCKS
+    stream = CountedReads(io.BytesIO(data))
+    paced = convert()
+    monkeypatch.setattr(report, "READ_AHEAD_BLOCKS", 64)
+    stream = CountedReads(io.BytesIO(data))
+    unpaced = convert()
+
+    assert paced.reads == unpaced.reads >= 25
+    assert paced.most_ahead <= ahead + 1 < 10
+    assert unpaced.most_ahead >= 10  # what the test would see without the pacing
