@@ -80,7 +80,9 @@ class PiecesBody:
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}.get(whence)
+        if start is None:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         position = min(max(start + offset, 0), self._size)
         self._position, self._piece, self._offset = position, 0, position
         while self._piece < len(self.pieces) and self._offset >= len(self.pieces[self._piece]):
@@ -89,7 +91,7 @@ class PiecesBody:
         return position
 
     def read(self, size: int | None = -1) -> Any:
-        if self._piece >= len(self.pieces) or not size:
+        if self._piece >= len(self.pieces) or size == 0:
             return b""
         if size is None or size < 0:
             rest = [self.pieces[self._piece][self._offset :], *self.pieces[self._piece + 1 :]]

@@ -351,6 +351,8 @@ def test_a_pieces_body_reads_as_its_pieces_joined_from_wherever_it_is_sought(pie
         assert read == whole[at:] and body.tell() == len(whole) and body.read(5) == b""
         body.seek(at)
         assert body.read() == whole[at:] and body.read() == b""
+        body.seek(at)
+        assert body.read(None) == whole[at:] and body.read(0) == b""
     assert body.seek(-3, io.SEEK_END) == max(len(whole) - 3, 0) and body.read() == whole[-3:]
 
 
