@@ -279,9 +279,9 @@ def _convert_arrow(raw: Any, schema: list[str], upload: CsvUpload, name: str) ->
             ),
         )
     except pa.ArrowInvalid as error:
-        if str(error).startswith("Empty CSV file"):
-            return
         raise _unreadable(name, error) from error
+    if batches is None:
+        return  # an empty data file
     with batches:  # closed (and no read left held) however the caller stops taking keys
         try:
             for batch in batches:

@@ -445,35 +445,32 @@ def _open_arrow(
     """pyarrow's streaming reader over a results CSV (None when it has no bytes): every column read
     as a string (keys and versions stay exactly as written), quoted values may hold newlines, and a
     record that is not 7 fields wide goes to ``on_invalid``; read as ``open_paced_csv`` reads."""
-    try:
-        return open_paced_csv(
-            binary,
-            read_options=pacsv.ReadOptions(
-                column_names=_RESULT_COLUMNS, block_size=block_bytes, use_threads=ARROW_THREADS
-            ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(_RESULT_COLUMNS, pa.string()),
-                check_utf8=False,  # _CarriageReturnsKept checks it, for less
-                include_columns=list(include),
-            ),
-        )
-    except pa.ArrowInvalid as error:
-        if str(error).startswith("Empty CSV file"):
-            return None  # no bytes (or a BOM alone): no rows
-        raise
+    return open_paced_csv(
+        binary,
+        read_options=pacsv.ReadOptions(
+            column_names=_RESULT_COLUMNS, block_size=block_bytes, use_threads=ARROW_THREADS
+        ),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(_RESULT_COLUMNS, pa.string()),
+            check_utf8=False,  # _CarriageReturnsKept checks it, for less
+            include_columns=list(include),
+        ),
+    )
 
 
 def open_paced_csv(binary: IO[bytes], **options: Any) -> Any:
     """``pyarrow.csv.open_csv(binary, **options)`` over ``binary`` as ``_CarriageReturnsKept`` reads it
     (every CRLF in one buffer, UTF-8 checked), its reads held to ``READ_AHEAD_BLOCKS`` ahead of the
-    batches taken (``_PacedBatches``); use it in a ``with``. Raises what ``open_csv`` raises (an
-    empty stream: ArrowInvalid "Empty CSV file"), with no read left held."""
+    batches taken (``_PacedBatches``); use it in a ``with``. None when the stream has no bytes (or a
+    BOM alone: no rows); otherwise raises what ``open_csv`` raises, with no read left held."""
     pacer = _Pacer(READ_AHEAD_BLOCKS)
     try:
         reader = pacsv.open_csv(_CarriageReturnsKept(binary, pacer), **options)
-    except BaseException:
+    except BaseException as error:
         pacer.finish()  # no batch will be taken: let any read Arrow started go
+        if isinstance(error, pa.ArrowInvalid) and str(error).startswith("Empty CSV file"):
+            return None
         raise
     return _PacedBatches(reader, pacer)
 

@@ -307,3 +307,21 @@ def test_a_data_file_is_read_a_few_blocks_ahead_of_its_conversion(monkeypatch):
     assert paced.reads == unpaced.reads >= 25
     assert paced.most_ahead <= ahead + 1 < 10
     assert unpaced.most_ahead >= 10  # what the test would see without the pacing
+
+
+@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf"], ids=["empty", "bom-alone"])
+def test_an_empty_data_file_converts_to_no_rows(data):
+    """A data file with no bytes (or a byte-order mark alone) is no rows for pyarrow's reader, as an
+    empty one is for the csv module's: nothing written, no key yielded, no error."""
+
+    class Upload:
+        rows = 0
+
+        def write_block(self, pieces, rows):
+            raise AssertionError("nothing to write")
+
+        def writerow(self, fields):
+            raise AssertionError("nothing to write")
+
+    assert list(generated_copy._convert_arrow(io.BytesIO(data), ["Bucket", "Key"], Upload(), "d.csv")) == []
+    assert list(generated_copy._convert_csv(io.BytesIO(b""), ["Bucket", "Key"], Upload(), "d.csv")) == []
