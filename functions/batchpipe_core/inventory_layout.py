@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchpipe_core.errors import BatchPipeError, InventoryNotFoundError
+from batchpipe_core.listing import object_pages
 
 
 @dataclass(frozen=True)
@@ -323,8 +324,7 @@ def _delivery_folders(s3: Any, bucket: str, list_prefix: str) -> list[str]:
     """Names of the timestamp folders under the listing prefix (no data files are listed)."""
     base = list_prefix[: list_prefix.rindex("/") + 1]
     folders = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=list_prefix, Delimiter="/"):
+    for page in object_pages(s3, Bucket=bucket, Prefix=list_prefix, Delimiter="/"):
         for common in page.get("CommonPrefixes", []):
             name = common["Prefix"][len(base) :].rstrip("/")
             if _DELIVERY_FOLDER.match(name):

@@ -36,6 +36,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batchpipe_core.errors import BatchPipeError
+from batchpipe_core.listing import object_pages
 
 MiB = 1024**2
 GiB = 1024**3
@@ -378,7 +379,7 @@ def list_sources(s3: Any, bucket: str, prefix: str) -> list[Source]:
     ascending UTF-8 binary order: S3 API reference, ListObjectsV2), so a listing plans the same way
     each time it is read."""
     sources = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for page in object_pages(s3, Bucket=bucket, Prefix=prefix, MaxKeys=LIST_PAGE_KEYS):
         for item in page.get("Contents", []):
             sources.append(Source(item["Key"], item["Size"], item.get("ETag")))
     return sources
@@ -507,10 +508,7 @@ def sources_after(s3: Any, *, bucket: str, prefix: str, after: str | None) -> It
     ``StartAfter`` starts the listing after that key (S3 API reference, ListObjectsV2), so a caller
     that stops early lists no further page."""
     start = {"StartAfter": after} if after else {}
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=prefix, **start, PaginationConfig={"PageSize": LIST_PAGE_KEYS}
-    )
-    for page in pages:
+    for page in object_pages(s3, Bucket=bucket, Prefix=prefix, **start, MaxKeys=LIST_PAGE_KEYS):
         for item in page.get("Contents", []):
             yield Source(item["Key"], item["Size"], item.get("ETag"))
 

@@ -26,6 +26,7 @@ from batchpipe_core.accounting import (
 from batchpipe_core.errors import AccountingError, BatchPipeError, readable_cause
 from batchpipe_core.jobs import StatePart
 from batchpipe_core.keys import as_folder
+from batchpipe_core.listing import object_pages
 from batchpipe_core.multipart import Limits, Source, concatenate
 from batchpipe_core.observability import metrics
 from batchpipe_core.report import FAILURE_HEADER_LINE
@@ -211,9 +212,7 @@ def read_records(s3: Any, bucket: str, prefix: str) -> list[AttemptRecord]:
     Listing with a delimiter returns one entry per attempt folder, however many report files it holds.
     """
     numbers: list[int] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{prefix}attempt-", Delimiter="/"
-    ):
+    for page in object_pages(s3, Bucket=bucket, Prefix=f"{prefix}attempt-", Delimiter="/"):
         for common in page.get("CommonPrefixes", []):
             match = _RECORD_KEY.search(common["Prefix"])
             if match:
