@@ -6,6 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from batchpipe_core.errors import TransientError
 from batchpipe_core.listing import object_pages
 from batchpipe_core.multipart import list_sources, sources_after
 
@@ -72,3 +73,23 @@ def test_the_packing_listings_read_every_page(s3, monkeypatch):
         "p/日本",
     ]
     assert [source.size for source in list_sources(s3, BUCKET, "p/")] == [3, 3, 3, 3, 4, 8]
+
+
+@pytest.mark.parametrize("token", [None, "the-first-token-again"])
+def test_a_listing_that_cannot_go_on_is_an_error_not_a_short_listing(s3, token):
+    """A truncated page without a token, or with one already given: S3 never answers so (its
+    documentation: a truncated response carries NextContinuationToken), and if it did, stopping
+    would look like a whole listing to the report stage that counts what it lists."""
+    tokens = []
+
+    def mangle(parsed, **_):
+        if parsed.get("NextContinuationToken"):
+            tokens.append(parsed["NextContinuationToken"])
+            if token is None:
+                del parsed["NextContinuationToken"]
+            elif len(tokens) > 1:
+                parsed["NextContinuationToken"] = tokens[0]
+
+    s3.meta.events.register("after-call.s3.ListObjectsV2", mangle)
+    with pytest.raises(TransientError, match="continuation token"):
+        listed(object_pages(s3, Bucket=BUCKET, Prefix="p/", MaxKeys=2))
