@@ -93,3 +93,14 @@ def test_a_listing_that_cannot_go_on_is_an_error_not_a_short_listing(s3, token):
     s3.meta.events.register("after-call.s3.ListObjectsV2", mangle)
     with pytest.raises(TransientError, match="continuation token"):
         listed(object_pages(s3, Bucket=BUCKET, Prefix="p/", MaxKeys=2))
+
+
+def test_past_s3s_1000_keys_a_page_every_key_is_listed(s3):
+    """S3's own page size (ListObjectsV2 returns at most 1,000 keys a page: S3 API reference,
+    MaxKeys), not a small one set by the test: the listings that give no MaxKeys cross it too."""
+    keys = [f"many/{index:04d}-é" for index in range(1001)]
+    for key in keys:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
+    pages = list(object_pages(s3, Bucket=BUCKET, Prefix="many/"))
+    assert [len(page["Contents"]) for page in pages] == [1000, 1]
+    assert [source.key for source in list_sources(s3, BUCKET, "many/")] == keys
